@@ -1,0 +1,137 @@
+//! The shared access token, as Jupyter does it.
+//!
+//! A server started without `--token` generates one and prints a ready link. Clients present it
+//! as `Authorization: Bearer <token>`, as the `sse_apps_token` cookie, or once as `?token=` in a
+//! link: browsers' `EventSource` cannot send headers, so a request carrying the right `?token=`
+//! also gets an `HttpOnly; SameSite=Strict` cookie and later requests need nothing in the URL.
+//! Tokens are compared in constant time and never logged.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+
+/// The cookie that carries the token for browsers.
+pub const COOKIE_NAME: &str = "sse_apps_token";
+
+/// The token a server requires, or none (open access). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Token(Option<Arc<str>>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Token(<redacted>)"
+        } else {
+            "Token(none)"
+        })
+    }
+}
+
+impl Token {
+    /// Requires `secret`.
+    pub fn required(secret: impl Into<Arc<str>>) -> Token {
+        Token(Some(secret.into()))
+    }
+
+    /// Requires nothing.
+    pub fn open() -> Token {
+        Token(None)
+    }
+
+    /// A fresh random token: 32 bytes from the OS generator, as 64 hex digits.
+    pub fn generate() -> String {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The secret, for printing the start-up link (and nothing else).
+    pub fn secret(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// Whether a token is required at all.
+    pub fn is_required(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Constant-time comparison with what a client presented.
+    pub fn matches(&self, candidate: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(secret) => bool::from(secret.as_bytes().ct_eq(candidate.as_bytes())),
+        }
+    }
+}
+
+/// Where the client put its token.
+enum Presented {
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+fn presented(req: &Request) -> Option<Presented> {
+    let headers = req.headers();
+    if let Some(bearer) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(Presented::Header(bearer.trim().to_owned()));
+    }
+    if let Some(query) = req.uri().query() {
+        if let Some((_, v)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token") {
+            return Some(Presented::Query(v.into_owned()));
+        }
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| Presented::Cookie(v.to_owned()))
+}
+
+/// Middleware: refuses requests without the right token with 401, and turns a correct `?token=`
+/// into a cookie. Use with `axum::middleware::from_fn_with_state(token, require_token)`.
+pub async fn require_token(State(token): State<Token>, req: Request, next: Next) -> Response {
+    if !token.is_required() {
+        return next.run(req).await;
+    }
+    let (candidate, from_query) = match presented(&req) {
+        Some(Presented::Header(t) | Presented::Cookie(t)) => (t, false),
+        Some(Presented::Query(t)) => (t, true),
+        None => return unauthorized("missing_token", "this endpoint needs the server's token"),
+    };
+    if !token.matches(&candidate) {
+        return unauthorized("wrong_token", "the token is not valid for this server");
+    }
+    let mut response = next.run(req).await;
+    if from_query {
+        let cookie = format!("{COOKIE_NAME}={candidate}; HttpOnly; SameSite=Strict; Path=/");
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+fn unauthorized(code: &'static str, message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    response
+}

@@ -1,0 +1,19 @@
+//! The HTTP edge: everything between the socket and an app's handler.
+//!
+//! * [`ApiError`]: every error is JSON `{"error":{"code","message"}}` with the right status,
+//!   and [`not_found`]/[`method_not_allowed`] keep even routing misses in that shape;
+//! * [`JsonBody`]: a JSON extractor whose rejections (wrong content type 415, malformed 400,
+//!   too large 413) are [`ApiError`]s too;
+//! * [`auth`]: the shared token (bearer header, cookie, or a `?token=` link that sets the cookie),
+//!   compared in constant time;
+//! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
+//! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`.
+
+pub mod auth;
+mod error;
+mod json;
+pub mod origin;
+pub mod rate;
+
+pub use error::{ApiError, method_not_allowed, not_found};
+pub use json::JsonBody;

@@ -1,0 +1,401 @@
+//! Topics: publish once, fan out to every subscriber, replay what a reconnecting client missed.
+//!
+//! A [`Topic`] keeps three things under one short lock: the last id it gave out, a ring of the
+//! most recent replayable frames, and a [`tokio::sync::broadcast`] sender for live delivery.
+//! Publishing encodes the event once, pushes the frame into the ring and the channel; every
+//! subscriber shares the same bytes.
+//!
+//! Subscribing takes the same lock, so the replay taken from the ring and the live channel meet
+//! exactly: nothing is missed or doubled between them. A client that comes back with a
+//! `Last-Event-ID` gets exactly the frames after it; one whose id is unknown or older than the
+//! ring gets a single `resync` event instead (it must refetch state). A subscriber that falls
+//! behind by more than its buffer is told the same way: a gap is never silent.
+//!
+//! Ids are integers that only grow. The first id of a topic is taken from the clock (microseconds
+//! since 1970), so ids from before a server restart are always older than anything in the new
+//! ring and get `resync`, never some other event that happens to reuse the number.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::broadcast;
+
+use crate::metrics::Metrics;
+use crate::wire::{Event, Frame};
+
+/// Sizes for topics.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicConfig {
+    /// How many recent frames are kept for replay.
+    pub replay: usize,
+    /// How many frames a subscriber may fall behind before it is sent `resync`.
+    pub buffer: usize,
+    /// The most bytes gathered into one write when a subscriber has several frames waiting.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            replay: 1024,
+            buffer: 1024,
+            max_batch_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Where a new subscription starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// From the next event published.
+    Live,
+    /// After the event with this id (the client's `Last-Event-ID`, as text).
+    After(String),
+}
+
+impl Resume {
+    /// `Resume::After(id)` when the client sent a non-empty id, else `Resume::Live`.
+    pub fn from_last_event_id(id: Option<&str>) -> Resume {
+        match id {
+            Some(id) if !id.is_empty() => Resume::After(id.to_owned()),
+            _ => Resume::Live,
+        }
+    }
+}
+
+/// A frame as it travels to subscribers: replayable frames carry their id.
+#[derive(Clone, Debug)]
+struct Published {
+    id: Option<u64>,
+    frame: Frame,
+}
+
+/// A named set of topics, created on first use.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    topics: Mutex<HashMap<String, Topic>>,
+    config: TopicConfig,
+    metrics: Metrics,
+}
+
+impl Hub {
+    /// An empty hub whose topics use `config`.
+    pub fn new(config: TopicConfig, metrics: Metrics) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                topics: Mutex::default(),
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    /// The topic with this name, created if it does not exist yet.
+    pub fn topic(&self, name: &str) -> Topic {
+        let mut topics = lock(&self.inner.topics);
+        topics
+            .entry(name.to_owned())
+            .or_insert_with(|| Topic::new(self.inner.config, self.inner.metrics.clone()))
+            .clone()
+    }
+
+    /// The topic with this name, if it exists.
+    pub fn get(&self, name: &str) -> Option<Topic> {
+        lock(&self.inner.topics).get(name).cloned()
+    }
+
+    /// Forgets a topic. Its subscribers see their stream end.
+    pub fn remove(&self, name: &str) -> Option<Topic> {
+        lock(&self.inner.topics).remove(name)
+    }
+
+    /// Names of the topics that exist now.
+    pub fn names(&self) -> Vec<String> {
+        lock(&self.inner.topics).keys().cloned().collect()
+    }
+}
+
+/// One ordered stream of events with its replay ring. Cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct Topic {
+    inner: Arc<TopicInner>,
+}
+
+#[derive(Debug)]
+struct TopicInner {
+    state: Mutex<TopicState>,
+    sender: broadcast::Sender<Published>,
+    config: TopicConfig,
+    metrics: Metrics,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    /// The id before the first one this topic gave out.
+    first_id: u64,
+    last_id: u64,
+    ring: VecDeque<(u64, Frame)>,
+}
+
+impl TopicState {
+    /// The frames after `after`, or `None` when that id cannot be resumed from.
+    fn replay_after(&self, after: u64) -> Option<Vec<Published>> {
+        let oldest = self.ring.front().map_or(self.last_id + 1, |(id, _)| *id);
+        if after > self.last_id || after < self.first_id || after + 1 < oldest {
+            return None;
+        }
+        let newer = self.ring.iter().filter(|(id, _)| *id > after);
+        Some(
+            newer
+                .map(|(id, frame)| Published {
+                    id: Some(*id),
+                    frame: frame.clone(),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Microseconds since 1970: where a new topic's ids start.
+fn clock_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+}
+
+impl Topic {
+    /// A topic on its own (sessions use these; most code asks a [`Hub`]).
+    pub fn new(config: TopicConfig, metrics: Metrics) -> Topic {
+        let (sender, _) = broadcast::channel(config.buffer.max(1));
+        let first_id = clock_id();
+        let state = TopicState {
+            first_id,
+            last_id: first_id,
+            ring: VecDeque::new(),
+        };
+        Topic {
+            inner: Arc::new(TopicInner {
+                state: Mutex::new(state),
+                sender,
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    /// Gives `event` the next id, encodes it once, keeps it for replay and sends it to every
+    /// subscriber. Returns the id.
+    pub fn publish(&self, event: Event) -> u64 {
+        let mut state = lock(&self.inner.state);
+        let id = state.last_id + 1;
+        let frame = event.id(id).encode();
+        state.last_id = id;
+        if self.inner.config.replay > 0 {
+            if state.ring.len() == self.inner.config.replay {
+                state.ring.pop_front();
+            }
+            state.ring.push_back((id, frame.clone()));
+        }
+        // No receivers is fine: the frame waits in the ring for whoever comes.
+        let _ = self.inner.sender.send(Published {
+            id: Some(id),
+            frame,
+        });
+        drop(state);
+        self.inner.metrics.event_published();
+        id
+    }
+
+    /// Sends `event` to the current subscribers only: no id, not kept for replay (for things
+    /// like typing indicators that are worthless later).
+    pub fn publish_transient(&self, event: &Event) {
+        let frame = event.encode();
+        let _state = lock(&self.inner.state);
+        let _ = self.inner.sender.send(Published { id: None, frame });
+    }
+
+    /// The id of the last replayable event published.
+    pub fn last_id(&self) -> u64 {
+        lock(&self.inner.state).last_id
+    }
+
+    /// How many subscriptions are open.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.sender.receiver_count()
+    }
+
+    /// Opens a subscription starting at `resume`.
+    pub fn subscribe(&self, resume: &Resume) -> Subscription {
+        let state = lock(&self.inner.state);
+        let receiver = self.inner.sender.subscribe();
+        let mut backlog = VecDeque::new();
+        if let Resume::After(text) = resume {
+            match text
+                .parse::<u64>()
+                .ok()
+                .and_then(|after| state.replay_after(after))
+            {
+                Some(frames) => backlog.extend(frames),
+                None => {
+                    self.inner.metrics.resync("unknown_id");
+                    let frame = resync_frame("unknown_id", state.last_id);
+                    backlog.push_back(Published {
+                        id: Some(state.last_id),
+                        frame,
+                    });
+                }
+            }
+        }
+        drop(state);
+        Subscription {
+            backlog,
+            receiver,
+            last_id: None,
+            max_batch: self.inner.config.max_batch_bytes,
+            skip_through: 0,
+            metrics: self.inner.metrics.clone(),
+            topic: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Opens a subscription that replays everything after the numeric id `after` (used by
+    /// sessions, which track how far each one was delivered).
+    pub fn subscribe_after(&self, after: u64) -> Subscription {
+        self.subscribe(&Resume::After(after.to_string()))
+    }
+}
+
+/// The `resync` event: "you missed something; refetch state". It carries the topic's current
+/// id, so a client that reconnects later resumes from here rather than from the gap.
+fn resync_frame(reason: &str, current_id: u64) -> Frame {
+    Event::new()
+        .event("resync")
+        .id(current_id)
+        .json(&serde_json::json!({ "reason": reason }))
+        .encode()
+}
+
+/// A live view of a topic: replayed frames first, then new ones as they are published.
+#[derive(Debug)]
+pub struct Subscription {
+    backlog: VecDeque<Published>,
+    receiver: broadcast::Receiver<Published>,
+    last_id: Option<u64>,
+    max_batch: usize,
+    /// After a lag, frames up to this id are covered by the `resync` already sent.
+    skip_through: u64,
+    metrics: Metrics,
+    /// Weak, so that removing a topic from its hub ends its subscriptions.
+    topic: Weak<TopicInner>,
+}
+
+impl Subscription {
+    /// Waits for the next frames and returns them gathered into one buffer (every frame that is
+    /// already waiting, up to the batch limit), so a busy stream costs one write per batch rather
+    /// than one per event. Returns `None` when the topic is gone.
+    pub async fn next_batch(&mut self) -> Option<Bytes> {
+        if self.backlog.is_empty() {
+            let first = self.recv().await?;
+            self.backlog.push_back(first);
+        }
+        let mut size: usize = self.backlog.iter().map(|p| p.frame.len()).sum();
+        while size < self.max_batch {
+            let Some(next) = self.try_recv() else { break };
+            size += next.frame.len();
+            self.backlog.push_back(next);
+        }
+        Some(self.take_batch())
+    }
+
+    /// Takes frames from the backlog, up to the batch limit (at least one).
+    fn take_batch(&mut self) -> Bytes {
+        if self.backlog.len() == 1 {
+            // The common case: hand out the shared bytes without copying.
+            return self.pop().map(Frame::into_bytes).unwrap_or_default();
+        }
+        let mut batch = BytesMut::new();
+        while let Some(next) = self.backlog.front() {
+            if !batch.is_empty() && batch.len() + next.frame.len() > self.max_batch {
+                break;
+            }
+            let Some(frame) = self.pop() else { break };
+            batch.extend_from_slice(frame.as_bytes());
+        }
+        batch.freeze()
+    }
+
+    fn pop(&mut self) -> Option<Frame> {
+        let published = self.backlog.pop_front()?;
+        if published.id.is_some() {
+            self.last_id = published.id;
+        }
+        Some(published.frame)
+    }
+
+    async fn recv(&mut self) -> Option<Published> {
+        loop {
+            let published = match self.receiver.recv().await {
+                Ok(published) => published,
+                Err(broadcast::error::RecvError::Lagged(_)) => return Some(self.lagged()),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if self.wanted(&published) {
+                return Some(published);
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Published> {
+        loop {
+            let published = match self.receiver.try_recv() {
+                Ok(published) => published,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(self.lagged()),
+                Err(_) => return None,
+            };
+            if self.wanted(&published) {
+                return Some(published);
+            }
+        }
+    }
+
+    /// False for frames a `resync` already covered.
+    fn wanted(&self, published: &Published) -> bool {
+        published.id.is_none_or(|id| id > self.skip_through)
+    }
+
+    /// The subscriber fell more than its buffer behind: frames were dropped for it. It gets one
+    /// `resync` carrying the topic's current id, and the frames still queued up to that id are
+    /// skipped (the state it refetches includes them), so ids on the stream keep increasing.
+    fn lagged(&mut self) -> Published {
+        self.metrics.resync("lagged");
+        let current = self
+            .topic
+            .upgrade()
+            .map_or(0, |topic| lock(&topic.state).last_id);
+        self.skip_through = current;
+        Published {
+            id: Some(current),
+            frame: resync_frame("lagged", current),
+        }
+    }
+
+    /// The id of the last replayable frame this subscription handed out in a batch, if any.
+    pub fn last_id(&self) -> Option<u64> {
+        self.last_id
+    }
+}
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: every critical
+/// section in this crate leaves the data consistent before anything that could panic.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

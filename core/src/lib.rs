@@ -1,0 +1,117 @@
+//! # sse-core: the SSE + POST pattern, once and correctly
+//!
+//! The server pushes to clients over a Server-Sent Events stream; clients answer with plain HTTP
+//! POST; this crate matches each answer to its request. It knows nothing of any app.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`wire`] | SSE frames (encoded once, spec-exact), the spec's reader, JSON-RPC envelopes. No IO. |
+//! | [`hub`] | topics, fan-out, replay ring, `Last-Event-ID` resume, explicit `resync` |
+//! | [`session`] | session ids, per-session streams kept through short disconnects, expiry |
+//! | [`rpc`] | the correlator: request id → waiting caller; timeouts, cancellation, typed failures |
+//! | [`stream`] | a subscription as an HTTP response: headers, keep-alives, shutdown |
+//! | [`edge`] | token auth, Host/Origin checks, rate limits, JSON errors |
+//! | [`client`] | reconnecting SSE client and a responder that answers requests |
+//! | [`metrics`] | Prometheus counters and histograms |
+//!
+//! [`Core`] bundles one of each for a server:
+//!
+//! ```
+//! # async fn demo() {
+//! use std::time::Duration;
+//! use sse_core::{Core, CoreConfig, rpc::JsonRpcEvents};
+//!
+//! let core = Core::new(CoreConfig::default());
+//! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents));
+//! // Some client connected to this session answers over POST; here nobody does:
+//! let answer = core
+//!     .correlator
+//!     .request(&session, "analyze", None, Duration::from_millis(10))
+//!     .await;
+//! assert!(matches!(answer, Err(sse_core::rpc::RpcError::Timeout(_))));
+//! # }
+//! ```
+
+pub mod client;
+pub mod edge;
+pub mod hub;
+pub mod metrics;
+pub mod rpc;
+pub mod session;
+pub mod stream;
+pub mod wire;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use hub::{Hub, TopicConfig};
+use metrics::Metrics;
+use rpc::{Correlator, CorrelatorConfig};
+use session::{SessionConfig, Sessions};
+use stream::StreamConfig;
+
+/// Sizes and timings for a [`Core`].
+#[derive(Clone, Copy, Debug)]
+pub struct CoreConfig {
+    /// Topic ring and buffer sizes.
+    pub topic: TopicConfig,
+    /// Session grace period and stream sizes.
+    pub session: SessionConfig,
+    /// Correlator memory and circuit breaker.
+    pub correlator: CorrelatorConfig,
+    /// Keep-alive interval of every stream.
+    pub keep_alive: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            topic: TopicConfig::default(),
+            session: SessionConfig::default(),
+            correlator: CorrelatorConfig::default(),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// One server's hub, sessions, correlator, stream settings and metrics. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Core {
+    /// Named topics for broadcast.
+    pub hub: Hub,
+    /// Per-client sessions.
+    pub sessions: Sessions,
+    /// Request/answer matching.
+    pub correlator: Correlator,
+    /// Keep-alive and shutdown for streams.
+    pub streams: StreamConfig,
+    /// Every counter.
+    pub metrics: Metrics,
+}
+
+impl Core {
+    /// A core with its own metrics registry and shutdown token.
+    pub fn new(config: CoreConfig) -> Core {
+        let metrics = Metrics::new();
+        let sessions = Sessions::new(config.session, metrics.clone());
+        let correlator = Correlator::new(config.correlator, metrics.clone());
+        let forget = correlator.clone();
+        sessions.on_expire(move |id| forget.forget_session(id));
+        Core {
+            hub: Hub::new(config.topic, metrics.clone()),
+            sessions,
+            correlator,
+            streams: StreamConfig {
+                keep_alive: config.keep_alive,
+                shutdown: CancellationToken::new(),
+            },
+            metrics,
+        }
+    }
+
+    /// Cancelling this token ends every open stream at once (graceful shutdown).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.streams.shutdown.clone()
+    }
+}

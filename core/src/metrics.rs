@@ -1,0 +1,201 @@
+//! Counters, gauges and histograms for everything the core does, rendered as Prometheus text.
+//!
+//! One [`Metrics`] value is created per server and handed to the hub, the sessions and the
+//! correlator; cloning it shares the same series. Each server has its own registry (no global
+//! recorder), so tests can run many servers in one process and read each one's figures.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labeled<M> = Family<[(&'static str, &'static str); 1], M>;
+
+/// The core's metrics. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    streams_open: Gauge,
+    streams_opened: Counter,
+    bytes_sent: Counter,
+    events_published: Counter,
+    resyncs: Labeled<Counter>,
+    sessions_active: Gauge,
+    sessions_expired: Counter,
+    rpc_pending: Gauge,
+    rpc_outcomes: Labeled<Counter>,
+    rpc_answers_rejected: Labeled<Counter>,
+    rpc_round_trip: Histogram,
+    http_errors: Labeled<Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every series at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sse");
+        let inner = Inner {
+            streams_open: Gauge::default(),
+            streams_opened: Counter::default(),
+            bytes_sent: Counter::default(),
+            events_published: Counter::default(),
+            resyncs: Labeled::default(),
+            sessions_active: Gauge::default(),
+            sessions_expired: Counter::default(),
+            rpc_pending: Gauge::default(),
+            rpc_outcomes: Labeled::default(),
+            rpc_answers_rejected: Labeled::default(),
+            rpc_round_trip: Histogram::new(exponential_buckets(0.000_1, 2.0, 20)),
+            http_errors: Labeled::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "streams_open",
+            "SSE responses currently open",
+            inner.streams_open.clone(),
+        );
+        registry.register(
+            "streams_opened",
+            "SSE responses opened",
+            inner.streams_opened.clone(),
+        );
+        registry.register(
+            "bytes_sent",
+            "Bytes written to SSE streams",
+            inner.bytes_sent.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events published to topics and sessions",
+            inner.events_published.clone(),
+        );
+        registry.register(
+            "resyncs",
+            "resync events sent, by reason",
+            inner.resyncs.clone(),
+        );
+        registry.register(
+            "sessions_active",
+            "Sessions in memory",
+            inner.sessions_active.clone(),
+        );
+        registry.register(
+            "sessions_expired",
+            "Sessions expired",
+            inner.sessions_expired.clone(),
+        );
+        registry.register(
+            "rpc_pending",
+            "Requests awaiting an answer",
+            inner.rpc_pending.clone(),
+        );
+        registry.register(
+            "rpc_requests",
+            "Requests by outcome",
+            inner.rpc_outcomes.clone(),
+        );
+        registry.register(
+            "rpc_answers_rejected",
+            "Answers rejected, by reason",
+            inner.rpc_answers_rejected.clone(),
+        );
+        registry.register(
+            "rpc_round_trip_seconds",
+            "Time from sending a request to its answer",
+            inner.rpc_round_trip.clone(),
+        );
+        registry.register(
+            "http_errors",
+            "Error responses, by code",
+            inner.http_errors.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner { registry, ..inner }),
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.inner.registry);
+        out
+    }
+
+    pub(crate) fn stream_opened(&self) {
+        self.inner.streams_open.inc();
+        self.inner.streams_opened.inc();
+    }
+
+    pub(crate) fn stream_closed(&self) {
+        self.inner.streams_open.dec();
+    }
+
+    pub(crate) fn bytes_sent(&self, n: usize) {
+        self.inner.bytes_sent.inc_by(n as u64);
+    }
+
+    pub(crate) fn event_published(&self) {
+        self.inner.events_published.inc();
+    }
+
+    pub(crate) fn resync(&self, reason: &'static str) {
+        self.inner
+            .resyncs
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub(crate) fn session_created(&self) {
+        self.inner.sessions_active.inc();
+    }
+
+    pub(crate) fn session_expired(&self) {
+        self.inner.sessions_active.dec();
+        self.inner.sessions_expired.inc();
+    }
+
+    pub(crate) fn rpc_sent(&self) {
+        self.inner.rpc_pending.inc();
+    }
+
+    pub(crate) fn rpc_finished(&self, outcome: &'static str, seconds: f64) {
+        self.inner.rpc_pending.dec();
+        self.inner
+            .rpc_outcomes
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
+        if outcome == "answered" || outcome == "error" {
+            self.inner.rpc_round_trip.observe(seconds);
+        }
+    }
+
+    pub(crate) fn answer_rejected(&self, reason: &'static str) {
+        self.inner
+            .rpc_answers_rejected
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// Counts one error response sent by the HTTP edge.
+    pub fn http_error(&self, code: &'static str) {
+        self.inner
+            .http_errors
+            .get_or_create(&[("code", code)])
+            .inc();
+    }
+}

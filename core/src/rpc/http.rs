@@ -1,0 +1,105 @@
+//! The native session endpoints: a JSON-RPC request stream and the POST that answers it.
+//!
+//! * `GET /rpc/events[?client_id=NAME][&session_id=ID]` opens (or, with the id of a live session,
+//!   resumes) a session. The first frame is `event: session` with `{"session_id","client_id"}`;
+//!   requests follow as `event: request`, cancellations as `event: notification`, each with an
+//!   id, so `Last-Event-ID` resumes exactly. A session is resumed by its id only: a name is not a
+//!   secret, so it only labels a new session (which takes the name over).
+//! * `POST /rpc/responses` with header `Session-Id: ID` and a JSON-RPC response as body: 202 when
+//!   delivered; 404, 403, 409 or 410 as the correlator decides; 400 for a body that is not a
+//!   response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::JsonRpcEvents;
+use crate::Core;
+use crate::edge::{ApiError, JsonBody};
+use crate::session::SessionId;
+use crate::stream::{LastEventId, sse_response, with_prelude};
+use crate::wire::Event;
+use crate::wire::jsonrpc::Message;
+
+/// The header that names the answering session.
+pub const SESSION_HEADER: &str = "session-id";
+
+/// The routes, ready to merge into an app's router.
+pub fn routes(core: Core) -> Router {
+    Router::new()
+        .route("/rpc/events", get(open_session))
+        .route("/rpc/responses", post(post_response))
+        .with_state(core)
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenQuery {
+    client_id: Option<String>,
+    session_id: Option<String>,
+}
+
+async fn open_session(
+    State(core): State<Core>,
+    Query(query): Query<OpenQuery>,
+    LastEventId(last_event_id): LastEventId,
+) -> Response {
+    let existing = query
+        .session_id
+        .as_deref()
+        .and_then(|id| core.sessions.get(&SessionId::from(id)));
+    let resumed = existing.is_some();
+    let session = existing.unwrap_or_else(|| {
+        let name = query.client_id.as_deref().filter(|n| !n.is_empty());
+        core.sessions.create(name, Arc::new(JsonRpcEvents))
+    });
+    // An id from another session's stream means nothing here.
+    let last_event_id = if resumed { last_event_id } else { None };
+    let connection = session.connect(last_event_id.as_deref());
+    let hello = Event::new()
+        .event("session")
+        .retry(Duration::from_secs(1))
+        .json(&json!({ "session_id": session.id().as_str(), "client_id": session.name() }))
+        .encode();
+    sse_response(
+        with_prelude(vec![hello], connection.into_stream()),
+        &core.streams,
+        &core.metrics,
+    )
+}
+
+async fn post_response(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let session = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_session", "send the Session-Id header"))?;
+    let response = match Message::from_value(body) {
+        Ok(Message::Response(response)) => response,
+        Ok(_) => {
+            return Err(ApiError::bad_request(
+                "not_a_response",
+                "the body must be a JSON-RPC response (with \"result\" or \"error\")",
+            ));
+        }
+        Err(error) => return Err(ApiError::bad_request("invalid_jsonrpc", error.to_string())),
+    };
+    core.correlator
+        .answer(&SessionId::from(session), response)
+        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": true })).into_response(),
+    )
+        .into_response())
+}

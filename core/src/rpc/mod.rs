@@ -1,0 +1,475 @@
+//! The correlator: sends a request down a session's stream and hands the caller the answer that
+//! comes back in a POST.
+//!
+//! One owner, one lock: [`Correlator`] keeps a map from request id to the waiting caller's
+//! `oneshot` sender, plus a bounded record of recently finished requests. That record is what
+//! lets every wrong answer get its own status instead of a generic 404:
+//!
+//! | the POSTed answer…                        | [`AnswerError`] | HTTP |
+//! |-------------------------------------------|-----------------|------|
+//! | names an id nobody is waiting for         | `Unknown`       | 404  |
+//! | comes from a session other than the one asked | `WrongSession` | 403 |
+//! | repeats an answer already delivered (first wins) | `Duplicate` | 409 |
+//! | arrives after the deadline or after the caller gave up | `Late` | 410 |
+//!
+//! A caller that stops waiting, by timeout or by dropping the future, removes its entry and the
+//! client is told with a `notifications/cancelled` notification (the MCP convention), so it can
+//! stop working on it. Ids are unique per correlator, so concurrent requests to one session can
+//! never swap answers.
+
+pub mod http;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::hub::lock;
+use crate::metrics::Metrics;
+use crate::session::{Session, SessionId};
+use crate::wire::Event;
+use crate::wire::jsonrpc::{ErrorObject, Id, Notification, Request, Response};
+
+/// How a session's client wants requests and cancellations framed on its stream.
+pub trait Dialect: Send + Sync + 'static {
+    /// The event that carries `request`.
+    fn request(&self, request: &Request) -> Event;
+    /// The event that tells the client `id` was cancelled, or `None` if its protocol has no way
+    /// to say so.
+    fn cancelled(&self, id: &Id, reason: &str) -> Option<Event>;
+}
+
+/// The native framing: `event: request` with a JSON-RPC request as data, and `event:
+/// notification` with a `notifications/cancelled` notification.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonRpcEvents;
+
+/// The method of the notification sent when a request is cancelled.
+pub const CANCELLED: &str = "notifications/cancelled";
+
+impl Dialect for JsonRpcEvents {
+    fn request(&self, request: &Request) -> Event {
+        Event::new().event("request").json(&json!(request))
+    }
+
+    fn cancelled(&self, id: &Id, reason: &str) -> Option<Event> {
+        let note = Notification::new(
+            CANCELLED,
+            Some(json!({ "requestId": id, "reason": reason })),
+        );
+        Some(Event::new().event("notification").json(&json!(note)))
+    }
+}
+
+/// Why a request got no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// No answer before the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The session expired or was closed while the request waited.
+    #[error("the session closed before answering")]
+    SessionClosed,
+    /// The client answered with a JSON-RPC error.
+    #[error("the client answered with an error: {0}")]
+    Remote(ErrorObject),
+    /// The session's circuit is open: its recent requests all timed out.
+    #[error("the session's recent requests all timed out; retry in {0:?}")]
+    CircuitOpen(Duration),
+}
+
+/// Why a POSTed answer was refused. Each maps to its own HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// No request with this id is known.
+    #[error("no request with this id is waiting")]
+    Unknown,
+    /// The request was sent to a different session.
+    #[error("this request was sent to another session")]
+    WrongSession,
+    /// The request already has its answer (the first one wins).
+    #[error("this request was already answered")]
+    Duplicate,
+    /// The request timed out or its caller gave up before this answer came.
+    #[error("this request is no longer waiting (deadline passed or cancelled)")]
+    Late,
+}
+
+impl AnswerError {
+    /// The HTTP status for this refusal.
+    pub fn status(self) -> ::http::StatusCode {
+        match self {
+            AnswerError::Unknown => ::http::StatusCode::NOT_FOUND,
+            AnswerError::WrongSession => ::http::StatusCode::FORBIDDEN,
+            AnswerError::Duplicate => ::http::StatusCode::CONFLICT,
+            AnswerError::Late => ::http::StatusCode::GONE,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            AnswerError::Unknown => "unknown_request",
+            AnswerError::WrongSession => "wrong_session",
+            AnswerError::Duplicate => "already_answered",
+            AnswerError::Late => "request_expired",
+        }
+    }
+}
+
+/// Tuning for the correlator.
+#[derive(Clone, Copy, Debug)]
+pub struct CorrelatorConfig {
+    /// How long finished requests are remembered (for 409/410 instead of 404).
+    pub remember_finished: Duration,
+    /// The most finished requests remembered at once.
+    pub max_finished: usize,
+    /// After this many timeouts in a row, a session's circuit opens (0 turns breaking off).
+    pub breaker_threshold: u32,
+    /// How long an open circuit fails calls fast before one probe is let through.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        CorrelatorConfig {
+            remember_finished: Duration::from_secs(600),
+            max_finished: 100_000,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Matches answers to requests. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Correlator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Correlator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Correlator")
+            .field("pending", &self.pending_count())
+            .finish()
+    }
+}
+
+struct Inner {
+    next_id: AtomicI64,
+    state: Mutex<State>,
+    config: CorrelatorConfig,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<Id, Waiting>,
+    finished: HashMap<Id, Finished>,
+    /// Finished ids in the order they finished, for pruning.
+    finished_order: VecDeque<(Id, Instant)>,
+    breakers: HashMap<SessionId, Breaker>,
+}
+
+struct Waiting {
+    session: SessionId,
+    reply: oneshot::Sender<Result<Value, ErrorObject>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Answered,
+    Gone,
+}
+
+struct Finished {
+    session: SessionId,
+    outcome: Outcome,
+}
+
+/// Consecutive timeouts of one session.
+#[derive(Default)]
+struct Breaker {
+    timeouts: u32,
+    open_until: Option<Instant>,
+}
+
+impl State {
+    fn finish(&mut self, id: Id, session: SessionId, outcome: Outcome, config: &CorrelatorConfig) {
+        let now = Instant::now();
+        while let Some((oldest, at)) = self.finished_order.front() {
+            let too_old = now.duration_since(*at) > config.remember_finished;
+            if !too_old && self.finished_order.len() < config.max_finished {
+                break;
+            }
+            self.finished.remove(oldest);
+            self.finished_order.pop_front();
+        }
+        self.finished
+            .insert(id.clone(), Finished { session, outcome });
+        self.finished_order.push_back((id, now));
+    }
+}
+
+impl Correlator {
+    /// A correlator with nothing pending.
+    pub fn new(config: CorrelatorConfig, metrics: Metrics) -> Correlator {
+        Correlator {
+            inner: Arc::new(Inner {
+                next_id: AtomicI64::new(1),
+                state: Mutex::default(),
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    /// Sends `method(params)` to `session` and waits up to `deadline` for the answer.
+    ///
+    /// Dropping the returned future cancels the request: its entry is removed and the client is
+    /// sent a cancellation notification.
+    pub async fn request(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Option<Value>,
+        deadline: Duration,
+    ) -> Result<Value, RpcError> {
+        self.check_breaker(session.id())?;
+        let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let (reply, answer) = oneshot::channel();
+        lock(&self.inner.state).pending.insert(
+            id.clone(),
+            Waiting {
+                session: session.id().clone(),
+                reply,
+            },
+        );
+        self.inner.metrics.rpc_sent();
+        let started = Instant::now();
+        let mut guard = PendingGuard {
+            correlator: self,
+            session,
+            id: Some(id.clone()),
+            started,
+        };
+
+        let request = Request::new(id.clone(), method, params);
+        if session.send(session.dialect().request(&request)).is_err() {
+            guard.finish("session_closed", None);
+            return Err(RpcError::SessionClosed);
+        }
+        // Leaves the guard armed: from here, dropping this future cancels the request.
+        tracing::info!(session = ?session.id(), request = %id, method, "request sent");
+
+        let mut answer = answer;
+        let gave_up = tokio::select! {
+            _ = &mut answer => None,
+            () = tokio::time::sleep(deadline) => Some(RpcError::Timeout(deadline)),
+            () = session.closed() => Some(RpcError::SessionClosed),
+        };
+        if let Some(error) = gave_up {
+            let (outcome, notify) = match error {
+                RpcError::Timeout(_) => ("timeout", Some("timeout")),
+                _ => ("session_closed", None),
+            };
+            // If the answer slipped in just before we gave up, it wins: use it below.
+            if guard.finish(outcome, notify) {
+                if outcome == "timeout" {
+                    self.breaker_timeout(session.id());
+                }
+                tracing::info!(session = ?session.id(), request = %id, outcome, "request ended without answer");
+                return Err(error);
+            }
+        }
+        guard.id = None;
+        self.breaker_success(session.id());
+        let seconds = started.elapsed().as_secs_f64();
+        // `answer` is ready here: the answer path sent on it before removing the entry.
+        match answer.await {
+            Ok(Ok(result)) => {
+                self.inner.metrics.rpc_finished("answered", seconds);
+                Ok(result)
+            }
+            Ok(Err(error)) => {
+                self.inner.metrics.rpc_finished("error", seconds);
+                Err(RpcError::Remote(error))
+            }
+            Err(_) => {
+                self.inner.metrics.rpc_finished("session_closed", seconds);
+                Err(RpcError::SessionClosed)
+            }
+        }
+    }
+
+    /// Delivers an answer POSTed by session `from`. On success the waiting caller has it.
+    pub fn answer(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
+        let result = self.try_answer(from, response);
+        if let Err(error) = &result {
+            self.inner.metrics.answer_rejected(error.code());
+        }
+        result
+    }
+
+    fn try_answer(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
+        let mut state = lock(&self.inner.state);
+        let Response { id, outcome } = response;
+        if let Some(waiting) = state.pending.get(&id) {
+            if &waiting.session != from {
+                return Err(AnswerError::WrongSession);
+            }
+            let Some(waiting) = state.pending.remove(&id) else {
+                return Err(AnswerError::Unknown);
+            };
+            let delivered = waiting.reply.send(outcome).is_ok();
+            let outcome = if delivered {
+                Outcome::Answered
+            } else {
+                Outcome::Gone
+            };
+            state.finish(id.clone(), from.clone(), outcome, &self.inner.config);
+            drop(state);
+            tracing::info!(session = ?from, request = %id, delivered, "answer received");
+            return if delivered {
+                Ok(())
+            } else {
+                Err(AnswerError::Late)
+            };
+        }
+        match state.finished.get(&id) {
+            None => Err(AnswerError::Unknown),
+            Some(done) if &done.session != from => Err(AnswerError::WrongSession),
+            Some(done) if done.outcome == Outcome::Answered => Err(AnswerError::Duplicate),
+            Some(_) => Err(AnswerError::Late),
+        }
+    }
+
+    /// How many requests are waiting for an answer.
+    pub fn pending_count(&self) -> usize {
+        lock(&self.inner.state).pending.len()
+    }
+
+    /// Ids of the requests waiting on `session`.
+    pub fn pending_for(&self, session: &SessionId) -> Vec<Id> {
+        let state = lock(&self.inner.state);
+        state
+            .pending
+            .iter()
+            .filter(|(_, w)| &w.session == session)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Forgets everything kept about `session` (its finished requests and breaker). Call when a
+    /// session expires, so that nothing of it stays in memory.
+    pub fn forget_session(&self, session: &SessionId) {
+        let mut state = lock(&self.inner.state);
+        state.finished.retain(|_, done| &done.session != session);
+        let State {
+            finished,
+            finished_order,
+            ..
+        } = &mut *state;
+        finished_order.retain(|(id, _)| finished.contains_key(id));
+        state.breakers.remove(session);
+    }
+
+    /// How many finished requests are remembered (bounded by the config).
+    pub fn finished_count(&self) -> usize {
+        lock(&self.inner.state).finished.len()
+    }
+
+    fn check_breaker(&self, session: &SessionId) -> Result<(), RpcError> {
+        let mut state = lock(&self.inner.state);
+        let Some(breaker) = state.breakers.get_mut(session) else {
+            return Ok(());
+        };
+        match breaker.open_until {
+            Some(until) if Instant::now() < until => {
+                Err(RpcError::CircuitOpen(until - Instant::now()))
+            }
+            Some(_) => {
+                // Half-open: let this call through as the probe; one more timeout re-opens.
+                breaker.open_until = None;
+                breaker.timeouts = self.inner.config.breaker_threshold.saturating_sub(1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn breaker_timeout(&self, session: &SessionId) {
+        let threshold = self.inner.config.breaker_threshold;
+        if threshold == 0 {
+            return;
+        }
+        let mut state = lock(&self.inner.state);
+        let breaker = state.breakers.entry(session.clone()).or_default();
+        breaker.timeouts += 1;
+        if breaker.timeouts >= threshold {
+            breaker.open_until = Some(Instant::now() + self.inner.config.breaker_cooldown);
+            tracing::warn!(session = ?session, "circuit opened after {} timeouts", breaker.timeouts);
+        }
+    }
+
+    fn breaker_success(&self, session: &SessionId) {
+        lock(&self.inner.state).breakers.remove(session);
+    }
+}
+
+/// Removes a request's entry if its caller stops waiting for any reason (including the future
+/// being dropped), and tells the client.
+struct PendingGuard<'a> {
+    correlator: &'a Correlator,
+    session: &'a Session,
+    id: Option<Id>,
+    started: Instant,
+}
+
+impl PendingGuard<'_> {
+    /// Marks the request finished without an answer; `notify` is the reason told to the client.
+    /// Returns false if an answer had already taken the entry.
+    fn finish(&mut self, outcome: &'static str, notify: Option<&str>) -> bool {
+        let Some(id) = self.id.take() else {
+            return false;
+        };
+        let inner = &self.correlator.inner;
+        let mut state = lock(&inner.state);
+        if state.pending.remove(&id).is_none() {
+            return false; // answered in the meantime; the answer path finished it
+        }
+        if notify.is_some() {
+            state.finish(
+                id.clone(),
+                self.session.id().clone(),
+                Outcome::Gone,
+                &inner.config,
+            );
+        }
+        drop(state);
+        inner
+            .metrics
+            .rpc_finished(outcome, self.started.elapsed().as_secs_f64());
+        if let Some(reason) = notify {
+            if let Some(event) = self.session.dialect().cancelled(&id, reason) {
+                let _ = self.session.send(event);
+            }
+        }
+        true
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            tracing::info!(session = ?self.session.id(), "request cancelled by its caller");
+            self.finish("cancelled", Some("the caller stopped waiting"));
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Sessions: one client's private stream, kept through short disconnects.
+//!
+//! A [`Session`] has an unguessable id (122 random bits), an optional human name (such as the
+//! `client_id` of the learning programs), a private [`Topic`] for everything sent to it, and the
+//! [`Dialect`] its client speaks. Anything sent while the client is away waits in the topic's
+//! ring and is delivered when it comes back: with a `Last-Event-ID`, exactly from there; without
+//! one, from the last frame an earlier connection was handed.
+//!
+//! When the last connection of a session closes, a timer of `grace` (default 30 s) starts. If
+//! nobody reconnects in that time the session expires: it leaves the registry, its name is freed,
+//! its `closed` token fires (so callers waiting on its requests learn at once), and once the last
+//! handle is dropped nothing of it stays in memory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Resume, Subscription, Topic, TopicConfig, lock};
+use crate::metrics::Metrics;
+use crate::rpc::Dialect;
+use crate::wire::Event;
+
+/// An unguessable session id (32 lowercase hex digits).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    fn random() -> SessionId {
+        SessionId(uuid::Uuid::new_v4().simple().to_string().into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(text: &str) -> SessionId {
+        SessionId(text.into())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    // Ids are bearer secrets for their session: logs show a prefix only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", self.0.get(..8).unwrap_or(&self.0))
+    }
+}
+
+/// How long sessions survive without a connection, and their stream sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionConfig {
+    /// How long a session with no connection is kept (and messages for it queued).
+    pub grace: Duration,
+    /// Ring and buffer sizes of each session's stream.
+    pub topic: TopicConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            grace: Duration::from_secs(30),
+            topic: TopicConfig::default(),
+        }
+    }
+}
+
+/// The session was closed (it expired, or was ended) and takes no more messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the session has expired or was closed")]
+pub struct SessionClosed;
+
+/// The registry of live sessions. Cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    inner: Arc<Registry>,
+}
+
+struct Registry {
+    by_id: Mutex<HashMap<SessionId, Session>>,
+    by_name: Mutex<HashMap<String, SessionId>>,
+    on_expire: Mutex<Vec<ExpiryHook>>,
+    config: SessionConfig,
+    metrics: Metrics,
+}
+
+type ExpiryHook = Arc<dyn Fn(&SessionId) + Send + Sync>;
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("live", &lock(&self.by_id).len())
+            .finish()
+    }
+}
+
+impl Sessions {
+    /// An empty registry.
+    pub fn new(config: SessionConfig, metrics: Metrics) -> Sessions {
+        Sessions {
+            inner: Arc::new(Registry {
+                by_id: Mutex::default(),
+                by_name: Mutex::default(),
+                on_expire: Mutex::default(),
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    /// Creates a session. If `name` is given it now refers to this session. The session expires
+    /// after the grace period unless a client connects.
+    pub fn create(&self, name: Option<&str>, dialect: Arc<dyn Dialect>) -> Session {
+        let session = Session {
+            inner: Arc::new(SessionInner {
+                id: SessionId::random(),
+                name: name.map(str::to_owned),
+                topic: Topic::new(self.inner.config.topic, self.inner.metrics.clone()),
+                dialect,
+                presence: Mutex::default(),
+                closed: CancellationToken::new(),
+                registry: Arc::downgrade(&self.inner),
+            }),
+        };
+        let start = session.inner.topic.last_id();
+        lock(&session.inner.presence).delivered_through = start;
+        lock(&self.inner.by_id).insert(session.id().clone(), session.clone());
+        if let Some(name) = name {
+            lock(&self.inner.by_name).insert(name.to_owned(), session.id().clone());
+        }
+        self.inner.metrics.session_created();
+        tracing::debug!(session = ?session.id(), name, "session created");
+        session.schedule_expiry(0);
+        session
+    }
+
+    /// The session with this id, if it is live.
+    pub fn get(&self, id: &SessionId) -> Option<Session> {
+        lock(&self.inner.by_id).get(id).cloned()
+    }
+
+    /// The session this name refers to, if it is live.
+    pub fn by_name(&self, name: &str) -> Option<Session> {
+        let id = lock(&self.inner.by_name).get(name).cloned()?;
+        self.get(&id)
+    }
+
+    /// How many sessions are live.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.by_id).len()
+    }
+
+    /// True when no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `hook` whenever a session expires or is closed (after it left the registry).
+    pub fn on_expire(&self, hook: impl Fn(&SessionId) + Send + Sync + 'static) {
+        lock(&self.inner.on_expire).push(Arc::new(hook));
+    }
+
+    /// Ends a session now, as if its grace period had run out.
+    pub fn close(&self, id: &SessionId) -> bool {
+        self.inner.remove(id)
+    }
+}
+
+impl Registry {
+    fn remove(&self, id: &SessionId) -> bool {
+        let Some(session) = lock(&self.by_id).remove(id) else {
+            return false;
+        };
+        if let Some(name) = &session.inner.name {
+            let mut by_name = lock(&self.by_name);
+            if by_name.get(name) == Some(id) {
+                by_name.remove(name);
+            }
+        }
+        session.inner.closed.cancel();
+        self.metrics.session_expired();
+        let hooks = lock(&self.on_expire).clone();
+        for hook in hooks {
+            hook(id);
+        }
+        tracing::info!(session = ?id, name = session.inner.name.as_deref(), "session expired");
+        true
+    }
+}
+
+/// A handle to one session. Cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+struct SessionInner {
+    id: SessionId,
+    name: Option<String>,
+    topic: Topic,
+    dialect: Arc<dyn Dialect>,
+    presence: Mutex<Presence>,
+    closed: CancellationToken,
+    registry: Weak<Registry>,
+}
+
+impl fmt::Debug for SessionInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Presence {
+    connections: usize,
+    /// Bumped whenever the last connection closes; an expiry timer only acts on its own.
+    generation: u64,
+    /// The last id handed to a connection, where a reconnect without `Last-Event-ID` resumes.
+    delivered_through: u64,
+}
+
+impl Session {
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.inner.id
+    }
+
+    /// The name given at creation, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// How this session's client wants requests framed.
+    pub fn dialect(&self) -> &Arc<dyn Dialect> {
+        &self.inner.dialect
+    }
+
+    /// Sends an event to the client; it is queued if the client is away. Returns its id.
+    pub fn send(&self, event: Event) -> Result<u64, SessionClosed> {
+        if self.is_closed() {
+            return Err(SessionClosed);
+        }
+        Ok(self.inner.topic.publish(event))
+    }
+
+    /// True once the session has expired or was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Completes when the session expires or is closed.
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await;
+    }
+
+    /// How many connections are attached now.
+    pub fn connections(&self) -> usize {
+        lock(&self.inner.presence).connections
+    }
+
+    /// Attaches a connection. `last_event_id` is what the client sent; without one, the stream
+    /// continues after the last frame handed to an earlier connection.
+    pub fn connect(&self, last_event_id: Option<&str>) -> SessionConnection {
+        let mut presence = lock(&self.inner.presence);
+        presence.connections += 1;
+        let subscription = match Resume::from_last_event_id(last_event_id) {
+            Resume::Live => self.inner.topic.subscribe_after(presence.delivered_through),
+            resume => self.inner.topic.subscribe(&resume),
+        };
+        drop(presence);
+        tracing::info!(session = ?self.id(), name = self.name(), last_event_id, "session connected");
+        SessionConnection {
+            session: self.clone(),
+            subscription,
+        }
+    }
+
+    fn disconnected(&self, delivered: Option<u64>) {
+        let mut presence = lock(&self.inner.presence);
+        presence.connections -= 1;
+        if let Some(id) = delivered {
+            presence.delivered_through = presence.delivered_through.max(id);
+        }
+        if presence.connections == 0 {
+            presence.generation += 1;
+            let generation = presence.generation;
+            drop(presence);
+            tracing::info!(session = ?self.id(), name = self.name(), "session disconnected");
+            self.schedule_expiry(generation);
+        }
+    }
+
+    /// Starts the grace timer for this generation of "no connections".
+    fn schedule_expiry(&self, generation: u64) {
+        let Some(registry) = self.inner.registry.upgrade() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let grace = registry.config.grace;
+        let session = Arc::downgrade(&self.inner);
+        let registry = Arc::downgrade(&registry);
+        runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            let (Some(session), Some(registry)) = (session.upgrade(), registry.upgrade()) else {
+                return;
+            };
+            let presence = lock(&session.presence);
+            let idle = presence.connections == 0 && presence.generation == generation;
+            drop(presence);
+            if idle {
+                registry.remove(&session.id);
+            }
+        });
+    }
+}
+
+/// One open connection to a session. Dropping it detaches the connection.
+#[derive(Debug)]
+pub struct SessionConnection {
+    session: Session,
+    subscription: Subscription,
+}
+
+impl SessionConnection {
+    /// The next frames for this connection (see [`Subscription::next_batch`]); `None` once the
+    /// session has closed.
+    pub async fn next_batch(&mut self) -> Option<Bytes> {
+        tokio::select! {
+            biased;
+            batch = self.subscription.next_batch() => batch,
+            () = self.session.closed() => None,
+        }
+    }
+
+    /// The session this connection belongs to.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Drop for SessionConnection {
+    fn drop(&mut self) {
+        self.session.disconnected(self.subscription.last_id());
+    }
+}

@@ -1,0 +1,156 @@
+//! Turning a source of frames into an HTTP response that stays open.
+//!
+//! [`sse_response`] wraps any stream of encoded frames with what every event stream needs:
+//! the right headers (`Content-Type: text/event-stream`, `Cache-Control: no-cache,
+//! no-transform`, `X-Accel-Buffering: no` so nginx does not buffer; never a `Connection` header,
+//! which HTTP/2 forbids), a keep-alive comment whenever the stream has been quiet for the
+//! configured interval (proxies cut idle connections), and an immediate end when the server shuts
+//! down, so graceful shutdown never waits on a stream that would never finish by itself.
+//!
+//! Frames arrive already encoded and already batched (see [`Subscription::next_batch`]), so each
+//! write to the socket is one `Bytes` handed to hyper with no copy and no per-connection encode.
+//!
+//! [`Subscription::next_batch`]: crate::hub::Subscription::next_batch
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Subscription;
+use crate::metrics::Metrics;
+use crate::session::SessionConnection;
+use crate::wire::Frame;
+
+/// Settings shared by every stream of a server.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// Send a keep-alive comment after this long without any frame.
+    pub keep_alive: Duration,
+    /// Cancelled when the server shuts down: every open stream ends at once.
+    pub shutdown: CancellationToken,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            keep_alive: Duration::from_secs(15),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// The client's resume point: the `Last-Event-ID` header, or for clients that cannot set headers
+/// the `lastEventId` query parameter. The header wins when both are present.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LastEventId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        let query = || {
+            let query = parts.uri.query()?;
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "lastEventId")
+                .map(|(_, v)| v.into_owned())
+        };
+        Ok(LastEventId(header.or_else(query).filter(|v| !v.is_empty())))
+    }
+}
+
+/// A boxed stream of encoded frames.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+impl Subscription {
+    /// This subscription as a stream of batches.
+    pub fn into_stream(self) -> FrameStream {
+        Box::pin(futures_util::stream::unfold(self, |mut sub| async move {
+            sub.next_batch().await.map(|batch| (batch, sub))
+        }))
+    }
+}
+
+impl SessionConnection {
+    /// This connection as a stream of batches; dropping the stream detaches the connection.
+    pub fn into_stream(self) -> FrameStream {
+        Box::pin(futures_util::stream::unfold(self, |mut conn| async move {
+            conn.next_batch().await.map(|batch| (batch, conn))
+        }))
+    }
+}
+
+/// Frames to send before the stream's own (a greeting, a `retry:` hint…), then the stream.
+pub fn with_prelude(prelude: Vec<Frame>, frames: FrameStream) -> FrameStream {
+    let first = futures_util::stream::iter(prelude.into_iter().map(Frame::into_bytes));
+    Box::pin(first.chain(frames))
+}
+
+/// Counts a stream as open from creation to drop (the client went away, or the stream ended).
+struct OpenStream {
+    metrics: Metrics,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.metrics.stream_closed();
+        tracing::debug!("stream closed");
+    }
+}
+
+struct BodyState {
+    frames: FrameStream,
+    config: StreamConfig,
+    quiet_until: Instant,
+    open: OpenStream,
+}
+
+/// The HTTP response for an event stream made of `frames`.
+pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metrics) -> Response {
+    metrics.stream_opened();
+    let state = BodyState {
+        frames,
+        config: config.clone(),
+        quiet_until: Instant::now() + config.keep_alive,
+        open: OpenStream {
+            metrics: metrics.clone(),
+        },
+    };
+    let body = futures_util::stream::unfold(state, |mut state| async move {
+        let bytes = tokio::select! {
+            biased;
+            () = state.config.shutdown.cancelled() => return None,
+            next = state.frames.next() => next?,
+            () = tokio::time::sleep_until(state.quiet_until) => Frame::keep_alive().into_bytes(),
+        };
+        state.quiet_until = Instant::now() + state.config.keep_alive;
+        state.open.metrics.bytes_sent(bytes.len());
+        tracing::trace!(bytes = bytes.len(), frame = %String::from_utf8_lossy(&bytes), "sent");
+        Some((Ok::<_, std::convert::Infallible>(bytes), state))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

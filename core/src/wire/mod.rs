@@ -1,0 +1,18 @@
+//! What goes over the wire, with no IO: SSE frames out, SSE events in, JSON-RPC envelopes both ways.
+//!
+//! * [`Event`] builds one server-sent event and encodes it **once** into a [`Frame`] (cheaply
+//!   cloneable [`bytes::Bytes`]); fan-out then shares those bytes with every connection.
+//! * [`Parser`] is the reader side of the same format, written to the letter of WHATWG HTML
+//!   §9.2.6 ("interpreting an event stream"); the Rust [`client`](crate::client) uses it.
+//! * [`jsonrpc`] holds the JSON-RPC 2.0 envelopes that server→client requests and their answers
+//!   travel in.
+//!
+//! The writer and the reader are tested against each other (any string survives a round trip)
+//! and each reader rule of the spec has its own test in `core/tests/conformance.rs`.
+
+mod event;
+pub mod jsonrpc;
+mod parser;
+
+pub use event::{Event, Frame};
+pub use parser::{MessageEvent, Parser};
