@@ -36,6 +36,8 @@ use crate::wire::jsonrpc::{ErrorObject, Id, Notification, Request, Response};
 
 /// How a session's client wants requests and cancellations framed on its stream.
 pub trait Dialect: Send + Sync + 'static {
+    /// A short name for the framing, so an app can tell its sessions apart.
+    fn name(&self) -> &'static str;
     /// The event that carries `request`.
     fn request(&self, request: &Request) -> Event;
     /// The event that tells the client `id` was cancelled, or `None` if its protocol has no way
@@ -52,6 +54,10 @@ pub struct JsonRpcEvents;
 pub const CANCELLED: &str = "notifications/cancelled";
 
 impl Dialect for JsonRpcEvents {
+    fn name(&self) -> &'static str {
+        "jsonrpc"
+    }
+
     fn request(&self, request: &Request) -> Event {
         Event::new().event("request").json(&json!(request))
     }
@@ -63,6 +69,15 @@ impl Dialect for JsonRpcEvents {
         );
         Some(Event::new().event("notification").json(&json!(note)))
     }
+}
+
+/// A successful answer, with the id the request travelled under.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answered {
+    /// The request id.
+    pub id: Id,
+    /// The client's result.
+    pub result: Value,
 }
 
 /// Why a request got no result.
@@ -240,7 +255,7 @@ impl Correlator {
         method: &str,
         params: Option<Value>,
         deadline: Duration,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answered, RpcError> {
         self.check_breaker(session.id())?;
         let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
@@ -269,33 +284,37 @@ impl Correlator {
         tracing::info!(session = ?session.id(), request = %id, method, "request sent");
 
         let mut answer = answer;
-        let gave_up = tokio::select! {
-            _ = &mut answer => None,
-            () = tokio::time::sleep(deadline) => Some(RpcError::Timeout(deadline)),
-            () = session.closed() => Some(RpcError::SessionClosed),
+        let early = tokio::select! {
+            received = &mut answer => Ok(received),
+            () = tokio::time::sleep(deadline) => Err(RpcError::Timeout(deadline)),
+            () = session.closed() => Err(RpcError::SessionClosed),
         };
-        if let Some(error) = gave_up {
-            let (outcome, notify) = match error {
-                RpcError::Timeout(_) => ("timeout", Some("timeout")),
-                _ => ("session_closed", None),
-            };
-            // If the answer slipped in just before we gave up, it wins: use it below.
-            if guard.finish(outcome, notify) {
-                if outcome == "timeout" {
-                    self.breaker_timeout(session.id());
+        let received = match early {
+            Ok(received) => received,
+            Err(error) => {
+                let (outcome, notify) = match error {
+                    RpcError::Timeout(_) => ("timeout", Some("timeout")),
+                    _ => ("session_closed", None),
+                };
+                if guard.finish(outcome, notify) {
+                    if outcome == "timeout" {
+                        self.breaker_timeout(session.id());
+                    }
+                    tracing::info!(session = ?session.id(), request = %id, outcome, "request ended without answer");
+                    return Err(error);
                 }
-                tracing::info!(session = ?session.id(), request = %id, outcome, "request ended without answer");
-                return Err(error);
+                // The answer slipped in just before we gave up: the answer path sent it before
+                // taking the entry, so it is ready now, and it wins.
+                answer.await
             }
-        }
+        };
         guard.id = None;
         self.breaker_success(session.id());
         let seconds = started.elapsed().as_secs_f64();
-        // `answer` is ready here: the answer path sent on it before removing the entry.
-        match answer.await {
+        match received {
             Ok(Ok(result)) => {
                 self.inner.metrics.rpc_finished("answered", seconds);
-                Ok(result)
+                Ok(Answered { id, result })
             }
             Ok(Err(error)) => {
                 self.inner.metrics.rpc_finished("error", seconds);

@@ -1,0 +1,118 @@
+//! The basic one-way server: `GET /events` streams numbered events; `GET /` is the browser test
+//! page.
+//!
+//! Wire-compatible with the Go original (`data: Event <i> at <HH:MM:SS>`, ten events two seconds
+//! apart, then the stream ends) and better behaved: each event carries `id: <i>`, so a client that
+//! reconnects with `Last-Event-ID: 4` continues at event 5, even across a server restart (the id
+//! *is* the position, no state needed). A client that comes back after the last event gets
+//! `204 No Content`, which tells a browser's `EventSource` to stop reconnecting. A resumed stream
+//! opens with `event: resumed` naming the id the client sent, so the test page can show it.
+
+pub mod client;
+
+use std::time::Duration;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use sse_core::Core;
+use sse_core::stream::{FrameStream, LastEventId, sse_response, with_prelude};
+use sse_core::wire::Event;
+
+/// How the basic server paces its events.
+#[derive(Clone, Copy, Debug)]
+pub struct BasicConfig {
+    /// Events per stream; 0 streams forever.
+    pub count: u64,
+    /// Pause between events.
+    pub interval: Duration,
+}
+
+impl Default for BasicConfig {
+    fn default() -> Self {
+        BasicConfig {
+            count: 10,
+            interval: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct BasicState {
+    core: Core,
+    config: BasicConfig,
+}
+
+/// The routes: `/` (test page) and `/events`. Mounted at `/basic`, and also at the root when run
+/// alone as `basic-server`, where the Go original had them.
+pub fn router(core: Core, config: BasicConfig) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/events", get(events))
+        .with_state(BasicState { core, config })
+}
+
+/// Mounts [`router`] under `/basic`.
+pub fn mounted(core: Core, config: BasicConfig) -> Router {
+    // Nesting maps the page to `/basic`; `/basic/` is the same page.
+    Router::new()
+        .route("/basic/", get(page))
+        .nest("/basic", router(core, config))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "basic.html")]
+struct TestPage;
+
+async fn page() -> TestPage {
+    TestPage
+}
+
+async fn events(State(state): State<BasicState>, LastEventId(last): LastEventId) -> Response {
+    let after = last
+        .as_deref()
+        .and_then(|id| id.parse::<u64>().ok())
+        .unwrap_or(0);
+    let BasicConfig { count, interval } = state.config;
+    if count != 0 && after >= count {
+        // Everything was delivered: 204 tells EventSource not to reconnect.
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    // `retry:` alone dispatches nothing; it makes browsers come back after 1 s, not their 3 s.
+    let mut prelude = vec![Event::new().retry(Duration::from_secs(1)).encode()];
+    if let Some(id) = &last {
+        prelude.push(
+            Event::new()
+                .event("resumed")
+                .json(&json!({ "last_event_id": id }))
+                .encode(),
+        );
+    }
+    let frames = with_prelude(prelude, numbered_events(after, count, interval));
+    sse_response(frames, &state.core.streams, &state.core.metrics)
+}
+
+/// Events `after+1 ..= count` (forever when `count` is 0), the first at once, then one per
+/// `interval`; after the last one the stream waits one more interval and ends, as the original.
+fn numbered_events(after: u64, count: u64, interval: Duration) -> FrameStream {
+    let next = after + 1;
+    Box::pin(futures_util::stream::unfold(next, move |i| async move {
+        if count != 0 && i > count {
+            return None;
+        }
+        if i > next {
+            tokio::time::sleep(interval).await;
+        }
+        let time = chrono::Local::now().format("%H:%M:%S");
+        let frame = Event::new()
+            .id(i)
+            .data(format!("Event {i} at {time}"))
+            .encode();
+        Some((frame.into_bytes(), i + 1))
+    }))
+}

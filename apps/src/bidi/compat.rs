@@ -1,0 +1,122 @@
+//! The Go original's wire format, on the core's sessions and correlator.
+//!
+//! Frames carry only `data:` lines the original client understands, plus `id:` lines and
+//! keep-alive comments, which line-based clients such as the original's skip. The original has no
+//! way to cancel a request, so nothing is sent when one is. Connections naming the same
+//! `client_id` share one session (the original let a second connection take over and break the
+//! first); requests sent while a client is briefly away wait for it to come back.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sse_core::edge::{ApiError, JsonBody};
+use sse_core::rpc::Dialect;
+use sse_core::session::Session;
+use sse_core::stream::{LastEventId, sse_response, with_prelude};
+use sse_core::wire::Event;
+use sse_core::wire::jsonrpc::{Id, Request, Response as RpcResponse};
+
+use super::BidiState;
+
+/// Requests framed as the original: `data: {"id":"…","method":"…","message":"…"}`.
+#[derive(Debug, Clone, Copy)]
+pub struct GoCompat;
+
+impl Dialect for GoCompat {
+    fn name(&self) -> &'static str {
+        "go-compat"
+    }
+
+    fn request(&self, request: &Request) -> Event {
+        let message = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("message"))
+            .cloned();
+        let message = message.unwrap_or(Value::String(String::new()));
+        Event::new().json(
+            &json!({ "id": request.id.to_string(), "method": request.method, "message": message }),
+        )
+    }
+
+    fn cancelled(&self, _id: &Id, _reason: &str) -> Option<Event> {
+        None
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EventsQuery {
+    client_id: Option<String>,
+}
+
+/// `GET /events?client_id=X`.
+pub(super) async fn events(
+    State(state): State<BidiState>,
+    Query(query): Query<EventsQuery>,
+    LastEventId(last_event_id): LastEventId,
+) -> Response {
+    let name = query
+        .client_id
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "client_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            )
+        });
+    let session = compat_session(&state, &name);
+    let connection = session.connect(last_event_id.as_deref());
+    let hello = Event::new()
+        .json(&json!({ "type": "client_id", "id": name }))
+        .encode();
+    sse_response(
+        with_prelude(vec![hello], connection.into_stream()),
+        &state.core.streams,
+        &state.core.metrics,
+    )
+}
+
+/// The live compat session with this name, or a new one.
+fn compat_session(state: &BidiState, name: &str) -> Session {
+    match state.core.sessions.by_name(name) {
+        Some(session) if session.dialect().name() == GoCompat.name() => session,
+        _ => state.core.sessions.create(Some(name), Arc::new(GoCompat)),
+    }
+}
+
+/// The original's answer body.
+#[derive(Debug, Deserialize)]
+pub(super) struct CompatAnswer {
+    id: String,
+    result: Value,
+}
+
+/// `POST /response` with `Client-ID: X`.
+pub(super) async fn response(
+    State(state): State<BidiState>,
+    headers: HeaderMap,
+    JsonBody(answer): JsonBody<CompatAnswer>,
+) -> Result<Response, ApiError> {
+    let client_id = headers
+        .get("client-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_client_id", "send the Client-ID header"))?;
+    let session = state.core.sessions.by_name(client_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_client",
+            format!("no client with id {client_id:?} is connected"),
+        )
+    })?;
+    let answer = RpcResponse::result(Id::from_text(&answer.id), answer.result);
+    state
+        .core
+        .correlator
+        .answer(session.id(), answer)
+        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    Ok((StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response())
+}

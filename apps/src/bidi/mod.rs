@@ -1,0 +1,149 @@
+//! The bidirectional server: requests go down an SSE stream, answers come back by POST.
+//!
+//! Two wire formats over the same core (same sessions, same correlator):
+//!
+//! * the Go original's ([`compat`]): `GET /events?client_id=X` whose first frame is
+//!   `{"type":"client_id","id":"X"}` and whose requests are `{"id","method","message"}`;
+//!   answers `POST /response` with `Client-ID: X` and `{"id","result"}`;
+//! * the core's native one (`sse_core::rpc::http`): `GET /rpc/events`, JSON-RPC in
+//!   `event: request`, answers `POST /rpc/responses` with `Session-Id`.
+//!
+//! `GET|POST /trigger?client_id=X&message=M` sends an `analyze` request to client X over
+//! whichever format it connected with and answers `{"id","result"}` (404 unknown client, 504 no
+//! answer in time, 502 the client answered with an error, 503 it went away).
+//!
+//! Unlike the original, answers are matched by request id: concurrent triggers to one client each
+//! get their own answer, and an answer with an unknown id is refused (404) instead of being handed
+//! to whichever trigger waits next.
+
+pub mod client;
+pub mod compat;
+
+use std::time::Duration;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use sse_core::Core;
+use sse_core::edge::ApiError;
+use sse_core::rpc::RpcError;
+
+/// Settings of the bidirectional server.
+#[derive(Clone, Copy, Debug)]
+pub struct BidiConfig {
+    /// How long `/trigger` waits for the client's answer.
+    pub timeout: Duration,
+}
+
+impl Default for BidiConfig {
+    fn default() -> Self {
+        BidiConfig {
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct BidiState {
+    core: Core,
+    config: BidiConfig,
+}
+
+/// The routes (status page, both wire formats, `/trigger`). Mounted at `/bidi`, and at the root
+/// when run alone as `bidi-server`, where the Go original had them.
+pub fn router(core: Core, config: BidiConfig) -> Router {
+    let state = BidiState {
+        core: core.clone(),
+        config,
+    };
+    Router::new()
+        .route("/", get(page))
+        .route("/events", get(compat::events))
+        .route("/response", axum::routing::post(compat::response))
+        .route("/trigger", get(trigger).post(trigger))
+        .with_state(state)
+        .merge(sse_core::rpc::http::routes(core))
+}
+
+/// Mounts [`router`] under `/bidi`.
+pub fn mounted(core: Core, config: BidiConfig) -> Router {
+    // Nesting maps the page to `/bidi`; `/bidi/` is the same page.
+    Router::new()
+        .route("/bidi/", get(page))
+        .nest("/bidi", router(core, config))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "bidi.html")]
+struct StatusPage;
+
+async fn page() -> StatusPage {
+    StatusPage
+}
+
+#[derive(Debug, Deserialize)]
+struct TriggerQuery {
+    client_id: Option<String>,
+    message: Option<String>,
+}
+
+async fn trigger(
+    State(state): State<BidiState>,
+    Query(query): Query<TriggerQuery>,
+) -> Result<Response, ApiError> {
+    let (Some(client_id), Some(message)) = (
+        query.client_id.filter(|c| !c.is_empty()),
+        query.message.filter(|m| !m.is_empty()),
+    ) else {
+        return Err(ApiError::bad_request(
+            "missing_parameters",
+            "need client_id and message parameters",
+        ));
+    };
+    let session = state.core.sessions.by_name(&client_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_client",
+            format!("no client with id {client_id:?} is connected"),
+        )
+    })?;
+    let params = json!({ "message": message });
+    let timeout = state.config.timeout;
+    match state
+        .core
+        .correlator
+        .request(&session, "analyze", Some(params), timeout)
+        .await
+    {
+        Ok(answer) => {
+            let body = json!({ "id": answer.id.to_string(), "result": answer.result });
+            Ok((StatusCode::OK, axum::Json(body)).into_response())
+        }
+        Err(RpcError::Timeout(after)) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "client_timeout",
+            format!("client {client_id:?} did not answer within {after:?}"),
+        )),
+        Err(RpcError::Remote(error)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "client_error",
+            format!("client {client_id:?} answered with an error: {error}"),
+        )),
+        Err(RpcError::CircuitOpen(wait)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "client_unresponsive",
+            format!("client {client_id:?} has not answered its recent requests"),
+        )
+        .retry_after(wait.as_secs().max(1))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "client_gone",
+            format!("client {client_id:?}: {error}"),
+        )),
+    }
+}

@@ -1,0 +1,270 @@
+//! The command line: every app on one port by default, or one program by name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use clap::{Args, Parser, Subcommand};
+use sse_core::edge::auth::Token;
+use sse_core::edge::origin::HostPolicy;
+use sse_core::{Core, CoreConfig};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::basic::{self, BasicConfig};
+use crate::bidi::client::{ClientConfig, Protocol};
+use crate::bidi::{self, BidiConfig};
+use crate::{server, trigger};
+
+/// Real-time apps on one pattern: SSE down, HTTP POST up, matched by a shared core.
+///
+/// With no subcommand, serves every app on one port with an index page.
+#[derive(Debug, Parser)]
+#[command(name = "sse-apps", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The flags every server takes.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1:8080; basic-server 127.0.0.1:8081; bidi-server
+    /// 127.0.0.1:8082]
+    #[arg(long, env = "SSE_APPS_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Require this token (Bearer header, cookie, or ?token= link) on the app's endpoints
+    #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where apps keep their data (apps that store nothing ignore it)
+    #[arg(long, env = "SSE_APPS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Also answer to this Host name (repeatable); a loopback server answers only loopback names
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+    /// Also accept state-changing requests from this Origin (repeatable)
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// Send a keep-alive comment on idle streams this often
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream numbered events (GET /events) and serve the browser test page (GET /)
+    BasicServer {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Events per stream; 0 streams forever
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+        /// Pause between events
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Print every event of a stream, reconnecting and resuming with Last-Event-ID
+    BasicClient {
+        /// The stream's URL
+        #[arg(long, default_value = "http://127.0.0.1:8081/events")]
+        url: String,
+        /// Start as if this id had already been received
+        #[arg(long)]
+        last_event_id: Option<String>,
+    },
+    /// Send requests to clients over SSE and take their answers by POST
+    BidiServer {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// How long /trigger waits for an answer
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Answer a bidirectional server's requests
+    BidiClient {
+        /// The server's base URL
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        server: String,
+        /// This client's id [default: a random one]
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Wire format: the Go original's (compat) or the core's JSON-RPC (native)
+        #[arg(long, value_enum, default_value_t = Protocol::Compat)]
+        protocol: Protocol,
+        /// Simulated work per request
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        work: Duration,
+    },
+    /// Send requests through /trigger and report round-trip times
+    Trigger {
+        /// The server's base URL
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        server: String,
+        /// The client to ask
+        #[arg(long)]
+        client_id: String,
+        /// The message to analyze
+        #[arg(long)]
+        message: String,
+        /// How many requests in all
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// How many at once
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
+    match cli.command {
+        None => {
+            run_server(cli.server, 8080, "all apps", shutdown, crate::all_apps).await?;
+        }
+        Some(Command::BasicServer {
+            server,
+            count,
+            interval,
+        }) => {
+            let config = BasicConfig { count, interval };
+            let app = move |core: Core| crate::basic_server(core, config);
+            run_server(server, 8081, "basic SSE server", shutdown, app).await?;
+        }
+        Some(Command::BidiServer { server, timeout }) => {
+            let config = BidiConfig { timeout };
+            let app = move |core: Core| crate::bidi_server(core, config);
+            run_server(server, 8082, "bidirectional server", shutdown, app).await?;
+        }
+        Some(Command::BasicClient { url, last_event_id }) => {
+            let clean = basic::client::run(&url, last_event_id.as_deref(), shutdown).await;
+            return Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Some(Command::BidiClient {
+            server,
+            client_id,
+            protocol,
+            work,
+        }) => {
+            let client_id = client_id.unwrap_or_else(|| {
+                format!("client_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+            });
+            println!(
+                "answering requests from {server} as client {client_id:?} ({protocol:?} protocol)"
+            );
+            bidi::client::run(
+                ClientConfig {
+                    server,
+                    client_id,
+                    protocol,
+                    work,
+                },
+                shutdown,
+            )
+            .await;
+        }
+        Some(Command::Trigger {
+            server,
+            client_id,
+            message,
+            count,
+            concurrency,
+        }) => {
+            let config = trigger::TriggerConfig {
+                server,
+                client_id,
+                message,
+                count,
+                concurrency,
+            };
+            let summary = trigger::run(config).await;
+            trigger::print_summary(&summary);
+            return Ok(if summary.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the core, binds, prints where to look, and serves until a signal.
+async fn run_server(
+    args: ServerArgs,
+    default_port: u16,
+    what: &str,
+    shutdown: CancellationToken,
+    app: impl FnOnce(Core) -> Router,
+) -> anyhow::Result<()> {
+    let addr = args
+        .addr
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
+    let core = Core::new(CoreConfig {
+        keep_alive: args.keep_alive,
+        ..CoreConfig::default()
+    });
+    let token = args
+        .token
+        .filter(|t| !t.is_empty())
+        .map_or_else(Token::open, Token::required);
+    let hosts = HostPolicy::for_bind(addr, &args.allow_hosts, &args.allow_origins);
+    let app = server::finish(app(core.clone()), &core, hosts, token.clone());
+    let listener =
+        server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let link = match token.secret() {
+        Some(secret) => format!("http://{local}/?token={secret}"),
+        None => format!("http://{local}/"),
+    };
+    println!("sse-apps: {what} listening on http://{local}\n  open {link}");
+    let streams = core.shutdown_token();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        streams.cancel();
+    });
+    let served = server::serve(listener, app, shutdown.clone());
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        result = served => result?,
+        () = deadline => tracing::warn!("requests still open 5 s after the signal; exiting anyway"),
+    }
+    Ok(())
+}

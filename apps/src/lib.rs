@@ -1,0 +1,42 @@
+//! # sse-apps
+//!
+//! Apps and learning programs built on [`sse_core`]. Each app is a module with
+//! `pub fn router(...) -> axum::Router` mounted at its own prefix; [`server`] adds what every
+//! server shares (`/healthz`, `/metrics`, static files, Host checks, graceful shutdown) and
+//! [`cli`] turns the command line into one of them.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
+//! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
+//! | [`trigger`] | sends requests through `/trigger` and reports round-trip times |
+//! | [`index`] | the page that links every app |
+
+pub mod basic;
+pub mod bidi;
+pub mod cli;
+pub mod index;
+pub mod server;
+pub mod trigger;
+
+use axum::Router;
+use axum::routing::get;
+use sse_core::Core;
+
+/// Every app on one port, with the index page at `/` (what `sse-apps` serves by default).
+pub fn all_apps(core: Core) -> Router {
+    Router::new()
+        .route("/", get(index::page))
+        .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
+        .merge(bidi::mounted(core, bidi::BidiConfig::default()))
+}
+
+/// `basic-server`: the test page and stream at the root (as the Go original), and under `/basic`.
+pub fn basic_server(core: Core, config: basic::BasicConfig) -> Router {
+    basic::router(core.clone(), config).merge(basic::mounted(core, config))
+}
+
+/// `bidi-server`: the endpoints at the root (as the Go original), and under `/bidi`.
+pub fn bidi_server(core: Core, config: bidi::BidiConfig) -> Router {
+    bidi::router(core.clone(), config).merge(bidi::mounted(core, config))
+}

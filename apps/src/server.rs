@@ -1,0 +1,103 @@
+//! What every server subcommand shares: binding, common routes, layers, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use sse_core::Core;
+use sse_core::edge::auth::{Token, require_token};
+use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
+use sse_core::edge::{method_not_allowed, not_found};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+/// The listen backlog. tokio's default (128) drops connection bursts; this machine allows 4096.
+const BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a deep backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Where static files are served from: `SSE_APPS_STATIC_DIR`, else the repository's `static/`
+/// (anchored at compile time, so `cargo run` works from any directory).
+pub fn static_dir() -> PathBuf {
+    std::env::var_os("SSE_APPS_STATIC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../static")))
+}
+
+/// `/healthz`, `/metrics` and `/static`, merged with an app's routes (which need `token`),
+/// wrapped in the layers every server has: request tracing, Host/Origin checks, JSON 404/405.
+pub fn finish(app: Router, core: &Core, hosts: HostPolicy, token: Token) -> Router {
+    let metrics = core.metrics.clone();
+    app.layer(from_fn_with_state(token, require_token))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .nest_service("/static", ServeDir::new(static_dir()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(hosts, check_host_and_origin))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled. Open event streams end at once
+/// (they watch the core's shutdown token), so this returns promptly.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+            () = term => tracing::info!("SIGTERM: shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+/// A handler that panicked (a bug) still answers in the house error shape, without details.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = http::StatusCode::INTERNAL_SERVER_ERROR;
+    sse_core::edge::ApiError::new(
+        status,
+        "internal_error",
+        "the server hit a bug; it is logged",
+    )
+    .into_response()
+}
