@@ -128,6 +128,12 @@ impl EventSource {
         self
     }
 
+    /// The wait before the first reconnect until the server sends `retry:` (default 1 s).
+    pub fn reconnect_time(mut self, wait: Duration) -> EventSource {
+        self.backoff.set_base(wait);
+        self
+    }
+
     /// Starts from a known id, as if the stream had already delivered it.
     pub fn last_event_id(mut self, id: &str) -> EventSource {
         self.parser = Parser::resuming(id);
