@@ -31,7 +31,11 @@ impl TestApp {
 }
 
 /// Serves the app `build` makes on 127.0.0.1:0 (or `addr`), as the binary would.
-pub async fn spawn_app_on(addr: SocketAddr, token: Token, build: impl FnOnce(Core) -> Router) -> TestApp {
+pub async fn spawn_app_on(
+    addr: SocketAddr,
+    token: Token,
+    build: impl FnOnce(Core) -> Router,
+) -> TestApp {
     let core = Core::new(CoreConfig::default());
     let listener = server::bind(addr).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -40,7 +44,13 @@ pub async fn spawn_app_on(addr: SocketAddr, token: Token, build: impl FnOnce(Cor
     let shutdown = core.shutdown_token();
     let served = tokio::spawn(server::serve(listener, app, shutdown.clone()));
     let served = tokio::spawn(async move { served.await.unwrap().unwrap() });
-    TestApp { base: format!("http://{addr}"), addr, core, shutdown, served }
+    TestApp {
+        base: format!("http://{addr}"),
+        addr,
+        core,
+        shutdown,
+        served,
+    }
 }
 
 /// Serves the app `build` makes on an ephemeral port, without a token.
@@ -66,7 +76,11 @@ impl Stream {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Stream { response, parser: Parser::new(), queue: VecDeque::new() }
+        Stream {
+            response,
+            parser: Parser::new(),
+            queue: VecDeque::new(),
+        }
     }
 
     /// The next event, or `None` at the end of the stream.
