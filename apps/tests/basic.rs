@@ -1,4 +1,5 @@
 //! The basic server: the Go original's wire format, plus ids, resume and 204.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! The bidirectional server and client: the Go original's wire format, matched by request id.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The Rust client against scripted servers: reconnection, Last-Event-ID, `retry:`, 204, status
 //! handling, and the responder's concurrency, cancellation and error answers.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 

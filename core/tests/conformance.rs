@@ -1,5 +1,6 @@
 //! The event-stream format, writer and reader, against WHATWG HTML §9.2.6 (the same cases as
 //! web-platform-tests `eventsource/format-*.any.js`). One test per rule of DESIGN.md.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 use proptest::prelude::*;
 use sse_core::wire::{Event, MessageEvent, Parser};

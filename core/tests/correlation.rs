@@ -1,5 +1,6 @@
 //! The correlator under concurrency, over real HTTP: 1000 requests over 50 sessions, each caller
 //! gets its own answer while foreign, duplicate, late and unknown answers are injected.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 
@@ -141,8 +142,8 @@ async fn thousand_requests_over_fifty_sessions_are_each_answered_correctly() {
     }
     // Late answers: these time out, then the client answers once told they were cancelled.
     let mut late_calls = Vec::new();
-    for session in sessions.iter().take(10).cloned() {
-        let core = core.clone();
+    for session in &sessions[..10] {
+        let (core, session) = (core.clone(), session.clone());
         late_calls.push(tokio::spawn(async move {
             core.correlator
                 .request(&session, "slow", None, Duration::from_millis(50))

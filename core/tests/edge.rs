@@ -1,4 +1,5 @@
 //! The HTTP edge: tokens, Host and Origin checks, body limits, rate limits, JSON errors.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 

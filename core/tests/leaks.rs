@@ -1,4 +1,5 @@
 //! No leaks: thousands of connect/disconnect cycles leave no session, subscriber or pending entry.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Replay and resume: a client that comes back with Last-Event-ID gets exactly what it missed;
 //! one whose id cannot be honoured gets `resync`, never a silent gap.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 

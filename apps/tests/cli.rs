@@ -1,0 +1,247 @@
+//! The binary as people run it: `--help`, start-up, signals, the learning path end to end.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sse_apps::basic::BasicConfig;
+use support::{Stream, spawn_app};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
+/// A watchdog for steps that must finish; it is not a timing assertion.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WATCHDOG, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish"))
+}
+
+/// Starts a server subcommand on an ephemeral port; returns it and its base URL.
+async fn start_server(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = within("start-up", lines.next_line())
+        .await
+        .unwrap()
+        .expect("a start-up line");
+    let base = first
+        .split("listening on ")
+        .nth(1)
+        .expect("the address line")
+        .trim()
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-s", name, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn help_lists_every_program_and_each_has_its_own() {
+    let output = Command::new(BIN).arg("--help").output().await.unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in [
+        "basic-server",
+        "basic-client",
+        "bidi-server",
+        "bidi-client",
+        "trigger",
+    ] {
+        assert!(help.contains(command), "--help lacks {command}");
+        let sub = Command::new(BIN)
+            .args([command, "--help"])
+            .output()
+            .await
+            .unwrap();
+        assert!(sub.status.success(), "{command} --help");
+    }
+    for flag in [
+        "--addr",
+        "--token",
+        "--data-dir",
+        "SSE_APPS_ADDR",
+        "SSE_APPS_TOKEN",
+        "SSE_APPS_DATA_DIR",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[tokio::test]
+async fn bad_flags_and_a_busy_port_fail_clearly() {
+    let bad = Command::new(BIN)
+        .args(["basic-server", "--count", "many"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--count"));
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let output = Command::new(BIN)
+        .args(["bidi-server", "--addr", &addr])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_end_open_streams_and_the_process() {
+    for (command, path, name) in [
+        ("basic-server", "/events", "TERM"),
+        ("bidi-server", "/events?client_id=x", "INT"),
+    ] {
+        let extra: &[&str] = if command == "basic-server" {
+            &["--count", "0", "--interval", "1h"]
+        } else {
+            &[]
+        };
+        let (mut child, base) = start_server(&[&[command], extra].concat()).await;
+        assert_eq!(
+            reqwest::get(format!("{base}/healthz"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let mut stream = Stream::open(&format!("{base}{path}")).await;
+        within("first event", stream.next())
+            .await
+            .expect("an event");
+        signal(&child, name);
+        assert!(
+            within("the stream to end", stream.next()).await.is_none(),
+            "{command}: stream ended"
+        );
+        let status = within("the process to exit", child.wait()).await.unwrap();
+        assert!(status.success(), "{command} exited with {status}");
+    }
+}
+
+#[tokio::test]
+async fn basic_client_prints_every_event_and_stops_on_204() {
+    let app = spawn_app(|core| {
+        sse_apps::basic_server(
+            core,
+            BasicConfig {
+                count: 3,
+                interval: Duration::from_millis(5),
+            },
+        )
+    })
+    .await;
+    let url = format!("{}/events", app.base);
+    let output = within(
+        "basic-client",
+        Command::new(BIN)
+            .args(["basic-client", "--url", &url])
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for i in 1..=3 {
+        assert!(
+            stdout.contains(&format!("[id {i}] message: Event {i} at ")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("204"), "{stdout}");
+}
+
+/// Reads the child's log until a line contains `needle`.
+async fn await_log(lines: &mut Lines<BufReader<ChildStderr>>, needle: &str) {
+    within(needle, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("the log ended before {needle:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bidi_server_client_and_trigger_round_trip_as_separate_programs() {
+    let (_server, base) = start_server(&["bidi-server"]).await;
+    for protocol in ["compat", "native"] {
+        let client_id = format!("demo-{protocol}");
+        let mut client = Command::new(BIN)
+            .args([
+                "bidi-client",
+                "--server",
+                &base,
+                "--client-id",
+                &client_id,
+                "--protocol",
+                protocol,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(client.stderr.take().unwrap()).lines();
+        await_log(&mut log, "connected").await;
+        let args = [
+            "trigger",
+            "--server",
+            &base,
+            "--client-id",
+            &client_id,
+            "--message",
+            "hello world",
+            "--count",
+            "20",
+            "--concurrency",
+            "4",
+        ];
+        let output = within("trigger", Command::new(BIN).args(args).output())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(stdout.contains("20 requests, 0 errors"), "{stdout}");
+        assert!(
+            stdout.contains("'hello world': 11 characters, 2 words."),
+            "{stdout}"
+        );
+    }
+    let unknown = [
+        "trigger",
+        "--server",
+        &base,
+        "--client-id",
+        "nobody",
+        "--message",
+        "x",
+    ];
+    let output = Command::new(BIN).args(unknown).output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("404"));
+}
