@@ -10,6 +10,7 @@ use axum::Router;
 use clap::{Args, Parser, Subcommand};
 use sse_core::edge::auth::Token;
 use sse_core::edge::origin::HostPolicy;
+use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::{Core, CoreConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -50,6 +51,9 @@ pub struct ServerArgs {
     /// Also accept state-changing requests from this Origin (repeatable)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// Limit each client address to this many requests a second (bursts of twice that); 0 is off
+    #[arg(long, env = "SSE_APPS_RATE_LIMIT", default_value_t = 0, value_name = "PER_SECOND")]
+    pub rate_limit: u32,
     /// Send a keep-alive comment on idle streams this often
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
@@ -76,6 +80,9 @@ enum Command {
         /// Start as if this id had already been received
         #[arg(long)]
         last_event_id: Option<String>,
+        /// Send this token as `Authorization: Bearer` (for servers started with --token)
+        #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Send requests to clients over SSE and take their answers by POST
     BidiServer {
@@ -99,6 +106,9 @@ enum Command {
         /// Simulated work per request
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         work: Duration,
+        /// Send this token as `Authorization: Bearer` (for servers started with --token)
+        #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Send requests through /trigger and report round-trip times
     Trigger {
@@ -117,6 +127,9 @@ enum Command {
         /// How many at once
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
+        /// Send this token as `Authorization: Bearer` (for servers started with --token)
+        #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -153,11 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             run_server(cli.server, 8080, "all apps", shutdown, crate::all_apps).await?;
         }
-        Some(Command::BasicServer {
-            server,
-            count,
-            interval,
-        }) => {
+        Some(Command::BasicServer { server, count, interval }) => {
             let config = BasicConfig { count, interval };
             let app = move |core: Core| crate::basic_server(core, config);
             run_server(server, 8081, "basic SSE server", shutdown, app).await?;
@@ -167,58 +176,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = move |core: Core| crate::bidi_server(core, config);
             run_server(server, 8082, "bidirectional server", shutdown, app).await?;
         }
-        Some(Command::BasicClient { url, last_event_id }) => {
-            let clean = basic::client::run(&url, last_event_id.as_deref(), shutdown).await;
-            return Ok(if clean {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+        Some(Command::BasicClient { url, last_event_id, token }) => {
+            let clean =
+                basic::client::run(&url, last_event_id.as_deref(), token.as_deref(), shutdown)
+                    .await;
+            return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Some(Command::BidiClient {
-            server,
-            client_id,
-            protocol,
-            work,
-        }) => {
+        Some(Command::BidiClient { server, client_id, protocol, work, token }) => {
             let client_id = client_id.unwrap_or_else(|| {
                 format!("client_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
             });
             println!(
                 "answering requests from {server} as client {client_id:?} ({protocol:?} protocol)"
             );
-            bidi::client::run(
-                ClientConfig {
-                    server,
-                    client_id,
-                    protocol,
-                    work,
-                },
-                shutdown,
-            )
-            .await;
+            bidi::client::run(ClientConfig { server, client_id, protocol, work, token }, shutdown)
+                .await;
         }
-        Some(Command::Trigger {
-            server,
-            client_id,
-            message,
-            count,
-            concurrency,
-        }) => {
-            let config = trigger::TriggerConfig {
-                server,
-                client_id,
-                message,
-                count,
-                concurrency,
-            };
+        Some(Command::Trigger { server, client_id, message, count, concurrency, token }) => {
+            let config =
+                trigger::TriggerConfig { server, client_id, message, count, concurrency, token };
             let summary = trigger::run(config).await;
             trigger::print_summary(&summary);
-            return Ok(if summary.errors == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(if summary.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -232,19 +211,15 @@ async fn run_server(
     shutdown: CancellationToken,
     app: impl FnOnce(Core) -> Router,
 ) -> anyhow::Result<()> {
-    let addr = args
-        .addr
-        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
-    let core = Core::new(CoreConfig {
-        keep_alive: args.keep_alive,
-        ..CoreConfig::default()
-    });
-    let token = args
-        .token
-        .filter(|t| !t.is_empty())
-        .map_or_else(Token::open, Token::required);
+    let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
+    let core = Core::new(CoreConfig { keep_alive: args.keep_alive, ..CoreConfig::default() });
+    let token = args.token.filter(|t| !t.is_empty()).map_or_else(Token::open, Token::required);
     let hosts = HostPolicy::for_bind(addr, &args.allow_hosts, &args.allow_origins);
-    let app = server::finish(app(core.clone()), &core, hosts, token.clone());
+    let mut app = app(core.clone());
+    if let Some(rate) = RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2)) {
+        app = app.layer(axum::middleware::from_fn_with_state(rate, limit));
+    }
+    let app = server::finish(app, &core, hosts, token.clone());
     let listener =
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use http::header::CONTENT_TYPE;
 use sse_core::Core;
 use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
@@ -16,16 +17,15 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+/// What `/metrics` serves: the OpenMetrics text format, which Prometheus reads.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The listen backlog. tokio's default (128) drops connection bursts; this machine allows 4096.
 const BACKLOG: u32 = 4096;
 
 /// Binds `addr` with a deep backlog.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -45,13 +45,16 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, token: Token) -> Rout
     let metrics = core.metrics.clone();
     app.layer(from_fn_with_state(token, require_token))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(move || async move { metrics.render() }))
+        .route(
+            "/metrics",
+            get(move || async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }),
+        )
         .nest_service("/static", ServeDir::new(static_dir()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(hosts, check_host_and_origin))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled. Open event streams end at once
@@ -62,9 +65,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
@@ -94,10 +95,12 @@ pub fn cancel_on_signals(token: CancellationToken) {
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let status = http::StatusCode::INTERNAL_SERVER_ERROR;
-    sse_core::edge::ApiError::new(
-        status,
-        "internal_error",
-        "the server hit a bug; it is logged",
-    )
-    .into_response()
+    sse_core::edge::ApiError::new(status, "internal_error", "the server hit a bug; it is logged")
+        .into_response()
+}
+
+/// The span of one request: method and path only. The query string stays out of logs because
+/// it can carry the access token (`?token=`).
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
 }

@@ -19,6 +19,8 @@ pub struct TriggerConfig {
     pub count: usize,
     /// How many at once.
     pub concurrency: usize,
+    /// Sent as `Authorization: Bearer` when the server wants a token.
+    pub token: Option<String>,
 }
 
 /// The figures of a run.
@@ -41,9 +43,7 @@ impl Summary {
             return None;
         }
         let rank = (q * self.latencies.len() as f64).ceil() as usize;
-        self.latencies
-            .get(rank.clamp(1, self.latencies.len()) - 1)
-            .copied()
+        self.latencies.get(rank.clamp(1, self.latencies.len()) - 1).copied()
     }
 }
 
@@ -55,13 +55,8 @@ pub async fn run(config: TriggerConfig) -> Summary {
     let results = Arc::new(Mutex::new(Summary::default()));
     let started = Instant::now();
     let workers = (0..config.concurrency.max(1)).map(|_| {
-        let (http, url, next, results, config) = (
-            http.clone(),
-            url.clone(),
-            next.clone(),
-            results.clone(),
-            config.clone(),
-        );
+        let (http, url, next, results, config) =
+            (http.clone(), url.clone(), next.clone(), results.clone(), config.clone());
         tokio::spawn(async move {
             loop {
                 let n = {
@@ -77,7 +72,11 @@ pub async fn run(config: TriggerConfig) -> Summary {
                     ("message", config.message.as_str()),
                 ];
                 let sent = Instant::now();
-                let outcome = http.get(&url).query(&query).send().await;
+                let mut request = http.get(&url).query(&query);
+                if let Some(token) = &config.token {
+                    request = request.bearer_auth(token);
+                }
+                let outcome = request.send().await;
                 let took = sent.elapsed();
                 let mut results = results.lock().await;
                 results.count += 1;
@@ -123,10 +122,7 @@ pub async fn run(config: TriggerConfig) -> Summary {
 /// Prints the summary lines.
 pub fn print_summary(summary: &Summary) {
     let ms = |d: Option<Duration>| {
-        d.map_or_else(
-            || "-".to_owned(),
-            |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
-        )
+        d.map_or_else(|| "-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
     };
     let rate = summary.count as f64 / summary.elapsed.as_secs_f64().max(f64::EPSILON);
     println!(

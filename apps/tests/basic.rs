@@ -9,10 +9,7 @@ use sse_apps::basic::BasicConfig;
 use support::{Stream, spawn_app};
 
 fn fast(count: u64) -> BasicConfig {
-    BasicConfig {
-        count,
-        interval: Duration::from_millis(5),
-    }
+    BasicConfig { count, interval: Duration::from_millis(5) }
 }
 
 /// `Event <i> at HH:MM:SS`.
@@ -21,10 +18,7 @@ fn is_event_text(data: &str, i: u64) -> bool {
         return false;
     };
     let parts: Vec<&str> = time.split(':').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[tokio::test]
@@ -35,10 +29,7 @@ async fn the_stream_is_the_go_originals_with_ids_and_then_ends() {
     assert_eq!(headers["content-type"], "text/event-stream");
     assert_eq!(headers["cache-control"], "no-cache, no-transform");
     assert_eq!(headers["x-accel-buffering"], "no");
-    assert!(
-        headers.get("connection").is_none(),
-        "a Connection header breaks HTTP/2"
-    );
+    assert!(headers.get("connection").is_none(), "a Connection header breaks HTTP/2");
     let body = response.text().await.unwrap(); // ends after the third event
     let frames: Vec<&str> = body.split("\n\n").filter(|f| !f.is_empty()).collect();
     assert_eq!(frames[0], "retry: 1000");
@@ -62,39 +53,21 @@ async fn a_reconnect_resumes_after_its_last_event_id_and_a_finished_stream_answe
     assert_eq!(resumed.data, r#"{"last_event_id":"2"}"#);
     let mut ids = Vec::new();
     while let Some(event) = stream.next().await {
-        assert!(is_event_text(
-            &event.data,
-            event.last_event_id.parse().unwrap()
-        ));
+        assert!(is_event_text(&event.data, event.last_event_id.parse().unwrap()));
         ids.push(event.last_event_id);
     }
     assert_eq!(ids, ["3", "4", "5"]);
-    let done = http
-        .get(&url)
-        .header("last-event-id", "5")
-        .send()
-        .await
-        .unwrap();
+    let done = http.get(&url).header("last-event-id", "5").send().await.unwrap();
     assert_eq!(done.status(), 204);
     // The query parameter works the same for clients that cannot set headers.
-    let done = http
-        .get(format!("{url}?lastEventId=5"))
-        .send()
-        .await
-        .unwrap();
+    let done = http.get(format!("{url}?lastEventId=5")).send().await.unwrap();
     assert_eq!(done.status(), 204);
 }
 
 #[tokio::test]
 async fn count_zero_streams_forever() {
     let app = spawn_app(|core| {
-        sse_apps::basic_server(
-            core,
-            BasicConfig {
-                count: 0,
-                interval: Duration::from_millis(1),
-            },
-        )
+        sse_apps::basic_server(core, BasicConfig { count: 0, interval: Duration::from_millis(1) })
     })
     .await;
     let mut stream = Stream::open(&format!("{}/events", app.base)).await;
@@ -107,13 +80,7 @@ async fn count_zero_streams_forever() {
 #[tokio::test]
 async fn shutdown_ends_open_streams_at_once() {
     let app = spawn_app(|core| {
-        sse_apps::basic_server(
-            core,
-            BasicConfig {
-                count: 0,
-                interval: Duration::from_secs(3600),
-            },
-        )
+        sse_apps::basic_server(core, BasicConfig { count: 0, interval: Duration::from_secs(3600) })
     })
     .await;
     let mut stream = Stream::open(&format!("{}/events", app.base)).await;
@@ -128,26 +95,15 @@ async fn the_test_page_is_served_alone_and_under_basic() {
     for path in ["/", "/basic", "/basic/"] {
         let page = reqwest::get(format!("{}{path}", app.base)).await.unwrap();
         assert_eq!(page.status(), 200, "{path}");
-        assert!(
-            page.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         let html = page.text().await.unwrap();
-        for control in [
-            "id=\"connect\"",
-            "id=\"disconnect\"",
-            "id=\"clear\"",
-            "id=\"events\"",
-            "id=\"log\"",
-        ] {
+        for control in
+            ["id=\"connect\"", "id=\"disconnect\"", "id=\"clear\"", "id=\"events\"", "id=\"log\""]
+        {
             assert!(html.contains(control), "{path} lacks {control}");
         }
     }
-    let script = reqwest::get(format!("{}/static/sse-test.js", app.base))
-        .await
-        .unwrap();
+    let script = reqwest::get(format!("{}/static/sse-test.js", app.base)).await.unwrap();
     assert_eq!(script.status(), 200);
     assert!(script.text().await.unwrap().contains("new EventSource"));
 }
@@ -155,34 +111,44 @@ async fn the_test_page_is_served_alone_and_under_basic() {
 #[tokio::test]
 async fn all_apps_serve_the_index_and_each_app_under_its_prefix() {
     let app = spawn_app(sse_apps::all_apps).await;
-    let index = reqwest::get(format!("{}/", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = reqwest::get(format!("{}/", app.base)).await.unwrap().text().await.unwrap();
     assert!(index.contains("href=\"/basic/\"") && index.contains("href=\"/bidi/\""));
     let mut stream = Stream::open(&format!("{}/basic/events", app.base)).await;
     assert_eq!(stream.next().await.unwrap().last_event_id, "1");
-    assert_eq!(
-        reqwest::get(format!("{}/healthz", app.base))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let metrics = reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(reqwest::get(format!("{}/healthz", app.base)).await.unwrap().status(), 200);
+    let metrics =
+        reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("sse_streams_opened_total 1"), "{metrics}");
+    assert_eq!(reqwest::get(format!("{}/bidi/", app.base)).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn an_id_that_is_not_ours_gets_resync_and_the_stream_starts_over() {
+    let app = spawn_app(|core| sse_apps::basic_server(core, fast(2))).await;
+    let request =
+        reqwest::Client::new().get(format!("{}/events", app.base)).header("last-event-id", "abc");
+    let mut stream = Stream::open_with(request).await;
+    let resync = stream.next().await.unwrap();
     assert_eq!(
-        reqwest::get(format!("{}/bidi/", app.base))
-            .await
+        (resync.event.as_str(), resync.data.as_str()),
+        ("resync", r#"{"reason":"unknown_id"}"#)
+    );
+    assert_eq!(stream.next().await.unwrap().last_event_id, "1");
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_openmetrics_text() {
+    let app = spawn_app(|core| sse_apps::basic_server(core, fast(1))).await;
+    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
             .unwrap()
-            .status(),
-        200
+            .starts_with("application/openmetrics-text")
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("sse_rpc_circuits_open 0") && text.trim_end().ends_with("# EOF"),
+        "{text}"
     );
 }

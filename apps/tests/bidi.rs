@@ -14,7 +14,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sse_apps::bidi::BidiConfig;
 use sse_apps::bidi::client::{ClientConfig, Protocol, analyze};
-use support::{Stream, TestApp, spawn_app};
+use sse_core::edge::auth::Token;
+use support::{Stream, TestApp, eventually, spawn_app, spawn_app_on};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -30,17 +31,13 @@ async fn start_client(app: &TestApp, client_id: &str, protocol: Protocol) -> Can
         client_id: client_id.into(),
         protocol,
         work: Duration::ZERO,
+        token: None,
     };
     tokio::spawn(sse_apps::bidi::client::run(config, stop.clone()));
-    while app
-        .core
-        .sessions
-        .by_name(client_id)
-        .filter(|s| s.connections() > 0)
-        .is_none()
-    {
-        tokio::task::yield_now().await;
-    }
+    eventually("the client connects", || {
+        app.core.sessions.by_name(client_id).is_some_and(|s| s.connections() > 0)
+    })
+    .await;
     stop
 }
 
@@ -77,10 +74,7 @@ async fn concurrent_triggers_to_one_client_each_get_their_own_answer() {
         .map(|i| {
             let base = app.base.clone();
             tokio::spawn(async move {
-                (
-                    i,
-                    trigger(&base, "busy", &format!("message number {i}")).await,
-                )
+                (i, trigger(&base, "busy", &format!("message number {i}")).await)
             })
         })
         .collect();
@@ -116,10 +110,7 @@ async fn an_answer_with_an_unknown_id_is_refused_and_never_reaches_a_later_trigg
     let app = bidi_app(Duration::from_secs(30)).await;
     let mut client = manual_client(&app, "m").await;
     let (status, body) = answer(&app.base, "m", "no-such-request", "stale answer").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("unknown_request"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_request")));
 
     let waiting = tokio::spawn(trigger_owned(app.base.clone(), "m", "fresh"));
     let request: Value = serde_json::from_str(&client.next().await.unwrap().data).unwrap();
@@ -150,20 +141,12 @@ async fn trigger_owned(
 async fn trigger_errors_are_json_with_their_own_status() {
     let app = bidi_app(Duration::from_millis(100)).await;
     let (status, body) = trigger(&app.base, "nobody", "hi").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("unknown_client"))
-    );
-    let missing = reqwest::get(format!("{}/trigger?client_id=x", app.base))
-        .await
-        .unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_client")));
+    let missing = reqwest::get(format!("{}/trigger?client_id=x", app.base)).await.unwrap();
     assert_eq!(missing.status(), 400);
     let mut silent = manual_client(&app, "silent").await;
     let (status, body) = trigger(&app.base, "silent", "anyone there?").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (504, Some("client_timeout"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (504, Some("client_timeout")));
     // The request did reach the client; its late answer is refused with 410.
     let request: Value = serde_json::from_str(&silent.next().await.unwrap().data).unwrap();
     let (status, _) = answer(&app.base, "silent", request["id"].as_str().unwrap(), "late").await;
@@ -183,12 +166,7 @@ async fn bad_answers_get_json_errors() {
     let _client = manual_client(&app, "b").await;
     let http = reqwest::Client::new();
     let url = format!("{}/response", app.base);
-    let no_header = http
-        .post(&url)
-        .json(&json!({"id": "1", "result": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let no_header = http.post(&url).json(&json!({"id": "1", "result": "x"})).send().await.unwrap();
     assert_eq!(no_header.status(), 400);
     let unknown_client = http
         .post(&url)
@@ -198,13 +176,7 @@ async fn bad_answers_get_json_errors() {
         .await
         .unwrap();
     assert_eq!(unknown_client.status(), 404);
-    let not_json = http
-        .post(&url)
-        .header("client-id", "b")
-        .body("id=1")
-        .send()
-        .await
-        .unwrap();
+    let not_json = http.post(&url).header("client-id", "b").body("id=1").send().await.unwrap();
     assert_eq!(not_json.status(), 415);
     let wrong_shape = http
         .post(&url)
@@ -236,12 +208,7 @@ async fn a_second_connection_with_the_same_client_id_does_not_break_the_first() 
     let waiting = tokio::spawn(trigger_owned(app.base.clone(), "twin", "still there?"));
     let request: Value = serde_json::from_str(&first.next().await.unwrap().data).unwrap();
     assert_eq!(request["message"], "still there?");
-    assert_eq!(
-        answer(&app.base, "twin", request["id"].as_str().unwrap(), "yes")
-            .await
-            .0,
-        200
-    );
+    assert_eq!(answer(&app.base, "twin", request["id"].as_str().unwrap(), "yes").await.0, 200);
     assert_eq!(waiting.await.unwrap().1["result"], "yes");
 }
 
@@ -275,18 +242,12 @@ async fn original_events(
     Query(query): Query<ClientIdQuery>,
 ) -> axum::response::Response {
     let (send, receive) = mpsc::unbounded_channel::<String>();
-    let greeting = format!(
-        "data: {{\"type\":\"client_id\",\"id\": \"{}\"}}\n\n",
-        query.client_id
-    );
+    let greeting = format!("data: {{\"type\":\"client_id\",\"id\": \"{}\"}}\n\n", query.client_id);
     send.send(greeting).unwrap();
     original.connections.lock().unwrap().push(send);
     let body = futures_util::stream::unfold(receive, |mut receive| async move {
         let frame = receive.recv().await?;
-        Some((
-            Ok::<_, std::convert::Infallible>(Bytes::from(frame)),
-            receive,
-        ))
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(frame)), receive))
     });
     axum::response::Response::builder()
         .header("content-type", "text/event-stream")
@@ -322,14 +283,13 @@ async fn our_client_works_against_a_server_like_the_original() {
         client_id: "demo_client".into(),
         protocol: Protocol::Compat,
         work: Duration::ZERO,
+        token: None,
     };
     tokio::spawn(sse_apps::bidi::client::run(config, stop.clone()));
 
     let send_request = |id: &str, message: &str| {
-        let frame = format!(
-            "data: {}\n\n",
-            json!({"id": id, "method": "analyze", "message": message})
-        );
+        let frame =
+            format!("data: {}\n\n", json!({"id": id, "method": "analyze", "message": message}));
         loop {
             // The newest connection is the live one.
             let connections = original.connections.lock().unwrap();
@@ -342,9 +302,7 @@ async fn our_client_works_against_a_server_like_the_original() {
             std::thread::yield_now();
         }
     };
-    while original.connections.lock().unwrap().is_empty() {
-        tokio::task::yield_now().await;
-    }
+    eventually("the client connects", || !original.connections.lock().unwrap().is_empty()).await;
     send_request("req_1", "hello original");
     assert_eq!(
         received.recv().await.unwrap(),
@@ -353,13 +311,77 @@ async fn our_client_works_against_a_server_like_the_original() {
 
     // The original server drops the stream (its clients must reconnect on their own).
     original.connections.lock().unwrap().clear();
-    while original.connections.lock().unwrap().is_empty() {
-        tokio::task::yield_now().await;
-    }
+    eventually("the client connects", || !original.connections.lock().unwrap().is_empty()).await;
     send_request("req_2", "after a reconnect");
     assert_eq!(
         received.recv().await.unwrap(),
         json!({"id": "req_2", "result": analyze("after a reconnect")})
     );
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_a_token_serves_only_clients_that_send_it() {
+    let config = BidiConfig { timeout: Duration::from_secs(30) };
+    let app = spawn_app_on("127.0.0.1:0".parse().unwrap(), Token::required("tok"), move |core| {
+        sse_apps::bidi_server(core, config)
+    })
+    .await;
+    let stop = CancellationToken::new();
+    for (client_id, protocol) in
+        [("with-token", Protocol::Compat), ("native-token", Protocol::Native)]
+    {
+        let config = ClientConfig {
+            server: app.base.clone(),
+            client_id: client_id.into(),
+            protocol,
+            work: Duration::ZERO,
+            token: Some("tok".into()),
+        };
+        tokio::spawn(sse_apps::bidi::client::run(config, stop.clone()));
+        eventually("the client connects", || {
+            app.core.sessions.by_name(client_id).is_some_and(|s| s.connections() > 0)
+        })
+        .await;
+        let url = format!("{}/trigger", app.base);
+        let query = [("client_id", client_id), ("message", "secret work")];
+        let refused = reqwest::Client::new().get(&url).query(&query).send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        let answered =
+            reqwest::Client::new().get(&url).query(&query).bearer_auth("tok").send().await.unwrap();
+        assert_eq!(answered.status(), 200, "{client_id}");
+    }
+    let stream = reqwest::get(format!("{}/events?client_id=anonymous", app.base)).await.unwrap();
+    assert_eq!(stream.status(), 401);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_page_elsewhere_cannot_fire_triggers() {
+    let app = bidi_app(Duration::from_secs(30)).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/trigger?client_id=x&message=y", app.base);
+    let cross_site = http.get(&url).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(cross_site.status(), 403);
+    let foreign_origin =
+        http.get(&url).header("origin", "http://evil.example").send().await.unwrap();
+    assert_eq!(foreign_origin.status(), 403);
+    let same_origin = http.get(&url).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert_eq!(same_origin.status(), 404, "passes the check, then finds no client x");
+}
+
+#[tokio::test]
+async fn a_stale_last_event_id_on_a_new_compat_session_is_ignored() {
+    let app = bidi_app(Duration::from_secs(30)).await;
+    let request = reqwest::Client::new()
+        .get(format!("{}/events?client_id=fresh", app.base))
+        .header("last-event-id", "12345");
+    let mut stream = Stream::open_with(request).await;
+    let hello = stream.next().await.unwrap();
+    assert_eq!((hello.event.as_str(), hello.data.contains("client_id")), ("message", true));
+    let waiting = tokio::spawn(trigger_owned(app.base.clone(), "fresh", "first"));
+    let next = stream.next().await.unwrap();
+    assert_eq!(next.event, "message", "no resync on the original's wire format");
+    assert!(next.data.contains("\"first\""));
+    waiting.abort();
 }

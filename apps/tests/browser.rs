@@ -53,11 +53,7 @@ async fn browser() -> Option<Browser> {
         );
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
     let mut driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::piped())
@@ -80,18 +76,12 @@ async fn browser() -> Option<Browser> {
     }
     tokio::spawn(async move {
         let mut sink = String::new();
-        while tokio::io::AsyncBufReadExt::read_line(&mut out, &mut sink)
-            .await
-            .unwrap_or(0)
-            > 0
-        {
+        while tokio::io::AsyncBufReadExt::read_line(&mut out, &mut sink).await.unwrap_or(0) > 0 {
             sink.clear();
         }
     });
-    let profile = std::env::temp_dir().join(format!(
-        "sse-apps-chromium-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let profile =
+        std::env::temp_dir().join(format!("sse-apps-chromium-{}", uuid::Uuid::new_v4().simple()));
     let args = [
         "--headless=new",
         "--no-sandbox",
@@ -105,21 +95,14 @@ async fn browser() -> Option<Browser> {
         &format!("--user-data-dir={}", profile.display()),
     ];
     let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({ "binary": CHROMIUM, "args": args }),
-    );
+    capabilities.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let client = ClientBuilder::new(connector)
         .capabilities(capabilities)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a browser session");
-    Some(Browser {
-        client,
-        _driver: driver,
-        _profile: TempDir(profile),
-    })
+    Some(Browser { client, _driver: driver, _profile: TempDir(profile) })
 }
 
 /// The ids of the events the page lists, in order.
@@ -148,13 +131,7 @@ async fn wait_for(client: &Client, css: &str) {
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .expect("element")
-        .text()
-        .await
-        .expect("text")
+    client.find(Locator::Css(css)).await.expect("element").text().await.expect("text")
 }
 
 fn contiguous_from_one(ids: &[u64]) -> bool {
@@ -167,22 +144,14 @@ async fn the_test_page_streams_survives_a_restart_and_resumes() {
         return;
     };
     let client = &browser.client;
-    let config = BasicConfig {
-        count: 0,
-        interval: Duration::from_millis(150),
-    };
-    let app = spawn_app_on(
-        "127.0.0.1:0".parse().expect("addr"),
-        Token::open(),
-        move |core| sse_apps::basic_server(core, config),
-    )
+    let config = BasicConfig { count: 0, interval: Duration::from_millis(150) };
+    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::open(), move |core| {
+        sse_apps::basic_server(core, config)
+    })
     .await;
     let addr: SocketAddr = app.addr;
 
-    client
-        .goto(&format!("http://{addr}/"))
-        .await
-        .expect("page loads");
+    client.goto(&format!("http://{addr}/")).await.expect("page loads");
     wait_for(client, "#events li:nth-child(3)").await;
     assert_eq!(text_of(client, "#status").await, "connected");
     let first_event = text_of(client, "#events li:first-child").await;
@@ -193,67 +162,31 @@ async fn the_test_page_streams_survives_a_restart_and_resumes() {
     wait_for(client, "#log li[data-kind=\"error\"]").await;
     let before = listed_ids(client).await;
     let last = *before.last().expect("some events");
-    let app = spawn_app_on(addr, Token::open(), move |core| {
-        sse_apps::basic_server(core, config)
-    })
-    .await;
+    let app =
+        spawn_app_on(addr, Token::open(), move |core| sse_apps::basic_server(core, config)).await;
     wait_for(client, "#log li[data-kind=\"resume\"]").await;
     let resumed = text_of(client, "#log li[data-kind=\"resume\"]").await;
-    assert!(
-        resumed.contains(&format!("server resumed after Last-Event-ID {last}")),
-        "{resumed}"
-    );
+    assert!(resumed.contains(&format!("server resumed after Last-Event-ID {last}")), "{resumed}");
     wait_for(client, &format!("#events li[data-id=\"{}\"]", last + 3)).await;
     let after = listed_ids(client).await;
-    assert!(
-        contiguous_from_one(&after),
-        "a gap or a duplicate across the restart: {after:?}"
-    );
+    assert!(contiguous_from_one(&after), "a gap or a duplicate across the restart: {after:?}");
 
     // Disconnect, then Connect: a new EventSource resumes through the lastEventId parameter.
-    client
-        .find(Locator::Css("#disconnect"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    client.find(Locator::Css("#disconnect")).await.expect("button").click().await.expect("click");
     assert_eq!(text_of(client, "#status").await, "disconnected");
     let stopped_at = *listed_ids(client).await.last().expect("events");
-    client
-        .find(Locator::Css("#connect"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
-    wait_for(
-        client,
-        &format!("#events li[data-id=\"{}\"]", stopped_at + 2),
-    )
-    .await;
+    client.find(Locator::Css("#connect")).await.expect("button").click().await.expect("click");
+    wait_for(client, &format!("#events li[data-id=\"{}\"]", stopped_at + 2)).await;
     let ids = listed_ids(client).await;
-    assert!(
-        contiguous_from_one(&ids),
-        "a gap or a duplicate across Disconnect/Connect: {ids:?}"
-    );
+    assert!(contiguous_from_one(&ids), "a gap or a duplicate across Disconnect/Connect: {ids:?}");
 
     // Clear empties both lists.
-    client
-        .find(Locator::Css("#clear"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    client.find(Locator::Css("#clear")).await.expect("button").click().await.expect("click");
     let counts: Value = client
         .execute("return [document.querySelectorAll('#events li').length, document.querySelectorAll('#log li').length];", vec![])
         .await
         .expect("script runs");
-    assert!(
-        counts[0].as_u64().expect("count") <= 1,
-        "events after Clear: {counts}"
-    );
+    assert!(counts[0].as_u64().expect("count") <= 1, "events after Clear: {counts}");
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;

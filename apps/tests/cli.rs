@@ -16,9 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WATCHDOG, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish"))
+    tokio::time::timeout(WATCHDOG, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
 }
 
 /// Starts a server subcommand on an ephemeral port; returns it and its base URL.
@@ -32,26 +30,16 @@ async fn start_server(args: &[&str]) -> (Child, String) {
         .spawn()
         .expect("the binary starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = within("start-up", lines.next_line())
-        .await
-        .unwrap()
-        .expect("a start-up line");
-    let base = first
-        .split("listening on ")
-        .nth(1)
-        .expect("the address line")
-        .trim()
-        .to_owned();
+    let first = within("start-up", lines.next_line()).await.unwrap().expect("a start-up line");
+    let base = first.split("listening on ").nth(1).expect("the address line").trim().to_owned();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, base)
 }
 
 fn signal(child: &Child, name: &str) {
     let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-s", name, &pid])
-        .status()
-        .expect("kill runs");
+    let status =
+        std::process::Command::new("kill").args(["-s", name, &pid]).status().expect("kill runs");
     assert!(status.success());
 }
 
@@ -60,77 +48,42 @@ async fn help_lists_every_program_and_each_has_its_own() {
     let output = Command::new(BIN).arg("--help").output().await.unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in [
-        "basic-server",
-        "basic-client",
-        "bidi-server",
-        "bidi-client",
-        "trigger",
-    ] {
+    for command in ["basic-server", "basic-client", "bidi-server", "bidi-client", "trigger"] {
         assert!(help.contains(command), "--help lacks {command}");
-        let sub = Command::new(BIN)
-            .args([command, "--help"])
-            .output()
-            .await
-            .unwrap();
+        let sub = Command::new(BIN).args([command, "--help"]).output().await.unwrap();
         assert!(sub.status.success(), "{command} --help");
     }
-    for flag in [
-        "--addr",
-        "--token",
-        "--data-dir",
-        "SSE_APPS_ADDR",
-        "SSE_APPS_TOKEN",
-        "SSE_APPS_DATA_DIR",
-    ] {
+    for flag in
+        ["--addr", "--token", "--data-dir", "SSE_APPS_ADDR", "SSE_APPS_TOKEN", "SSE_APPS_DATA_DIR"]
+    {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
 
 #[tokio::test]
 async fn bad_flags_and_a_busy_port_fail_clearly() {
-    let bad = Command::new(BIN)
-        .args(["basic-server", "--count", "many"])
-        .output()
-        .await
-        .unwrap();
+    let bad = Command::new(BIN).args(["basic-server", "--count", "many"]).output().await.unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--count"));
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let output = Command::new(BIN)
-        .args(["bidi-server", "--addr", &addr])
-        .output()
-        .await
-        .unwrap();
+    let output = Command::new(BIN).args(["bidi-server", "--addr", &addr]).output().await.unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
 }
 
 #[tokio::test]
 async fn sigterm_and_sigint_end_open_streams_and_the_process() {
-    for (command, path, name) in [
-        ("basic-server", "/events", "TERM"),
-        ("bidi-server", "/events?client_id=x", "INT"),
-    ] {
-        let extra: &[&str] = if command == "basic-server" {
-            &["--count", "0", "--interval", "1h"]
-        } else {
-            &[]
-        };
+    for (command, path, name) in
+        [("basic-server", "/events", "TERM"), ("bidi-server", "/events?client_id=x", "INT")]
+    {
+        let extra: &[&str] =
+            if command == "basic-server" { &["--count", "0", "--interval", "1h"] } else { &[] };
         let (mut child, base) = start_server(&[&[command], extra].concat()).await;
-        assert_eq!(
-            reqwest::get(format!("{base}/healthz"))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
         let mut stream = Stream::open(&format!("{base}{path}")).await;
-        within("first event", stream.next())
-            .await
-            .expect("an event");
+        within("first event", stream.next()).await.expect("an event");
         signal(&child, name);
         assert!(
             within("the stream to end", stream.next()).await.is_none(),
@@ -144,31 +97,18 @@ async fn sigterm_and_sigint_end_open_streams_and_the_process() {
 #[tokio::test]
 async fn basic_client_prints_every_event_and_stops_on_204() {
     let app = spawn_app(|core| {
-        sse_apps::basic_server(
-            core,
-            BasicConfig {
-                count: 3,
-                interval: Duration::from_millis(5),
-            },
-        )
+        sse_apps::basic_server(core, BasicConfig { count: 3, interval: Duration::from_millis(5) })
     })
     .await;
     let url = format!("{}/events", app.base);
-    let output = within(
-        "basic-client",
-        Command::new(BIN)
-            .args(["basic-client", "--url", &url])
-            .output(),
-    )
-    .await
-    .unwrap();
+    let output =
+        within("basic-client", Command::new(BIN).args(["basic-client", "--url", &url]).output())
+            .await
+            .unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     for i in 1..=3 {
-        assert!(
-            stdout.contains(&format!("[id {i}] message: Event {i} at ")),
-            "{stdout}"
-        );
+        assert!(stdout.contains(&format!("[id {i}] message: Event {i} at ")), "{stdout}");
     }
     assert!(stdout.contains("204"), "{stdout}");
 }
@@ -221,27 +161,34 @@ async fn bidi_server_client_and_trigger_round_trip_as_separate_programs() {
             "--concurrency",
             "4",
         ];
-        let output = within("trigger", Command::new(BIN).args(args).output())
-            .await
-            .unwrap();
+        let output = within("trigger", Command::new(BIN).args(args).output()).await.unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{stdout}");
         assert!(stdout.contains("20 requests, 0 errors"), "{stdout}");
-        assert!(
-            stdout.contains("'hello world': 11 characters, 2 words."),
-            "{stdout}"
-        );
+        assert!(stdout.contains("'hello world': 11 characters, 2 words."), "{stdout}");
     }
-    let unknown = [
-        "trigger",
-        "--server",
-        &base,
-        "--client-id",
-        "nobody",
-        "--message",
-        "x",
-    ];
+    let unknown = ["trigger", "--server", &base, "--client-id", "nobody", "--message", "x"];
     let output = Command::new(BIN).args(unknown).output().await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("404"));
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let (_server, base) = start_server(&["bidi-server", "--rate-limit", "1"]).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = http.get(format!("{base}/")).send().await.unwrap();
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "a burst of two, then refused");
+    assert_eq!(
+        http.get(format!("{base}/healthz")).send().await.unwrap().status(),
+        200,
+        "health is never limited"
+    );
 }

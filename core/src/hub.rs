@@ -38,11 +38,7 @@ pub struct TopicConfig {
 
 impl Default for TopicConfig {
     fn default() -> Self {
-        TopicConfig {
-            replay: 1024,
-            buffer: 1024,
-            max_batch_bytes: 64 * 1024,
-        }
+        TopicConfig { replay: 1024, buffer: 1024, max_batch_bytes: 64 * 1024 }
     }
 }
 
@@ -88,13 +84,7 @@ struct HubInner {
 impl Hub {
     /// An empty hub whose topics use `config`.
     pub fn new(config: TopicConfig, metrics: Metrics) -> Hub {
-        Hub {
-            inner: Arc::new(HubInner {
-                topics: Mutex::default(),
-                config,
-                metrics,
-            }),
-        }
+        Hub { inner: Arc::new(HubInner { topics: Mutex::default(), config, metrics }) }
     }
 
     /// The topic with this name, created if it does not exist yet.
@@ -152,14 +142,7 @@ impl TopicState {
             return None;
         }
         let newer = self.ring.iter().filter(|(id, _)| *id > after);
-        Some(
-            newer
-                .map(|(id, frame)| Published {
-                    id: Some(*id),
-                    frame: frame.clone(),
-                })
-                .collect(),
-        )
+        Some(newer.map(|(id, frame)| Published { id: Some(*id), frame: frame.clone() }).collect())
     }
 }
 
@@ -175,19 +158,8 @@ impl Topic {
     pub fn new(config: TopicConfig, metrics: Metrics) -> Topic {
         let (sender, _) = broadcast::channel(config.buffer.max(1));
         let first_id = clock_id();
-        let state = TopicState {
-            first_id,
-            last_id: first_id,
-            ring: VecDeque::new(),
-        };
-        Topic {
-            inner: Arc::new(TopicInner {
-                state: Mutex::new(state),
-                sender,
-                config,
-                metrics,
-            }),
-        }
+        let state = TopicState { first_id, last_id: first_id, ring: VecDeque::new() };
+        Topic { inner: Arc::new(TopicInner { state: Mutex::new(state), sender, config, metrics }) }
     }
 
     /// Gives `event` the next id, encodes it once, keeps it for replay and sends it to every
@@ -204,10 +176,7 @@ impl Topic {
             state.ring.push_back((id, frame.clone()));
         }
         // No receivers is fine: the frame waits in the ring for whoever comes.
-        let _ = self.inner.sender.send(Published {
-            id: Some(id),
-            frame,
-        });
+        let _ = self.inner.sender.send(Published { id: Some(id), frame });
         drop(state);
         self.inner.metrics.event_published();
         id
@@ -237,19 +206,12 @@ impl Topic {
         let receiver = self.inner.sender.subscribe();
         let mut backlog = VecDeque::new();
         if let Resume::After(text) = resume {
-            match text
-                .parse::<u64>()
-                .ok()
-                .and_then(|after| state.replay_after(after))
-            {
+            match text.parse::<u64>().ok().and_then(|after| state.replay_after(after)) {
                 Some(frames) => backlog.extend(frames),
                 None => {
                     self.inner.metrics.resync("unknown_id");
                     let frame = resync_frame("unknown_id", state.last_id);
-                    backlog.push_back(Published {
-                        id: Some(state.last_id),
-                        frame,
-                    });
+                    backlog.push_back(Published { id: Some(state.last_id), frame });
                 }
             }
         }
@@ -375,15 +337,9 @@ impl Subscription {
     /// skipped (the state it refetches includes them), so ids on the stream keep increasing.
     fn lagged(&mut self) -> Published {
         self.metrics.resync("lagged");
-        let current = self
-            .topic
-            .upgrade()
-            .map_or(0, |topic| lock(&topic.state).last_id);
+        let current = self.topic.upgrade().map_or(0, |topic| lock(&topic.state).last_id);
         self.skip_through = current;
-        Published {
-            id: Some(current),
-            frame: resync_frame("lagged", current),
-        }
+        Published { id: Some(current), frame: resync_frame("lagged", current) }
     }
 
     /// The id of the last replayable frame this subscription handed out in a batch, if any.
@@ -395,7 +351,5 @@ impl Subscription {
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every critical
 /// section in this crate leaves the data consistent before anything that could panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -35,7 +35,7 @@ struct Inner {
     rpc_outcomes: Labeled<Counter>,
     rpc_answers_rejected: Labeled<Counter>,
     rpc_round_trip: Histogram,
-    http_errors: Labeled<Counter>,
+    rpc_circuits_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -60,7 +60,7 @@ impl Metrics {
             rpc_outcomes: Labeled::default(),
             rpc_answers_rejected: Labeled::default(),
             rpc_round_trip: Histogram::new(exponential_buckets(0.000_1, 2.0, 20)),
-            http_errors: Labeled::default(),
+            rpc_circuits_open: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -68,46 +68,18 @@ impl Metrics {
             "SSE responses currently open",
             inner.streams_open.clone(),
         );
-        registry.register(
-            "streams_opened",
-            "SSE responses opened",
-            inner.streams_opened.clone(),
-        );
-        registry.register(
-            "bytes_sent",
-            "Bytes written to SSE streams",
-            inner.bytes_sent.clone(),
-        );
+        registry.register("streams_opened", "SSE responses opened", inner.streams_opened.clone());
+        registry.register("bytes_sent", "Bytes written to SSE streams", inner.bytes_sent.clone());
         registry.register(
             "events_published",
             "Events published to topics and sessions",
             inner.events_published.clone(),
         );
-        registry.register(
-            "resyncs",
-            "resync events sent, by reason",
-            inner.resyncs.clone(),
-        );
-        registry.register(
-            "sessions_active",
-            "Sessions in memory",
-            inner.sessions_active.clone(),
-        );
-        registry.register(
-            "sessions_expired",
-            "Sessions expired",
-            inner.sessions_expired.clone(),
-        );
-        registry.register(
-            "rpc_pending",
-            "Requests awaiting an answer",
-            inner.rpc_pending.clone(),
-        );
-        registry.register(
-            "rpc_requests",
-            "Requests by outcome",
-            inner.rpc_outcomes.clone(),
-        );
+        registry.register("resyncs", "resync events sent, by reason", inner.resyncs.clone());
+        registry.register("sessions_active", "Sessions in memory", inner.sessions_active.clone());
+        registry.register("sessions_expired", "Sessions expired", inner.sessions_expired.clone());
+        registry.register("rpc_pending", "Requests awaiting an answer", inner.rpc_pending.clone());
+        registry.register("rpc_requests", "Requests by outcome", inner.rpc_outcomes.clone());
         registry.register(
             "rpc_answers_rejected",
             "Answers rejected, by reason",
@@ -119,13 +91,11 @@ impl Metrics {
             inner.rpc_round_trip.clone(),
         );
         registry.register(
-            "http_errors",
-            "Error responses, by code",
-            inner.http_errors.clone(),
+            "rpc_circuits_open",
+            "Sessions whose circuit is open (recent requests all timed out)",
+            inner.rpc_circuits_open.clone(),
         );
-        Metrics {
-            inner: Arc::new(Inner { registry, ..inner }),
-        }
+        Metrics { inner: Arc::new(Inner { registry, ..inner }) }
     }
 
     /// The Prometheus text exposition of every series.
@@ -154,10 +124,7 @@ impl Metrics {
     }
 
     pub(crate) fn resync(&self, reason: &'static str) {
-        self.inner
-            .resyncs
-            .get_or_create(&[("reason", reason)])
-            .inc();
+        self.inner.resyncs.get_or_create(&[("reason", reason)]).inc();
     }
 
     pub(crate) fn session_created(&self) {
@@ -175,27 +142,17 @@ impl Metrics {
 
     pub(crate) fn rpc_finished(&self, outcome: &'static str, seconds: f64) {
         self.inner.rpc_pending.dec();
-        self.inner
-            .rpc_outcomes
-            .get_or_create(&[("outcome", outcome)])
-            .inc();
+        self.inner.rpc_outcomes.get_or_create(&[("outcome", outcome)]).inc();
         if outcome == "answered" || outcome == "error" {
             self.inner.rpc_round_trip.observe(seconds);
         }
     }
 
     pub(crate) fn answer_rejected(&self, reason: &'static str) {
-        self.inner
-            .rpc_answers_rejected
-            .get_or_create(&[("reason", reason)])
-            .inc();
+        self.inner.rpc_answers_rejected.get_or_create(&[("reason", reason)]).inc();
     }
 
-    /// Counts one error response sent by the HTTP edge.
-    pub fn http_error(&self, code: &'static str) {
-        self.inner
-            .http_errors
-            .get_or_create(&[("code", code)])
-            .inc();
+    pub(crate) fn circuits_open(&self, open: usize) {
+        self.inner.rpc_circuits_open.set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 }

@@ -69,10 +69,7 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig {
-            grace: Duration::from_secs(30),
-            topic: TopicConfig::default(),
-        }
+        SessionConfig { grace: Duration::from_secs(30), topic: TopicConfig::default() }
     }
 }
 
@@ -99,9 +96,7 @@ type ExpiryHook = Arc<dyn Fn(&SessionId) + Send + Sync>;
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sessions")
-            .field("live", &lock(&self.by_id).len())
-            .finish()
+        f.debug_struct("Sessions").field("live", &lock(&self.by_id).len()).finish()
     }
 }
 
@@ -217,10 +212,7 @@ struct SessionInner {
 
 impl fmt::Debug for SessionInner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("Session").field("id", &self.id).field("name", &self.name).finish()
     }
 }
 
@@ -283,10 +275,7 @@ impl Session {
         };
         drop(presence);
         tracing::info!(session = ?self.id(), name = self.name(), last_event_id, "session connected");
-        SessionConnection {
-            session: self.clone(),
-            subscription,
-        }
+        SessionConnection { session: self.clone(), subscription }
     }
 
     fn disconnected(&self, delivered: Option<u64>) {

@@ -26,6 +26,7 @@ use http::{HeaderValue, StatusCode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::edge::redact_secrets;
 use crate::hub::Subscription;
 use crate::metrics::Metrics;
 use crate::session::SessionConnection;
@@ -42,10 +43,7 @@ pub struct StreamConfig {
 
 impl Default for StreamConfig {
     fn default() -> Self {
-        StreamConfig {
-            keep_alive: Duration::from_secs(15),
-            shutdown: CancellationToken::new(),
-        }
+        StreamConfig { keep_alive: Duration::from_secs(15), shutdown: CancellationToken::new() }
     }
 }
 
@@ -127,9 +125,7 @@ pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metric
         frames,
         config: config.clone(),
         quiet_until: Instant::now() + config.keep_alive,
-        open: OpenStream {
-            metrics: metrics.clone(),
-        },
+        open: OpenStream { metrics: metrics.clone() },
     };
     let body = futures_util::stream::unfold(state, |mut state| async move {
         let bytes = tokio::select! {
@@ -140,17 +136,17 @@ pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metric
         };
         state.quiet_until = Instant::now() + state.config.keep_alive;
         state.open.metrics.bytes_sent(bytes.len());
-        tracing::trace!(bytes = bytes.len(), frame = %String::from_utf8_lossy(&bytes), "sent");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let text = String::from_utf8_lossy(&bytes);
+            tracing::trace!(bytes = bytes.len(), frames = %redact_secrets(&text), "sent");
+        }
         Some((Ok::<_, std::convert::Infallible>(bytes), state))
     });
     let mut response = Body::from_stream(body).into_response();
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }

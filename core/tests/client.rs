@@ -20,7 +20,7 @@ use sse_core::client::{
 use sse_core::rpc::RpcError;
 use sse_core::wire::jsonrpc::{ErrorObject, Request, codes};
 use sse_core::{Core, CoreConfig};
-use support::serve;
+use support::{eventually, serve};
 use tokio::sync::{Barrier, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -35,34 +35,22 @@ struct Script {
 
 async fn scripted(State(script): State<Script>, headers: HeaderMap) -> Response {
     let n = script.count.fetch_add(1, Ordering::SeqCst);
-    let last = headers
-        .get("last-event-id")
-        .map(|v| v.to_str().unwrap_or("").to_owned());
-    script
-        .seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(last);
+    let last = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("").to_owned());
+    script.seen.lock().unwrap_or_else(|e| e.into_inner()).push(last);
     let (status, content_type, body) = script.replies.get(n).copied().unwrap_or((204, "", ""));
     let mut response =
         (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
     if !content_type.is_empty() {
-        response.headers_mut().insert(
-            "content-type",
-            content_type.parse().unwrap_or_else(|_| unreachable!()),
-        );
+        response
+            .headers_mut()
+            .insert("content-type", content_type.parse().unwrap_or_else(|_| unreachable!()));
     }
     response
 }
 
 async fn scripted_server(replies: Vec<(u16, &'static str, &'static str)>) -> (String, Script) {
-    let script = Script {
-        replies: Arc::new(replies),
-        ..Script::default()
-    };
-    let app = Router::new()
-        .route("/events", get(scripted))
-        .with_state(script.clone());
+    let script = Script { replies: Arc::new(replies), ..Script::default() };
+    let app = Router::new().route("/events", get(scripted)).with_state(script.clone());
     let (base, _) = serve(app).await;
     (format!("{base}/events"), script)
 }
@@ -97,15 +85,7 @@ async fn reconnects_with_last_event_id_honouring_retry_and_stops_on_204() {
     }
     assert_eq!(
         seen,
-        [
-            "open",
-            "message:a#1",
-            "error(true)",
-            "open",
-            "message:b#2",
-            "error(true)",
-            "closed"
-        ]
+        ["open", "message:a#1", "error(true)", "open", "message:b#2", "error(true)", "closed"]
     );
     // The unterminated third event was discarded, so its id was never taken.
     let sent = script.seen.lock().unwrap().clone();
@@ -126,26 +106,14 @@ async fn server_errors_are_retried_and_client_errors_end_the_source() {
     while let Some(item) = source.next().await {
         seen.push(describe(Some(item)));
     }
-    assert_eq!(
-        seen,
-        [
-            "error(true)",
-            "open",
-            "message:ok#",
-            "error(true)",
-            "error(false)"
-        ]
-    );
+    assert_eq!(seen, ["error(true)", "open", "message:ok#", "error(true)", "error(false)"]);
 }
 
 #[tokio::test]
 async fn a_response_that_is_not_an_event_stream_fails_for_good() {
     let (url, script) = scripted_server(vec![(200, "text/plain", "data: no\n\n")]).await;
     let mut source = EventSource::new(reqwest::Client::new(), url);
-    assert!(matches!(
-        source.next().await,
-        Some(Err(ClientError::ContentType(_)))
-    ));
+    assert!(matches!(source.next().await, Some(Err(ClientError::ContentType(_)))));
     assert!(source.next().await.is_none());
     assert_eq!(script.count.load(Ordering::SeqCst), 1);
 }
@@ -164,16 +132,12 @@ async fn responder(
     handler: impl sse_core::client::Handler,
 ) -> sse_core::session::Session {
     let stop = CancellationToken::new();
-    let run = Responder::new(reqwest::Client::new(), base)
-        .client_id(name)
-        .run(handler, stop.clone());
+    let run =
+        Responder::new(reqwest::Client::new(), base).client_id(name).run(handler, stop.clone());
     tokio::spawn(run);
-    loop {
-        if let Some(session) = core.sessions.by_name(name).filter(|s| s.connections() > 0) {
-            return session;
-        }
-        tokio::task::yield_now().await;
-    }
+    let connected = || core.sessions.by_name(name).filter(|s| s.connections() > 0);
+    eventually("the responder connects", || connected().is_some()).await;
+    connected().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,12 +158,7 @@ async fn the_responder_handles_requests_concurrently() {
             let (core, session) = (core.clone(), session.clone());
             tokio::spawn(async move {
                 core.correlator
-                    .request(
-                        &session,
-                        "echo",
-                        Some(json!({ "n": n })),
-                        Duration::from_secs(30),
-                    )
+                    .request(&session, "echo", Some(json!({ "n": n })), Duration::from_secs(30))
                     .await
             })
         })
@@ -227,15 +186,9 @@ async fn a_cancelled_request_stops_its_handler() {
         }
     };
     let session = responder(&base, &core, "slow", handler).await;
-    let answer = core
-        .correlator
-        .request(&session, "hang", None, Duration::from_millis(100))
-        .await;
+    let answer = core.correlator.request(&session, "hang", None, Duration::from_millis(100)).await;
     assert!(matches!(answer, Err(RpcError::Timeout(_))));
-    handler_dropped
-        .recv()
-        .await
-        .expect("the handler was stopped");
+    handler_dropped.recv().await.expect("the handler was stopped");
 }
 
 #[tokio::test]
@@ -249,19 +202,11 @@ async fn a_failing_handler_still_answers_with_an_error() {
     };
     let session = responder(&base, &core, "buggy", handler).await;
     let deadline = Duration::from_secs(30);
-    match core
-        .correlator
-        .request(&session, "panic", None, deadline)
-        .await
-    {
+    match core.correlator.request(&session, "panic", None, deadline).await {
         Err(RpcError::Remote(error)) => assert_eq!(error.code, codes::INTERNAL_ERROR),
         other => panic!("expected an error answer, got {other:?}"),
     }
-    match core
-        .correlator
-        .request(&session, "other", None, deadline)
-        .await
-    {
+    match core.correlator.request(&session, "other", None, deadline).await {
         Err(RpcError::Remote(error)) => assert_eq!(error.code, codes::METHOD_NOT_FOUND),
         other => panic!("expected an error answer, got {other:?}"),
     }
@@ -297,11 +242,5 @@ async fn answers_are_retried_on_5xx_and_a_409_means_delivered() {
         post_json_with_retry(&http, &format!("{base}/conflict"), &headers, &body, 5).await;
     assert_eq!(conflict.unwrap(), PostOutcome::AlreadyDelivered);
     let refused = post_json_with_retry(&http, &format!("{base}/refuse"), &headers, &body, 5).await;
-    assert!(matches!(
-        refused,
-        Err(ClientError::Refused {
-            status: StatusCode::FORBIDDEN,
-            ..
-        })
-    ));
+    assert!(matches!(refused, Err(ClientError::Refused { status: StatusCode::FORBIDDEN, .. })));
 }

@@ -13,10 +13,7 @@ fn parse(stream: &str) -> Vec<MessageEvent> {
 /// Parses a stream fed one byte at a time (every possible split point).
 fn parse_bytewise(stream: &[u8]) -> Vec<MessageEvent> {
     let mut parser = Parser::new();
-    stream
-        .iter()
-        .flat_map(|b| parser.feed(std::slice::from_ref(b)))
-        .collect()
+    stream.iter().flat_map(|b| parser.feed(std::slice::from_ref(b))).collect()
 }
 
 fn data(events: &[MessageEvent]) -> Vec<&str> {
@@ -46,10 +43,7 @@ fn one_leading_bom_is_stripped() {
     // Only one: a second BOM makes the first line's field name "\u{feff}data", which is ignored.
     assert!(parse("\u{feff}\u{feff}data: a\n\n").is_empty());
     // A BOM split across reads is still recognised.
-    assert_eq!(
-        data(&parse_bytewise("\u{feff}data: a\n\n".as_bytes())),
-        ["a"]
-    );
+    assert_eq!(data(&parse_bytewise("\u{feff}data: a\n\n".as_bytes())), ["a"]);
 }
 
 #[test]
@@ -92,10 +86,7 @@ fn empty_event_name_means_message() {
     assert_eq!(parse("event:\ndata: a\n\n")[0].event, "message");
     assert_eq!(parse("event: add\ndata: a\n\n")[0].event, "add");
     // The type does not carry over to the next event.
-    assert_eq!(
-        parse("event: add\ndata: a\n\ndata: b\n\n")[1].event,
-        "message"
-    );
+    assert_eq!(parse("event: add\ndata: a\n\ndata: b\n\n")[1].event, "message");
 }
 
 #[test]

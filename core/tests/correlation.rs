@@ -13,7 +13,7 @@ use sse_core::rpc::RpcError;
 use sse_core::session::Session;
 use sse_core::wire::jsonrpc::{Id, Message};
 use sse_core::{Core, CoreConfig};
-use support::{Stream, serve};
+use support::{Stream, eventually, serve};
 use tokio::sync::mpsc;
 
 const SESSIONS: usize = 50;
@@ -70,11 +70,7 @@ async fn client(
                 let answer = json!({"jsonrpc": "2.0", "id": request.id, "result": {"n": n, "double": n * 2}});
                 let neighbour = {
                     let directory = directory.lock().unwrap();
-                    directory
-                        .iter()
-                        .find(|s| **s != session_id)
-                        .cloned()
-                        .unwrap()
+                    directory.iter().find(|s| **s != session_id).cloned().unwrap()
                 };
                 let foreign = post(&http, &base, &neighbour, answer.clone()).await;
                 let unknown_body = json!({"jsonrpc": "2.0", "id": 1_000_000_000 + n, "result": 0});
@@ -121,11 +117,7 @@ async fn thousand_requests_over_fifty_sessions_are_each_answered_correctly() {
     let mut sessions: Vec<Session> = Vec::new();
     for _ in 0..SESSIONS {
         let id = readied.recv().await.unwrap();
-        sessions.push(
-            core.sessions
-                .get(&id.as_str().into())
-                .expect("live session"),
-        );
+        sessions.push(core.sessions.get(&id.as_str().into()).expect("live session"));
     }
 
     let mut calls = Vec::new();
@@ -145,9 +137,7 @@ async fn thousand_requests_over_fifty_sessions_are_each_answered_correctly() {
     for session in &sessions[..10] {
         let (core, session) = (core.clone(), session.clone());
         late_calls.push(tokio::spawn(async move {
-            core.correlator
-                .request(&session, "slow", None, Duration::from_millis(50))
-                .await
+            core.correlator.request(&session, "slow", None, Duration::from_millis(50)).await
         }));
     }
     for call in calls {
@@ -163,18 +153,12 @@ async fn thousand_requests_over_fifty_sessions_are_each_answered_correctly() {
         assert!(matches!(call.await.unwrap(), Err(RpcError::Timeout(_))));
     }
     // The late answers are POSTed after the cancellation; wait for all ten to come back.
-    while injected.lock().unwrap().late.len() < 10 {
-        tokio::task::yield_now().await;
-    }
+    eventually("ten late answers", || injected.lock().unwrap().late.len() == 10).await;
 
     let injected = injected.lock().unwrap();
     let all =
         |codes: &[u16], want: u16| codes.len() == REQUESTS && codes.iter().all(|c| *c == want);
-    assert!(
-        all(&injected.real, 202),
-        "real answers: {:?}",
-        &injected.real[..5]
-    );
+    assert!(all(&injected.real, 202), "real answers: {:?}", &injected.real[..5]);
     assert!(all(&injected.foreign, 403), "foreign answers must get 403");
     assert!(all(&injected.unknown, 404), "unknown ids must get 404");
     assert!(all(&injected.duplicate, 409), "duplicates must get 409");
@@ -193,9 +177,7 @@ async fn a_caller_that_gives_up_removes_its_entry_and_the_client_is_told() {
     let call = {
         let (core, session) = (core.clone(), session.clone());
         tokio::spawn(async move {
-            core.correlator
-                .request(&session, "work", None, Duration::from_secs(60))
-                .await
+            core.correlator.request(&session, "work", None, Duration::from_secs(60)).await
         })
     };
     let request = stream.next().await.unwrap();
@@ -210,10 +192,7 @@ async fn a_caller_that_gives_up_removes_its_entry_and_the_client_is_told() {
         panic!()
     };
     let late = json!({"jsonrpc": "2.0", "id": request.id, "result": 1});
-    assert_eq!(
-        post(&reqwest::Client::new(), &base, session.id().as_str(), late).await,
-        410
-    );
+    assert_eq!(post(&reqwest::Client::new(), &base, session.id().as_str(), late).await, 410);
 }
 
 #[tokio::test]
@@ -227,9 +206,7 @@ async fn a_client_error_reaches_the_caller_typed() {
     let call = {
         let core = core.clone();
         tokio::spawn(async move {
-            core.correlator
-                .request(&session, "fail", None, Duration::from_secs(60))
-                .await
+            core.correlator.request(&session, "fail", None, Duration::from_secs(60)).await
         })
     };
     let Message::Request(request) =
@@ -239,10 +216,7 @@ async fn a_client_error_reaches_the_caller_typed() {
     };
     let body =
         json!({"jsonrpc": "2.0", "id": request.id, "error": {"code": -32000, "message": "nope"}});
-    assert_eq!(
-        post(&reqwest::Client::new(), &base, &session_id, body).await,
-        202
-    );
+    assert_eq!(post(&reqwest::Client::new(), &base, &session_id, body).await, 202);
     match call.await.unwrap() {
         Err(RpcError::Remote(error)) => {
             assert_eq!((error.code, error.message.as_str()), (-32000, "nope"))
@@ -259,48 +233,21 @@ async fn malformed_answers_get_400_with_a_json_error() {
     let url = format!("{base}/rpc/responses");
     let cases: Vec<(&str, Option<&str>, &str, u16)> = vec![
         ("{", Some("s"), "application/json", 400),
-        (
-            r#"{"jsonrpc":"2.0","id":1}"#,
-            Some("s"),
-            "application/json",
-            400,
-        ),
+        (r#"{"jsonrpc":"2.0","id":1}"#, Some("s"), "application/json", 400),
         (
             r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"x"}}"#,
             Some("s"),
             "application/json",
             400,
         ),
-        (
-            r#"[{"jsonrpc":"2.0","id":1,"result":1}]"#,
-            Some("s"),
-            "application/json",
-            400,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","method":"x"}"#,
-            Some("s"),
-            "application/json",
-            400,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":1,"result":1}"#,
-            None,
-            "application/json",
-            400,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":1,"result":1}"#,
-            Some("s"),
-            "text/plain",
-            415,
-        ),
+        (r#"[{"jsonrpc":"2.0","id":1,"result":1}]"#, Some("s"), "application/json", 400),
+        (r#"{"jsonrpc":"2.0","method":"x"}"#, Some("s"), "application/json", 400),
+        (r#"{"jsonrpc":"2.0","id":1,"result":1}"#, None, "application/json", 400),
+        (r#"{"jsonrpc":"2.0","id":1,"result":1}"#, Some("s"), "text/plain", 415),
     ];
     for (body, session, content_type, status) in cases {
-        let mut request = http
-            .post(&url)
-            .header("content-type", content_type)
-            .body(body.to_owned());
+        let mut request =
+            http.post(&url).header("content-type", content_type).body(body.to_owned());
         if let Some(session) = session {
             request = request.header("session-id", session);
         }
@@ -312,10 +259,7 @@ async fn malformed_answers_get_400_with_a_json_error() {
             "{error}"
         );
     }
-    let huge = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"result":"{}"}}"#,
-        "x".repeat(3 * 1024 * 1024)
-    );
+    let huge = format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
     let response = http
         .post(&url)
         .header("session-id", "s")

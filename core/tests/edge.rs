@@ -19,17 +19,12 @@ async fn echo(JsonBody(body): JsonBody<Value>) -> axum::Json<Value> {
 
 /// A server as the apps build it: token on the app routes, Host/Origin checks on everything.
 async fn guarded(token: Token, rate: Option<RateLimit>) -> String {
-    let mut app = Router::new()
-        .route("/echo", post(echo))
-        .route("/page", get(|| async { "page" }));
+    let mut app = Router::new().route("/echo", post(echo)).route("/page", get(|| async { "page" }));
     if let Some(rate) = rate {
         app = app.layer(from_fn_with_state(rate, limit));
     }
-    let policy = HostPolicy::for_bind(
-        "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        &[],
-        &[],
-    );
+    let policy =
+        HostPolicy::for_bind("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()), &[], &[]);
     let app = app
         .layer(from_fn_with_state(token, require_token))
         .route("/healthz", get(|| async { "ok" }))
@@ -54,47 +49,21 @@ async fn a_token_is_required_and_compared_exactly() {
     let missing = http.get(format!("{base}/page")).send().await.unwrap();
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     assert_eq!(error_code(missing, 401).await, "missing_token");
-    let wrong = http
-        .get(format!("{base}/page"))
-        .bearer_auth("s3cre")
-        .send()
-        .await
-        .unwrap();
+    let wrong = http.get(format!("{base}/page")).bearer_auth("s3cre").send().await.unwrap();
     assert_eq!(error_code(wrong, 401).await, "wrong_token");
-    let longer = http
-        .get(format!("{base}/page"))
-        .bearer_auth("s3cret!")
-        .send()
-        .await
-        .unwrap();
+    let longer = http.get(format!("{base}/page")).bearer_auth("s3cret!").send().await.unwrap();
     assert_eq!(error_code(longer, 401).await, "wrong_token");
-    let right = http
-        .get(format!("{base}/page"))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap();
+    let right = http.get(format!("{base}/page")).bearer_auth("s3cret").send().await.unwrap();
     assert_eq!(right.status(), 200);
     // Health checks never need the token.
-    assert_eq!(
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
 async fn a_token_link_sets_an_http_only_strict_cookie_that_works_afterwards() {
     let base = guarded(Token::required("s3cret"), None).await;
     let http = reqwest::Client::new();
-    let link = http
-        .get(format!("{base}/page?token=s3cret"))
-        .send()
-        .await
-        .unwrap();
+    let link = http.get(format!("{base}/page?token=s3cret")).send().await.unwrap();
     assert_eq!(link.status(), 200);
     let cookie = link.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("sse_apps_token=s3cret;"));
@@ -106,11 +75,7 @@ async fn a_token_link_sets_an_http_only_strict_cookie_that_works_afterwards() {
         .await
         .unwrap();
     assert_eq!(with_cookie.status(), 200);
-    let bad_link = http
-        .get(format!("{base}/page?token=nope"))
-        .send()
-        .await
-        .unwrap();
+    let bad_link = http.get(format!("{base}/page?token=nope")).send().await.unwrap();
     assert!(bad_link.headers().get("set-cookie").is_none());
     assert_eq!(error_code(bad_link, 401).await, "wrong_token");
 }
@@ -126,18 +91,10 @@ async fn foreign_hosts_are_refused_everywhere() {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            error_code(response, 403).await,
-            "host_not_allowed",
-            "{path}"
-        );
+        assert_eq!(error_code(response, 403).await, "host_not_allowed", "{path}");
     }
-    let localhost = http
-        .get(format!("{base}/page"))
-        .header("host", "localhost:1234")
-        .send()
-        .await
-        .unwrap();
+    let localhost =
+        http.get(format!("{base}/page")).header("host", "localhost:1234").send().await.unwrap();
     assert_eq!(localhost.status(), 200);
 }
 
@@ -147,9 +104,7 @@ async fn cross_origin_writes_are_refused_and_same_origin_ones_pass() {
     let http = reqwest::Client::new();
     let host = base.trim_start_matches("http://").to_owned();
     let post = |origin: Option<String>| {
-        let mut request = http
-            .post(format!("{base}/echo"))
-            .json(&serde_json::json!({"a": 1}));
+        let mut request = http.post(format!("{base}/echo")).json(&serde_json::json!({"a": 1}));
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
@@ -159,15 +114,8 @@ async fn cross_origin_writes_are_refused_and_same_origin_ones_pass() {
     assert_eq!(error_code(foreign, 403).await, "origin_not_allowed");
     let null = post(Some("null".into())).await.unwrap();
     assert_eq!(error_code(null, 403).await, "origin_not_allowed");
-    assert_eq!(
-        post(Some(format!("http://{host}"))).await.unwrap().status(),
-        200
-    );
-    assert_eq!(
-        post(None).await.unwrap().status(),
-        200,
-        "non-browser clients send no Origin"
-    );
+    assert_eq!(post(Some(format!("http://{host}"))).await.unwrap().status(), 200);
+    assert_eq!(post(None).await.unwrap().status(), 200, "non-browser clients send no Origin");
     // Reads are not state-changing: a cross-origin GET is left to the browser's CORS rules.
     let read = http
         .get(format!("{base}/page"))
@@ -183,13 +131,8 @@ async fn bad_bodies_get_their_own_statuses() {
     let base = guarded(Token::open(), None).await;
     let http = reqwest::Client::new();
     let url = format!("{base}/echo");
-    let plain = http
-        .post(&url)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let plain =
+        http.post(&url).header("content-type", "text/plain").body("{}").send().await.unwrap();
     assert_eq!(error_code(plain, 415).await, "unsupported_media_type");
     let broken = http
         .post(&url)
@@ -200,13 +143,8 @@ async fn bad_bodies_get_their_own_statuses() {
         .unwrap();
     assert_eq!(error_code(broken, 400).await, "malformed_json");
     let huge = "[".to_owned() + &"1,".repeat(1_500_000) + "1]";
-    let large = http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let large =
+        http.post(&url).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(error_code(large, 413).await, "body_too_large");
     let nowhere = http.get(format!("{base}/nowhere")).send().await.unwrap();
     assert_eq!(error_code(nowhere, 404).await, "not_found");
@@ -222,11 +160,8 @@ async fn a_flood_gets_429_with_retry_after() {
     for _ in 0..5 {
         let response = http.get(format!("{base}/page")).send().await.unwrap();
         if response.status() == 429 {
-            let retry_after: u64 = response.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let retry_after: u64 =
+                response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
             assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
             assert_eq!(error_code(response, 429).await, "rate_limited");
             statuses.push(429);

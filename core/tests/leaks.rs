@@ -17,7 +17,7 @@ use sse_core::session::SessionConfig;
 use sse_core::stream::sse_response;
 use sse_core::wire::Event;
 use sse_core::{Core, CoreConfig};
-use support::{Stream, serve};
+use support::{Stream, eventually, serve};
 use tokio::sync::Notify;
 
 const CYCLES: usize = 2000;
@@ -31,10 +31,7 @@ async fn topic_stream(State(core): State<Core>) -> Response {
 /// fires on every expiry, so the test can await expiry instead of sleeping.
 fn quick_expiring_core() -> (Core, Arc<AtomicUsize>, Arc<Notify>) {
     let config = CoreConfig {
-        session: SessionConfig {
-            grace: Duration::ZERO,
-            ..SessionConfig::default()
-        },
+        session: SessionConfig { grace: Duration::ZERO, ..SessionConfig::default() },
         keep_alive: Duration::from_millis(20),
         ..CoreConfig::default()
     };
@@ -74,20 +71,23 @@ async fn thousands_of_http_cycles_leave_nothing_behind() {
 
     // Each dropped connection is noticed at the latest at its next keep-alive write; await every
     // session's expiry.
-    while expired.load(Ordering::SeqCst) < CYCLES {
-        notify.notified().await;
-    }
+    let all_expired = async {
+        while expired.load(Ordering::SeqCst) < CYCLES {
+            notify.notified().await;
+        }
+    };
+    // A watchdog, not a timing assertion: far longer than this takes.
+    tokio::time::timeout(Duration::from_secs(120), all_expired)
+        .await
+        .expect("every session expires");
     assert_eq!(core.sessions.len(), 0, "sessions left");
     assert_eq!(core.correlator.pending_count(), 0, "pending requests left");
-    assert_eq!(
-        core.correlator.finished_count(),
-        0,
-        "finished requests remembered"
-    );
-    while topic.subscriber_count() > 0 {
+    assert_eq!(core.correlator.finished_count(), 0, "finished requests remembered");
+    eventually("every topic subscriber to go", || {
         topic.publish(Event::new().data("flush")); // a write reveals a closed socket
-        tokio::task::yield_now().await;
-    }
+        topic.subscriber_count() == 0
+    })
+    .await;
     let metrics = core.metrics.render();
     assert!(metrics.contains("sse_sessions_active 0"), "{metrics}");
 }
@@ -98,15 +98,11 @@ async fn sessions_with_pending_requests_release_everything_on_expiry() {
     let core = Core::new(config);
     let mut calls = Vec::new();
     for i in 0..1000 {
-        let session = core
-            .sessions
-            .create(Some(&format!("s{i}")), Arc::new(JsonRpcEvents));
+        let session = core.sessions.create(Some(&format!("s{i}")), Arc::new(JsonRpcEvents));
         drop(session.connect(None));
         let correlator = core.correlator.clone();
         calls.push(tokio::spawn(async move {
-            correlator
-                .request(&session, "never", None, Duration::from_secs(3600))
-                .await
+            correlator.request(&session, "never", None, Duration::from_secs(3600)).await
         }));
     }
     while core.correlator.pending_count() < 1000 {
@@ -114,10 +110,7 @@ async fn sessions_with_pending_requests_release_everything_on_expiry() {
     }
     tokio::time::advance(Duration::from_secs(31)).await;
     for call in calls {
-        assert!(matches!(
-            call.await.unwrap(),
-            Err(sse_core::rpc::RpcError::SessionClosed)
-        ));
+        assert!(matches!(call.await.unwrap(), Err(sse_core::rpc::RpcError::SessionClosed)));
     }
     assert_eq!(core.sessions.len(), 0);
     assert_eq!(core.correlator.pending_count(), 0);

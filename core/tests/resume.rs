@@ -21,25 +21,18 @@ use sse_core::{Core, CoreConfig};
 use support::{Stream, serve};
 
 async fn topic_stream(State(core): State<Core>, LastEventId(last): LastEventId) -> Response {
-    let subscription = core
-        .hub
-        .topic("news")
-        .subscribe(&Resume::from_last_event_id(last.as_deref()));
+    let subscription =
+        core.hub.topic("news").subscribe(&Resume::from_last_event_id(last.as_deref()));
     sse_response(subscription.into_stream(), &core.streams, &core.metrics)
 }
 
 async fn news_server(replay: usize) -> (String, Core) {
     let config = CoreConfig {
-        topic: TopicConfig {
-            replay,
-            ..TopicConfig::default()
-        },
+        topic: TopicConfig { replay, ..TopicConfig::default() },
         ..CoreConfig::default()
     };
     let core = Core::new(config);
-    let app = Router::new()
-        .route("/news", get(topic_stream))
-        .with_state(core.clone());
+    let app = Router::new().route("/news", get(topic_stream)).with_state(core.clone());
     let (base, _) = serve(app).await;
     (base, core)
 }
@@ -49,9 +42,8 @@ async fn a_cut_stream_resumes_with_exactly_the_missed_events() {
     let (base, core) = news_server(1024).await;
     let topic = core.hub.topic("news");
     let mut stream = Stream::open(&format!("{base}/news"), None).await;
-    let ids: Vec<u64> = (1..=10)
-        .map(|i| topic.publish(Event::new().data(format!("n{i}"))))
-        .collect();
+    let ids: Vec<u64> =
+        (1..=10).map(|i| topic.publish(Event::new().data(format!("n{i}")))).collect();
     let first = stream.take(5).await;
     assert_eq!(
         first.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
@@ -67,10 +59,7 @@ async fn a_cut_stream_resumes_with_exactly_the_missed_events() {
     let mut resumed = Stream::open(&format!("{base}/news"), Some(&resume_from)).await;
     let missed = resumed.take(10).await;
     let expected: Vec<String> = (6..=15).map(|i| format!("n{i}")).collect();
-    assert_eq!(
-        missed.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
-        expected
-    );
+    assert_eq!(missed.iter().map(|e| e.data.clone()).collect::<Vec<_>>(), expected);
     assert!(missed.iter().all(|e| e.event == "message"));
     // Nothing more: the next thing on the stream is what is published next.
     topic.publish(Event::new().data("n16"));
@@ -102,10 +91,7 @@ async fn an_id_older_than_the_ring_gets_resync() {
     assert!(resync.data.contains("unknown_id"));
     let next = topic.publish(Event::new().data("after resync"));
     let event = stream.next().await.unwrap();
-    assert_eq!(
-        (event.data.as_str(), event.last_event_id),
-        ("after resync", next.to_string())
-    );
+    assert_eq!((event.data.as_str(), event.last_event_id), ("after resync", next.to_string()));
 }
 
 #[tokio::test]
@@ -113,17 +99,9 @@ async fn unknown_or_future_ids_get_resync() {
     let (base, core) = news_server(8).await;
     let topic = core.hub.topic("news");
     let last = topic.publish(Event::new().data("x"));
-    for id in [
-        "not-a-number".to_owned(),
-        (last + 100).to_string(),
-        "1".to_owned(),
-    ] {
+    for id in ["not-a-number".to_owned(), (last + 100).to_string(), "1".to_owned()] {
         let mut stream = Stream::open(&format!("{base}/news"), Some(&id)).await;
-        assert_eq!(
-            stream.next().await.unwrap().event,
-            "resync",
-            "Last-Event-ID {id}"
-        );
+        assert_eq!(stream.next().await.unwrap().event, "resync", "Last-Event-ID {id}");
     }
     // The current id itself is fine: nothing to replay, no resync.
     let mut stream = Stream::open(&format!("{base}/news"), Some(&last.to_string())).await;
@@ -151,11 +129,7 @@ async fn ids_from_before_a_restart_are_never_confused_with_new_ones() {
 
 #[tokio::test]
 async fn a_subscriber_that_falls_behind_gets_resync_and_ids_keep_increasing() {
-    let config = TopicConfig {
-        replay: 64,
-        buffer: 4,
-        max_batch_bytes: 64 * 1024,
-    };
+    let config = TopicConfig { replay: 64, buffer: 4, max_batch_bytes: 64 * 1024 };
     let topic = Topic::new(config, Metrics::new());
     let mut subscription = topic.subscribe(&Resume::Live);
     for i in 0..10 {
@@ -172,10 +146,7 @@ async fn a_subscriber_that_falls_behind_gets_resync_and_ids_keep_increasing() {
     while rest.is_empty() {
         rest = parser.feed(&subscription.next_batch().await.unwrap());
     }
-    assert_eq!(
-        (rest[0].data.as_str(), rest[0].last_event_id.clone()),
-        ("fresh", next.to_string())
-    );
+    assert_eq!((rest[0].data.as_str(), rest[0].last_event_id.clone()), ("fresh", next.to_string()));
 }
 
 #[tokio::test]
@@ -211,27 +182,18 @@ async fn messages_for_a_disconnected_session_wait_for_its_return() {
     session.send(Event::new().data("two")).unwrap();
     session.send(Event::new().data("three")).unwrap();
     tokio::time::advance(Duration::from_secs(29)).await;
-    assert!(
-        sessions.by_name("worker").is_some(),
-        "still within the grace period"
-    );
+    assert!(sessions.by_name("worker").is_some(), "still within the grace period");
 
     // Without Last-Event-ID the stream continues after what the last connection was handed.
     let mut back = session.connect(None);
     let events = Parser::new().feed(&back.next_batch().await.unwrap());
-    assert_eq!(
-        events.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
-        ["two", "three"]
-    );
+    assert_eq!(events.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["two", "three"]);
 
     // With Last-Event-ID it replays exactly after that id.
     let again = session.connect(Some(&first[0].last_event_id));
     let mut again = again;
     let replay = Parser::new().feed(&again.next_batch().await.unwrap());
-    assert_eq!(
-        replay.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
-        ["two", "three"]
-    );
+    assert_eq!(replay.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["two", "three"]);
 }
 
 #[tokio::test(start_paused = true)]

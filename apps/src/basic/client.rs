@@ -2,15 +2,20 @@
 
 use std::time::Duration;
 
+use http::HeaderValue;
+use http::header::AUTHORIZATION;
 use sse_core::client::{EventSource, SseItem};
 use tokio_util::sync::CancellationToken;
 
 /// Prints events from `url` until the server says it is done (204), a fatal error, or `shutdown`.
 /// Returns whether it ended cleanly.
-pub async fn run(url: &str, last_event_id: Option<&str>, shutdown: CancellationToken) -> bool {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build();
+pub async fn run(
+    url: &str,
+    last_event_id: Option<&str>,
+    token: Option<&str>,
+    shutdown: CancellationToken,
+) -> bool {
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build();
     let Ok(http) = http else {
         eprintln!("could not build the HTTP client");
         return false;
@@ -18,6 +23,9 @@ pub async fn run(url: &str, last_event_id: Option<&str>, shutdown: CancellationT
     let mut source = EventSource::new(http, url);
     if let Some(id) = last_event_id {
         source = source.last_event_id(id);
+    }
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        source = source.header(AUTHORIZATION, value);
     }
     println!("connecting to {url}");
     loop {

@@ -4,7 +4,8 @@
 //! Wire-compatible with the Go original (`data: Event <i> at <HH:MM:SS>`, ten events two seconds
 //! apart, then the stream ends) and better behaved: each event carries `id: <i>`, so a client that
 //! reconnects with `Last-Event-ID: 4` continues at event 5, even across a server restart (the id
-//! *is* the position, no state needed). A client that comes back after the last event gets
+//! *is* the position, no state needed; an id that is not one of ours gets `resync` and the stream
+//! starts over). A client that comes back after the last event gets
 //! `204 No Content`, which tells a browser's `EventSource` to stop reconnecting. A resumed stream
 //! opens with `event: resumed` naming the id the client sent, so the test page can show it.
 
@@ -35,10 +36,7 @@ pub struct BasicConfig {
 
 impl Default for BasicConfig {
     fn default() -> Self {
-        BasicConfig {
-            count: 10,
-            interval: Duration::from_secs(2),
-        }
+        BasicConfig { count: 10, interval: Duration::from_secs(2) }
     }
 }
 
@@ -60,9 +58,7 @@ pub fn router(core: Core, config: BasicConfig) -> Router {
 /// Mounts [`router`] under `/basic`.
 pub fn mounted(core: Core, config: BasicConfig) -> Router {
     // Nesting maps the page to `/basic`; `/basic/` is the same page.
-    Router::new()
-        .route("/basic/", get(page))
-        .nest("/basic", router(core, config))
+    Router::new().route("/basic/", get(page)).nest("/basic", router(core, config))
 }
 
 #[derive(Template, WebTemplate)]
@@ -74,10 +70,9 @@ async fn page() -> TestPage {
 }
 
 async fn events(State(state): State<BasicState>, LastEventId(last): LastEventId) -> Response {
-    let after = last
-        .as_deref()
-        .and_then(|id| id.parse::<u64>().ok())
-        .unwrap_or(0);
+    // Our ids are positions; anything else cannot be resumed from.
+    let resume_after = last.as_deref().map(|id| id.parse::<u64>().ok());
+    let after = resume_after.flatten().unwrap_or(0);
     let BasicConfig { count, interval } = state.config;
     if count != 0 && after >= count {
         // Everything was delivered: 204 tells EventSource not to reconnect.
@@ -85,20 +80,24 @@ async fn events(State(state): State<BasicState>, LastEventId(last): LastEventId)
     }
     // `retry:` alone dispatches nothing; it makes browsers come back after 1 s, not their 3 s.
     let mut prelude = vec![Event::new().retry(Duration::from_secs(1)).encode()];
-    if let Some(id) = &last {
-        prelude.push(
-            Event::new()
-                .event("resumed")
-                .json(&json!({ "last_event_id": id }))
-                .encode(),
-        );
+    match (&last, resume_after) {
+        (Some(id), Some(Some(_))) => {
+            let resumed = json!({ "last_event_id": id });
+            prelude.push(Event::new().event("resumed").json(&resumed).encode());
+        }
+        (Some(_), _) => {
+            // Not one of our ids: say so rather than silently starting over.
+            let reason = json!({ "reason": "unknown_id" });
+            prelude.push(Event::new().event("resync").json(&reason).encode());
+        }
+        (None, _) => {}
     }
     let frames = with_prelude(prelude, numbered_events(after, count, interval));
     sse_response(frames, &state.core.streams, &state.core.metrics)
 }
 
 /// Events `after+1 ..= count` (forever when `count` is 0), the first at once, then one per
-/// `interval`; after the last one the stream waits one more interval and ends, as the original.
+/// `interval`; the stream ends right after the last one (the original idled one more interval).
 fn numbered_events(after: u64, count: u64, interval: Duration) -> FrameStream {
     let next = after + 1;
     Box::pin(futures_util::stream::unfold(next, move |i| async move {
@@ -109,10 +108,7 @@ fn numbered_events(after: u64, count: u64, interval: Duration) -> FrameStream {
             tokio::time::sleep(interval).await;
         }
         let time = chrono::Local::now().format("%H:%M:%S");
-        let frame = Event::new()
-            .id(i)
-            .data(format!("Event {i} at {time}"))
-            .encode();
+        let frame = Event::new().id(i).data(format!("Event {i} at {time}")).encode();
         Some((frame.into_bytes(), i + 1))
     }))
 }

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::client::{EventSource, Responder, SseItem, post_json_with_retry};
@@ -35,6 +36,21 @@ pub struct ClientConfig {
     pub protocol: Protocol,
     /// Simulated work per request (the original slept 1 s).
     pub work: Duration,
+    /// Sent as `Authorization: Bearer` when the server wants a token.
+    pub token: Option<String>,
+}
+
+impl ClientConfig {
+    /// The headers every request of this client carries.
+    fn auth_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let bearer =
+            self.token.as_ref().and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok());
+        if let Some(value) = bearer {
+            headers.insert(AUTHORIZATION, value);
+        }
+        headers
+    }
 }
 
 /// The default handler: a short analysis of the message.
@@ -51,23 +67,18 @@ async fn handle(method: &str, message: Option<&str>, work: Duration) -> Result<V
     }
     match (method, message) {
         ("analyze", Some(message)) => Ok(Value::String(analyze(message))),
-        ("analyze", None) => Err(ErrorObject::new(
-            codes::INVALID_PARAMS,
-            "analyze needs a message",
-        )),
-        (other, _) => Err(ErrorObject::new(
-            codes::METHOD_NOT_FOUND,
-            format!("unknown method {other:?}"),
-        )),
+        ("analyze", None) => {
+            Err(ErrorObject::new(codes::INVALID_PARAMS, "analyze needs a message"))
+        }
+        (other, _) => {
+            Err(ErrorObject::new(codes::METHOD_NOT_FOUND, format!("unknown method {other:?}")))
+        }
     }
 }
 
 /// Runs until `shutdown`.
 pub async fn run(config: ClientConfig, shutdown: CancellationToken) {
-    let http = match reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-    {
+    let http = match reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build() {
         Ok(http) => http,
         Err(error) => {
             tracing::error!(%error, "could not build the HTTP client");
@@ -78,17 +89,15 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken) {
         Protocol::Native => {
             let work = config.work;
             let handler = move |request: Request| async move {
-                let message = request
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("message"))
-                    .and_then(Value::as_str);
+                let message =
+                    request.params.as_ref().and_then(|p| p.get("message")).and_then(Value::as_str);
                 handle(&request.method, message, work).await
             };
-            Responder::new(http, &config.server)
-                .client_id(&config.client_id)
-                .run(handler, shutdown)
-                .await;
+            let mut responder = Responder::new(http, &config.server).client_id(&config.client_id);
+            for (name, value) in &config.auth_headers() {
+                responder = responder.header(name.clone(), value.clone());
+            }
+            responder.run(handler, shutdown).await;
         }
         Protocol::Compat => run_compat(http, Arc::new(config), shutdown).await,
     }
@@ -116,6 +125,9 @@ async fn run_compat(http: reqwest::Client, config: Arc<ClientConfig>, shutdown: 
         }
     };
     let mut source = EventSource::new(http.clone(), url.as_str());
+    for (name, value) in &config.auth_headers() {
+        source = source.header(name.clone(), value.clone());
+    }
     let mut client_id = config.client_id.clone();
     loop {
         let item = tokio::select! {
@@ -160,7 +172,7 @@ async fn run_compat(http: reqwest::Client, config: Arc<ClientConfig>, shutdown: 
                 // The original format has no error member: say it in the result, never stay silent.
                 Err(error) => Value::String(format!("error: {}", error.message)),
             };
-            let mut headers = HeaderMap::new();
+            let mut headers = config.auth_headers();
             if let Ok(value) = client_id.parse() {
                 headers.insert("client-id", value);
             }

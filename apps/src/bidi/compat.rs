@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody};
+use sse_core::edge::{ApiError, JsonBody, redact_secrets};
 use sse_core::rpc::Dialect;
 use sse_core::session::Session;
 use sse_core::stream::{LastEventId, sse_response, with_prelude};
@@ -32,11 +32,7 @@ impl Dialect for GoCompat {
     }
 
     fn request(&self, request: &Request) -> Event {
-        let message = request
-            .params
-            .as_ref()
-            .and_then(|p| p.get("message"))
-            .cloned();
+        let message = request.params.as_ref().and_then(|p| p.get("message")).cloned();
         let message = message.unwrap_or(Value::String(String::new()));
         Event::new().json(
             &json!({ "id": request.id.to_string(), "method": request.method, "message": message }),
@@ -62,17 +58,13 @@ pub(super) async fn events(
     let name = query
         .client_id
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| {
-            format!(
-                "client_{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..12]
-            )
-        });
-    let session = compat_session(&state, &name);
+        .unwrap_or_else(|| format!("client_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let (session, existed) = compat_session(&state, &name);
+    // An id from before a server restart means nothing to a new session: start it clean, so this
+    // stream carries only what the original's clients understand.
+    let last_event_id = last_event_id.filter(|_| existed);
     let connection = session.connect(last_event_id.as_deref());
-    let hello = Event::new()
-        .json(&json!({ "type": "client_id", "id": name }))
-        .encode();
+    let hello = Event::new().json(&json!({ "type": "client_id", "id": name })).encode();
     sse_response(
         with_prelude(vec![hello], connection.into_stream()),
         &state.core.streams,
@@ -80,11 +72,11 @@ pub(super) async fn events(
     )
 }
 
-/// The live compat session with this name, or a new one.
-fn compat_session(state: &BidiState, name: &str) -> Session {
+/// The live compat session with this name (and `true`), or a new one (and `false`).
+fn compat_session(state: &BidiState, name: &str) -> (Session, bool) {
     match state.core.sessions.by_name(name) {
-        Some(session) if session.dialect().name() == GoCompat.name() => session,
-        _ => state.core.sessions.create(Some(name), Arc::new(GoCompat)),
+        Some(session) if session.dialect().name() == GoCompat.name() => (session, true),
+        _ => (state.core.sessions.create(Some(name), Arc::new(GoCompat)), false),
     }
 }
 
@@ -112,6 +104,7 @@ pub(super) async fn response(
             format!("no client with id {client_id:?} is connected"),
         )
     })?;
+    tracing::trace!(client_id, request = %answer.id, result = %redact_secrets(&answer.result.to_string()), "answer received");
     let answer = RpcResponse::result(Id::from_text(&answer.id), answer.result);
     state
         .core

@@ -25,6 +25,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Query, State};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
@@ -32,6 +33,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sse_core::Core;
 use sse_core::edge::ApiError;
+use sse_core::edge::origin::refuse_cross_site;
 use sse_core::rpc::RpcError;
 
 /// Settings of the bidirectional server.
@@ -43,9 +45,7 @@ pub struct BidiConfig {
 
 impl Default for BidiConfig {
     fn default() -> Self {
-        BidiConfig {
-            timeout: Duration::from_secs(30),
-        }
+        BidiConfig { timeout: Duration::from_secs(30) }
     }
 }
 
@@ -58,15 +58,12 @@ struct BidiState {
 /// The routes (status page, both wire formats, `/trigger`). Mounted at `/bidi`, and at the root
 /// when run alone as `bidi-server`, where the Go original had them.
 pub fn router(core: Core, config: BidiConfig) -> Router {
-    let state = BidiState {
-        core: core.clone(),
-        config,
-    };
+    let state = BidiState { core: core.clone(), config };
     Router::new()
         .route("/", get(page))
         .route("/events", get(compat::events))
         .route("/response", axum::routing::post(compat::response))
-        .route("/trigger", get(trigger).post(trigger))
+        .route("/trigger", get(trigger).post(trigger).route_layer(from_fn(refuse_cross_site)))
         .with_state(state)
         .merge(sse_core::rpc::http::routes(core))
 }
@@ -74,9 +71,7 @@ pub fn router(core: Core, config: BidiConfig) -> Router {
 /// Mounts [`router`] under `/bidi`.
 pub fn mounted(core: Core, config: BidiConfig) -> Router {
     // Nesting maps the page to `/bidi`; `/bidi/` is the same page.
-    Router::new()
-        .route("/bidi/", get(page))
-        .nest("/bidi", router(core, config))
+    Router::new().route("/bidi/", get(page)).nest("/bidi", router(core, config))
 }
 
 #[derive(Template, WebTemplate)]
@@ -97,10 +92,9 @@ async fn trigger(
     State(state): State<BidiState>,
     Query(query): Query<TriggerQuery>,
 ) -> Result<Response, ApiError> {
-    let (Some(client_id), Some(message)) = (
-        query.client_id.filter(|c| !c.is_empty()),
-        query.message.filter(|m| !m.is_empty()),
-    ) else {
+    let (Some(client_id), Some(message)) =
+        (query.client_id.filter(|c| !c.is_empty()), query.message.filter(|m| !m.is_empty()))
+    else {
         return Err(ApiError::bad_request(
             "missing_parameters",
             "need client_id and message parameters",
@@ -114,12 +108,7 @@ async fn trigger(
     })?;
     let params = json!({ "message": message });
     let timeout = state.config.timeout;
-    match state
-        .core
-        .correlator
-        .request(&session, "analyze", Some(params), timeout)
-        .await
-    {
+    match state.core.correlator.request(&session, "analyze", Some(params), timeout).await {
         Ok(answer) => {
             let body = json!({ "id": answer.id.to_string(), "result": answer.result });
             Ok((StatusCode::OK, axum::Json(body)).into_response())

@@ -44,13 +44,7 @@ pub async fn spawn_app_on(
     let shutdown = core.shutdown_token();
     let served = tokio::spawn(server::serve(listener, app, shutdown.clone()));
     let served = tokio::spawn(async move { served.await.unwrap().unwrap() });
-    TestApp {
-        base: format!("http://{addr}"),
-        addr,
-        core,
-        shutdown,
-        served,
-    }
+    TestApp { base: format!("http://{addr}"), addr, core, shutdown, served }
 }
 
 /// Serves the app `build` makes on an ephemeral port, without a token.
@@ -76,11 +70,7 @@ impl Stream {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Stream {
-            response,
-            parser: Parser::new(),
-            queue: VecDeque::new(),
-        }
+        Stream { response, parser: Parser::new(), queue: VecDeque::new() }
     }
 
     /// The next event, or `None` at the end of the stream.
@@ -92,5 +82,19 @@ impl Stream {
             let chunk = self.response.chunk().await.ok()??;
             self.queue.extend(self.parser.feed(&chunk));
         }
+    }
+}
+
+/// Waits until `condition` holds, yielding to other tasks in between. A watchdog turns a
+/// condition that never comes true into a failure instead of a hung test (not a timing
+/// assertion: it is far longer than anything should take).
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(60), wait).await.is_err() {
+        panic!("never happened: {what}");
     }
 }

@@ -16,11 +16,7 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at `base`, never exceeds `max`.
     pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff {
-            base,
-            max,
-            attempt: 0,
-        }
+        Backoff { base, max, attempt: 0 }
     }
 
     /// Changes the first delay (the server's `retry:`), keeping the attempt count.

@@ -64,13 +64,7 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 
 /// `Retry-After` in seconds, if the response has one.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
+    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
     Some(Duration::from_secs(seconds))
 }
 
@@ -228,18 +222,13 @@ impl EventSource {
             self.closed = true;
             return Some(Err(error));
         }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let is_event_stream = content_type
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"));
         if !is_event_stream {
             self.closed = true;
-            return Some(Err(ClientError::ContentType(
-                content_type.unwrap_or("").to_owned(),
-            )));
+            return Some(Err(ClientError::ContentType(content_type.unwrap_or("").to_owned())));
         }
         // A new stream: line state starts over, the last event id carries across.
         let last_id = self.parser.last_event_id().to_owned();

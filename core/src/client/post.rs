@@ -31,12 +31,7 @@ pub async fn post_json_with_retry(
     let mut tries = 0;
     loop {
         tries += 1;
-        let sent = http
-            .post(url)
-            .headers(headers.clone())
-            .json(body)
-            .send()
-            .await;
+        let sent = http.post(url).headers(headers.clone()).json(body).send().await;
         let wait = match sent {
             Ok(response) if response.status().is_success() => {
                 return Ok(PostOutcome::Accepted(response.status()));

@@ -62,12 +62,7 @@ impl Responder {
     /// `http://127.0.0.1:8082`).
     pub fn new(http: reqwest::Client, base: impl Into<String>) -> Responder {
         let base = base.into().trim_end_matches('/').to_owned();
-        Responder {
-            http,
-            base,
-            client_id: None,
-            headers: HeaderMap::new(),
-        }
+        Responder { http, base, client_id: None, headers: HeaderMap::new() }
     }
 
     /// A name for this client (the server can address it by name).
@@ -178,15 +173,9 @@ impl Responder {
             let work = AbortOnDropHandle::new(tokio::spawn(handler.handle(request)));
             let outcome = match work.await {
                 Ok(outcome) => outcome,
-                Err(_) => Err(ErrorObject::new(
-                    codes::INTERNAL_ERROR,
-                    "the handler failed",
-                )),
+                Err(_) => Err(ErrorObject::new(codes::INTERNAL_ERROR, "the handler failed")),
             };
-            let response = Response {
-                id: task_id.clone(),
-                outcome,
-            };
+            let response = Response { id: task_id.clone(), outcome };
             lock(&running_for_task).remove(&task_id);
             match post_json_with_retry(&http, &url, &headers, &response.to_value(), 8).await {
                 Ok(outcome) => tracing::info!(request = %task_id, ?outcome, "answer sent"),

@@ -1,10 +1,11 @@
 //! The shared access token, as Jupyter does it.
 //!
-//! A server started without `--token` generates one and prints a ready link. Clients present it
-//! as `Authorization: Bearer <token>`, as the `sse_apps_token` cookie, or once as `?token=` in a
+//! A server given a token (`--token`, or one it generated with [`Token::generate`] because its
+//! apps can change the machine) prints a ready link with it. Clients present it as
+//! `Authorization: Bearer <token>`, as the `sse_apps_token` cookie, or once as `?token=` in a
 //! link: browsers' `EventSource` cannot send headers, so a request carrying the right `?token=`
 //! also gets an `HttpOnly; SameSite=Strict` cookie and later requests need nothing in the URL.
-//! Tokens are compared in constant time and never logged.
+//! Tokens are compared in constant time and never logged (request spans omit the query string).
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,11 +29,7 @@ pub struct Token(Option<Arc<str>>);
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Token(<redacted>)"
-        } else {
-            "Token(none)"
-        })
+        f.write_str(if self.0.is_some() { "Token(<redacted>)" } else { "Token(none)" })
     }
 }
 
@@ -130,8 +127,6 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
 
 fn unauthorized(code: &'static str, message: &str) -> Response {
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
-    response
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    response.headers_mut().insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
     response
 }

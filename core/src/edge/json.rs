@@ -40,11 +40,7 @@ pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
             format!("body has the wrong shape: {}", e.body_text()),
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the body is too large",
-            )
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large")
         }
         other => ApiError::new(other.status(), "bad_body", other.body_text()),
     }

@@ -7,13 +7,16 @@
 //! * [`auth`]: the shared token (bearer header, cookie, or a `?token=` link that sets the cookie),
 //!   compared in constant time;
 //! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
-//! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`.
+//! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`;
+//! * [`redact_secrets`]: what message tracing uses so secrets never reach a log.
 
 pub mod auth;
 mod error;
 mod json;
 pub mod origin;
 pub mod rate;
+mod redact;
 
 pub use error::{ApiError, method_not_allowed, not_found};
 pub use json::JsonBody;
+pub use redact::redact_secrets;

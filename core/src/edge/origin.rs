@@ -41,18 +41,12 @@ impl HostPolicy {
             hosts.push(host_of_ip(addr));
             Some(hosts.into())
         };
-        HostPolicy {
-            hosts,
-            origins: extra_origins.to_vec().into(),
-        }
+        HostPolicy { hosts, origins: extra_origins.to_vec().into() }
     }
 
     /// Accepts every Host and only same-origin Origins.
     pub fn any_host() -> Self {
-        HostPolicy {
-            hosts: None,
-            origins: Arc::from([]),
-        }
+        HostPolicy { hosts: None, origins: Arc::from([]) }
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -86,6 +80,29 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
+/// The Host a request was sent to (the `Host` header, or the URI authority under HTTP/2).
+fn host_of(req: &Request) -> String {
+    req.headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// Whether a browser sent this from another site: it says so in `Sec-Fetch-Site`, or the
+/// `Origin` it names is not the Host's own (nor allowed by the policy).
+fn is_cross_site(policy: &HostPolicy, req: &Request, host: &str) -> bool {
+    let fetch_site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site == Some("cross-site") {
+        return true;
+    }
+    match req.headers().get(ORIGIN) {
+        Some(origin) => !policy.origin_allowed(origin.to_str().unwrap_or("null"), host),
+        None => false,
+    }
+}
+
 /// Middleware: 403 for a Host outside the policy, or a cross-origin state-changing request.
 /// Use with `axum::middleware::from_fn_with_state(policy, check_host_and_origin)`.
 pub async fn check_host_and_origin(
@@ -93,32 +110,27 @@ pub async fn check_host_and_origin(
     req: Request,
     next: Next,
 ) -> Response {
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+    let host = host_of(&req);
     if !policy.host_allowed(&host) {
         tracing::warn!(host, "refused a request for a foreign Host");
-        return forbidden(
-            "host_not_allowed",
-            "this server does not answer to that Host name",
-        );
+        return forbidden("host_not_allowed", "this server does not answer to that Host name");
     }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
-        if let Some(origin) = req.headers().get(ORIGIN) {
-            let origin = origin.to_str().unwrap_or("null");
-            if !policy.origin_allowed(origin, &host) {
-                tracing::warn!(origin, host, "refused a cross-origin request");
-                return forbidden(
-                    "origin_not_allowed",
-                    "cross-origin requests are not allowed",
-                );
-            }
-        }
+    if !safe && is_cross_site(&policy, &req, &host) {
+        tracing::warn!(host, "refused a cross-origin request");
+        return forbidden("origin_not_allowed", "cross-origin requests are not allowed");
+    }
+    next.run(req).await
+}
+
+/// Middleware for the few routes that change state even on GET (kept for compatibility, such
+/// as `/trigger`): cross-site requests are refused whatever the method, so a page elsewhere cannot
+/// fire them with an `<img>` tag. Non-browser clients send neither header and pass.
+pub async fn refuse_cross_site(req: Request, next: Next) -> Response {
+    let host = host_of(&req);
+    if is_cross_site(&HostPolicy::any_host(), &req, &host) {
+        tracing::warn!(host, "refused a cross-site request to a state-changing GET");
+        return forbidden("origin_not_allowed", "cross-site requests are not allowed here");
     }
     next.run(req).await
 }

@@ -26,9 +26,7 @@ impl RateLimit {
         let rate = NonZeroU32::new(per_second)?;
         let burst = NonZeroU32::new(burst.max(1)).unwrap_or(rate);
         let quota = Quota::per_second(rate).allow_burst(burst);
-        Some(RateLimit {
-            limiter: Arc::new(RateLimiter::keyed(quota)),
-        })
+        Some(RateLimit { limiter: Arc::new(RateLimiter::keyed(quota)) })
     }
 
     /// Takes one token for `client`, or says how long to wait.
@@ -36,12 +34,8 @@ impl RateLimit {
         self.limiter.check_key(&client).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests",
-            )
-            .retry_after(seconds.max(1))
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests")
+                .retry_after(seconds.max(1))
         })
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::JsonRpcEvents;
 use crate::Core;
-use crate::edge::{ApiError, JsonBody};
+use crate::edge::{ApiError, JsonBody, redact_secrets};
 use crate::session::SessionId;
 use crate::stream::{LastEventId, sse_response, with_prelude};
 use crate::wire::Event;
@@ -50,10 +50,8 @@ async fn open_session(
     Query(query): Query<OpenQuery>,
     LastEventId(last_event_id): LastEventId,
 ) -> Response {
-    let existing = query
-        .session_id
-        .as_deref()
-        .and_then(|id| core.sessions.get(&SessionId::from(id)));
+    let existing =
+        query.session_id.as_deref().and_then(|id| core.sessions.get(&SessionId::from(id)));
     let resumed = existing.is_some();
     let session = existing.unwrap_or_else(|| {
         let name = query.client_id.as_deref().filter(|n| !n.is_empty());
@@ -67,11 +65,7 @@ async fn open_session(
         .retry(Duration::from_secs(1))
         .json(&json!({ "session_id": session.id().as_str(), "client_id": session.name() }))
         .encode();
-    sse_response(
-        with_prelude(vec![hello], connection.into_stream()),
-        &core.streams,
-        &core.metrics,
-    )
+    sse_response(with_prelude(vec![hello], connection.into_stream()), &core.streams, &core.metrics)
 }
 
 async fn post_response(
@@ -84,6 +78,9 @@ async fn post_response(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing_session", "send the Session-Id header"))?;
+    if tracing::enabled!(tracing::Level::TRACE) {
+        tracing::trace!(session = ?SessionId::from(session), body = %redact_secrets(&body.to_string()), "answer received");
+    }
     let response = match Message::from_value(body) {
         Ok(Message::Response(response)) => response,
         Ok(_) => {
@@ -97,9 +94,6 @@ async fn post_response(
     core.correlator
         .answer(&SessionId::from(session), response)
         .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "accepted": true })).into_response(),
-    )
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": true })).into_response())
         .into_response())
 }

@@ -63,10 +63,7 @@ impl Dialect for JsonRpcEvents {
     }
 
     fn cancelled(&self, id: &Id, reason: &str) -> Option<Event> {
-        let note = Notification::new(
-            CANCELLED,
-            Some(json!({ "requestId": id, "reason": reason })),
-        );
+        let note = Notification::new(CANCELLED, Some(json!({ "requestId": id, "reason": reason })));
         Some(Event::new().event("notification").json(&json!(note)))
     }
 }
@@ -170,9 +167,7 @@ pub struct Correlator {
 
 impl fmt::Debug for Correlator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Correlator")
-            .field("pending", &self.pending_count())
-            .finish()
+        f.debug_struct("Correlator").field("pending", &self.pending_count()).finish()
     }
 }
 
@@ -226,8 +221,7 @@ impl State {
             self.finished.remove(oldest);
             self.finished_order.pop_front();
         }
-        self.finished
-            .insert(id.clone(), Finished { session, outcome });
+        self.finished.insert(id.clone(), Finished { session, outcome });
         self.finished_order.push_back((id, now));
     }
 }
@@ -259,21 +253,12 @@ impl Correlator {
         self.check_breaker(session.id())?;
         let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
-        lock(&self.inner.state).pending.insert(
-            id.clone(),
-            Waiting {
-                session: session.id().clone(),
-                reply,
-            },
-        );
+        lock(&self.inner.state)
+            .pending
+            .insert(id.clone(), Waiting { session: session.id().clone(), reply });
         self.inner.metrics.rpc_sent();
         let started = Instant::now();
-        let mut guard = PendingGuard {
-            correlator: self,
-            session,
-            id: Some(id.clone()),
-            started,
-        };
+        let mut guard = PendingGuard { correlator: self, session, id: Some(id.clone()), started };
 
         let request = Request::new(id.clone(), method, params);
         if session.send(session.dialect().request(&request)).is_err() {
@@ -347,19 +332,11 @@ impl Correlator {
                 return Err(AnswerError::Unknown);
             };
             let delivered = waiting.reply.send(outcome).is_ok();
-            let outcome = if delivered {
-                Outcome::Answered
-            } else {
-                Outcome::Gone
-            };
+            let outcome = if delivered { Outcome::Answered } else { Outcome::Gone };
             state.finish(id.clone(), from.clone(), outcome, &self.inner.config);
             drop(state);
             tracing::info!(session = ?from, request = %id, delivered, "answer received");
-            return if delivered {
-                Ok(())
-            } else {
-                Err(AnswerError::Late)
-            };
+            return if delivered { Ok(()) } else { Err(AnswerError::Late) };
         }
         match state.finished.get(&id) {
             None => Err(AnswerError::Unknown),
@@ -390,13 +367,11 @@ impl Correlator {
     pub fn forget_session(&self, session: &SessionId) {
         let mut state = lock(&self.inner.state);
         state.finished.retain(|_, done| &done.session != session);
-        let State {
-            finished,
-            finished_order,
-            ..
-        } = &mut *state;
+        let State { finished, finished_order, .. } = &mut *state;
         finished_order.retain(|(id, _)| finished.contains_key(id));
-        state.breakers.remove(session);
+        if state.breakers.remove(session).is_some() {
+            self.publish_circuits(&state);
+        }
     }
 
     /// How many finished requests are remembered (bounded by the config).
@@ -417,6 +392,7 @@ impl Correlator {
                 // Half-open: let this call through as the probe; one more timeout re-opens.
                 breaker.open_until = None;
                 breaker.timeouts = self.inner.config.breaker_threshold.saturating_sub(1);
+                self.publish_circuits(&state);
                 Ok(())
             }
             None => Ok(()),
@@ -433,12 +409,22 @@ impl Correlator {
         breaker.timeouts += 1;
         if breaker.timeouts >= threshold {
             breaker.open_until = Some(Instant::now() + self.inner.config.breaker_cooldown);
-            tracing::warn!(session = ?session, "circuit opened after {} timeouts", breaker.timeouts);
+            tracing::warn!(session = ?session, timeouts = breaker.timeouts, "circuit opened");
         }
+        self.publish_circuits(&state);
     }
 
     fn breaker_success(&self, session: &SessionId) {
-        lock(&self.inner.state).breakers.remove(session);
+        let mut state = lock(&self.inner.state);
+        if state.breakers.remove(session).is_some() {
+            self.publish_circuits(&state);
+        }
+    }
+
+    /// Shows how many circuits are open in `/metrics`.
+    fn publish_circuits(&self, state: &State) {
+        let open = state.breakers.values().filter(|b| b.open_until.is_some()).count();
+        self.inner.metrics.circuits_open(open);
     }
 }
 
@@ -464,17 +450,10 @@ impl PendingGuard<'_> {
             return false; // answered in the meantime; the answer path finished it
         }
         if notify.is_some() {
-            state.finish(
-                id.clone(),
-                self.session.id().clone(),
-                Outcome::Gone,
-                &inner.config,
-            );
+            state.finish(id.clone(), self.session.id().clone(), Outcome::Gone, &inner.config);
         }
         drop(state);
-        inner
-            .metrics
-            .rpc_finished(outcome, self.started.elapsed().as_secs_f64());
+        inner.metrics.rpc_finished(outcome, self.started.elapsed().as_secs_f64());
         if let Some(reason) = notify {
             if let Some(event) = self.session.dialect().cancelled(&id, reason) {
                 let _ = self.session.send(event);

@@ -140,10 +140,7 @@ impl Event {
         }
         if let Some(retry) = self.retry {
             buf.put_slice(b"retry: ");
-            put_decimal(
-                &mut buf,
-                u64::try_from(retry.as_millis()).unwrap_or(u64::MAX),
-            );
+            put_decimal(&mut buf, u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
             buf.put_u8(b'\n');
         }
         if let Some(data) = &self.data {
@@ -169,11 +166,7 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
                 Some(current)
             }
             Some(at) => {
-                let skip = if current[at..].starts_with("\r\n") {
-                    2
-                } else {
-                    1
-                };
+                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&current[at + skip..]);
                 Some(&current[..at])
             }
@@ -224,23 +217,14 @@ mod tests {
 
     #[test]
     fn event_names_cannot_break_framing() {
-        assert_eq!(
-            encoded(Event::new().event("a\r\nb").data("x")),
-            "event: ab\ndata: x\n\n"
-        );
+        assert_eq!(encoded(Event::new().event("a\r\nb").data("x")), "event: ab\ndata: x\n\n");
     }
 
     #[test]
     fn retry_is_digits_only() {
-        assert_eq!(
-            encoded(Event::new().retry(Duration::from_millis(1500))),
-            "retry: 1500\n\n"
-        );
+        assert_eq!(encoded(Event::new().retry(Duration::from_millis(1500))), "retry: 1500\n\n");
         assert_eq!(encoded(Event::new().id(0)), "id: 0\n\n");
-        assert_eq!(
-            encoded(Event::new().id(u64::MAX)),
-            format!("id: {}\n\n", u64::MAX)
-        );
+        assert_eq!(encoded(Event::new().id(u64::MAX)), format!("id: {}\n\n", u64::MAX));
     }
 
     #[test]

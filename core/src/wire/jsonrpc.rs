@@ -81,12 +81,7 @@ pub struct Request {
 impl Request {
     /// A request with the given id, method and params.
     pub fn new(id: Id, method: impl Into<String>, params: Option<Value>) -> Request {
-        Request {
-            jsonrpc: VERSION,
-            id,
-            method: method.into(),
-            params,
-        }
+        Request { jsonrpc: VERSION, id, method: method.into(), params }
     }
 }
 
@@ -105,11 +100,7 @@ pub struct Notification {
 impl Notification {
     /// A notification with the given method and params.
     pub fn new(method: impl Into<String>, params: Option<Value>) -> Notification {
-        Notification {
-            jsonrpc: VERSION,
-            method: method.into(),
-            params,
-        }
+        Notification { jsonrpc: VERSION, method: method.into(), params }
     }
 }
 
@@ -128,11 +119,7 @@ pub struct ErrorObject {
 impl ErrorObject {
     /// An error with a code and a message.
     pub fn new(code: i64, message: impl Into<String>) -> ErrorObject {
-        ErrorObject {
-            code,
-            message: message.into(),
-            data: None,
-        }
+        ErrorObject { code, message: message.into(), data: None }
     }
 }
 
@@ -154,34 +141,24 @@ pub struct Response {
 impl Response {
     /// A successful answer.
     pub fn result(id: Id, result: Value) -> Response {
-        Response {
-            id,
-            outcome: Ok(result),
-        }
+        Response { id, outcome: Ok(result) }
     }
 
     /// An error answer.
     pub fn error(id: Id, error: ErrorObject) -> Response {
-        Response {
-            id,
-            outcome: Err(error),
-        }
+        Response { id, outcome: Err(error) }
     }
 
     /// The JSON form of this answer.
     pub fn to_value(&self) -> Value {
         let mut map = Map::new();
         map.insert("jsonrpc".into(), VERSION.into());
-        map.insert(
-            "id".into(),
-            serde_json::to_value(&self.id).unwrap_or(Value::Null),
-        );
+        map.insert("id".into(), serde_json::to_value(&self.id).unwrap_or(Value::Null));
         match &self.outcome {
             Ok(result) => map.insert("result".into(), result.clone()),
-            Err(error) => map.insert(
-                "error".into(),
-                serde_json::to_value(error).unwrap_or(Value::Null),
-            ),
+            Err(error) => {
+                map.insert("error".into(), serde_json::to_value(error).unwrap_or(Value::Null))
+            }
         };
         Value::Object(map)
     }
@@ -280,10 +257,7 @@ mod tests {
     #[test]
     fn null_result_is_a_result() {
         let msg = Message::parse(br#"{"jsonrpc":"2.0","id":3,"result":null}"#).expect("valid");
-        assert_eq!(
-            msg,
-            Message::Response(Response::result(Id::Number(3), Value::Null))
-        );
+        assert_eq!(msg, Message::Response(Response::result(Id::Number(3), Value::Null)));
     }
 
     #[test]
@@ -291,10 +265,7 @@ mod tests {
         let both = br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"x"}}"#;
         assert_eq!(Message::parse(both), Err(EnvelopeError::ResultXorError));
         assert_eq!(Message::parse(br#"[1]"#), Err(EnvelopeError::Batch));
-        assert_eq!(
-            Message::parse(br#"{"id":1,"result":1}"#),
-            Err(EnvelopeError::Version)
-        );
+        assert_eq!(Message::parse(br#"{"id":1,"result":1}"#), Err(EnvelopeError::Version));
         assert_eq!(
             Message::parse(br#"{"jsonrpc":"2.0","id":1.5,"result":1}"#),
             Err(EnvelopeError::BadId)

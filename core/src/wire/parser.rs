@@ -181,11 +181,7 @@ impl Parser {
         let mut data = std::mem::take(&mut self.data);
         data.pop(); // the LF appended after the last data line
         Some(MessageEvent {
-            event: if event_type.is_empty() {
-                "message".to_owned()
-            } else {
-                event_type
-            },
+            event: if event_type.is_empty() { "message".to_owned() } else { event_type },
             data,
             last_event_id: self.last_event_id.clone(),
         })

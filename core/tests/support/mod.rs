@@ -40,16 +40,9 @@ impl Stream {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "GET {url}");
-        let content_type = response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
         assert_eq!(content_type, "text/event-stream");
-        Stream {
-            response,
-            parser: Parser::new(),
-            queue: VecDeque::new(),
-        }
+        Stream { response, parser: Parser::new(), queue: VecDeque::new() }
     }
 
     /// The next event, or `None` when the stream ends.
@@ -70,5 +63,19 @@ impl Stream {
             events.push(self.next().await.expect("stream ended early"));
         }
         events
+    }
+}
+
+/// Waits until `condition` holds, yielding to other tasks in between. A watchdog turns a
+/// condition that never comes true into a failure instead of a hung test (not a timing
+/// assertion: it is far longer than anything should take).
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(60), wait).await.is_err() {
+        panic!("never happened: {what}");
     }
 }
