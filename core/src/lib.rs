@@ -39,6 +39,8 @@ pub mod metrics;
 pub mod rpc;
 pub mod session;
 pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
 
 use std::time::Duration;

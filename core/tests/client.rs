@@ -2,8 +2,6 @@
 //! handling, and the responder's concurrency, cancellation and error answers.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +16,9 @@ use sse_core::client::{
     ClientError, EventSource, PostOutcome, Responder, SseItem, post_json_with_retry,
 };
 use sse_core::rpc::RpcError;
+use sse_core::testing::{eventually, serve};
 use sse_core::wire::jsonrpc::{ErrorObject, Request, codes};
 use sse_core::{Core, CoreConfig};
-use support::{eventually, serve};
 use tokio::sync::{Barrier, mpsc};
 use tokio_util::sync::CancellationToken;
 

@@ -2,8 +2,6 @@
 //! gets its own answer while foreign, duplicate, late and unknown answers are injected.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,9 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sse_core::rpc::RpcError;
 use sse_core::session::Session;
+use sse_core::testing::{Stream, eventually, serve};
 use sse_core::wire::jsonrpc::{Id, Message};
 use sse_core::{Core, CoreConfig};
-use support::{Stream, eventually, serve};
 use tokio::sync::mpsc;
 
 const SESSIONS: usize = 50;
@@ -49,7 +47,7 @@ async fn client(
     ready: mpsc::Sender<String>,
 ) {
     let http = reqwest::Client::new();
-    let mut stream = Stream::open(&format!("{base}/rpc/events?client_id={name}"), None).await;
+    let mut stream = Stream::open(&format!("{base}/rpc/events?client_id={name}")).await;
     let hello = stream.next().await.expect("greeting");
     assert_eq!(hello.event, "session");
     let session_id = serde_json::from_str::<Value>(&hello.data).unwrap()["session_id"]
@@ -152,8 +150,13 @@ async fn thousand_requests_over_fifty_sessions_are_each_answered_correctly() {
     for call in late_calls {
         assert!(matches!(call.await.unwrap(), Err(RpcError::Timeout(_))));
     }
-    // The late answers are POSTed after the cancellation; wait for all ten to come back.
-    eventually("ten late answers", || injected.lock().unwrap().late.len() == 10).await;
+    // Each client records its injected answers after the caller already has the real one, and
+    // the late answers are POSTed after the cancellation: wait until every one is recorded.
+    eventually("every injected answer recorded", || {
+        let injected = injected.lock().unwrap();
+        injected.duplicate.len() == REQUESTS && injected.late.len() == 10
+    })
+    .await;
 
     let injected = injected.lock().unwrap();
     let all =
@@ -171,7 +174,7 @@ async fn thousand_requests_over_fifty_sessions_are_each_answered_correctly() {
 async fn a_caller_that_gives_up_removes_its_entry_and_the_client_is_told() {
     let core = Core::new(CoreConfig::default());
     let (base, _stop) = serve(sse_core::rpc::http::routes(core.clone())).await;
-    let mut stream = Stream::open(&format!("{base}/rpc/events?client_id=w"), None).await;
+    let mut stream = Stream::open(&format!("{base}/rpc/events?client_id=w")).await;
     stream.next().await.expect("greeting");
     let session = core.sessions.by_name("w").unwrap();
     let call = {
@@ -199,7 +202,7 @@ async fn a_caller_that_gives_up_removes_its_entry_and_the_client_is_told() {
 async fn a_client_error_reaches_the_caller_typed() {
     let core = Core::new(CoreConfig::default());
     let (base, _stop) = serve(sse_core::rpc::http::routes(core.clone())).await;
-    let mut stream = Stream::open(&format!("{base}/rpc/events"), None).await;
+    let mut stream = Stream::open(&format!("{base}/rpc/events")).await;
     let hello: Value = serde_json::from_str(&stream.next().await.unwrap().data).unwrap();
     let session_id = hello["session_id"].as_str().unwrap().to_owned();
     let session = core.sessions.get(&session_id.as_str().into()).unwrap();

@@ -1,8 +1,6 @@
 //! The HTTP edge: tokens, Host and Origin checks, body limits, rate limits, JSON errors.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-mod support;
-
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
@@ -11,7 +9,7 @@ use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
 use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::{JsonBody, method_not_allowed, not_found};
-use support::serve;
+use sse_core::testing::serve;
 
 async fn echo(JsonBody(body): JsonBody<Value>) -> axum::Json<Value> {
     axum::Json(body)

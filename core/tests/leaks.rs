@@ -1,8 +1,6 @@
 //! No leaks: thousands of connect/disconnect cycles leave no session, subscriber or pending entry.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,9 +13,9 @@ use sse_core::hub::Resume;
 use sse_core::rpc::JsonRpcEvents;
 use sse_core::session::SessionConfig;
 use sse_core::stream::sse_response;
+use sse_core::testing::{Stream, eventually, serve};
 use sse_core::wire::Event;
 use sse_core::{Core, CoreConfig};
-use support::{Stream, eventually, serve};
 use tokio::sync::Notify;
 
 const CYCLES: usize = 2000;
@@ -57,10 +55,9 @@ async fn thousands_of_http_cycles_leave_nothing_behind() {
     let topic = core.hub.topic("t");
 
     for i in 0..CYCLES {
-        let mut session_stream =
-            Stream::open(&format!("{base}/rpc/events?client_id=c{i}"), None).await;
+        let mut session_stream = Stream::open(&format!("{base}/rpc/events?client_id=c{i}")).await;
         session_stream.next().await.expect("greeting");
-        let mut topic_stream = Stream::open(&format!("{base}/topic"), None).await;
+        let mut topic_stream = Stream::open(&format!("{base}/topic")).await;
         if i % 100 == 0 {
             topic.publish(Event::new().data("tick"));
             assert_eq!(topic_stream.next().await.unwrap().data, "tick");

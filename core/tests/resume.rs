@@ -2,8 +2,6 @@
 //! one whose id cannot be honoured gets `resync`, never a silent gap.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +14,9 @@ use sse_core::metrics::Metrics;
 use sse_core::rpc::JsonRpcEvents;
 use sse_core::session::{SessionConfig, Sessions};
 use sse_core::stream::{LastEventId, sse_response};
+use sse_core::testing::{Stream, serve};
 use sse_core::wire::{Event, Parser};
 use sse_core::{Core, CoreConfig};
-use support::{Stream, serve};
 
 async fn topic_stream(State(core): State<Core>, LastEventId(last): LastEventId) -> Response {
     let subscription =
@@ -41,7 +39,7 @@ async fn news_server(replay: usize) -> (String, Core) {
 async fn a_cut_stream_resumes_with_exactly_the_missed_events() {
     let (base, core) = news_server(1024).await;
     let topic = core.hub.topic("news");
-    let mut stream = Stream::open(&format!("{base}/news"), None).await;
+    let mut stream = Stream::open(&format!("{base}/news")).await;
     let ids: Vec<u64> =
         (1..=10).map(|i| topic.publish(Event::new().data(format!("n{i}")))).collect();
     let first = stream.take(5).await;
@@ -56,7 +54,7 @@ async fn a_cut_stream_resumes_with_exactly_the_missed_events() {
     for i in 11..=15 {
         topic.publish(Event::new().data(format!("n{i}")));
     }
-    let mut resumed = Stream::open(&format!("{base}/news"), Some(&resume_from)).await;
+    let mut resumed = Stream::resume(&format!("{base}/news"), Some(&resume_from)).await;
     let missed = resumed.take(10).await;
     let expected: Vec<String> = (6..=15).map(|i| format!("n{i}")).collect();
     assert_eq!(missed.iter().map(|e| e.data.clone()).collect::<Vec<_>>(), expected);
@@ -72,7 +70,7 @@ async fn the_query_parameter_works_for_clients_that_cannot_send_headers() {
     let topic = core.hub.topic("news");
     let first = topic.publish(Event::new().data("a"));
     topic.publish(Event::new().data("b"));
-    let mut stream = Stream::open(&format!("{base}/news?lastEventId={first}"), None).await;
+    let mut stream = Stream::open(&format!("{base}/news?lastEventId={first}")).await;
     assert_eq!(stream.next().await.map(|e| e.data), Some("b".to_owned()));
 }
 
@@ -84,7 +82,7 @@ async fn an_id_older_than_the_ring_gets_resync() {
     for i in 0..20 {
         topic.publish(Event::new().data(format!("later {i}")));
     }
-    let mut stream = Stream::open(&format!("{base}/news"), Some(&old.to_string())).await;
+    let mut stream = Stream::resume(&format!("{base}/news"), Some(&old.to_string())).await;
     let resync = stream.next().await.unwrap();
     assert_eq!(resync.event, "resync");
     assert_eq!(resync.last_event_id, topic.last_id().to_string());
@@ -100,11 +98,11 @@ async fn unknown_or_future_ids_get_resync() {
     let topic = core.hub.topic("news");
     let last = topic.publish(Event::new().data("x"));
     for id in ["not-a-number".to_owned(), (last + 100).to_string(), "1".to_owned()] {
-        let mut stream = Stream::open(&format!("{base}/news"), Some(&id)).await;
+        let mut stream = Stream::resume(&format!("{base}/news"), Some(&id)).await;
         assert_eq!(stream.next().await.unwrap().event, "resync", "Last-Event-ID {id}");
     }
     // The current id itself is fine: nothing to replay, no resync.
-    let mut stream = Stream::open(&format!("{base}/news"), Some(&last.to_string())).await;
+    let mut stream = Stream::resume(&format!("{base}/news"), Some(&last.to_string())).await;
     topic.publish(Event::new().data("y"));
     assert_eq!(stream.next().await.unwrap().data, "y");
 }

@@ -1,12 +1,18 @@
-//! Test helpers: a real server on an ephemeral port, and a small SSE reader.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Helpers for tests that talk to a real server (enabled by the `testing` feature): serve a
+//! router on an ephemeral port, read an event stream with the crate's own parser, and await a
+//! condition with a watchdog instead of sleeping.
+//!
+//! These panic on failure, as test helpers do.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
-use sse_core::wire::{MessageEvent, Parser};
 use tokio_util::sync::CancellationToken;
+
+use crate::wire::{MessageEvent, Parser};
 
 /// Serves `app` on 127.0.0.1:0; returns the base URL and a token that stops it.
 pub async fn serve(app: Router) -> (String, CancellationToken) {
@@ -24,28 +30,39 @@ pub async fn serve(app: Router) -> (String, CancellationToken) {
     (format!("http://{addr}"), stop)
 }
 
-/// An open event stream read with the crate's own parser.
+/// An open event stream, read with the crate's own parser.
+#[derive(Debug)]
 pub struct Stream {
+    /// The response being read.
     pub response: reqwest::Response,
     parser: Parser,
     queue: VecDeque<MessageEvent>,
 }
 
 impl Stream {
-    /// GETs `url` (with `Last-Event-ID` when given) and checks it is an event stream.
-    pub async fn open(url: &str, last_event_id: Option<&str>) -> Stream {
+    /// GETs `url` and checks the answer is `200 text/event-stream`.
+    pub async fn open(url: &str) -> Stream {
+        Stream::open_with(reqwest::Client::new().get(url)).await
+    }
+
+    /// GETs `url`, sending `Last-Event-ID` when given.
+    pub async fn resume(url: &str, last_event_id: Option<&str>) -> Stream {
         let mut request = reqwest::Client::new().get(url);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
+        Stream::open_with(request).await
+    }
+
+    /// Sends `request` and checks the answer is `200 text/event-stream`.
+    pub async fn open_with(request: reqwest::RequestBuilder) -> Stream {
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200, "GET {url}");
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-        assert_eq!(content_type, "text/event-stream");
+        assert_eq!(response.status(), 200, "{}", response.url());
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
         Stream { response, parser: Parser::new(), queue: VecDeque::new() }
     }
 
-    /// The next event, or `None` when the stream ends.
+    /// The next event, or `None` at the end of the stream.
     pub async fn next(&mut self) -> Option<MessageEvent> {
         loop {
             if let Some(event) = self.queue.pop_front() {
@@ -67,7 +84,7 @@ impl Stream {
 }
 
 /// Waits until `condition` holds, yielding to other tasks in between. A watchdog turns a
-/// condition that never comes true into a failure instead of a hung test (not a timing
+/// condition that never comes true into a failure instead of a hung test (it is not a timing
 /// assertion: it is far longer than anything should take).
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let wait = async {
@@ -75,7 +92,7 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
             tokio::task::yield_now().await;
         }
     };
-    if tokio::time::timeout(std::time::Duration::from_secs(60), wait).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), wait).await.is_err() {
         panic!("never happened: {what}");
     }
 }
