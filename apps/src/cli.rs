@@ -10,7 +10,7 @@ use axum::Router;
 use clap::{Args, Parser, Subcommand};
 use sse_core::edge::auth::Token;
 use sse_core::edge::origin::HostPolicy;
-use sse_core::edge::rate::{RateLimit, limit};
+use sse_core::edge::rate::RateLimit;
 use sse_core::{Core, CoreConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 use crate::basic::{self, BasicConfig};
 use crate::bidi::client::{ClientConfig, Protocol};
 use crate::bidi::{self, BidiConfig};
+use crate::server::Guards;
 use crate::{server, trigger};
 
 /// Real-time apps on one pattern: SSE down, HTTP POST up, matched by a shared core.
@@ -215,11 +216,11 @@ async fn run_server(
     let core = Core::new(CoreConfig { keep_alive: args.keep_alive, ..CoreConfig::default() });
     let token = args.token.filter(|t| !t.is_empty()).map_or_else(Token::open, Token::required);
     let hosts = HostPolicy::for_bind(addr, &args.allow_hosts, &args.allow_origins);
-    let mut app = app(core.clone());
-    if let Some(rate) = RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2)) {
-        app = app.layer(axum::middleware::from_fn_with_state(rate, limit));
-    }
-    let app = server::finish(app, &core, hosts, token.clone());
+    let guards = Guards {
+        token: token.clone(),
+        rate: RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2)),
+    };
+    let app = server::finish(app(core.clone()), &core, hosts, guards);
     let listener =
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;

@@ -10,6 +10,7 @@ use http::header::CONTENT_TYPE;
 use sse_core::Core;
 use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
+use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::{method_not_allowed, not_found};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -39,12 +40,24 @@ pub fn static_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../static")))
 }
 
-/// `/healthz`, `/metrics` and `/static`, merged with an app's routes (which need `token`),
+/// What guards an app's own routes (not `/healthz`, `/metrics` or `/static`).
+#[derive(Clone, Debug, Default)]
+pub struct Guards {
+    /// The token the app's routes need.
+    pub token: Token,
+    /// A per-address rate limit, checked before the token so guesses are throttled too.
+    pub rate: Option<RateLimit>,
+}
+
+/// `/healthz`, `/metrics` and `/static`, merged with an app's routes (behind `guards`),
 /// wrapped in the layers every server has: request tracing, Host/Origin checks, JSON 404/405.
-pub fn finish(app: Router, core: &Core, hosts: HostPolicy, token: Token) -> Router {
+pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Router {
     let metrics = core.metrics.clone();
-    app.layer(from_fn_with_state(token, require_token))
-        .route("/healthz", get(|| async { "ok\n" }))
+    let mut app = app.layer(from_fn_with_state(guards.token, require_token));
+    if let Some(rate) = guards.rate {
+        app = app.layer(from_fn_with_state(rate, limit));
+    }
+    app.route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
             get(move || async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }),

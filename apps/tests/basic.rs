@@ -152,3 +152,20 @@ async fn metrics_are_served_as_openmetrics_text() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_largest_ids_neither_panic_nor_wrap() {
+    let app = spawn_app(|core| {
+        sse_apps::basic_server(core, BasicConfig { count: 0, interval: Duration::from_millis(1) })
+    })
+    .await;
+    for id in [u64::MAX, u64::MAX - 1] {
+        let request = reqwest::Client::new()
+            .get(format!("{}/events", app.base))
+            .header("last-event-id", id.to_string());
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "Last-Event-ID {id}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("id: 0\n") && !body.contains("id: 1\n"), "ids wrapped: {body}");
+    }
+}

@@ -385,3 +385,18 @@ async fn a_stale_last_event_id_on_a_new_compat_session_is_ignored() {
     assert!(next.data.contains("\"first\""));
     waiting.abort();
 }
+
+#[tokio::test]
+async fn a_malformed_query_string_gets_a_json_error() {
+    let app = bidi_app(Duration::from_secs(30)).await;
+    for path in [
+        "/trigger?client_id=a&client_id=b&message=m",
+        "/events?client_id=a&client_id=b",
+        "/rpc/events?session_id=a&session_id=b",
+    ] {
+        let response = reqwest::get(format!("{}{path}", app.base)).await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}");
+    }
+}

@@ -96,6 +96,15 @@ impl Hub {
             .clone()
     }
 
+    /// The topic with this name, created with ids continuing after `last_id` if it does not exist
+    /// yet. For topics whose ids come from elsewhere (a database), see
+    /// [`Topic::publish_with_id`].
+    pub fn topic_starting_after(&self, name: &str, last_id: u64) -> Topic {
+        let mut topics = lock(&self.inner.topics);
+        let make = || Topic::starting_after(self.inner.config, self.inner.metrics.clone(), last_id);
+        topics.entry(name.to_owned()).or_insert_with(make).clone()
+    }
+
     /// The topic with this name, if it exists.
     pub fn get(&self, name: &str) -> Option<Topic> {
         lock(&self.inner.topics).get(name).cloned()
@@ -162,11 +171,31 @@ impl Topic {
         Topic { inner: Arc::new(TopicInner { state: Mutex::new(state), sender, config, metrics }) }
     }
 
-    /// Gives `event` the next id, encodes it once, keeps it for replay and sends it to every
-    /// subscriber. Returns the id.
-    pub fn publish(&self, event: Event) -> u64 {
+    /// A topic whose first id will be `last_id + 1` (for ids that must continue a sequence kept
+    /// elsewhere, such as a message table).
+    pub fn starting_after(config: TopicConfig, metrics: Metrics, last_id: u64) -> Topic {
+        let topic = Topic::new(config, metrics);
+        let mut state = lock(&topic.inner.state);
+        state.first_id = last_id;
+        state.last_id = last_id;
+        drop(state);
+        topic
+    }
+
+    /// Publishes `event` under an id chosen by the caller (a database row id, say), which must be
+    /// greater than every id published so far; otherwise nothing is sent and the last id is
+    /// returned as the error. Callers publish in id order, e.g. while holding the lock that
+    /// assigned the id.
+    pub fn publish_with_id(&self, id: u64, event: Event) -> Result<(), u64> {
         let mut state = lock(&self.inner.state);
-        let id = state.last_id + 1;
+        if id <= state.last_id {
+            return Err(state.last_id);
+        }
+        self.publish_locked(&mut state, id, event);
+        Ok(())
+    }
+
+    fn publish_locked(&self, state: &mut TopicState, id: u64, event: Event) {
         let frame = event.id(id).encode();
         state.last_id = id;
         if self.inner.config.replay > 0 {
@@ -177,8 +206,15 @@ impl Topic {
         }
         // No receivers is fine: the frame waits in the ring for whoever comes.
         let _ = self.inner.sender.send(Published { id: Some(id), frame });
-        drop(state);
         self.inner.metrics.event_published();
+    }
+
+    /// Gives `event` the next id, encodes it once, keeps it for replay and sends it to every
+    /// subscriber. Returns the id.
+    pub fn publish(&self, event: Event) -> u64 {
+        let mut state = lock(&self.inner.state);
+        let id = state.last_id + 1;
+        self.publish_locked(&mut state, id, event);
         id
     }
 
@@ -340,6 +376,13 @@ impl Subscription {
         let current = self.topic.upgrade().map_or(0, |topic| lock(&topic.state).last_id);
         self.skip_through = current;
         Published { id: Some(current), frame: resync_frame("lagged", current) }
+    }
+
+    /// Skips live frames with ids up to `id`: for a subscriber that was just sent everything up
+    /// to `id` from another source (a database), so nothing arrives twice.
+    pub fn skip_through(&mut self, id: u64) {
+        self.skip_through = self.skip_through.max(id);
+        self.backlog.retain(|p| p.id.is_none_or(|pid| pid > id));
     }
 
     /// The id of the last replayable frame this subscription handed out in a batch, if any.

@@ -99,7 +99,7 @@ async fn events(State(state): State<BasicState>, LastEventId(last): LastEventId)
 /// Events `after+1 ..= count` (forever when `count` is 0), the first at once, then one per
 /// `interval`; the stream ends right after the last one (the original idled one more interval).
 fn numbered_events(after: u64, count: u64, interval: Duration) -> FrameStream {
-    let next = after + 1;
+    let next = after.saturating_add(1);
     Box::pin(futures_util::stream::unfold(next, move |i| async move {
         if count != 0 && i > count {
             return None;
@@ -109,6 +109,8 @@ fn numbered_events(after: u64, count: u64, interval: Duration) -> FrameStream {
         }
         let time = chrono::Local::now().format("%H:%M:%S");
         let frame = Event::new().id(i).data(format!("Event {i} at {time}")).encode();
-        Some((frame.into_bytes(), i + 1))
+        // At u64::MAX the count is exhausted: `count != 0 && i > count` cannot hold, so stop here.
+        let following = i.checked_add(1)?;
+        Some((frame.into_bytes(), following))
     }))
 }

@@ -146,6 +146,12 @@ async fn run_compat(http: reqwest::Client, config: Arc<ClientConfig>, shutdown: 
                 continue;
             }
         };
+        if event.event == "resync" {
+            // Requests were missed (we were away too long, or fell behind): the server will time
+            // them out; nothing to answer.
+            tracing::warn!("the server says we missed requests (resync)");
+            continue;
+        }
         let frame: CompatFrame = match serde_json::from_str(&event.data) {
             Ok(frame) => frame,
             Err(error) => {

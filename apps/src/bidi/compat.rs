@@ -1,19 +1,21 @@
 //! The Go original's wire format, on the core's sessions and correlator.
 //!
 //! Frames carry only `data:` lines the original client understands, plus `id:` lines and
-//! keep-alive comments, which line-based clients such as the original's skip. The original has no
+//! keep-alive comments, which line-based clients such as the original's skip. The one exception
+//! is `event: resync`, sent when a client missed requests (it came back too late, or fell more
+//! than its buffer behind): a gap is never silent, even to a client that cannot act on it. The original has no
 //! way to cancel a request, so nothing is sent when one is. Connections naming the same
 //! `client_id` share one session (the original let a second connection take over and break the
 //! first); requests sent while a client is briefly away wait for it to come back.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody, redact_secrets};
+use sse_core::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
 use sse_core::rpc::Dialect;
 use sse_core::session::Session;
 use sse_core::stream::{LastEventId, sse_response, with_prelude};
@@ -52,7 +54,7 @@ pub(super) struct EventsQuery {
 /// `GET /events?client_id=X`.
 pub(super) async fn events(
     State(state): State<BidiState>,
-    Query(query): Query<EventsQuery>,
+    QueryParams(query): QueryParams<EventsQuery>,
     LastEventId(last_event_id): LastEventId,
 ) -> Response {
     let name = query

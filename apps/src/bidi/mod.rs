@@ -24,7 +24,7 @@ use std::time::Duration;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,8 +32,8 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use sse_core::Core;
-use sse_core::edge::ApiError;
 use sse_core::edge::origin::refuse_cross_site;
+use sse_core::edge::{ApiError, QueryParams};
 use sse_core::rpc::RpcError;
 
 /// Settings of the bidirectional server.
@@ -90,7 +90,7 @@ struct TriggerQuery {
 
 async fn trigger(
     State(state): State<BidiState>,
-    Query(query): Query<TriggerQuery>,
+    QueryParams(query): QueryParams<TriggerQuery>,
 ) -> Result<Response, ApiError> {
     let (Some(client_id), Some(message)) =
         (query.client_id.filter(|c| !c.is_empty()), query.message.filter(|m| !m.is_empty()))
@@ -128,7 +128,7 @@ async fn trigger(
             "client_unresponsive",
             format!("client {client_id:?} has not answered its recent requests"),
         )
-        .retry_after(wait.as_secs().max(1))),
+        .retry_after((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))),
         Err(error) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "client_gone",

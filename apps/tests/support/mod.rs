@@ -39,7 +39,8 @@ pub async fn spawn_app_on(
     let listener = server::bind(addr).unwrap();
     let addr = listener.local_addr().unwrap();
     let hosts = HostPolicy::for_bind(addr, &[], &[]);
-    let app = server::finish(build(core.clone()), &core, hosts, token);
+    let guards = server::Guards { token, rate: None };
+    let app = server::finish(build(core.clone()), &core, hosts, guards);
     let shutdown = core.shutdown_token();
     let served = tokio::spawn(server::serve(listener, app, shutdown.clone()));
     let served = tokio::spawn(async move { served.await.unwrap().unwrap() });

@@ -3,7 +3,7 @@
 //! * [`ApiError`]: every error is JSON `{"error":{"code","message"}}` with the right status,
 //!   and [`not_found`]/[`method_not_allowed`] keep even routing misses in that shape;
 //! * [`JsonBody`]: a JSON extractor whose rejections (wrong content type 415, malformed 400,
-//!   too large 413) are [`ApiError`]s too;
+//!   too large 413) are [`ApiError`]s too, and [`QueryParams`], the same for query strings;
 //! * [`auth`]: the shared token (bearer header, cookie, or a `?token=` link that sets the cookie),
 //!   compared in constant time;
 //! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
@@ -18,5 +18,5 @@ pub mod rate;
 mod redact;
 
 pub use error::{ApiError, method_not_allowed, not_found};
-pub use json::JsonBody;
+pub use json::{JsonBody, QueryParams};
 pub use redact::redact_secrets;

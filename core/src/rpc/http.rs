@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::JsonRpcEvents;
 use crate::Core;
-use crate::edge::{ApiError, JsonBody, redact_secrets};
+use crate::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
 use crate::session::SessionId;
 use crate::stream::{LastEventId, sse_response, with_prelude};
 use crate::wire::Event;
@@ -47,7 +47,7 @@ struct OpenQuery {
 
 async fn open_session(
     State(core): State<Core>,
-    Query(query): Query<OpenQuery>,
+    QueryParams(query): QueryParams<OpenQuery>,
     LastEventId(last_event_id): LastEventId,
 ) -> Response {
     let existing =
@@ -94,6 +94,5 @@ async fn post_response(
     core.correlator
         .answer(&SessionId::from(session), response)
         .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": true })).into_response())
-        .into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": true }))).into_response())
 }
