@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 use crate::basic::{self, BasicConfig};
 use crate::bidi::client::{ClientConfig, Protocol};
 use crate::bidi::{self, BidiConfig};
+use crate::chat;
 use crate::server::Guards;
 use crate::{server, trigger};
 
@@ -62,6 +63,11 @@ pub struct ServerArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The chat room alone (at /chat): rooms, presence, typing, persistent history
+    Chat {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Stream numbered events (GET /events) and serve the browser test page (GET /)
     BasicServer {
         #[command(flatten)]
@@ -165,16 +171,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     server::cancel_on_signals(shutdown.clone());
     match cli.command {
         None => {
-            run_server(cli.server, 8080, "all apps", shutdown, crate::all_apps).await?;
+            let data_dir = cli.server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
+            let app = move |core: Core| Ok(crate::all_apps(core, &data_dir)?);
+            run_server(cli.server, 8080, "all apps", shutdown, app).await?;
+        }
+        Some(Command::Chat { server }) => {
+            let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
+            let config = chat::ChatConfig::new(data_dir);
+            let app = move |core: Core| Ok(chat::router(core, &config)?);
+            run_server(server, 8080, "chat", shutdown, app).await?;
         }
         Some(Command::BasicServer { server, count, interval }) => {
             let config = BasicConfig { count, interval };
-            let app = move |core: Core| crate::basic_server(core, config);
+            let app = move |core: Core| Ok(crate::basic_server(core, config));
             run_server(server, 8081, "basic SSE server", shutdown, app).await?;
         }
         Some(Command::BidiServer { server, timeout }) => {
             let config = BidiConfig { timeout };
-            let app = move |core: Core| crate::bidi_server(core, config);
+            let app = move |core: Core| Ok(crate::bidi_server(core, config));
             run_server(server, 8082, "bidirectional server", shutdown, app).await?;
         }
         Some(Command::BasicClient { url, last_event_id, token }) => {
@@ -210,7 +224,7 @@ async fn run_server(
     default_port: u16,
     what: &str,
     shutdown: CancellationToken,
-    app: impl FnOnce(Core) -> Router,
+    app: impl FnOnce(Core) -> anyhow::Result<Router>,
 ) -> anyhow::Result<()> {
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let core = Core::new(CoreConfig { keep_alive: args.keep_alive, ..CoreConfig::default() });
@@ -220,7 +234,7 @@ async fn run_server(
         token: token.clone(),
         rate: RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2)),
     };
-    let app = server::finish(app(core.clone()), &core, hosts, guards);
+    let app = server::finish(app(core.clone())?, &core, hosts, guards);
     let listener =
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;

@@ -17,6 +17,11 @@ pub struct AppLink {
 /// The apps this build serves.
 pub const APPS: &[AppLink] = &[
     AppLink {
+        href: "/chat",
+        name: "Chat",
+        about: "Rooms, presence and typing; history that survives restarts; nothing lost or doubled when you reconnect.",
+    },
+    AppLink {
         href: "/basic/",
         name: "SSE test page",
         about: "One-way streaming: numbered events, reconnects and Last-Event-ID resume, live in your browser.",

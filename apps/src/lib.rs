@@ -7,6 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`chat`] | rooms, presence, typing, SQLite history, gap-free resume |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
 //! | [`trigger`] | sends requests through `/trigger` and reports round-trip times |
@@ -14,6 +15,7 @@
 
 pub mod basic;
 pub mod bidi;
+pub mod chat;
 pub mod cli;
 pub mod index;
 pub mod server;
@@ -24,11 +26,12 @@ use axum::routing::get;
 use sse_core::Core;
 
 /// Every app on one port, with the index page at `/` (what `sse-apps` serves by default).
-pub fn all_apps(core: Core) -> Router {
-    Router::new()
+pub fn all_apps(core: Core, data_dir: &std::path::Path) -> Result<Router, chat::store::StoreError> {
+    Ok(Router::new()
         .route("/", get(index::page))
+        .merge(chat::router(core.clone(), &chat::ChatConfig::new(data_dir.to_owned()))?)
         .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
-        .merge(bidi::mounted(core, bidi::BidiConfig::default()))
+        .merge(bidi::mounted(core, bidi::BidiConfig::default())))
 }
 
 /// `basic-server`: the test page and stream at the root (as the Go original), and under `/basic`.

@@ -110,9 +110,12 @@ async fn the_test_page_is_served_alone_and_under_basic() {
 
 #[tokio::test]
 async fn all_apps_serve_the_index_and_each_app_under_its_prefix() {
-    let app = spawn_app(sse_apps::all_apps).await;
+    let data = tempfile::tempdir().unwrap();
+    let app = spawn_app(|core| sse_apps::all_apps(core, data.path()).unwrap()).await;
     let index = reqwest::get(format!("{}/", app.base)).await.unwrap().text().await.unwrap();
-    assert!(index.contains("href=\"/basic/\"") && index.contains("href=\"/bidi/\""));
+    for href in ["/chat", "/basic/", "/bidi/"] {
+        assert!(index.contains(&format!("href=\"{href}\"")), "the index lacks {href}");
+    }
     let mut stream = Stream::open(&format!("{}/basic/events", app.base)).await;
     assert_eq!(stream.next().await.unwrap().last_event_id, "1");
     assert_eq!(reqwest::get(format!("{}/healthz", app.base)).await.unwrap().status(), 200);
@@ -120,6 +123,7 @@ async fn all_apps_serve_the_index_and_each_app_under_its_prefix() {
         reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("sse_streams_opened_total 1"), "{metrics}");
     assert_eq!(reqwest::get(format!("{}/bidi/", app.base)).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{}/chat", app.base)).await.unwrap().status(), 200);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The SSE test page in a real browser (headless Chromium through chromedriver): it shows events,
-//! survives a server restart, and resumes with Last-Event-ID, with no gap and no duplicate.
+//! The pages in a real browser (headless Chromium through chromedriver): the SSE test page shows
+//! events, survives a server restart and resumes with Last-Event-ID, with no gap and no duplicate;
+//! two chat tabs talk, a reload restores history, and script in a message stays text.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`, which `.ci/run` installs. In CI (`CI` set) a
 //! missing browser fails the test; elsewhere the test prints a notice and passes.
@@ -36,6 +37,9 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// One browser at a time: two Chromiums on two cores only slow each other down.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts the browser, or says why it cannot (then the caller skips, outside CI only).
 async fn browser() -> Option<Browser> {
@@ -187,6 +191,77 @@ async fn the_test_page_streams_survives_a_restart_and_resumes() {
         .await
         .expect("script runs");
     assert!(counts[0].as_u64().expect("count") <= 1, "events after Clear: {counts}");
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}
+
+async fn join_chat(client: &Client, base: &str, room: &str, nick: &str) {
+    client.goto(&format!("{base}/chat")).await.expect("page loads");
+    client.find(Locator::Id("room-name")).await.unwrap().send_keys(room).await.unwrap();
+    client.find(Locator::Id("nick")).await.unwrap().send_keys(nick).await.unwrap();
+    client.find(Locator::Id("join")).await.unwrap().click().await.unwrap();
+    wait_for(client, "#conn-status[data-state=\"open\"]").await;
+}
+
+async fn say(client: &Client, text: &str) {
+    client.find(Locator::Id("text")).await.unwrap().send_keys(text).await.unwrap();
+    client.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
+}
+
+/// Waits until a message whose text is exactly `text` is listed.
+async fn wait_for_message(client: &Client, text: &str) {
+    assert!(!text.contains('\''), "an XPath literal cannot hold a single quote here");
+    let xpath = format!("//ol[@id='messages']//span[@class='text' and .='{text}']");
+    client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|e| panic!("the page never listed {text:?}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(browser) = browser().await else { return };
+    let client = &browser.client;
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let config = sse_apps::chat::ChatConfig::new(data.path().to_owned());
+    let app =
+        support::spawn_app(move |core| sse_apps::chat::router(core, &config).expect("store opens"))
+            .await;
+
+    join_chat(client, &app.base, "lobby", "Ada").await;
+    let ada = client.window().await.expect("a window");
+    let bob = client.new_window(true).await.expect("a new tab").handle;
+    client.switch_to_window(bob.clone()).await.expect("switch");
+    join_chat(client, &app.base, "lobby", "Bob").await;
+
+    let payload =
+        "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script> & <b>bold</b>";
+    say(client, payload).await;
+    client.switch_to_window(ada.clone()).await.expect("switch");
+    wait_for_message(client, payload).await;
+    let inert: Value = client
+        .execute("return [window.pwned === undefined, document.querySelectorAll('#messages img, #messages script, #messages b').length];", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(inert, json!([true, 0]), "the payload must render as text");
+    wait_for(client, "#online li:nth-child(2)").await;
+
+    say(client, "hello Bob").await;
+    client.switch_to_window(bob.clone()).await.expect("switch");
+    wait_for_message(client, "hello Bob").await;
+
+    // A reload restores history and the same member.
+    client.switch_to_window(ada).await.expect("switch");
+    client.refresh().await.expect("reload");
+    wait_for(client, "#conn-status[data-state=\"open\"]").await;
+    wait_for_message(client, payload).await;
+    wait_for_message(client, "hello Bob").await;
+    let title = text_of(client, "#room-title").await;
+    assert_eq!(title, "#lobby as Ada");
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;

@@ -70,35 +70,37 @@ impl Token {
     }
 }
 
-/// Where the client put its token.
-enum Presented {
-    Header(String),
-    Cookie(String),
-    Query(String),
+/// Where the client put a credential.
+#[derive(PartialEq, Eq)]
+enum Place {
+    Header,
+    Query,
+    Cookie,
 }
 
-fn presented(req: &Request) -> Option<Presented> {
+/// Every credential the request carries. An app may use the bearer header or `?token=` for a
+/// credential of its own (a chat member's token, say) while the server's token rides in the
+/// cookie, so each one is tried.
+fn presented(req: &Request) -> Vec<(Place, String)> {
     let headers = req.headers();
-    if let Some(bearer) = headers
+    let mut found = Vec::new();
+    let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(Presented::Header(bearer.trim().to_owned()));
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(bearer) = bearer {
+        found.push((Place::Header, bearer.trim().to_owned()));
     }
     if let Some(query) = req.uri().query() {
-        if let Some((_, v)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token") {
-            return Some(Presented::Query(v.into_owned()));
-        }
+        let tokens = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "token");
+        found.extend(tokens.map(|(_, v)| (Place::Query, v.into_owned())));
     }
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| Presented::Cookie(v.to_owned()))
+    let cookies =
+        headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'));
+    let ours =
+        cookies.filter_map(|pair| pair.trim().split_once('=')).filter(|(k, _)| *k == COOKIE_NAME);
+    found.extend(ours.map(|(_, v)| (Place::Cookie, v.to_owned())));
+    found
 }
 
 /// Middleware: refuses requests without the right token with 401, and turns a correct `?token=`
@@ -107,17 +109,16 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
     if !token.is_required() {
         return next.run(req).await;
     }
-    let (candidate, from_query) = match presented(&req) {
-        Some(Presented::Header(t) | Presented::Cookie(t)) => (t, false),
-        Some(Presented::Query(t)) => (t, true),
-        None => return unauthorized("missing_token", "this endpoint needs the server's token"),
-    };
-    if !token.matches(&candidate) {
-        return unauthorized("wrong_token", "the token is not valid for this server");
+    let candidates = presented(&req);
+    if candidates.is_empty() {
+        return unauthorized("missing_token", "this endpoint needs the server's token");
     }
+    let Some((place, secret)) = candidates.into_iter().find(|(_, t)| token.matches(t)) else {
+        return unauthorized("wrong_token", "the token is not valid for this server");
+    };
     let mut response = next.run(req).await;
-    if from_query {
-        let cookie = format!("{COOKIE_NAME}={candidate}; HttpOnly; SameSite=Strict; Path=/");
+    if place == Place::Query {
+        let cookie = format!("{COOKIE_NAME}={secret}; HttpOnly; SameSite=Strict; Path=/");
         if let Ok(value) = cookie.parse() {
             response.headers_mut().append(SET_COOKIE, value);
         }
