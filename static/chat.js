@@ -11,6 +11,7 @@ const state = {
   token: null,
   source: null,
   rendered: new Set(), // message ids already on screen
+  online: new Set(),
   oldestId: null,
   newestId: 0,
   lastTypingSent: 0,
@@ -126,7 +127,14 @@ function openStream() {
     sendPending();
   };
   source.addEventListener("message", (event) => renderMessage(JSON.parse(event.data)));
-  source.addEventListener("presence", (event) => showOnline(JSON.parse(event.data).online));
+  source.addEventListener("presence", (event) => {
+    // A snapshot ({online}) first, then changes ({joined} or {left}).
+    const presence = JSON.parse(event.data);
+    if (presence.online) state.online = new Set(presence.online);
+    if (presence.joined) state.online.add(presence.joined);
+    if (presence.left) state.online.delete(presence.left);
+    showOnline([...state.online].sort());
+  });
   source.addEventListener("typing", (event) => showTyping(JSON.parse(event.data).nick));
   source.addEventListener("resync", () => loadLatest());
   source.onerror = () => {

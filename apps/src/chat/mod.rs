@@ -283,7 +283,7 @@ async fn events(
     let mut live = room.topic.subscribe(&Resume::Live);
     let upto = room.topic.last_id();
     live.skip_through(upto);
-    let mut prelude = vec![room.presence_event(None).encode()];
+    let mut prelude = vec![room.presence_snapshot().encode()];
     let replay: FrameStream = match last_event_id.as_deref().map(str::parse::<u64>) {
         Some(Ok(after)) if after <= upto => {
             replay_from_store(state.store.clone(), room.name.clone(), after, upto)

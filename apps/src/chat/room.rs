@@ -39,13 +39,16 @@ impl Room {
         lock(&self.online).contains_key(nick)
     }
 
-    /// The `presence` event: who is online, and what just changed.
-    pub fn presence_event(&self, change: Option<(&str, &str)>) -> Event {
-        let mut data = json!({ "online": self.online() });
-        if let Some((what, nick)) = change {
-            data[what] = json!(nick);
-        }
-        Event::new().event("presence").json(&data)
+    /// The `presence` snapshot a connection starts with: everyone online.
+    pub fn presence_snapshot(&self) -> Event {
+        Event::new().event("presence").json(&json!({ "online": self.online() }))
+    }
+
+    /// A `presence` change: who joined or left, and how many are online now. Changes never
+    /// carry the whole list, so a room of 10,000 does not send 10,000 names per arrival.
+    fn presence_change(&self, what: &str, nick: &str) -> Event {
+        let count = lock(&self.online).len();
+        Event::new().event("presence").json(&json!({ what: nick, "count": count }))
     }
 
     /// Counts a connection of `nick`; the first one announces the arrival. Dropping the returned
@@ -58,7 +61,7 @@ impl Room {
             *count == 1
         };
         if first {
-            self.topic.publish_transient(&self.presence_event(Some(("joined", nick))));
+            self.topic.publish_transient(&self.presence_change("joined", nick));
         }
         Presence { room: self.clone(), nick: nick.to_owned() }
     }
@@ -102,9 +105,7 @@ impl Drop for Presence {
             }
         };
         if last {
-            self.room
-                .topic
-                .publish_transient(&self.room.presence_event(Some(("left", &self.nick))));
+            self.room.topic.publish_transient(&self.room.presence_change("left", &self.nick));
         }
     }
 }
