@@ -48,7 +48,8 @@ async fn help_lists_every_program_and_each_has_its_own() {
     let output = Command::new(BIN).arg("--help").output().await.unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["basic-server", "basic-client", "bidi-server", "bidi-client", "trigger"] {
+    for command in ["chat", "basic-server", "basic-client", "bidi-server", "bidi-client", "trigger"]
+    {
         assert!(help.contains(command), "--help lacks {command}");
         let sub = Command::new(BIN).args([command, "--help"]).output().await.unwrap();
         assert!(sub.status.success(), "{command} --help");
@@ -191,4 +192,73 @@ async fn rate_limit_answers_429_with_retry_after() {
         200,
         "health is never limited"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_chat_message_survives_kill_9() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let (mut server, base) = start_server(&["chat", "--data-dir", &dir]).await;
+    let http = reqwest::Client::new();
+    let joined: serde_json::Value = http
+        .post(format!("{base}/chat/rooms/durable/join"))
+        .json(&serde_json::json!({"nick": "Ada"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = joined["token"].as_str().unwrap().to_owned();
+    // Posts race the kill: whatever was acknowledged must be there afterwards.
+    let (acked_send, mut acked) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let posting = tokio::spawn({
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            for i in 0.. {
+                let body =
+                    serde_json::json!({"text": format!("m{i}"), "client_msg_id": format!("k{i}")});
+                let sent = http
+                    .post(format!("{base}/chat/rooms/durable/messages"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        let message: serde_json::Value = response.json().await.unwrap_or_default();
+                        if let Some(id) = message["id"].as_u64() {
+                            let _ = acked_send.send(id);
+                        }
+                    }
+                    Ok(response) if response.status() == 429 => tokio::task::yield_now().await,
+                    _ => return,
+                }
+            }
+        }
+    });
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 15 {
+        acknowledged.push(within("acknowledgements", acked.recv()).await.unwrap());
+    }
+    signal(&server, "KILL");
+    within("the kill", server.wait()).await.unwrap();
+    within("the poster to stop", posting).await.unwrap();
+    while let Ok(id) = acked.try_recv() {
+        acknowledged.push(id);
+    }
+
+    let (_restarted, base) = start_server(&["chat", "--data-dir", &dir]).await;
+    let history: serde_json::Value =
+        reqwest::get(format!("{base}/chat/rooms/durable/messages?limit=200"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let stored: Vec<u64> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    for id in &acknowledged {
+        assert!(stored.contains(id), "acknowledged message {id} was lost");
+    }
 }
