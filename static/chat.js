@@ -136,7 +136,14 @@ function openStream() {
     showOnline([...state.online].sort());
   });
   source.addEventListener("typing", (event) => showTyping(JSON.parse(event.data).nick));
-  source.addEventListener("resync", () => loadLatest());
+  // We missed messages: start over from the newest page, so the list has no hidden hole.
+  source.addEventListener("resync", () => {
+    state.rendered.clear();
+    state.oldestId = null;
+    $("messages").replaceChildren();
+    $("load-earlier").disabled = false;
+    loadLatest();
+  });
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {
       // Refused outright (our token is no longer valid, say): join again.
@@ -181,11 +188,32 @@ async function enterRoom(room, nick) {
 }
 
 // Sending: every message gets an id first and waits in a queue (kept across reloads) until the
-// server has it; a retry with the same id can never store it twice.
+// server has it. One sender works through the queue in order; a retry with the same id can never
+// store a message twice, so anything that might be temporary is retried: network errors, 5xx,
+// 429 (after its Retry-After). Only a refusal that will not change (a 4xx) drops the message.
+let sending = false;
+let retryDelay = 1000;
+
 async function sendPending() {
-  const room = state.room;
-  for (const message of saved.pending(room)) {
-    if (!(await post(room, message))) return;
+  if (sending || !state.room) return;
+  sending = true;
+  try {
+    const room = state.room;
+    for (;;) {
+      const [message] = saved.pending(room);
+      if (!message || room !== state.room) return;
+      const outcome = await post(room, message);
+      if (outcome === "retry") {
+        setTimeout(sendPending, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 10000);
+        return;
+      }
+      if (outcome === "wait") return; // a countdown calls us again
+      retryDelay = 1000;
+      saved.setPending(room, saved.pending(room).filter((m) => m.client_msg_id !== message.client_msg_id));
+    }
+  } finally {
+    sending = false;
   }
 }
 
@@ -198,23 +226,25 @@ async function post(room, message) {
       body: JSON.stringify(message),
     });
   } catch {
-    $("post-status").textContent = "not sent yet: will retry when the connection is back";
-    return false;
+    $("post-status").textContent = "not sent yet: the server cannot be reached, retrying";
+    return "retry";
   }
   if (response.status === 429) {
     countdown(Number(response.headers.get("Retry-After") || "1"), () => sendPending());
-    return false;
+    return "wait";
+  }
+  if (response.status >= 500) {
+    $("post-status").textContent = `not sent yet (${response.status}), retrying`;
+    return "retry";
   }
   const body = await response.json();
-  const keep = saved.pending(room).filter((m) => m.client_msg_id !== message.client_msg_id);
-  saved.setPending(room, keep);
   if (response.ok) {
     renderMessage(body);
     $("post-status").textContent = "";
   } else {
-    $("post-status").textContent = body.error ? body.error.message : `not sent (${response.status})`;
+    $("post-status").textContent = body.error ? `not sent: ${body.error.message}` : `not sent (${response.status})`;
   }
-  return true;
+  return "done";
 }
 
 function countdown(seconds, then) {
@@ -243,7 +273,7 @@ $("composer").addEventListener("submit", (event) => {
   const message = { client_msg_id: newMessageId(), text };
   saved.setPending(state.room, [...saved.pending(state.room), message]);
   $("text").value = "";
-  post(state.room, message);
+  sendPending();
 });
 
 $("text").addEventListener("keydown", (event) => {

@@ -117,6 +117,11 @@ enum Command {
         #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Run a load scenario against a server this command starts (pinned to one core)
+    Bench {
+        #[command(subcommand)]
+        scenario: BenchScenario,
+    },
     /// Send requests through /trigger and report round-trip times
     Trigger {
         /// The server's base URL
@@ -137,6 +142,25 @@ enum Command {
         /// Send this token as `Authorization: Bearer` (for servers started with --token)
         #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
         token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchScenario {
+    /// One chat room: N members reading, R messages a second posted; delivery share and latency
+    Chat {
+        /// Members connected to the room
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages a second, all posters together
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// How long to post
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
     },
 }
 
@@ -173,23 +197,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             let data_dir = cli.server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
             let app = move |core: Core| Ok(crate::all_apps(core, &data_dir)?);
-            run_server(cli.server, 8080, "all apps", shutdown, app).await?;
+            run_server(cli.server, 8080, "all apps", "/", shutdown, app).await?;
         }
         Some(Command::Chat { server }) => {
             let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
             let config = chat::ChatConfig::new(data_dir);
             let app = move |core: Core| Ok(chat::router(core, &config)?);
-            run_server(server, 8080, "chat", shutdown, app).await?;
+            run_server(server, 8080, "chat", "/chat", shutdown, app).await?;
         }
         Some(Command::BasicServer { server, count, interval }) => {
             let config = BasicConfig { count, interval };
             let app = move |core: Core| Ok(crate::basic_server(core, config));
-            run_server(server, 8081, "basic SSE server", shutdown, app).await?;
+            run_server(server, 8081, "basic SSE server", "/", shutdown, app).await?;
         }
         Some(Command::BidiServer { server, timeout }) => {
             let config = BidiConfig { timeout };
             let app = move |core: Core| Ok(crate::bidi_server(core, config));
-            run_server(server, 8082, "bidirectional server", shutdown, app).await?;
+            run_server(server, 8082, "bidirectional server", "/", shutdown, app).await?;
+        }
+        Some(Command::Bench {
+            scenario: BenchScenario::Chat { members, rate, duration, no_pin },
+        }) => {
+            let bench = crate::bench::chat::ChatBench { members, rate, duration, pin: !no_pin };
+            let report = crate::bench::chat::run(bench).await?;
+            println!("{}", report.line());
         }
         Some(Command::BasicClient { url, last_event_id, token }) => {
             let clean =
@@ -223,6 +254,7 @@ async fn run_server(
     args: ServerArgs,
     default_port: u16,
     what: &str,
+    home: &str,
     shutdown: CancellationToken,
     app: impl FnOnce(Core) -> anyhow::Result<Router>,
 ) -> anyhow::Result<()> {
@@ -239,8 +271,8 @@ async fn run_server(
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let link = match token.secret() {
-        Some(secret) => format!("http://{local}/?token={secret}"),
-        None => format!("http://{local}/"),
+        Some(secret) => format!("http://{local}{home}?token={secret}"),
+        None => format!("http://{local}{home}"),
     };
     println!("sse-apps: {what} listening on http://{local}\n  open {link}");
     let streams = core.shutdown_token();

@@ -10,10 +10,12 @@
 //! | [`chat`] | rooms, presence, typing, SQLite history, gap-free resume |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
+//! | [`bench`] | load scenarios against a real server pinned to one core |
 //! | [`trigger`] | sends requests through `/trigger` and reports round-trip times |
 //! | [`index`] | the page that links every app |
 
 pub mod basic;
+pub mod bench;
 pub mod bidi;
 pub mod chat;
 pub mod cli;

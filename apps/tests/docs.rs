@@ -33,7 +33,8 @@ async fn check_all(build: impl FnOnce(Core) -> Router, list: Vec<(String, String
     let app = spawn_app(build).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     for (method, path) in list {
-        let path = path.replace("=X", "=docs-client").replace("=M", "=hello");
+        let path =
+            path.replace("=X", "=docs-client").replace("=M", "=hello").replace("{room}", "docs");
         let url = format!("{}{path}", app.base);
         let request = match method.as_str() {
             "GET" => http.get(&url),
@@ -69,4 +70,38 @@ async fn every_learning_program_endpoint_in_the_use_case_document_answers() {
         endpoints(&document, "### bidi-server endpoints"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn every_chat_endpoint_in_the_use_case_document_answers() {
+    let document = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../use-cases/CHAT_SYSTEM.md"
+    ))
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = sse_apps::chat::ChatConfig::new(data.path().to_owned());
+    let list = endpoints(&document, "## Endpoints");
+    assert_eq!(list.len(), 7, "{list:?}");
+    // The room exists once someone joined it, so the room paths have something to answer.
+    let app = spawn_app(move |core| sse_apps::chat::router(core, &config).unwrap()).await;
+    let joined = reqwest::Client::new()
+        .post(format!("{}/chat/rooms/docs/join", app.base))
+        .json(&serde_json::json!({"nick": "doc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    for (method, path) in list {
+        let url = format!("{}{}", app.base, path.replace("{room}", "docs"));
+        let request = if method == "GET" {
+            http.get(&url)
+        } else {
+            http.post(&url).json(&serde_json::json!({}))
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        assert!(status != 405 && status != 404, "{method} {path} answered {status}");
+    }
 }

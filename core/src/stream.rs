@@ -3,7 +3,7 @@
 //! [`sse_response`] wraps any stream of encoded frames with what every event stream needs:
 //! the right headers (`Content-Type: text/event-stream`, `Cache-Control: no-cache,
 //! no-transform`, `X-Accel-Buffering: no` so nginx does not buffer; never a `Connection` header,
-//! which HTTP/2 forbids), a keep-alive comment whenever the stream has been quiet for the
+//! which HTTP/2 forbids), a keep-alive comment so the stream is never silent for longer than the
 //! configured interval (proxies cut idle connections), and an immediate end when the server shuts
 //! down, so graceful shutdown never waits on a stream that would never finish by itself.
 //!
@@ -12,7 +12,9 @@
 //!
 //! [`Subscription::next_batch`]: crate::hub::Subscription::next_batch
 
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -23,8 +25,8 @@ use futures_util::{Stream, StreamExt};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::edge::redact_secrets;
 use crate::hub::Subscription;
@@ -111,37 +113,69 @@ impl Drop for OpenStream {
     }
 }
 
-struct BodyState {
+/// The body of an event stream: frames as they come, a keep-alive comment when the stream has
+/// been quiet, and the end as soon as the server shuts down.
+///
+/// Written as a `Stream` by hand rather than with `select!` in a loop because this runs once per
+/// event per connection: here the shutdown future is created once (not a new waiter on the shared
+/// shutdown token at every poll, which contends across all connections), and the keep-alive is a
+/// ticking interval with a "quiet" flag rather than a timer re-armed after every frame.
+struct SseBody {
     frames: FrameStream,
-    config: StreamConfig,
-    quiet_until: Instant,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Ticks every half keep-alive period.
+    ticks: Interval,
+    /// Nothing was sent since the last tick.
+    quiet: bool,
     open: OpenStream,
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        match this.frames.as_mut().poll_next(cx) {
+            Poll::Ready(Some(bytes)) => {
+                this.quiet = false;
+                this.open.metrics.bytes_sent(bytes.len());
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    let text = String::from_utf8_lossy(&bytes);
+                    tracing::trace!(bytes = bytes.len(), frames = %redact_secrets(&text), "sent");
+                }
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        // At most one keep-alive period of silence: a tick finds the stream quiet since the
+        // previous tick (half a period ago, at least) and sends a comment.
+        while this.ticks.poll_tick(cx).is_ready() {
+            if this.quiet {
+                return Poll::Ready(Some(Ok(Frame::keep_alive().into_bytes())));
+            }
+            this.quiet = true;
+        }
+        Poll::Pending
+    }
 }
 
 /// The HTTP response for an event stream made of `frames`.
 pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metrics) -> Response {
     metrics.stream_opened();
-    let state = BodyState {
+    let half = (config.keep_alive / 2).max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(Instant::now() + half, half);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let body = SseBody {
         frames,
-        config: config.clone(),
-        quiet_until: Instant::now() + config.keep_alive,
+        shutdown: Box::pin(config.shutdown.clone().cancelled_owned()),
+        ticks,
+        quiet: true,
         open: OpenStream { metrics: metrics.clone() },
     };
-    let body = futures_util::stream::unfold(state, |mut state| async move {
-        let bytes = tokio::select! {
-            biased;
-            () = state.config.shutdown.cancelled() => return None,
-            next = state.frames.next() => next?,
-            () = tokio::time::sleep_until(state.quiet_until) => Frame::keep_alive().into_bytes(),
-        };
-        state.quiet_until = Instant::now() + state.config.keep_alive;
-        state.open.metrics.bytes_sent(bytes.len());
-        if tracing::enabled!(tracing::Level::TRACE) {
-            let text = String::from_utf8_lossy(&bytes);
-            tracing::trace!(bytes = bytes.len(), frames = %redact_secrets(&text), "sent");
-        }
-        Some((Ok::<_, std::convert::Infallible>(bytes), state))
-    });
     let mut response = Body::from_stream(body).into_response();
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();

@@ -83,12 +83,22 @@ const MAX_PAGE: usize = 200;
 /// The chat routes, mounted at `/chat`. Fails only if the database cannot be opened.
 pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
     let store = Store::open(&config.data_dir)?;
-    let state = ChatState {
-        rooms: Arc::new(Rooms::new(core.hub.clone())),
-        core,
-        store,
-        posts: RateLimit::new(config.posts_per_second, config.burst),
-    };
+    let posts = RateLimit::new(config.posts_per_second, config.burst);
+    if let Some(posts) = posts.clone() {
+        // Buckets of members who stopped posting are full again: drop them, so the limiter holds
+        // only active members. It stops with the server.
+        let shutdown = core.shutdown_token();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => posts.forget_idle(),
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+    let state = ChatState { rooms: Arc::new(Rooms::new(core.hub.clone())), core, store, posts };
     let routes = Router::new()
         .route("/chat", get(page))
         .route("/chat/", get(page))
@@ -225,10 +235,11 @@ async fn join(
         .await
         .map_err(internal)?;
     let room_state = state.room(&room).await?;
-    // The holder coming back with its token keeps it.
+    // The holder coming back with its token keeps it, under the nickname as first written.
     if let (Some(held), Some(token)) = (&holder, &presented) {
         if *held == sha256_hex(token) {
-            let body = json!({ "token": token, "nick": nick, "room": room });
+            let stored = state.member(&room, Some(token.clone())).await?;
+            let body = json!({ "token": token, "nick": stored, "room": room });
             return Ok((StatusCode::OK, axum::Json(body)).into_response());
         }
     }
@@ -284,7 +295,7 @@ async fn events(
     let upto = room.topic.last_id();
     live.skip_through(upto);
     let mut prelude = vec![room.presence_snapshot().encode()];
-    let replay: FrameStream = match last_event_id.as_deref().map(str::parse::<u64>) {
+    let replay: ReplayStream = match last_event_id.as_deref().map(str::parse::<u64>) {
         Some(Ok(after)) if after <= upto => {
             replay_from_store(state.store.clone(), room.name.clone(), after, upto)
         }
@@ -297,8 +308,15 @@ async fn events(
         }
         None => Box::pin(futures_util::stream::empty()),
     };
+    // A replay that fails ends the stream (the client reconnects from the last id it got);
+    // carrying on live would leave a silent gap.
+    let live = futures_util::StreamExt::map(live.into_stream(), Ok);
+    let frames = futures_util::StreamExt::chain(replay, live);
     let frames =
-        with_prelude(prelude, Box::pin(futures_util::StreamExt::chain(replay, live.into_stream())));
+        futures_util::StreamExt::take_while(frames, |frame| std::future::ready(frame.is_ok()));
+    let frames =
+        futures_util::StreamExt::filter_map(frames, |frame| std::future::ready(frame.ok()));
+    let frames = with_prelude(prelude, Box::pin(frames));
     // The presence guard lives as long as the response body: closing the stream counts it out.
     let frames: FrameStream = Box::pin(futures_util::StreamExt::map(frames, move |bytes| {
         let _keep = &presence;
@@ -307,9 +325,13 @@ async fn events(
     Ok(sse_response(frames, &state.core.streams, &state.core.metrics))
 }
 
+/// Replayed pages, or the failure that ends the replay.
+type ReplayStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
 /// Messages of `room` in `(after, upto]`, read from the store a page at a time, each page one
 /// write.
-fn replay_from_store(store: Store, room: String, after: u64, upto: u64) -> FrameStream {
+fn replay_from_store(store: Store, room: String, after: u64, upto: u64) -> ReplayStream {
     Box::pin(futures_util::stream::unfold(Some(after), move |cursor| {
         let (store, room) = (store.clone(), room.clone());
         async move {
@@ -319,9 +341,8 @@ fn replay_from_store(store: Store, room: String, after: u64, upto: u64) -> Frame
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {
-                    // The client will notice the stream end and reconnect from its last id.
-                    tracing::error!(%error, "replay from the store failed");
-                    return None;
+                    tracing::error!(%error, "replay from the store failed; ending the stream");
+                    return Some((Err(error), None));
                 }
             };
             let page: Vec<Message> = page.into_iter().filter(|m| m.id <= upto).collect();
@@ -330,7 +351,7 @@ fn replay_from_store(store: Store, room: String, after: u64, upto: u64) -> Frame
             for message in &page {
                 batch.extend_from_slice(message_event(message).id(message.id).encode().as_bytes());
             }
-            Some((Bytes::from(batch), Some(last)))
+            Some((Ok(Bytes::from(batch)), Some(last)))
         }
     }))
 }
@@ -352,7 +373,7 @@ async fn post_message(
     if let Some(posts) = &state.posts {
         posts.check(&format!("{}\n{}", room.name, names::nick_key(&nick)))?;
     }
-    let text = names::message(&body.text)?.to_owned();
+    let text = names::message(&body.text)?;
     let client_msg_id = names::client_msg_id(&body.client_msg_id)?.to_owned();
     let live = room.clone();
     let stored = state

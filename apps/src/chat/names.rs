@@ -48,8 +48,9 @@ pub fn nick_key(nick: &str) -> String {
 }
 
 /// Message text: 1 to 1000 characters after trimming, no control characters but line breaks and
-/// tabs; returned trimmed.
-pub fn message(text: &str) -> Result<&str, ApiError> {
+/// tabs; CRLF and CR line breaks become LF. Returned trimmed.
+pub fn message(text: &str) -> Result<String, ApiError> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let text = text.trim();
     if text.is_empty() {
         return Err(ApiError::bad_request("empty_message", "the message is empty"));
@@ -66,7 +67,7 @@ pub fn message(text: &str) -> Result<&str, ApiError> {
             "the message contains control characters",
         ));
     }
-    Ok(text)
+    Ok(text.to_owned())
 }
 
 /// Idempotency keys: 1 to 64 printable ASCII characters.
@@ -104,7 +105,8 @@ mod tests {
 
     #[test]
     fn messages() {
-        assert_eq!(message(" hi\n there ").ok(), Some("hi\n there"));
+        assert_eq!(message(" hi\n there ").ok().as_deref(), Some("hi\n there"));
+        assert_eq!(message("a\r\nb\rc").ok().as_deref(), Some("a\nb\nc"));
         assert!(message(&"é".repeat(1000)).is_ok());
         assert!(message(&"é".repeat(1001)).is_err());
         assert!(message(" \n ").is_err());

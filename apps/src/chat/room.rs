@@ -34,11 +34,6 @@ impl Room {
         lock(&self.online).keys().cloned().collect()
     }
 
-    /// Whether `nick` has a connection open.
-    pub fn is_online(&self, nick: &str) -> bool {
-        lock(&self.online).contains_key(nick)
-    }
-
     /// The `presence` snapshot a connection starts with: everyone online.
     pub fn presence_snapshot(&self) -> Event {
         Event::new().event("presence").json(&json!({ "online": self.online() }))

@@ -1,0 +1,291 @@
+//! `bench chat`: one room, N members reading, a fixed rate of messages posted; every delivery
+//! timed.
+//!
+//! Readers are raw TCP connections speaking HTTP/1.0 (so the body is the bare event stream, no
+//! chunked framing) parsed with the core's own [`Parser`]: a full HTTP client per reader would
+//! make the load generator, not the server, the bottleneck at 10,000 readers. Messages are
+//! posted by 20 members sharing the rate, each within the chat's per-member limit (10/s), through
+//! the real `POST /chat/rooms/{room}/messages`, so every message is validated, committed to
+//! SQLite and fanned out exactly as in use.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use sse_core::wire::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::{Percentiles, ms, server};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ChatBench {
+    /// Readers connected to the room.
+    pub members: usize,
+    /// Messages per second, all posters together.
+    pub rate: u32,
+    /// How long to post.
+    pub duration: Duration,
+    /// Pin the server to core 0 and this process to core 1.
+    pub pin: bool,
+}
+
+/// What came out.
+#[derive(Clone, Debug)]
+pub struct ChatReport {
+    /// The scenario.
+    pub bench: ChatBench,
+    /// Messages the server acknowledged.
+    pub sent: u64,
+    /// Deliveries the readers saw (of `sent × members`).
+    pub delivered: u64,
+    /// `resync` events the readers saw.
+    pub resyncs: u64,
+    /// Send-to-delivery latency.
+    pub latency: Percentiles,
+    /// Whether the server was pinned to one core.
+    pub pinned: bool,
+}
+
+impl ChatReport {
+    /// Delivered as a share of expected, in percent.
+    pub fn share(&self) -> f64 {
+        let expected = self.sent * self.bench.members as u64;
+        if expected == 0 { 0.0 } else { 100.0 * self.delivered as f64 / expected as f64 }
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "chat: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}",
+            self.bench.members,
+            self.bench.rate,
+            self.bench.duration,
+            if self.pinned { " (server pinned to one core)" } else { "" },
+            self.sent,
+            self.share(),
+            self.delivered,
+            self.sent * self.bench.members as u64,
+            self.resyncs,
+            ms(self.latency.p50),
+            ms(self.latency.p99),
+            ms(self.latency.max),
+        )
+    }
+}
+
+const ROOM: &str = "bench";
+const POSTERS: usize = 20;
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Shared tallies of every reader.
+#[derive(Default)]
+struct Tally {
+    connected: AtomicUsize,
+    delivered: AtomicU64,
+    resyncs: AtomicU64,
+    latencies: std::sync::Mutex<Vec<u64>>,
+    ready: Notify,
+}
+
+/// Runs the scenario.
+pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
+    let pinned = bench.pin
+        && server::can_pin()
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if bench.pin && !pinned {
+        eprintln!("note: not pinning (needs taskset and two cores)");
+    }
+    let data =
+        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
+    let server = server::start(&["chat"], &data, pinned.then_some(0)).await?;
+    if pinned {
+        server::pin_self(1)?;
+    }
+    let outcome = drive(&bench, &server.base).await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    let (sent, tally) = outcome?;
+    let latencies = std::mem::take(
+        &mut *tally.latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Ok(ChatReport {
+        bench,
+        sent,
+        delivered: tally.delivered.load(Ordering::Relaxed),
+        resyncs: tally.resyncs.load(Ordering::Relaxed),
+        latency: Percentiles::from_micros(latencies),
+        pinned,
+    })
+}
+
+async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>)> {
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for i in 0..POSTERS {
+        let joined: Value = http
+            .post(format!("{base}/chat/rooms/{ROOM}/join"))
+            .json(&json!({ "nick": format!("poster {i}") }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        tokens.push(joined["token"].as_str().context("a token")?.to_owned());
+    }
+
+    let addr = base.trim_start_matches("http://").to_owned();
+    let tally = Arc::new(Tally::default());
+    let connecting = Arc::new(Semaphore::new(256));
+    let stop = CancellationToken::new();
+    let mut readers = Vec::with_capacity(bench.members);
+    for _ in 0..bench.members {
+        let (addr, tally, connecting, stop) =
+            (addr.clone(), tally.clone(), connecting.clone(), stop.clone());
+        readers.push(tokio::spawn(async move { read(&addr, &tally, &connecting, &stop).await }));
+    }
+    while tally.connected.load(Ordering::SeqCst) < bench.members {
+        let waiting = tally.ready.notified();
+        if tally.connected.load(Ordering::SeqCst) >= bench.members {
+            break;
+        }
+        tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .context("readers did not all connect")?;
+    }
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let per_poster = Duration::from_secs_f64(POSTERS as f64 / f64::from(bench.rate.max(1)));
+    let started = Instant::now();
+    let posters: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let (http, base, sent, duration) = (http.clone(), base.to_owned(), sent.clone(), bench.duration);
+            tokio::spawn(async move {
+                // Stagger the posters so the room sees an even rate.
+                let offset = per_poster.mul_f64(i as f64 / POSTERS as f64);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, per_poster);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut n = 0u64;
+                while started.elapsed() < duration {
+                    tick.tick().await;
+                    n += 1;
+                    let body = json!({ "text": format!("b {}", now_micros()), "client_msg_id": format!("{i}-{n}") });
+                    let url = format!("{base}/chat/rooms/{ROOM}/messages");
+                    match http.post(url).bearer_auth(&token).json(&body).send().await {
+                        Ok(response) if response.status().is_success() => {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(response) => eprintln!("post refused: {}", response.status()),
+                        Err(error) => eprintln!("post failed: {error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for poster in posters {
+        poster.await?;
+    }
+    // Let the last deliveries arrive (bounded: the report counts what did).
+    let expected = sent.load(Ordering::Relaxed) * bench.members as u64;
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    for reader in readers {
+        reader.await?;
+    }
+    Ok((sent.load(Ordering::Relaxed), tally))
+}
+
+/// One reader: connects, then parses the stream until it ends, timing each message.
+async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
+    let permit = connecting.acquire().await;
+    let Ok(mut socket) = TcpStream::connect(addr).await else {
+        eprintln!("a reader could not connect");
+        return;
+    };
+    let request = format!(
+        "GET /chat/rooms/{ROOM}/events HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    if socket.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    drop(permit);
+    let mut parser = Parser::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut head = Vec::new();
+    let mut in_body = false;
+    let mut latencies = Vec::new();
+    loop {
+        let read = tokio::select! {
+            read = socket.read(&mut buffer) => read,
+            () = stop.cancelled() => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buffer[..n];
+        if !in_body {
+            head.extend_from_slice(chunk);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            in_body = true;
+            let body = head.split_off(end + 4);
+            let events = parser.feed(&body);
+            tally.connected.fetch_add(1, Ordering::SeqCst);
+            tally.ready.notify_waiters();
+            tally.ready.notify_one();
+            record(&events, tally, &mut latencies);
+            chunk = &[];
+        }
+        let events = parser.feed(chunk);
+        record(&events, tally, &mut latencies);
+        if latencies.len() >= 4096 {
+            tally
+                .latencies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .append(&mut latencies);
+        }
+    }
+    tally
+        .latencies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .append(&mut latencies);
+}
+
+fn record(events: &[sse_core::wire::MessageEvent], tally: &Tally, latencies: &mut Vec<u64>) {
+    let now = now_micros();
+    for event in events {
+        match event.event.as_str() {
+            "message" => {
+                let sent = serde_json::from_str::<Value>(&event.data).ok().and_then(|m| {
+                    m["text"]
+                        .as_str()
+                        .and_then(|t| t.strip_prefix("b "))
+                        .and_then(|t| t.parse::<u64>().ok())
+                });
+                if let Some(sent) = sent {
+                    tally.delivered.fetch_add(1, Ordering::Relaxed);
+                    latencies.push(now.saturating_sub(sent));
+                }
+            }
+            "resync" => {
+                tally.resyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
