@@ -262,3 +262,12 @@ async fn every_acknowledged_chat_message_survives_kill_9() {
         assert!(stored.contains(id), "acknowledged message {id} was lost");
     }
 }
+
+#[tokio::test]
+async fn the_chat_bench_runs_and_delivers_everything_at_a_small_load() {
+    let args = ["bench", "chat", "--members", "20", "--rate", "20", "--duration", "1s", "--no-pin"];
+    let output = within("the bench", Command::new(BIN).args(args).output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("delivered 100.00%") && stdout.contains("resyncs 0"), "{stdout}");
+}
