@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sse_core::Core;
-use sse_core::edge::auth::Token;
+use sse_core::edge::auth::{Token, bearer};
 use sse_core::edge::rate::RateLimit;
 use sse_core::edge::{ApiError, JsonBody, QueryParams};
 use sse_core::hub::Resume;
@@ -135,14 +135,8 @@ fn sha256_hex(text: &str) -> String {
 
 /// The member token a request carries: `Authorization: Bearer`, or `?token=` (for EventSource).
 fn member_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    bearer
-        .map(|t| t.trim().to_owned())
-        .or_else(|| query_token.map(str::to_owned))
-        .filter(|t| !t.is_empty())
+    let token = bearer(headers).or(query_token.filter(|t| !t.is_empty()));
+    token.map(str::to_owned)
 }
 
 impl ChatState {

@@ -70,6 +70,12 @@ impl Token {
     }
 }
 
+/// The token in an `Authorization: Bearer <token>` header, if there is one.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim()).filter(|token| !token.is_empty())
+}
+
 /// Where the client put a credential.
 #[derive(PartialEq, Eq)]
 enum Place {
@@ -84,12 +90,8 @@ enum Place {
 fn presented(req: &Request) -> Vec<(Place, String)> {
     let headers = req.headers();
     let mut found = Vec::new();
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(bearer) = bearer {
-        found.push((Place::Header, bearer.trim().to_owned()));
+    if let Some(token) = bearer(headers) {
+        found.push((Place::Header, token.to_owned()));
     }
     if let Some(query) = req.uri().query() {
         let tokens = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "token");
