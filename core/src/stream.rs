@@ -135,9 +135,6 @@ impl Stream for SseBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.shutdown.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
         match this.frames.as_mut().poll_next(cx) {
             Poll::Ready(Some(bytes)) => {
                 this.quiet = false;
@@ -150,6 +147,11 @@ impl Stream for SseBody {
             }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
+        }
+        // Checked only once nothing is waiting to be sent (checking takes a lock on the token
+        // every stream shares); a stream cannot stay ready forever, as the socket fills.
+        if this.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
         }
         // At most one keep-alive period of silence: a tick finds the stream quiet since the
         // previous tick (half a period ago, at least) and sends a comment.
