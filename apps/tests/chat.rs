@@ -294,3 +294,67 @@ async fn a_flood_is_rate_limited_with_retry_after() {
     assert!(at >= 20, "the burst of 20 passes (limited at {at})");
     assert!(retry_after >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_delays_nobody_and_learns_it_missed_messages() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let data = tempfile::tempdir().unwrap();
+    let app = unlimited_chat_app(data.path()).await;
+    let ada = join(&app, "busy", "Ada").await;
+    // A reader that reads its response headers and then nothing more.
+    let mut stalled = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!("GET /chat/rooms/busy/events HTTP/1.0\r\nHost: {}\r\n\r\n", app.addr);
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut first = [0u8; 1024];
+    let n = stalled.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.0 200"));
+    let mut active = open(&app, "busy", None, None).await;
+    assert_eq!(active.next().await.unwrap().event, "presence");
+
+    // Far more than the stalled reader's socket (4 MiB at most here) and its 1,024-frame buffer.
+    const MESSAGES: usize = 6000;
+    let text = "x".repeat(1000);
+    let reading = tokio::spawn(async move {
+        let mut texts = 0;
+        while texts < MESSAGES {
+            assert_eq!(next_message(&mut active).await["text"].as_str().map(str::len), Some(1000));
+            texts += 1;
+        }
+        texts
+    });
+    let posters: Vec<_> = (0..8)
+        .map(|p| {
+            let (base, ada, text) = (app.base.clone(), ada.clone(), text.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in (p..MESSAGES).step_by(8) {
+                    let body = json!({ "text": text, "client_msg_id": format!("s{i}") });
+                    let url = format!("{base}/chat/rooms/busy/messages");
+                    let response =
+                        http.post(url).bearer_auth(&ada).json(&body).send().await.unwrap();
+                    assert_eq!(response.status(), 201);
+                }
+            })
+        })
+        .collect();
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    // The active reader got every message while the other one stalled.
+    assert_eq!(reading.await.unwrap(), MESSAGES);
+
+    // The stalled reader was not buffered without bound: when it reads at last, it finds a
+    // resync where frames were dropped for it.
+    let mut parser = sse_core::wire::Parser::new();
+    let head_end = first[..n].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut events = parser.feed(&first[head_end..n]);
+    let mut buffer = vec![0u8; 64 * 1024];
+    while !events.iter().any(|e| e.event == "resync") {
+        let n = stalled.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the stream ended without a resync");
+        events.extend(parser.feed(&buffer[..n]));
+    }
+    let resync = events.iter().find(|e| e.event == "resync").unwrap();
+    assert!(resync.data.contains("lagged"), "{}", resync.data);
+}
