@@ -56,7 +56,7 @@ pub struct ServerArgs {
     /// Limit each client address to this many requests a second (bursts of twice that); 0 is off
     #[arg(long, env = "SSE_APPS_RATE_LIMIT", default_value_t = 0, value_name = "PER_SECOND")]
     pub rate_limit: u32,
-    /// Send a keep-alive comment on idle streams this often
+    /// No stream stays silent longer than this: quiet ones get a keep-alive comment
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
 }
