@@ -226,12 +226,22 @@ impl State {
     }
 }
 
+/// Where a correlator's request ids start: microseconds since 1970. A client that answers a
+/// request from before a server restart (a Go-format client reconnects under the same name, so
+/// even the session would match) can then never hit a new request that reused the number. The
+/// values stay below 2^53, so JavaScript clients read them exactly.
+fn first_request_id() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(1))
+}
+
 impl Correlator {
     /// A correlator with nothing pending.
     pub fn new(config: CorrelatorConfig, metrics: Metrics) -> Correlator {
         Correlator {
             inner: Arc::new(Inner {
-                next_id: AtomicI64::new(1),
+                next_id: AtomicI64::new(first_request_id()),
                 state: Mutex::default(),
                 config,
                 metrics,
