@@ -293,6 +293,7 @@ $("text").addEventListener("input", () => {
 $("load-earlier").addEventListener("click", loadEarlier);
 
 refreshRooms();
+setInterval(refreshRooms, 10000); // member counts change while the page is open
 const last = JSON.parse(sessionStorage.getItem("chat.last") || "null");
 if (last) {
   $("room-name").value = last.room;
