@@ -114,11 +114,6 @@ impl Hub {
     pub fn remove(&self, name: &str) -> Option<Topic> {
         lock(&self.inner.topics).remove(name)
     }
-
-    /// Names of the topics that exist now.
-    pub fn names(&self) -> Vec<String> {
-        lock(&self.inner.topics).keys().cloned().collect()
-    }
 }
 
 /// One ordered stream of events with its replay ring. Cheap to clone (shared).

@@ -361,17 +361,6 @@ impl Correlator {
         lock(&self.inner.state).pending.len()
     }
 
-    /// Ids of the requests waiting on `session`.
-    pub fn pending_for(&self, session: &SessionId) -> Vec<Id> {
-        let state = lock(&self.inner.state);
-        state
-            .pending
-            .iter()
-            .filter(|(_, w)| &w.session == session)
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
     /// Forgets everything kept about `session` (its finished requests and breaker). Call when a
     /// session expires, so that nothing of it stays in memory.
     pub fn forget_session(&self, session: &SessionId) {

@@ -37,12 +37,6 @@ impl Frame {
         Frame(Bytes::from_static(b": keep-alive\n\n"))
     }
 
-    /// Wraps bytes that are already a well-formed frame (for example a frame read back from a
-    /// store). Nothing is checked: prefer [`Event::encode`].
-    pub fn from_encoded(bytes: Bytes) -> Frame {
-        Frame(bytes)
-    }
-
     /// The encoded bytes, as written to the socket.
     pub fn as_bytes(&self) -> &Bytes {
         &self.0
@@ -117,11 +111,6 @@ impl Event {
     pub fn retry(mut self, retry: Duration) -> Event {
         self.retry = Some(retry);
         self
-    }
-
-    /// The id set on this event, if any.
-    pub fn get_id(&self) -> Option<u64> {
-        self.id
     }
 
     /// Encodes the event once. The result can be shared with every subscriber.
