@@ -12,7 +12,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::client::{EventSource, Responder, SseItem, post_json_with_retry};
+use sse_core::client::{EventSource, Responder, post_json_with_retry};
 use sse_core::wire::jsonrpc::{ErrorObject, Request, codes};
 use tokio_util::sync::CancellationToken;
 
@@ -129,23 +129,7 @@ async fn run_compat(http: reqwest::Client, config: Arc<ClientConfig>, shutdown: 
         source = source.header(name.clone(), value.clone());
     }
     let mut client_id = config.client_id.clone();
-    loop {
-        let item = tokio::select! {
-            () = shutdown.cancelled() => return,
-            item = source.next() => item,
-        };
-        let event = match item {
-            None => return,
-            Some(Ok(SseItem::Open)) => {
-                tracing::info!(server = %config.server, "connected");
-                continue;
-            }
-            Some(Ok(SseItem::Event(event))) => event,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "stream error");
-                continue;
-            }
-        };
+    while let Some(event) = source.next_event(&shutdown).await {
         if event.event == "resync" {
             // Requests were missed (we were away too long, or fell behind): the server will time
             // them out; nothing to answer.

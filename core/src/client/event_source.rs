@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio_util::sync::CancellationToken;
 
 use super::Backoff;
 use crate::wire::{MessageEvent, Parser};
@@ -148,6 +149,23 @@ impl EventSource {
     pub fn close(&mut self) {
         self.closed = true;
         self.response = None;
+    }
+
+    /// The next event only, for clients that just act on events: connecting is logged at info,
+    /// errors at warn (the source keeps reconnecting after retryable ones). `None` once the
+    /// source is closed or `shutdown` fires.
+    pub async fn next_event(&mut self, shutdown: &CancellationToken) -> Option<MessageEvent> {
+        loop {
+            let item = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                item = self.next() => item?,
+            };
+            match item {
+                Ok(SseItem::Event(event)) => return Some(event),
+                Ok(SseItem::Open) => tracing::info!(url = %self.url, "connected"),
+                Err(error) => tracing::warn!(%error, url = %self.url, "stream error"),
+            }
+        }
     }
 
     /// The next connection event, message, or error; `None` once closed (a 204, a fatal error,

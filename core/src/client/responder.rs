@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{EventSource, SseItem, post_json_with_retry};
+use super::{EventSource, post_json_with_retry};
 use crate::hub::lock;
 use crate::rpc::CANCELLED;
 use crate::wire::jsonrpc::{ErrorObject, Id, Message, Request, Response, codes};
@@ -97,23 +97,7 @@ impl Responder {
             source = source.header(name.clone(), value.clone());
         }
         let mut session: Option<String> = None;
-        loop {
-            let item = tokio::select! {
-                () = shutdown.cancelled() => break,
-                item = source.next() => item,
-            };
-            let event = match item {
-                None => break,
-                Some(Ok(SseItem::Open)) => {
-                    tracing::info!(url = %self.base, "connected");
-                    continue;
-                }
-                Some(Ok(SseItem::Event(event))) => event,
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "stream error");
-                    continue;
-                }
-            };
+        while let Some(event) = source.next_event(&shutdown).await {
             match event.event.as_str() {
                 "session" => match serde_json::from_str::<Hello>(&event.data) {
                     Ok(hello) => {
