@@ -400,3 +400,26 @@ async fn a_malformed_query_string_gets_a_json_error() {
         assert_eq!(body["error"]["code"], "invalid_query", "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_keeps_timing_out_trips_its_circuit_and_the_page_says_so() {
+    let app = bidi_app(Duration::from_millis(50)).await;
+    let _silent = manual_client(&app, "mute").await;
+    let page = reqwest::get(format!("{}/", app.base)).await.unwrap().text().await.unwrap();
+    assert!(page.contains("<td>mute</td>") && page.contains("<td>go-compat</td>"), "{page}");
+    assert!(page.contains("<td>closed</td>"), "{page}");
+    for _ in 0..5 {
+        assert_eq!(trigger(&app.base, "mute", "anyone?").await.0, 504);
+    }
+    let response =
+        reqwest::get(format!("{}/trigger?client_id=mute&message=again", app.base)).await.unwrap();
+    assert_eq!(response.status(), 503, "the sixth call fails at once");
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "client_unresponsive");
+    let page = reqwest::get(format!("{}/", app.base)).await.unwrap().text().await.unwrap();
+    assert!(page.contains("open: its recent requests all timed out"), "{page}");
+    let metrics =
+        reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sse_rpc_circuits_open 1"), "{metrics}");
+}

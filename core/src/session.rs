@@ -151,6 +151,11 @@ impl Sessions {
         self.get(&id)
     }
 
+    /// Every live session (for status pages), in no particular order.
+    pub fn list(&self) -> Vec<Session> {
+        lock(&self.inner.by_id).values().cloned().collect()
+    }
+
     /// How many sessions are live.
     pub fn len(&self) -> usize {
         lock(&self.inner.by_id).len()

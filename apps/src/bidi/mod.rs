@@ -71,15 +71,47 @@ pub fn router(core: Core, config: BidiConfig) -> Router {
 /// Mounts [`router`] under `/bidi`.
 pub fn mounted(core: Core, config: BidiConfig) -> Router {
     // Nesting maps the page to `/bidi`; `/bidi/` is the same page.
-    Router::new().route("/bidi/", get(page)).nest("/bidi", router(core, config))
+    let state = BidiState { core: core.clone(), config };
+    Router::new().route("/bidi/", get(page).with_state(state)).nest("/bidi", router(core, config))
+}
+
+/// One connected client, as the status page lists it.
+#[derive(Debug)]
+struct ClientRow {
+    name: String,
+    protocol: &'static str,
+    connections: usize,
+    /// `Some(seconds)` while its circuit is open.
+    circuit_open: Option<u64>,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "bidi.html")]
-struct StatusPage;
+struct StatusPage {
+    clients: Vec<ClientRow>,
+    pending: usize,
+}
 
-async fn page() -> StatusPage {
-    StatusPage
+/// The status page: the endpoints, and the clients connected now with their circuit state.
+async fn page(State(state): State<BidiState>) -> StatusPage {
+    let mut clients: Vec<ClientRow> = state
+        .core
+        .sessions
+        .list()
+        .into_iter()
+        .map(|session| ClientRow {
+            name: session.name().unwrap_or("(unnamed)").to_owned(),
+            protocol: session.dialect().name(),
+            connections: session.connections(),
+            circuit_open: state
+                .core
+                .correlator
+                .circuit_open_for(session.id())
+                .map(|d| d.as_secs() + 1),
+        })
+        .collect();
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
+    StatusPage { clients, pending: state.core.correlator.pending_count() }
 }
 
 #[derive(Debug, Deserialize)]

@@ -378,6 +378,14 @@ impl Correlator {
         lock(&self.inner.state).finished.len()
     }
 
+    /// Whether `session`'s circuit is open now (its recent requests all timed out), and for how
+    /// much longer.
+    pub fn circuit_open_for(&self, session: &SessionId) -> Option<Duration> {
+        let state = lock(&self.inner.state);
+        let until = state.breakers.get(session)?.open_until?;
+        until.checked_duration_since(Instant::now())
+    }
+
     fn check_breaker(&self, session: &SessionId) -> Result<(), RpcError> {
         let mut state = lock(&self.inner.state);
         let Some(breaker) = state.breakers.get_mut(session) else {
