@@ -96,12 +96,14 @@ impl Hub {
             .clone()
     }
 
-    /// The topic with this name, created with ids continuing after `last_id` if it does not exist
-    /// yet. For topics whose ids come from elsewhere (a database), see
-    /// [`Topic::publish_with_id`].
-    pub fn topic_starting_after(&self, name: &str, last_id: u64) -> Topic {
+    /// The topic with this name for a history kept elsewhere (a database), created if it does not
+    /// exist yet: its ids continue after `last_id` (publish with [`Topic::publish_with_id`]), and
+    /// it keeps no replay ring, since resuming reads the store. A `Last-Event-ID` resume on it
+    /// gets `resync`.
+    pub fn topic_backed_by_store(&self, name: &str, last_id: u64) -> Topic {
         let mut topics = lock(&self.inner.topics);
-        let make = || Topic::starting_after(self.inner.config, self.inner.metrics.clone(), last_id);
+        let config = TopicConfig { replay: 0, ..self.inner.config };
+        let make = || Topic::starting_after(config, self.inner.metrics.clone(), last_id);
         topics.entry(name.to_owned()).or_insert_with(make).clone()
     }
 

@@ -128,7 +128,7 @@ impl Rooms {
     /// request loaded it first).
     pub fn load(&self, name: &str, last_id: u64) -> Arc<Room> {
         let mut loaded = lock(&self.loaded);
-        let topic = || self.hub.topic_starting_after(&format!("chat/{name}"), last_id);
+        let topic = || self.hub.topic_backed_by_store(&format!("chat/{name}"), last_id);
         loaded
             .entry(name.to_owned())
             .or_insert_with(|| {
