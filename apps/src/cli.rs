@@ -15,10 +15,13 @@ use sse_core::{Core, CoreConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use crate::AllApps;
 use crate::basic::{self, BasicConfig};
 use crate::bidi::client::{ClientConfig, Protocol};
 use crate::bidi::{self, BidiConfig};
 use crate::chat;
+use crate::dashboard::DashboardConfig;
+use crate::dashboard::alerts::{AlertConfig, Thresholds};
 use crate::server::Guards;
 use crate::{server, trigger};
 
@@ -32,6 +35,57 @@ pub struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+/// The dashboard's own flags.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Time between dashboard ticks at start (at least 200ms; viewers can change it)
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Alert thresholds in %: careful,warning,critical
+    #[arg(long, default_value = "50,70,90", value_name = "C,W,C")]
+    pub alert_thresholds: Thresholds,
+    /// Thresholds for one metric (cpu, memory, swap, disk:/mount), e.g. cpu=80,90,95 (repeatable)
+    #[arg(long = "alert", value_name = "METRIC=C,W,C", value_parser = parse_metric_thresholds)]
+    pub alerts: Vec<(String, Thresholds)>,
+    /// How far (in percentage points) a value must fall below a threshold to leave its level
+    #[arg(long, default_value_t = 5.0)]
+    pub alert_hysteresis: f64,
+    /// Allow control actions on other users' processes (never on pid 1 or the server itself)
+    #[arg(long)]
+    pub allow_control_all: bool,
+}
+
+impl DashboardArgs {
+    fn config(self, data_dir: PathBuf) -> DashboardConfig {
+        DashboardConfig {
+            data_dir,
+            interval: self.interval,
+            alerts: AlertConfig {
+                default: self.alert_thresholds,
+                per_metric: self.alerts.into_iter().collect(),
+                hysteresis: self.alert_hysteresis,
+            },
+            allow_control_all: self.allow_control_all,
+        }
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < crate::dashboard::sampler::MIN_INTERVAL {
+        return Err("at least 200ms: CPU usage cannot be measured over less".to_owned());
+    }
+    Ok(interval)
+}
+
+fn parse_metric_thresholds(text: &str) -> Result<(String, Thresholds), String> {
+    let (metric, thresholds) =
+        text.split_once('=').ok_or("write METRIC=careful,warning,critical")?;
+    Ok((metric.trim().to_owned(), thresholds.parse()?))
 }
 
 /// The flags every server takes.
@@ -67,6 +121,13 @@ enum Command {
     Chat {
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// The live system dashboard alone (at /dashboard): metrics, alerts, control actions
+    Dashboard {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        dashboard: DashboardArgs,
     },
     /// Stream numbered events (GET /events) and serve the browser test page (GET /)
     BasicServer {
@@ -196,24 +257,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => {
             let data_dir = cli.server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
-            let app = move |core: Core| Ok(crate::all_apps(core, &data_dir)?);
-            run_server(cli.server, 8080, "all apps", "/", shutdown, app).await?;
+            let config = AllApps {
+                dashboard: cli.dashboard.config(data_dir.clone()),
+                ..AllApps::new(&data_dir)
+            };
+            let app = move |core: Core| crate::all_apps(core, config);
+            run_server(cli.server, ALL_APPS, shutdown, app).await?;
+        }
+        Some(Command::Dashboard { server, dashboard }) => {
+            let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
+            let config = dashboard.config(data_dir);
+            let app = move |core: Core| Ok(crate::dashboard::router(core, config)?);
+            run_server(server, DASHBOARD, shutdown, app).await?;
         }
         Some(Command::Chat { server }) => {
             let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
             let config = chat::ChatConfig::new(data_dir);
             let app = move |core: Core| Ok(chat::router(core, &config)?);
-            run_server(server, 8080, "chat", "/chat", shutdown, app).await?;
+            run_server(server, CHAT, shutdown, app).await?;
         }
         Some(Command::BasicServer { server, count, interval }) => {
             let config = BasicConfig { count, interval };
             let app = move |core: Core| Ok(crate::basic_server(core, config));
-            run_server(server, 8081, "basic SSE server", "/", shutdown, app).await?;
+            run_server(server, BASIC_SERVER, shutdown, app).await?;
         }
         Some(Command::BidiServer { server, timeout }) => {
             let config = BidiConfig { timeout };
             let app = move |core: Core| Ok(crate::bidi_server(core, config));
-            run_server(server, 8082, "bidirectional server", "/", shutdown, app).await?;
+            run_server(server, BIDI_SERVER, shutdown, app).await?;
         }
         Some(Command::Bench {
             scenario: BenchScenario::Chat { members, rate, duration, no_pin },
@@ -249,18 +320,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a server subcommand serves, for its start-up line.
+struct Program {
+    what: &'static str,
+    default_port: u16,
+    /// The page the start-up link opens.
+    home: &'static str,
+    /// It includes an app that can change the machine (the dashboard's control actions).
+    changes_machine: bool,
+}
+
+const ALL_APPS: Program =
+    Program { what: "all apps", default_port: 8080, home: "/", changes_machine: true };
+const CHAT: Program =
+    Program { what: "chat", default_port: 8080, home: "/chat", changes_machine: false };
+const DASHBOARD: Program =
+    Program { what: "dashboard", default_port: 8080, home: "/dashboard", changes_machine: true };
+const BASIC_SERVER: Program =
+    Program { what: "basic SSE server", default_port: 8081, home: "/", changes_machine: false };
+const BIDI_SERVER: Program =
+    Program { what: "bidirectional server", default_port: 8082, home: "/", changes_machine: false };
+
 /// Builds the core, binds, prints where to look, and serves until a signal.
 async fn run_server(
     args: ServerArgs,
-    default_port: u16,
-    what: &str,
-    home: &str,
+    program: Program,
     shutdown: CancellationToken,
     app: impl FnOnce(Core) -> anyhow::Result<Router>,
 ) -> anyhow::Result<()> {
+    let Program { what, default_port, home, .. } = program;
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let core = Core::new(CoreConfig { keep_alive: args.keep_alive, ..CoreConfig::default() });
-    let token = args.token.filter(|t| !t.is_empty()).map_or_else(Token::open, Token::required);
+    // Servers whose apps can change the machine always need a token: one is made up if none
+    // was given, and the link printed below carries it.
+    let given = args.token.filter(|t| !t.is_empty());
+    let token = match given {
+        Some(secret) => Token::required(secret),
+        None if program.changes_machine => Token::required(Token::generate()),
+        None => Token::open(),
+    };
     let hosts = HostPolicy::for_bind(addr, &args.allow_hosts, &args.allow_origins);
     let guards = Guards {
         token: token.clone(),

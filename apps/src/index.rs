@@ -22,6 +22,11 @@ pub const APPS: &[AppLink] = &[
         about: "Rooms, presence and typing; history that survives restarts; nothing lost or doubled when you reconnect.",
     },
     AppLink {
+        href: "/dashboard",
+        name: "System dashboard",
+        about: "Live CPU, memory, disks, network and processes from one sampler; alerts you acknowledge; audited control actions.",
+    },
+    AppLink {
         href: "/basic/",
         name: "SSE test page",
         about: "One-way streaming: numbered events, reconnects and Last-Event-ID resume, live in your browser.",

@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`chat`] | rooms, presence, typing, SQLite history, gap-free resume |
+//! | [`dashboard`] | live system metrics from one sampler, alerts, audited control actions |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
 //! | [`bench`] | load scenarios against a real server pinned to one core |
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod bidi;
 pub mod chat;
 pub mod cli;
+pub mod dashboard;
 pub mod index;
 pub mod server;
 pub mod trigger;
@@ -28,12 +30,32 @@ use axum::routing::get;
 use sse_core::Core;
 
 /// Every app on one port, with the index page at `/` (what `sse-apps` serves by default).
-pub fn all_apps(core: Core, data_dir: &std::path::Path) -> Result<Router, chat::store::StoreError> {
+pub fn all_apps(core: Core, config: AllApps) -> anyhow::Result<Router> {
     Ok(Router::new()
         .route("/", get(index::page))
-        .merge(chat::router(core.clone(), &chat::ChatConfig::new(data_dir.to_owned()))?)
+        .merge(chat::router(core.clone(), &config.chat)?)
+        .merge(dashboard::router(core.clone(), config.dashboard)?)
         .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
         .merge(bidi::mounted(core, bidi::BidiConfig::default())))
+}
+
+/// The settings of every app, for [`all_apps`].
+#[derive(Clone, Debug)]
+pub struct AllApps {
+    /// The chat's.
+    pub chat: chat::ChatConfig,
+    /// The dashboard's.
+    pub dashboard: dashboard::DashboardConfig,
+}
+
+impl AllApps {
+    /// Every app's defaults, with data in `data_dir`.
+    pub fn new(data_dir: &std::path::Path) -> AllApps {
+        AllApps {
+            chat: chat::ChatConfig::new(data_dir.to_owned()),
+            dashboard: dashboard::DashboardConfig::new(data_dir.to_owned()),
+        }
+    }
 }
 
 /// `basic-server`: the test page and stream at the root (as the Go original), and under `/basic`.

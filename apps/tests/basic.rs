@@ -111,7 +111,9 @@ async fn the_test_page_is_served_alone_and_under_basic() {
 #[tokio::test]
 async fn all_apps_serve_the_index_and_each_app_under_its_prefix() {
     let data = tempfile::tempdir().unwrap();
-    let app = spawn_app(|core| sse_apps::all_apps(core, data.path()).unwrap()).await;
+    let app =
+        spawn_app(|core| sse_apps::all_apps(core, sse_apps::AllApps::new(data.path())).unwrap())
+            .await;
     let index = reqwest::get(format!("{}/", app.base)).await.unwrap().text().await.unwrap();
     for href in ["/chat", "/basic/", "/bidi/"] {
         assert!(index.contains(&format!("href=\"{href}\"")), "the index lacks {href}");

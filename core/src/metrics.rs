@@ -4,14 +4,14 @@
 //! correlator; cloning it shares the same series. Each server has its own registry (no global
 //! recorder), so tests can run many servers in one process and read each one's figures.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 type Labeled<M> = Family<[(&'static str, &'static str); 1], M>;
 
@@ -23,7 +23,8 @@ pub struct Metrics {
 
 #[derive(Debug)]
 struct Inner {
-    registry: Registry,
+    /// Behind a lock so apps can add their own series after the core made its own.
+    registry: Mutex<Registry>,
     streams_open: Gauge,
     streams_opened: Counter,
     bytes_sent: Counter,
@@ -61,7 +62,7 @@ impl Metrics {
             rpc_answers_rejected: Labeled::default(),
             rpc_round_trip: Histogram::new(exponential_buckets(0.000_1, 2.0, 20)),
             rpc_circuits_open: Gauge::default(),
-            registry: Registry::default(),
+            registry: Mutex::default(),
         };
         registry.register(
             "streams_open",
@@ -95,15 +96,23 @@ impl Metrics {
             "Sessions whose circuit is open (recent requests all timed out)",
             inner.rpc_circuits_open.clone(),
         );
-        Metrics { inner: Arc::new(Inner { registry, ..inner }) }
+        Metrics { inner: Arc::new(Inner { registry: Mutex::new(registry), ..inner }) }
     }
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = encode(&mut out, &self.inner.registry);
+        let registry = self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = encode(&mut out, &registry);
         out
+    }
+
+    /// Adds an app's own series (named without the `sse_` prefix, which is added) to what
+    /// `/metrics` serves.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        let mut registry = self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.register(name, help, metric);
     }
 
     pub(crate) fn stream_opened(&self) {

@@ -54,3 +54,49 @@ pub async fn spawn_app(build: impl FnOnce(Core) -> Router) -> TestApp {
 
 #[allow(unused_imports)] // each test file uses its own subset
 pub use sse_core::testing::{Stream, eventually};
+
+/// A dashboard metric source whose CPU values a test scripts: each tick takes the next value
+/// (repeating the last once the script runs out), and reports the processes the test lists.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptedSource {
+    pub script: std::sync::Arc<std::sync::Mutex<Script>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Script {
+    pub cpu: std::collections::VecDeque<f64>,
+    pub last: Option<f64>,
+    pub processes: Vec<sse_apps::dashboard::sample::ProcessInfo>,
+}
+
+impl ScriptedSource {
+    /// A source that will report these CPU values, one per tick.
+    pub fn with_cpu(values: &[f64]) -> ScriptedSource {
+        let source = ScriptedSource::default();
+        source.script.lock().unwrap().cpu.extend(values);
+        source
+    }
+}
+
+impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
+    fn sample(&mut self) -> sse_apps::dashboard::sample::Sample {
+        use sse_apps::dashboard::sample::{Detail, Limit, Point, Sample, Usage};
+        let mut script = self.script.lock().unwrap();
+        let cpu = script.cpu.pop_front().or(script.last);
+        script.last = cpu;
+        Sample {
+            point: Point {
+                t: sse_apps::dashboard::system::unix_millis(),
+                cpu,
+                memory: Some(25.0),
+                ..Point::default()
+            },
+            detail: Detail {
+                cpu_limit: Limit { cores: 2.0, source: "host" },
+                memory: Usage { used: 1 << 30, total: 4 << 30, source: "host" },
+                processes: script.processes.clone(),
+                ..Detail::default()
+            },
+        }
+    }
+}

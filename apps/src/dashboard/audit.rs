@@ -1,0 +1,83 @@
+//! The audit log: every control action, refused or carried out, as one JSON line in
+//! `dashboard-audit.jsonl` under the data directory.
+//!
+//! A line is written and synced to disk before the request that caused it is answered, so an
+//! action the server acknowledged is always on record; if the log cannot be written, the action
+//! is refused. Reading returns the newest entries first.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One line of the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When, ms since the epoch.
+    pub at: u64,
+    /// Who: the client's address and user agent.
+    pub who: String,
+    /// The command id (`null` for a refusal, which never got one).
+    pub command: Option<String>,
+    /// `terminate`, `renice`, `set_interval`.
+    pub action: String,
+    /// The request's parameters (pid, nice, interval_ms…).
+    pub params: Value,
+    /// `refused`, `accepted`, `completed` or `failed`.
+    pub outcome: String,
+    /// The error code or the result.
+    pub detail: Value,
+}
+
+/// The log file. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl AuditLog {
+    /// Opens (creating) the log in `data_dir`.
+    pub fn open(data_dir: &Path) -> std::io::Result<AuditLog> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("dashboard-audit.jsonl");
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(AuditLog { path, file: Arc::new(Mutex::new(file)) })
+    }
+
+    /// Appends `entry` and syncs it to disk (on a blocking thread).
+    pub async fn record(&self, entry: Entry) -> std::io::Result<()> {
+        let file = self.file.clone();
+        let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        tokio::task::spawn_blocking(move || {
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            file.write_all(&line)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// The newest `limit` entries, newest first. Lines that do not parse (a torn last line after
+    /// a crash) are skipped.
+    pub async fn newest(&self, limit: usize) -> std::io::Result<Vec<Entry>> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = BufReader::new(File::open(path)?);
+            let mut entries: Vec<Entry> = reader
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| serde_json::from_str(&line).ok())
+                .collect();
+            entries.reverse();
+            entries.truncate(limit);
+            Ok(entries)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}

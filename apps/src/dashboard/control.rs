@@ -1,0 +1,280 @@
+//! Control actions: what a request may ask, who may ask it of which process, and carrying it
+//! out.
+//!
+//! A request is checked completely before it is accepted: the action and its values, then the
+//! target process (it must exist, must not be pid 1 or this server, and must belong to this
+//! server's user unless `--allow-control-all`). What is accepted runs in the background and
+//! reports through the board's `command_*` events.
+//!
+//! Termination uses a pidfd (Linux 5.3+): the signals go to the process that was checked even if
+//! its pid is reused meanwhile, and its exit is awaited with `poll(2)` on the pidfd (on a
+//! blocking thread: tokio's `AsyncFd` needs `unsafe` to register a descriptor, which this
+//! workspace forbids) rather than by checking the pid in a loop.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use rustix::process::{Pid, PidfdFlags, Signal};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sse_core::edge::ApiError;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use super::sampler::MIN_INTERVAL;
+
+/// The longest sampling interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long `terminate` waits after TERM before KILL, unless the request says.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// The longest grace period accepted.
+const MAX_GRACE: Duration = Duration::from_secs(60);
+/// How long to wait for a KILLed process to be gone.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// The body of `POST /dashboard/commands`, before it is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandBody {
+    /// `terminate`, `renice` or `set_interval`.
+    pub action: String,
+    /// Target of `terminate` and `renice`.
+    pub pid: Option<i64>,
+    /// New nice value for `renice`, -20 to 19.
+    pub nice: Option<i64>,
+    /// New interval for `set_interval`, in ms.
+    pub interval_ms: Option<u64>,
+    /// For `terminate`: ms between TERM and KILL.
+    pub grace_ms: Option<u64>,
+}
+
+/// A checked command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// TERM, then KILL after `grace`.
+    Terminate {
+        /// The target.
+        pid: i32,
+        /// Time between the signals.
+        grace: Duration,
+    },
+    /// Set the nice value.
+    Renice {
+        /// The target.
+        pid: i32,
+        /// -20 to 19.
+        nice: i32,
+    },
+    /// Change how often the dashboard samples.
+    SetInterval(Duration),
+}
+
+/// A refusal: its status, code and message, for the response and the audit log.
+pub type Refusal = ApiError;
+
+fn invalid(code: &'static str, message: impl Into<String>) -> Refusal {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+impl CommandBody {
+    /// What was asked, without the action's name, as the audit log and events show it.
+    pub fn params(&self) -> Value {
+        let mut params = json!({});
+        let fields = [
+            ("pid", self.pid.map(Value::from)),
+            ("nice", self.nice.map(Value::from)),
+            ("interval_ms", self.interval_ms.map(Value::from)),
+            ("grace_ms", self.grace_ms.map(Value::from)),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                params[name] = value;
+            }
+        }
+        params
+    }
+
+    /// Checks the action and its values (not yet the target process).
+    pub fn check(&self) -> Result<Command, Refusal> {
+        let pid = || -> Result<i32, Refusal> {
+            let pid = self.pid.ok_or_else(|| invalid("missing_pid", "this action needs a pid"))?;
+            i32::try_from(pid)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid("invalid_pid", format!("{pid} is not a process id")))
+        };
+        match self.action.as_str() {
+            "terminate" => {
+                let grace = self.grace_ms.map_or(DEFAULT_GRACE, Duration::from_millis);
+                if grace > MAX_GRACE {
+                    return Err(invalid("grace_out_of_range", "grace_ms may be at most 60000"));
+                }
+                Ok(Command::Terminate { pid: pid()?, grace })
+            }
+            "renice" => {
+                let nice = self.nice.ok_or_else(|| invalid("missing_nice", "renice needs nice"))?;
+                let nice = i32::try_from(nice).ok().filter(|n| (-20..=19).contains(n)).ok_or_else(
+                    || invalid("nice_out_of_range", format!("nice must be -20 to 19, not {nice}")),
+                )?;
+                Ok(Command::Renice { pid: pid()?, nice })
+            }
+            "set_interval" => {
+                let ms = self
+                    .interval_ms
+                    .ok_or_else(|| invalid("missing_interval", "set_interval needs interval_ms"))?;
+                let interval = Duration::from_millis(ms);
+                if interval < MIN_INTERVAL {
+                    return Err(invalid(
+                        "interval_too_short",
+                        "interval_ms must be at least 200: CPU usage cannot be measured over less",
+                    ));
+                }
+                if interval > MAX_INTERVAL {
+                    return Err(invalid("interval_too_long", "interval_ms may be at most 3600000"));
+                }
+                Ok(Command::SetInterval(interval))
+            }
+            other => Err(invalid(
+                "unknown_action",
+                format!("unknown action {other:?}; use terminate, renice or set_interval"),
+            )),
+        }
+    }
+}
+
+impl Command {
+    /// The process this command acts on, if any.
+    pub fn target(&self) -> Option<i32> {
+        match self {
+            Command::Terminate { pid, .. } | Command::Renice { pid, .. } => Some(*pid),
+            Command::SetInterval(_) => None,
+        }
+    }
+}
+
+/// Whether this server may act on `pid`: not pid 1, not itself, an existing process, and (unless
+/// `allow_all`) one of its own user's.
+pub fn may_act_on(pid: i32, allow_all: bool) -> Result<(), Refusal> {
+    let forbidden =
+        |message: &str| ApiError::new(StatusCode::FORBIDDEN, "protected_process", message);
+    if pid == 1 {
+        return Err(forbidden("pid 1 (init) is never signalled from the dashboard"));
+    }
+    if u32::try_from(pid).ok() == Some(std::process::id()) {
+        return Err(forbidden("the dashboard does not act on its own server"));
+    }
+    let target = sysinfo::Pid::from_u32(pid.unsigned_abs());
+    let mut system = System::new().map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "process_table_unavailable", e.to_string())
+    })?;
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[target]),
+        true,
+        ProcessRefreshKind::nothing().with_user(UpdateKind::Always),
+    );
+    let process = system
+        .process(target)
+        .filter(|p| p.status() != ProcessStatus::Zombie)
+        .ok_or_else(|| ApiError::not_found("unknown_pid", format!("no process has pid {pid}")))?;
+    if allow_all {
+        return Ok(());
+    }
+    let ours = rustix::process::getuid().as_raw();
+    match process.user_id() {
+        Some(owner) if **owner == ours => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "foreign_process",
+            format!(
+                "pid {pid} belongs to another user; start the server with --allow-control-all \
+                 to allow this"
+            ),
+        )),
+    }
+}
+
+/// What a failed command reports: a code and a message.
+#[derive(Debug, PartialEq)]
+pub struct Failure {
+    /// `process_gone`, `permission_denied`, `still_running`, `os_error`.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+impl Failure {
+    /// As JSON for events and the audit log.
+    pub fn to_json(&self) -> Value {
+        json!({ "code": self.code, "message": self.message })
+    }
+}
+
+fn os_failure(pid: i32, error: rustix::io::Errno) -> Failure {
+    match error {
+        rustix::io::Errno::SRCH => Failure {
+            code: "process_gone",
+            message: format!("pid {pid} exited before the action reached it"),
+        },
+        rustix::io::Errno::PERM | rustix::io::Errno::ACCESS => Failure {
+            code: "permission_denied",
+            message: format!("the server may not do this to pid {pid}: {error}"),
+        },
+        other => Failure { code: "os_error", message: format!("pid {pid}: {other}") },
+    }
+}
+
+/// Sets `pid`'s nice value; returns the value read back.
+pub fn renice(pid: i32, nice: i32) -> Result<Value, Failure> {
+    let target = Pid::from_raw(pid).ok_or_else(|| os_failure(pid, rustix::io::Errno::SRCH))?;
+    rustix::process::setpriority_process(Some(target), nice).map_err(|e| os_failure(pid, e))?;
+    let now = rustix::process::getpriority_process(Some(target)).map_err(|e| os_failure(pid, e))?;
+    Ok(json!({ "pid": pid, "nice": now }))
+}
+
+/// Sends TERM, waits up to `grace` for the exit, then KILL. Reports which signal ended it.
+pub async fn terminate(pid: i32, grace: Duration) -> Result<Value, Failure> {
+    let target = Pid::from_raw(pid).ok_or_else(|| os_failure(pid, rustix::io::Errno::SRCH))?;
+    let pidfd = Arc::new(
+        rustix::process::pidfd_open(target, PidfdFlags::empty()).map_err(|e| os_failure(pid, e))?,
+    );
+    rustix::process::pidfd_send_signal(&*pidfd, Signal::TERM).map_err(|e| os_failure(pid, e))?;
+    if exits_within(&pidfd, grace).await.map_err(|e| os_failure(pid, e))? {
+        return Ok(json!({ "pid": pid, "signal": "TERM" }));
+    }
+    match rustix::process::pidfd_send_signal(&*pidfd, Signal::KILL) {
+        Ok(()) => {}
+        // It exited between the wait and the KILL: TERM did it after all.
+        Err(rustix::io::Errno::SRCH) => return Ok(json!({ "pid": pid, "signal": "TERM" })),
+        Err(error) => return Err(os_failure(pid, error)),
+    }
+    if exits_within(&pidfd, AFTER_KILL).await.map_err(|e| os_failure(pid, e))? {
+        return Ok(json!({ "pid": pid, "signal": "KILL" }));
+    }
+    Err(Failure {
+        code: "still_running",
+        message: format!("pid {pid} survived KILL for 5 s (stuck in the kernel?)"),
+    })
+}
+
+/// Whether the process behind `pidfd` exits within `limit` (a pidfd turns readable then).
+async fn exits_within(pidfd: &Arc<OwnedFd>, limit: Duration) -> Result<bool, rustix::io::Errno> {
+    let pidfd = pidfd.clone();
+    let waited = tokio::task::spawn_blocking(move || {
+        let timeout = Timespec {
+            tv_sec: limit.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: limit.subsec_nanos().into(),
+        };
+        let mut fds = [PollFd::new(&*pidfd, PollFlags::IN)];
+        loop {
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => return other.map(|ready| ready > 0),
+            }
+        }
+    })
+    .await;
+    waited.unwrap_or(Err(rustix::io::Errno::IO))
+}
