@@ -9,7 +9,7 @@
 const $ = (selector) => document.querySelector(selector);
 const state = {
   history: [], historyMs: 600000, intervalMs: 1000, latest: null,
-  alerts: new Map(), commands: new Map(), sort: { key: "cpu", descending: true },
+  alerts: new Map(), commands: new Map(), sort: { key: "cpu", descending: true }, serverPid: null,
 };
 
 // ---- formatting: a missing value says so, it is never shown as zero ----
@@ -22,6 +22,13 @@ function bytes(v) {
   let i = 0;
   while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+// Axis labels must fit the 50 px margin: "336M", "1.5K".
+function axisBytes(v) {
+  const units = ["B", "K", "M", "G", "T"];
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v >= 10 || i === 0 ? v.toFixed(0) : v.toFixed(1)}${units[i]}`;
 }
 const rate = (v) => (v == null ? NA : `${bytes(v)}/s`);
 const time = (ms) => new Date(ms).toLocaleTimeString();
@@ -57,14 +64,18 @@ function drawChart(canvas) {
   g.clearRect(0, 0, width, height);
   const pad = { left: 52, right: 8, top: 8, bottom: 18 };
   const plotW = width - pad.left - pad.right, plotH = height - pad.top - pad.bottom;
+  // The time axis spans the history there is (at least ten ticks), up to the full ten minutes,
+  // so a fresh dashboard's charts fill the width rather than sitting in one corner.
   const now = state.history.length ? state.history[state.history.length - 1].t : Date.now();
-  const start = now - state.historyMs;
+  const first = state.history.length ? state.history[0].t : now;
+  const span = Math.min(state.historyMs, Math.max(now - first, 10 * state.intervalMs));
+  const start = now - span;
   let max = chart.percent ? 100 : 0;
   if (!chart.percent) {
     for (const p of state.history) for (const [, get] of chart.series) max = Math.max(max, get(p) ?? 0);
     max = max > 0 ? max * 1.15 : 1;
   }
-  const x = (t) => pad.left + ((t - start) / state.historyMs) * plotW;
+  const x = (t) => pad.left + ((t - start) / span) * plotW;
   const y = (v) => pad.top + plotH - (Math.min(v, max) / max) * plotH;
 
   g.strokeStyle = css("--line"); g.fillStyle = css("--muted"); g.lineWidth = 1;
@@ -72,10 +83,10 @@ function drawChart(canvas) {
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4, yy = y(v);
     g.beginPath(); g.moveTo(pad.left, yy); g.lineTo(width - pad.right, yy); g.stroke();
-    g.fillText(chart.percent ? `${v.toFixed(0)}%` : chart.bytes ? bytes(v).replace(".0 ", " ") : v.toFixed(2), pad.left - 4, yy);
+    g.fillText(chart.percent ? `${v.toFixed(0)}%` : chart.bytes ? axisBytes(v) : v.toFixed(2), pad.left - 4, yy);
   }
   g.textAlign = "left"; g.textBaseline = "top";
-  g.fillText("−10 min", pad.left, height - 14);
+  g.fillText(span >= 60000 ? `−${Math.round(span / 60000)} min` : `−${Math.round(span / 1000)} s`, pad.left, height - 14);
   g.textAlign = "right"; g.fillText("now", width - pad.right, height - 14);
 
   const line = (get, color, width) => {
@@ -151,11 +162,13 @@ function renderProcesses() {
     const order = typeof va === "string" ? String(va).localeCompare(String(vb)) : va - vb;
     return descending ? -order : order;
   });
+  // pid 1 and the server itself are refused by the server; the page says so up front.
+  const protectedPid = (pid) => pid === 1 || pid === state.serverPid;
   $("#processes tbody").innerHTML = rows.map((p) => `<tr data-pid="${p.pid}">
     <td>${p.pid}</td><td>${esc(p.name)}</td><td>${p.user == null ? NA : esc(p.user)}</td>
     <td>${p.cpu == null ? NA : p.cpu.toFixed(1)}</td><td>${bytes(p.memory)}</td>
-    <td><button type="button" class="terminate" data-pid="${p.pid}" data-name="${esc(p.name)}">Terminate</button>
-        <button type="button" class="renice" data-pid="${p.pid}" data-name="${esc(p.name)}">Renice</button></td></tr>`).join("");
+    <td>${protectedPid(p.pid) ? `<span class="small">protected</span>` : `<button type="button" class="terminate" data-pid="${p.pid}" data-name="${esc(p.name)}">Terminate</button>
+        <button type="button" class="renice" data-pid="${p.pid}" data-name="${esc(p.name)}">Renice</button>`}</td></tr>`).join("");
 }
 
 document.querySelectorAll("button.sort").forEach((button) => button.addEventListener("click", () => {
@@ -271,7 +284,7 @@ function connect() {
   const on = (name, handle) => source.addEventListener(name, (e) => handle(JSON.parse(e.data)));
   on("snapshot", (s) => {
     state.history = s.history; state.historyMs = s.history_s * 1000; state.intervalMs = s.interval_ms;
-    state.latest = s.latest;
+    state.latest = s.latest; state.serverPid = s.server_pid;
     state.alerts = new Map(s.alerts.map((a) => [a.id, a]));
     state.commands = new Map(s.commands.map((c) => [c.id, c]));
     $("#interval").value = String(s.interval_ms);

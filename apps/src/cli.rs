@@ -223,6 +223,21 @@ enum BenchScenario {
         #[arg(long)]
         no_pin: bool,
     },
+    /// The dashboard's cost: server CPU and sampler time with 0 and then N viewers
+    Dashboard {
+        /// Viewer counts to measure, after none
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        viewers: Vec<usize>,
+        /// Sampling interval
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: Duration,
+        /// How long each count is measured
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -292,6 +307,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bench = crate::bench::chat::ChatBench { members, rate, duration, pin: !no_pin };
             let report = crate::bench::chat::run(bench).await?;
             println!("{}", report.line());
+        }
+        Some(Command::Bench {
+            scenario: BenchScenario::Dashboard { mut viewers, interval, window, no_pin },
+        }) => {
+            viewers.sort_unstable();
+            let bench =
+                crate::bench::dashboard::DashboardBench { viewers, interval, window, pin: !no_pin };
+            for step in crate::bench::dashboard::run(bench).await? {
+                println!("{}", step.line());
+            }
         }
         Some(Command::BasicClient { url, last_event_id, token }) => {
             let clean =

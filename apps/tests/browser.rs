@@ -266,3 +266,138 @@ async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
     browser.client.close().await.expect("browser closes");
     app.stop().await;
 }
+
+/// Runs `script` in the page until it returns `true` (the watchdog fails the test otherwise).
+async fn until_true(client: &Client, what: &str, script: &str) {
+    let wait = async {
+        while client.execute(script, vec![]).await.expect("script runs") != json!(true) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("the page never showed {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action() {
+    use std::os::unix::process::ExitStatusExt;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(browser) = browser().await else { return };
+    let client = &browser.client;
+    let mut sleeper = std::process::Command::new("sleep").arg("300").spawn().expect("sleep starts");
+    let pid = sleeper.id();
+    // CPU at 60% for a few ticks raises a `careful` alert; the process table lists the child.
+    let source = support::ScriptedSource::with_cpu(&[20.0, 30.0, 40.0, 60.0]);
+    source.script.lock().expect("script").processes.push(
+        sse_apps::dashboard::sample::ProcessInfo {
+            pid,
+            name: "sleep".into(),
+            user: Some("test".into()),
+            cpu: Some(0.0),
+            memory: 1 << 20,
+        },
+    );
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut config = sse_apps::dashboard::DashboardConfig::new(data.path().to_owned());
+    config.interval = Duration::from_millis(200);
+    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
+        sse_apps::dashboard::router_with_source(core, config, source).expect("dashboard starts")
+    })
+    .await;
+
+    // The token link sets the cookie the stream and the POSTs then use.
+    client.goto(&format!("{}/dashboard?token=t0k", app.base)).await.expect("page loads");
+    wait_for(client, "#conn-status[data-state=\"open\"]").await;
+
+    // Charts draw: after a few ticks the CPU chart has the series' colour along a line.
+    until_true(
+        client,
+        "five points",
+        "return Number(document.querySelector('#chart-cpu').dataset.points) >= 5",
+    )
+    .await;
+    let painted: Value = client
+        .execute(
+            r#"const c = document.querySelector('#chart-cpu');
+               const want = getComputedStyle(document.documentElement).getPropertyValue('--accent').trim();
+               const probe = document.createElement('canvas').getContext('2d');
+               probe.fillStyle = want; probe.fillRect(0, 0, 1, 1);
+               const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+               const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+               let n = 0;
+               for (let i = 0; i < px.length; i += 4)
+                 if (px[i + 3] > 200 && Math.abs(px[i] - r) + Math.abs(px[i + 1] - g) + Math.abs(px[i + 2] - b) < 60) n++;
+               return n;"#,
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert!(
+        painted.as_u64().expect("a count") > 150,
+        "the CPU line is not drawn: {painted} pixels"
+    );
+    let unavailable_shown = text_of(client, "#now").await;
+    assert!(
+        unavailable_shown.contains("n/a"),
+        "the scripted source has no swap: {unavailable_shown}"
+    );
+
+    // An alert appears; acknowledging it shows who did, as every viewer sees it.
+    wait_for(client, "#alerts li[data-level=\"careful\"] button.ack").await;
+    client
+        .find(Locator::Css("#alerts button.ack"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_for(client, "#alerts li .ack-by").await;
+    assert!(text_of(client, "#alerts li .ack-by").await.starts_with("acknowledged by 127.0.0.1"));
+
+    // A control action asks first: Cancel sends nothing.
+    let terminate = format!(
+        "document.querySelector('button.terminate[data-pid=\"{pid}\"]').click(); return true;"
+    );
+    until_true(
+        client,
+        "the child in the process table",
+        &format!("return !!document.querySelector('tr[data-pid=\"{pid}\"]')"),
+    )
+    .await;
+    client.execute(&terminate, vec![]).await.expect("click");
+    wait_for(client, "dialog#confirm[open]").await;
+    assert!(text_of(client, "#confirm-text").await.contains(&format!("pid {pid}")));
+    client
+        .find(Locator::Css("#confirm-cancel"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    until_true(
+        client,
+        "the dialog closed",
+        "return !document.querySelector('dialog#confirm').open",
+    )
+    .await;
+    assert!(sleeper.try_wait().expect("status").is_none(), "Cancel must not terminate");
+    let sent: Value = client
+        .execute("return document.querySelectorAll('#commands li').length", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(sent, json!(0), "Cancel must send nothing");
+
+    // Confirm sends it; the page reports the result and the audit log shows it.
+    client.execute(&terminate, vec![]).await.expect("click");
+    wait_for(client, "dialog#confirm[open]").await;
+    client.find(Locator::Css("#confirm-ok")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#commands li[data-state=\"completed\"]").await;
+    let result = text_of(client, "#commands li[data-state=\"completed\"]").await;
+    assert!(result.contains("terminate") && result.contains("TERM"), "{result}");
+    assert_eq!(sleeper.wait().expect("exit").signal(), Some(15));
+    wait_for(client, "#audit tr[data-outcome=\"completed\"]").await;
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}

@@ -48,8 +48,16 @@ async fn help_lists_every_program_and_each_has_its_own() {
     let output = Command::new(BIN).arg("--help").output().await.unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["chat", "basic-server", "basic-client", "bidi-server", "bidi-client", "trigger"]
-    {
+    let commands = [
+        "chat",
+        "dashboard",
+        "basic-server",
+        "basic-client",
+        "bidi-server",
+        "bidi-client",
+        "trigger",
+    ];
+    for command in commands {
         assert!(help.contains(command), "--help lacks {command}");
         let sub = Command::new(BIN).args([command, "--help"]).output().await.unwrap();
         assert!(sub.status.success(), "{command} --help");
@@ -270,4 +278,62 @@ async fn the_chat_bench_runs_and_delivers_everything_at_a_small_load() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("delivered 100.00%") && stdout.contains("resyncs 0"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_dashboard_bench_samples_nothing_without_viewers_and_everything_with_them() {
+    let args = [
+        "bench",
+        "dashboard",
+        "--viewers",
+        "1,5",
+        "--interval",
+        "200ms",
+        "--window",
+        "1s",
+        "--no-pin",
+    ];
+    let output = within("the bench", Command::new(BIN).args(args).output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains("0 viewers") && lines[0].contains(" 0 ticks"), "{stdout}");
+    for line in &lines[1..] {
+        assert!(!line.contains(" 0 ticks") && line.contains("server CPU"), "{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_makes_up_a_token_when_given_none_and_refuses_a_too_short_interval() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let mut child = Command::new(BIN)
+        .args(["dashboard", "--addr", "127.0.0.1:0", "--data-dir", &dir])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = within("start-up", lines.next_line()).await.unwrap().unwrap();
+    let base = first.split("listening on ").nth(1).unwrap().trim().to_owned();
+    let link = within("the link", lines.next_line()).await.unwrap().unwrap();
+    let token = link.split("/dashboard?token=").nth(1).expect("a link with a token").trim();
+    assert!(token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit()), "{link}");
+
+    let http = reqwest::Client::new();
+    let events = format!("{base}/dashboard/events");
+    assert_eq!(http.get(&events).send().await.unwrap().status(), 401);
+    let page = http.get(format!("{base}/dashboard?token={token}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie =
+        page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let stream = http.get(&events).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(stream.status(), 200, "the cookie the link set opens the stream");
+
+    let refused =
+        Command::new(BIN).args(["dashboard", "--interval", "100ms"]).output().await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at least 200ms"));
 }

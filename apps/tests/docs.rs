@@ -33,8 +33,11 @@ async fn check_all(build: impl FnOnce(Core) -> Router, list: Vec<(String, String
     let app = spawn_app(build).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     for (method, path) in list {
-        let path =
-            path.replace("=X", "=docs-client").replace("=M", "=hello").replace("{room}", "docs");
+        let path = path
+            .replace("=X", "=docs-client")
+            .replace("=M", "=hello")
+            .replace("{room}", "docs")
+            .replace("{id}", "1");
         let url = format!("{}{path}", app.base);
         let request = match method.as_str() {
             "GET" => http.get(&url),
@@ -104,4 +107,20 @@ async fn every_chat_endpoint_in_the_use_case_document_answers() {
         let status = response.status().as_u16();
         assert!(status != 405 && status != 404, "{method} {path} answered {status}");
     }
+}
+
+#[tokio::test]
+async fn every_dashboard_endpoint_in_the_use_case_document_answers() {
+    let document = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../use-cases/LIVE_DASHBOARD.md"
+    ))
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = sse_apps::dashboard::DashboardConfig::new(data.path().to_owned());
+    check_all(
+        move |core| sse_apps::dashboard::router(core, config).unwrap(),
+        endpoints(&document, "## Endpoints"),
+    )
+    .await;
 }

@@ -7,6 +7,7 @@
 //! sender to the moment a client parses it.
 
 pub mod chat;
+pub mod dashboard;
 mod server;
 
 use std::time::Duration;

@@ -13,8 +13,14 @@ pub struct ServerUnderTest {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// The process, held so that dropping this kills it.
-    #[expect(dead_code, reason = "held only for kill_on_drop")]
     child: Child,
+}
+
+impl ServerUnderTest {
+    /// The server's process id (`taskset` execs the server, so it is the server's own).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
 /// Whether `taskset` can pin processes here.

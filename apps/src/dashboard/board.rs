@@ -103,6 +103,7 @@ impl Board {
         let subscription = self.topic.subscribe(&Resume::Live);
         let snapshot = json!({
             "interval_ms": self.interval().as_millis() as u64,
+            "server_pid": std::process::id(),
             "history_s": HISTORY.as_secs(),
             "history": state.history,
             "latest": state.latest,

@@ -83,12 +83,15 @@ async fn run<S: MetricSource>(board: Arc<Board>, mut source: S, stats: SamplerSt
         }
         let started = Instant::now();
         let measured = tokio::task::spawn_blocking(move || {
+            // The next tick is due one interval after this one really began (not after the
+            // blocking pool got round to it), so two readings are never closer than the interval.
+            let began = Instant::now();
             let sample = source.sample();
-            (source, sample)
+            (source, sample, began)
         })
         .await;
-        let sample;
-        (source, sample) = match measured {
+        let (sample, began);
+        (source, sample, began) = match measured {
             Ok(done) => done,
             Err(error) => {
                 tracing::error!(%error, "the dashboard sampler failed; it stops");
@@ -100,7 +103,7 @@ async fn run<S: MetricSource>(board: Arc<Board>, mut source: S, stats: SamplerSt
         stats.seconds.observe(started.elapsed().as_secs_f64());
         board.record(sample);
         let pause = *interval.borrow_and_update();
-        let next = started + pause;
+        let next = began + pause;
         tokio::select! {
             () = tokio::time::sleep_until(next.into()) => {}
             // A new interval applies from now, not after the old one runs out.

@@ -77,8 +77,10 @@ impl MetricSource for SystemSource {
     }
 
     fn sample(&mut self) -> Sample {
-        self.refresh();
+        // Rates are over the time between the starts of two refreshes; the sampler schedules
+        // ticks from those starts too, so at a 200 ms interval they are never under 200 ms apart.
         let now = Instant::now();
+        self.refresh();
         let quota_used = self.quota.as_ref().and_then(CpuQuota::used_micros);
         let elapsed = self.previous.map(|(then, _)| now.duration_since(then).as_secs_f64());
         let rates_ready = elapsed.is_some_and(|s| s > 0.0);

@@ -1,0 +1,233 @@
+//! `bench dashboard`: what the dashboard costs with nobody, one, a hundred and a thousand
+//! viewers.
+//!
+//! The server runs pinned to core 0 with the real sampler; viewers are raw HTTP/1.0 connections
+//! on the other core (as in `bench chat`), each parsing its stream and counting `metrics`
+//! events. For each viewer count the server's CPU time (user + system, from `/proc/<pid>/stat`)
+//! is read before and after a window and shown as % of one core; the sampler's own time per tick
+//! comes from its `/metrics` histogram. With no viewers the sampler must not run at all.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sse_core::wire::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::server;
+
+const TOKEN: &str = "bench";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct DashboardBench {
+    /// Viewer counts to measure, in increasing order (0 is always measured first).
+    pub viewers: Vec<usize>,
+    /// The sampling interval.
+    pub interval: Duration,
+    /// How long each measurement window lasts.
+    pub window: Duration,
+    /// Pin the server to core 0 and this process to core 1.
+    pub pin: bool,
+}
+
+/// One viewer count's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// Viewers connected.
+    pub viewers: usize,
+    /// Server CPU, % of one core, over the window.
+    pub server_cpu: f64,
+    /// Ticks sampled in the window.
+    pub ticks: u64,
+    /// Mean time one sample took, in ms.
+    pub sample_ms: f64,
+    /// `metrics` events received, as % of ticks × viewers.
+    pub delivered: f64,
+}
+
+impl Step {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "dashboard: {:>5} viewers: server CPU {:.2}% of one core, {} ticks, sampler {:.2} ms/tick, delivered {:.1}%",
+            self.viewers, self.server_cpu, self.ticks, self.sample_ms, self.delivered
+        )
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    connected: AtomicUsize,
+    metrics: AtomicU64,
+    ready: Notify,
+}
+
+/// Runs the scenario; returns one step per viewer count (the first with none).
+pub async fn run(bench: DashboardBench) -> anyhow::Result<Vec<Step>> {
+    let pinned = bench.pin
+        && server::can_pin()
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if bench.pin && !pinned {
+        eprintln!("note: not pinning (needs taskset and two cores)");
+    }
+    let data =
+        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
+    let interval = format!("{}ms", bench.interval.as_millis());
+    let args = ["dashboard", "--token", TOKEN, "--interval", &interval];
+    let server = server::start(&args, &data, pinned.then_some(0)).await?;
+    if pinned {
+        server::pin_self(1)?;
+    }
+    let outcome = drive(&bench, &server).await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    outcome
+}
+
+async fn drive(
+    bench: &DashboardBench,
+    server: &server::ServerUnderTest,
+) -> anyhow::Result<Vec<Step>> {
+    let pid = server.pid().context("the server's pid")?;
+    let http = reqwest::Client::new();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let tally = Arc::new(Tally::default());
+    let connecting = Arc::new(Semaphore::new(256));
+    let stop = CancellationToken::new();
+    let mut readers = Vec::new();
+    let mut steps = Vec::new();
+    for target in std::iter::once(0).chain(bench.viewers.iter().copied().filter(|n| *n > 0)) {
+        while readers.len() < target {
+            let (addr, tally, connecting, stop) =
+                (addr.clone(), tally.clone(), connecting.clone(), stop.clone());
+            readers
+                .push(tokio::spawn(async move { read(&addr, &tally, &connecting, &stop).await }));
+        }
+        wait_connected(&tally, target).await?;
+        // One tick to settle (the first tick after a pause measures no rates).
+        tokio::time::sleep(bench.interval).await;
+        let before = (
+            cpu_ticks(pid)?,
+            sampler(&http, &server.base).await?,
+            tally.metrics.load(Ordering::SeqCst),
+        );
+        let started = Instant::now();
+        tokio::time::sleep(bench.window).await;
+        let after = (
+            cpu_ticks(pid)?,
+            sampler(&http, &server.base).await?,
+            tally.metrics.load(Ordering::SeqCst),
+        );
+        let elapsed = started.elapsed().as_secs_f64();
+        let hz = rustix::param::clock_ticks_per_second() as f64;
+        let ticks = after.1.0.saturating_sub(before.1.0);
+        let sample_seconds = after.1.1 - before.1.1;
+        let received = after.2 - before.2;
+        steps.push(Step {
+            viewers: target,
+            server_cpu: 100.0 * (after.0 - before.0) as f64 / hz / elapsed,
+            ticks,
+            sample_ms: if ticks == 0 { 0.0 } else { 1000.0 * sample_seconds / ticks as f64 },
+            delivered: if ticks == 0 || target == 0 {
+                100.0
+            } else {
+                (100.0 * received as f64 / (ticks as f64 * target as f64)).min(100.0)
+            },
+        });
+    }
+    stop.cancel();
+    for reader in readers {
+        reader.await?;
+    }
+    Ok(steps)
+}
+
+async fn wait_connected(tally: &Tally, target: usize) -> anyhow::Result<()> {
+    while tally.connected.load(Ordering::SeqCst) < target {
+        let waiting = tally.ready.notified();
+        if tally.connected.load(Ordering::SeqCst) >= target {
+            break;
+        }
+        tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .context("viewers did not all connect")?;
+    }
+    Ok(())
+}
+
+/// The server's CPU time so far (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("reading the server's CPU time")?;
+    // Fields after the name (which may hold spaces): state is the first, utime the 12th.
+    let rest = &stat[stat.rfind(')').context("a stat line")? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// The sampler's tick count and total sampling time, from `/metrics`.
+async fn sampler(http: &reqwest::Client, base: &str) -> anyhow::Result<(u64, f64)> {
+    let text = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    let ticks = value("sse_dashboard_samples_total").context("the sampler's tick count")?;
+    let seconds = value("sse_dashboard_sample_seconds_sum").context("the sampler's time")?;
+    Ok((ticks as u64, seconds))
+}
+
+/// One viewer: connects with the token, then counts `metrics` events until stopped.
+async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
+    let permit = connecting.acquire().await;
+    let Ok(mut socket) = TcpStream::connect(addr).await else {
+        eprintln!("a viewer could not connect");
+        return;
+    };
+    let request = format!(
+        "GET /dashboard/events HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    if socket.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    drop(permit);
+    let mut parser = Parser::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut head = Vec::new();
+    let mut in_body = false;
+    loop {
+        let read = tokio::select! {
+            read = socket.read(&mut buffer) => read,
+            () = stop.cancelled() => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buffer[..n];
+        if !in_body {
+            head.extend_from_slice(chunk);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            in_body = true;
+            let body = head.split_off(end + 4);
+            count(&parser.feed(&body), tally);
+            tally.connected.fetch_add(1, Ordering::SeqCst);
+            tally.ready.notify_waiters();
+            tally.ready.notify_one();
+            chunk = &[];
+        }
+        count(&parser.feed(chunk), tally);
+    }
+}
+
+fn count(events: &[sse_core::wire::MessageEvent], tally: &Tally) {
+    let ticks = events.iter().filter(|e| e.event == "metrics").count();
+    tally.metrics.fetch_add(ticks as u64, Ordering::Relaxed);
+}
