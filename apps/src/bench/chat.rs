@@ -1,25 +1,21 @@
 //! `bench chat`: one room, N members reading, a fixed rate of messages posted; every delivery
 //! timed.
 //!
-//! Readers are raw TCP connections speaking HTTP/1.0 (so the body is the bare event stream, no
-//! chunked framing) parsed with the core's own [`Parser`]: a full HTTP client per reader would
-//! make the load generator, not the server, the bottleneck at 10,000 readers. Messages are
+//! Readers are raw HTTP/1.0 connections ([`super::reader`]). Messages are
 //! posted by 20 members sharing the rate, each within the chat's per-member limit (10/s), through
 //! the real `POST /chat/rooms/{room}/messages`, so every message is validated, committed to
 //! SQLite and fanned out exactly as in use.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use sse_core::wire::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::reader::{Connected, read_events};
 use super::{Percentiles, ms, server};
 
 /// What to run.
@@ -89,34 +85,20 @@ fn now_micros() -> u64 {
 /// Shared tallies of every reader.
 #[derive(Default)]
 struct Tally {
-    connected: AtomicUsize,
+    connected: Connected,
     delivered: AtomicU64,
     resyncs: AtomicU64,
     latencies: std::sync::Mutex<Vec<u64>>,
-    ready: Notify,
 }
 
 /// Runs the scenario.
 pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
-    let pinned = bench.pin
-        && server::can_pin()
-        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-    if bench.pin && !pinned {
-        eprintln!("note: not pinning (needs taskset and two cores)");
-    }
-    let data =
-        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
-    let server = server::start(&["chat"], &data, pinned.then_some(0)).await?;
-    if pinned {
-        server::pin_self(1)?;
-    }
+    let server = server::launch(&["chat"], bench.pin).await?;
+    let pinned = server.pinned;
     let outcome = drive(&bench, &server.base).await;
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
     let (sent, tally) = outcome?;
-    let latencies = std::mem::take(
-        &mut *tally.latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    let latencies = std::mem::take(&mut *lock(&tally.latencies));
     Ok(ChatReport {
         bench,
         sent,
@@ -152,15 +134,7 @@ async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>
             (addr.clone(), tally.clone(), connecting.clone(), stop.clone());
         readers.push(tokio::spawn(async move { read(&addr, &tally, &connecting, &stop).await }));
     }
-    while tally.connected.load(Ordering::SeqCst) < bench.members {
-        let waiting = tally.ready.notified();
-        if tally.connected.load(Ordering::SeqCst) >= bench.members {
-            break;
-        }
-        tokio::time::timeout(Duration::from_secs(60), waiting)
-            .await
-            .context("readers did not all connect")?;
-    }
+    tally.connected.wait_for(bench.members).await?;
 
     let sent = Arc::new(AtomicU64::new(0));
     let per_poster = Duration::from_secs_f64(POSTERS as f64 / f64::from(bench.rate.max(1)));
@@ -208,62 +182,22 @@ async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>
     Ok((sent.load(Ordering::Relaxed), tally))
 }
 
-/// One reader: connects, then parses the stream until it ends, timing each message.
+/// One reader: parses the room's stream until it ends, timing each message.
 async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
-    let permit = connecting.acquire().await;
-    let Ok(mut socket) = TcpStream::connect(addr).await else {
-        eprintln!("a reader could not connect");
-        return;
-    };
-    let request = format!(
-        "GET /chat/rooms/{ROOM}/events HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    );
-    if socket.write_all(request.as_bytes()).await.is_err() {
-        return;
-    }
-    drop(permit);
-    let mut parser = Parser::new();
-    let mut buffer = vec![0u8; 16 * 1024];
-    let mut head = Vec::new();
-    let mut in_body = false;
     let mut latencies = Vec::new();
-    loop {
-        let read = tokio::select! {
-            read = socket.read(&mut buffer) => read,
-            () = stop.cancelled() => break,
-        };
-        let n = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut chunk = &buffer[..n];
-        if !in_body {
-            head.extend_from_slice(chunk);
-            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-            in_body = true;
-            let body = head.split_off(end + 4);
-            let events = parser.feed(&body);
-            tally.connected.fetch_add(1, Ordering::SeqCst);
-            tally.ready.notify_waiters();
-            tally.ready.notify_one();
-            record(&events, tally, &mut latencies);
-            chunk = &[];
-        }
-        let events = parser.feed(chunk);
-        record(&events, tally, &mut latencies);
+    let path = format!("/chat/rooms/{ROOM}/events");
+    read_events(addr, &path, "", connecting, &tally.connected, stop, |events| {
+        record(events, tally, &mut latencies);
         if latencies.len() >= 4096 {
-            tally
-                .latencies
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .append(&mut latencies);
+            lock(&tally.latencies).append(&mut latencies);
         }
-    }
-    tally
-        .latencies
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .append(&mut latencies);
+    })
+    .await;
+    lock(&tally.latencies).append(&mut latencies);
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The send time in a bench message's data (`…"text":"b <micros>"…`). A substring search, not a

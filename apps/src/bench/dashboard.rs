@@ -2,22 +2,19 @@
 //! viewers.
 //!
 //! The server runs pinned to core 0 with the real sampler; viewers are raw HTTP/1.0 connections
-//! on the other core (as in `bench chat`), each parsing its stream and counting `metrics`
-//! events. For each viewer count the server's CPU time (user + system, from `/proc/<pid>/stat`)
+//! ([`super::reader`]) on the other core, each parsing its stream and counting `metrics` events. For each viewer count the server's CPU time (user + system, from `/proc/<pid>/stat`)
 //! is read before and after a window and shown as % of one core; the sampler's own time per tick
 //! comes from its `/metrics` histogram. With no viewers the sampler must not run at all.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sse_core::wire::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::reader::{Connected, read_events};
 use super::server;
 
 const TOKEN: &str = "bench";
@@ -62,31 +59,16 @@ impl Step {
 
 #[derive(Default)]
 struct Tally {
-    connected: AtomicUsize,
+    connected: Connected,
     metrics: AtomicU64,
-    ready: Notify,
 }
 
 /// Runs the scenario; returns one step per viewer count (the first with none).
 pub async fn run(bench: DashboardBench) -> anyhow::Result<Vec<Step>> {
-    let pinned = bench.pin
-        && server::can_pin()
-        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-    if bench.pin && !pinned {
-        eprintln!("note: not pinning (needs taskset and two cores)");
-    }
-    let data =
-        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
     let interval = format!("{}ms", bench.interval.as_millis());
     let args = ["dashboard", "--token", TOKEN, "--interval", &interval];
-    let server = server::start(&args, &data, pinned.then_some(0)).await?;
-    if pinned {
-        server::pin_self(1)?;
-    }
-    let outcome = drive(&bench, &server).await;
-    drop(server);
-    let _ = std::fs::remove_dir_all(&data);
-    outcome
+    let server = server::launch(&args, bench.pin).await?;
+    drive(&bench, &server).await
 }
 
 async fn drive(
@@ -108,7 +90,7 @@ async fn drive(
             readers
                 .push(tokio::spawn(async move { read(&addr, &tally, &connecting, &stop).await }));
         }
-        wait_connected(&tally, target).await?;
+        tally.connected.wait_for(target).await?;
         // One tick to settle (the first tick after a pause measures no rates).
         tokio::time::sleep(bench.interval).await;
         let before = (
@@ -147,19 +129,6 @@ async fn drive(
     Ok(steps)
 }
 
-async fn wait_connected(tally: &Tally, target: usize) -> anyhow::Result<()> {
-    while tally.connected.load(Ordering::SeqCst) < target {
-        let waiting = tally.ready.notified();
-        if tally.connected.load(Ordering::SeqCst) >= target {
-            break;
-        }
-        tokio::time::timeout(Duration::from_secs(60), waiting)
-            .await
-            .context("viewers did not all connect")?;
-    }
-    Ok(())
-}
-
 /// The server's CPU time so far (user + system), in clock ticks.
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -184,50 +153,12 @@ async fn sampler(http: &reqwest::Client, base: &str) -> anyhow::Result<(u64, f64
     Ok((ticks as u64, seconds))
 }
 
-/// One viewer: connects with the token, then counts `metrics` events until stopped.
+/// One viewer: counts `metrics` events until stopped.
 async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
-    let permit = connecting.acquire().await;
-    let Ok(mut socket) = TcpStream::connect(addr).await else {
-        eprintln!("a viewer could not connect");
-        return;
-    };
-    let request = format!(
-        "GET /dashboard/events HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
-    );
-    if socket.write_all(request.as_bytes()).await.is_err() {
-        return;
-    }
-    drop(permit);
-    let mut parser = Parser::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut head = Vec::new();
-    let mut in_body = false;
-    loop {
-        let read = tokio::select! {
-            read = socket.read(&mut buffer) => read,
-            () = stop.cancelled() => break,
-        };
-        let n = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut chunk = &buffer[..n];
-        if !in_body {
-            head.extend_from_slice(chunk);
-            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-            in_body = true;
-            let body = head.split_off(end + 4);
-            count(&parser.feed(&body), tally);
-            tally.connected.fetch_add(1, Ordering::SeqCst);
-            tally.ready.notify_waiters();
-            tally.ready.notify_one();
-            chunk = &[];
-        }
-        count(&parser.feed(chunk), tally);
-    }
-}
-
-fn count(events: &[sse_core::wire::MessageEvent], tally: &Tally) {
-    let ticks = events.iter().filter(|e| e.event == "metrics").count();
-    tally.metrics.fetch_add(ticks as u64, Ordering::Relaxed);
+    let token = format!("Authorization: Bearer {TOKEN}\r\n");
+    read_events(addr, "/dashboard/events", &token, connecting, &tally.connected, stop, |events| {
+        let ticks = events.iter().filter(|e| e.event == "metrics").count();
+        tally.metrics.fetch_add(ticks as u64, Ordering::Relaxed);
+    })
+    .await;
 }

@@ -8,6 +8,7 @@
 
 pub mod chat;
 pub mod dashboard;
+pub mod reader;
 mod server;
 
 use std::time::Duration;

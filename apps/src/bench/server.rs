@@ -1,19 +1,28 @@
 //! Starting the server under test as a child process, pinned to a core.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// A server child process; killed when dropped.
+/// A server child process; killed (and its data directory removed) when dropped.
 #[derive(Debug)]
 pub struct ServerUnderTest {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Whether the server runs pinned to core 0 and this process to core 1.
+    pub pinned: bool,
     /// The process, held so that dropping this kills it.
     child: Child,
+    data: PathBuf,
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
 }
 
 impl ServerUnderTest {
@@ -24,12 +33,12 @@ impl ServerUnderTest {
 }
 
 /// Whether `taskset` can pin processes here.
-pub fn can_pin() -> bool {
+fn can_pin() -> bool {
     std::process::Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success())
 }
 
 /// Pins every thread of this process to `core`.
-pub fn pin_self(core: usize) -> anyhow::Result<()> {
+fn pin_self(core: usize) -> anyhow::Result<()> {
     let pid = std::process::id().to_string();
     let status = std::process::Command::new("taskset")
         .args(["-a", "-cp", &core.to_string(), &pid])
@@ -40,13 +49,32 @@ pub fn pin_self(core: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `sse-apps <args>` with a fresh data directory; with `pin` (and `taskset` and two
+/// cores), the server runs on core 0 and this process moves to core 1, so the figures describe a
+/// server with one core of its own.
+pub async fn launch(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest> {
+    let pinned =
+        pin && can_pin() && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if pin && !pinned {
+        eprintln!("note: not pinning (needs taskset and two cores)");
+    }
+    let data =
+        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
+    let (base, child) = start(args, &data, pinned.then_some(0)).await?;
+    let server = ServerUnderTest { base, pinned, child, data };
+    if pinned {
+        pin_self(1)?;
+    }
+    Ok(server)
+}
+
 /// Starts `sse-apps <args>` on an ephemeral port (on `core` when given) and waits until it
 /// listens.
-pub async fn start(
+async fn start(
     args: &[&str],
     data_dir: &Path,
     core: Option<usize>,
-) -> anyhow::Result<ServerUnderTest> {
+) -> anyhow::Result<(String, Child)> {
     let exe = std::env::current_exe().context("finding this program")?;
     let mut command = match core {
         Some(core) => {
@@ -75,5 +103,5 @@ pub async fn start(
         .trim()
         .to_owned();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(ServerUnderTest { base, child })
+    Ok((base, child))
 }

@@ -278,3 +278,41 @@ async fn exits_within(pidfd: &Arc<OwnedFd>, limit: Duration) -> Result<bool, rus
     .await;
     waited.unwrap_or(Err(rustix::io::Errno::IO))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The pid of a child that has exited and been reaped: no process has it (until reused).
+    fn vanished_pid() -> i32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        i32::try_from(child.id()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_process_gone_by_the_time_of_the_action_fails_as_process_gone() {
+        let pid = vanished_pid();
+        assert_eq!(renice(pid, 5).unwrap_err().code, "process_gone");
+        let failed = terminate(pid, Duration::from_millis(10)).await.unwrap_err();
+        assert_eq!(failed.code, "process_gone");
+    }
+
+    #[test]
+    fn checks_values_before_processes() {
+        let body = |json: &str| serde_json::from_str::<CommandBody>(json).unwrap().check();
+        assert_eq!(
+            body(r#"{"action":"set_interval","interval_ms":250}"#),
+            Ok(Command::SetInterval(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            body(r#"{"action":"terminate","pid":42}"#),
+            Ok(Command::Terminate { pid: 42, grace: DEFAULT_GRACE })
+        );
+        assert_eq!(
+            body(r#"{"action":"renice","pid":4294967296,"nice":1}"#).unwrap_err().code,
+            "invalid_pid"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The load generator's stream reader, shared by every scenario.
+//!
+//! A reader is a raw TCP connection speaking HTTP/1.0, so the body is the bare event stream (no
+//! chunked framing), parsed with the core's own [`Parser`]: a full HTTP client per reader would
+//! make the load generator, not the server, the bottleneck at 10,000 readers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use sse_core::wire::{MessageEvent, Parser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Counts readers whose stream has started, and wakes whoever waits for a number of them.
+#[derive(Debug, Default)]
+pub struct Connected {
+    count: AtomicUsize,
+    changed: Notify,
+}
+
+impl Connected {
+    fn one_more(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `target` readers have started (a minute at most).
+    pub async fn wait_for(&self, target: usize) -> anyhow::Result<()> {
+        let all = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.count.load(Ordering::SeqCst) >= target {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .context("the readers did not all connect")
+    }
+}
+
+/// Reads the event stream at `path` on `addr` (with extra header lines, each ending in `\r\n`)
+/// until it ends or `stop`: counts itself in `connected` once the response head is in, then hands
+/// every batch of parsed events to `on_events`. At most as many readers connect at once as
+/// `connecting` has permits, so a burst does not overflow the server's backlog.
+pub async fn read_events(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    connecting: &Semaphore,
+    connected: &Connected,
+    stop: &CancellationToken,
+    mut on_events: impl FnMut(&[MessageEvent]),
+) {
+    let permit = connecting.acquire().await;
+    let Ok(mut socket) = TcpStream::connect(addr).await else {
+        eprintln!("a reader could not connect");
+        return;
+    };
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{headers}\r\n"
+    );
+    if socket.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    drop(permit);
+    let mut parser = Parser::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut head = Vec::new();
+    let mut in_body = false;
+    loop {
+        let read = tokio::select! {
+            read = socket.read(&mut buffer) => read,
+            () = stop.cancelled() => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buffer[..n];
+        if !in_body {
+            head.extend_from_slice(chunk);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            in_body = true;
+            let body = head.split_off(end + 4);
+            connected.one_more();
+            on_events(&parser.feed(&body));
+            chunk = &[];
+        }
+        on_events(&parser.feed(chunk));
+    }
+}
