@@ -22,6 +22,8 @@ use crate::bidi::{self, BidiConfig};
 use crate::chat;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::alerts::{AlertConfig, Thresholds};
+use crate::exec::ExecConfig;
+use crate::exec::sandbox::Isolation;
 use crate::server::Guards;
 use crate::{server, trigger};
 
@@ -37,6 +39,50 @@ pub struct Cli {
     server: ServerArgs,
     #[command(flatten)]
     dashboard: DashboardArgs,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+/// The exec app's own flags.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Run programs without a sandbox when none can be set up (limits still apply; DANGEROUS)
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// Wall-clock limit of a run that asks none (at most 30 min)
+    #[arg(long, default_value = "30s", value_parser = parse_run_timeout)]
+    pub run_timeout: Duration,
+    /// Runs at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_runs: u16,
+}
+
+impl ExecArgs {
+    fn config(self, data_dir: PathBuf) -> ExecConfig {
+        let isolation = match Isolation::detect() {
+            Some(found) => Some(found),
+            None if self.no_sandbox => {
+                eprintln!(
+                    "WARNING: no sandbox (bubblewrap or unshare) works here and --no-sandbox was \
+                     given: runs execute as this server's user, with only rlimits and a timeout"
+                );
+                Some(Isolation::None)
+            }
+            None => None,
+        };
+        let mut config = ExecConfig::new(data_dir, isolation);
+        config.timeout = self.run_timeout;
+        config.max_concurrent = usize::from(self.max_runs);
+        config
+    }
+}
+
+fn parse_run_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if timeout.is_zero() || timeout > Duration::from_secs(1800) {
+        return Err("between 1s and 30m".to_owned());
+    }
+    Ok(timeout)
 }
 
 /// The dashboard's own flags.
@@ -121,6 +167,13 @@ enum Command {
     Chat {
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Remote execution alone (at /exec): sandboxed runs, streamed output, stdin and signals
+    Exec {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
     },
     /// The live system dashboard alone (at /dashboard): metrics, alerts, control actions
     Dashboard {
@@ -274,10 +327,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data_dir = cli.server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
             let config = AllApps {
                 dashboard: cli.dashboard.config(data_dir.clone()),
+                exec: cli.exec.config(data_dir.clone()),
                 ..AllApps::new(&data_dir)
             };
             let app = move |core: Core| crate::all_apps(core, config);
             run_server(cli.server, ALL_APPS, shutdown, app).await?;
+        }
+        Some(Command::Exec { server, exec }) => {
+            let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
+            let config = exec.config(data_dir);
+            anyhow::ensure!(
+                config.isolation.is_some(),
+                "no sandbox can be set up here (install bubblewrap: apt-get install bubblewrap); \
+                 --no-sandbox runs programs without one"
+            );
+            let app = move |core: Core| Ok(crate::exec::router(core, config));
+            run_server(server, EXEC, shutdown, app).await?;
         }
         Some(Command::Dashboard { server, dashboard }) => {
             let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
@@ -359,6 +424,8 @@ const ALL_APPS: Program =
     Program { what: "all apps", default_port: 8080, home: "/", changes_machine: true };
 const CHAT: Program =
     Program { what: "chat", default_port: 8080, home: "/chat", changes_machine: false };
+const EXEC: Program =
+    Program { what: "remote execution", default_port: 8080, home: "/exec", changes_machine: true };
 const DASHBOARD: Program =
     Program { what: "dashboard", default_port: 8080, home: "/dashboard", changes_machine: true };
 const BASIC_SERVER: Program =

@@ -27,6 +27,11 @@ pub const APPS: &[AppLink] = &[
         about: "Live CPU, memory, disks, network and processes from one sampler; alerts you acknowledge; audited control actions.",
     },
     AppLink {
+        href: "/exec",
+        name: "Remote execution",
+        about: "Run sh, bash or Python in a sandbox; output streams live and replays exactly after a reload; type into stdin; interrupt or kill.",
+    },
+    AppLink {
         href: "/basic/",
         name: "SSE test page",
         about: "One-way streaming: numbered events, reconnects and Last-Event-ID resume, live in your browser.",

@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`chat`] | rooms, presence, typing, SQLite history, gap-free resume |
+//! | [`exec`] | sandboxed runs: output streamed with exact replay, stdin and signals by POST |
 //! | [`dashboard`] | live system metrics from one sampler, alerts, audited control actions |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
@@ -21,6 +22,7 @@ pub mod bidi;
 pub mod chat;
 pub mod cli;
 pub mod dashboard;
+pub mod exec;
 pub mod index;
 pub mod server;
 pub mod trigger;
@@ -35,6 +37,7 @@ pub fn all_apps(core: Core, config: AllApps) -> anyhow::Result<Router> {
         .route("/", get(index::page))
         .merge(chat::router(core.clone(), &config.chat)?)
         .merge(dashboard::router(core.clone(), config.dashboard)?)
+        .merge(exec::router(core.clone(), config.exec))
         .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
         .merge(bidi::mounted(core, bidi::BidiConfig::default())))
 }
@@ -46,6 +49,8 @@ pub struct AllApps {
     pub chat: chat::ChatConfig,
     /// The dashboard's.
     pub dashboard: dashboard::DashboardConfig,
+    /// Remote execution's.
+    pub exec: exec::ExecConfig,
 }
 
 impl AllApps {
@@ -54,6 +59,7 @@ impl AllApps {
         AllApps {
             chat: chat::ChatConfig::new(data_dir.to_owned()),
             dashboard: dashboard::DashboardConfig::new(data_dir.to_owned()),
+            exec: exec::ExecConfig::new(data_dir.to_owned(), exec::sandbox::Isolation::detect()),
         }
     }
 }

@@ -1,0 +1,340 @@
+//! Remote execution: programs run in a sandbox, their output streamed over SSE with exact
+//! replay, their stdin and signals sent by POST, and every end explained.
+//!
+//! | part | job |
+//! |---|---|
+//! | [`spec`] | what a run request may ask |
+//! | [`sandbox`] | bubblewrap (or `unshare`) and rlimits: the command line a run executes |
+//! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
+//! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
+//!
+//! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
+//! the output cap, so a page that reconnects or a second viewer gets the whole output from the
+//! start or from its `Last-Event-ID`; after `exit` the stream ends and a reconnect that has seen
+//! everything gets `204 No Content`, which stops the browser.
+
+pub mod output;
+pub mod run;
+pub mod sandbox;
+pub mod spec;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sse_core::Core;
+use sse_core::edge::{ApiError, JsonBody};
+use sse_core::stream::{LastEventId, sse_response, with_prelude};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use run::{Run, StdinError, UserSignal};
+use sandbox::{Isolation, Limits, Placement};
+use spec::RunRequest;
+
+/// Settings of the exec app.
+#[derive(Clone, Debug)]
+pub struct ExecConfig {
+    /// Where runs' scratch directories go (`<data_dir>/exec/<run id>`).
+    pub data_dir: PathBuf,
+    /// How runs are isolated; `None` when no sandbox can be set up (runs are then refused).
+    pub isolation: Option<Isolation>,
+    /// Limits of every run.
+    pub limits: Limits,
+    /// Wall-clock limit when a request asks none.
+    pub timeout: Duration,
+    /// The most a request may ask.
+    pub max_timeout: Duration,
+    /// Runs at once; more are refused with 429.
+    pub max_concurrent: usize,
+    /// Output bytes kept per run.
+    pub output_cap: u64,
+    /// Finished runs kept for the list and replay.
+    pub kept_runs: usize,
+}
+
+impl ExecConfig {
+    /// Defaults: 30 s (up to 30 min), 4 runs at once, 4 MiB of output each, 100 runs kept.
+    pub fn new(data_dir: PathBuf, isolation: Option<Isolation>) -> ExecConfig {
+        ExecConfig {
+            data_dir,
+            isolation,
+            limits: Limits::default(),
+            timeout: Duration::from_secs(30),
+            max_timeout: Duration::from_secs(1800),
+            max_concurrent: 4,
+            output_cap: 4 << 20,
+            kept_runs: 100,
+        }
+    }
+}
+
+/// The first uid given to runs when the server is root (one per concurrent slot).
+const RUN_UID_BASE: u32 = 200_000;
+
+#[derive(Clone, Debug)]
+struct ExecState {
+    core: Core,
+    config: Arc<ExecConfig>,
+    runs: Arc<Mutex<VecDeque<Arc<Run>>>>,
+    slots: Arc<Semaphore>,
+    free_uids: Arc<Mutex<Vec<u32>>>,
+}
+
+/// The exec routes, mounted at `/exec`.
+pub fn router(core: Core, config: ExecConfig) -> Router {
+    let slots = Arc::new(Semaphore::new(config.max_concurrent));
+    let uids = (0..config.max_concurrent as u32).map(|slot| RUN_UID_BASE + slot).collect();
+    let state = ExecState {
+        core,
+        config: Arc::new(config),
+        runs: Arc::default(),
+        slots,
+        free_uids: Arc::new(Mutex::new(uids)),
+    };
+    Router::new()
+        .route("/exec", get(page))
+        .route("/exec/", get(page))
+        .route("/exec/runs", get(list).post(start))
+        .route("/exec/runs/{id}/events", get(events))
+        .route("/exec/runs/{id}/stdin", post(stdin))
+        .route("/exec/runs/{id}/signal", post(signal))
+        .with_state(state)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "exec.html")]
+struct ExecPage {
+    isolation: &'static str,
+}
+
+async fn page(State(state): State<ExecState>) -> ExecPage {
+    ExecPage { isolation: sandbox_name(state.config.isolation) }
+}
+
+fn sandbox_name(isolation: Option<Isolation>) -> &'static str {
+    isolation.map_or("unavailable: runs are refused", Isolation::name)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ExecState {
+    fn find(&self, id: &str) -> Result<Arc<Run>, ApiError> {
+        lock(&self.runs)
+            .iter()
+            .find(|run| run.id == id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("unknown_run", format!("no run has id {id:?}")))
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::getuid().is_root()
+}
+
+/// `POST /exec/runs`: checks, takes a slot, starts the run; 201 with its id.
+async fn start(
+    State(state): State<ExecState>,
+    JsonBody(request): JsonBody<RunRequest>,
+) -> Result<Response, ApiError> {
+    let Some(isolation) = state.config.isolation else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sandbox_unavailable",
+            "no sandbox can be set up here (install bubblewrap), and the server was not started \
+             with --no-sandbox",
+        ));
+    };
+    let spec = request.check(state.config.timeout, state.config.max_timeout)?;
+    if spec.label == "python3" && !std::path::Path::new("/usr/bin/python3").exists() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "language_unavailable",
+            "python3 is not installed on this server",
+        ));
+    }
+    let permit: OwnedSemaphorePermit = state.slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_runs",
+            format!(
+                "{} runs are already running; wait for one to end",
+                state.config.max_concurrent
+            ),
+        )
+        .retry_after(1)
+    })?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let uid = if is_root() { lock(&state.free_uids).pop() } else { None };
+    let scratch = state.config.data_dir.join("exec").join(&id);
+    let prepared = prepare_scratch(&scratch, uid);
+    let run =
+        Arc::new(Run::new(id.clone(), &spec, state.config.output_cap, state.core.metrics.clone()));
+    {
+        let mut runs = lock(&state.runs);
+        runs.push_front(run.clone());
+        while runs.len() > state.config.kept_runs {
+            if runs.back().is_some_and(|r| r.exit().is_none()) {
+                break; // never forget a running run
+            }
+            runs.pop_back();
+        }
+    }
+    let placement = Placement { scratch: scratch.clone(), uid };
+    let command = sandbox::command(isolation, &state.config.limits, &placement, &spec.argv);
+    // Started here, before the 201, so stdin sent right after the answer finds the program.
+    let child = match prepared {
+        Ok(()) => run.spawn(command.into()),
+        Err(error) => {
+            run.fail(&format!("cannot prepare the scratch directory: {error}"));
+            None
+        }
+    };
+    let free_uids = state.free_uids.clone();
+    tokio::spawn(async move {
+        if let Some(child) = child {
+            run.supervise(child, spec.timeout).await;
+        }
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        if let Some(uid) = uid {
+            lock(&free_uids).push(uid);
+        }
+        drop(permit);
+    });
+    Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
+}
+
+/// A private directory for one run, owned by the uid it runs as.
+fn prepare_scratch(scratch: &std::path::Path, uid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(scratch)?;
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(uid) = uid {
+        std::os::unix::fs::chown(scratch, Some(uid), Some(uid))?;
+    }
+    Ok(())
+}
+
+/// `GET /exec/runs`: the runs kept, newest first.
+async fn list(State(state): State<ExecState>) -> Response {
+    let runs: Vec<Value> = lock(&state.runs)
+        .iter()
+        .map(|run| {
+            json!({
+                "id": run.id,
+                "label": run.label,
+                "started_at": run.started_at,
+                "state": if run.exit().is_some() { "finished" } else { "running" },
+                "exit": run.exit(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "runs": runs, "sandbox": sandbox_name(state.config.isolation) }))
+        .into_response()
+}
+
+/// `GET /exec/runs/{id}/events`: the output from the start or after `Last-Event-ID`, then live.
+async fn events(
+    State(state): State<ExecState>,
+    Path(id): Path<String>,
+    LastEventId(last_event_id): LastEventId,
+) -> Result<Response, ApiError> {
+    let run = state.find(&id)?;
+    // An id that is not one of this run's replays everything: a viewer never misses output.
+    let after = last_event_id.and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
+    let (last, finished) = run.output.position();
+    let after = if after > last { 0 } else { after };
+    if finished && after == last {
+        // Everything seen, nothing more will come: 204 stops a browser's reconnects.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let replay = run.output.replay_after(after);
+    let live = match replay.live {
+        Some(subscription) => subscription.into_stream(),
+        None => Box::pin(futures_util::stream::empty()),
+    };
+    let frames = with_prelude(replay.frames, live);
+    Ok(sse_response(frames, &state.core.streams, &state.core.metrics))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdinBody {
+    /// Text to write.
+    #[serde(default)]
+    data: String,
+    /// Close stdin after writing.
+    #[serde(default)]
+    eof: bool,
+}
+
+/// `POST /exec/runs/{id}/stdin`: `{"data":"…","eof":false}`.
+async fn stdin(
+    State(state): State<ExecState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<StdinBody>,
+) -> Result<Response, ApiError> {
+    let run = state.find(&id)?;
+    match run.write_stdin(body.data.as_bytes(), body.eof).await {
+        Ok(()) => {
+            Ok(axum::Json(json!({ "written": body.data.len(), "eof": body.eof })).into_response())
+        }
+        Err(StdinError::Closed) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stdin_closed",
+            "the run has ended or its input is closed",
+        )),
+        Err(StdinError::NotReading) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stdin_full",
+            "the program has not read its input for 5 s",
+        )
+        .retry_after(1)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalBody {
+    signal: String,
+}
+
+/// `POST /exec/runs/{id}/signal`: `{"signal":"interrupt"|"terminate"|"kill"}`.
+async fn signal(
+    State(state): State<ExecState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SignalBody>,
+) -> Result<Response, ApiError> {
+    let run = state.find(&id)?;
+    let signal = match body.signal.as_str() {
+        "interrupt" => UserSignal::Interrupt,
+        "terminate" => UserSignal::Terminate,
+        "kill" => UserSignal::Kill,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_signal",
+                format!("unknown signal {other:?}; use interrupt, terminate or kill"),
+            ));
+        }
+    };
+    if !run.signal(signal) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            "the run has already ended",
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "signal": body.signal }))).into_response())
+}

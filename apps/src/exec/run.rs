@@ -1,0 +1,379 @@
+//! One run: the sandboxed child, its pipes, its controls, and why it ended.
+//!
+//! The child's stdout and stderr are read in 64 KiB reads into the run's [`Output`]; stdin is
+//! written on request. The run ends when the child has exited and both pipes are closed (or a
+//! second after the exit, if something the child left behind holds them open); then its reason
+//! is decided once, from what the server did (timeout, a user's signal) and how the child ended.
+//!
+//! Signals from the user go to every process of the run (the program and what it started), as a
+//! terminal's Ctrl-C reaches its whole foreground job; KILL goes to the sandbox itself, whose
+//! death takes the run's PID namespace with it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sse_core::metrics::Metrics;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::Notify;
+
+use super::output::{Output, Pipe};
+use super::spec::RunSpec;
+use crate::dashboard::system::unix_millis;
+
+/// How long `terminate` waits after TERM before KILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The program exited by itself (see `code`).
+    Exited,
+    /// A signal ended it that nobody here sent (see `signal`).
+    Signal,
+    /// The wall-clock limit.
+    Timeout,
+    /// The memory limit (allocation failed).
+    MemoryLimit,
+    /// The CPU-time limit.
+    CpuLimit,
+    /// The process limit (fork failed).
+    ProcessLimit,
+    /// The file-size limit.
+    FileLimit,
+    /// A user interrupted, terminated or killed it.
+    KilledByUser,
+    /// The sandbox could not be set up.
+    SandboxFailure,
+}
+
+/// What a user may ask of a running run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserSignal {
+    /// SIGINT to every process of the run.
+    Interrupt,
+    /// SIGTERM to every process, then KILL after 5 s.
+    Terminate,
+    /// KILL at once.
+    Kill,
+}
+
+/// A run, shared by its handlers and its supervising task.
+#[derive(Debug)]
+pub struct Run {
+    /// Its id.
+    pub id: String,
+    /// The language or program.
+    pub label: String,
+    /// Ms since the epoch.
+    pub started_at: u64,
+    /// Its output and events.
+    pub output: Output,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    control: Mutex<Control>,
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    pid: Option<u32>,
+    asked: Option<UserSignal>,
+    exit: Option<Value>,
+}
+
+/// Why writing to stdin failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StdinError {
+    /// The run has ended, or its stdin was closed (EOF sent, or the program closed it).
+    Closed,
+    /// The program has not read its input for a while (the pipe is full).
+    NotReading,
+}
+
+impl Run {
+    /// A run about to start.
+    pub fn new(id: String, spec: &RunSpec, output_cap: u64, metrics: Metrics) -> Run {
+        Run {
+            id,
+            label: spec.label.clone(),
+            started_at: unix_millis(),
+            output: Output::new(output_cap, metrics),
+            stdin: tokio::sync::Mutex::new(None),
+            control: Mutex::new(Control::default()),
+            changed: Notify::new(),
+        }
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `exit` event's data, once the run has ended.
+    pub fn exit(&self) -> Option<Value> {
+        self.control().exit.clone()
+    }
+
+    /// Writes `data` to the program's stdin (within 5 s), then closes it if `eof`.
+    pub async fn write_stdin(&self, data: &[u8], eof: bool) -> Result<(), StdinError> {
+        let mut stdin = self.stdin.lock().await;
+        let pipe = stdin.as_mut().ok_or(StdinError::Closed)?;
+        let write = async {
+            pipe.write_all(data).await?;
+            pipe.flush().await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), write).await {
+            Err(_) => return Err(StdinError::NotReading),
+            Ok(Err(_)) => {
+                *stdin = None;
+                return Err(StdinError::Closed);
+            }
+            Ok(Ok(())) => {}
+        }
+        if eof {
+            *stdin = None;
+        }
+        Ok(())
+    }
+
+    /// Sends a user's signal. Returns false if the run has already ended.
+    pub fn signal(&self, signal: UserSignal) -> bool {
+        let mut control = self.control();
+        if control.exit.is_some() {
+            return false;
+        }
+        control.asked = Some(match (control.asked, signal) {
+            (Some(UserSignal::Kill), _) | (_, UserSignal::Kill) => UserSignal::Kill,
+            (Some(UserSignal::Terminate), _) | (_, UserSignal::Terminate) => UserSignal::Terminate,
+            _ => UserSignal::Interrupt,
+        });
+        let pid = control.pid;
+        drop(control);
+        if let Some(pid) = pid {
+            match signal {
+                UserSignal::Interrupt => signal_tree(pid, Signal::INT),
+                UserSignal::Terminate => signal_tree(pid, Signal::TERM),
+                UserSignal::Kill => signal_tree(pid, Signal::KILL),
+            }
+        }
+        self.changed.notify_waiters();
+        true
+    }
+
+    /// Starts `command` in the sandbox; its stdin is ready for writes as soon as this returns.
+    /// A run that cannot start is ended as a sandbox failure.
+    pub fn spawn(&self, mut command: Command) -> Option<Child> {
+        command.stdin(std::process::Stdio::piped());
+        command.stdout(std::process::Stdio::piped());
+        command.stderr(std::process::Stdio::piped());
+        command.kill_on_drop(true);
+        match command.spawn() {
+            Ok(mut child) => {
+                self.control().pid = child.id();
+                if let Ok(mut stdin) = self.stdin.try_lock() {
+                    *stdin = child.stdin.take();
+                }
+                Some(child)
+            }
+            Err(error) => {
+                self.fail(&format!("cannot start the sandbox: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Supervises a started child to the end (run this on its own task).
+    pub async fn supervise(self: Arc<Self>, mut child: Child, timeout: Duration) {
+        let started = Instant::now();
+        let stdout = child.stdout.take().map(|p| tokio::spawn(pump(self.clone(), Pipe::Stdout, p)));
+        let stderr = child.stderr.take().map(|p| tokio::spawn(pump(self.clone(), Pipe::Stderr, p)));
+
+        let mut timed_out = false;
+        let mut term_sent_at: Option<Instant> = None;
+        let status = loop {
+            let asked = self.changed.notified();
+            let grace_over = async {
+                match term_sent_at {
+                    Some(at) => tokio::time::sleep_until((at + TERMINATE_GRACE).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                status = child.wait() => break status,
+                () = tokio::time::sleep_until((started + timeout).into()), if !timed_out => {
+                    timed_out = true;
+                    let _ = child.start_kill();
+                }
+                () = asked => {
+                    match self.control().asked {
+                        Some(UserSignal::Kill) => { let _ = child.start_kill(); }
+                        Some(UserSignal::Terminate) if term_sent_at.is_none() => term_sent_at = Some(Instant::now()),
+                        _ => {}
+                    }
+                }
+                () = grace_over => {
+                    let _ = child.start_kill();
+                    term_sent_at = None;
+                }
+            }
+        };
+        // The pipes close when the last process holding them ends; whatever outlives the child
+        // (only possible without a PID namespace) gets a second.
+        for pump in [stdout, stderr].into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+        }
+        *self.stdin.lock().await = None;
+        let (kept, dropped) = self.output.counts();
+        let asked = self.control().asked;
+        let (reason, code, signal) =
+            classify(status.ok(), timed_out, asked, &self.output.stderr_tail());
+        let exit = json!({
+            "reason": reason,
+            "code": code,
+            "signal": signal,
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "output_bytes": kept,
+            "dropped_bytes": dropped,
+        });
+        self.end(exit);
+    }
+
+    /// Ends a run that could not start.
+    pub fn fail(&self, message: &str) {
+        self.end(json!({
+            "reason": Reason::SandboxFailure,
+            "code": null,
+            "signal": null,
+            "message": message,
+            "duration_ms": 0,
+            "output_bytes": 0,
+            "dropped_bytes": 0,
+        }));
+    }
+
+    fn end(&self, exit: Value) {
+        self.output.finish(&exit);
+        self.control().exit = Some(exit);
+        self.changed.notify_waiters();
+    }
+}
+
+/// Reads one pipe into the output until it closes.
+async fn pump(run: Arc<Run>, pipe: Pipe, mut reader: impl AsyncRead + Unpin) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => run.output.append(pipe, &buffer[..n]),
+        }
+    }
+}
+
+/// Why the run ended, its exit code and the name of the signal that ended it.
+fn classify(
+    status: Option<std::process::ExitStatus>,
+    timed_out: bool,
+    asked: Option<UserSignal>,
+    stderr_tail: &str,
+) -> (Reason, Option<i32>, Option<String>) {
+    use std::os::unix::process::ExitStatusExt;
+    // The sandbox reports a program killed by signal n as exit code 128 + n (as shells do), so
+    // such codes are read as signals; a program that exits with 129-192 by itself is misread.
+    let raw_code = status.and_then(|s| s.code());
+    let signal = status
+        .and_then(|s| s.signal())
+        .or(raw_code.filter(|c| (129..=192).contains(c)).map(|c| c - 128));
+    let code = if signal.is_some() { None } else { raw_code };
+    let signal_name = signal.map(signal_name);
+    if timed_out {
+        return (Reason::Timeout, code, signal_name);
+    }
+    if asked.is_some() && signal.is_some() {
+        return (Reason::KilledByUser, code, signal_name);
+    }
+    match signal {
+        Some(24) => return (Reason::CpuLimit, code, signal_name), // SIGXCPU
+        Some(25) => return (Reason::FileLimit, code, signal_name), // SIGXFSZ
+        _ => {}
+    }
+    let failed = code != Some(0);
+    if failed && stderr_tail.starts_with("bwrap:") {
+        return (Reason::SandboxFailure, code, signal_name);
+    }
+    const MEMORY: [&str; 5] = [
+        "MemoryError",
+        "Cannot allocate memory",
+        "out of memory",
+        "bad_alloc",
+        "memory allocation of",
+    ];
+    if failed && MEMORY.iter().any(|m| stderr_tail.contains(m)) {
+        return (Reason::MemoryLimit, code, signal_name);
+    }
+    const FORK: [&str; 4] =
+        ["Cannot fork", "fork: retry", "fork: Resource temporarily unavailable", "BlockingIOError"];
+    if failed && FORK.iter().any(|m| stderr_tail.contains(m)) {
+        return (Reason::ProcessLimit, code, signal_name);
+    }
+    match signal {
+        Some(_) => (Reason::Signal, code, signal_name),
+        None => (Reason::Exited, code, signal_name),
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "HUP",
+        2 => "INT",
+        3 => "QUIT",
+        6 => "ABRT",
+        9 => "KILL",
+        11 => "SEGV",
+        13 => "PIPE",
+        15 => "TERM",
+        24 => "XCPU",
+        25 => "XFSZ",
+        other => return other.to_string(),
+    };
+    name.to_owned()
+}
+
+/// Sends `signal` to every descendant of `root` (the sandbox's processes), and to `root` itself
+/// for KILL (which takes the PID namespace down with it).
+fn signal_tree(root: u32, signal: Signal) {
+    let mut targets = descendants(root);
+    if signal == Signal::KILL || targets.is_empty() {
+        targets.push(root);
+    }
+    for pid in targets {
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+}
+
+/// Every process below `root`, from the parent ids in `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_name = stat.get(stat.rfind(')')? + 2..)?;
+            let ppid = after_name.split(' ').nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        index += 1;
+    }
+    found.remove(0);
+    found
+}

@@ -1,0 +1,121 @@
+//! What a run request may ask for, checked into a [`RunSpec`].
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde::Deserialize;
+use sse_core::edge::ApiError;
+
+/// Most bytes of code a request may carry.
+pub const MAX_CODE: usize = 256 * 1024;
+/// Most arguments in an `argv` request, and most bytes in each.
+const MAX_ARGS: usize = 256;
+const MAX_ARG: usize = 16 * 1024;
+
+/// The body of `POST /exec/runs`, before it is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// `sh`, `bash` or `python3`, with `code`.
+    pub language: Option<String>,
+    /// The program text for `language`.
+    pub code: Option<String>,
+    /// Or a command line to run as is.
+    pub argv: Option<Vec<String>>,
+    /// Run in a terminal (not supported yet: refused with 422).
+    #[serde(default)]
+    pub pty: bool,
+    /// Wall-clock limit in seconds (default from the server's config, at most 1800).
+    pub timeout_s: Option<u64>,
+}
+
+/// A checked request: the command line and its wall-clock limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSpec {
+    /// Program and arguments, as run inside the sandbox.
+    pub argv: Vec<String>,
+    /// What the list of runs shows: the language or the program.
+    pub label: String,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+impl RunRequest {
+    /// Checks the request. `default_timeout` applies when none is asked; `max_timeout` caps it.
+    pub fn check(
+        self,
+        default_timeout: Duration,
+        max_timeout: Duration,
+    ) -> Result<RunSpec, ApiError> {
+        if self.pty {
+            return Err(invalid(
+                "pty_unsupported",
+                "terminal mode is not available yet; send pty:false",
+            ));
+        }
+        let timeout = match self.timeout_s {
+            None => default_timeout,
+            Some(0) => return Err(invalid("timeout_out_of_range", "timeout_s must be at least 1")),
+            Some(s) if Duration::from_secs(s) > max_timeout => {
+                return Err(invalid(
+                    "timeout_out_of_range",
+                    format!("timeout_s may be at most {}", max_timeout.as_secs()),
+                ));
+            }
+            Some(s) => Duration::from_secs(s),
+        };
+        let (argv, label) = match (self.language, self.code, self.argv) {
+            (Some(language), Some(code), None) => {
+                if code.len() > MAX_CODE {
+                    return Err(invalid(
+                        "code_too_long",
+                        format!("code may be at most {MAX_CODE} bytes"),
+                    ));
+                }
+                if code.contains('\0') {
+                    return Err(invalid("invalid_code", "code may not contain NUL bytes"));
+                }
+                let program = match language.as_str() {
+                    "sh" => vec!["/bin/sh".to_owned(), "-c".to_owned(), code],
+                    "bash" => vec!["/bin/bash".to_owned(), "-c".to_owned(), code],
+                    "python3" => {
+                        vec!["/usr/bin/python3".to_owned(), "-u".to_owned(), "-c".to_owned(), code]
+                    }
+                    other => {
+                        return Err(invalid(
+                            "unknown_language",
+                            format!(
+                                "unknown language {other:?}; use sh, bash or python3 (or argv)"
+                            ),
+                        ));
+                    }
+                };
+                (program, language)
+            }
+            (None, None, Some(argv)) => {
+                if argv.is_empty() || argv[0].is_empty() {
+                    return Err(invalid("empty_argv", "argv needs at least a program"));
+                }
+                if argv.len() > MAX_ARGS || argv.iter().any(|a| a.len() > MAX_ARG) {
+                    return Err(invalid("argv_too_long", "at most 256 arguments of 16 KiB each"));
+                }
+                if argv.iter().any(|a| a.contains('\0')) {
+                    return Err(invalid("invalid_argv", "arguments may not contain NUL bytes"));
+                }
+                let label = argv[0].clone();
+                (argv, label)
+            }
+            _ => {
+                return Err(invalid(
+                    "invalid_run",
+                    "send either language and code, or argv (not both)",
+                ));
+            }
+        };
+        Ok(RunSpec { argv, label, timeout })
+    }
+}

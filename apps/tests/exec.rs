@@ -1,0 +1,385 @@
+//! Remote execution over real HTTP on an ephemeral port, in the real sandbox: output and stdin,
+//! exact replay from the start and from an id, every exit reason, the dropped marker, and the
+//! abuse cases (fork bomb, memory bomb, endless output, network, escaping the scratch directory,
+//! other runs' files), each contained while other runs and the server stay responsive.
+//!
+//! Needs bubblewrap (Debian `bubblewrap`, which `.ci/run` installs). In CI (`CI` set) a missing
+//! sandbox fails the tests; elsewhere they print a notice and pass.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sse_apps::exec::sandbox::{Isolation, Limits};
+use sse_apps::exec::{ExecConfig, router};
+use sse_core::edge::auth::Token;
+use support::{Stream, TestApp, spawn_app_on};
+
+const TOKEN: &str = "exec-test-token";
+/// A watchdog for waits on events; it is not a timing assertion.
+const WATCHDOG: Duration = Duration::from_secs(90);
+
+struct Exec {
+    app: TestApp,
+    _data: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// The sandbox, or (outside CI only) `None` with a notice.
+fn sandbox() -> Option<Isolation> {
+    let found = Isolation::detect();
+    if found != Some(Isolation::Bubblewrap) {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap (.ci/run installs it)");
+        eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+        return None;
+    }
+    found
+}
+
+impl Exec {
+    async fn start() -> Option<Exec> {
+        Exec::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut ExecConfig)) -> Option<Exec> {
+        let isolation = sandbox()?;
+        let data = tempfile::tempdir().unwrap();
+        let mut config = ExecConfig::new(data.path().to_owned(), Some(isolation));
+        config.limits =
+            Limits { cpu_seconds: 2, processes: 32, file_size: 1 << 20, ..Limits::default() };
+        config.output_cap = 64 * 1024;
+        config.timeout = Duration::from_secs(20);
+        adjust(&mut config);
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let app = spawn_app_on(addr, Token::required(TOKEN), |core| router(core, config)).await;
+        Some(Exec { app, _data: data, http: reqwest::Client::new() })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response =
+            self.http.post(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn run(&self, body: Value) -> String {
+        let (status, created) = self.post("/exec/runs", body).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn sh(&self, code: &str) -> String {
+        self.run(json!({"language": "sh", "code": code})).await
+    }
+
+    async fn events(&self, id: &str, last_event_id: Option<&str>) -> Stream {
+        let mut request = self.http.get(self.url(&format!("/exec/runs/{id}/events")));
+        request = request.bearer_auth(TOKEN);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        Stream::open_with(request).await
+    }
+
+    /// Every event of run `id` from the start to `exit`: (type, id, data).
+    async fn all(&self, id: &str) -> Vec<(String, u64, Value)> {
+        let mut stream = self.events(id, None).await;
+        until_exit(&mut stream).await
+    }
+
+    /// The `exit` event of run `id`.
+    async fn exit(&self, id: &str) -> Value {
+        self.all(id).await.pop().unwrap().2
+    }
+}
+
+async fn until_exit(stream: &mut Stream) -> Vec<(String, u64, Value)> {
+    let read = async {
+        let mut events = Vec::new();
+        while let Some(event) = stream.next().await {
+            let id = event.last_event_id.parse().unwrap();
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            let done = event.event == "exit";
+            events.push((event.event, id, data));
+            if done {
+                break;
+            }
+        }
+        events
+    };
+    let events = tokio::time::timeout(WATCHDOG, read).await.expect("the run ended");
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("exit"), "{events:?}");
+    events
+}
+
+/// What a run wrote to `pipe`, joined.
+fn text(events: &[(String, u64, Value)], pipe: &str) -> String {
+    events.iter().filter(|e| e.0 == pipe).map(|e| e.2["text"].as_str().unwrap()).collect()
+}
+
+/// Reads events until one of `pipe` contains `needle`.
+async fn wait_for_text(stream: &mut Stream, pipe: &str, needle: &str) {
+    let wait = async {
+        let mut seen = String::new();
+        while let Some(event) = stream.next().await {
+            if event.event == pipe {
+                let data: Value = serde_json::from_str(&event.data).unwrap();
+                seen.push_str(data["text"].as_str().unwrap());
+                if seen.contains(needle) {
+                    return;
+                }
+            }
+        }
+        panic!("the stream ended before {needle:?}");
+    };
+    tokio::time::timeout(WATCHDOG, wait).await.expect("the text came");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_streams_stdout_and_stderr_apart_and_reads_stdin() {
+    let Some(exec) = Exec::start().await else { return };
+    let id = exec.sh("echo out; echo err >&2; read name; echo \"hello $name\"; cat").await;
+    let mut stream = exec.events(&id, None).await;
+    wait_for_text(&mut stream, "stdout", "out").await;
+    let (status, written) =
+        exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "Ada\n"})).await;
+    assert_eq!((status, written["written"].as_u64()), (200, Some(4)));
+    exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "rest", "eof": true})).await;
+    let rest = until_exit(&mut stream).await;
+    assert!(text(&rest, "stdout").contains("hello Ada\nrest"));
+    let all = exec.all(&id).await;
+    assert_eq!(text(&all, "stderr"), "err\n");
+    let exit = &all.last().unwrap().2;
+    assert_eq!((exit["reason"].as_str(), exit["code"].as_i64()), (Some("exited"), Some(0)));
+    let ids: Vec<u64> = all.iter().map(|e| e.1).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "ids count from 1 with no gap");
+
+    let (status, error) = exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "x"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("stdin_closed")));
+    let (status, error) =
+        exec.post(&format!("/exec/runs/{id}/signal"), json!({"signal": "kill"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("run_finished")));
+    let (_, list) = exec.get_json("/exec/runs").await;
+    assert_eq!(list["runs"][0]["id"], id.as_str());
+    assert_eq!(list["runs"][0]["exit"]["reason"], "exited");
+}
+
+impl Exec {
+    async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_replays_exactly_from_the_start_and_from_an_id() {
+    let Some(exec) = Exec::start().await else { return };
+    let id = exec.sh("echo one; read x; echo two; echo three >&2").await;
+    let mut first = exec.events(&id, None).await;
+    wait_for_text(&mut first, "stdout", "one").await;
+    // A second viewer joining mid-run gets the output so far, then the rest live.
+    let mut second = exec.events(&id, None).await;
+    wait_for_text(&mut second, "stdout", "one").await;
+    exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "go\n"})).await;
+    let first_rest = until_exit(&mut first).await;
+    let second_rest = until_exit(&mut second).await;
+    assert_eq!(first_rest, second_rest);
+
+    let all = exec.all(&id).await;
+    assert_eq!(text(&all, "stdout"), "one\ntwo\n");
+    let from_two = until_exit(&mut exec.events(&id, Some("2")).await).await;
+    assert_eq!(from_two, all[2..].to_vec(), "resumes after Last-Event-ID");
+    let last = all.last().unwrap().1.to_string();
+    let done = exec
+        .http
+        .get(exec.url(&format!("/exec/runs/{id}/events")))
+        .bearer_auth(TOKEN)
+        .header("last-event-id", last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 204, "seen everything of a finished run: stop reconnecting");
+}
+
+/// Forks 100 children that sleep: past the process limit, `fork` fails and Python exits.
+const FORKS: &str = "import os, time\nfor i in range(100):\n    if os.fork() == 0:\n        time.sleep(5)\n        os._exit(0)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_exit_reason_is_reported() {
+    let Some(exec) = Exec::start_with(|c| c.max_concurrent = 8).await else { return };
+    let cases = [
+        (json!({"language": "sh", "code": "exit 3"}), "exited"),
+        (json!({"language": "sh", "code": "kill -SEGV $$"}), "signal"),
+        (json!({"language": "sh", "code": "sleep 100", "timeout_s": 1}), "timeout"),
+        (json!({"language": "sh", "code": "while :; do :; done"}), "cpu_limit"),
+        (json!({"language": "sh", "code": "head -c 2000000 /dev/zero > big"}), "file_limit"),
+        (json!({"language": "python3", "code": "x = bytearray(2 << 30)"}), "memory_limit"),
+        (json!({"language": "python3", "code": FORKS}), "process_limit"),
+    ];
+    let mut ids = Vec::new();
+    for (body, _) in &cases {
+        ids.push(exec.run(body.clone()).await);
+    }
+    for ((body, reason), id) in cases.iter().zip(&ids) {
+        let exit = exec.exit(id).await;
+        assert_eq!(exit["reason"], *reason, "{body} ended with {exit}");
+    }
+    let exits: Vec<Value> =
+        futures_util::future::join_all(ids.iter().map(|id| exec.exit(id))).await;
+    assert_eq!(exits[0]["code"], 3);
+    assert_eq!(exits[1]["signal"], "SEGV");
+
+    // Killed by the user: interrupt, and kill.
+    for signal in ["interrupt", "kill"] {
+        let id = exec.sh("echo ready; sleep 100").await;
+        let mut stream = exec.events(&id, None).await;
+        wait_for_text(&mut stream, "stdout", "ready").await;
+        let (status, _) =
+            exec.post(&format!("/exec/runs/{id}/signal"), json!({"signal": signal})).await;
+        assert_eq!(status, 202);
+        let exit = until_exit(&mut stream).await.pop().unwrap().2;
+        assert_eq!(exit["reason"], "killed_by_user", "{signal}: {exit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_be_placed_is_a_sandbox_failure() {
+    let blocked = tempfile::NamedTempFile::new().unwrap();
+    let path = blocked.path().to_owned();
+    // The data directory is a file: no scratch directory can be made under it.
+    let Some(exec) = Exec::start_with(|c| c.data_dir = path).await else { return };
+    let id = exec.sh("echo never").await;
+    let exit = exec.exit(&id).await;
+    assert_eq!(exit["reason"], "sandbox_failure", "{exit}");
+    assert!(exit["message"].as_str().unwrap().contains("scratch"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_output_is_capped_and_the_rest_counted() {
+    let Some(exec) = Exec::start().await else { return };
+    let id = exec.sh("head -c 200000 /dev/zero | tr '\\0' a").await;
+    let all = exec.all(&id).await;
+    assert_eq!(text(&all, "stdout").len(), 64 * 1024, "exactly the cap is kept");
+    let dropped = all.iter().find(|e| e.0 == "dropped").expect("a dropped event");
+    assert_eq!(dropped.2["bytes"], 200_000 - 64 * 1024);
+    assert_eq!(all.last().unwrap().2["dropped_bytes"], 200_000 - 64 * 1024);
+
+    let id = exec.run(json!({"language": "sh", "code": "yes", "timeout_s": 1})).await;
+    let exit = exec.exit(&id).await;
+    assert_eq!(exit["reason"], "timeout");
+    assert!(exit["dropped_bytes"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bombs_are_contained_while_other_runs_and_the_server_stay_responsive() {
+    let Some(exec) = Exec::start().await else { return };
+    let bomb = ":(){ :|:& };:; sleep 10";
+    let fork_bomb = exec.run(json!({"language": "bash", "code": bomb, "timeout_s": 3})).await;
+    let memory_bomb =
+        exec.run(json!({"language": "python3", "code": "a = []\nwhile True: a.append(bytearray(1 << 20))"})).await;
+    // Meanwhile an ordinary run starts, takes input and finishes, and the server answers.
+    let id = exec.sh("read x; echo \"still $x\"").await;
+    exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "here\n"})).await;
+    assert_eq!(text(&exec.all(&id).await, "stdout"), "still here\n");
+    assert_eq!(exec.http.get(exec.url("/healthz")).send().await.unwrap().status(), 200);
+
+    let fork = exec.exit(&fork_bomb).await;
+    assert!(
+        ["process_limit", "timeout"].contains(&fork["reason"].as_str().unwrap()),
+        "the fork bomb ended with {fork}"
+    );
+    assert_eq!(exec.exit(&memory_bomb).await["reason"], "memory_limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cannot_reach_the_network_the_host_or_other_runs() {
+    let Some(exec) = Exec::start().await else { return };
+    let network = "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), timeout=3)\n    print('connected')\nexcept OSError as e:\n    print('no network:', e)";
+    let id = exec.run(json!({"language": "python3", "code": network})).await;
+    assert!(text(&exec.all(&id).await, "stdout").starts_with("no network"));
+
+    let id =
+        exec.sh("echo x > /usr/escape; echo x > /etc-escape; ls /root /home 2>&1; echo done").await;
+    let all = exec.all(&id).await;
+    let errors = text(&all, "stderr") + &text(&all, "stdout");
+    assert!(errors.contains("Read-only file system"), "{errors}");
+    assert!(!std::path::Path::new("/usr/escape").exists());
+    assert!(!std::path::Path::new("/etc-escape").exists());
+
+    // One run keeps a secret in its scratch directory; another cannot find it.
+    let keeper = exec.sh("echo secret > mine; pwd; sleep 30").await;
+    let mut stream = exec.events(&keeper, None).await;
+    wait_for_text(&mut stream, "stdout", "/work").await;
+    let snoop = exec
+        .sh(&format!("cat ../{keeper}/mine /work/../{keeper}/mine 2>&1; ls / ; find / -name mine 2>/dev/null; echo end"))
+        .await;
+    let seen = text(&exec.all(&snoop).await, "stdout");
+    assert!(!seen.contains("secret") && seen.ends_with("end\n"), "{seen}");
+    exec.post(&format!("/exec/runs/{keeper}/signal"), json!({"signal": "kill"})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_their_status_and_code() {
+    let Some(exec) = Exec::start_with(|c| c.max_concurrent = 1).await else { return };
+    let cases = [
+        (json!({"language": "cobol", "code": "x"}), 422, "unknown_language"),
+        (json!({"language": "sh", "code": "x", "argv": ["ls"]}), 422, "invalid_run"),
+        (json!({}), 422, "invalid_run"),
+        (json!({"argv": []}), 422, "empty_argv"),
+        (json!({"language": "sh", "code": "x", "pty": true}), 422, "pty_unsupported"),
+        (json!({"language": "sh", "code": "x", "timeout_s": 0}), 422, "timeout_out_of_range"),
+        (json!({"language": "sh", "code": "x", "timeout_s": 1801}), 422, "timeout_out_of_range"),
+        (json!({"language": "sh", "code": "a\u{0}b"}), 422, "invalid_code"),
+        (json!({"language": "sh", "code": "x", "shell": true}), 400, "invalid_body"),
+    ];
+    for (body, status, code) in &cases {
+        let (got, error) = exec.post("/exec/runs", body.clone()).await;
+        assert_eq!((got, error["error"]["code"].as_str()), (*status, Some(*code)), "{body}");
+    }
+    let (status, error) = exec.post("/exec/runs/nope/stdin", json!({"data": "x"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("unknown_run")));
+    let (status, error) = exec.post("/exec/runs/nope/signal", json!({"signal": "kill"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("unknown_run")));
+    let (status, _) = exec.get_json("/exec/runs/nope/events").await;
+    assert_eq!(status, 404);
+
+    // One run at a time here: a second is refused until the first ends.
+    let id = exec.sh("sleep 100").await;
+    let (status, error) = exec.post("/exec/runs", json!({"language": "sh", "code": "true"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (429, Some("too_many_runs")));
+    let (status, error) =
+        exec.post(&format!("/exec/runs/{id}/signal"), json!({"signal": "hup"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("unknown_signal")));
+    // Huge stdin is refused whole; a program that does not read makes stdin wait, then 503.
+    let huge = "x".repeat(3 << 20);
+    let (status, error) = exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": huge})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("body_too_large")));
+    let (status, error) =
+        exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "y".repeat(1 << 20)})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (503, Some("stdin_full")));
+    exec.post(&format!("/exec/runs/{id}/signal"), json!({"signal": "kill"})).await;
+    assert_eq!(exec.exit(&id).await["reason"], "killed_by_user");
+
+    // The token guards every endpoint, and POSTs from another origin are refused.
+    let anonymous = exec.http.post(exec.url("/exec/runs")).json(&json!({})).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let listing = exec.http.get(exec.url("/exec/runs")).send().await.unwrap();
+    assert_eq!(listing.status(), 401);
+    let cross = exec
+        .http
+        .post(exec.url("/exec/runs"))
+        .bearer_auth(TOKEN)
+        .header("origin", "https://evil.example")
+        .json(&json!({"language": "sh", "code": "true"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+}

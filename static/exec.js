@@ -1,0 +1,143 @@
+// The remote execution page: start a run by POST, watch it over one EventSource, send stdin and
+// signals by POST. The run's id lives in the URL (#run=<id>), so a reload reattaches to the same
+// run and the server replays its whole output.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+let source = null;
+let current = null; // { id, lastId }
+
+// ANSI colour and cursor sequences are stripped: the output pane is plain text.
+const ANSI = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+
+function lineNumbers() {
+  const lines = $("#code").value.split("\n").length;
+  $("#gutter").textContent = Array.from({ length: lines }, (_, i) => i + 1).join("\n");
+}
+$("#code").addEventListener("input", lineNumbers);
+$("#code").addEventListener("scroll", () => { $("#gutter").scrollTop = $("#code").scrollTop; });
+lineNumbers();
+
+async function errorText(response) {
+  try { const body = await response.json(); return `${response.status} ${body.error.code}: ${body.error.message}`; }
+  catch { return `HTTP ${response.status}`; }
+}
+
+function post(path, body) {
+  return fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+$("#run-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("#run-error").textContent = "";
+  const language = $("#language").value, code = $("#code").value;
+  const body = language === "argv"
+    ? { argv: code.trim().split(/\s+/) }
+    : { language, code };
+  body.timeout_s = Number($("#timeout").value) || 30;
+  const response = await post("/exec/runs", body);
+  if (!response.ok) { $("#run-error").textContent = await errorText(response); return; }
+  const { id } = await response.json();
+  location.hash = `run=${id}`; // hashchange attaches
+  loadRuns();
+});
+
+function setStatus(state, text) {
+  const status = $("#run-status");
+  status.dataset.state = state; status.textContent = text;
+}
+
+function attach(id, fromId = 0) {
+  if (source) source.close();
+  if (!current || current.id !== id) {
+    current = { id, lastId: 0 };
+    $("#output").textContent = "";
+    $("#exit").textContent = "";
+    $("#exit").dataset.reason = "";
+  }
+  $("#run-view").hidden = false;
+  $("#run-title").textContent = `Run ${id.slice(0, 8)}`;
+  setStatus("connecting", "connecting…");
+  const query = fromId ? `?lastEventId=${fromId}` : "";
+  source = new EventSource(`/exec/runs/${id}/events${query}`);
+  source.onopen = () => setStatus("open", "running");
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) setStatus("closed", $("#exit").dataset.reason ? "finished" : "disconnected");
+  };
+  const seen = (e) => { current.lastId = Number(e.lastEventId) || current.lastId; };
+  const append = (kind) => (e) => {
+    seen(e);
+    const span = document.createElement("span");
+    span.className = kind;
+    span.textContent = JSON.parse(e.data).text.replace(ANSI, "");
+    $("#output").append(span);
+    $("#output").scrollTop = $("#output").scrollHeight;
+  };
+  source.addEventListener("stdout", append("stdout"));
+  source.addEventListener("stderr", append("stderr"));
+  source.addEventListener("dropped", (e) => {
+    seen(e);
+    const note = document.createElement("span");
+    note.className = "dropped";
+    note.textContent = `\n[${JSON.parse(e.data).message}]\n`;
+    $("#output").append(note);
+  });
+  source.addEventListener("exit", (e) => {
+    seen(e);
+    const exit = JSON.parse(e.data);
+    const detail = exit.code != null ? `code ${exit.code}` : exit.signal ? `signal ${exit.signal}` : "";
+    $("#exit").textContent = `Ended: ${exit.reason.replace(/_/g, " ")}${detail ? ` (${detail})` : ""} after ${(exit.duration_ms / 1000).toFixed(1)} s`;
+    $("#exit").dataset.reason = exit.reason;
+    setStatus("closed", "finished");
+    source.close();
+    loadRuns();
+  });
+  // Fell behind the live stream: reconnect from the last event this page really has.
+  source.addEventListener("resync", () => attach(id, current.lastId));
+}
+
+$("#stdin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!current) return;
+  const line = $("#stdin").value;
+  $("#stdin").value = "";
+  const response = await post(`/exec/runs/${current.id}/stdin`, { data: `${line}\n` });
+  if (!response.ok) $("#exit").textContent = await errorText(response);
+});
+$("#eof").addEventListener("click", async () => {
+  if (!current) return;
+  const response = await post(`/exec/runs/${current.id}/stdin`, { eof: true });
+  if (!response.ok) $("#exit").textContent = await errorText(response);
+});
+for (const [button, signal] of [["#interrupt", "interrupt"], ["#kill", "kill"]]) {
+  $(button).addEventListener("click", async () => {
+    if (!current) return;
+    const response = await post(`/exec/runs/${current.id}/signal`, { signal });
+    if (!response.ok) $("#exit").textContent = await errorText(response);
+  });
+}
+
+async function loadRuns() {
+  const response = await fetch("/exec/runs");
+  if (!response.ok) return;
+  const { runs } = await response.json();
+  $("#runs").innerHTML = "";
+  for (const run of runs.slice(0, 20)) {
+    const li = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `#run=${run.id}`;
+    link.textContent = `${new Date(run.started_at).toLocaleTimeString()} ${run.label}`;
+    li.append(link, ` · ${run.exit ? run.exit.reason.replace(/_/g, " ") : "running"}`);
+    li.dataset.id = run.id;
+    $("#runs").append(li);
+  }
+}
+$("#refresh").addEventListener("click", loadRuns);
+
+function fromHash() {
+  const match = location.hash.match(/^#run=([0-9a-f]+)$/);
+  if (match) attach(match[1]);
+}
+window.addEventListener("hashchange", fromHash);
+fromHash();
+loadRuns();
