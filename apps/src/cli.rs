@@ -55,6 +55,9 @@ pub struct ExecArgs {
     /// Runs at once
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_runs: u16,
+    /// Output kept per run, in MiB (past it, output is counted as dropped)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub output_cap_mib: u64,
 }
 
 impl ExecArgs {
@@ -73,6 +76,7 @@ impl ExecArgs {
         let mut config = ExecConfig::new(data_dir, isolation);
         config.timeout = self.run_timeout;
         config.max_concurrent = usize::from(self.max_runs);
+        config.output_cap = self.output_cap_mib << 20;
         config
     }
 }
@@ -276,6 +280,18 @@ enum BenchScenario {
         #[arg(long)]
         no_pin: bool,
     },
+    /// Remote execution: output throughput to one viewer, and keystroke-to-echo latency
+    Exec {
+        /// Output of the throughput run, in MiB
+        #[arg(long, default_value_t = 256)]
+        mib: u64,
+        /// Keystrokes for the latency measurement
+        #[arg(long, default_value_t = 1000)]
+        keystrokes: usize,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// The dashboard's cost: server CPU and sampler time with 0 and then N viewers
     Dashboard {
         /// Viewer counts to measure, after none
@@ -372,6 +388,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bench = crate::bench::chat::ChatBench { members, rate, duration, pin: !no_pin };
             let report = crate::bench::chat::run(bench).await?;
             println!("{}", report.line());
+        }
+        Some(Command::Bench { scenario: BenchScenario::Exec { mib, keystrokes, no_pin } }) => {
+            let bench = crate::bench::exec::ExecBench { mib, keystrokes, pin: !no_pin };
+            println!("{}", crate::bench::exec::run(bench).await?.line());
         }
         Some(Command::Bench {
             scenario: BenchScenario::Dashboard { mut viewers, interval, window, no_pin },

@@ -401,3 +401,62 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     browser.client.close().await.expect("browser closes");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_run_takes_typed_input_replays_after_a_reload_and_can_be_killed() {
+    use sse_apps::exec::sandbox::Isolation;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let isolation = Isolation::detect();
+    if isolation != Some(Isolation::Bubblewrap) {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+        eprintln!("NOTICE: skipping the exec browser test: bubblewrap is not installed");
+        return;
+    }
+    let Some(browser) = browser().await else { return };
+    let client = &browser.client;
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
+    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
+        sse_apps::exec::router(core, config)
+    })
+    .await;
+    client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");
+    assert_eq!(text_of(client, "#sandbox").await, "bubblewrap");
+
+    let code = client.find(Locator::Css("#code")).await.expect("editor");
+    code.clear().await.expect("clear");
+    code.send_keys("echo 'name?'\nread n\necho \"hi $n\"\nsleep 60").await.expect("type");
+    client.find(Locator::Css("#run")).await.expect("button").click().await.expect("click");
+    until_true(
+        client,
+        "the prompt",
+        "return document.querySelector('#output').textContent.includes('name?')",
+    )
+    .await;
+
+    let input = client.find(Locator::Css("#stdin")).await.expect("input");
+    input.send_keys("Ada\n").await.expect("type");
+    until_true(
+        client,
+        "the echo",
+        "return document.querySelector('#output').textContent.includes('hi Ada')",
+    )
+    .await;
+
+    // A reload reattaches to the run (its id is in the URL) and replays the whole output.
+    client.refresh().await.expect("reload");
+    until_true(
+        client,
+        "the replay",
+        "return document.querySelector('#output').textContent === 'name?\\nhi Ada\\n'",
+    )
+    .await;
+
+    client.find(Locator::Css("#kill")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#exit[data-reason=\"killed_by_user\"]").await;
+    assert!(text_of(client, "#exit").await.starts_with("Ended: killed by user (signal KILL)"));
+    wait_for(client, "#runs li a").await;
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}

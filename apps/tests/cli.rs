@@ -337,3 +337,20 @@ async fn the_dashboard_makes_up_a_token_when_given_none_and_refuses_a_too_short_
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("at least 200ms"));
 }
+
+#[tokio::test]
+async fn the_exec_bench_streams_every_byte_and_echoes_every_keystroke() {
+    if sse_apps::exec::sandbox::Isolation::detect().is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+        eprintln!("NOTICE: skipping: no sandbox (apt-get install bubblewrap)");
+        return;
+    }
+    let args = ["bench", "exec", "--mib", "4", "--keystrokes", "20", "--no-pin"];
+    let output = within("the bench", Command::new(BIN).args(args).output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("4 MB of output") && stdout.contains("20 keystrokes echoed"),
+        "{stdout}"
+    );
+}

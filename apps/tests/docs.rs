@@ -124,3 +124,20 @@ async fn every_dashboard_endpoint_in_the_use_case_document_answers() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn every_exec_endpoint_in_the_use_case_document_answers() {
+    let document = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../use-cases/REMOTE_EXECUTION.md"
+    ))
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Routing is what is checked: no sandbox is needed (runs would answer 503).
+    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), None);
+    check_all(
+        move |core| sse_apps::exec::router(core, config),
+        endpoints(&document, "## Endpoints"),
+    )
+    .await;
+}

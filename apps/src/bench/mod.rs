@@ -8,6 +8,7 @@
 
 pub mod chat;
 pub mod dashboard;
+pub mod exec;
 pub mod reader;
 mod server;
 
