@@ -5,7 +5,8 @@
 
 const $ = (selector) => document.querySelector(selector);
 let source = null;
-let current = null; // { id, lastId }
+let current = null; // { id, lastId, terminal }
+const terminalRuns = new Set(); // runs this page started in a terminal
 
 // ANSI colour and cursor sequences are stripped: the output pane is plain text.
 const ANSI = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
@@ -35,11 +36,28 @@ $("#run-form").addEventListener("submit", async (e) => {
     ? { argv: code.trim().split(/\s+/) }
     : { language, code };
   body.timeout_s = Number($("#timeout").value) || 30;
+  if ($("#terminal").checked) Object.assign(body, { pty: true }, terminalSize());
   const response = await post("/exec/runs", body);
   if (!response.ok) { $("#run-error").textContent = await errorText(response); return; }
   const { id } = await response.json();
   location.hash = `run=${id}`; // hashchange attaches
+  terminalRuns.add(id);
   loadRuns();
+});
+
+// The terminal size that fits the output pane, in characters of its monospace font.
+function terminalSize() {
+  const pane = $("#output");
+  const probe = document.createElement("span");
+  probe.textContent = "M".repeat(10);
+  pane.append(probe);
+  const charWidth = probe.getBoundingClientRect().width / 10 || 8;
+  probe.remove();
+  const cols = Math.max(20, Math.min(500, Math.floor((pane.clientWidth - 16) / charWidth)));
+  return { rows: 24, cols };
+}
+window.addEventListener("resize", () => {
+  if (current && current.terminal) post(`/exec/runs/${current.id}/resize`, terminalSize());
 });
 
 function setStatus(state, text) {
@@ -50,7 +68,7 @@ function setStatus(state, text) {
 function attach(id, fromId = 0) {
   if (source) source.close();
   if (!current || current.id !== id) {
-    current = { id, lastId: 0 };
+    current = { id, lastId: 0, terminal: terminalRuns.has(id) };
     $("#output").textContent = "";
     $("#exit").textContent = "";
     $("#exit").dataset.reason = "";
@@ -69,7 +87,8 @@ function attach(id, fromId = 0) {
     seen(e);
     const span = document.createElement("span");
     span.className = kind;
-    span.textContent = JSON.parse(e.data).text.replace(ANSI, "");
+    // A terminal ends lines with CR LF; a lone CR (a redrawn line) is dropped in this plain pane.
+    span.textContent = JSON.parse(e.data).text.replace(ANSI, "").replace(/\r\n/g, "\n").replace(/\r/g, "");
     $("#output").append(span);
     $("#output").scrollTop = $("#output").scrollHeight;
   };

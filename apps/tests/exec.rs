@@ -333,7 +333,7 @@ async fn bad_requests_get_their_status_and_code() {
         (json!({"language": "sh", "code": "x", "argv": ["ls"]}), 422, "invalid_run"),
         (json!({}), 422, "invalid_run"),
         (json!({"argv": []}), 422, "empty_argv"),
-        (json!({"language": "sh", "code": "x", "pty": true}), 422, "pty_unsupported"),
+        (json!({"language": "sh", "code": "x", "pty": true, "cols": 501}), 422, "invalid_size"),
         (json!({"language": "sh", "code": "x", "timeout_s": 0}), 422, "timeout_out_of_range"),
         (json!({"language": "sh", "code": "x", "timeout_s": 1801}), 422, "timeout_out_of_range"),
         (json!({"language": "sh", "code": "a\u{0}b"}), 422, "invalid_code"),
@@ -382,4 +382,35 @@ async fn bad_requests_get_their_status_and_code() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_run_behaves_as_in_a_terminal_and_resizes() {
+    let Some(exec) = Exec::start().await else { return };
+    let body = json!({"argv": ["/usr/bin/python3", "-q"], "pty": true, "rows": 30, "cols": 100});
+    let id = exec.run(body).await;
+    let mut stream = exec.events(&id, None).await;
+    wait_for_text(&mut stream, "stdout", ">>> ").await; // the interactive prompt: stdin is a tty
+    exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "print(6 * 7)\n"})).await;
+    wait_for_text(&mut stream, "stdout", "42\r\n>>> ").await; // the terminal's CR LF
+    let (status, size) =
+        exec.post(&format!("/exec/runs/{id}/resize"), json!({"rows": 40, "cols": 120})).await;
+    assert_eq!((status, size), (200, json!({"rows": 40, "cols": 120})));
+    let probe = "import os; print(os.get_terminal_size())\n";
+    exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": probe, "eof": true})).await;
+    let rest = until_exit(&mut stream).await;
+    assert!(text(&rest, "stdout").contains("columns=120, lines=40"), "{rest:?}");
+    assert_eq!(rest.last().unwrap().2["reason"], "exited", "Ctrl-D ended the REPL");
+
+    // Resizing a run without a terminal, or with a silly size, is refused.
+    let piped = exec.sh("sleep 30").await;
+    let (status, error) =
+        exec.post(&format!("/exec/runs/{piped}/resize"), json!({"rows": 40, "cols": 120})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("not_a_terminal")));
+    let (status, error) =
+        exec.post(&format!("/exec/runs/{piped}/resize"), json!({"rows": 0, "cols": 120})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_size")));
+    exec.post(&format!("/exec/runs/{piped}/signal"), json!({"signal": "kill"})).await;
+    let (status, error) = exec.post("/exec/runs", json!({"argv": ["ls"], "rows": 10})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_size")));
 }

@@ -108,6 +108,7 @@ pub fn router(core: Core, config: ExecConfig) -> Router {
         .route("/exec/runs/{id}/events", get(events))
         .route("/exec/runs/{id}/stdin", post(stdin))
         .route("/exec/runs/{id}/signal", post(signal))
+        .route("/exec/runs/{id}/resize", post(resize))
         .with_state(state)
 }
 
@@ -192,10 +193,16 @@ async fn start(
         }
     }
     let placement = Placement { scratch: scratch.clone(), uid };
-    let command = sandbox::command(isolation, &state.config.limits, &placement, &spec.argv);
+    let command = sandbox::command(
+        isolation,
+        &state.config.limits,
+        &placement,
+        &spec.argv,
+        spec.terminal.is_some(),
+    );
     // Started here, before the 201, so stdin sent right after the answer finds the program.
     let child = match prepared {
-        Ok(()) => run.spawn(command.into()),
+        Ok(()) => run.spawn(command.into(), spec.terminal),
         Err(error) => {
             run.fail(&format!("cannot prepare the scratch directory: {error}"));
             None
@@ -337,4 +344,30 @@ async fn signal(
         ));
     }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "signal": body.signal }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResizeBody {
+    rows: u16,
+    cols: u16,
+}
+
+/// `POST /exec/runs/{id}/resize`: `{"rows":24,"cols":80}` for a run in a terminal.
+async fn resize(
+    State(state): State<ExecState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResizeBody>,
+) -> Result<Response, ApiError> {
+    let run = state.find(&id)?;
+    let (rows, cols) = spec::check_size(body.rows, body.cols)?;
+    match run.resize(rows, cols).await {
+        Ok(true) => Ok(axum::Json(json!({ "rows": rows, "cols": cols })).into_response()),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_terminal",
+            "the run has no terminal (start it with pty:true), or has ended",
+        )),
+        Err(error) => Err(ApiError::new(StatusCode::CONFLICT, "resize_failed", error.to_string())),
+    }
 }

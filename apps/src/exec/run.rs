@@ -73,7 +73,9 @@ pub struct Run {
     pub started_at: u64,
     /// Its output and events.
     pub output: Output,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    stdin: tokio::sync::Mutex<Option<Input>>,
+    /// The tasks reading the output.
+    pumps: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     control: Mutex<Control>,
     changed: Notify,
 }
@@ -83,6 +85,13 @@ struct Control {
     pid: Option<u32>,
     asked: Option<UserSignal>,
     exit: Option<Value>,
+}
+
+/// Where stdin goes: a pipe, or the terminal (which also carries resizes).
+#[derive(Debug)]
+enum Input {
+    Pipe(ChildStdin),
+    Terminal(pty_process::OwnedWritePty),
 }
 
 /// Why writing to stdin failed.
@@ -103,6 +112,7 @@ impl Run {
             started_at: unix_millis(),
             output: Output::new(output_cap, metrics),
             stdin: tokio::sync::Mutex::new(None),
+            pumps: Mutex::default(),
             control: Mutex::new(Control::default()),
             changed: Notify::new(),
         }
@@ -117,13 +127,25 @@ impl Run {
         self.control().exit.clone()
     }
 
-    /// Writes `data` to the program's stdin (within 5 s), then closes it if `eof`.
+    /// Writes `data` to the program's stdin (within 5 s), then closes it if `eof` (in a
+    /// terminal, EOF is Ctrl-D, as typed).
     pub async fn write_stdin(&self, data: &[u8], eof: bool) -> Result<(), StdinError> {
         let mut stdin = self.stdin.lock().await;
-        let pipe = stdin.as_mut().ok_or(StdinError::Closed)?;
+        let input = stdin.as_mut().ok_or(StdinError::Closed)?;
         let write = async {
-            pipe.write_all(data).await?;
-            pipe.flush().await
+            match input {
+                Input::Pipe(pipe) => {
+                    pipe.write_all(data).await?;
+                    pipe.flush().await
+                }
+                Input::Terminal(terminal) => {
+                    terminal.write_all(data).await?;
+                    if eof {
+                        terminal.write_all(b"\x04").await?;
+                    }
+                    terminal.flush().await
+                }
+            }
         };
         match tokio::time::timeout(Duration::from_secs(5), write).await {
             Err(_) => return Err(StdinError::NotReading),
@@ -133,10 +155,23 @@ impl Run {
             }
             Ok(Ok(())) => {}
         }
-        if eof {
+        if eof && matches!(input, Input::Pipe(_)) {
             *stdin = None;
         }
         Ok(())
+    }
+
+    /// Resizes the run's terminal. `Ok(false)` if the run has no terminal (or has ended).
+    pub async fn resize(&self, rows: u16, cols: u16) -> std::io::Result<bool> {
+        match self.stdin.lock().await.as_ref() {
+            Some(Input::Terminal(terminal)) => {
+                terminal
+                    .resize(pty_process::Size::new(rows, cols))
+                    .map_err(std::io::Error::other)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Sends a user's signal. Returns false if the run has already ended.
@@ -163,19 +198,17 @@ impl Run {
         true
     }
 
-    /// Starts `command` in the sandbox; its stdin is ready for writes as soon as this returns.
-    /// A run that cannot start is ended as a sandbox failure.
-    pub fn spawn(&self, mut command: Command) -> Option<Child> {
-        command.stdin(std::process::Stdio::piped());
-        command.stdout(std::process::Stdio::piped());
-        command.stderr(std::process::Stdio::piped());
-        command.kill_on_drop(true);
-        match command.spawn() {
-            Ok(mut child) => {
+    /// Starts `command` in the sandbox on pipes, or in a terminal of `size` (rows, columns). Its
+    /// stdin is ready for writes as soon as this returns, and its output is being read. A run
+    /// that cannot start is ended as a sandbox failure.
+    pub fn spawn(self: &Arc<Self>, command: Command, size: Option<(u16, u16)>) -> Option<Child> {
+        let started = match size {
+            None => self.spawn_on_pipes(command),
+            Some(size) => self.spawn_in_terminal(command, size),
+        };
+        match started {
+            Ok(child) => {
                 self.control().pid = child.id();
-                if let Ok(mut stdin) = self.stdin.try_lock() {
-                    *stdin = child.stdin.take();
-                }
                 Some(child)
             }
             Err(error) => {
@@ -185,11 +218,55 @@ impl Run {
         }
     }
 
+    fn spawn_on_pipes(self: &Arc<Self>, mut command: Command) -> std::io::Result<Child> {
+        command.stdin(std::process::Stdio::piped());
+        command.stdout(std::process::Stdio::piped());
+        command.stderr(std::process::Stdio::piped());
+        command.kill_on_drop(true);
+        let mut child = command.spawn()?;
+        self.set_input(child.stdin.take().map(Input::Pipe));
+        let mut pumps = self.pumps();
+        if let Some(out) = child.stdout.take() {
+            pumps.push(tokio::spawn(pump(self.clone(), Pipe::Stdout, out)));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(tokio::spawn(pump(self.clone(), Pipe::Stderr, err)));
+        }
+        Ok(child)
+    }
+
+    /// In a terminal the program's stdout and stderr are one stream, sent as `stdout`.
+    fn spawn_in_terminal(
+        self: &Arc<Self>,
+        command: Command,
+        (rows, cols): (u16, u16),
+    ) -> std::io::Result<Child> {
+        let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+        pty.resize(pty_process::Size::new(rows, cols)).map_err(std::io::Error::other)?;
+        let child = pty_process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn(pts)
+            .map_err(std::io::Error::other)?;
+        let (output, input) = pty.into_split();
+        self.set_input(Some(Input::Terminal(input)));
+        self.pumps().push(tokio::spawn(pump(self.clone(), Pipe::Stdout, output)));
+        Ok(child)
+    }
+
+    fn set_input(&self, input: Option<Input>) {
+        // Uncontended: nothing else knows the run before it is spawned.
+        if let Ok(mut stdin) = self.stdin.try_lock() {
+            *stdin = input;
+        }
+    }
+
+    fn pumps(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.pumps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Supervises a started child to the end (run this on its own task).
     pub async fn supervise(self: Arc<Self>, mut child: Child, timeout: Duration) {
         let started = Instant::now();
-        let stdout = child.stdout.take().map(|p| tokio::spawn(pump(self.clone(), Pipe::Stdout, p)));
-        let stderr = child.stderr.take().map(|p| tokio::spawn(pump(self.clone(), Pipe::Stderr, p)));
 
         let mut timed_out = false;
         let mut term_sent_at: Option<Instant> = None;
@@ -222,7 +299,8 @@ impl Run {
         };
         // The pipes close when the last process holding them ends; whatever outlives the child
         // (only possible without a PID namespace) gets a second.
-        for pump in [stdout, stderr].into_iter().flatten() {
+        let pumps = std::mem::take(&mut *self.pumps());
+        for pump in pumps {
             let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
         }
         *self.stdin.lock().await = None;

@@ -46,7 +46,7 @@ impl Isolation {
                 let _ = std::os::unix::fs::chown(&scratch, Some(uid), Some(uid));
             }
             let placement = Placement { scratch: scratch.clone(), uid };
-            command(*isolation, &Limits::default(), &placement, &["/bin/true".to_owned()])
+            command(*isolation, &Limits::default(), &placement, &["/bin/true".to_owned()], false)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -106,12 +106,15 @@ pub struct Placement {
     pub uid: Option<u32>,
 }
 
-/// The command that runs `argv` inside the sandbox, with `limits`, at `placement`.
+/// The command that runs `argv` inside the sandbox, with `limits`, at `placement`. A run in a
+/// terminal keeps its session (so the terminal's Ctrl-C reaches it); a run on pipes gets a new
+/// one, so it cannot push input into a terminal the server may have (`TIOCSTI`).
 pub fn command(
     isolation: Isolation,
     limits: &Limits,
     placement: &Placement,
     argv: &[String],
+    terminal: bool,
 ) -> Command {
     let mut line: Vec<String> = Vec::new();
     if let Some(uid) = placement.uid {
@@ -127,7 +130,7 @@ pub fn command(
         );
     }
     match isolation {
-        Isolation::Bubblewrap => line.extend(bwrap(limits, &placement.scratch)),
+        Isolation::Bubblewrap => line.extend(bwrap(limits, &placement.scratch, terminal)),
         Isolation::Unshare => line.extend(
             [
                 "unshare",
@@ -159,12 +162,11 @@ pub fn command(
     command
 }
 
-fn bwrap(limits: &Limits, scratch: &Path) -> Vec<String> {
+fn bwrap(limits: &Limits, scratch: &Path, terminal: bool) -> Vec<String> {
     let mut args: Vec<String> = [
         "bwrap",
         "--unshare-all",
         "--die-with-parent",
-        "--new-session",
         "--cap-drop",
         "ALL",
         "--ro-bind",
@@ -190,6 +192,9 @@ fn bwrap(limits: &Limits, scratch: &Path) -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec();
+    if !terminal {
+        args.insert(1, "--new-session".to_owned());
+    }
     args.push(limits.tmp_size.to_string());
     args.extend(["--tmpfs", "/tmp", "--bind"].map(str::to_owned));
     args.push(scratch.to_string_lossy().into_owned());

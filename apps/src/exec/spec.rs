@@ -22,9 +22,13 @@ pub struct RunRequest {
     pub code: Option<String>,
     /// Or a command line to run as is.
     pub argv: Option<Vec<String>>,
-    /// Run in a terminal (not supported yet: refused with 422).
+    /// Run in a terminal (a PTY) instead of plain pipes.
     #[serde(default)]
     pub pty: bool,
+    /// The terminal's rows (default 24).
+    pub rows: Option<u16>,
+    /// The terminal's columns (default 80).
+    pub cols: Option<u16>,
     /// Wall-clock limit in seconds (default from the server's config, at most 1800).
     pub timeout_s: Option<u64>,
 }
@@ -38,6 +42,17 @@ pub struct RunSpec {
     pub label: String,
     /// Killed after this long.
     pub timeout: Duration,
+    /// A terminal of this size (rows, columns), or plain pipes.
+    pub terminal: Option<(u16, u16)>,
+}
+
+/// Checks a terminal size: 1 to 500 rows and columns.
+pub fn check_size(rows: u16, cols: u16) -> Result<(u16, u16), ApiError> {
+    if (1..=500).contains(&rows) && (1..=500).contains(&cols) {
+        Ok((rows, cols))
+    } else {
+        Err(invalid("invalid_size", "rows and cols must be 1 to 500"))
+    }
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -51,12 +66,11 @@ impl RunRequest {
         default_timeout: Duration,
         max_timeout: Duration,
     ) -> Result<RunSpec, ApiError> {
-        if self.pty {
-            return Err(invalid(
-                "pty_unsupported",
-                "terminal mode is not available yet; send pty:false",
-            ));
-        }
+        let terminal = match (self.pty, self.rows, self.cols) {
+            (true, rows, cols) => Some(check_size(rows.unwrap_or(24), cols.unwrap_or(80))?),
+            (false, None, None) => None,
+            (false, ..) => return Err(invalid("invalid_size", "rows and cols need pty:true")),
+        };
         let timeout = match self.timeout_s {
             None => default_timeout,
             Some(0) => return Err(invalid("timeout_out_of_range", "timeout_s must be at least 1")),
@@ -116,6 +130,6 @@ impl RunRequest {
                 ));
             }
         };
-        Ok(RunSpec { argv, label, timeout })
+        Ok(RunSpec { argv, label, timeout, terminal })
     }
 }
