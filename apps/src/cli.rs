@@ -357,7 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "no sandbox can be set up here (install bubblewrap: apt-get install bubblewrap); \
                  --no-sandbox runs programs without one"
             );
-            let app = move |core: Core| Ok(crate::exec::router(core, config));
+            let app = move |core: Core| Ok(crate::exec::router(core, config)?);
             run_server(server, EXEC, shutdown, app).await?;
         }
         Some(Command::Dashboard { server, dashboard }) => {

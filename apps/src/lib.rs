@@ -37,7 +37,7 @@ pub fn all_apps(core: Core, config: AllApps) -> anyhow::Result<Router> {
         .route("/", get(index::page))
         .merge(chat::router(core.clone(), &config.chat)?)
         .merge(dashboard::router(core.clone(), config.dashboard)?)
-        .merge(exec::router(core.clone(), config.exec))
+        .merge(exec::router(core.clone(), config.exec)?)
         .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
         .merge(bidi::mounted(core, bidi::BidiConfig::default())))
 }

@@ -417,7 +417,7 @@ async fn an_exec_run_takes_typed_input_replays_after_a_reload_and_can_be_killed(
     let data = tempfile::tempdir().expect("a temporary directory");
     let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
     let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
-        sse_apps::exec::router(core, config)
+        sse_apps::exec::router(core, config).expect("exec starts")
     })
     .await;
     client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");

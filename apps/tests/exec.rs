@@ -53,7 +53,8 @@ impl Exec {
         config.timeout = Duration::from_secs(20);
         adjust(&mut config);
         let addr = "127.0.0.1:0".parse().unwrap();
-        let app = spawn_app_on(addr, Token::required(TOKEN), |core| router(core, config)).await;
+        let app =
+            spawn_app_on(addr, Token::required(TOKEN), |core| router(core, config).unwrap()).await;
         Some(Exec { app, _data: data, http: reqwest::Client::new() })
     }
 
@@ -251,9 +252,10 @@ async fn every_exit_reason_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_cannot_be_placed_is_a_sandbox_failure() {
-    let blocked = tempfile::NamedTempFile::new().unwrap();
+    let blocked = tempfile::tempdir().unwrap();
+    // `exec` under the data directory is a file: no scratch directory can be made in it.
+    std::fs::write(blocked.path().join("exec"), "in the way").unwrap();
     let path = blocked.path().to_owned();
-    // The data directory is a file: no scratch directory can be made under it.
     let Some(exec) = Exec::start_with(|c| c.data_dir = path).await else { return };
     let id = exec.sh("echo never").await;
     let exit = exec.exit(&id).await;
@@ -413,4 +415,169 @@ async fn a_terminal_run_behaves_as_in_a_terminal_and_resizes() {
     exec.post(&format!("/exec/runs/{piped}/signal"), json!({"signal": "kill"})).await;
     let (status, error) = exec.post("/exec/runs", json!({"argv": ["ls"], "rows": 10})).await;
     assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_size")));
+}
+
+/// Every event of a workflow's stream until one named `until` (included).
+async fn workflow_events(stream: &mut Stream, until: &str) -> Vec<(String, Value)> {
+    let read = async {
+        let mut events = Vec::new();
+        while let Some(event) = stream.next().await {
+            let done = event.event == until;
+            events.push((event.event, serde_json::from_str(&event.data).unwrap()));
+            if done {
+                return events;
+            }
+        }
+        panic!("the stream ended before {until}: {events:?}");
+    };
+    tokio::time::timeout(WATCHDOG, read).await.expect("the workflow progressed")
+}
+
+impl Exec {
+    async fn workflow(&self, definition: Value) -> (String, Stream) {
+        let (status, created) = self.post("/exec/workflows", definition).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let request = self.http.get(self.url(&format!("/exec/workflows/{id}/events")));
+        (id.clone(), Stream::open_with(request.bearer_auth(TOKEN)).await)
+    }
+}
+
+fn gated(expires_s: u64) -> Value {
+    json!({"name": "release", "steps": [
+        {"name": "build", "language": "sh", "code": "echo built"},
+        {"name": "deploy", "approval": {"prompt": "Ship it?", "expires_s": expires_s},
+         "argv": ["/bin/echo", "deployed"]},
+    ]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_its_steps_and_waits_for_approval() {
+    let Some(exec) = Exec::start().await else { return };
+    let (id, mut stream) = exec.workflow(gated(600)).await;
+    let before = workflow_events(&mut stream, "approval_requested").await;
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["workflow_started", "step_started", "step_finished", "approval_requested"]);
+    let build_run = before[1].1["run"].as_str().unwrap();
+    assert_eq!(text(&exec.all(build_run).await, "stdout"), "built\n", "each step is a run");
+    assert_eq!(before[3].1["prompt"], "Ship it?");
+
+    // Deciding a step that is not waiting is refused; the waiting one takes the first decision.
+    let approvals = format!("/exec/workflows/{id}/approvals");
+    let (status, error) =
+        exec.post(&format!("{approvals}/0"), json!({"decision": "approve"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("not_waiting")));
+    let (status, error) = exec.post(&format!("{approvals}/1"), json!({"decision": "maybe"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("unknown_decision")));
+    let (status, error) =
+        exec.post(&format!("{approvals}/9"), json!({"decision": "approve"})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("unknown_step")));
+    let body = json!({"decision": "approve", "comment": "looks good"});
+    let (status, decided) = exec.post(&format!("{approvals}/1"), body).await;
+    assert_eq!((status, decided["decision"].as_str()), (200, Some("approved")));
+    let (status, _) = exec.post(&format!("{approvals}/1"), json!({"decision": "reject"})).await;
+    assert_eq!(status, 409, "the first decision wins");
+
+    let after = workflow_events(&mut stream, "workflow_finished").await;
+    let decided = &after[0].1;
+    assert_eq!(
+        (decided["decision"].as_str(), decided["comment"].as_str()),
+        (Some("approved"), Some("looks good"))
+    );
+    assert!(decided["by"].as_str().unwrap().starts_with("127.0.0.1"));
+    let finished = &after.last().unwrap().1;
+    assert_eq!(finished["outcome"], "succeeded");
+    let deploy_run = after[1].1["run"].as_str().unwrap();
+    assert_eq!(text(&exec.all(deploy_run).await, "stdout"), "deployed\n");
+
+    // The decision is on disk, and the list shows the outcome.
+    let log = std::fs::read_to_string(exec._data.path().join("exec-approvals.jsonl")).unwrap();
+    assert!(log.contains("\"outcome\":\"approved\"") && log.contains("looks good"));
+    let (_, list) = exec.get_json("/exec/workflows").await;
+    assert_eq!(list["workflows"][0]["outcome"]["outcome"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_or_expired_approval_stops_the_workflow() {
+    let Some(exec) = Exec::start().await else { return };
+    let (id, mut stream) = exec.workflow(gated(600)).await;
+    workflow_events(&mut stream, "approval_requested").await;
+    let body = json!({"decision": "reject", "comment": "not on a Friday"});
+    exec.post(&format!("/exec/workflows/{id}/approvals/1"), body).await;
+    let events = workflow_events(&mut stream, "workflow_finished").await;
+    assert_eq!(events.len(), 2, "nothing runs after a rejection: {events:?}");
+    let finished = &events[1].1;
+    assert_eq!(
+        (finished["outcome"].as_str(), finished["step"].as_u64()),
+        (Some("rejected"), Some(1))
+    );
+    assert!(finished["message"].as_str().unwrap().contains("not on a Friday"));
+
+    let (_, mut stream) = exec.workflow(gated(1)).await;
+    let events = workflow_events(&mut stream, "workflow_finished").await;
+    let decided = events.iter().find(|(n, _)| n == "approval_decided").unwrap();
+    assert_eq!((decided.1["decision"].as_str(), &decided.1["by"]), (Some("expired"), &Value::Null));
+    assert_eq!(events.last().unwrap().1["outcome"], "expired");
+
+    // A failing step stops it too; bad definitions are refused with their reason.
+    let failing = json!({"name": "f", "steps": [{"name": "a", "language": "sh", "code": "exit 2"}, {"name": "b", "argv": ["/bin/true"]}]});
+    let (_, mut stream) = exec.workflow(failing).await;
+    let events = workflow_events(&mut stream, "workflow_finished").await;
+    assert_eq!(events.last().unwrap().1["outcome"], "failed");
+    assert_eq!(events.iter().filter(|(n, _)| n == "step_started").count(), 1);
+    let bad = [
+        (json!({"name": "x", "steps": []}), 422, "invalid_steps"),
+        (json!({"name": "x", "steps": [{"name": "a"}]}), 422, "empty_step"),
+        (
+            json!({"name": "x", "steps": [{"name": "a", "argv": ["/bin/true"]}, {"name": "a", "argv": ["/bin/true"]}]}),
+            422,
+            "invalid_step_name",
+        ),
+        (
+            json!({"name": "x", "steps": [{"name": "a", "language": "cobol", "code": "x"}]}),
+            422,
+            "unknown_language",
+        ),
+        (
+            json!({"name": "x", "steps": [{"name": "a", "approval": {"expires_s": 0}}]}),
+            422,
+            "invalid_expiry",
+        ),
+        (json!({"name": "x", "steps": [{"name": "a", "run": "x"}]}), 400, "invalid_definition"),
+    ];
+    for (body, status, code) in bad {
+        let (got, error) = exec.post("/exec/workflows", body.clone()).await;
+        assert_eq!((got, error["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_can_be_defined_in_toml() {
+    let Some(exec) = Exec::start().await else { return };
+    let toml =
+        "name = \"hello\"\n\n[[steps]]\nname = \"greet\"\nlanguage = \"sh\"\ncode = \"echo hi\"\n";
+    let response = exec
+        .http
+        .post(exec.url("/exec/workflows"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/toml")
+        .body(toml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let request = exec.http.get(exec.url(&format!("/exec/workflows/{id}/events")));
+    let mut stream = Stream::open_with(request.bearer_auth(TOKEN)).await;
+    let events = workflow_events(&mut stream, "workflow_finished").await;
+    assert_eq!(events.last().unwrap().1["outcome"], "succeeded");
+    let text_body = exec
+        .http
+        .post(exec.url("/exec/workflows"))
+        .bearer_auth(TOKEN)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text_body.status(), 415);
 }

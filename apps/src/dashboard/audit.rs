@@ -40,10 +40,16 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating) the log in `data_dir`.
+    /// Opens (creating) the dashboard's log in `data_dir`.
     pub fn open(data_dir: &Path) -> std::io::Result<AuditLog> {
+        AuditLog::open_named(data_dir, "dashboard-audit.jsonl")
+    }
+
+    /// Opens (creating) the log `file_name` in `data_dir` (other apps keep their records in the
+    /// same shape).
+    pub fn open_named(data_dir: &Path, file_name: &str) -> std::io::Result<AuditLog> {
         std::fs::create_dir_all(data_dir)?;
-        let path = data_dir.join("dashboard-audit.jsonl");
+        let path = data_dir.join(file_name);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(AuditLog { path, file: Arc::new(Mutex::new(file)) })
     }

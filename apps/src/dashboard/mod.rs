@@ -142,7 +142,7 @@ async fn events(State(state): State<DashboardState>) -> Response {
 }
 
 /// Who made a request, for the audit log: address and user agent.
-fn who(addr: SocketAddr, headers: &HeaderMap) -> String {
+pub fn who(addr: SocketAddr, headers: &HeaderMap) -> String {
     let agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let agent: String = agent.unwrap_or("no user agent").chars().take(120).collect();
     format!("{} ({agent})", addr.ip())

@@ -17,6 +17,8 @@ pub mod output;
 pub mod run;
 pub mod sandbox;
 pub mod spec;
+pub mod workflow;
+mod workflows;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -37,9 +39,11 @@ use sse_core::edge::{ApiError, JsonBody};
 use sse_core::stream::{LastEventId, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::dashboard::audit::AuditLog;
+use output::Output;
 use run::{Run, StdinError, UserSignal};
 use sandbox::{Isolation, Limits, Placement};
-use spec::RunRequest;
+use spec::{RunRequest, RunSpec};
 
 /// Settings of the exec app.
 #[derive(Clone, Debug)]
@@ -88,10 +92,14 @@ struct ExecState {
     runs: Arc<Mutex<VecDeque<Arc<Run>>>>,
     slots: Arc<Semaphore>,
     free_uids: Arc<Mutex<Vec<u32>>>,
+    workflows: Arc<Mutex<VecDeque<Arc<workflow::Workflow>>>>,
+    /// Where approval decisions are recorded.
+    approvals: AuditLog,
 }
 
-/// The exec routes, mounted at `/exec`.
-pub fn router(core: Core, config: ExecConfig) -> Router {
+/// The exec routes, mounted at `/exec`. Fails only if the approvals log cannot be opened.
+pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
+    let approvals = AuditLog::open_named(&config.data_dir, "exec-approvals.jsonl")?;
     let slots = Arc::new(Semaphore::new(config.max_concurrent));
     let uids = (0..config.max_concurrent as u32).map(|slot| RUN_UID_BASE + slot).collect();
     let state = ExecState {
@@ -100,8 +108,10 @@ pub fn router(core: Core, config: ExecConfig) -> Router {
         runs: Arc::default(),
         slots,
         free_uids: Arc::new(Mutex::new(uids)),
+        workflows: Arc::default(),
+        approvals,
     };
-    Router::new()
+    Ok(Router::new()
         .route("/exec", get(page))
         .route("/exec/", get(page))
         .route("/exec/runs", get(list).post(start))
@@ -109,7 +119,10 @@ pub fn router(core: Core, config: ExecConfig) -> Router {
         .route("/exec/runs/{id}/stdin", post(stdin))
         .route("/exec/runs/{id}/signal", post(signal))
         .route("/exec/runs/{id}/resize", post(resize))
-        .with_state(state)
+        .route("/exec/workflows", get(workflows::list).post(workflows::start))
+        .route("/exec/workflows/{id}/events", get(workflows::events))
+        .route("/exec/workflows/{id}/approvals/{step}", post(workflows::decide))
+        .with_state(state))
 }
 
 #[derive(Template, WebTemplate)]
@@ -149,23 +162,9 @@ async fn start(
     State(state): State<ExecState>,
     JsonBody(request): JsonBody<RunRequest>,
 ) -> Result<Response, ApiError> {
-    let Some(isolation) = state.config.isolation else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sandbox_unavailable",
-            "no sandbox can be set up here (install bubblewrap), and the server was not started \
-             with --no-sandbox",
-        ));
-    };
-    let spec = request.check(state.config.timeout, state.config.max_timeout)?;
-    if spec.label == "python3" && !std::path::Path::new("/usr/bin/python3").exists() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "language_unavailable",
-            "python3 is not installed on this server",
-        ));
-    }
-    let permit: OwnedSemaphorePermit = state.slots.clone().try_acquire_owned().map_err(|_| {
+    let isolation = state.isolation()?;
+    let spec = state.check(request)?;
+    let permit = state.slots.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_runs",
@@ -176,50 +175,84 @@ async fn start(
         )
         .retry_after(1)
     })?;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let uid = if is_root() { lock(&state.free_uids).pop() } else { None };
-    let scratch = state.config.data_dir.join("exec").join(&id);
-    let prepared = prepare_scratch(&scratch, uid);
-    let run =
-        Arc::new(Run::new(id.clone(), &spec, state.config.output_cap, state.core.metrics.clone()));
-    {
-        let mut runs = lock(&state.runs);
-        runs.push_front(run.clone());
-        while runs.len() > state.config.kept_runs {
-            if runs.back().is_some_and(|r| r.exit().is_none()) {
-                break; // never forget a running run
-            }
-            runs.pop_back();
-        }
+    let run = state.launch(&spec, isolation, permit);
+    Ok((StatusCode::CREATED, axum::Json(json!({ "id": run.id }))).into_response())
+}
+
+impl ExecState {
+    /// The sandbox, or 503 when there is none.
+    fn isolation(&self) -> Result<Isolation, ApiError> {
+        self.config.isolation.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sandbox_unavailable",
+                "no sandbox can be set up here (install bubblewrap), and the server was not \
+                 started with --no-sandbox",
+            )
+        })
     }
-    let placement = Placement { scratch: scratch.clone(), uid };
-    let command = sandbox::command(
-        isolation,
-        &state.config.limits,
-        &placement,
-        &spec.argv,
-        spec.terminal.is_some(),
-    );
-    // Started here, before the 201, so stdin sent right after the answer finds the program.
-    let child = match prepared {
-        Ok(()) => run.spawn(command.into(), spec.terminal),
-        Err(error) => {
-            run.fail(&format!("cannot prepare the scratch directory: {error}"));
-            None
+
+    /// Checks a run request against this server's limits and what is installed.
+    fn check(&self, request: RunRequest) -> Result<RunSpec, ApiError> {
+        let spec = request.check(self.config.timeout, self.config.max_timeout)?;
+        if spec.label == "python3" && !std::path::Path::new("/usr/bin/python3").exists() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "language_unavailable",
+                "python3 is not installed on this server",
+            ));
         }
-    };
-    let free_uids = state.free_uids.clone();
-    tokio::spawn(async move {
-        if let Some(child) = child {
-            run.supervise(child, spec.timeout).await;
+        Ok(spec)
+    }
+
+    /// Starts a run of `spec` in the slot `permit` holds: a uid, a scratch directory, the child
+    /// (spawned before this returns, so stdin sent right after finds the program), and the task
+    /// that supervises it and cleans up.
+    fn launch(
+        &self,
+        spec: &RunSpec,
+        isolation: Isolation,
+        permit: OwnedSemaphorePermit,
+    ) -> Arc<Run> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let uid = if is_root() { lock(&self.free_uids).pop() } else { None };
+        let scratch = self.config.data_dir.join("exec").join(&id);
+        let prepared = prepare_scratch(&scratch, uid);
+        let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
+        {
+            let mut runs = lock(&self.runs);
+            runs.push_front(run.clone());
+            while runs.len() > self.config.kept_runs {
+                if runs.back().is_some_and(|r| r.exit().is_none()) {
+                    break; // never forget a running run
+                }
+                runs.pop_back();
+            }
         }
-        let _ = tokio::fs::remove_dir_all(&scratch).await;
-        if let Some(uid) = uid {
-            lock(&free_uids).push(uid);
-        }
-        drop(permit);
-    });
-    Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
+        let placement = Placement { scratch: scratch.clone(), uid };
+        let terminal = spec.terminal.is_some();
+        let command =
+            sandbox::command(isolation, &self.config.limits, &placement, &spec.argv, terminal);
+        let child = match prepared {
+            Ok(()) => run.spawn(command.into(), spec.terminal),
+            Err(error) => {
+                run.fail(&format!("cannot prepare the scratch directory: {error}"));
+                None
+            }
+        };
+        let (supervised, free_uids, timeout) = (run.clone(), self.free_uids.clone(), spec.timeout);
+        tokio::spawn(async move {
+            if let Some(child) = child {
+                supervised.supervise(child, timeout).await;
+            }
+            let _ = tokio::fs::remove_dir_all(&scratch).await;
+            if let Some(uid) = uid {
+                lock(&free_uids).push(uid);
+            }
+            drop(permit);
+        });
+        run
+    }
 }
 
 /// A private directory for one run, owned by the uid it runs as.
@@ -255,24 +288,36 @@ async fn list(State(state): State<ExecState>) -> Response {
 async fn events(
     State(state): State<ExecState>,
     Path(id): Path<String>,
-    LastEventId(last_event_id): LastEventId,
+    last_event_id: LastEventId,
 ) -> Result<Response, ApiError> {
     let run = state.find(&id)?;
-    // An id that is not one of this run's replays everything: a viewer never misses output.
+    Ok(replay(&state, &run.output, last_event_id))
+}
+
+/// An event log as a stream: from the start, or after `Last-Event-ID` (an id that is not one of
+/// the log's replays everything: a viewer never misses output), live until the log ends; 204 for
+/// a viewer of an ended log that has seen all of it, which stops a browser's reconnects.
+fn replay(state: &ExecState, log: &Output, LastEventId(last_event_id): LastEventId) -> Response {
     let after = last_event_id.and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
-    let (last, finished) = run.output.position();
+    let (last, finished) = log.position();
     let after = if after > last { 0 } else { after };
     if finished && after == last {
-        // Everything seen, nothing more will come: 204 stops a browser's reconnects.
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return StatusCode::NO_CONTENT.into_response();
     }
-    let replay = run.output.replay_after(after);
+    let replay = log.replay_after(after);
     let live = match replay.live {
         Some(subscription) => subscription.into_stream(),
         None => Box::pin(futures_util::stream::empty()),
     };
-    let frames = with_prelude(replay.frames, live);
-    Ok(sse_response(frames, &state.core.streams, &state.core.metrics))
+    sse_response(with_prelude(replay.frames, live), &state.core.streams, &state.core.metrics)
+}
+
+impl ExecState {
+    fn find_workflow(&self, id: &str) -> Result<Arc<workflow::Workflow>, ApiError> {
+        lock(&self.workflows).iter().find(|w| w.id == id).cloned().ok_or_else(|| {
+            ApiError::not_found("unknown_workflow", format!("no workflow has id {id:?}"))
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -154,9 +154,19 @@ impl Output {
             publish(&mut state, "dropped", &json!({ "bytes": dropped, "message": message }));
         }
         publish(&mut state, "exit", exit);
-        state.finished = true;
-        // Dropping the topic ends every live subscription once it has sent `exit`.
-        state.topic = None;
+        close(&mut state);
+    }
+
+    /// Appends an event of any type (a workflow's progress, say).
+    pub fn event(&self, name: &str, data: &Value) {
+        publish(&mut self.lock(), name, data);
+    }
+
+    /// Appends a last event and ends the live streams.
+    pub fn last_event(&self, name: &str, data: &Value) {
+        let mut state = self.lock();
+        publish(&mut state, name, data);
+        close(&mut state);
     }
 
     fn append_lossy(&self, pipe: Pipe, bytes: &[u8]) {
@@ -177,6 +187,12 @@ impl Output {
         let state = self.lock();
         (state.last_id, state.finished)
     }
+}
+
+fn close(state: &mut State) {
+    state.finished = true;
+    // Dropping the topic ends every live subscription once it has sent what it has.
+    state.topic = None;
 }
 
 fn publish(state: &mut State, name: &str, data: &Value) {

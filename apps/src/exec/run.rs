@@ -127,6 +127,17 @@ impl Run {
         self.control().exit.clone()
     }
 
+    /// Waits for the run to end; returns its `exit` event.
+    pub async fn finished(&self) -> Value {
+        loop {
+            let changed = self.changed.notified();
+            if let Some(exit) = self.exit() {
+                return exit;
+            }
+            changed.await;
+        }
+    }
+
     /// Writes `data` to the program's stdin (within 5 s), then closes it if `eof` (in a
     /// terminal, EOF is Ctrl-D, as typed).
     pub async fn write_stdin(&self, data: &[u8], eof: bool) -> Result<(), StdinError> {

@@ -1,0 +1,203 @@
+//! The workflow endpoints and the task that runs a workflow's steps.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sse_core::edge::{ApiError, JsonBody};
+use sse_core::stream::LastEventId;
+
+use super::workflow::{DecideError, Decision, Definition, Workflow};
+use super::{ExecState, lock, replay};
+use crate::dashboard::audit::Entry;
+use crate::dashboard::system::unix_millis;
+
+/// Workflows running at once; more are refused with 429.
+const MAX_RUNNING: usize = 16;
+
+/// `POST /exec/workflows`: a definition (JSON or TOML) checked and started; 201 with its id.
+pub(super) async fn start(
+    State(state): State<ExecState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let isolation = state.isolation()?;
+    let content_type =
+        headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let definition: Definition = super::workflow::parse(&body, content_type)?;
+    let (name, steps) = definition.check(|request| state.check(request))?;
+    let running = lock(&state.workflows).iter().filter(|w| w.outcome().is_none()).count();
+    if running >= MAX_RUNNING {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_workflows",
+            format!("{MAX_RUNNING} workflows are already running"),
+        )
+        .retry_after(5));
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let workflow = Arc::new(Workflow::new(id.clone(), name, steps, state.core.metrics.clone()));
+    {
+        let mut workflows = lock(&state.workflows);
+        workflows.push_front(workflow.clone());
+        while workflows.len() > state.config.kept_runs
+            && workflows.back().is_some_and(|w| w.outcome().is_some())
+        {
+            workflows.pop_back();
+        }
+    }
+    let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
+    workflow.events.event("workflow_started", &json!({ "name": workflow.name, "steps": names }));
+    tokio::spawn(run_steps(state, workflow, isolation));
+    Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
+}
+
+/// Runs the steps in order; stops at the first rejection, expiry or failure.
+async fn run_steps(
+    state: ExecState,
+    workflow: Arc<Workflow>,
+    isolation: super::sandbox::Isolation,
+) {
+    for (index, step) in workflow.steps.iter().enumerate() {
+        if let Some((prompt, expiry)) = &step.approval {
+            let decision = workflow.ask(index, prompt, *expiry).await;
+            record(&state, &workflow, index, decision.as_ref()).await;
+            match decision {
+                Some(decision) if decision.approve => {}
+                Some(decision) => {
+                    let why = format!(
+                        "step {:?} was rejected by {}: {}",
+                        step.name, decision.by, decision.comment
+                    );
+                    return workflow.finish("rejected", Some(index), why);
+                }
+                None => {
+                    let why = format!("the approval of step {:?} expired", step.name);
+                    return workflow.finish("expired", Some(index), why);
+                }
+            }
+        }
+        let Some(spec) = &step.run else { continue };
+        // A workflow waits for a free slot rather than failing when runs are busy.
+        let Ok(permit) = state.slots.clone().acquire_owned().await else { return };
+        let run = state.launch(spec, isolation, permit);
+        let started = json!({ "step": index, "name": step.name, "run": run.id });
+        workflow.events.event("step_started", &started);
+        let exit = run.finished().await;
+        let finished = json!({ "step": index, "name": step.name, "run": run.id, "exit": exit });
+        workflow.events.event("step_finished", &finished);
+        if exit["reason"] != "exited" || exit["code"] != 0 {
+            let why = format!("step {:?} ended with {}", step.name, exit["reason"]);
+            return workflow.finish("failed", Some(index), why);
+        }
+    }
+    workflow.finish("succeeded", None, "every step succeeded".to_owned());
+}
+
+/// Writes a decision (or an expiry) to `exec-approvals.jsonl`.
+async fn record(state: &ExecState, workflow: &Workflow, index: usize, decision: Option<&Decision>) {
+    let (outcome, who, comment) = match decision {
+        Some(d) => {
+            (if d.approve { "approved" } else { "rejected" }, d.by.clone(), d.comment.clone())
+        }
+        None => ("expired", "nobody".to_owned(), String::new()),
+    };
+    let entry = Entry {
+        at: unix_millis(),
+        who,
+        command: Some(workflow.id.clone()),
+        action: "approval".to_owned(),
+        params: json!({ "workflow": workflow.name, "step": index, "name": workflow.steps[index].name }),
+        outcome: outcome.to_owned(),
+        detail: json!({ "comment": comment }),
+    };
+    if let Err(error) = state.approvals.record(entry).await {
+        tracing::error!(%error, "cannot record an approval decision");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecisionBody {
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /exec/workflows/{id}/approvals/{step}`: `{"decision":"approve"|"reject","comment":"…"}`.
+pub(super) async fn decide(
+    State(state): State<ExecState>,
+    ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path((id, step)): Path<(String, String)>,
+    JsonBody(body): JsonBody<DecisionBody>,
+) -> Result<Response, ApiError> {
+    let workflow = state.find_workflow(&id)?;
+    let index: usize =
+        step.parse().ok().filter(|i| *i < workflow.steps.len()).ok_or_else(|| {
+            ApiError::not_found("unknown_step", format!("the workflow has no step {step:?}"))
+        })?;
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_decision",
+                format!("unknown decision {other:?}; use approve or reject"),
+            ));
+        }
+    };
+    if body.comment.chars().count() > 1000 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "comment_too_long",
+            "a comment may have at most 1000 characters",
+        ));
+    }
+    let by = crate::dashboard::who(addr, &headers);
+    let decision = Decision { approve, by: by.clone(), comment: body.comment.clone() };
+    workflow.decide(index, decision).map_err(|DecideError::NotWaiting| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_waiting",
+            "this step is not waiting for approval (not reached yet, already decided, or expired)",
+        )
+    })?;
+    let decided = if approve { "approved" } else { "rejected" };
+    Ok(axum::Json(json!({ "step": index, "decision": decided, "by": by, "comment": body.comment }))
+        .into_response())
+}
+
+/// `GET /exec/workflows`: the workflows kept, newest first.
+pub(super) async fn list(State(state): State<ExecState>) -> Response {
+    let workflows: Vec<Value> = lock(&state.workflows)
+        .iter()
+        .map(|w| {
+            let steps: Vec<&str> = w.steps.iter().map(|s| s.name.as_str()).collect();
+            json!({
+                "id": w.id,
+                "name": w.name,
+                "steps": steps,
+                "started_at": w.started_at,
+                "state": if w.outcome().is_some() { "finished" } else { "running" },
+                "outcome": w.outcome(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "workflows": workflows })).into_response()
+}
+
+/// `GET /exec/workflows/{id}/events`: its progress from the start or after `Last-Event-ID`.
+pub(super) async fn events(
+    State(state): State<ExecState>,
+    Path(id): Path<String>,
+    last_event_id: LastEventId,
+) -> Result<Response, ApiError> {
+    let workflow = state.find_workflow(&id)?;
+    Ok(replay(&state, &workflow.events, last_event_id))
+}
