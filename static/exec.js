@@ -153,6 +153,80 @@ async function loadRuns() {
 }
 $("#refresh").addEventListener("click", loadRuns);
 
+// ---- workflows ----
+let workflowSource = null;
+let workflowType = "application/json";
+let waiting = null; // { workflow, step } while an approval is asked
+
+$("#workflow-file").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  $("#workflow").value = await file.text();
+  workflowType = file.name.endsWith(".toml") ? "application/toml" : "application/json";
+});
+$("#workflow").addEventListener("input", () => { workflowType = "application/json"; });
+
+$("#workflow-start").addEventListener("click", async () => {
+  $("#workflow-error").textContent = "";
+  const response = await fetch("/exec/workflows", {
+    method: "POST", headers: { "Content-Type": workflowType }, body: $("#workflow").value,
+  });
+  if (!response.ok) { $("#workflow-error").textContent = await errorText(response); return; }
+  const { id } = await response.json();
+  watchWorkflow(id);
+});
+
+function progress(text, kind) {
+  const li = document.createElement("li");
+  li.dataset.kind = kind;
+  li.textContent = text;
+  $("#workflow-events").append(li);
+  return li;
+}
+
+function watchWorkflow(id) {
+  if (workflowSource) workflowSource.close();
+  $("#workflow-events").innerHTML = "";
+  $("#approval").hidden = true;
+  workflowSource = new EventSource(`/exec/workflows/${id}/events`);
+  const on = (name, handle) => workflowSource.addEventListener(name, (e) => handle(JSON.parse(e.data)));
+  on("workflow_started", (w) => progress(`Workflow ${w.name}: ${w.steps.join(" → ")}`, "started"));
+  on("step_started", (s) => {
+    const li = progress(`Step ${s.name} running… `, "step");
+    const link = document.createElement("a");
+    link.href = `#run=${s.run}`; link.textContent = "output";
+    li.append(link);
+  });
+  on("step_finished", (s) => progress(`Step ${s.name}: ${s.exit.reason}${s.exit.code != null ? ` (code ${s.exit.code})` : ""}`, "step"));
+  on("approval_requested", (a) => {
+    waiting = { workflow: id, step: a.step };
+    progress(`Step ${a.name} waits for approval until ${new Date(a.expires_at).toLocaleTimeString()}`, "approval");
+    $("#approval-prompt").textContent = a.prompt;
+    $("#approval-comment").value = "";
+    $("#approval").hidden = false;
+  });
+  on("approval_decided", (d) => {
+    waiting = null;
+    $("#approval").hidden = true;
+    progress(`Step ${d.name}: ${d.decision}${d.by ? ` by ${d.by}` : ""}${d.comment ? `: ${d.comment}` : ""}`, "decision");
+  });
+  on("workflow_finished", (f) => {
+    progress(`Finished: ${f.outcome}. ${f.message}`, `finished-${f.outcome}`);
+    workflowSource.close();
+  });
+}
+
+async function decide(decision) {
+  if (!waiting) return;
+  const { workflow, step } = waiting;
+  const response = await post(`/exec/workflows/${workflow}/approvals/${step}`, {
+    decision, comment: $("#approval-comment").value,
+  });
+  if (!response.ok) $("#workflow-error").textContent = await errorText(response);
+}
+$("#approve").addEventListener("click", () => decide("approve"));
+$("#reject").addEventListener("click", () => decide("reject"));
+
 function fromHash() {
   const match = location.hash.match(/^#run=([0-9a-f]+)$/);
   if (match) attach(match[1]);

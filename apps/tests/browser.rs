@@ -460,3 +460,51 @@ async fn an_exec_run_takes_typed_input_replays_after_a_reload_and_can_be_killed(
     browser.client.close().await.expect("browser closes");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_started_from_the_page_waits_for_an_approval_given_there() {
+    use sse_apps::exec::sandbox::Isolation;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let isolation = Isolation::detect();
+    if isolation != Some(Isolation::Bubblewrap) {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+        eprintln!("NOTICE: skipping the workflow browser test: bubblewrap is not installed");
+        return;
+    }
+    let Some(browser) = browser().await else { return };
+    let client = &browser.client;
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
+    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
+        sse_apps::exec::router(core, config).expect("exec starts")
+    })
+    .await;
+    client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");
+    // The example workflow: a step, then one that needs approval.
+    client
+        .find(Locator::Css("#workflow-start"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_for(client, "#approval:not([hidden])").await;
+    assert_eq!(text_of(client, "#approval-prompt").await, "Deploy now?");
+    client
+        .find(Locator::Css("#approval-comment"))
+        .await
+        .expect("input")
+        .send_keys("go")
+        .await
+        .expect("type");
+    client.find(Locator::Css("#approve")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#workflow-events li[data-kind=\"finished-succeeded\"]").await;
+    let decided = text_of(client, "#workflow-events li[data-kind=\"decision\"]").await;
+    assert!(
+        decided.starts_with("Step deploy: approved by 127.0.0.1") && decided.ends_with(": go"),
+        "{decided}"
+    );
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}
