@@ -37,7 +37,8 @@ async fn check_all(build: impl FnOnce(Core) -> Router, list: Vec<(String, String
             .replace("=X", "=docs-client")
             .replace("=M", "=hello")
             .replace("{room}", "docs")
-            .replace("{id}", "1").replace("{step}", "0");
+            .replace("{id}", "1")
+            .replace("{step}", "0");
         let url = format!("{}{path}", app.base);
         let request = match method.as_str() {
             "GET" => http.get(&url),

@@ -581,3 +581,20 @@ async fn a_workflow_can_be_defined_in_toml() {
         .unwrap();
     assert_eq!(text_body.status(), 415);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_sends_term_then_kill_to_a_program_that_ignores_term() {
+    let Some(exec) = Exec::start().await else { return };
+    let id = exec.sh("trap '' TERM; echo ready; while :; do sleep 1; done").await;
+    let mut stream = exec.events(&id, None).await;
+    wait_for_text(&mut stream, "stdout", "ready").await;
+    let (status, _) =
+        exec.post(&format!("/exec/runs/{id}/signal"), json!({"signal": "terminate"})).await;
+    assert_eq!(status, 202);
+    let exit = until_exit(&mut stream).await.pop().unwrap().2;
+    assert_eq!(
+        (exit["reason"].as_str(), exit["signal"].as_str()),
+        (Some("killed_by_user"), Some("KILL"))
+    );
+    assert!(exit["duration_ms"].as_u64().unwrap() >= 5000, "KILL only after the 5 s grace: {exit}");
+}
