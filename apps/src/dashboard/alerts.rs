@@ -160,12 +160,16 @@ impl Alerts {
         if next == current {
             return None;
         }
+        // An open alert that is no longer kept (all 100 were open) starts afresh.
+        let open = open.filter(|id| self.kept.iter().any(|a| a.id == *id));
         let alert = match open {
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
                 if self.kept.len() == KEPT {
-                    self.kept.pop_front();
+                    // The oldest cleared alert goes; an open one only when all are open.
+                    let oldest_cleared = self.kept.iter().position(|a| a.level == Level::Ok);
+                    self.kept.remove(oldest_cleared.unwrap_or(0));
                 }
                 self.kept.push_back(Alert {
                     id,

@@ -3,11 +3,13 @@
 //!
 //! A line is written and synced to disk before the request that caused it is answered, so an
 //! action the server acknowledged is always on record; if the log cannot be written, the action
-//! is refused. Reading returns the newest entries first.
+//! is refused. Reading returns the newest entries first, from the last 1,000 kept in memory (read
+//! from the file's end at start), so a page asking often does not reparse a file that only grows.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -35,9 +37,12 @@ pub struct Entry {
 /// The log file. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
-    path: PathBuf,
     file: Arc<Mutex<File>>,
+    recent: Arc<Mutex<VecDeque<Entry>>>,
 }
+
+/// Entries kept in memory for reading.
+const RECENT: usize = 1000;
 
 impl AuditLog {
     /// Opens (creating) the dashboard's log in `data_dir`.
@@ -50,8 +55,9 @@ impl AuditLog {
     pub fn open_named(data_dir: &Path, file_name: &str) -> std::io::Result<AuditLog> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(file_name);
+        let recent = read_tail(&path)?;
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(AuditLog { path, file: Arc::new(Mutex::new(file)) })
+        Ok(AuditLog { file: Arc::new(Mutex::new(file)), recent: Arc::new(Mutex::new(recent)) })
     }
 
     /// Appends `entry` and syncs it to disk (on a blocking thread).
@@ -65,25 +71,38 @@ impl AuditLog {
             file.sync_data()
         })
         .await
-        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)??;
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(entry);
+        Ok(())
     }
 
-    /// The newest `limit` entries, newest first. Lines that do not parse (a torn last line after
-    /// a crash) are skipped.
-    pub async fn newest(&self, limit: usize) -> std::io::Result<Vec<Entry>> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let reader = BufReader::new(File::open(path)?);
-            let mut entries: Vec<Entry> = reader
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| serde_json::from_str(&line).ok())
-                .collect();
-            entries.reverse();
-            entries.truncate(limit);
-            Ok(entries)
-        })
-        .await
-        .map_err(std::io::Error::other)?
+    /// The newest `limit` entries (at most 1,000), newest first.
+    pub fn newest(&self, limit: usize) -> Vec<Entry> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.iter().rev().take(limit).cloned().collect()
     }
+}
+
+/// The last 1,000 entries of the file at `path` (none if it does not exist yet). Lines that do
+/// not parse (a torn last line after a crash) are skipped.
+fn read_tail(path: &Path) -> std::io::Result<VecDeque<Entry>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(VecDeque::new()),
+        Err(error) => return Err(error),
+    };
+    let mut recent = VecDeque::with_capacity(RECENT);
+    for line in BufReader::new(file).lines().map_while(Result::ok) {
+        if let Ok(entry) = serde_json::from_str(&line) {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(entry);
+        }
+    }
+    Ok(recent)
 }

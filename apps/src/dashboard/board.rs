@@ -133,6 +133,11 @@ impl Board {
         state.latest = Some(sample);
     }
 
+    /// The kept alert with this id.
+    pub fn alert(&self, id: u64) -> Option<Alert> {
+        self.lock().alerts.kept().find(|a| a.id == id).cloned()
+    }
+
     /// Acknowledges an alert and tells every viewer (`alert_ack`).
     pub fn acknowledge(&self, id: u64, by: String) -> Result<Alert, AckError> {
         let mut state = self.lock();

@@ -157,7 +157,11 @@ impl Command {
 
 /// Whether this server may act on `pid`: not pid 1, not itself, an existing process, and (unless
 /// `allow_all`) one of its own user's.
-pub fn may_act_on(pid: i32, allow_all: bool) -> Result<(), Refusal> {
+///
+/// Returns a pidfd opened before the checks: a process cannot be replaced while it lives, and
+/// the fd is checked for an exit after them, so the process that passed is the one the fd
+/// names, and `terminate` signals it through the fd even if its pid is reused later.
+pub fn may_act_on(pid: i32, allow_all: bool) -> Result<OwnedFd, Refusal> {
     let forbidden =
         |message: &str| ApiError::new(StatusCode::FORBIDDEN, "protected_process", message);
     if pid == 1 {
@@ -166,6 +170,15 @@ pub fn may_act_on(pid: i32, allow_all: bool) -> Result<(), Refusal> {
     if u32::try_from(pid).ok() == Some(std::process::id()) {
         return Err(forbidden("the dashboard does not act on its own server"));
     }
+    // A thread id is not a process: /proc answers for it too, so it must be refused here or
+    // the server's own threads (or pid 1's) would pass the checks above.
+    if !is_process(pid) {
+        return Err(ApiError::not_found("unknown_pid", format!("no process has pid {pid}")));
+    }
+    let unknown = || ApiError::not_found("unknown_pid", format!("no process has pid {pid}"));
+    let pidfd = Pid::from_raw(pid)
+        .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok())
+        .ok_or_else(unknown)?;
     let target = sysinfo::Pid::from_u32(pid.unsigned_abs());
     let mut system = System::new().map_err(|e| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "process_table_unavailable", e.to_string())
@@ -179,21 +192,36 @@ pub fn may_act_on(pid: i32, allow_all: bool) -> Result<(), Refusal> {
         .process(target)
         .filter(|p| p.status() != ProcessStatus::Zombie)
         .ok_or_else(|| ApiError::not_found("unknown_pid", format!("no process has pid {pid}")))?;
-    if allow_all {
-        return Ok(());
-    }
-    let ours = rustix::process::getuid().as_raw();
-    match process.user_id() {
-        Some(owner) if **owner == ours => Ok(()),
-        _ => Err(ApiError::new(
+    let owned = match process.user_id() {
+        Some(owner) => **owner == rustix::process::getuid().as_raw(),
+        None => false,
+    };
+    if !owned && !allow_all {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "foreign_process",
             format!(
                 "pid {pid} belongs to another user; start the server with --allow-control-all \
                  to allow this"
             ),
-        )),
+        ));
     }
+    // Still alive after the checks: they were about the process the fd names.
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    if rustix::event::poll(&mut fds, Some(&zero)).map_or(true, |ready| ready > 0) {
+        return Err(unknown());
+    }
+    Ok(pidfd)
+}
+
+/// Whether `pid` is a process (its thread group id is itself), not one of a process's threads.
+fn is_process(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .is_some_and(|t| t.trim() == pid.to_string())
 }
 
 /// What a failed command reports: a code and a message.
@@ -226,20 +254,26 @@ fn os_failure(pid: i32, error: rustix::io::Errno) -> Failure {
     }
 }
 
-/// Sets `pid`'s nice value; returns the value read back.
+/// Sets the nice value of every thread of `pid` (Linux keeps one per thread, and
+/// `setpriority` on a pid changes only its main thread); returns the main thread's, read back.
 pub fn renice(pid: i32, nice: i32) -> Result<Value, Failure> {
     let target = Pid::from_raw(pid).ok_or_else(|| os_failure(pid, rustix::io::Errno::SRCH))?;
     rustix::process::setpriority_process(Some(target), nice).map_err(|e| os_failure(pid, e))?;
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten();
+    for tid in threads.filter_map(|t| t.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        if let Some(thread) = Pid::from_raw(tid).filter(|t| *t != target) {
+            // A thread that ended meanwhile is no failure.
+            let _ = rustix::process::setpriority_process(Some(thread), nice);
+        }
+    }
     let now = rustix::process::getpriority_process(Some(target)).map_err(|e| os_failure(pid, e))?;
     Ok(json!({ "pid": pid, "nice": now }))
 }
 
-/// Sends TERM, waits up to `grace` for the exit, then KILL. Reports which signal ended it.
-pub async fn terminate(pid: i32, grace: Duration) -> Result<Value, Failure> {
-    let target = Pid::from_raw(pid).ok_or_else(|| os_failure(pid, rustix::io::Errno::SRCH))?;
-    let pidfd = Arc::new(
-        rustix::process::pidfd_open(target, PidfdFlags::empty()).map_err(|e| os_failure(pid, e))?,
-    );
+/// Sends TERM through `pidfd` (from [`may_act_on`]) to process `pid`, waits up to `grace` for
+/// the exit, then KILL. Reports which signal ended it.
+pub async fn terminate(pid: i32, pidfd: OwnedFd, grace: Duration) -> Result<Value, Failure> {
+    let pidfd = Arc::new(pidfd);
     rustix::process::pidfd_send_signal(&*pidfd, Signal::TERM).map_err(|e| os_failure(pid, e))?;
     if exits_within(&pidfd, grace).await.map_err(|e| os_failure(pid, e))? {
         return Ok(json!({ "pid": pid, "signal": "TERM" }));
@@ -293,10 +327,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_process_gone_by_the_time_of_the_action_fails_as_process_gone() {
-        let pid = vanished_pid();
-        assert_eq!(renice(pid, 5).unwrap_err().code, "process_gone");
-        let failed = terminate(pid, Duration::from_millis(10)).await.unwrap_err();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let pidfd = may_act_on(pid, false).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Checked while alive, gone (and reaped) before the signal.
+        let failed = terminate(pid, pidfd, Duration::from_millis(10)).await.unwrap_err();
         assert_eq!(failed.code, "process_gone");
+        assert_eq!(renice(vanished_pid(), 5).unwrap_err().code, "process_gone");
+        assert_eq!(may_act_on(vanished_pid(), false).unwrap_err().code, "unknown_pid");
     }
 
     #[test]

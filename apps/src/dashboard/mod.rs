@@ -159,6 +159,9 @@ fn audit_unavailable(error: &std::io::Error) -> ApiError {
 }
 
 /// `POST /dashboard/commands`: checks, audits, starts; 202 with the command's id.
+///
+/// The work runs on its own task: a client that goes away mid-request must not leave an action
+/// audited as accepted that then never starts.
 async fn command(
     State(state): State<DashboardState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -166,6 +169,20 @@ async fn command(
     JsonBody(body): JsonBody<CommandBody>,
 ) -> Result<Response, ApiError> {
     let who = who(addr, &headers);
+    tokio::spawn(accept_command(state, who, body)).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the command failed",
+        ))
+    })
+}
+
+async fn accept_command(
+    state: DashboardState,
+    who: String,
+    body: CommandBody,
+) -> Result<Response, ApiError> {
     let entry = |command: Option<&str>, outcome: &str, detail: Value| Entry {
         at: unix_millis(),
         who: who.clone(),
@@ -176,13 +193,14 @@ async fn command(
         detail,
     };
     let checked = body.check().and_then(|command| {
-        if let Some(pid) = command.target() {
-            control::may_act_on(pid, state.allow_control_all)?;
-        }
-        Ok(command)
+        let pidfd = match command.target() {
+            Some(pid) => Some(control::may_act_on(pid, state.allow_control_all)?),
+            None => None,
+        };
+        Ok((command, pidfd))
     });
-    let command = match checked {
-        Ok(command) => command,
+    let (command, pidfd) = match checked {
+        Ok(checked) => checked,
         Err(refusal) => {
             let detail = json!({ "code": refusal.code, "message": refusal.message });
             state
@@ -217,7 +235,13 @@ async fn command(
                 Ok(json!({ "interval_ms": interval.as_millis() as u64 }))
             }
             Command::Renice { pid, nice } => control::renice(pid, nice),
-            Command::Terminate { pid, grace } => control::terminate(pid, grace).await,
+            Command::Terminate { pid, grace } => match pidfd {
+                Some(pidfd) => control::terminate(pid, pidfd, grace).await,
+                None => Err(control::Failure {
+                    code: "os_error",
+                    message: "no pidfd for the process".to_owned(),
+                }),
+            },
         };
         let (outcome, detail) = match result {
             Ok(done) => ("completed", done),
@@ -248,21 +272,20 @@ async fn acknowledge(
         ApiError::bad_request("invalid_alert_id", format!("{id:?} is not an alert id"))
     })?;
     let who = who(addr, &headers);
-    let alert = state.board.acknowledge(id, who.clone()).map_err(|AckError::Unknown| {
-        ApiError::not_found("unknown_alert", format!("no alert has id {id}"))
-    })?;
+    let unknown = || ApiError::not_found("unknown_alert", format!("no alert has id {id}"));
+    let metric = state.board.alert(id).ok_or_else(unknown)?.metric;
+    // On disk first: an acknowledgement every viewer sees is always on record.
     let entry = Entry {
         at: unix_millis(),
-        who,
+        who: who.clone(),
         command: None,
         action: "acknowledge".to_owned(),
-        params: json!({ "alert": id, "metric": alert.metric }),
+        params: json!({ "alert": id, "metric": metric }),
         outcome: "completed".to_owned(),
         detail: Value::Null,
     };
-    if let Err(error) = state.audit.record(entry).await {
-        tracing::error!(%error, "cannot write an acknowledgement to the audit log");
-    }
+    state.audit.record(entry).await.map_err(|e| audit_unavailable(&e))?;
+    let alert = state.board.acknowledge(id, who).map_err(|AckError::Unknown| unknown())?;
     Ok(axum::Json(alert).into_response())
 }
 
@@ -288,6 +311,6 @@ async fn audit_log(
             "limit must be 1 to 1000",
         ));
     }
-    let entries = state.audit.newest(limit).await.map_err(|e| audit_unavailable(&e))?;
+    let entries = state.audit.newest(limit);
     Ok(axum::Json(json!({ "entries": entries })).into_response())
 }

@@ -215,21 +215,22 @@ impl ExecState {
         permit: OwnedSemaphorePermit,
     ) -> Arc<Run> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let uid = if is_root() { lock(&self.free_uids).pop() } else { None };
+        // Returned to the pool when the run's task ends, however it ends.
+        let uid = UidLease::take(&self.free_uids);
         let scratch = self.config.data_dir.join("exec").join(&id);
-        let prepared = prepare_scratch(&scratch, uid);
+        let prepared = match uid.uid {
+            // A root server never runs a program as root: no free uid, no run.
+            None if is_root() => Err(std::io::Error::other("no run uid is free")),
+            uid => prepare_scratch(&scratch, uid),
+        };
         let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
         {
             let mut runs = lock(&self.runs);
             runs.push_front(run.clone());
-            while runs.len() > self.config.kept_runs {
-                if runs.back().is_some_and(|r| r.exit().is_none()) {
-                    break; // never forget a running run
-                }
-                runs.pop_back();
-            }
+            // The oldest finished runs go first; running ones are never forgotten.
+            forget_oldest(&mut runs, self.config.kept_runs, |r| r.exit().is_some());
         }
-        let placement = Placement { scratch: scratch.clone(), uid };
+        let placement = Placement { scratch: scratch.clone(), uid: uid.uid };
         let terminal = spec.terminal.is_some();
         let command =
             sandbox::command(isolation, &self.config.limits, &placement, &spec.argv, terminal);
@@ -240,18 +241,51 @@ impl ExecState {
                 None
             }
         };
-        let (supervised, free_uids, timeout) = (run.clone(), self.free_uids.clone(), spec.timeout);
+        let (supervised, timeout) = (run.clone(), spec.timeout);
         tokio::spawn(async move {
             if let Some(child) = child {
                 supervised.supervise(child, timeout).await;
             }
             let _ = tokio::fs::remove_dir_all(&scratch).await;
-            if let Some(uid) = uid {
-                lock(&free_uids).push(uid);
-            }
-            drop(permit);
+            drop((uid, permit));
         });
         run
+    }
+}
+
+/// Drops the oldest entries for which `finished` holds until at most `kept` remain (or only
+/// unfinished ones are left over).
+fn forget_oldest<T>(list: &mut VecDeque<T>, kept: usize, finished: impl Fn(&T) -> bool) {
+    let mut excess = list.len().saturating_sub(kept);
+    let mut index = list.len();
+    while excess > 0 && index > 0 {
+        index -= 1;
+        if finished(&list[index]) {
+            list.remove(index);
+            excess -= 1;
+        }
+    }
+}
+
+/// A run uid taken from the pool (when the server is root), given back on drop.
+#[derive(Debug)]
+struct UidLease {
+    uid: Option<u32>,
+    pool: Arc<Mutex<Vec<u32>>>,
+}
+
+impl UidLease {
+    fn take(pool: &Arc<Mutex<Vec<u32>>>) -> UidLease {
+        let uid = if is_root() { lock(pool).pop() } else { None };
+        UidLease { uid, pool: pool.clone() }
+    }
+}
+
+impl Drop for UidLease {
+    fn drop(&mut self) {
+        if let Some(uid) = self.uid {
+            lock(&self.pool).push(uid);
+        }
     }
 }
 
@@ -347,10 +381,12 @@ async fn stdin(
             "stdin_closed",
             "the run has ended or its input is closed",
         )),
-        Err(StdinError::NotReading) => Err(ApiError::new(
+        Err(StdinError::NotReading { written }) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "stdin_full",
-            "the program has not read its input for 5 s",
+            format!(
+                "the program has not read its input for 5 s; it took the first {written} bytes"
+            ),
         )
         .retry_after(1)),
     }

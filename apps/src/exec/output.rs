@@ -16,6 +16,9 @@ use sse_core::wire::{Event, Frame};
 
 /// The end of stderr kept to explain an exit (a `MemoryError`, a failed fork).
 const TAIL: usize = 4096;
+/// What one kept event costs beyond its frame (the log entry and allocation), counted against
+/// the cap so that a program writing one byte at a time cannot make the log many times the cap.
+const EVENT_OVERHEAD: u64 = 64;
 
 /// Which pipe a chunk came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +40,10 @@ pub struct Output {
 struct State {
     log: Vec<(u64, Frame)>,
     last_id: u64,
+    /// Text bytes kept.
     kept: u64,
+    /// What the log holds: frames plus the per-event overhead.
+    stored: u64,
     dropped: u64,
     /// Bytes of an unfinished UTF-8 character at the end of each pipe's last read.
     partial: [Vec<u8>; 2],
@@ -64,6 +70,7 @@ impl Output {
                 log: Vec::new(),
                 last_id: 0,
                 kept: 0,
+                stored: 0,
                 dropped: 0,
                 partial: [Vec::new(), Vec::new()],
                 stderr_tail: String::new(),
@@ -79,9 +86,14 @@ impl Output {
     }
 
     /// Appends bytes read from `pipe`: as text (a character split across reads is joined;
-    /// invalid UTF-8 becomes U+FFFD), or counted as dropped past the cap.
+    /// invalid UTF-8 becomes U+FFFD), or counted as dropped past the cap. The cap is on what
+    /// the log stores: each event's frame plus a fixed overhead. Nothing is appended after the
+    /// log has ended.
     pub fn append(&self, pipe: Pipe, bytes: &[u8]) {
         let mut state = self.lock();
+        if state.finished {
+            return;
+        }
         let index = pipe as usize;
         let mut pending = std::mem::take(&mut state.partial[index]);
         pending.extend_from_slice(bytes);
@@ -102,9 +114,11 @@ impl Output {
                 state.stderr_tail.drain(..cut);
             }
         }
-        let room = self.cap.saturating_sub(state.kept);
+        // Room for text: what is left of the cap, less the event's own cost (its frame's name,
+        // id and JSON around the text, and the overhead).
+        let room = self.cap.saturating_sub(state.stored).saturating_sub(EVENT_OVERHEAD + 48);
         if room == 0 {
-            state.dropped += pending.len() as u64;
+            state.dropped += text.len() as u64;
             return;
         }
         let text = if (text.len() as u64) <= room {
@@ -157,16 +171,21 @@ impl Output {
         close(&mut state);
     }
 
-    /// Appends an event of any type (a workflow's progress, say).
+    /// Appends an event of any type (a workflow's progress, say), unless the log has ended.
     pub fn event(&self, name: &str, data: &Value) {
-        publish(&mut self.lock(), name, data);
+        let mut state = self.lock();
+        if !state.finished {
+            publish(&mut state, name, data);
+        }
     }
 
-    /// Appends a last event and ends the live streams.
+    /// Appends a last event and ends the live streams (once).
     pub fn last_event(&self, name: &str, data: &Value) {
         let mut state = self.lock();
-        publish(&mut state, name, data);
-        close(&mut state);
+        if !state.finished {
+            publish(&mut state, name, data);
+            close(&mut state);
+        }
     }
 
     fn append_lossy(&self, pipe: Pipe, bytes: &[u8]) {
@@ -199,6 +218,7 @@ fn publish(state: &mut State, name: &str, data: &Value) {
     let id = state.last_id + 1;
     let frame = Event::new().event(name).id(id).data(data.to_string()).encode();
     state.last_id = id;
+    state.stored += frame.len() as u64 + EVENT_OVERHEAD;
     state.log.push((id, frame.clone()));
     if let Some(topic) = &state.topic {
         // The topic keeps no ring (the log is the replay), so the id only labels the frame.
@@ -251,7 +271,8 @@ mod tests {
 
     #[test]
     fn output_past_the_cap_is_counted_and_reported() {
-        let output = Output::new(10, Metrics::new());
+        // Room for 10 bytes of text once the event's own cost is counted.
+        let output = Output::new(10 + EVENT_OVERHEAD + 48, Metrics::new());
         output.append(Pipe::Stdout, b"0123456789abcdef");
         output.append(Pipe::Stderr, b"more");
         output.finish(&json!({ "reason": "exited" }));

@@ -99,8 +99,11 @@ enum Input {
 pub enum StdinError {
     /// The run has ended, or its stdin was closed (EOF sent, or the program closed it).
     Closed,
-    /// The program has not read its input for a while (the pipe is full).
-    NotReading,
+    /// The program has not read its input for 5 s (the pipe is full); it took `written` bytes.
+    NotReading {
+        /// Bytes it did take.
+        written: usize,
+    },
 }
 
 impl Run {
@@ -138,33 +141,33 @@ impl Run {
         }
     }
 
-    /// Writes `data` to the program's stdin (within 5 s), then closes it if `eof` (in a
-    /// terminal, EOF is Ctrl-D, as typed).
+    /// Writes `data` to the program's stdin, then closes it if `eof` (in a terminal, EOF is
+    /// Ctrl-D, as typed). Fails with `NotReading` when the program accepts nothing for 5 s,
+    /// saying how many bytes it did take.
     pub async fn write_stdin(&self, data: &[u8], eof: bool) -> Result<(), StdinError> {
         let mut stdin = self.stdin.lock().await;
         let input = stdin.as_mut().ok_or(StdinError::Closed)?;
-        let write = async {
-            match input {
-                Input::Pipe(pipe) => {
-                    pipe.write_all(data).await?;
-                    pipe.flush().await
+        let mut written = 0;
+        let mut data = data.to_vec();
+        if eof && matches!(input, Input::Terminal(_)) {
+            data.push(0x04);
+        }
+        while written < data.len() {
+            let chunk = &data[written..(written + 4096).min(data.len())];
+            let write = async {
+                match input {
+                    Input::Pipe(pipe) => pipe.write(chunk).await,
+                    Input::Terminal(terminal) => terminal.write(chunk).await,
                 }
-                Input::Terminal(terminal) => {
-                    terminal.write_all(data).await?;
-                    if eof {
-                        terminal.write_all(b"\x04").await?;
-                    }
-                    terminal.flush().await
+            };
+            match tokio::time::timeout(Duration::from_secs(5), write).await {
+                Err(_) => return Err(StdinError::NotReading { written }),
+                Ok(Err(_) | Ok(0)) => {
+                    *stdin = None;
+                    return Err(StdinError::Closed);
                 }
+                Ok(Ok(n)) => written += n,
             }
-        };
-        match tokio::time::timeout(Duration::from_secs(5), write).await {
-            Err(_) => return Err(StdinError::NotReading),
-            Ok(Err(_)) => {
-                *stdin = None;
-                return Err(StdinError::Closed);
-            }
-            Ok(Ok(())) => {}
         }
         if eof && matches!(input, Input::Pipe(_)) {
             *stdin = None;
@@ -280,9 +283,22 @@ impl Run {
         let started = Instant::now();
 
         let mut timed_out = false;
+        let mut killed = false;
         let mut term_sent_at: Option<Instant> = None;
         let status = loop {
             let asked = self.changed.notified();
+            // Level-triggered: a signal asked between two turns of this loop is seen here, not
+            // lost with the wakeup that announced it.
+            match self.control().asked {
+                Some(UserSignal::Kill) if !killed => {
+                    killed = true;
+                    self.kill_all(&mut child);
+                }
+                Some(UserSignal::Terminate) if term_sent_at.is_none() && !killed => {
+                    term_sent_at = Some(Instant::now());
+                }
+                _ => {}
+            }
             let grace_over = async {
                 match term_sent_at {
                     Some(at) => tokio::time::sleep_until((at + TERMINATE_GRACE).into()).await,
@@ -290,29 +306,31 @@ impl Run {
                 }
             };
             tokio::select! {
-                status = child.wait() => break status,
+                status = child.wait() => {
+                    // Reaped: the pid may now be reused, so nothing may be sent to it any more.
+                    self.control().pid = None;
+                    break status;
+                }
                 () = tokio::time::sleep_until((started + timeout).into()), if !timed_out => {
                     timed_out = true;
-                    let _ = child.start_kill();
+                    killed = true;
+                    self.kill_all(&mut child);
                 }
-                () = asked => {
-                    match self.control().asked {
-                        Some(UserSignal::Kill) => { let _ = child.start_kill(); }
-                        Some(UserSignal::Terminate) if term_sent_at.is_none() => term_sent_at = Some(Instant::now()),
-                        _ => {}
-                    }
-                }
-                () = grace_over => {
-                    let _ = child.start_kill();
-                    term_sent_at = None;
+                () = asked => {}
+                () = grace_over, if !killed => {
+                    killed = true;
+                    self.kill_all(&mut child);
                 }
             }
         };
         // The pipes close when the last process holding them ends; whatever outlives the child
-        // (only possible without a PID namespace) gets a second.
+        // (only possible without a PID namespace) gets a second, then its output is cut off.
         let pumps = std::mem::take(&mut *self.pumps());
         for pump in pumps {
-            let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+            let abort = pump.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), pump).await.is_err() {
+                abort.abort();
+            }
         }
         *self.stdin.lock().await = None;
         let (kept, dropped) = self.output.counts();
@@ -328,6 +346,15 @@ impl Run {
             "dropped_bytes": dropped,
         });
         self.end(exit);
+    }
+
+    /// KILL to every process of the run (listed while the sandbox still lives), then to the
+    /// sandbox itself.
+    fn kill_all(&self, child: &mut Child) {
+        if let Some(pid) = child.id() {
+            signal_tree(pid, Signal::KILL);
+        }
+        let _ = child.start_kill();
     }
 
     /// Ends a run that could not start.

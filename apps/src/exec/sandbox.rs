@@ -124,6 +124,7 @@ pub fn command(
                 &format!("--reuid={uid}"),
                 &format!("--regid={uid}"),
                 "--clear-groups",
+                "--no-new-privs",
                 "--",
             ]
             .map(str::to_owned),
@@ -139,6 +140,9 @@ pub fn command(
                 "--net",
                 "--pid",
                 "--fork",
+                "--kill-child",
+                "--mount",
+                "--mount-proc",
                 "--ipc",
                 "--uts",
                 "--",
@@ -146,6 +150,11 @@ pub fn command(
             .map(str::to_owned),
         ),
         Isolation::None => {}
+    }
+    // Without bubblewrap's --new-session, a program on pipes could still reach the server's
+    // controlling terminal and push keystrokes into it (TIOCSTI): a new session has none.
+    if isolation != Isolation::Bubblewrap && !terminal {
+        line.insert(0, "setsid".to_owned());
     }
     line.extend(prlimit(limits));
     line.extend(argv.iter().cloned());

@@ -23,32 +23,34 @@ const MAX_RUNNING: usize = 16;
 pub(super) async fn start(
     State(state): State<ExecState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code =
+            if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
     let isolation = state.isolation()?;
     let content_type =
         headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let definition: Definition = super::workflow::parse(&body, content_type)?;
     let (name, steps) = definition.check(|request| state.check(request))?;
-    let running = lock(&state.workflows).iter().filter(|w| w.outcome().is_none()).count();
-    if running >= MAX_RUNNING {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_workflows",
-            format!("{MAX_RUNNING} workflows are already running"),
-        )
-        .retry_after(5));
-    }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let workflow = Arc::new(Workflow::new(id.clone(), name, steps, state.core.metrics.clone()));
     {
+        // Counted and added under one lock, so concurrent requests cannot pass the cap together.
         let mut workflows = lock(&state.workflows);
-        workflows.push_front(workflow.clone());
-        while workflows.len() > state.config.kept_runs
-            && workflows.back().is_some_and(|w| w.outcome().is_some())
-        {
-            workflows.pop_back();
+        if workflows.iter().filter(|w| w.outcome().is_none()).count() >= MAX_RUNNING {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_workflows",
+                format!("{MAX_RUNNING} workflows are already running"),
+            )
+            .retry_after(5));
         }
+        workflows.push_front(workflow.clone());
+        super::forget_oldest(&mut workflows, state.config.kept_runs, |w| w.outcome().is_some());
     }
     let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
     workflow.events.event("workflow_started", &json!({ "name": workflow.name, "steps": names }));
