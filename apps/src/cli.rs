@@ -179,6 +179,14 @@ enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
+    /// MCP sampling alone (at /sampling): tools answered by the connected clients' models
+    Sampling {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// How long a sampling request waits for its answer (long enough for a person)
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        deadline: Duration,
+    },
     /// The live system dashboard alone (at /dashboard): metrics, alerts, control actions
     Dashboard {
         #[command(flatten)]
@@ -360,6 +368,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = move |core: Core| Ok(crate::exec::router(core, config)?);
             run_server(server, EXEC, shutdown, app).await?;
         }
+        Some(Command::Sampling { server, deadline }) => {
+            let config = crate::sampling::SamplingConfig { deadline };
+            let app = move |core: Core| Ok(crate::sampling::router(core, config));
+            run_server(server, SAMPLING, shutdown, app).await?;
+        }
         Some(Command::Dashboard { server, dashboard }) => {
             let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
             let config = dashboard.config(data_dir);
@@ -444,6 +457,12 @@ const ALL_APPS: Program =
     Program { what: "all apps", default_port: 8080, home: "/", changes_machine: true };
 const CHAT: Program =
     Program { what: "chat", default_port: 8080, home: "/chat", changes_machine: false };
+const SAMPLING: Program = Program {
+    what: "MCP sampling",
+    default_port: 8080,
+    home: "/sampling/clients",
+    changes_machine: true,
+};
 const EXEC: Program =
     Program { what: "remote execution", default_port: 8080, home: "/exec", changes_machine: true };
 const DASHBOARD: Program =

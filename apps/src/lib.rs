@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`chat`] | rooms, presence, typing, SQLite history, gap-free resume |
 //! | [`exec`] | sandboxed runs: output streamed with exact replay, stdin and signals by POST |
+//! | [`sampling`] | MCP tools answered by the clients' models (`sampling/createMessage`) |
 //! | [`dashboard`] | live system metrics from one sampler, alerts, audited control actions |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod exec;
 pub mod index;
+pub mod sampling;
 pub mod server;
 pub mod trigger;
 
@@ -38,6 +40,7 @@ pub fn all_apps(core: Core, config: AllApps) -> anyhow::Result<Router> {
         .merge(chat::router(core.clone(), &config.chat)?)
         .merge(dashboard::router(core.clone(), config.dashboard)?)
         .merge(exec::router(core.clone(), config.exec)?)
+        .merge(sampling::router(core.clone(), sampling::SamplingConfig::default()))
         .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
         .merge(bidi::mounted(core, bidi::BidiConfig::default())))
 }

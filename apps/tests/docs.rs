@@ -43,6 +43,7 @@ async fn check_all(build: impl FnOnce(Core) -> Router, list: Vec<(String, String
         let request = match method.as_str() {
             "GET" => http.get(&url),
             "POST" => http.post(&url).json(&serde_json::json!({})),
+            "DELETE" => http.delete(&url),
             other => panic!("unexpected method {other}"),
         };
         let response = request.send().await.unwrap();
@@ -138,6 +139,21 @@ async fn every_exec_endpoint_in_the_use_case_document_answers() {
     let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), None);
     check_all(
         move |core| sse_apps::exec::router(core, config).unwrap(),
+        endpoints(&document, "## Endpoints"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_sampling_endpoint_in_the_use_case_document_answers() {
+    let document = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../use-cases/LLM_SAMPLING.md"
+    ))
+    .unwrap();
+    let config = sse_apps::sampling::SamplingConfig::default();
+    check_all(
+        move |core| sse_apps::sampling::router(core, config),
         endpoints(&document, "## Endpoints"),
     )
     .await;

@@ -56,7 +56,11 @@ impl Stream {
 
     /// Sends `request` and checks the answer is `200 text/event-stream`.
     pub async fn open_with(request: reqwest::RequestBuilder) -> Stream {
-        let response = request.send().await.unwrap();
+        Stream::from_response(request.send().await.unwrap())
+    }
+
+    /// Reads a response that must be `200 text/event-stream`.
+    pub fn from_response(response: reqwest::Response) -> Stream {
         assert_eq!(response.status(), 200, "{}", response.url());
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Stream { response, parser: Parser::new(), queue: VecDeque::new() }

@@ -1,0 +1,102 @@
+//! MCP's HTTP+SSE transport of 2024-11-05 at `/sampling/sse`: the plain SSE + POST pattern.
+//!
+//! `GET /sampling/sse` opens a session; its first event, `endpoint`, names the URL to POST to
+//! (`/sampling/messages?sessionId=<id>`). Every client message is POSTed there and answered
+//! `202 Accepted`; the server's responses, notifications and requests all come down the stream as
+//! `message` events.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use sse_core::edge::{ApiError, QueryParams};
+use sse_core::session::SessionId;
+use sse_core::stream::{LastEventId, sse_response, with_prelude};
+use sse_core::wire::Event;
+use sse_core::wire::jsonrpc::Message;
+
+use super::mcp::{self, McpEvents};
+use super::{SamplingState, client_info, initialize_result};
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SessionQuery {
+    #[serde(rename = "sessionId")]
+    session_id: Option<String>,
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// `GET /sampling/sse`: a new session (or, with `?sessionId=` of a live one and
+/// `Last-Event-ID`, the same session resumed).
+pub(super) async fn open(
+    State(state): State<SamplingState>,
+    QueryParams(query): QueryParams<SessionQuery>,
+    LastEventId(last_event_id): LastEventId,
+) -> Response {
+    let existing =
+        query.session_id.as_deref().and_then(|id| state.core.sessions.get(&SessionId::from(id)));
+    let resumed = existing.is_some();
+    let session = existing.unwrap_or_else(|| state.core.sessions.create(None, Arc::new(McpEvents)));
+    let endpoint = Event::new()
+        .event("endpoint")
+        .data(format!("/sampling/messages?sessionId={}", session.id().as_str()))
+        .encode();
+    let connection = session.connect(if resumed { last_event_id.as_deref() } else { None });
+    let prelude = if resumed { Vec::new() } else { vec![endpoint] };
+    sse_response(
+        with_prelude(prelude, connection.into_stream()),
+        &state.core.streams,
+        &state.core.metrics,
+    )
+}
+
+/// `POST /sampling/messages?sessionId=…`: one client message; 202, with the answer on the stream.
+pub(super) async fn post(
+    State(state): State<SamplingState>,
+    QueryParams(query): QueryParams<SessionQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = query.session_id.ok_or_else(|| {
+        ApiError::bad_request("missing_session", "add ?sessionId= from the endpoint event")
+    })?;
+    let session = state.core.sessions.get(&SessionId::from(id.as_str())).ok_or_else(|| {
+        ApiError::not_found("unknown_session", "no such session; open /sampling/sse again")
+    })?;
+    let message = Message::parse(&body)
+        .map_err(|e| ApiError::bad_request("invalid_jsonrpc", e.to_string()))?;
+    let send = {
+        let session = session.clone();
+        move |value: Value| {
+            let _ = session.send(mcp::message(&value));
+        }
+    };
+    if let Message::Request(request) = &message {
+        if request.method == "initialize" {
+            let params = request.params.clone().unwrap_or_default();
+            let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
+            state.client_joined(client_info(&session, &params, protocol, "sse"));
+            send(mcp::result(&request.id, initialize_result(protocol)));
+            return Ok(StatusCode::ACCEPTED.into_response());
+        }
+    }
+    let task_state = state.clone();
+    // Requests are answered on their own task (a tool call waits for a model), so the POST
+    // returns at once, as this transport has it.
+    if let Message::Request(_) = &message {
+        tokio::spawn(async move {
+            if let Ok(Some(response)) = task_state.handle(&session, message, &send).await {
+                send(response);
+            }
+        });
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    state
+        .handle(&session, message, &send)
+        .await
+        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}

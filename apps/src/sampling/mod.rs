@@ -1,0 +1,286 @@
+//! LLM sampling over MCP: this server offers tools that need a language model, and asks its
+//! connected clients to run the model (`sampling/createMessage`), down their stream; the clients
+//! answer by POST. Requests can also be sent to a chosen client by hand (`POST
+//! /sampling/requests`) and followed on `GET /sampling/events`.
+//!
+//! | part | job |
+//! |---|---|
+//! | [`mcp`] | protocol versions, MCP's framing on a stream, the `createMessage` shape |
+//! | [`streamable`] | the Streamable HTTP transport at `/sampling/mcp` (2025-03-26 and later) |
+//! | [`legacy`] | the HTTP+SSE transport of 2024-11-05 at `/sampling/sse` |
+//! | [`tools`] | `summarize`, `classify_sentiment`, `explain_code` |
+//! | [`requests`] | sampling requests sent by hand, their states, the events stream |
+//!
+//! Both transports sit on sse-core: an MCP session is a core [`Session`] (its id is the
+//! `MCP-Session-Id`, its stream replays after `Last-Event-ID`), and every request to a client
+//! goes through the core's correlator, whose answers arrive as the client's POSTed responses.
+
+pub mod legacy;
+pub mod mcp;
+pub mod requests;
+pub mod streamable;
+pub mod tools;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sse_core::Core;
+use sse_core::hub::Topic;
+use sse_core::rpc::RpcError;
+use sse_core::session::{Session, SessionId};
+use sse_core::wire::Event;
+use sse_core::wire::jsonrpc::{Id, Message, Request};
+
+use crate::dashboard::system::unix_millis;
+use mcp::codes;
+
+/// Settings of the sampling app.
+#[derive(Clone, Copy, Debug)]
+pub struct SamplingConfig {
+    /// How long a sampling request waits for its answer: long enough for a person to read,
+    /// edit and approve (SDKs' 60 s defaults are known to cut human approvals short).
+    pub deadline: Duration,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig { deadline: Duration::from_secs(300) }
+    }
+}
+
+/// A connected MCP client, as `initialize` described it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientInfo {
+    /// Its session id (`MCP-Session-Id`).
+    pub session: String,
+    /// `clientInfo.name`.
+    pub name: String,
+    /// `clientInfo.version`.
+    pub version: String,
+    /// The negotiated protocol revision.
+    pub protocol: String,
+    /// The capabilities it declared.
+    pub capabilities: Value,
+    /// `streamable` or `sse`.
+    pub transport: &'static str,
+    /// Ms since the epoch.
+    pub connected_at: u64,
+}
+
+impl ClientInfo {
+    /// Whether it declared the `sampling` capability (only such clients are asked).
+    pub fn samples(&self) -> bool {
+        self.capabilities.get("sampling").is_some_and(Value::is_object)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct SamplingState {
+    core: Core,
+    config: SamplingConfig,
+    clients: Arc<Mutex<BTreeMap<String, ClientInfo>>>,
+    requests: Arc<Mutex<VecDeque<Arc<requests::SamplingRequest>>>>,
+    events: Topic,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The sampling routes, mounted at `/sampling`.
+pub fn router(core: Core, config: SamplingConfig) -> Router {
+    let state = SamplingState {
+        events: core.hub.topic("sampling"),
+        core: core.clone(),
+        config,
+        clients: Arc::default(),
+        requests: Arc::default(),
+    };
+    let forget = state.clone();
+    core.sessions.on_expire(move |id| forget.client_left(id));
+    Router::new()
+        .route(
+            "/sampling/mcp",
+            get(streamable::open).post(streamable::post).delete(streamable::delete),
+        )
+        .route("/sampling/sse", get(legacy::open))
+        .route("/sampling/messages", axum::routing::post(legacy::post))
+        .route("/sampling/clients", get(requests::clients))
+        .route("/sampling/requests", get(requests::list).post(requests::send))
+        .route("/sampling/requests/{id}", get(requests::one))
+        .route("/sampling/events", get(requests::events))
+        .with_state(state)
+}
+
+impl SamplingState {
+    /// Registers a client that has just initialized.
+    fn client_joined(&self, client: ClientInfo) {
+        self.publish("client_connected", &json!(client));
+        lock(&self.clients).insert(client.session.clone(), client);
+    }
+
+    /// Forgets a client whose session ended.
+    fn client_left(&self, id: &SessionId) {
+        if let Some(client) = lock(&self.clients).remove(id.as_str()) {
+            self.publish(
+                "client_disconnected",
+                &json!({ "session": client.session, "name": client.name }),
+            );
+        }
+    }
+
+    fn client(&self, id: &SessionId) -> Option<ClientInfo> {
+        lock(&self.clients).get(id.as_str()).cloned()
+    }
+
+    /// A state change for `GET /sampling/events` viewers.
+    fn publish(&self, name: &str, data: &Value) {
+        self.events.publish_transient(&Event::new().event(name).data(data.to_string()));
+    }
+
+    /// Answers one client message on `session`. Requests get their response (and, for a tool
+    /// call, progress notifications) through `reply`; responses go to the correlator; the
+    /// returned value is the response to a request, `None` for anything else.
+    async fn handle(
+        &self,
+        session: &Session,
+        message: Message,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Result<Option<Value>, sse_core::rpc::AnswerError> {
+        match message {
+            Message::Response(response) => {
+                self.core.correlator.answer(session.id(), response)?;
+                Ok(None)
+            }
+            Message::Notification(_) => Ok(None),
+            Message::Request(request) => Ok(Some(self.answer(session, request, reply).await)),
+        }
+    }
+
+    async fn answer(
+        &self,
+        session: &Session,
+        request: Request,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Value {
+        let id = request.id.clone();
+        match request.method.as_str() {
+            "ping" => mcp::result(&id, json!({})),
+            "initialize" => mcp::error(Some(&id), codes::INVALID_REQUEST, "already initialized"),
+            "tools/list" => mcp::result(&id, tools::list()),
+            "tools/call" => {
+                self.call_tool(session, &id, request.params.unwrap_or_default(), reply).await
+            }
+            other => {
+                mcp::error(Some(&id), codes::METHOD_NOT_FOUND, &format!("unknown method {other:?}"))
+            }
+        }
+    }
+
+    /// Runs a tool: asks the calling client's model, with progress notifications while waiting
+    /// when the call carries a progress token.
+    async fn call_tool(
+        &self,
+        session: &Session,
+        id: &Id,
+        params: Value,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Value {
+        let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
+        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        let sampling = match tools::sampling_params(name, &arguments) {
+            Ok(sampling) => sampling,
+            Err(message) => return mcp::error(Some(id), codes::INVALID_PARAMS, &message),
+        };
+        if !self.client(session.id()).is_some_and(|c| c.samples()) {
+            return tool_error(
+                id,
+                "this client did not declare the sampling capability, so it cannot run the model",
+            );
+        }
+        let token = params.pointer("/_meta/progressToken").cloned();
+        let ask = self.core.correlator.request(
+            session,
+            "sampling/createMessage",
+            Some(sampling),
+            self.config.deadline,
+        );
+        tokio::pin!(ask);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut progress = 0u64;
+        let answered = loop {
+            tokio::select! {
+                answered = &mut ask => break answered,
+                _ = tick.tick() => {
+                    if let Some(token) = &token {
+                        let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                            "progressToken": token, "progress": progress,
+                            "message": "waiting for the client's model" } });
+                        reply(note);
+                        progress += 1;
+                    }
+                }
+            }
+        };
+        match answered {
+            Ok(answer) => match tools::result_text(&answer.result) {
+                Some(text) => mcp::result(
+                    id,
+                    json!({
+                        "content": [{ "type": "text", "text": text }],
+                        "structuredContent": { "model": answer.result.get("model"), "stopReason": answer.result.get("stopReason") },
+                        "isError": false
+                    }),
+                ),
+                None => tool_error(id, "the client's answer had no text"),
+            },
+            Err(RpcError::Remote(error)) if error.code == codes::USER_REJECTED => tool_error(
+                id,
+                &format!("the user rejected the sampling request: {}", error.message),
+            ),
+            Err(error) => tool_error(id, &format!("sampling failed: {error}")),
+        }
+    }
+}
+
+/// A tool result that reports a failure (MCP's convention: an error result, not a JSON-RPC
+/// error, so the model calling the tool can see what went wrong).
+fn tool_error(id: &Id, message: &str) -> Value {
+    mcp::result(id, json!({ "content": [{ "type": "text", "text": message }], "isError": true }))
+}
+
+/// The `initialize` result.
+fn initialize_result(protocol: &str) -> Value {
+    json!({
+        "protocolVersion": protocol,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": { "name": "sse-apps", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": "Tools that ask your client's model (sampling) to summarize, classify sentiment and explain code."
+    })
+}
+
+/// The client's description from `initialize` params.
+fn client_info(
+    session: &Session,
+    params: &Value,
+    protocol: &str,
+    transport: &'static str,
+) -> ClientInfo {
+    let text = |pointer: &str| {
+        params.pointer(pointer).and_then(Value::as_str).unwrap_or("unknown").to_owned()
+    };
+    ClientInfo {
+        session: session.id().as_str().to_owned(),
+        name: text("/clientInfo/name"),
+        version: text("/clientInfo/version"),
+        protocol: protocol.to_owned(),
+        capabilities: params.get("capabilities").cloned().unwrap_or(json!({})),
+        transport,
+        connected_at: unix_millis(),
+    }
+}

@@ -1,0 +1,199 @@
+//! Sampling requests sent by hand (`POST /sampling/requests`) to a chosen client, their states,
+//! and the stream of client and request changes (`GET /sampling/events`).
+//!
+//! A request is `sent` until the client answers (`done`, with the result), refuses (`rejected`:
+//! its user said no, JSON-RPC error -1), fails (`failed`), or the deadline passes (`timed_out`).
+//! Its deadline is long (5 min by default) because a person may be reading and editing.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sse_core::edge::{ApiError, JsonBody};
+use sse_core::hub::Resume;
+use sse_core::rpc::RpcError;
+use sse_core::session::SessionId;
+use sse_core::stream::{sse_response, with_prelude};
+use sse_core::wire::Event;
+
+use super::mcp::{self, codes};
+use super::{SamplingState, lock};
+use crate::dashboard::system::unix_millis;
+
+/// Requests kept for the list.
+const KEPT: usize = 200;
+
+/// One request sent by hand.
+#[derive(Debug)]
+pub struct SamplingRequest {
+    /// Its id.
+    pub id: String,
+    /// The client's session id.
+    pub client: String,
+    /// The `createMessage` params sent.
+    pub params: Value,
+    /// Ms since the epoch.
+    pub sent_at: u64,
+    /// When it stops waiting.
+    pub deadline_at: u64,
+    outcome: Mutex<Option<Value>>,
+}
+
+impl SamplingRequest {
+    /// Its state as JSON.
+    pub fn to_json(&self) -> Value {
+        let outcome = lock(&self.outcome).clone();
+        let mut value = json!({
+            "id": self.id, "client": self.client, "params": self.params,
+            "sent_at": self.sent_at, "deadline_at": self.deadline_at, "state": "sent",
+        });
+        if let (Some(outcome), Some(map)) = (outcome, value.as_object_mut()) {
+            if let Some(fields) = outcome.as_object() {
+                map.extend(fields.clone());
+            }
+        }
+        value
+    }
+}
+
+/// `GET /sampling/clients`.
+pub(super) async fn clients(State(state): State<SamplingState>) -> Response {
+    let clients: Vec<Value> = lock(&state.clients)
+        .values()
+        .map(|c| {
+            let mut value = json!(c);
+            value["sampling"] = json!(c.samples());
+            value
+        })
+        .collect();
+    axum::Json(json!({ "clients": clients })).into_response()
+}
+
+/// `POST /sampling/requests`: `{"client":"<session id or name>", …createMessage params}`.
+pub(super) async fn send(
+    State(state): State<SamplingState>,
+    JsonBody(mut body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let invalid = |code: &'static str, message: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    };
+    let Some(map) = body.as_object_mut() else {
+        return Err(ApiError::bad_request("invalid_body", "send a JSON object"));
+    };
+    let client = match map.remove("client") {
+        Some(Value::String(client)) if !client.is_empty() => client,
+        _ => {
+            return Err(invalid(
+                "missing_client",
+                "name the client: its session id or its name".to_owned(),
+            ));
+        }
+    };
+    mcp::check_create_message(&body).map_err(|m| invalid("invalid_params", m))?;
+    let session = state
+        .core
+        .sessions
+        .get(&SessionId::from(client.as_str()))
+        .or_else(|| state.core.sessions.by_name(&client))
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_client", format!("no connected client is {client:?}"))
+        })?;
+    let info = state.client(session.id()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_initialized",
+            "that client has not finished initialize",
+        )
+    })?;
+    if !info.samples() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_sampling",
+            "that client did not declare the sampling capability",
+        ));
+    }
+    let sent_at = unix_millis();
+    let request = Arc::new(SamplingRequest {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        client: info.session.clone(),
+        params: body.clone(),
+        sent_at,
+        deadline_at: sent_at + state.config.deadline.as_millis() as u64,
+        outcome: Mutex::new(None),
+    });
+    {
+        let mut requests = lock(&state.requests);
+        requests.push_front(request.clone());
+        requests.truncate(KEPT);
+    }
+    state.publish("request_sent", &request.to_json());
+    let task = (state.clone(), request.clone());
+    tokio::spawn(async move {
+        let (state, request) = task;
+        let answered = state
+            .core
+            .correlator
+            .request(
+                &session,
+                "sampling/createMessage",
+                Some(request.params.clone()),
+                state.config.deadline,
+            )
+            .await;
+        let finished_at = unix_millis();
+        let outcome = match answered {
+            Ok(answer) => json!({ "state": "done", "result": answer.result }),
+            Err(RpcError::Remote(error)) if error.code == codes::USER_REJECTED => {
+                json!({ "state": "rejected", "error": { "code": error.code, "message": error.message } })
+            }
+            Err(RpcError::Timeout(_)) => json!({ "state": "timed_out" }),
+            Err(RpcError::Remote(error)) => {
+                json!({ "state": "failed", "error": { "code": error.code, "message": error.message } })
+            }
+            Err(other) => json!({ "state": "failed", "error": { "message": other.to_string() } }),
+        };
+        let mut outcome = outcome;
+        outcome["finished_at"] = json!(finished_at);
+        outcome["duration_ms"] = json!(finished_at.saturating_sub(request.sent_at));
+        *lock(&request.outcome) = Some(outcome);
+        state.publish("request_finished", &request.to_json());
+    });
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": request.id }))).into_response())
+}
+
+/// `GET /sampling/requests/{id}`.
+pub(super) async fn one(
+    State(state): State<SamplingState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let requests = lock(&state.requests);
+    let request = requests.iter().find(|r| r.id == id).ok_or_else(|| {
+        ApiError::not_found("unknown_request", format!("no request has id {id:?}"))
+    })?;
+    Ok(axum::Json(request.to_json()).into_response())
+}
+
+/// `GET /sampling/requests`: the last 200, newest first.
+pub(super) async fn list(State(state): State<SamplingState>) -> Response {
+    let requests: Vec<Value> = lock(&state.requests).iter().map(|r| r.to_json()).collect();
+    axum::Json(json!({ "requests": requests })).into_response()
+}
+
+/// `GET /sampling/events`: a `snapshot` (clients and requests), then every change.
+pub(super) async fn events(State(state): State<SamplingState>) -> Response {
+    // Subscribed before the snapshot is read: a change in between is sent twice rather than
+    // lost, and every event carries the whole client or request, so a repeat is harmless.
+    let live = state.events.subscribe(&Resume::Live);
+    let clients: Vec<Value> = lock(&state.clients).values().map(|c| json!(c)).collect();
+    let requests: Vec<Value> = lock(&state.requests).iter().map(|r| r.to_json()).collect();
+    let snapshot = Event::new()
+        .event("snapshot")
+        .data(json!({ "clients": clients, "requests": requests }).to_string());
+    sse_response(
+        with_prelude(vec![snapshot.encode()], live.into_stream()),
+        &state.core.streams,
+        &state.core.metrics,
+    )
+}

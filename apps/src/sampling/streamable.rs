@@ -1,0 +1,189 @@
+//! MCP's Streamable HTTP transport at `/sampling/mcp`.
+//!
+//! * `POST` carries one client message. `initialize` creates the session and answers with its id
+//!   in `MCP-Session-Id`; every later message must carry that header (400 without, 404 for a
+//!   session that has ended) and may carry `MCP-Protocol-Version` (400 when unsupported).
+//!   Responses and notifications get `202`; a request gets its JSON-RPC response as JSON, except
+//!   `tools/call`, which answers with an SSE stream: progress notifications while the client's
+//!   model works, then the result. A caller that goes away cancels the sampling request.
+//! * `GET` opens the session's stream, where the server's requests (`sampling/createMessage`)
+//!   arrive; after a drop it resumes from `Last-Event-ID`. The session lives while a stream is
+//!   open, and for 30 s after the last one closes.
+//! * `DELETE` ends the session.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sse_core::session::{Session, SessionId};
+use sse_core::stream::{LastEventId, sse_response};
+use sse_core::wire::jsonrpc::Message;
+use tokio::sync::mpsc;
+
+use super::mcp::{self, McpEvents, codes};
+use super::{SamplingState, client_info, initialize_result};
+
+/// The session header.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The protocol version header.
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// A transport-level refusal, answered with a JSON-RPC error body as the spec's examples have.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = mcp::error(None, codes::INVALID_REQUEST, &self.message);
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Refusal {
+    Refusal { status, message: message.to_owned() }
+}
+
+/// The session a request names, or the refusal.
+fn session_of(state: &SamplingState, headers: &HeaderMap) -> Result<Session, Refusal> {
+    let id = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            refuse(StatusCode::BAD_REQUEST, "Bad Request: MCP-Session-Id header is required")
+        })?;
+    state.core.sessions.get(&SessionId::from(id)).ok_or_else(|| {
+        refuse(StatusCode::NOT_FOUND, "Session not found: it ended; initialize a new one")
+    })
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
+    match headers.get(VERSION_HEADER).map(|v| v.to_str().unwrap_or("")) {
+        Some(version) if !mcp::SUPPORTED.contains(&version) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("Bad Request: unsupported MCP-Protocol-Version {version:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /sampling/mcp`.
+pub(super) async fn post(
+    State(state): State<SamplingState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let message = match Message::parse(&body) {
+        Ok(message) => message,
+        Err(error) => {
+            let code = if matches!(error, sse_core::wire::jsonrpc::EnvelopeError::Json(_)) {
+                codes::PARSE_ERROR
+            } else {
+                codes::INVALID_REQUEST
+            };
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(mcp::error(None, code, &error.to_string())),
+            )
+                .into_response();
+        }
+    };
+    if let Message::Request(request) = &message {
+        if request.method == "initialize" {
+            let params = request.params.clone().unwrap_or_default();
+            let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
+            let name = params.pointer("/clientInfo/name").and_then(Value::as_str);
+            let session = state.core.sessions.create(name, Arc::new(McpEvents));
+            state.client_joined(client_info(&session, &params, protocol, "streamable"));
+            let mut response =
+                axum::Json(mcp::result(&request.id, initialize_result(protocol))).into_response();
+            if let Ok(id) = HeaderValue::from_str(session.id().as_str()) {
+                response.headers_mut().insert(SESSION_HEADER, id);
+            }
+            return response;
+        }
+    }
+    let session =
+        match session_of(&state, &headers).and_then(|s| check_version(&headers).map(|()| s)) {
+            Ok(session) => session,
+            Err(refusal) => return refusal.into_response(),
+        };
+    match message {
+        Message::Request(request) if request.method == "tools/call" => {
+            tool_stream(state, session, request)
+        }
+        message => {
+            let ignore = |_: Value| {};
+            match state.handle(&session, message, &ignore).await {
+                Ok(Some(response)) => axum::Json(response).into_response(),
+                Ok(None) => StatusCode::ACCEPTED.into_response(),
+                Err(refused) => (
+                    refused.status(),
+                    axum::Json(json!({ "error": { "code": refused.code(), "message": refused.to_string() } })),
+                )
+                    .into_response(),
+            }
+        }
+    }
+}
+
+/// A tool call answered as an SSE stream: progress notifications, then the response. The tool
+/// runs on its own task, which stops (cancelling its sampling request) when the stream is
+/// dropped because the caller went away.
+fn tool_stream(
+    state: SamplingState,
+    session: Session,
+    request: sse_core::wire::jsonrpc::Request,
+) -> Response {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Value>();
+    let streams = state.core.streams.clone();
+    let metrics = state.core.metrics.clone();
+    tokio::spawn(async move {
+        let progress = sender.clone();
+        let reply = move |note: Value| {
+            let _ = progress.send(note);
+        };
+        tokio::select! {
+            response = state.answer(&session, request, &reply) => { let _ = sender.send(response); }
+            () = sender.closed() => {}
+        }
+    });
+    let frames = futures_util::stream::poll_fn(move |cx| {
+        receiver
+            .poll_recv(cx)
+            .map(|next| next.map(|value| mcp::message(&value).encode().into_bytes()))
+    });
+    sse_response(Box::pin(frames), &streams, &metrics)
+}
+
+/// `GET /sampling/mcp`: the session's stream of server requests, resumable.
+pub(super) async fn open(
+    State(state): State<SamplingState>,
+    headers: HeaderMap,
+    LastEventId(last_event_id): LastEventId,
+) -> Response {
+    let session =
+        match session_of(&state, &headers).and_then(|s| check_version(&headers).map(|()| s)) {
+            Ok(session) => session,
+            Err(refusal) => return refusal.into_response(),
+        };
+    let connection = session.connect(last_event_id.as_deref());
+    sse_response(connection.into_stream(), &state.core.streams, &state.core.metrics)
+}
+
+/// `DELETE /sampling/mcp`: ends the session.
+pub(super) async fn delete(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
+    match session_of(&state, &headers) {
+        Ok(session) => {
+            state.core.sessions.close(session.id());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}

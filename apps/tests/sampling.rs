@@ -1,0 +1,353 @@
+//! MCP sampling over real HTTP: a client speaking Streamable HTTP (and one speaking the 2024-11-05
+//! HTTP+SSE transport) initializes, lists the tools, calls one, and answers the server's
+//! `sampling/createMessage` by POST; the session rules; rejection as -1; cancellation when the
+//! caller goes away; requests sent by hand and their states.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sse_apps::sampling::{SamplingConfig, router};
+use support::{Stream, TestApp, spawn_app};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+async fn start(deadline: Duration) -> TestApp {
+    spawn_app(move |core| router(core, SamplingConfig { deadline })).await
+}
+
+/// A Streamable HTTP client.
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    session: String,
+}
+
+impl Client {
+    async fn initialize(base: &str, name: &str, capabilities: Value) -> (Client, Value) {
+        let http = reqwest::Client::new();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": capabilities,
+            "clientInfo": {"name": name, "version": "1.0"}}});
+        let response = http
+            .post(format!("{base}/sampling/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let result: Value = response.json().await.unwrap();
+        let client = Client { base: base.to_owned(), http, session };
+        let (status, _) =
+            client.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+        assert_eq!(status, 202);
+        (client, result)
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/sampling/mcp", self.base))
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("accept", "application/json, text/event-stream")
+    }
+
+    async fn post(&self, body: Value) -> (u16, Value) {
+        let response = self.request(reqwest::Method::POST).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stream(&self) -> Stream {
+        Stream::open_with(self.request(reqwest::Method::GET)).await
+    }
+}
+
+/// The next JSON-RPC message on an MCP stream.
+async fn next_message(stream: &mut Stream) -> Value {
+    let event = tokio::time::timeout(WATCHDOG, stream.next()).await.unwrap().expect("a message");
+    assert_eq!(event.event, "message");
+    serde_json::from_str(&event.data).unwrap()
+}
+
+fn sampling() -> Value {
+    json!({"sampling": {}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_is_answered_by_the_clients_model_with_progress_on_the_way() {
+    let app = start(Duration::from_secs(300)).await;
+    let (client, init) = Client::initialize(&app.base, "tester", sampling()).await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    assert!(init["result"]["capabilities"]["tools"].is_object());
+    let (_, tools) = client.post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["summarize", "classify_sentiment", "explain_code"]);
+
+    let mut requests = client.stream().await;
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "summarize", "arguments": {"text": "A long story about SSE."},
+        "_meta": {"progressToken": "p1"}}});
+    let response = client.request(reqwest::Method::POST).json(&call).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut tool = Stream::from_response(response);
+
+    let asked = next_message(&mut requests).await;
+    assert_eq!(asked["method"], "sampling/createMessage");
+    let params = &asked["params"];
+    assert!(
+        params["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("A long story about SSE.")
+    );
+    assert!(params["maxTokens"].as_u64().unwrap() > 0);
+    assert!(params["modelPreferences"]["hints"].is_array());
+    let progress = next_message(&mut tool).await;
+    assert_eq!(
+        (progress["method"].as_str(), &progress["params"]["progressToken"]),
+        (Some("notifications/progress"), &json!("p1"))
+    );
+
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "A story."},
+        "model": "test-model", "stopReason": "endTurn"}});
+    let (status, _) = client.post(answer.clone()).await;
+    assert_eq!(status, 202);
+    let result = loop {
+        let message = next_message(&mut tool).await;
+        if message.get("id").is_some() {
+            break message;
+        }
+    };
+    assert_eq!(result["id"], 3);
+    assert_eq!(result["result"]["content"][0]["text"], "A story.");
+    assert_eq!(result["result"]["structuredContent"]["model"], "test-model");
+    assert_eq!(result["result"]["isError"], false);
+    let (status, error) = client.post(answer).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("already_answered")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejection_cancellation_and_clients_without_sampling() {
+    let app = start(Duration::from_secs(300)).await;
+    let (client, _) = Client::initialize(&app.base, "tester", sampling()).await;
+    let mut requests = client.stream().await;
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "classify_sentiment", "arguments": {"text": "great"}}})
+    };
+
+    // The user says no: JSON-RPC error -1 becomes a tool error.
+    let response = client.request(reqwest::Method::POST).json(&call(4)).send().await.unwrap();
+    let mut tool = Stream::from_response(response);
+    let asked = next_message(&mut requests).await;
+    client.post(json!({"jsonrpc": "2.0", "id": asked["id"], "error": {"code": -1, "message": "User rejected sampling request"}})).await;
+    let result = next_message(&mut tool).await;
+    assert_eq!(result["result"]["isError"], true);
+    assert!(result["result"]["content"][0]["text"].as_str().unwrap().contains("rejected"));
+
+    // The caller goes away: the client is told the request is cancelled.
+    let response = client.request(reqwest::Method::POST).json(&call(5)).send().await.unwrap();
+    let asked = next_message(&mut requests).await;
+    drop(response);
+    let cancelled = next_message(&mut requests).await;
+    assert_eq!(cancelled["method"], "notifications/cancelled");
+    assert_eq!(cancelled["params"]["requestId"], asked["id"]);
+
+    // A client that did not declare sampling is never asked.
+    let (plain, _) = Client::initialize(&app.base, "plain", json!({})).await;
+    let response = plain.request(reqwest::Method::POST).json(&call(6)).send().await.unwrap();
+    let result = next_message(&mut Stream::from_response(response)).await;
+    assert_eq!(result["result"]["isError"], true);
+    assert!(
+        result["result"]["content"][0]["text"].as_str().unwrap().contains("sampling capability")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_rules_are_enforced() {
+    let app = start(Duration::from_secs(300)).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/sampling/mcp", app.base);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let missing = http.post(&url).json(&ping).send().await.unwrap();
+    assert_eq!(missing.status(), 400);
+    let unknown =
+        http.post(&url).header("mcp-session-id", "nope").json(&ping).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let (client, init) = Client::initialize(&app.base, "tester", sampling()).await;
+    let bad_version = http
+        .post(&url)
+        .header("mcp-session-id", &client.session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_version.status(), 400);
+    let (status, pong) = client.post(ping.clone()).await;
+    assert_eq!((status, &pong["result"]), (200, &json!({})));
+    let foreign = http
+        .post(&url)
+        .header("mcp-session-id", &client.session)
+        .header("origin", "https://evil.example")
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let garbage =
+        http.post(&url).header("mcp-session-id", &client.session).body("{").send().await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    let (status, unknown_method) =
+        client.post(json!({"jsonrpc": "2.0", "id": 9, "method": "resources/list"})).await;
+    assert_eq!((status, unknown_method["error"]["code"].as_i64()), (200, Some(-32601)));
+    // An older client gets its own version; an unknown one gets the latest.
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    let deleted = client.request(reqwest::Method::DELETE).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, _) = client.post(ping).await;
+    assert_eq!(status, 404, "a deleted session is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_sse_transport_carries_the_same_exchange() {
+    let app = start(Duration::from_secs(300)).await;
+    let mut stream = Stream::open(&format!("{}/sampling/sse", app.base)).await;
+    let endpoint = tokio::time::timeout(WATCHDOG, stream.next()).await.unwrap().unwrap();
+    assert_eq!(endpoint.event, "endpoint");
+    let post_url = format!("{}{}", app.base, endpoint.data);
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        let (http, url) = (http.clone(), post_url.clone());
+        async move { http.post(url).json(&body).send().await.unwrap().status().as_u16() }
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {"sampling": {}}, "clientInfo": {"name": "old", "version": "0.1"}}});
+    assert_eq!(post(init).await, 202);
+    let initialized = next_message(&mut stream).await;
+    assert_eq!(initialized["result"]["protocolVersion"], "2024-11-05");
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "explain_code", "arguments": {"code": "fn main() {}", "language": "rust"}}});
+    assert_eq!(post(call).await, 202);
+    let asked = next_message(&mut stream).await;
+    assert_eq!(asked["method"], "sampling/createMessage");
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "It does nothing."}, "model": "m"}});
+    assert_eq!(post(answer).await, 202);
+    let result = next_message(&mut stream).await;
+    assert_eq!(
+        (result["id"].as_u64(), result["result"]["content"][0]["text"].as_str()),
+        (Some(2), Some("It does nothing."))
+    );
+    let unknown = http
+        .post(format!("{}/sampling/messages?sessionId=nope", app.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_by_hand_report_their_state() {
+    let app = start(Duration::from_millis(500)).await;
+    let (client, _) = Client::initialize(&app.base, "worker", sampling()).await;
+    let mut requests = client.stream().await;
+    let mut events = Stream::open(&format!("{}/sampling/events", app.base)).await;
+    let snapshot = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
+    let snapshot: Value = serde_json::from_str(&snapshot.data).unwrap();
+    assert_eq!(snapshot["clients"][0]["name"], "worker");
+    let (_, clients) = get(&app.base, "/sampling/clients").await;
+    assert_eq!(clients["clients"][0]["sampling"], true);
+
+    let http = reqwest::Client::new();
+    let body = json!({"client": "worker", "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10});
+    let sent: Value = http
+        .post(format!("{}/sampling/requests", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let asked = next_message(&mut requests).await;
+    client.post(json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "hello"}, "model": "m", "stopReason": "endTurn"}})).await;
+    let finished = loop {
+        let event = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
+        if event.event == "request_finished" {
+            break serde_json::from_str::<Value>(&event.data).unwrap();
+        }
+    };
+    assert_eq!(
+        (finished["id"].as_str(), finished["state"].as_str()),
+        (Some(id.as_str()), Some("done"))
+    );
+    let (_, one) = get(&app.base, &format!("/sampling/requests/{id}")).await;
+    assert_eq!(one["result"]["content"]["text"], "hello");
+
+    // Nobody answers within the (short) deadline.
+    let sent: Value = http
+        .post(format!("{}/sampling/requests", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let timed_out = loop {
+        let event = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
+        if event.event == "request_finished" {
+            break serde_json::from_str::<Value>(&event.data).unwrap();
+        }
+    };
+    assert_eq!((&timed_out["id"], timed_out["state"].as_str()), (&sent["id"], Some("timed_out")));
+
+    let bad = [
+        (json!({"messages": [], "maxTokens": 1}), 422, "missing_client"),
+        (json!({"client": "worker", "messages": [], "maxTokens": 1}), 422, "invalid_params"),
+        (
+            json!({"client": "worker", "messages": [{"role": "system", "content": {"type": "text", "text": "x"}}], "maxTokens": 1}),
+            422,
+            "invalid_params",
+        ),
+        (
+            json!({"client": "worker", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}]}),
+            422,
+            "invalid_params",
+        ),
+        (
+            json!({"client": "nobody", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}], "maxTokens": 1}),
+            404,
+            "unknown_client",
+        ),
+    ];
+    for (body, status, code) in bad {
+        let response =
+            http.post(format!("{}/sampling/requests", app.base)).json(&body).send().await.unwrap();
+        let got = response.status().as_u16();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!((got, error["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    let (status, _) = get(&app.base, "/sampling/requests/nope").await;
+    assert_eq!(status, 404);
+}
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
