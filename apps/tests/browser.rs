@@ -402,25 +402,32 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_exec_run_takes_typed_input_replays_after_a_reload_and_can_be_killed() {
+/// The exec page in a browser, on a server with a token (the page gets it from the link), or
+/// `None` with a notice (outside CI) when bubblewrap or the browser is missing.
+async fn exec_page() -> Option<(Browser, support::TestApp, tempfile::TempDir)> {
     use sse_apps::exec::sandbox::Isolation;
-    let _turn = ONE_AT_A_TIME.lock().await;
     let isolation = Isolation::detect();
     if isolation != Some(Isolation::Bubblewrap) {
         assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-        eprintln!("NOTICE: skipping the exec browser test: bubblewrap is not installed");
-        return;
+        eprintln!("NOTICE: skipping an exec browser test: bubblewrap is not installed");
+        return None;
     }
-    let Some(browser) = browser().await else { return };
-    let client = &browser.client;
+    let browser = browser().await?;
     let data = tempfile::tempdir().expect("a temporary directory");
     let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
     let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
         sse_apps::exec::router(core, config).expect("exec starts")
     })
     .await;
-    client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");
+    browser.client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");
+    Some((browser, app, data))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_run_takes_typed_input_replays_after_a_reload_and_can_be_killed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some((browser, app, _data)) = exec_page().await else { return };
+    let client = &browser.client;
     assert_eq!(text_of(client, "#sandbox").await, "bubblewrap");
 
     let code = client.find(Locator::Css("#code")).await.expect("editor");
@@ -463,23 +470,9 @@ async fn an_exec_run_takes_typed_input_replays_after_a_reload_and_can_be_killed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_started_from_the_page_waits_for_an_approval_given_there() {
-    use sse_apps::exec::sandbox::Isolation;
     let _turn = ONE_AT_A_TIME.lock().await;
-    let isolation = Isolation::detect();
-    if isolation != Some(Isolation::Bubblewrap) {
-        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-        eprintln!("NOTICE: skipping the workflow browser test: bubblewrap is not installed");
-        return;
-    }
-    let Some(browser) = browser().await else { return };
+    let Some((browser, app, _data)) = exec_page().await else { return };
     let client = &browser.client;
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
-    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
-        sse_apps::exec::router(core, config).expect("exec starts")
-    })
-    .await;
-    client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");
     // The example workflow: a step, then one that needs approval.
     client
         .find(Locator::Css("#workflow-start"))

@@ -285,12 +285,7 @@ async fn requests_sent_by_hand_report_their_state() {
     let id = sent["id"].as_str().unwrap().to_owned();
     let asked = next_message(&mut requests).await;
     client.post(json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "hello"}, "model": "m", "stopReason": "endTurn"}})).await;
-    let finished = loop {
-        let event = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
-        if event.event == "request_finished" {
-            break serde_json::from_str::<Value>(&event.data).unwrap();
-        }
-    };
+    let finished = next_finished(&mut events).await;
     assert_eq!(
         (finished["id"].as_str(), finished["state"].as_str()),
         (Some(id.as_str()), Some("done"))
@@ -308,12 +303,7 @@ async fn requests_sent_by_hand_report_their_state() {
         .json()
         .await
         .unwrap();
-    let timed_out = loop {
-        let event = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
-        if event.event == "request_finished" {
-            break serde_json::from_str::<Value>(&event.data).unwrap();
-        }
-    };
+    let timed_out = next_finished(&mut events).await;
     assert_eq!((&timed_out["id"], timed_out["state"].as_str()), (&sent["id"], Some("timed_out")));
 
     let bad = [
@@ -344,6 +334,16 @@ async fn requests_sent_by_hand_report_their_state() {
     }
     let (status, _) = get(&app.base, "/sampling/requests/nope").await;
     assert_eq!(status, 404);
+}
+
+/// The next `request_finished` event on the events stream.
+async fn next_finished(events: &mut Stream) -> Value {
+    loop {
+        let event = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
+        if event.event == "request_finished" {
+            return serde_json::from_str(&event.data).unwrap();
+        }
+    }
 }
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
