@@ -457,12 +457,8 @@ const ALL_APPS: Program =
     Program { what: "all apps", default_port: 8080, home: "/", changes_machine: true };
 const CHAT: Program =
     Program { what: "chat", default_port: 8080, home: "/chat", changes_machine: false };
-const SAMPLING: Program = Program {
-    what: "MCP sampling",
-    default_port: 8080,
-    home: "/sampling/clients",
-    changes_machine: true,
-};
+const SAMPLING: Program =
+    Program { what: "MCP sampling", default_port: 8080, home: "/sampling", changes_machine: true };
 const EXEC: Program =
     Program { what: "remote execution", default_port: 8080, home: "/exec", changes_machine: true };
 const DASHBOARD: Program =

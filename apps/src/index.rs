@@ -32,6 +32,11 @@ pub const APPS: &[AppLink] = &[
         about: "Run sh, bash or Python in a sandbox; output streams live and replays exactly after a reload; type into stdin; interrupt or kill.",
     },
     AppLink {
+        href: "/sampling",
+        name: "MCP sampling console",
+        about: "An MCP server whose tools ask the connected clients' models; send a sampling request to a client by hand and watch it complete.",
+    },
+    AppLink {
         href: "/basic/",
         name: "SSE test page",
         about: "One-way streaming: numbered events, reconnects and Last-Event-ID resume, live in your browser.",

@@ -501,3 +501,63 @@ async fn a_workflow_started_from_the_page_waits_for_an_approval_given_there() {
     browser.client.close().await.expect("browser closes");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(browser) = browser().await else { return };
+    let client = &browser.client;
+    let config = sse_apps::sampling::SamplingConfig::default();
+    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
+        sse_apps::sampling::router(core, config)
+    })
+    .await;
+    // An MCP client that declares sampling, holding its stream open.
+    let http = reqwest::Client::new();
+    let url = format!("{}/sampling/mcp", app.base);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "browser-test-client", "version": "1.0"}}});
+    let response = http.post(&url).bearer_auth("t0k").json(&init).send().await.expect("initialize");
+    let session = response.headers()["mcp-session-id"].to_str().expect("id").to_owned();
+    let stream = http
+        .get(&url)
+        .bearer_auth("t0k")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .expect("the stream");
+    let mut requests = support::Stream::from_response(stream);
+
+    client.goto(&format!("{}/sampling?token=t0k", app.base)).await.expect("page loads");
+    wait_for(client, "#clients tr[data-session]").await;
+    assert!(text_of(client, "#clients tbody").await.contains("browser-test-client"));
+    let message = client.find(Locator::Css("#message")).await.expect("textarea");
+    message.clear().await.expect("clear");
+    message.send_keys("Name a colour.").await.expect("type");
+    client.find(Locator::Css("#send")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#requests li[data-state=\"sent\"] .countdown").await;
+
+    let asked = requests.next().await.expect("the sampling request");
+    let asked: Value = serde_json::from_str(&asked.data).expect("JSON");
+    assert_eq!(asked["params"]["messages"][0]["content"]["text"], "Name a colour.");
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "Teal."}, "model": "test-model", "stopReason": "endTurn"}});
+    let posted = http
+        .post(&url)
+        .bearer_auth("t0k")
+        .header("mcp-session-id", &session)
+        .json(&answer)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(posted.status(), 202);
+    wait_for(client, "#requests li[data-state=\"done\"] .result").await;
+    assert_eq!(text_of(client, "#requests li[data-state=\"done\"] .result").await, "Teal.");
+    assert!(
+        text_of(client, "#requests li[data-state=\"done\"]").await.contains("model test-model")
+    );
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}

@@ -104,6 +104,8 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
     let forget = state.clone();
     core.sessions.on_expire(move |id| forget.client_left(id));
     Router::new()
+        .route("/sampling", get(console))
+        .route("/sampling/", get(console))
         .route(
             "/sampling/mcp",
             get(streamable::open).post(streamable::post).delete(streamable::delete),
@@ -115,6 +117,17 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         .route("/sampling/requests/{id}", get(requests::one))
         .route("/sampling/events", get(requests::events))
         .with_state(state)
+}
+
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "sampling.html")]
+struct ConsolePage {
+    deadline_s: u64,
+}
+
+/// `GET /sampling`: the console.
+async fn console(axum::extract::State(state): axum::extract::State<SamplingState>) -> ConsolePage {
+    ConsolePage { deadline_s: state.config.deadline.as_secs() }
 }
 
 impl SamplingState {

@@ -1,0 +1,127 @@
+// The sampling console: connected clients and requests from one EventSource (a snapshot, then
+// changes), a form that sends a request to a chosen client, and each request's live state with
+// a countdown to its deadline.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const clients = new Map();
+const requests = new Map();
+
+function renderClients() {
+  const rows = [...clients.values()];
+  $("#no-clients").hidden = rows.length > 0;
+  $("#clients tbody").innerHTML = "";
+  for (const c of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.session = c.session;
+    for (const text of [c.name, c.version, c.protocol, c.transport, c.capabilities && c.capabilities.sampling ? "yes" : "no"]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    $("#clients tbody").append(tr);
+  }
+  const chosen = $("#client").value;
+  $("#client").innerHTML = "";
+  for (const c of rows.filter((c) => c.capabilities && c.capabilities.sampling)) {
+    const option = document.createElement("option");
+    option.value = c.session;
+    option.textContent = `${c.name} ${c.version} (${c.session.slice(0, 8)})`;
+    $("#client").append(option);
+  }
+  if (chosen) $("#client").value = chosen;
+}
+
+function describe(r) {
+  const text = r.params.messages.map((m) => (m.content && m.content.text) || `[${m.content && m.content.type}]`).join(" / ");
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+function renderRequests() {
+  const list = [...requests.values()].sort((a, b) => b.sent_at - a.sent_at);
+  $("#requests").innerHTML = "";
+  for (const r of list) {
+    const li = document.createElement("li");
+    li.dataset.id = r.id;
+    li.dataset.state = r.state;
+    const head = document.createElement("div");
+    const state = document.createElement("strong");
+    state.className = "state";
+    state.textContent = r.state.replace("_", " ");
+    head.append(state, ` ${new Date(r.sent_at).toLocaleTimeString()} · ${describe(r)}`);
+    if (r.state === "sent") {
+      const countdown = document.createElement("span");
+      countdown.className = "countdown small";
+      countdown.dataset.deadline = String(r.deadline_at);
+      head.append(" · ", countdown);
+    }
+    li.append(head);
+    if (r.result) {
+      const out = document.createElement("pre");
+      out.className = "result";
+      out.textContent = (r.result.content && r.result.content.text) || JSON.stringify(r.result.content);
+      const meta = document.createElement("div");
+      meta.className = "small";
+      meta.textContent = `model ${r.result.model} · stop ${r.result.stopReason || "n/a"} · ${r.duration_ms} ms`;
+      li.append(out, meta);
+    }
+    if (r.error) {
+      const err = document.createElement("div");
+      err.className = "error";
+      err.textContent = r.error.message;
+      li.append(err);
+    }
+    $("#requests").append(li);
+  }
+  tick();
+}
+
+// Countdowns to each waiting request's deadline.
+function tick() {
+  for (const span of document.querySelectorAll(".countdown")) {
+    const left = Math.max(0, Math.round((Number(span.dataset.deadline) - Date.now()) / 1000));
+    span.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
+  }
+}
+setInterval(tick, 1000);
+
+$("#send-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("#send-error").textContent = "";
+  const body = {
+    client: $("#client").value,
+    messages: [{ role: "user", content: { type: "text", text: $("#message").value } }],
+    maxTokens: Number($("#max-tokens").value),
+  };
+  if ($("#system").value) body.systemPrompt = $("#system").value;
+  if ($("#temperature").value !== "") body.temperature = Number($("#temperature").value);
+  const hints = $("#hints").value.split(",").map((h) => h.trim()).filter(Boolean);
+  if (hints.length) body.modelPreferences = { hints: hints.map((name) => ({ name })) };
+  const response = await fetch("/sampling/requests", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    try { const err = await response.json(); $("#send-error").textContent = `${response.status} ${err.error.code}: ${err.error.message}`; }
+    catch { $("#send-error").textContent = `HTTP ${response.status}`; }
+  }
+});
+
+function connect() {
+  const status = $("#conn-status");
+  const source = new EventSource("/sampling/events");
+  source.onopen = () => { status.dataset.state = "open"; status.textContent = "live"; };
+  source.onerror = () => { status.dataset.state = "connecting"; status.textContent = "reconnecting…"; };
+  const on = (name, handle) => source.addEventListener(name, (e) => handle(JSON.parse(e.data)));
+  on("snapshot", (s) => {
+    clients.clear(); requests.clear();
+    for (const c of s.clients) clients.set(c.session, c);
+    for (const r of s.requests) requests.set(r.id, r);
+    renderClients(); renderRequests();
+  });
+  on("client_connected", (c) => { clients.set(c.session, c); renderClients(); });
+  on("client_disconnected", (c) => { clients.delete(c.session); renderClients(); });
+  const request = (r) => { requests.set(r.id, r); renderRequests(); };
+  on("request_sent", request);
+  on("request_finished", request);
+}
+connect();
