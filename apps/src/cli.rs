@@ -187,6 +187,35 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         deadline: Duration,
     },
+    /// Answer an MCP server's sampling requests with a real model (OpenAI-compatible or Anthropic)
+    SamplingClient {
+        /// The server's MCP endpoint (`…/sampling/sse` with --transport sse)
+        #[arg(long, default_value = "http://127.0.0.1:8080/sampling/mcp")]
+        server: String,
+        /// Streamable HTTP, or the 2024-11-05 HTTP+SSE transport
+        #[arg(long, value_enum, default_value_t = crate::sampling::client::Transport::Streamable)]
+        transport: crate::sampling::client::Transport,
+        /// Send this token as `Authorization: Bearer`
+        #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Which API to call: OpenAI-compatible (OPENAI_API_KEY, OPENAI_BASE_URL) or Anthropic
+        /// (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL)
+        #[arg(long, value_enum, default_value_t = ProviderName::Openai)]
+        provider: ProviderName,
+        /// The model when the request's hints name none of --models [default: gpt-4o-mini, or
+        /// claude-3-5-haiku-latest]
+        #[arg(long)]
+        model: Option<String>,
+        /// Models the request's hints may pick (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Ask a person at this terminal before and after each model call, or answer unattended
+        #[arg(long, value_enum, default_value_t = ApproveFlag::Ask)]
+        approve: ApproveFlag,
+        /// Most requests answered a minute
+        #[arg(long, default_value_t = 30)]
+        per_minute: u32,
+    },
     /// The live system dashboard alone (at /dashboard): metrics, alerts, control actions
     Dashboard {
         #[command(flatten)]
@@ -269,6 +298,51 @@ enum Command {
         #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+}
+
+/// The sampling client's model API.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ProviderName {
+    /// OpenAI Chat Completions or any compatible server.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// Who approves sampling requests.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ApproveFlag {
+    /// A person at this terminal.
+    Ask,
+    /// Nobody: answer unattended.
+    Auto,
+}
+
+/// The provider from the environment: key and base URL.
+fn provider(
+    name: ProviderName,
+) -> anyhow::Result<(crate::sampling::client::llm::Provider, &'static str)> {
+    use crate::sampling::client::llm::Provider;
+    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    match name {
+        ProviderName::Openai => {
+            let base =
+                env("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+            let key = env("OPENAI_API_KEY");
+            anyhow::ensure!(
+                key.is_some() || !base.contains("api.openai.com"),
+                "no API key: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server that needs none)"
+            );
+            Ok((Provider::OpenAi { base, key }, "gpt-4o-mini"))
+        }
+        ProviderName::Anthropic => {
+            let base =
+                env("ANTHROPIC_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".to_owned());
+            let key = env("ANTHROPIC_API_KEY");
+            anyhow::ensure!(key.is_some(), "no API key: set ANTHROPIC_API_KEY");
+            Ok((Provider::Anthropic { base, key }, "claude-3-5-haiku-latest"))
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +446,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = crate::sampling::SamplingConfig { deadline };
             let app = move |core: Core| Ok(crate::sampling::router(core, config));
             run_server(server, SAMPLING, shutdown, app).await?;
+        }
+        Some(Command::SamplingClient {
+            server,
+            transport,
+            token,
+            provider: name,
+            model,
+            models,
+            approve,
+            per_minute,
+        }) => {
+            let (provider, default_model) = provider(name)?;
+            let approve = crate::sampling::client::approval::Approve::from_flag(matches!(
+                approve,
+                ApproveFlag::Auto
+            ))
+            .map_err(anyhow::Error::msg)?;
+            let config = crate::sampling::client::ClientConfig {
+                server,
+                transport,
+                token,
+                provider,
+                models,
+                default_model: model.unwrap_or_else(|| default_model.to_owned()),
+                approve,
+                per_minute,
+            };
+            crate::sampling::client::run(config, shutdown).await;
         }
         Some(Command::Dashboard { server, dashboard }) => {
             let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);

@@ -15,6 +15,7 @@
 //! `MCP-Session-Id`, its stream replays after `Last-Event-ID`), and every request to a client
 //! goes through the core's correlator, whose answers arrive as the client's POSTed responses.
 
+pub mod client;
 pub mod legacy;
 pub mod mcp;
 pub mod requests;

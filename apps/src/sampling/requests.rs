@@ -92,14 +92,16 @@ pub(super) async fn send(
         }
     };
     mcp::check_create_message(&body).map_err(|m| invalid("invalid_params", m))?;
-    let session = state
-        .core
-        .sessions
-        .get(&SessionId::from(client.as_str()))
-        .or_else(|| state.core.sessions.by_name(&client))
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_client", format!("no connected client is {client:?}"))
-        })?;
+    // By session id, else by the name its `initialize` gave (the newest such client).
+    let by_name = || {
+        let clients = lock(&state.clients);
+        let newest = clients.values().filter(|c| c.name == client).max_by_key(|c| c.connected_at);
+        newest.and_then(|c| state.core.sessions.get(&SessionId::from(c.session.as_str())))
+    };
+    let session =
+        state.core.sessions.get(&SessionId::from(client.as_str())).or_else(by_name).ok_or_else(
+            || ApiError::not_found("unknown_client", format!("no connected client is {client:?}")),
+        )?;
     let info = state.client(session.id()).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,

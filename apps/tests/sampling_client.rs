@@ -1,0 +1,233 @@
+//! The sampling client against our sampling server, with mock model servers standing in for the
+//! providers' HTTP contracts (OpenAI-compatible Chat Completions and Anthropic Messages, both
+//! streaming): a request sent to the client comes back with the mock's completion, its model and
+//! stop reason; `max_tokens` is sent; a refused key, a rate limit that passes, and the legacy
+//! transport.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use sse_apps::sampling::client::approval::Approve;
+use sse_apps::sampling::client::llm::Provider;
+use sse_apps::sampling::client::{ClientConfig, Transport, run};
+use sse_apps::sampling::{SamplingConfig, router};
+use support::{Stream, spawn_app};
+use tokio_util::sync::CancellationToken;
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// What the mock provider does and what it saw.
+#[derive(Clone, Default)]
+struct Mock {
+    /// Statuses to answer before succeeding (e.g. [429] then a stream).
+    failures: Arc<Mutex<Vec<u16>>>,
+    /// Every request body received.
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+fn sse_body(events: &[(Option<&str>, Value)], done: bool) -> Response {
+    let mut body = String::new();
+    for (name, data) in events {
+        if let Some(name) = name {
+            body.push_str(&format!("event: {name}\n"));
+        }
+        body.push_str(&format!("data: {data}\n\n"));
+    }
+    if done {
+        body.push_str("data: [DONE]\n\n");
+    }
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+fn failure(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap();
+    let body = json!({"error": {"message": format!("mock says {status}"), "type": "mock_error", "code": "mock"}});
+    (status, [("retry-after", "0")], axum::Json(body)).into_response()
+}
+
+async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
+    mock.seen.lock().unwrap().push(body);
+    if let Some(status) = mock.failures.lock().unwrap().pop() {
+        return failure(status);
+    }
+    let chunk = |content: Option<&str>, finish: Option<&str>| {
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
+               "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
+    };
+    sse_body(
+        &[
+            (None, chunk(Some("Hel"), None)),
+            (None, chunk(Some("lo."), None)),
+            (None, chunk(None, Some("length"))),
+        ],
+        true,
+    )
+}
+
+async fn anthropic(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
+    mock.seen.lock().unwrap().push(body);
+    if let Some(status) = mock.failures.lock().unwrap().pop() {
+        return failure(status);
+    }
+    sse_body(
+        &[
+            (
+                Some("message_start"),
+                json!({"type": "message_start", "message": {"model": "mock-claude"}}),
+            ),
+            (
+                Some("content_block_delta"),
+                json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Bonjour"}}),
+            ),
+            (
+                Some("message_delta"),
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+            ),
+            (Some("message_stop"), json!({"type": "message_stop"})),
+        ],
+        false,
+    )
+}
+
+async fn mock_server(mock: Mock) -> String {
+    let app = Router::new()
+        .route("/v1/chat/completions", post(openai))
+        .route("/v1/messages", post(anthropic))
+        .with_state(mock);
+    sse_core::testing::serve(app).await.0
+}
+
+/// Our sampling server, a sampling client answering for it, and the request sent by hand.
+async fn ask_through_client(provider: Provider, transport: Transport) -> Value {
+    let app = spawn_app(|core| router(core, SamplingConfig::default())).await;
+    let server = match transport {
+        Transport::Streamable => format!("{}/sampling/mcp", app.base),
+        Transport::Sse => format!("{}/sampling/sse", app.base),
+    };
+    let config = ClientConfig {
+        server,
+        transport,
+        token: None,
+        provider,
+        models: vec!["mock-model".to_owned()],
+        default_model: "mock-model".to_owned(),
+        approve: Approve::Auto,
+        per_minute: 100,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(run(config, shutdown.clone()));
+
+    let mut events = Stream::open(&format!("{}/sampling/events", app.base)).await;
+    let wait = async {
+        loop {
+            let event = events.next().await.unwrap();
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            let joined = (event.event == "snapshot"
+                && !data["clients"].as_array().unwrap().is_empty())
+                || event.event == "client_connected";
+            if joined {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WATCHDOG, wait).await.expect("the client connected");
+    let body = json!({"client": "sse-apps-sampling-client",
+        "messages": [{"role": "user", "content": {"type": "text", "text": "Greet me."}}],
+        "systemPrompt": "Be brief.", "maxTokens": 42, "temperature": 0.5});
+    let http = reqwest::Client::new();
+    let sent =
+        http.post(format!("{}/sampling/requests", app.base)).json(&body).send().await.unwrap();
+    assert_eq!(sent.status(), 202);
+    let finished = async {
+        loop {
+            let event = events.next().await.unwrap();
+            if event.event == "request_finished" {
+                return serde_json::from_str::<Value>(&event.data).unwrap();
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(WATCHDOG, finished).await.expect("the request finished");
+    shutdown.cancel();
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_model_answers_with_max_tokens_sent() {
+    let mock = Mock::default();
+    let base = format!("{}/v1", mock_server(mock.clone()).await);
+    let outcome = ask_through_client(
+        Provider::OpenAi { base, key: Some("sk-test".into()) },
+        Transport::Streamable,
+    )
+    .await;
+    assert_eq!(outcome["state"], "done", "{outcome}");
+    let result = &outcome["result"];
+    assert_eq!(
+        (result["content"]["text"].as_str(), result["model"].as_str()),
+        (Some("Hello."), Some("mock-gpt"))
+    );
+    assert_eq!(result["stopReason"], "maxTokens", "length maps to maxTokens");
+    let seen = mock.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen["max_tokens"], 42, "max_tokens, which llama.cpp reads: {seen}");
+    assert_eq!(seen["messages"][0], json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(seen["stream"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_model_answers_over_the_legacy_transport() {
+    let mock = Mock::default();
+    let base = mock_server(mock.clone()).await;
+    let outcome = ask_through_client(
+        Provider::Anthropic { base, key: Some("sk-ant-test".into()) },
+        Transport::Sse,
+    )
+    .await;
+    assert_eq!(outcome["state"], "done", "{outcome}");
+    assert_eq!(outcome["result"]["content"]["text"], "Bonjour");
+    assert_eq!(outcome["result"]["model"], "mock-claude");
+    assert_eq!(outcome["result"]["stopReason"], "endTurn");
+    let seen = mock.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (seen["max_tokens"].as_u64(), seen["system"].as_str()),
+        (Some(42), Some("Be brief."))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_and_a_passing_rate_limit() {
+    let mock = Mock::default();
+    *mock.failures.lock().unwrap() = vec![401];
+    let base = mock_server(mock.clone()).await;
+    let outcome = ask_through_client(
+        Provider::Anthropic { base: base.clone(), key: Some("wrong".into()) },
+        Transport::Streamable,
+    )
+    .await;
+    assert_eq!(outcome["state"], "failed", "{outcome}");
+    let message = outcome["error"]["message"].as_str().unwrap();
+    assert!(message.contains("refused the API key") && !message.contains("wrong"), "{message}");
+
+    *mock.failures.lock().unwrap() = vec![429];
+    let outcome = ask_through_client(
+        Provider::Anthropic { base, key: Some("k".into()) },
+        Transport::Streamable,
+    )
+    .await;
+    assert_eq!(outcome["state"], "done", "a 429 is retried: {outcome}");
+
+    let missing = Provider::Anthropic { base: "http://127.0.0.1:9".into(), key: None };
+    let outcome = ask_through_client(missing, Transport::Streamable).await;
+    assert!(
+        outcome["error"]["message"].as_str().unwrap().contains("ANTHROPIC_API_KEY"),
+        "{outcome}"
+    );
+}
