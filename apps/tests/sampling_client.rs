@@ -7,104 +7,18 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::{Value, json};
 use sse_apps::sampling::client::approval::Approve;
 use sse_apps::sampling::client::llm::Provider;
 use sse_apps::sampling::client::{ClientConfig, Transport, run};
 use sse_apps::sampling::{SamplingConfig, router};
+use support::mock_llm::{Mock, mock_server};
 use support::{Stream, spawn_app};
 use tokio_util::sync::CancellationToken;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// What the mock provider does and what it saw.
-#[derive(Clone, Default)]
-struct Mock {
-    /// Statuses to answer before succeeding (e.g. [429] then a stream).
-    failures: Arc<Mutex<Vec<u16>>>,
-    /// Every request body received.
-    seen: Arc<Mutex<Vec<Value>>>,
-}
-
-fn sse_body(events: &[(Option<&str>, Value)], done: bool) -> Response {
-    let mut body = String::new();
-    for (name, data) in events {
-        if let Some(name) = name {
-            body.push_str(&format!("event: {name}\n"));
-        }
-        body.push_str(&format!("data: {data}\n\n"));
-    }
-    if done {
-        body.push_str("data: [DONE]\n\n");
-    }
-    ([("content-type", "text/event-stream")], body).into_response()
-}
-
-fn failure(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap();
-    let body = json!({"error": {"message": format!("mock says {status}"), "type": "mock_error", "code": "mock"}});
-    (status, [("retry-after", "0")], axum::Json(body)).into_response()
-}
-
-async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
-    mock.seen.lock().unwrap().push(body);
-    if let Some(status) = mock.failures.lock().unwrap().pop() {
-        return failure(status);
-    }
-    let chunk = |content: Option<&str>, finish: Option<&str>| {
-        json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
-               "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
-    };
-    sse_body(
-        &[
-            (None, chunk(Some("Hel"), None)),
-            (None, chunk(Some("lo."), None)),
-            (None, chunk(None, Some("length"))),
-        ],
-        true,
-    )
-}
-
-async fn anthropic(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
-    mock.seen.lock().unwrap().push(body);
-    if let Some(status) = mock.failures.lock().unwrap().pop() {
-        return failure(status);
-    }
-    sse_body(
-        &[
-            (
-                Some("message_start"),
-                json!({"type": "message_start", "message": {"model": "mock-claude"}}),
-            ),
-            (
-                Some("content_block_delta"),
-                json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Bonjour"}}),
-            ),
-            (
-                Some("message_delta"),
-                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
-            ),
-            (Some("message_stop"), json!({"type": "message_stop"})),
-        ],
-        false,
-    )
-}
-
-async fn mock_server(mock: Mock) -> String {
-    let app = Router::new()
-        .route("/v1/chat/completions", post(openai))
-        .route("/v1/messages", post(anthropic))
-        .with_state(mock);
-    sse_core::testing::serve(app).await.0
-}
 
 /// Our sampling server, a sampling client answering for it, and the request sent by hand.
 async fn ask_through_client(provider: Provider, transport: Transport) -> Value {

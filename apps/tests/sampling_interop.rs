@@ -86,3 +86,63 @@ async fn an_sdk_client_answers_our_sampling_request_over_both_transports() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_sampling_client_answers_an_sdk_servers_sampling_request() {
+    use sse_apps::sampling::client::approval::Approve;
+    use sse_apps::sampling::client::llm::Provider;
+    use sse_apps::sampling::client::{ClientConfig, Transport, run};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    if !sdk_available() {
+        return;
+    }
+    let mock = support::mock_llm::Mock::default();
+    let base = format!("{}/v1", support::mock_llm::mock_server(mock.clone()).await);
+    let mut server = tokio::process::Command::new("node")
+        .arg("sampling-server.mjs")
+        .current_dir(interop_dir())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let port = first.strip_prefix("listening ").expect("the SDK server's port");
+
+    let config = ClientConfig {
+        server: format!("http://127.0.0.1:{port}/mcp"),
+        transport: Transport::Streamable,
+        token: None,
+        provider: Provider::OpenAi { base, key: Some("sk-test".into()) },
+        models: vec!["mock-gpt".into()],
+        default_model: "mock-gpt".into(),
+        approve: Approve::Auto,
+        per_minute: 10,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(run(config, shutdown.clone()));
+    let report = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    shutdown.cancel();
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let result = &report["result"];
+    assert_eq!(result["content"]["text"], "Hello.", "{report}");
+    assert_eq!(
+        (result["model"].as_str(), result["stopReason"].as_str()),
+        (Some("mock-gpt"), Some("maxTokens"))
+    );
+    let seen = mock.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (seen["model"].as_str(), seen["max_tokens"].as_u64()),
+        (Some("mock-gpt"), Some(33)),
+        "the hint picked the model"
+    );
+}

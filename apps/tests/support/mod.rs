@@ -2,6 +2,8 @@
 //! and `eventually` come from `sse_core::testing`.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod mock_llm;
+
 use std::net::SocketAddr;
 
 use axum::Router;

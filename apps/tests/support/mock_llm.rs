@@ -1,0 +1,92 @@
+//! Mock model servers for tests: the HTTP contracts of OpenAI-compatible Chat Completions and
+//! Anthropic Messages, both streaming, with failures on demand.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// What the mock provider does and what it saw.
+#[derive(Clone, Default)]
+pub struct Mock {
+    /// Statuses to answer before succeeding (e.g. [429] then a stream).
+    pub failures: Arc<Mutex<Vec<u16>>>,
+    /// Every request body received.
+    pub seen: Arc<Mutex<Vec<Value>>>,
+}
+
+fn sse_body(events: &[(Option<&str>, Value)], done: bool) -> Response {
+    let mut body = String::new();
+    for (name, data) in events {
+        if let Some(name) = name {
+            body.push_str(&format!("event: {name}\n"));
+        }
+        body.push_str(&format!("data: {data}\n\n"));
+    }
+    if done {
+        body.push_str("data: [DONE]\n\n");
+    }
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+fn failure(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap();
+    let body = json!({"error": {"message": format!("mock says {status}"), "type": "mock_error", "code": "mock"}});
+    (status, [("retry-after", "0")], axum::Json(body)).into_response()
+}
+
+async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
+    mock.seen.lock().unwrap().push(body);
+    if let Some(status) = mock.failures.lock().unwrap().pop() {
+        return failure(status);
+    }
+    let chunk = |content: Option<&str>, finish: Option<&str>| {
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
+               "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
+    };
+    sse_body(
+        &[
+            (None, chunk(Some("Hel"), None)),
+            (None, chunk(Some("lo."), None)),
+            (None, chunk(None, Some("length"))),
+        ],
+        true,
+    )
+}
+
+async fn anthropic(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
+    mock.seen.lock().unwrap().push(body);
+    if let Some(status) = mock.failures.lock().unwrap().pop() {
+        return failure(status);
+    }
+    sse_body(
+        &[
+            (
+                Some("message_start"),
+                json!({"type": "message_start", "message": {"model": "mock-claude"}}),
+            ),
+            (
+                Some("content_block_delta"),
+                json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Bonjour"}}),
+            ),
+            (
+                Some("message_delta"),
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+            ),
+            (Some("message_stop"), json!({"type": "message_stop"})),
+        ],
+        false,
+    )
+}
+
+pub async fn mock_server(mock: Mock) -> String {
+    let app = Router::new()
+        .route("/v1/chat/completions", post(openai))
+        .route("/v1/messages", post(anthropic))
+        .with_state(mock);
+    sse_core::testing::serve(app).await.0
+}
