@@ -215,6 +215,9 @@ enum Command {
         /// Most requests answered a minute
         #[arg(long, default_value_t = 30)]
         per_minute: u32,
+        /// How long one model call may take
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// The live system dashboard alone (at /dashboard): metrics, alerts, control actions
     Dashboard {
@@ -456,6 +459,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             models,
             approve,
             per_minute,
+            timeout,
         }) => {
             let (provider, default_model) = provider(name)?;
             let approve = crate::sampling::client::approval::Approve::from_flag(matches!(
@@ -472,6 +476,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 default_model: model.unwrap_or_else(|| default_model.to_owned()),
                 approve,
                 per_minute,
+                call_timeout: timeout,
             };
             crate::sampling::client::run(config, shutdown).await;
         }

@@ -22,6 +22,14 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Our sampling server, a sampling client answering for it, and the request sent by hand.
 async fn ask_through_client(provider: Provider, transport: Transport) -> Value {
+    ask_with_timeout(provider, transport, Duration::from_secs(30)).await
+}
+
+async fn ask_with_timeout(
+    provider: Provider,
+    transport: Transport,
+    call_timeout: Duration,
+) -> Value {
     let app = spawn_app(|core| router(core, SamplingConfig::default())).await;
     let server = match transport {
         Transport::Streamable => format!("{}/sampling/mcp", app.base),
@@ -36,6 +44,7 @@ async fn ask_through_client(provider: Provider, transport: Transport) -> Value {
         default_model: "mock-model".to_owned(),
         approve: Approve::Auto,
         per_minute: 100,
+        call_timeout,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(run(config, shutdown.clone()));
@@ -142,6 +151,40 @@ async fn a_refused_key_and_a_passing_rate_limit() {
     let outcome = ask_through_client(missing, Transport::Streamable).await;
     assert!(
         outcome["error"]["message"].as_str().unwrap().contains("ANTHROPIC_API_KEY"),
+        "{outcome}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_are_retried_then_reported_and_a_stall_times_out() {
+    let mock = Mock::default();
+    let base = format!("{}/v1", mock_server(mock.clone()).await);
+    let openai = || Provider::OpenAi { base: base.clone(), key: Some("k".into()) };
+
+    *mock.failures.lock().unwrap() = vec![500, 503];
+    let outcome = ask_through_client(openai(), Transport::Streamable).await;
+    assert_eq!(outcome["state"], "done", "two 5xx are retried: {outcome}");
+
+    // Three in a row exhaust the retries (async-openai keeps its own backoff for OpenAI, so the
+    // count is ours on the Anthropic path).
+    *mock.failures.lock().unwrap() = vec![500, 500, 500];
+    let anthropic = Provider::Anthropic {
+        base: base.trim_end_matches("/v1").to_owned(),
+        key: Some("k".into()),
+    };
+    let outcome = ask_through_client(anthropic, Transport::Streamable).await;
+    assert_eq!(outcome["state"], "failed", "{outcome}");
+    assert!(
+        outcome["error"]["message"].as_str().unwrap().contains("provider failed (500)"),
+        "{outcome}"
+    );
+
+    *mock.failures.lock().unwrap() = vec![0];
+    let outcome =
+        ask_with_timeout(openai(), Transport::Streamable, Duration::from_millis(300)).await;
+    assert_eq!(outcome["state"], "failed", "{outcome}");
+    assert!(
+        outcome["error"]["message"].as_str().unwrap().contains("did not answer within"),
         "{outcome}"
     );
 }

@@ -123,6 +123,7 @@ async fn our_sampling_client_answers_an_sdk_servers_sampling_request() {
         default_model: "mock-gpt".into(),
         approve: Approve::Auto,
         per_minute: 10,
+        call_timeout: Duration::from_secs(30),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(run(config, shutdown.clone()));

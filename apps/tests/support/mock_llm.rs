@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 /// What the mock provider does and what it saw.
 #[derive(Clone, Default)]
 pub struct Mock {
-    /// Statuses to answer before succeeding (e.g. [429] then a stream).
+    /// Statuses to answer before succeeding, last first (e.g. [429] then a stream); 0 stalls
+    /// (answers nothing for an hour).
     pub failures: Arc<Mutex<Vec<u16>>>,
     /// Every request body received.
     pub seen: Arc<Mutex<Vec<Value>>>,
@@ -33,7 +34,10 @@ fn sse_body(events: &[(Option<&str>, Value)], done: bool) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
 }
 
-fn failure(status: u16) -> Response {
+async fn failure(status: u16) -> Response {
+    if status == 0 {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
     let status = StatusCode::from_u16(status).unwrap();
     let body = json!({"error": {"message": format!("mock says {status}"), "type": "mock_error", "code": "mock"}});
     (status, [("retry-after", "0")], axum::Json(body)).into_response()
@@ -41,8 +45,9 @@ fn failure(status: u16) -> Response {
 
 async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
     mock.seen.lock().unwrap().push(body);
-    if let Some(status) = mock.failures.lock().unwrap().pop() {
-        return failure(status);
+    let next = mock.failures.lock().unwrap().pop();
+    if let Some(status) = next {
+        return failure(status).await;
     }
     let chunk = |content: Option<&str>, finish: Option<&str>| {
         json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
@@ -60,8 +65,9 @@ async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -
 
 async fn anthropic(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
     mock.seen.lock().unwrap().push(body);
-    if let Some(status) = mock.failures.lock().unwrap().pop() {
-        return failure(status);
+    let next = mock.failures.lock().unwrap().pop();
+    if let Some(status) = next {
+        return failure(status).await;
     }
     sse_body(
         &[

@@ -100,27 +100,27 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// How long one model call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Retries after a 429 or a 5xx.
 const RETRIES: u32 = 2;
 
 impl Provider {
-    /// Calls the model, handing each piece of text to `on_token` as it streams in. A 429 or
-    /// 5xx is retried (after `Retry-After`, or 1 s, then 2 s) before it is reported.
+    /// Calls the model (each attempt within `timeout`), handing each piece of text to
+    /// `on_token` as it streams in. A 429 or 5xx is retried (async-openai also backs off on its
+    /// own for OpenAI-compatible servers, inside the same timeout) (after `Retry-After`, or 1 s, then 2 s) before it is reported.
     pub async fn complete(
         &self,
         prompt: &Prompt,
+        timeout: Duration,
         on_token: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
         let mut attempt = 0;
         loop {
             let call = match self {
                 Provider::OpenAi { base, key } => {
-                    openai(base, key.as_deref(), prompt, on_token).await
+                    openai(base, key.as_deref(), prompt, timeout, on_token).await
                 }
                 Provider::Anthropic { base, key } => {
-                    anthropic(base, key.as_deref(), prompt, on_token).await
+                    anthropic(base, key.as_deref(), prompt, timeout, on_token).await
                 }
             };
             match call {
@@ -188,6 +188,7 @@ async fn openai(
     base: &str,
     key: Option<&str>,
     prompt: &Prompt,
+    timeout: Duration,
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
     let config = OpenAIConfig::new().with_api_base(base).with_api_key(key.unwrap_or(""));
@@ -258,10 +259,10 @@ async fn openai(
         }
         Some(Ok(Ok(Completion { text, model, stop_reason: stop })))
     };
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+    match tokio::time::timeout(timeout, call).await {
         Ok(Some(result)) => result,
         Ok(None) => Ok(Err(LlmError::Other("no answer".to_owned()))),
-        Err(_) => Ok(Err(LlmError::Timeout(CALL_TIMEOUT))),
+        Err(_) => Ok(Err(LlmError::Timeout(timeout))),
     }
 }
 
@@ -290,6 +291,7 @@ async fn anthropic(
     base: &str,
     key: Option<&str>,
     prompt: &Prompt,
+    timeout: Duration,
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
     let Some(key) = key.filter(|k| !k.is_empty()) else {
@@ -373,9 +375,9 @@ async fn anthropic(
         }
         Ok(Completion { text, model, stop_reason: stop })
     };
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+    match tokio::time::timeout(timeout, call).await {
         Ok(Ok(completion)) => Ok(Ok(completion)),
         Ok(Err(attempt)) => attempt,
-        Err(_) => Ok(Err(LlmError::Timeout(CALL_TIMEOUT))),
+        Err(_) => Ok(Err(LlmError::Timeout(timeout))),
     }
 }

@@ -56,6 +56,8 @@ pub struct ClientConfig {
     pub approve: Approve,
     /// Most requests answered a minute from this server.
     pub per_minute: u32,
+    /// How long one model call may take.
+    pub call_timeout: std::time::Duration,
 }
 
 /// Why a session ended: reconnect after a pause, or stop.
@@ -326,8 +328,12 @@ impl Session {
             }
         };
         let mut show = self.config.approve.token_printer();
-        let completion: Completion =
-            self.config.provider.complete(&prompt, &mut show).await.map_err(|e: LlmError| {
+        let completion: Completion = self
+            .config
+            .provider
+            .complete(&prompt, self.config.call_timeout, &mut show)
+            .await
+            .map_err(|e: LlmError| {
                 eprintln!("sampling-client: the model call failed: {e}");
                 (-32603, format!("the client's model call failed: {e}"))
             })?;
