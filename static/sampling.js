@@ -49,7 +49,7 @@ function renderRequests() {
     state.className = "state";
     state.textContent = r.state.replace("_", " ");
     head.append(state, ` ${new Date(r.sent_at).toLocaleTimeString()} · ${describe(r)}`);
-    if (r.state === "sent") {
+    if (["sent", "awaiting_approval", "generating"].includes(r.state)) {
       const countdown = document.createElement("span");
       countdown.className = "countdown small";
       countdown.dataset.deadline = String(r.deadline_at);
@@ -122,6 +122,7 @@ function connect() {
   on("client_disconnected", (c) => { clients.delete(c.session); renderClients(); });
   const request = (r) => { requests.set(r.id, r); renderRequests(); };
   on("request_sent", request);
+  on("request_progress", request);
   on("request_finished", request);
 }
 connect();

@@ -70,15 +70,21 @@ async fn ask_with_timeout(
     let sent =
         http.post(format!("{}/sampling/requests", app.base)).json(&body).send().await.unwrap();
     assert_eq!(sent.status(), 202);
+    let mut stages = Vec::new();
     let finished = async {
         loop {
             let event = events.next().await.unwrap();
-            if event.event == "request_finished" {
-                return serde_json::from_str::<Value>(&event.data).unwrap();
+            let data = serde_json::from_str::<Value>(&event.data).unwrap();
+            match event.event.as_str() {
+                "request_progress" => stages.push(data["state"].as_str().unwrap().to_owned()),
+                "request_finished" => return data,
+                _ => {}
             }
         }
     };
-    let outcome = tokio::time::timeout(WATCHDOG, finished).await.expect("the request finished");
+    let mut outcome = tokio::time::timeout(WATCHDOG, finished).await.expect("the request finished");
+    // The client reports its stage: unattended, it goes straight to generating.
+    outcome["stages"] = json!(stages);
     shutdown.cancel();
     outcome
 }
@@ -93,6 +99,7 @@ async fn an_openai_compatible_model_answers_with_max_tokens_sent() {
     )
     .await;
     assert_eq!(outcome["state"], "done", "{outcome}");
+    assert_eq!(outcome["stages"], json!(["generating"]));
     let result = &outcome["result"];
     assert_eq!(
         (result["content"]["text"].as_str(), result["model"].as_str()),

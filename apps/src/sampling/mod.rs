@@ -171,7 +171,12 @@ impl SamplingState {
                 self.core.correlator.answer(session.id(), response)?;
                 Ok(None)
             }
-            Message::Notification(_) => Ok(None),
+            Message::Notification(note) => {
+                if note.method == "notifications/progress" {
+                    self.progress(&note.params.unwrap_or_default());
+                }
+                Ok(None)
+            }
             Message::Request(request) => Ok(Some(self.answer(session, request, reply).await)),
         }
     }

@@ -38,6 +38,8 @@ pub struct SamplingRequest {
     pub sent_at: u64,
     /// When it stops waiting.
     pub deadline_at: u64,
+    /// What the client last reported (`awaiting_approval`, `generating`), before the outcome.
+    stage: Mutex<Option<&'static str>>,
     outcome: Mutex<Option<Value>>,
 }
 
@@ -45,9 +47,10 @@ impl SamplingRequest {
     /// Its state as JSON.
     pub fn to_json(&self) -> Value {
         let outcome = lock(&self.outcome).clone();
+        let stage = lock(&self.stage).unwrap_or("sent");
         let mut value = json!({
             "id": self.id, "client": self.client, "params": self.params,
-            "sent_at": self.sent_at, "deadline_at": self.deadline_at, "state": "sent",
+            "sent_at": self.sent_at, "deadline_at": self.deadline_at, "state": stage,
         });
         if let (Some(outcome), Some(map)) = (outcome, value.as_object_mut()) {
             if let Some(fields) = outcome.as_object() {
@@ -123,6 +126,7 @@ pub(super) async fn send(
         params: body.clone(),
         sent_at,
         deadline_at: sent_at + state.config.deadline.as_millis() as u64,
+        stage: Mutex::new(None),
         outcome: Mutex::new(None),
     });
     {
@@ -134,15 +138,14 @@ pub(super) async fn send(
     let task = (state.clone(), request.clone());
     tokio::spawn(async move {
         let (state, request) = task;
+        // The request's id is its progress token: a client that reports progress
+        // ("awaiting approval", "generating") moves the request's state.
+        let mut params = request.params.clone();
+        params["_meta"] = json!({ "progressToken": request.id });
         let answered = state
             .core
             .correlator
-            .request(
-                &session,
-                "sampling/createMessage",
-                Some(request.params.clone()),
-                state.config.deadline,
-            )
+            .request(&session, "sampling/createMessage", Some(params), state.config.deadline)
             .await;
         let finished_at = unix_millis();
         let outcome = match answered {
@@ -163,6 +166,26 @@ pub(super) async fn send(
         state.publish("request_finished", &request.to_json());
     });
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": request.id }))).into_response())
+}
+
+impl SamplingState {
+    /// A client's `notifications/progress` for a request sent by hand: its message names the
+    /// stage (`awaiting approval`, `generating`).
+    pub(super) fn progress(&self, params: &Value) {
+        let Some(token) = params.get("progressToken").and_then(Value::as_str) else { return };
+        let stage = match params.get("message").and_then(Value::as_str) {
+            Some(m) if m.contains("approval") => "awaiting_approval",
+            Some(m) if m.contains("generat") => "generating",
+            _ => return,
+        };
+        let request = lock(&self.requests).iter().find(|r| r.id == token).cloned();
+        if let Some(request) = request {
+            if lock(&request.outcome).is_none() {
+                *lock(&request.stage) = Some(stage);
+                self.publish("request_progress", &request.to_json());
+            }
+        }
+    }
 }
 
 /// `GET /sampling/requests/{id}`.

@@ -318,6 +318,10 @@ impl Session {
         mcp::check_create_message(params).map_err(|m| (mcp::codes::INVALID_PARAMS, m))?;
         let prompt =
             prompt_from(params, &self.config).map_err(|m| (mcp::codes::INVALID_PARAMS, m))?;
+        let token = params.pointer("/_meta/progressToken").cloned();
+        if matches!(self.config.approve, Approve::Ask(_)) {
+            self.progress(token.as_ref(), 0, "awaiting approval").await;
+        }
         let prompt = match self.config.approve.request(prompt).await {
             Some(prompt) => prompt,
             None => {
@@ -327,6 +331,7 @@ impl Session {
                 ));
             }
         };
+        self.progress(token.as_ref(), 1, "generating").await;
         let mut show = self.config.approve.token_printer();
         let completion: Completion = self
             .config
@@ -349,6 +354,19 @@ impl Session {
             "model": completion.model,
             "stopReason": completion.stop_reason,
         }))
+    }
+}
+
+impl Session {
+    /// Tells the server how a request it marked with a progress token is doing.
+    async fn progress(&self, token: Option<&Value>, progress: u64, message: &str) {
+        if let Some(token) = token {
+            let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress",
+                "params": { "progressToken": token, "progress": progress, "message": message } });
+            if let Err(error) = self.post(&note).await {
+                tracing::warn!(%error, "could not report progress");
+            }
+        }
     }
 }
 
