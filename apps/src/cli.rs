@@ -186,6 +186,9 @@ enum Command {
         /// How long a sampling request waits for its answer (long enough for a person)
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         deadline: Duration,
+        /// Serve without any token (only for trying it out on a machine you alone use)
+        #[arg(long, conflicts_with = "token")]
+        no_auth: bool,
     },
     /// Answer an MCP server's sampling requests with a real model (OpenAI-compatible or Anthropic)
     SamplingClient {
@@ -445,10 +448,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = move |core: Core| Ok(crate::exec::router(core, config)?);
             run_server(server, EXEC, shutdown, app).await?;
         }
-        Some(Command::Sampling { server, deadline }) => {
+        Some(Command::Sampling { server, deadline, no_auth }) => {
             let config = crate::sampling::SamplingConfig { deadline };
             let app = move |core: Core| Ok(crate::sampling::router(core, config));
-            run_server(server, SAMPLING, shutdown, app).await?;
+            let program = if no_auth {
+                eprintln!(
+                    "WARNING: --no-auth: anyone who can reach this port can use the sampling endpoints"
+                );
+                Program { changes_machine: false, ..SAMPLING }
+            } else {
+                SAMPLING
+            };
+            run_server(server, program, shutdown, app).await?;
         }
         Some(Command::SamplingClient {
             server,

@@ -354,3 +354,35 @@ async fn the_exec_bench_streams_every_byte_and_echoes_every_keystroke() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn sampling_needs_its_token_unless_no_auth_and_the_client_explains_what_is_missing() {
+    let (_open, base) = start_server(&["sampling", "--no-auth"]).await;
+    assert_eq!(reqwest::get(format!("{base}/sampling/clients")).await.unwrap().status(), 200);
+    let (_guarded, base) = start_server(&["sampling"]).await;
+    assert_eq!(reqwest::get(format!("{base}/sampling/clients")).await.unwrap().status(), 401);
+
+    let no_key = Command::new(BIN)
+        .args(["sampling-client", "--approve", "auto"])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("set OPENAI_API_KEY"));
+    // Nobody at a terminal to approve: it says how to run unattended.
+    let unattended = Command::new(BIN)
+        .args(["sampling-client", "--provider", "anthropic"])
+        .env("ANTHROPIC_API_KEY", "sk-ant-never-printed")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!unattended.status.success());
+    assert!(String::from_utf8_lossy(&unattended.stderr).contains("--approve auto"));
+    assert!(
+        !String::from_utf8_lossy(&unattended.stderr).contains("k\n"),
+        "the key is never printed"
+    );
+}

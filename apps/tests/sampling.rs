@@ -351,3 +351,39 @@ async fn get(base: &str, path: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_resumes_with_last_event_id_and_misses_no_request() {
+    let app = start(Duration::from_secs(300)).await;
+    let (client, _) = Client::initialize(&app.base, "resumer", sampling()).await;
+    let http = reqwest::Client::new();
+    let send = |text: &'static str| {
+        let (http, base) = (http.clone(), app.base.clone());
+        async move {
+            let body = json!({"client": "resumer", "maxTokens": 5,
+                "messages": [{"role": "user", "content": {"type": "text", "text": text}}]});
+            let sent =
+                http.post(format!("{base}/sampling/requests")).json(&body).send().await.unwrap();
+            assert_eq!(sent.status(), 202);
+        }
+    };
+    let mut stream = client.stream().await;
+    send("first").await;
+    let first = tokio::time::timeout(WATCHDOG, stream.next()).await.unwrap().unwrap();
+    assert!(first.data.contains("first"));
+    drop(stream);
+    // Sent while the client is away: it waits in the session.
+    send("second").await;
+    let resumed = client
+        .request(reqwest::Method::GET)
+        .header("last-event-id", &first.last_event_id)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = Stream::from_response(resumed);
+    let second = next_message(&mut stream).await;
+    assert_eq!(
+        second["params"]["messages"][0]["content"]["text"], "second",
+        "nothing missed, nothing repeated"
+    );
+}
