@@ -13,7 +13,7 @@ function renderClients() {
   $("#clients tbody").innerHTML = "";
   for (const c of rows) {
     const tr = document.createElement("tr");
-    tr.dataset.session = c.session;
+    tr.dataset.handle = c.handle;
     for (const text of [c.name, c.version, c.protocol, c.transport, c.capabilities && c.capabilities.sampling ? "yes" : "no"]) {
       const td = document.createElement("td");
       td.textContent = text;
@@ -25,8 +25,8 @@ function renderClients() {
   $("#client").innerHTML = "";
   for (const c of rows.filter((c) => c.capabilities && c.capabilities.sampling)) {
     const option = document.createElement("option");
-    option.value = c.session;
-    option.textContent = `${c.name} ${c.version} (${c.session.slice(0, 8)})`;
+    option.value = c.handle;
+    option.textContent = `${c.name} ${c.version} (${c.handle.slice(0, 8)})`;
     $("#client").append(option);
   }
   if (chosen) $("#client").value = chosen;
@@ -114,12 +114,12 @@ function connect() {
   const on = (name, handle) => source.addEventListener(name, (e) => handle(JSON.parse(e.data)));
   on("snapshot", (s) => {
     clients.clear(); requests.clear();
-    for (const c of s.clients) clients.set(c.session, c);
+    for (const c of s.clients) clients.set(c.handle, c);
     for (const r of s.requests) requests.set(r.id, r);
     renderClients(); renderRequests();
   });
-  on("client_connected", (c) => { clients.set(c.session, c); renderClients(); });
-  on("client_disconnected", (c) => { clients.delete(c.session); renderClients(); });
+  on("client_connected", (c) => { clients.set(c.handle, c); renderClients(); });
+  on("client_disconnected", (c) => { clients.delete(c.handle); renderClients(); });
   const request = (r) => { requests.set(r.id, r); renderRequests(); };
   on("request_sent", request);
   on("request_progress", request);

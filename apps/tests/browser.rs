@@ -530,7 +530,7 @@ async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete(
     let mut requests = support::Stream::from_response(stream);
 
     client.goto(&format!("{}/sampling?token=t0k", app.base)).await.expect("page loads");
-    wait_for(client, "#clients tr[data-session]").await;
+    wait_for(client, "#clients tr[data-handle]").await;
     assert!(text_of(client, "#clients tbody").await.contains("browser-test-client"));
     let message = client.find(Locator::Css("#message")).await.expect("textarea");
     message.clear().await.expect("clear");

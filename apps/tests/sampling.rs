@@ -74,6 +74,16 @@ async fn next_message(stream: &mut Stream) -> Value {
     serde_json::from_str(&event.data).unwrap()
 }
 
+/// The next request on a stream, past any notifications.
+async fn next_request(stream: &mut Stream) -> Value {
+    loop {
+        let message = next_message(stream).await;
+        if message.get("id").is_some() && message.get("method").is_some() {
+            return message;
+        }
+    }
+}
+
 fn sampling() -> Value {
     json!({"sampling": {}})
 }
@@ -93,7 +103,7 @@ async fn a_tool_call_is_answered_by_the_clients_model_with_progress_on_the_way()
         .collect();
     assert_eq!(names, ["summarize", "classify_sentiment", "explain_code"]);
 
-    let mut requests = client.stream().await;
+    let _stream = client.stream().await;
     let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
         "name": "summarize", "arguments": {"text": "A long story about SSE."},
         "_meta": {"progressToken": "p1"}}});
@@ -101,8 +111,14 @@ async fn a_tool_call_is_answered_by_the_clients_model_with_progress_on_the_way()
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut tool = Stream::from_response(response);
 
-    let asked = next_message(&mut requests).await;
+    // The sampling request travels on the call's own stream, with the progress notes.
+    let (a, b) = (next_message(&mut tool).await, next_message(&mut tool).await);
+    let (asked, progress) = if a.get("id").is_some() { (a, b) } else { (b, a) };
     assert_eq!(asked["method"], "sampling/createMessage");
+    assert_eq!(
+        (progress["method"].as_str(), &progress["params"]["progressToken"]),
+        (Some("notifications/progress"), &json!("p1"))
+    );
     let params = &asked["params"];
     assert!(
         params["messages"][0]["content"]["text"]
@@ -112,11 +128,6 @@ async fn a_tool_call_is_answered_by_the_clients_model_with_progress_on_the_way()
     );
     assert!(params["maxTokens"].as_u64().unwrap() > 0);
     assert!(params["modelPreferences"]["hints"].is_array());
-    let progress = next_message(&mut tool).await;
-    assert_eq!(
-        (progress["method"].as_str(), &progress["params"]["progressToken"]),
-        (Some("notifications/progress"), &json!("p1"))
-    );
 
     let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
         "role": "assistant", "content": {"type": "text", "text": "A story."},
@@ -134,7 +145,11 @@ async fn a_tool_call_is_answered_by_the_clients_model_with_progress_on_the_way()
     assert_eq!(result["result"]["structuredContent"]["model"], "test-model");
     assert_eq!(result["result"]["isError"], false);
     let (status, error) = client.post(answer).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("already_answered")));
+    assert_eq!(
+        (status, error["error"]["data"]["reason"].as_str()),
+        (409, Some("already_answered"))
+    );
+    assert_eq!(error["error"]["code"], -32600, "a JSON-RPC error body");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +165,7 @@ async fn rejection_cancellation_and_clients_without_sampling() {
     // The user says no: JSON-RPC error -1 becomes a tool error.
     let response = client.request(reqwest::Method::POST).json(&call(4)).send().await.unwrap();
     let mut tool = Stream::from_response(response);
-    let asked = next_message(&mut requests).await;
+    let asked = next_request(&mut tool).await;
     client.post(json!({"jsonrpc": "2.0", "id": asked["id"], "error": {"code": -1, "message": "User rejected sampling request"}})).await;
     let result = next_message(&mut tool).await;
     assert_eq!(result["result"]["isError"], true);
@@ -158,8 +173,7 @@ async fn rejection_cancellation_and_clients_without_sampling() {
 
     // The caller goes away: the client is told the request is cancelled.
     let response = client.request(reqwest::Method::POST).json(&call(5)).send().await.unwrap();
-    let asked = next_message(&mut requests).await;
-    drop(response);
+    let asked = next_request(&mut Stream::from_response(response)).await;
     let cancelled = next_message(&mut requests).await;
     assert_eq!(cancelled["method"], "notifications/cancelled");
     assert_eq!(cancelled["params"]["requestId"], asked["id"]);
@@ -386,4 +400,34 @@ async fn a_dropped_stream_resumes_with_last_event_id_and_misses_no_request() {
         second["params"]["messages"][0]["content"]["text"], "second",
         "nothing missed, nothing repeated"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_opens_the_get_stream_still_answers_a_tool_call() {
+    let app = start(Duration::from_secs(300)).await;
+    let (client, _) = Client::initialize(&app.base, "post-only", sampling()).await;
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "summarize", "arguments": {"text": "x"}}});
+    let response = client.request(reqwest::Method::POST).json(&call).send().await.unwrap();
+    let mut tool = Stream::from_response(response);
+    let asked = next_request(&mut tool).await;
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "short"}, "model": "m"}});
+    assert_eq!(client.post(answer).await.0, 202);
+    let result = loop {
+        let message = next_message(&mut tool).await;
+        if message["id"] == 7 {
+            break message;
+        }
+    };
+    assert_eq!(result["result"]["content"][0]["text"], "short");
+
+    // Streams are checked for Origin too: a page elsewhere cannot attach to a session.
+    let foreign = client
+        .request(reqwest::Method::GET)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
 }

@@ -283,6 +283,25 @@ impl Session {
         SessionConnection { session: self.clone(), subscription }
     }
 
+    /// Activity other than a stream (a client's POST, say) restarts the grace period of a session
+    /// that has no connection, so a client that only POSTs keeps its session while it is active.
+    pub fn touch(&self) {
+        let mut presence = lock(&self.inner.presence);
+        if presence.connections == 0 {
+            presence.generation += 1;
+            let generation = presence.generation;
+            drop(presence);
+            self.schedule_expiry(generation);
+        }
+    }
+
+    /// Counts as a connection until dropped (for work that must not see its session expire, such
+    /// as a request answered on a response of its own rather than on the session's stream).
+    pub fn hold(&self) -> SessionHold {
+        lock(&self.inner.presence).connections += 1;
+        SessionHold { session: self.clone() }
+    }
+
     fn disconnected(&self, delivered: Option<u64>) {
         let mut presence = lock(&self.inner.presence);
         presence.connections -= 1;
@@ -321,6 +340,18 @@ impl Session {
                 registry.remove(&session.id);
             }
         });
+    }
+}
+
+/// Keeps a session present; see [`Session::hold`].
+#[derive(Debug)]
+pub struct SessionHold {
+    session: Session,
+}
+
+impl Drop for SessionHold {
+    fn drop(&mut self) {
+        self.session.disconnected(None);
     }
 }
 

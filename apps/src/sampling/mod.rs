@@ -57,7 +57,11 @@ impl Default for SamplingConfig {
 /// A connected MCP client, as `initialize` described it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ClientInfo {
+    /// What the console and `POST /sampling/requests` call it: a random handle, because the
+    /// session id is the session's only credential and is never shown.
+    pub handle: String,
     /// Its session id (`MCP-Session-Id`).
+    #[serde(skip)]
     pub session: String,
     /// `clientInfo.name`.
     pub name: String,
@@ -104,15 +108,20 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
     };
     let forget = state.clone();
     core.sessions.on_expire(move |id| forget.client_left(id));
-    Router::new()
-        .route("/sampling", get(console))
-        .route("/sampling/", get(console))
+    // MCP requires Origin to be checked on every connection, GETs included (a GET here opens or
+    // attaches to a session): cross-site requests are refused whatever the method.
+    let mcp = Router::new()
         .route(
             "/sampling/mcp",
             get(streamable::open).post(streamable::post).delete(streamable::delete),
         )
         .route("/sampling/sse", get(legacy::open))
         .route("/sampling/messages", axum::routing::post(legacy::post))
+        .route_layer(axum::middleware::from_fn(sse_core::edge::origin::refuse_cross_site));
+    Router::new()
+        .route("/sampling", get(console))
+        .route("/sampling/", get(console))
+        .merge(mcp)
         .route("/sampling/clients", get(requests::clients))
         .route("/sampling/requests", get(requests::list).post(requests::send))
         .route("/sampling/requests/{id}", get(requests::one))
@@ -134,8 +143,9 @@ async fn console(axum::extract::State(state): axum::extract::State<SamplingState
 impl SamplingState {
     /// Registers a client that has just initialized.
     fn client_joined(&self, client: ClientInfo) {
-        self.publish("client_connected", &json!(client));
+        let shown = json!(client);
         lock(&self.clients).insert(client.session.clone(), client);
+        self.publish("client_connected", &shown);
     }
 
     /// Forgets a client whose session ended.
@@ -143,7 +153,7 @@ impl SamplingState {
         if let Some(client) = lock(&self.clients).remove(id.as_str()) {
             self.publish(
                 "client_disconnected",
-                &json!({ "session": client.session, "name": client.name }),
+                &json!({ "handle": client.handle, "name": client.name }),
             );
         }
     }
@@ -173,7 +183,7 @@ impl SamplingState {
             }
             Message::Notification(note) => {
                 if note.method == "notifications/progress" {
-                    self.progress(&note.params.unwrap_or_default());
+                    self.progress(session.id(), &note.params.unwrap_or_default());
                 }
                 Ok(None)
             }
@@ -223,11 +233,19 @@ impl SamplingState {
             );
         }
         let token = params.pointer("/_meta/progressToken").cloned();
-        let ask = self.core.correlator.request(
+        // The request travels with the call it belongs to: on the call's own response stream
+        // (Streamable HTTP), or on the session's stream (the 2024-11-05 transport). The answer
+        // comes back by POST either way, to the correlator.
+        let deliver = |request: &sse_core::wire::jsonrpc::Request| {
+            reply(json!(request));
+            true
+        };
+        let ask = self.core.correlator.request_via(
             session,
             "sampling/createMessage",
             Some(sampling),
             self.config.deadline,
+            deliver,
         );
         tokio::pin!(ask);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -294,6 +312,7 @@ fn client_info(
         params.pointer(pointer).and_then(Value::as_str).unwrap_or("unknown").to_owned()
     };
     ClientInfo {
+        handle: uuid::Uuid::new_v4().simple().to_string(),
         session: session.id().as_str().to_owned(),
         name: text("/clientInfo/name"),
         version: text("/clientInfo/version"),

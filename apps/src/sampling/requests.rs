@@ -30,8 +30,10 @@ const KEPT: usize = 200;
 pub struct SamplingRequest {
     /// Its id.
     pub id: String,
-    /// The client's session id.
+    /// The client's handle (as `/sampling/clients` shows it).
     pub client: String,
+    /// The client's session, whose progress notifications may move this request.
+    session: String,
     /// The `createMessage` params sent.
     pub params: Value,
     /// Ms since the epoch.
@@ -95,14 +97,16 @@ pub(super) async fn send(
         }
     };
     mcp::check_create_message(&body).map_err(|m| invalid("invalid_params", m))?;
-    // By session id, else by the name its `initialize` gave (the newest such client).
-    let by_name = || {
+    // By handle, else by the name its `initialize` gave (the newest such client).
+    let found = {
         let clients = lock(&state.clients);
-        let newest = clients.values().filter(|c| c.name == client).max_by_key(|c| c.connected_at);
-        newest.and_then(|c| state.core.sessions.get(&SessionId::from(c.session.as_str())))
+        let by_handle = clients.values().find(|c| c.handle == client);
+        let by_name =
+            || clients.values().filter(|c| c.name == client).max_by_key(|c| c.connected_at);
+        by_handle.or_else(by_name).map(|c| c.session.clone())
     };
     let session =
-        state.core.sessions.get(&SessionId::from(client.as_str())).or_else(by_name).ok_or_else(
+        found.and_then(|id| state.core.sessions.get(&SessionId::from(id.as_str()))).ok_or_else(
             || ApiError::not_found("unknown_client", format!("no connected client is {client:?}")),
         )?;
     let info = state.client(session.id()).ok_or_else(|| {
@@ -122,7 +126,8 @@ pub(super) async fn send(
     let sent_at = unix_millis();
     let request = Arc::new(SamplingRequest {
         id: uuid::Uuid::new_v4().simple().to_string(),
-        client: info.session.clone(),
+        client: info.handle.clone(),
+        session: info.session.clone(),
         params: body.clone(),
         sent_at,
         deadline_at: sent_at + state.config.deadline.as_millis() as u64,
@@ -171,14 +176,18 @@ pub(super) async fn send(
 impl SamplingState {
     /// A client's `notifications/progress` for a request sent by hand: its message names the
     /// stage (`awaiting approval`, `generating`).
-    pub(super) fn progress(&self, params: &Value) {
+    pub(super) fn progress(&self, from: &SessionId, params: &Value) {
         let Some(token) = params.get("progressToken").and_then(Value::as_str) else { return };
         let stage = match params.get("message").and_then(Value::as_str) {
             Some(m) if m.contains("approval") => "awaiting_approval",
             Some(m) if m.contains("generat") => "generating",
             _ => return,
         };
-        let request = lock(&self.requests).iter().find(|r| r.id == token).cloned();
+        // Only the client that was asked may move its request.
+        let request = lock(&self.requests)
+            .iter()
+            .find(|r| r.id == token && r.session == from.as_str())
+            .cloned();
         if let Some(request) = request {
             if lock(&request.outcome).is_none() {
                 *lock(&request.stage) = Some(stage);

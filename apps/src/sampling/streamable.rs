@@ -114,6 +114,8 @@ pub(super) async fn post(
             Ok(session) => session,
             Err(refusal) => return refusal.into_response(),
         };
+    // A client that only POSTs keeps its session while it is active.
+    session.touch();
     match message {
         Message::Request(request) if request.method == "tools/call" => {
             tool_stream(state, session, request)
@@ -123,11 +125,16 @@ pub(super) async fn post(
             match state.handle(&session, message, &ignore).await {
                 Ok(Some(response)) => axum::Json(response).into_response(),
                 Ok(None) => StatusCode::ACCEPTED.into_response(),
-                Err(refused) => (
-                    refused.status(),
-                    axum::Json(json!({ "error": { "code": refused.code(), "message": refused.to_string() } })),
-                )
-                    .into_response(),
+                Err(refused) => {
+                    // A JSON-RPC error body; never 404, which in MCP means "session ended".
+                    let status = match refused.status() {
+                        StatusCode::NOT_FOUND => StatusCode::BAD_REQUEST,
+                        other => other,
+                    };
+                    let mut body = mcp::error(None, codes::INVALID_REQUEST, &refused.to_string());
+                    body["error"]["data"] = json!({ "reason": refused.code() });
+                    (status, axum::Json(body)).into_response()
+                }
             }
         }
     }
@@ -145,6 +152,8 @@ fn tool_stream(
     let streams = state.core.streams.clone();
     let metrics = state.core.metrics.clone();
     tokio::spawn(async move {
+        // The session lives as long as the call, stream or no stream.
+        let _hold = session.hold();
         let progress = sender.clone();
         let reply = move |note: Value| {
             let _ = progress.send(note);

@@ -260,6 +260,23 @@ impl Correlator {
         params: Option<Value>,
         deadline: Duration,
     ) -> Result<Answered, RpcError> {
+        let down_the_stream =
+            |request: &Request| session.send(session.dialect().request(request)).is_ok();
+        self.request_via(session, method, params, deadline, down_the_stream).await
+    }
+
+    /// As [`request`](Self::request), but the request travels by `deliver` (for instance on the
+    /// response stream of the client request it belongs to, as MCP's Streamable HTTP prefers);
+    /// the answer still comes back through [`answer`](Self::answer) for `session`. `deliver`
+    /// returns false when it could not send.
+    pub async fn request_via(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Option<Value>,
+        deadline: Duration,
+        deliver: impl FnOnce(&Request) -> bool,
+    ) -> Result<Answered, RpcError> {
         self.check_breaker(session.id())?;
         let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
@@ -271,7 +288,7 @@ impl Correlator {
         let mut guard = PendingGuard { correlator: self, session, id: Some(id.clone()), started };
 
         let request = Request::new(id.clone(), method, params);
-        if session.send(session.dialect().request(&request)).is_err() {
+        if !deliver(&request) {
             guard.finish("session_closed", None);
             return Err(RpcError::SessionClosed);
         }

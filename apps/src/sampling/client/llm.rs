@@ -268,21 +268,23 @@ async fn openai(
 
 fn openai_error(error: OpenAIError) -> Attempt {
     match error {
+        // async-openai reads every non-2xx answer into an ApiError with its status.
         OpenAIError::ApiError(response) => retry_or_fail(
             response.status_code.as_u16(),
             None,
             "OPENAI_API_KEY",
             &response.api_error.message,
         ),
+        OpenAIError::Reqwest(error) => match error.status() {
+            Some(status) => retry_or_fail(status.as_u16(), None, "OPENAI_API_KEY", ""),
+            // Without its URL, which may carry credentials in OPENAI_BASE_URL.
+            None => Ok(Err(LlmError::Other(format!(
+                "cannot reach the provider: {}",
+                error.without_url()
+            )))),
+        },
         other => {
-            // A stream that fails before any event carries the status in its text.
-            let text = other.to_string();
-            let status =
-                ["401", "403", "429", "500", "502", "503"].into_iter().find(|s| text.contains(s));
-            match status.and_then(|s| s.parse().ok()) {
-                Some(status) => retry_or_fail(status, None, "OPENAI_API_KEY", &text),
-                None => Ok(Err(LlmError::Other(text))),
-            }
+            Ok(Err(LlmError::Other(format!("the provider's answer could not be read: {other}"))))
         }
     }
 }
@@ -321,7 +323,10 @@ async fn anthropic(
             .send()
             .await
             .map_err(|e| {
-                Ok::<_, Retry>(Err(LlmError::Other(format!("cannot reach the provider: {e}"))))
+                Ok::<_, Retry>(Err(LlmError::Other(format!(
+                    "cannot reach the provider: {}",
+                    e.without_url()
+                ))))
             })?;
         let status = response.status().as_u16();
         if status != 200 {
@@ -337,8 +342,9 @@ async fn anthropic(
         let mut parser = Parser::new();
         let mut bytes = response.bytes_stream();
         while let Some(chunk) = bytes.next().await {
-            let chunk =
-                chunk.map_err(|e| Ok(Err(LlmError::Other(format!("the stream broke: {e}")))))?;
+            let chunk = chunk.map_err(|e| {
+                Ok(Err(LlmError::Other(format!("the stream broke: {}", e.without_url()))))
+            })?;
             for event in parser.feed(&chunk) {
                 let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
                 match event.event.as_str() {

@@ -37,8 +37,8 @@ pub enum Transport {
     Sse,
 }
 
-/// Everything the client needs.
-#[derive(Clone, Debug)]
+/// Everything the client needs. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The MCP endpoint: `…/sampling/mcp` (streamable) or `…/sampling/sse`.
     pub server: String,
@@ -58,6 +58,18 @@ pub struct ClientConfig {
     pub per_minute: u32,
     /// How long one model call may take.
     pub call_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("server", &self.server)
+            .field("transport", &self.transport)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("provider", &self.provider)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a session ended: reconnect after a pause, or stop.
@@ -97,6 +109,8 @@ struct Session {
     limiter: Arc<DefaultDirectRateLimiter>,
     /// Where answers go, and the session id to send with them (Streamable HTTP).
     post_to: Mutex<(String, Option<String>)>,
+    /// The protocol revision the server chose in `initialize`.
+    protocol: Mutex<String>,
     in_flight: Mutex<HashMap<String, AbortHandle>>,
 }
 
@@ -117,6 +131,7 @@ impl Session {
         Arc::new(Session {
             http: reqwest::Client::new(),
             post_to: Mutex::new((config.server.clone(), None)),
+            protocol: Mutex::new(mcp::LATEST.to_owned()),
             config,
             limiter,
             in_flight: Mutex::default(),
@@ -138,14 +153,14 @@ impl Session {
             .header("accept", "application/json, text/event-stream")
             .json(message);
         if let Some(session) = session {
-            request = request
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", mcp::LATEST);
+            let protocol = lock(&self.protocol).clone();
+            request =
+                request.header("mcp-session-id", session).header("mcp-protocol-version", protocol);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| SessionEnd::Retry(format!("cannot reach the server: {e}")))?;
+        // Errors without their URL: a legacy URL carries the session id.
+        let response = request.send().await.map_err(|e| {
+            SessionEnd::Retry(format!("cannot reach the server: {}", e.without_url()))
+        })?;
         if response.status() == 404 {
             return Err(SessionEnd::Retry("the server has forgotten the session".to_owned()));
         }
@@ -158,6 +173,15 @@ impl Session {
     }
 
     async fn run(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
+        let ended = self.clone().serve(shutdown).await;
+        // Requests of a session that has ended can no longer be answered.
+        for (_, task) in lock(&self.in_flight).drain() {
+            task.abort();
+        }
+        ended
+    }
+
+    async fn serve(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
         let mut source = match self.config.transport {
             Transport::Streamable => self.open_streamable().await?,
             Transport::Sse => self.open_legacy().await?,
@@ -176,7 +200,10 @@ impl Session {
                 Some(Ok(SseItem::Open)) => {}
                 Some(Ok(SseItem::Event(event))) => {
                     if event.event == "endpoint" {
-                        continue;
+                        // Only a new session announces an endpoint: ours is gone.
+                        return Err(SessionEnd::Retry(
+                            "the server started a new session".to_owned(),
+                        ));
                     }
                     match serde_json::from_str::<Value>(&event.data) {
                         Ok(message) => self.clone().dispatch(message).await?,
@@ -210,18 +237,35 @@ impl Session {
                     response.status()
                 ))
             })?;
+        let body: Value = response.json().await.unwrap_or_default();
+        self.negotiated(&body)?;
         lock(&self.post_to).1 = Some(session.clone());
         self.post(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await?;
         let mut source = EventSource::new(self.http.clone(), self.config.server.clone())
             .header(HeaderName::from_static("mcp-session-id"), value(&session)?)
             .header(
                 HeaderName::from_static("mcp-protocol-version"),
-                HeaderValue::from_static(mcp::LATEST),
+                value(&lock(&self.protocol).clone())?,
             );
         if let Some(token) = &self.config.token {
             source = source.header(http::header::AUTHORIZATION, value(&format!("Bearer {token}"))?);
         }
         Ok(source)
+    }
+
+    /// Records the revision the server chose; one this client does not speak ends the session.
+    fn negotiated(&self, initialize: &Value) -> Result<(), SessionEnd> {
+        let chosen = initialize
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(mcp::LATEST);
+        if !mcp::SUPPORTED.contains(&chosen) {
+            return Err(SessionEnd::Retry(format!(
+                "the server chose protocol {chosen:?}, which this client does not speak"
+            )));
+        }
+        *lock(&self.protocol) = chosen.to_owned();
+        Ok(())
     }
 
     /// HTTP+SSE: open the stream, read the `endpoint`, initialize through it.
@@ -246,6 +290,10 @@ impl Session {
             .map_err(|e| SessionEnd::Retry(e.to_string()))?;
         let url = base.join(&endpoint).map_err(|e| SessionEnd::Retry(e.to_string()))?;
         lock(&self.post_to).0 = url.to_string();
+        // A reconnect must name the session, or the server would start a new one.
+        if let Some((_, id)) = url.query_pairs().find(|(k, _)| k == "sessionId") {
+            source.set_url(format!("{}?sessionId={id}", self.config.server));
+        }
         self.post(&initialize_request()).await?;
         Ok(source)
     }
@@ -259,6 +307,7 @@ impl Session {
             ("", Some(_))
                 if message.get("result").is_some_and(|r| r.get("protocolVersion").is_some()) =>
             {
+                self.negotiated(&message)?;
                 self.post(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
                     .await?;
             }
@@ -269,6 +318,9 @@ impl Session {
                 let key = id.to_string();
                 let params = message.get("params").cloned().unwrap_or_default();
                 let session = self.clone();
+                let done = key.clone();
+                // Registered before the task can finish, and removed when it does.
+                let mut in_flight = lock(&self.in_flight);
                 let task = tokio::spawn(async move {
                     let answer = match session.sample(&params).await {
                         Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
@@ -284,8 +336,9 @@ impl Session {
                     if let Err(error) = session.post(&answer).await {
                         eprintln!("sampling-client: could not send an answer: {error}");
                     }
+                    lock(&session.in_flight).remove(&done);
                 });
-                lock(&self.in_flight).insert(key, task.abort_handle());
+                in_flight.insert(key, task.abort_handle());
             }
             ("notifications/cancelled", _) => {
                 let key =
