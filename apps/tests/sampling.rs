@@ -431,3 +431,28 @@ async fn a_client_that_never_opens_the_get_stream_still_answers_a_tool_call() {
         .unwrap();
     assert_eq!(foreign.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancelling_its_tool_call_cancels_the_sampling_request() {
+    let app = start(Duration::from_secs(300)).await;
+    let (client, _) = Client::initialize(&app.base, "canceller", sampling()).await;
+    let mut session_stream = client.stream().await;
+    let call = json!({"jsonrpc": "2.0", "id": "call-9", "method": "tools/call", "params": {
+        "name": "summarize", "arguments": {"text": "x"}}});
+    let response = client.request(reqwest::Method::POST).json(&call).send().await.unwrap();
+    let mut tool = Stream::from_response(response);
+    let asked = next_request(&mut tool).await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "call-9", "reason": "changed my mind"}});
+    assert_eq!(client.post(cancel).await.0, 202);
+    let cancelled = next_message(&mut session_stream).await;
+    assert_eq!(cancelled["method"], "notifications/cancelled");
+    assert_eq!(cancelled["params"]["requestId"], asked["id"]);
+    let ended = tokio::time::timeout(WATCHDOG, async {
+        while let Some(event) = tool.next().await {
+            let message: Value = serde_json::from_str(&event.data).unwrap();
+            assert!(message.get("result").is_none(), "a cancelled call sends no result");
+        }
+    });
+    ended.await.expect("the call's stream ended");
+}

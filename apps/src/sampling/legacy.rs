@@ -86,12 +86,10 @@ pub(super) async fn post(
     let task_state = state.clone();
     // Requests are answered on their own task (a tool call waits for a model), so the POST
     // returns at once, as this transport has it.
-    if let Message::Request(_) = &message {
-        tokio::spawn(async move {
-            if let Ok(Some(response)) = task_state.handle(&session, message, &send).await {
-                send(response);
-            }
-        });
+    if let Message::Request(request) = message {
+        let send: Arc<dyn Fn(Value) + Send + Sync> = Arc::new(send);
+        let respond = send.clone();
+        drop(task_state.spawn_answer(session, request, send, move |response| respond(response)));
         return Ok(StatusCode::ACCEPTED.into_response());
     }
     state

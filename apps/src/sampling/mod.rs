@@ -22,7 +22,7 @@ pub mod requests;
 pub mod streamable;
 pub mod tools;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ use sse_core::rpc::RpcError;
 use sse_core::session::{Session, SessionId};
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, Message, Request};
+use tokio::task::AbortHandle;
 
 use crate::dashboard::system::unix_millis;
 use mcp::codes;
@@ -91,6 +92,9 @@ struct SamplingState {
     clients: Arc<Mutex<BTreeMap<String, ClientInfo>>>,
     requests: Arc<Mutex<VecDeque<Arc<requests::SamplingRequest>>>>,
     events: Topic,
+    /// Client requests being worked on, by (session, request id), so the client can cancel
+    /// them with `notifications/cancelled`.
+    running: Arc<Mutex<HashMap<(String, String), AbortHandle>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,6 +109,7 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         config,
         clients: Arc::default(),
         requests: Arc::default(),
+        running: Arc::default(),
     };
     let forget = state.clone();
     core.sessions.on_expire(move |id| forget.client_left(id));
@@ -141,6 +146,41 @@ async fn console(axum::extract::State(state): axum::extract::State<SamplingState
 }
 
 impl SamplingState {
+    /// Runs the answer to client request `id` of `session` on its own task, which the client
+    /// can cancel; `deliver` gets the response.
+    fn spawn_answer(
+        &self,
+        session: Session,
+        request: Request,
+        reply: Arc<dyn Fn(Value) + Send + Sync>,
+        deliver: impl FnOnce(Value) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let key = (session.id().as_str().to_owned(), request.id.to_string());
+        let (state, running) = (self.clone(), self.running.clone());
+        let mut tasks = lock(&self.running);
+        let done = key.clone();
+        let task = tokio::spawn(async move {
+            let response = state.answer(&session, request, &*reply).await;
+            lock(&running).remove(&done);
+            deliver(response);
+        });
+        tasks.insert(key, task.abort_handle());
+        task
+    }
+
+    /// `notifications/cancelled` from a client: stops the named request's work (which cancels
+    /// the sampling request it waits for, and tells the client with the model).
+    fn cancel(&self, session: &Session, params: &Value) {
+        let Some(id) = params.get("requestId") else { return };
+        let id = match id {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        if let Some(task) = lock(&self.running).remove(&(session.id().as_str().to_owned(), id)) {
+            task.abort();
+        }
+    }
+
     /// Registers a client that has just initialized.
     fn client_joined(&self, client: ClientInfo) {
         let shown = json!(client);
@@ -182,6 +222,9 @@ impl SamplingState {
                 Ok(None)
             }
             Message::Notification(note) => {
+                if note.method == "notifications/cancelled" {
+                    self.cancel(session, &note.params.clone().unwrap_or_default());
+                }
                 if note.method == "notifications/progress" {
                     self.progress(session.id(), &note.params.unwrap_or_default());
                 }

@@ -151,16 +151,23 @@ fn tool_stream(
     let (sender, mut receiver) = mpsc::unbounded_channel::<Value>();
     let streams = state.core.streams.clone();
     let metrics = state.core.metrics.clone();
+    // The session lives as long as the call, stream or no stream.
+    let hold = session.hold();
+    let progress = sender.clone();
+    let reply: Arc<dyn Fn(Value) + Send + Sync> = Arc::new(move |note: Value| {
+        let _ = progress.send(note);
+    });
+    let answered = sender.clone();
+    let work = state.spawn_answer(session, request, reply, move |response| {
+        let _ = answered.send(response);
+    });
+    // A caller that goes away stops the work (and so cancels its sampling request).
     tokio::spawn(async move {
-        // The session lives as long as the call, stream or no stream.
-        let _hold = session.hold();
-        let progress = sender.clone();
-        let reply = move |note: Value| {
-            let _ = progress.send(note);
-        };
+        let _hold = hold;
+        let abort = work.abort_handle();
         tokio::select! {
-            response = state.answer(&session, request, &reply) => { let _ = sender.send(response); }
-            () = sender.closed() => {}
+            _ = work => {}
+            () = sender.closed() => abort.abort(),
         }
     });
     let frames = futures_util::stream::poll_fn(move |cx| {

@@ -2,17 +2,45 @@
 //! reaches a model, and the completion before it reaches the server. With [`Approve::Ask`] both
 //! checkpoints are prompts on the terminal (one request at a time, so prompts never interleave);
 //! with [`Approve::Auto`] both pass unattended.
+//!
+//! Lines are read by one thread of their own and handed over a channel, so a prompt whose request
+//! is cancelled stops waiting at once and takes no line the next prompt should get (a blocking
+//! read on tokio's pool could not be abandoned, and would also hold up the process's exit).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use super::llm::{Completion, Prompt};
 
+/// Lines typed at the terminal, read by a thread of their own.
+#[derive(Debug)]
+pub struct Lines(tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>);
+
+impl Lines {
+    fn start() -> Lines {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(tokio::sync::Mutex::new(receiver))
+    }
+
+    /// Lines from a channel instead of the terminal (for tests, and for front ends of one's own).
+    pub fn from_channel(receiver: tokio::sync::mpsc::UnboundedReceiver<String>) -> Lines {
+        Lines(tokio::sync::Mutex::new(receiver))
+    }
+}
+
 /// Who approves.
 #[derive(Clone, Debug)]
 pub enum Approve {
-    /// A person at this terminal.
-    Ask(Arc<tokio::sync::Mutex<()>>),
+    /// A person at this terminal (one prompt at a time).
+    Ask(Arc<Lines>),
     /// Nobody: everything passes.
     Auto,
 }
@@ -33,13 +61,12 @@ impl Approve {
         if !std::io::stdin().is_terminal() {
             return Err("stdin is not a terminal, so nobody can approve requests: pass --approve auto to answer without asking".to_owned());
         }
-        Ok(Approve::Ask(Arc::default()))
+        Ok(Approve::Ask(Arc::new(Lines::start())))
     }
 
     /// The first checkpoint: the request as the model will see it. `None` when rejected.
     pub async fn request(&self, mut prompt: Prompt) -> Option<Prompt> {
-        let Approve::Ask(turn) = self else { return Some(prompt) };
-        let _turn = turn.lock().await;
+        let Approve::Ask(lines) = self else { return Some(prompt) };
         let mut shown = format!(
             "\n── sampling request → model {} (max {} tokens)\n",
             prompt.model, prompt.max_tokens
@@ -50,7 +77,8 @@ impl Approve {
         for (role, text) in &prompt.messages {
             shown.push_str(&format!("{role}: {text}\n"));
         }
-        match ask(shown, "Send to the model? [a]pprove, [e]dit the last message, [r]eject: ").await
+        match ask(lines, shown, "Send to the model? [a]pprove, [e]dit the last message, [r]eject: ")
+            .await
         {
             Choice::Approve => Some(prompt),
             Choice::Edit(text) => {
@@ -76,13 +104,12 @@ impl Approve {
 
     /// The second checkpoint: the completion before it goes back. `None` when rejected.
     pub async fn completion(&self, mut completion: Completion) -> Option<Completion> {
-        let Approve::Ask(turn) = self else { return Some(completion) };
-        let _turn = turn.lock().await;
+        let Approve::Ask(lines) = self else { return Some(completion) };
         let shown = format!(
             "\n── completion from {} (stop: {:?})\n",
             completion.model, completion.stop_reason
         );
-        match ask(shown, "Send this answer? [a]pprove, [e]dit, [r]eject: ").await {
+        match ask(lines, shown, "Send this answer? [a]pprove, [e]dit, [r]eject: ").await {
             Choice::Approve => Some(completion),
             Choice::Edit(text) => {
                 completion.text = text;
@@ -93,32 +120,60 @@ impl Approve {
     }
 }
 
-/// Shows `shown`, asks `question` until it gets a, e (then the new text) or r.
-async fn ask(shown: String, question: &'static str) -> Choice {
-    let answered = tokio::task::spawn_blocking(move || {
-        eprint!("{shown}");
-        let stdin = std::io::stdin();
-        loop {
-            eprint!("{question}");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
-                return Choice::Reject; // stdin closed: nobody approves
+/// Shows `shown`, asks `question` until it gets a, e (then the new text) or r. One prompt at a
+/// time: the lines' lock is held from the question to the answer.
+async fn ask(lines: &Lines, shown: String, question: &'static str) -> Choice {
+    let mut receiver = lines.0.lock().await;
+    eprint!("{shown}");
+    loop {
+        eprint!("{question}");
+        let _ = std::io::stderr().flush();
+        let Some(line) = receiver.recv().await else {
+            return Choice::Reject; // stdin closed: nobody approves
+        };
+        match line.trim() {
+            "a" | "approve" | "" => return Choice::Approve,
+            "r" | "reject" => return Choice::Reject,
+            "e" | "edit" => {
+                eprint!("new text (one line): ");
+                let _ = std::io::stderr().flush();
+                return Choice::Edit(receiver.recv().await.unwrap_or_default());
             }
-            match line.trim() {
-                "a" | "approve" | "" => return Choice::Approve,
-                "r" | "reject" => return Choice::Reject,
-                "e" | "edit" => {
-                    eprint!("new text (one line): ");
-                    let _ = std::io::stderr().flush();
-                    let mut text = String::new();
-                    let _ = stdin.lock().read_line(&mut text);
-                    return Choice::Edit(text.trim_end_matches('\n').to_owned());
-                }
-                _ => {}
-            }
+            _ => {}
         }
-    })
-    .await;
-    answered.unwrap_or(Choice::Reject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn prompt() -> Prompt {
+        Prompt {
+            system: None,
+            messages: vec![("user".into(), "original".into())],
+            max_tokens: 10,
+            temperature: None,
+            stop: vec![],
+            model: "m".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_person_approves_edits_or_rejects_at_both_checkpoints() {
+        let (typed, lines) = tokio::sync::mpsc::unbounded_channel();
+        let approve = Approve::Ask(Arc::new(Lines::from_channel(lines)));
+        for line in ["e", "edited", "x", "a", "r"] {
+            typed.send(line.to_owned()).unwrap();
+        }
+        let edited = approve.request(prompt()).await.unwrap();
+        assert_eq!(edited.messages[0].1, "edited");
+        let completion = Completion { text: "t".into(), model: "m".into(), stop_reason: None };
+        // "x" is not an answer: asked again, then approved.
+        assert_eq!(approve.completion(completion.clone()).await, Some(completion.clone()));
+        assert_eq!(approve.request(prompt()).await, None, "rejected");
+        drop(typed);
+        assert_eq!(approve.completion(completion).await, None, "stdin closed: nobody approves");
+    }
 }
