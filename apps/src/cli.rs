@@ -451,6 +451,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Sampling { server, deadline, no_auth }) => {
             let config = crate::sampling::SamplingConfig { deadline };
             let app = move |core: Core| Ok(crate::sampling::router(core, config));
+            let exposed = server.addr.is_some_and(|a| !a.ip().is_loopback());
+            anyhow::ensure!(
+                !(no_auth && exposed && server.allow_hosts.is_empty()),
+                "--no-auth beyond loopback needs --allow-host: without a token, only the Host check \
+                 stops DNS rebinding"
+            );
             let program = if no_auth {
                 eprintln!(
                     "WARNING: --no-auth: anyone who can reach this port can use the sampling endpoints"

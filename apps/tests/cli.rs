@@ -359,6 +359,13 @@ async fn the_exec_bench_streams_every_byte_and_echoes_every_keystroke() {
 async fn sampling_needs_its_token_unless_no_auth_and_the_client_explains_what_is_missing() {
     let (_open, base) = start_server(&["sampling", "--no-auth"]).await;
     assert_eq!(reqwest::get(format!("{base}/sampling/clients")).await.unwrap().status(), 200);
+    let exposed = Command::new(BIN)
+        .args(["sampling", "--no-auth", "--addr", "0.0.0.0:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!exposed.status.success());
+    assert!(String::from_utf8_lossy(&exposed.stderr).contains("--allow-host"));
     let (_guarded, base) = start_server(&["sampling"]).await;
     assert_eq!(reqwest::get(format!("{base}/sampling/clients")).await.unwrap().status(), 401);
 
