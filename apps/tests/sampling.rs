@@ -456,3 +456,27 @@ async fn a_client_cancelling_its_tool_call_cancels_the_sampling_request() {
     });
     ended.await.expect("the call's stream ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_answered_as_an_array_of_responses() {
+    let app = start(Duration::from_secs(300)).await;
+    let (client, _) = Client::initialize(&app.base, "batcher", sampling()).await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {}}
+    ]);
+    let (status, responses) = client.post(batch).await;
+    assert_eq!(status, 200);
+    let responses = responses.as_array().unwrap();
+    assert_eq!(responses.len(), 3, "one response per request: {responses:?}");
+    assert_eq!((responses[0]["id"].as_u64(), &responses[0]["result"]), (Some(1), &json!({})));
+    assert_eq!(responses[1]["result"]["tools"].as_array().unwrap().len(), 3);
+    assert_eq!(responses[2]["error"]["code"], -32600, "initialize may not be batched");
+    let (status, _) =
+        client.post(json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}])).await;
+    assert_eq!(status, 202, "notifications only");
+    let (status, _) = client.post(json!([])).await;
+    assert_eq!(status, 400);
+}

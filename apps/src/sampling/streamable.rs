@@ -79,6 +79,9 @@ pub(super) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return batch(state, headers, &body).await;
+    }
     let message = match Message::parse(&body) {
         Ok(message) => message,
         Err(error) => {
@@ -137,6 +140,63 @@ pub(super) async fn post(
                 }
             }
         }
+    }
+}
+
+/// A JSON-RPC batch (revision 2025-03-26 allowed them; later ones do not, and this server
+/// accepts them from anyone): every message handled in order, the responses to its requests
+/// returned as one JSON array, or 202 when it held no request. `initialize` may not be batched.
+/// A tool call's sampling request goes down the session's stream here, since a batch answers
+/// with plain JSON.
+async fn batch(state: SamplingState, headers: HeaderMap, body: &[u8]) -> Response {
+    let items: Vec<Value> = match serde_json::from_slice(body) {
+        Ok(Value::Array(items)) if !items.is_empty() => items,
+        _ => {
+            let error =
+                mcp::error(None, codes::INVALID_REQUEST, "a batch must be a non-empty array");
+            return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+        }
+    };
+    let session =
+        match session_of(&state, &headers).and_then(|s| check_version(&headers).map(|()| s)) {
+            Ok(session) => session,
+            Err(refusal) => return refusal.into_response(),
+        };
+    session.touch();
+    let down_the_stream = {
+        let session = session.clone();
+        move |value: Value| {
+            let _ = session.send(mcp::message(&value));
+        }
+    };
+    let mut responses = Vec::new();
+    for item in items {
+        match Message::from_value(item) {
+            Err(error) => {
+                responses.push(mcp::error(None, codes::INVALID_REQUEST, &error.to_string()))
+            }
+            Ok(Message::Request(request)) if request.method == "initialize" => {
+                responses.push(mcp::error(
+                    Some(&request.id),
+                    codes::INVALID_REQUEST,
+                    "initialize may not be batched",
+                ));
+            }
+            Ok(message) => match state.handle(&session, message, &down_the_stream).await {
+                Ok(Some(response)) => responses.push(response),
+                Ok(None) => {}
+                Err(refused) => {
+                    let mut error = mcp::error(None, codes::INVALID_REQUEST, &refused.to_string());
+                    error["error"]["data"] = json!({ "reason": refused.code() });
+                    responses.push(error);
+                }
+            },
+        }
+    }
+    if responses.is_empty() {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        axum::Json(Value::Array(responses)).into_response()
     }
 }
 
