@@ -30,6 +30,13 @@ pub async fn serve(app: Router) -> (String, CancellationToken) {
     (format!("http://{addr}"), stop)
 }
 
+/// One HTTP client for every test stream: building a client loads the system's root
+/// certificates (with a TLS backend compiled in), which costs milliseconds per client.
+fn client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new).clone()
+}
+
 /// An open event stream, read with the crate's own parser.
 #[derive(Debug)]
 pub struct Stream {
@@ -42,12 +49,12 @@ pub struct Stream {
 impl Stream {
     /// GETs `url` and checks the answer is `200 text/event-stream`.
     pub async fn open(url: &str) -> Stream {
-        Stream::open_with(reqwest::Client::new().get(url)).await
+        Stream::open_with(client().get(url)).await
     }
 
     /// GETs `url`, sending `Last-Event-ID` when given.
     pub async fn resume(url: &str, last_event_id: Option<&str>) -> Stream {
-        let mut request = reqwest::Client::new().get(url);
+        let mut request = client().get(url);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }

@@ -162,6 +162,13 @@ fn retry_or_fail(
     }
 }
 
+/// The HTTP client for every model call: one for the process, so its connections (and TLS
+/// sessions) are reused and the system's root certificates are loaded once.
+fn http() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new).clone()
+}
+
 /// MCP's stop reason for an OpenAI finish reason.
 fn openai_stop(reason: &FinishReason) -> &'static str {
     match reason {
@@ -192,7 +199,7 @@ async fn openai(
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
     let config = OpenAIConfig::new().with_api_base(base).with_api_key(key.unwrap_or(""));
-    let client = async_openai::Client::with_config(config);
+    let client = async_openai::Client::with_config(config).with_http_client(http());
     let mut messages: Vec<ChatCompletionRequestMessage> = Vec::new();
     let build = |e: async_openai::error::OpenAIError| Ok(Err(LlmError::Other(e.to_string())));
     if let Some(system) = &prompt.system {
@@ -315,7 +322,7 @@ async fn anthropic(
         body["stop_sequences"] = json!(prompt.stop);
     }
     let call = async {
-        let response = reqwest::Client::new()
+        let response = http()
             .post(format!("{}/v1/messages", base.trim_end_matches('/')))
             .header("x-api-key", key)
             .header("anthropic-version", "2023-06-01")
