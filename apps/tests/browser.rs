@@ -271,6 +271,8 @@ async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
 async fn until_true(client: &Client, what: &str, script: &str) {
     let wait = async {
         while client.execute(script, vec![]).await.expect("script runs") != json!(true) {
+            // The page's state has no event this side can await: poll it, as fantoccini's own
+            // waits do.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
