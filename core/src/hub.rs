@@ -389,7 +389,8 @@ impl Subscription {
 }
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every critical
-/// section in this crate leaves the data consistent before anything that could panic.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// section in this crate (and in the apps that use this) leaves the data consistent before
+/// anything that could panic.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

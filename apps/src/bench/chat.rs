@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use sse_core::hub::lock;
+
 use super::reader::{Connected, read_events};
 use super::{Percentiles, ms, server};
 
@@ -194,10 +196,6 @@ async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &Cancella
     })
     .await;
     lock(&tally.latencies).append(&mut latencies);
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The send time in a bench message's data (`…"text":"b <micros>"…`). A substring search, not a

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sse_core::hub::lock;
 use sse_core::hub::{Hub, Topic};
 use sse_core::wire::Event;
 
@@ -22,10 +23,6 @@ pub struct Room {
     online: Mutex<BTreeMap<String, usize>>,
     /// When each member's typing was last announced.
     typing: Mutex<HashMap<String, Instant>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Room {

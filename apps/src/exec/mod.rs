@@ -22,7 +22,7 @@ mod workflows;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use askama::Template;
@@ -36,6 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
 use sse_core::edge::{ApiError, JsonBody};
+use sse_core::hub::lock;
 use sse_core::stream::{LastEventId, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -137,10 +138,6 @@ async fn page(State(state): State<ExecState>) -> ExecPage {
 
 fn sandbox_name(isolation: Option<Isolation>) -> &'static str {
     isolation.map_or("unavailable: runs are refused", Isolation::name)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ExecState {

@@ -26,8 +26,6 @@ use super::{SamplingState, client_info, initialize_result};
 pub(super) struct SessionQuery {
     #[serde(rename = "sessionId")]
     session_id: Option<String>,
-    #[allow(dead_code)]
-    token: Option<String>,
 }
 
 /// `GET /sampling/sse`: a new session (or, with `?sessionId=` of a live one and

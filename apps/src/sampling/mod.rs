@@ -23,7 +23,7 @@ pub mod streamable;
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +32,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sse_core::Core;
 use sse_core::hub::Topic;
+use sse_core::hub::lock;
 use sse_core::rpc::RpcError;
 use sse_core::session::{Session, SessionId};
 use sse_core::wire::Event;
@@ -95,10 +96,6 @@ struct SamplingState {
     /// Client requests being worked on, by (session, request id), so the client can cancel
     /// them with `notifications/cancelled`.
     running: Arc<Mutex<HashMap<(String, String), AbortHandle>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The sampling routes, mounted at `/sampling`.

@@ -18,9 +18,10 @@ use sse_core::session::SessionId;
 use sse_core::stream::{sse_response, with_prelude};
 use sse_core::wire::Event;
 
+use super::SamplingState;
 use super::mcp::{self, codes};
-use super::{SamplingState, lock};
 use crate::dashboard::system::unix_millis;
+use sse_core::hub::lock;
 
 /// Requests kept for the list.
 const KEPT: usize = 200;

@@ -63,6 +63,13 @@ fn session_of(state: &SamplingState, headers: &HeaderMap) -> Result<Session, Ref
     })
 }
 
+/// The session a request names, at a protocol version this server speaks.
+fn checked_session(state: &SamplingState, headers: &HeaderMap) -> Result<Session, Refusal> {
+    let session = session_of(state, headers)?;
+    check_version(headers)?;
+    Ok(session)
+}
+
 fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
     match headers.get(VERSION_HEADER).map(|v| v.to_str().unwrap_or("")) {
         Some(version) if !mcp::SUPPORTED.contains(&version) => Err(refuse(
@@ -112,11 +119,10 @@ pub(super) async fn post(
             return response;
         }
     }
-    let session =
-        match session_of(&state, &headers).and_then(|s| check_version(&headers).map(|()| s)) {
-            Ok(session) => session,
-            Err(refusal) => return refusal.into_response(),
-        };
+    let session = match checked_session(&state, &headers) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
     // A client that only POSTs keeps its session while it is active.
     session.touch();
     match message {
@@ -157,11 +163,10 @@ async fn batch(state: SamplingState, headers: HeaderMap, body: &[u8]) -> Respons
             return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
         }
     };
-    let session =
-        match session_of(&state, &headers).and_then(|s| check_version(&headers).map(|()| s)) {
-            Ok(session) => session,
-            Err(refusal) => return refusal.into_response(),
-        };
+    let session = match checked_session(&state, &headers) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
     session.touch();
     let down_the_stream = {
         let session = session.clone();
@@ -244,11 +249,10 @@ pub(super) async fn open(
     headers: HeaderMap,
     LastEventId(last_event_id): LastEventId,
 ) -> Response {
-    let session =
-        match session_of(&state, &headers).and_then(|s| check_version(&headers).map(|()| s)) {
-            Ok(session) => session,
-            Err(refusal) => return refusal.into_response(),
-        };
+    let session = match checked_session(&state, &headers) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
     let connection = session.connect(last_event_id.as_deref());
     sse_response(connection.into_stream(), &state.core.streams, &state.core.metrics)
 }

@@ -15,12 +15,13 @@ pub mod llm;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use sse_core::client::{ClientError, EventSource, SseItem};
+use sse_core::hub::lock;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -112,10 +113,6 @@ struct Session {
     /// The protocol revision the server chose in `initialize`.
     protocol: Mutex<String>,
     in_flight: Mutex<HashMap<String, AbortHandle>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn initialize_request() -> Value {
