@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::AllApps;
 use crate::basic::{self, BasicConfig};
+use crate::bench::targets::Target;
 use crate::bidi::client::{ClientConfig, Protocol};
 use crate::bidi::{self, BidiConfig};
 use crate::chat;
@@ -283,6 +284,15 @@ enum Command {
         #[command(subcommand)]
         scenario: BenchScenario,
     },
+    /// A server for `bench` to measure (started by it; publishes when told on stdin)
+    #[command(hide = true)]
+    BenchTarget {
+        /// Which server
+        #[arg(value_enum)]
+        target: Target,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Send requests through /trigger and report round-trip times
     Trigger {
         /// The server's base URL
@@ -353,6 +363,70 @@ fn provider(
 
 #[derive(Debug, Subcommand)]
 enum BenchScenario {
+    /// N connections on one topic, R events a second: delivery, latency, server CPU and memory,
+    /// ours beside the `limit` and `naive` baselines
+    Fanout {
+        /// Loads as CONNECTIONSxRATE (comma-separated)
+        #[arg(long, value_delimiter = ',', default_value = "1000x10,1000x100,10000x10,10000x100")]
+        loads: Vec<crate::bench::fanout::Load>,
+        /// Servers to measure (comma-separated)
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
+        targets: Vec<Target>,
+        /// Bytes of data per event
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// How long each load publishes
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Also draw the results to this SVG file
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// Server→client requests answered by POST: S sessions, C callers of /trigger; round trips/s
+    Roundtrip {
+        /// Sessions answering requests
+        #[arg(long, default_value_t = 64)]
+        sessions: usize,
+        /// Concurrent callers
+        #[arg(long, default_value_t = 64)]
+        callers: usize,
+        /// How long to call
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// N idle connections: the server's resident memory per connection
+    Idle {
+        /// Connections to hold open
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Servers to measure (comma-separated)
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
+        targets: Vec<Target>,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// How fast N connections are established
+    Connect {
+        /// Connections to open
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// How many may be connecting at once
+        #[arg(long, default_value_t = 1000)]
+        concurrency: usize,
+        /// Servers to measure (comma-separated)
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
+        targets: Vec<Target>,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// One chat room: N members reading, R messages a second posted; delivery share and latency
     Chat {
         /// Members connected to the room
@@ -426,6 +500,8 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     server::cancel_on_signals(shutdown.clone());
+    // Started by `bench`: answer its `usage` questions, and hand other commands to the target.
+    let bench_commands = crate::bench::control::serve_if_asked();
     match cli.command {
         None => {
             let data_dir = cli.server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
@@ -526,6 +602,56 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = crate::bench::chat::run(bench).await?;
             println!("{}", report.line());
         }
+        Some(Command::Bench {
+            scenario: BenchScenario::Fanout { loads, targets, payload, duration, plot, no_pin },
+        }) => {
+            let bench = crate::bench::fanout::FanoutBench {
+                loads,
+                targets,
+                payload,
+                duration,
+                pin: !no_pin,
+            };
+            let rows = crate::bench::fanout::run(&bench).await?;
+            println!("{}", crate::bench::fanout::table(&rows));
+            if let Some(path) = plot {
+                let title = format!("SSE fan-out, {payload}-byte events, server on one core");
+                crate::bench::plot::draw(&rows, &title, &path)?;
+                println!("chart written to {}", path.display());
+            }
+        }
+        Some(Command::Bench {
+            scenario: BenchScenario::Roundtrip { sessions, callers, duration, no_pin },
+        }) => {
+            let bench = crate::bench::roundtrip::RoundtripBench {
+                sessions,
+                callers,
+                duration,
+                pin: !no_pin,
+            };
+            println!("{}", crate::bench::roundtrip::run(bench).await?.line());
+        }
+        Some(Command::Bench { scenario: BenchScenario::Idle { connections, targets, no_pin } }) => {
+            for row in crate::bench::connect::run(&targets, connections, 1000, !no_pin).await? {
+                println!("{}", row.idle_line());
+            }
+        }
+        Some(Command::Bench {
+            scenario: BenchScenario::Connect { connections, concurrency, targets, no_pin },
+        }) => {
+            for row in
+                crate::bench::connect::run(&targets, connections, concurrency, !no_pin).await?
+            {
+                println!("{}", row.connect_line());
+            }
+        }
+        Some(Command::BenchTarget { target, server }) => {
+            let commands = bench_commands.unwrap_or_else(|| {
+                // Run by hand: nobody will order events, but the server still serves streams.
+                tokio::sync::mpsc::unbounded_channel().1
+            });
+            run_bench_target(target, server, commands, shutdown).await?;
+        }
         Some(Command::Bench { scenario: BenchScenario::Exec { mib, keystrokes, no_pin } }) => {
             let bench = crate::bench::exec::ExecBench { mib, keystrokes, pin: !no_pin };
             println!("{}", crate::bench::exec::run(bench).await?.line());
@@ -589,8 +715,43 @@ const DASHBOARD: Program =
     Program { what: "dashboard", default_port: 8080, home: "/dashboard", changes_machine: true };
 const BASIC_SERVER: Program =
     Program { what: "basic SSE server", default_port: 8081, home: "/", changes_machine: false };
+const BENCH_TARGET: Program =
+    Program { what: "bench target ours", default_port: 0, home: "/events", changes_machine: false };
 const BIDI_SERVER: Program =
     Program { what: "bidirectional server", default_port: 8082, home: "/", changes_machine: false };
+
+/// Serves one of the fan-out bench's servers.
+async fn run_bench_target(
+    target: Target,
+    server: ServerArgs,
+    commands: tokio::sync::mpsc::UnboundedReceiver<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::bench::targets::{limit, naive, ours};
+    if target == Target::Ours {
+        let app = move |core: Core| Ok(ours::router(core, commands));
+        return run_server(server, BENCH_TARGET, shutdown, app).await;
+    }
+    let addr = server.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener =
+        server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    println!(
+        "sse-apps: bench target {} listening on http://{}",
+        target.name(),
+        listener.local_addr()?
+    );
+    let served = async {
+        match target {
+            Target::Limit => limit::serve(listener, commands).await,
+            _ => naive::serve(listener, commands).await,
+        }
+    };
+    tokio::select! {
+        result = served => result?,
+        () = shutdown.cancelled() => {}
+    }
+    Ok(())
+}
 
 /// Builds the core, binds, prints where to look, and serves until a signal.
 async fn run_server(

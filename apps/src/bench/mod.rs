@@ -7,40 +7,120 @@
 //! sender to the moment a client parses it.
 
 pub mod chat;
+pub mod connect;
+pub mod control;
 pub mod dashboard;
 pub mod exec;
+pub mod fanout;
+pub mod http1;
+pub mod limits;
+pub mod plot;
 pub mod reader;
+pub mod roundtrip;
+pub mod scan;
 mod server;
+pub mod targets;
 
+use std::sync::Mutex;
 use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use sse_core::hub::lock;
 
 /// Percentiles of a set of latencies.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Percentiles {
+    /// How many latencies.
+    pub count: u64,
     /// Median.
     pub p50: Duration,
     /// 99th percentile.
     pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
     /// Largest.
     pub max: Duration,
 }
 
 impl Percentiles {
-    /// From latencies in microseconds (sorted here).
-    pub fn from_micros(mut micros: Vec<u64>) -> Percentiles {
-        micros.sort_unstable();
-        let at = |q: f64| {
-            if micros.is_empty() {
-                return Duration::ZERO;
-            }
-            let rank = ((q * micros.len() as f64).ceil() as usize).clamp(1, micros.len());
-            Duration::from_micros(micros[rank - 1])
-        };
-        Percentiles { p50: at(0.50), p99: at(0.99), max: at(1.0) }
+    /// From latencies in microseconds.
+    pub fn from_micros(micros: Vec<u64>) -> Percentiles {
+        let latencies = Latencies::default();
+        latencies.record(&micros);
+        latencies.percentiles()
     }
 }
 
-/// Formats a duration as milliseconds with one decimal.
+/// Latencies in microseconds from many readers, in an HDR histogram (three significant digits,
+/// up to ten minutes): constant memory however many deliveries, exact enough for p99.9.
+#[derive(Debug)]
+pub struct Latencies {
+    histogram: Mutex<Histogram<u64>>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        let histogram =
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant, valid bounds");
+        Latencies { histogram: Mutex::new(histogram) }
+    }
+}
+
+impl Latencies {
+    /// Adds a reader's batch (readers batch so they take the lock rarely).
+    pub fn record(&self, micros: &[u64]) {
+        let mut histogram = lock(&self.histogram);
+        for &value in micros {
+            histogram.saturating_record(value.max(1));
+        }
+    }
+
+    /// The percentiles so far.
+    pub fn percentiles(&self) -> Percentiles {
+        let histogram = lock(&self.histogram);
+        let at = |q: f64| Duration::from_micros(histogram.value_at_quantile(q));
+        Percentiles {
+            count: histogram.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: Duration::from_micros(histogram.max()),
+        }
+    }
+}
+
+/// Formats a duration as milliseconds with one decimal (two below 1 ms).
 pub fn ms(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+    let millis = duration.as_secs_f64() * 1000.0;
+    if millis < 1.0 { format!("{millis:.2} ms") } else { format!("{millis:.1} ms") }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Percentiles;
+
+    #[test]
+    fn percentiles_of_a_known_set() {
+        // 1..=1000 µs: nearest-rank p50 is 500, p99 990, p99.9 999, max 1000.
+        let p = Percentiles::from_micros((1..=1000).collect());
+        assert_eq!(p.count, 1000);
+        assert_eq!(p.p50, Duration::from_micros(500));
+        assert_eq!(p.p99, Duration::from_micros(990));
+        assert_eq!(p.p999, Duration::from_micros(999));
+        assert_eq!(p.max, Duration::from_micros(1000));
+    }
+
+    #[test]
+    fn large_values_keep_three_significant_digits() {
+        let p = Percentiles::from_micros(vec![123_456_789]);
+        let error = p.max.as_micros().abs_diff(123_456_789);
+        assert!(error <= 123_456_789 / 1000, "max {:?}", p.max);
+    }
+
+    #[test]
+    fn no_latencies_report_zero() {
+        assert_eq!(Percentiles::from_micros(Vec::new()), Percentiles::default());
+    }
 }

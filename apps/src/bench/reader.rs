@@ -22,7 +22,8 @@ pub struct Connected {
 }
 
 impl Connected {
-    fn one_more(&self) {
+    /// Counts one more reader in.
+    pub fn one_more(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
     }
@@ -57,19 +58,38 @@ pub async fn read_events(
     stop: &CancellationToken,
     mut on_events: impl FnMut(&[MessageEvent]),
 ) {
+    let mut parser = Parser::new();
+    let read = read_body(addr, path, headers, connecting, connected, stop, |body| {
+        on_events(&parser.feed(body));
+    });
+    if !read.await {
+        eprintln!("a reader could not connect");
+    }
+}
+
+/// Like [`read_events`], but hands over the body's bytes as they arrive, unparsed (for
+/// scenarios where even the core's parser would make the load generator the bottleneck).
+/// Returns false when the connection could not be made.
+pub async fn read_body(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    connecting: &Semaphore,
+    connected: &Connected,
+    stop: &CancellationToken,
+    mut on_body: impl FnMut(&[u8]),
+) -> bool {
     let permit = connecting.acquire().await;
     let Ok(mut socket) = TcpStream::connect(addr).await else {
-        eprintln!("a reader could not connect");
-        return;
+        return false;
     };
     let request = format!(
         "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{headers}\r\n"
     );
     if socket.write_all(request.as_bytes()).await.is_err() {
-        return;
+        return false;
     }
     drop(permit);
-    let mut parser = Parser::new();
     let mut buffer = vec![0u8; 16 * 1024];
     let mut head = Vec::new();
     let mut in_body = false;
@@ -82,16 +102,15 @@ pub async fn read_events(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut chunk = &buffer[..n];
-        if !in_body {
-            head.extend_from_slice(chunk);
-            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-            in_body = true;
-            let body = head.split_off(end + 4);
-            connected.one_more();
-            on_events(&parser.feed(&body));
-            chunk = &[];
+        if in_body {
+            on_body(&buffer[..n]);
+            continue;
         }
-        on_events(&parser.feed(chunk));
+        head.extend_from_slice(&buffer[..n]);
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        in_body = true;
+        connected.one_more();
+        on_body(&head[end + 4..]);
     }
+    in_body
 }

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use super::control::{self, Usage};
 
 /// A server child process; killed (and its data directory removed) when dropped.
 #[derive(Debug)]
@@ -17,6 +20,10 @@ pub struct ServerUnderTest {
     /// The process, held so that dropping this kills it.
     child: Child,
     data: PathBuf,
+    /// Where commands go ([`super::control`]).
+    stdin: ChildStdin,
+    /// The server's output lines after the first.
+    lines: mpsc::UnboundedReceiver<String>,
 }
 
 impl Drop for ServerUnderTest {
@@ -29,6 +36,30 @@ impl ServerUnderTest {
     /// The server's process id (`taskset` execs the server, so it is the server's own).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends `command` and waits for the server's line that starts with `answer` (skipping any
+    /// other output), for a minute at most.
+    pub async fn ask(&mut self, command: &str, answer: &str) -> anyhow::Result<String> {
+        self.stdin.write_all(format!("{command}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        let wait = async {
+            while let Some(line) = self.lines.recv().await {
+                if line.starts_with(answer) {
+                    return Ok(line);
+                }
+            }
+            anyhow::bail!("the server exited before answering `{command}`")
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .with_context(|| format!("no answer to `{command}`"))?
+    }
+
+    /// The server's CPU time and resident memory now, as it reports them itself.
+    pub async fn usage(&mut self) -> anyhow::Result<Usage> {
+        let line = self.ask("usage", "usage ").await?;
+        Usage::from_line(&line).with_context(|| format!("a usage line: {line}"))
     }
 }
 
@@ -53,15 +84,18 @@ fn pin_self(core: usize) -> anyhow::Result<()> {
 /// cores), the server runs on core 0 and this process moves to core 1, so the figures describe a
 /// server with one core of its own.
 pub async fn launch(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest> {
-    let pinned =
-        pin && can_pin() && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    // Counted once, before this process pins itself to one core (after which it sees one).
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pinned = pin && can_pin() && cores >= 2;
     if pin && !pinned {
         eprintln!("note: not pinning (needs taskset and two cores)");
     }
     let data =
         std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
-    let (base, child) = start(args, &data, pinned.then_some(0)).await?;
-    let server = ServerUnderTest { base, pinned, child, data };
+    let (base, mut child, lines) = start(args, &data, pinned.then_some(0)).await?;
+    let stdin = child.stdin.take().context("the server's input")?;
+    let server = ServerUnderTest { base, pinned, child, data, stdin, lines };
     if pinned {
         pin_self(1)?;
     }
@@ -74,7 +108,7 @@ async fn start(
     args: &[&str],
     data_dir: &Path,
     core: Option<usize>,
-) -> anyhow::Result<(String, Child)> {
+) -> anyhow::Result<(String, Child, mpsc::UnboundedReceiver<String>)> {
     let exe = std::env::current_exe().context("finding this program")?;
     let mut command = match core {
         Some(core) => {
@@ -89,6 +123,8 @@ async fn start(
         .args(["--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
+        .env(control::ENV, "1")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
@@ -102,6 +138,11 @@ async fn start(
         .context("no address in the server's first line")?
         .trim()
         .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((base, child))
+    let (forward, rest) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = forward.send(line);
+        }
+    });
+    Ok((base, child, rest))
 }

@@ -1,0 +1,111 @@
+//! The bench's line protocol with a server it started, over the child's stdin and stdout.
+//!
+//! A server started by the bench (with `SSE_APPS_BENCH_CONTROL=1`) reads commands from stdin:
+//! `usage` is answered by every server with its own resource usage, from `getrusage` (the
+//! kernel's per-process counters; `/proc/stat`, machine-wide, misreports on shared machines) and
+//! its resident set from `/proc/self/statm`. Any other line goes to the server's own handler
+//! (the fan-out targets take `publish <rate> <payload> <count>`).
+
+use std::io::{BufRead, Write};
+
+use nix::sys::resource::{UsageWho, getrusage};
+use tokio::sync::mpsc;
+
+/// The environment variable that turns the control channel on.
+pub const ENV: &str = "SSE_APPS_BENCH_CONTROL";
+
+/// A server's resource usage at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// CPU time in user mode, in microseconds.
+    pub user_us: u64,
+    /// CPU time in the kernel, in microseconds.
+    pub system_us: u64,
+    /// Resident memory now, in KiB.
+    pub rss_kib: u64,
+}
+
+impl Usage {
+    /// This process's usage now.
+    pub fn of_self() -> Usage {
+        let micros = |t: nix::sys::time::TimeVal| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000
+                + u64::try_from(t.tv_usec()).unwrap_or(0)
+        };
+        let (user_us, system_us) = match getrusage(UsageWho::RUSAGE_SELF) {
+            Ok(usage) => (micros(usage.user_time()), micros(usage.system_time())),
+            Err(_) => (0, 0),
+        };
+        Usage { user_us, system_us, rss_kib: resident_kib().unwrap_or(0) }
+    }
+
+    /// CPU time in microseconds, user and kernel.
+    pub fn cpu_us(&self) -> u64 {
+        self.user_us + self.system_us
+    }
+
+    /// The line a server prints.
+    pub fn to_line(self) -> String {
+        format!("usage {} {} {}", self.user_us, self.system_us, self.rss_kib)
+    }
+
+    /// Reads a line printed by [`Usage::to_line`].
+    pub fn from_line(line: &str) -> Option<Usage> {
+        let mut fields = line.strip_prefix("usage ")?.split(' ').map(str::parse::<u64>);
+        let mut next = || fields.next()?.ok();
+        Some(Usage { user_us: next()?, system_us: next()?, rss_kib: next()? })
+    }
+}
+
+/// Resident memory in KiB (second field of `/proc/self/statm`, in pages).
+fn resident_kib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split(' ').nth(1)?.parse().ok()?;
+    let page_size = rustix::param::page_size() as u64;
+    Some(pages * page_size / 1024)
+}
+
+/// When the bench started this process, answers its commands on a thread of their own: `usage`
+/// here, anything else handed to the returned channel (to be answered with [`reply`]).
+pub fn serve_if_asked() -> Option<mpsc::UnboundedReceiver<String>> {
+    std::env::var_os(ENV)?;
+    let (commands, received) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "usage" {
+                reply(&Usage::of_self().to_line());
+            } else if commands.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Some(received)
+}
+
+/// Prints one answer line for the bench.
+pub fn reply(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Usage;
+
+    #[test]
+    fn a_usage_line_reads_back() {
+        let usage = Usage { user_us: 1_250_000, system_us: 40, rss_kib: 9_876 };
+        assert_eq!(Usage::from_line(&usage.to_line()), Some(usage));
+        assert_eq!(Usage::from_line("usage 1 2"), None);
+        assert_eq!(Usage::from_line("listening on http://x"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_memory() {
+        let usage = Usage::of_self();
+        assert!(usage.rss_kib > 0);
+        assert!(usage.cpu_us() > 0);
+    }
+}

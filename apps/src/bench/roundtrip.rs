@@ -1,0 +1,232 @@
+//! `bench roundtrip`: server→client requests answered by POST, as fast as they go.
+//!
+//! `sse-apps bidi-server` runs pinned to one core. S sessions connect to it in the Go original's
+//! format (`GET /events?client_id=…`), each answering every request it is sent with a
+//! `POST /response` on its own kept-alive connection; C callers keep `GET /trigger` busy, each
+//! asking the sessions in turn and timing the whole round trip (trigger → request down the
+//! stream → answer posted → trigger answered). Streams are read with the lean scanner and HTTP
+//! is spoken by [`super::http1`], so the load generator's own cost stays small.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::http1::Connection;
+use super::reader::{Connected, read_body};
+use super::scan::{Scanner, Seen};
+use super::{Latencies, Percentiles, limits, ms, server};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RoundtripBench {
+    /// Sessions answering requests.
+    pub sessions: usize,
+    /// Concurrent callers of `/trigger`.
+    pub callers: usize,
+    /// How long the callers call.
+    pub duration: Duration,
+    /// Pin the server to core 0 and this process to core 1.
+    pub pin: bool,
+}
+
+/// What came out.
+#[derive(Clone, Debug)]
+pub struct RoundtripReport {
+    /// The scenario.
+    pub bench: RoundtripBench,
+    /// Round trips answered 200.
+    pub completed: u64,
+    /// Calls that failed or were answered otherwise, and answers the server refused.
+    pub errors: u64,
+    /// Round-trip times of the completed ones.
+    pub latency: Percentiles,
+    /// Completed round trips a second.
+    pub per_second: f64,
+    /// The server's CPU time over the run, as a share of one core.
+    pub cpu_percent: f64,
+    /// Whether the server was pinned to one core.
+    pub pinned: bool,
+}
+
+impl RoundtripReport {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "roundtrip: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, p50 {}, p99 {}, p99.9 {}, max {}, server CPU {:.0}%",
+            self.bench.sessions,
+            self.bench.callers,
+            self.bench.duration,
+            if self.pinned { " (server pinned to one core)" } else { "" },
+            self.completed,
+            self.per_second,
+            self.errors,
+            ms(self.latency.p50),
+            ms(self.latency.p99),
+            ms(self.latency.p999),
+            ms(self.latency.max),
+            self.cpu_percent,
+        )
+    }
+}
+
+/// Runs the scenario.
+pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
+    anyhow::ensure!(
+        bench.sessions > 0 && bench.callers > 0,
+        "need at least one session and one caller"
+    );
+    limits::ensure_open_files(bench.sessions * 2 + bench.callers)?;
+    let mut server = server::launch(&["bidi-server"], bench.pin).await?;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let stop = CancellationToken::new();
+    let connected = Arc::new(Connected::default());
+    let refused = Arc::new(AtomicU64::new(0));
+    let connecting = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::new();
+    for i in 0..bench.sessions {
+        let (addr, stop, connected, refused, connecting) =
+            (addr.clone(), stop.clone(), connected.clone(), refused.clone(), connecting.clone());
+        tasks.push(tokio::spawn(async move {
+            answer_requests(&addr, &format!("rt-{i}"), &connecting, &connected, &refused, &stop)
+                .await;
+        }));
+    }
+    connected.wait_for(bench.sessions).await?;
+
+    let latencies = Arc::new(Latencies::default());
+    let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let before = server.usage().await?;
+    let started = Instant::now();
+    let callers: Vec<_> = (0..bench.callers)
+        .map(|c| {
+            let (addr, latencies, completed, errors) =
+                (addr.clone(), latencies.clone(), completed.clone(), errors.clone());
+            let (sessions, callers, duration) = (bench.sessions, bench.callers, bench.duration);
+            tokio::spawn(async move {
+                let mut connection = Connection::new(&addr);
+                let mut batch = Vec::with_capacity(256);
+                let mut n = 0;
+                while started.elapsed() < duration {
+                    let session = (c + n * callers) % sessions;
+                    n += 1;
+                    let target = format!("/trigger?client_id=rt-{session}&message=m{n}");
+                    let sent = Instant::now();
+                    match connection.request("GET", &target, "", b"").await {
+                        Ok(answer) if answer.status == 200 => {
+                            batch.push(sent.elapsed().as_micros() as u64);
+                            completed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(answer) => {
+                            eprintln!(
+                                "trigger answered {}: {}",
+                                answer.status,
+                                String::from_utf8_lossy(&answer.body)
+                            );
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => {
+                            eprintln!("trigger failed: {error:#}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if batch.len() == batch.capacity() {
+                        latencies.record(&batch);
+                        batch.clear();
+                    }
+                }
+                latencies.record(&batch);
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await?;
+    }
+    let wall = started.elapsed();
+    let after = server.usage().await?;
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let completed = completed.load(Ordering::Relaxed);
+    Ok(RoundtripReport {
+        bench,
+        completed,
+        errors: errors.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed),
+        latency: latencies.percentiles(),
+        per_second: completed as f64 / wall.as_secs_f64(),
+        cpu_percent: 100.0 * after.cpu_us().saturating_sub(before.cpu_us()) as f64
+            / wall.as_micros().max(1) as f64,
+        pinned: server.pinned,
+    })
+}
+
+/// One session: reads its stream and posts an answer to every request on it, in order, on one
+/// kept-alive connection.
+async fn answer_requests(
+    addr: &str,
+    name: &str,
+    connecting: &Semaphore,
+    connected: &Connected,
+    refused: &AtomicU64,
+    stop: &CancellationToken,
+) {
+    let (ids, mut to_answer) = mpsc::unbounded_channel::<String>();
+    let poster = async {
+        let mut connection = Connection::new(addr);
+        let headers = format!("Client-ID: {name}\r\nContent-Type: application/json\r\n");
+        while let Some(id) = to_answer.recv().await {
+            let body = format!(r#"{{"id":"{id}","result":"ok"}}"#);
+            match connection.request("POST", "/response", &headers, body.as_bytes()).await {
+                Ok(answer) if answer.status == 200 => {}
+                _ => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let mut scanner = Scanner::default();
+    let path = format!("/events?client_id={name}");
+    let reader = async {
+        read_body(addr, &path, "", connecting, connected, stop, |body| {
+            scanner.feed(body, |seen| {
+                if let Seen::Data(data) = seen {
+                    if let Some(id) = request_id(data) {
+                        let _ = ids.send(id);
+                    }
+                }
+            });
+        })
+        .await;
+        drop(ids);
+    };
+    tokio::join!(reader, poster);
+}
+
+/// The id of a request frame's data (`{"id":"…","message":…}`); `None` for the greeting
+/// (`{"type":"client_id",…}`) and anything else.
+fn request_id(data: &[u8]) -> Option<String> {
+    if memchr::memmem::find(data, b"\"type\":\"client_id\"").is_some() {
+        return None;
+    }
+    let start = memchr::memmem::find(data, b"\"id\":\"")? + 6;
+    let length = memchr::memchr(b'"', &data[start..])?;
+    Some(String::from_utf8_lossy(&data[start..start + length]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn finds_request_ids_and_skips_the_greeting() {
+        assert_eq!(
+            request_id(br#"{"id":"17","message":"m","method":"analyze"}"#).as_deref(),
+            Some("17")
+        );
+        assert_eq!(request_id(br#"{"id":"rt-1","type":"client_id"}"#), None);
+        assert_eq!(request_id(b"{}"), None);
+    }
+}

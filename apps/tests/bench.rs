@@ -1,0 +1,119 @@
+//! Smoke runs of the load generator's scenarios at small N: each completes and reports sane
+//! figures (everything delivered, no errors). Not speed checks: those are the bench's own job.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::time::Duration;
+
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
+
+/// Runs `sse-apps <args>` to completion (a watchdog, not a timing assertion); returns stdout.
+async fn bench(args: &[&str]) -> String {
+    let run = Command::new(BIN).args(args).output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} did not finish"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// The cells of the table rows (not the header or the rule) in Markdown output.
+fn table_rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|line| {
+            line.starts_with('|') && !line.starts_with("|---") && !line.contains("server CPU")
+        })
+        .map(|line| line.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn fanout_delivers_everything_to_every_server_and_draws_the_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("fanout.svg");
+    let chart_arg = chart.to_str().unwrap();
+    let args = [
+        "bench",
+        "fanout",
+        "--loads",
+        "20x20,40x10",
+        "--duration",
+        "1s",
+        "--no-pin",
+        "--plot",
+        chart_arg,
+    ];
+    let stdout = bench(&args).await;
+    let rows = table_rows(&stdout);
+    assert_eq!(rows.len(), 6, "two loads × three servers:\n{stdout}");
+    for row in &rows {
+        assert_eq!(row[2], "100.00%", "every event delivered: {row:?}");
+        assert_eq!(row[3], "0", "no resync under steady load: {row:?}");
+        let throughput: f64 = row[4].parse().unwrap();
+        assert!(throughput > 0.0, "{row:?}");
+        assert!(row[6].ends_with(" ms"), "a p99: {row:?}");
+    }
+    let servers: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(servers, ["ours", "limit", "naive", "ours", "limit", "naive"]);
+    // Ours is given as ratios to both baselines; the baselines are not.
+    assert!(rows[0][11].parse::<f64>().unwrap() > 0.0 && rows[0][12].parse::<f64>().unwrap() > 0.0);
+    assert!(rows[1][11].is_empty() && rows[2][12].is_empty());
+
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("p99 latency"), "an SVG chart");
+    for label in ["ours at 20/s", "limit at 10/s", "naive at 20/s"] {
+        assert!(svg.contains(label), "the legend names {label}");
+    }
+}
+
+#[tokio::test]
+async fn roundtrip_answers_every_request() {
+    let args =
+        ["bench", "roundtrip", "--sessions", "4", "--callers", "4", "--duration", "1s", "--no-pin"];
+    let stdout = bench(&args).await;
+    assert!(stdout.contains(" 0 errors"), "{stdout}");
+    let completed: u64 = stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of round trips in {stdout}"));
+    assert!(completed > 0, "{stdout}");
+}
+
+#[tokio::test]
+async fn idle_and_connect_open_every_connection_on_every_server() {
+    let stdout = bench(&["bench", "idle", "--connections", "50", "--no-pin"]).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (line, server) in lines.iter().zip(["ours", "limit", "naive"]) {
+        assert!(line.contains(server) && line.contains("50 connections"), "{line}");
+        assert!(line.contains("KiB per connection") && line.ends_with(", 0 failed"), "{line}");
+    }
+    let args = ["bench", "connect", "--connections", "50", "--concurrency", "10", "--no-pin"];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in lines {
+        assert!(line.contains("50 connections in") && line.contains(", 0 failed"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn bad_bench_arguments_get_a_clear_error() {
+    let output =
+        Command::new(BIN).args(["bench", "fanout", "--loads", "0x10"]).output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("above zero"));
+
+    let too_many = ["bench", "idle", "--connections", "100000000", "--no-pin"];
+    let output = Command::new(BIN).args(too_many).output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ulimit -n"), "says how to raise the limit: {stderr}");
+}
