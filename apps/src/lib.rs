@@ -22,6 +22,7 @@ pub mod bench;
 pub mod bidi;
 pub mod chat;
 pub mod cli;
+pub mod connections;
 pub mod dashboard;
 pub mod exec;
 pub mod index;

@@ -1,22 +1,26 @@
 //! What every server subcommand shares: binding, common routes, layers, graceful shutdown.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
+use axum::extract::Request;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::FutureExt;
 use http::header::CONTENT_TYPE;
 use sse_core::Core;
+use sse_core::edge::ApiError;
 use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
 use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::{method_not_allowed, not_found};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 /// What `/metrics` serves: the OpenMetrics text format, which Prometheus reads.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -66,19 +70,37 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Ro
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(hosts, check_host_and_origin))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(from_fn(trace_and_catch_panics))
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled. Open event streams end at once
-/// (they watch the core's shutdown token), so this returns promptly.
+/// Runs the request in a span (method and path), logs its status, and answers a handler that
+/// panicked (a bug) with a 500 in the house error shape, without details.
+///
+/// A middleware rather than tower-http's `TraceLayer` and `CatchPanicLayer` because those wrap
+/// every response body, so they would run on every write of every event stream; this only
+/// wraps the handler's future.
+async fn trace_and_catch_panics(request: Request, next: Next) -> Response {
+    let span = request_span(&request);
+    let started = std::time::Instant::now();
+    let handled = AssertUnwindSafe(next.run(request)).catch_unwind().instrument(span.clone()).await;
+    let response = handled.unwrap_or_else(|_| {
+        tracing::error!(parent: &span, "a handler panicked");
+        let status = http::StatusCode::INTERNAL_SERVER_ERROR;
+        ApiError::new(status, "internal_error", "the server hit a bug; it is logged")
+            .into_response()
+    });
+    tracing::debug!(parent: &span, status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered");
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled (see [`crate::connections`]). Open
+/// event streams end at once (they watch the core's shutdown token), so this returns promptly.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    crate::connections::serve(listener, app, shutdown, Default::default()).await
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
@@ -104,16 +126,8 @@ pub fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
-/// A handler that panicked (a bug) still answers in the house error shape, without details.
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let status = http::StatusCode::INTERNAL_SERVER_ERROR;
-    sse_core::edge::ApiError::new(status, "internal_error", "the server hit a bug; it is logged")
-        .into_response()
-}
-
 /// The span of one request: method and path only. The query string stays out of logs because
 /// it can carry the access token (`?token=`).
-fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
 }

@@ -1,0 +1,108 @@
+//! Accepting connections and speaking HTTP on them.
+//!
+//! Our own loop over hyper rather than `axum::serve`, for what that one does not let us set:
+//!
+//! - **`TCP_NODELAY` on every connection.** An event is one small write; Nagle's algorithm would
+//!   hold it back while an earlier one is still unacknowledged.
+//! - **A deadline for the request head** ([`HEADER_TIMEOUT`]). A client that opens connections
+//!   and trickles its headers a byte at a time (slowloris) is cut off instead of holding a
+//!   descriptor for ever. Streams are not affected: the deadline covers the head only.
+//! - **Accept errors are survived.** Out of file descriptors, `accept` fails until a connection
+//!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
+//! - **Graceful shutdown**: stop accepting, let open requests finish (event streams end at once,
+//!   as they watch the core's shutdown token), close idle keep-alive connections.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long a client may take to send a request's head, by default.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How connections are served.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionSettings {
+    /// How long a client may take to send a request's head.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings { header_timeout: HEADER_TIMEOUT }
+    }
+}
+
+/// How long to wait after an accept error that will repeat until something changes (no free
+/// descriptors or memory).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then waits for open connections to
+/// finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    settings: ConnectionSettings,
+) -> std::io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (socket, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    survive_accept_error(&error).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+        // What `into_make_service_with_connect_info` does: handlers can ask for the peer.
+        let service = app.clone().map_request(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+            request
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(socket), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Logs an accept error and, when it will repeat (descriptors or memory exhausted), waits a
+/// moment so the loop does not spin. Errors about one connection (its client gave up before it
+/// was accepted) need no wait.
+async fn survive_accept_error(error: &std::io::Error) {
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        tracing::debug!(%error, "a connection was lost before it was accepted");
+        return;
+    }
+    tracing::error!(%error, "cannot accept connections; retrying in {ACCEPT_BACKOFF:?}");
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}

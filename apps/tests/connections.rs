@@ -1,0 +1,74 @@
+//! The connection loop every server runs: slow request heads are cut off while long streams
+//! stay open, and a handler that panics answers 500 in the house error shape.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::Value;
+use sse_apps::basic::{self, BasicConfig};
+use sse_apps::connections::{self, ConnectionSettings};
+use sse_apps::server;
+use sse_core::edge::auth::Token;
+use sse_core::edge::origin::HostPolicy;
+use sse_core::testing::Stream;
+use sse_core::{Core, CoreConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A watchdog for steps that must finish; not a timing assertion.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Serves `build`'s routes with the given connection settings; returns the base URL.
+async fn serve(settings: ConnectionSettings, build: impl FnOnce(Core) -> Router) -> (String, Core) {
+    let core = Core::new(CoreConfig::default());
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hosts = HostPolicy::for_bind(addr, &[], &[]);
+    let guards = server::Guards { token: Token::open(), rate: None };
+    let app = server::finish(build(core.clone()), &core, hosts, guards);
+    tokio::spawn(connections::serve(listener, app, core.shutdown_token(), settings));
+    (format!("http://{addr}"), core)
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_request_head_is_cut_off_while_streams_stay_open() {
+    let settings = ConnectionSettings { header_timeout: Duration::from_millis(500) };
+    let config = BasicConfig { count: 0, interval: Duration::from_millis(50) };
+    let (base, _core) = serve(settings, |core| basic::router(core, config)).await;
+
+    // A stream opened first outlives the header deadline many times over.
+    let mut stream = Stream::open(&format!("{base}/events")).await;
+    stream.take(1).await;
+
+    // Half a head, then nothing: the server closes the connection.
+    let mut slow = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WATCHDOG, slow.read_to_end(&mut rest)).await;
+    let read = closed.expect("the server never cut the slow client off");
+    assert!(read.is_err() || !String::from_utf8_lossy(&rest).contains("200 OK"), "{rest:?}");
+
+    // The stream kept going through all of that, and new requests are served.
+    let events = stream.take(3).await;
+    assert!(events.iter().all(|e| !e.last_event_id.is_empty()), "{events:?}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_500_in_the_house_shape_and_the_server_goes_on() {
+    async fn boom() -> &'static str {
+        panic!("internal detail 4711")
+    }
+    let routes = |_core| Router::new().route("/boom", get(boom));
+    let (base, _core) = serve(ConnectionSettings::default(), routes).await;
+    let response = reqwest::get(format!("{base}/boom")).await.unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal_error");
+    assert!(!body.to_string().contains("4711"), "no details leak: {body}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
