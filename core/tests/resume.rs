@@ -148,18 +148,6 @@ async fn a_subscriber_that_falls_behind_gets_resync_and_ids_keep_increasing() {
 }
 
 #[tokio::test]
-async fn batches_gather_waiting_frames_into_one_write() {
-    let topic = Topic::new(TopicConfig::default(), Metrics::new());
-    let mut subscription = topic.subscribe(&Resume::Live);
-    for i in 0..50 {
-        topic.publish(Event::new().data(format!("{i}")));
-    }
-    let events = Parser::new().feed(&subscription.next_batch().await.unwrap());
-    assert_eq!(events.len(), 50);
-    assert_eq!(subscription.last_id(), Some(topic.last_id()));
-}
-
-#[tokio::test]
 async fn removing_a_topic_ends_its_subscriptions() {
     let core = Core::new(CoreConfig::default());
     let mut subscription = core.hub.topic("gone").subscribe(&Resume::Live);
