@@ -1,9 +1,9 @@
 //! The correlator: sends a request down a session's stream and hands the caller the answer that
 //! comes back in a POST.
 //!
-//! One owner, one lock: [`Correlator`] keeps a map from request id to the waiting caller's
-//! `oneshot` sender, plus a bounded record of recently finished requests. That record is what
-//! lets every wrong answer get its own status instead of a generic 404:
+//! [`Correlator`] keeps a map from request id to the waiting caller's `oneshot` sender, plus a
+//! bounded record of recently finished requests. That record is what lets every wrong answer get
+//! its own status instead of a generic 404:
 //!
 //! | the POSTed answer…                        | [`AnswerError`] | HTTP |
 //! |-------------------------------------------|-----------------|------|
@@ -16,12 +16,18 @@
 //! client is told with a `notifications/cancelled` notification (the MCP convention), so it can
 //! stop working on it. Ids are unique per correlator, so concurrent requests to one session can
 //! never swap answers.
+//!
+//! Both maps are split into [`SHARDS`] shards by request id, each behind its own lock, so callers
+//! and answers for different requests rarely wait on each other when the runtime has several
+//! threads; everything about one request lives in one shard, so each step still takes a single
+//! lock. Circuit breakers have their own lock, skipped entirely while no session has one.
 
 pub mod http;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,7 +146,8 @@ impl AnswerError {
 pub struct CorrelatorConfig {
     /// How long finished requests are remembered (for 409/410 instead of 404).
     pub remember_finished: Duration,
-    /// The most finished requests remembered at once.
+    /// The most finished requests remembered at once (each of the [`SHARDS`] shards keeps its
+    /// share, rounded up).
     pub max_finished: usize,
     /// After this many timeouts in a row, a session's circuit opens (0 turns breaking off).
     pub breaker_threshold: u32,
@@ -171,20 +178,35 @@ impl fmt::Debug for Correlator {
     }
 }
 
+/// How many shards the request maps are split into.
+pub const SHARDS: usize = 16;
+
 struct Inner {
     next_id: AtomicI64,
-    state: Mutex<State>,
+    shards: Box<[Mutex<Shard>]>,
+    /// Picks a request's shard (any hash works, as long as it is the same one every time).
+    shard_of: RandomState,
+    breakers: Mutex<HashMap<SessionId, Breaker>>,
+    /// How many sessions have a breaker entry; while none has, the breaker lock is not taken.
+    breaker_count: AtomicUsize,
     config: CorrelatorConfig,
     metrics: Metrics,
 }
 
+impl Inner {
+    fn shard(&self, id: &Id) -> &Mutex<Shard> {
+        let index = self.shard_of.hash_one(id) as usize % self.shards.len();
+        &self.shards[index]
+    }
+}
+
+/// The requests whose ids fall in one shard.
 #[derive(Default)]
-struct State {
+struct Shard {
     pending: HashMap<Id, Waiting>,
     finished: HashMap<Id, Finished>,
     /// Finished ids in the order they finished, for pruning.
     finished_order: VecDeque<(Id, Instant)>,
-    breakers: HashMap<SessionId, Breaker>,
 }
 
 struct Waiting {
@@ -210,12 +232,15 @@ struct Breaker {
     open_until: Option<Instant>,
 }
 
-impl State {
+impl Shard {
+    /// Records a finished request, forgetting the oldest ones beyond the shard's share of
+    /// `max_finished` or older than `remember_finished`.
     fn finish(&mut self, id: Id, session: SessionId, outcome: Outcome, config: &CorrelatorConfig) {
         let now = Instant::now();
+        let max = config.max_finished.div_ceil(SHARDS);
         while let Some((oldest, at)) = self.finished_order.front() {
             let too_old = now.duration_since(*at) > config.remember_finished;
-            if !too_old && self.finished_order.len() < config.max_finished {
+            if !too_old && self.finished_order.len() < max {
                 break;
             }
             self.finished.remove(oldest);
@@ -242,7 +267,10 @@ impl Correlator {
         Correlator {
             inner: Arc::new(Inner {
                 next_id: AtomicI64::new(first_request_id()),
-                state: Mutex::default(),
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                shard_of: RandomState::new(),
+                breakers: Mutex::default(),
+                breaker_count: AtomicUsize::new(0),
                 config,
                 metrics,
             }),
@@ -280,7 +308,7 @@ impl Correlator {
         self.check_breaker(session.id())?;
         let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
-        lock(&self.inner.state)
+        lock(self.inner.shard(&id))
             .pending
             .insert(id.clone(), Waiting { session: session.id().clone(), reply });
         self.inner.metrics.rpc_sent();
@@ -349,8 +377,8 @@ impl Correlator {
     }
 
     fn try_answer(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
-        let mut state = lock(&self.inner.state);
         let Response { id, outcome } = response;
+        let mut state = lock(self.inner.shard(&id));
         if let Some(waiting) = state.pending.get(&id) {
             if &waiting.session != from {
                 return Err(AnswerError::WrongSession);
@@ -375,37 +403,42 @@ impl Correlator {
 
     /// How many requests are waiting for an answer.
     pub fn pending_count(&self) -> usize {
-        lock(&self.inner.state).pending.len()
+        self.inner.shards.iter().map(|shard| lock(shard).pending.len()).sum()
     }
 
     /// Forgets everything kept about `session` (its finished requests and breaker). Call when a
     /// session expires, so that nothing of it stays in memory.
     pub fn forget_session(&self, session: &SessionId) {
-        let mut state = lock(&self.inner.state);
-        state.finished.retain(|_, done| &done.session != session);
-        let State { finished, finished_order, .. } = &mut *state;
-        finished_order.retain(|(id, _)| finished.contains_key(id));
-        if state.breakers.remove(session).is_some() {
-            self.publish_circuits(&state);
+        for shard in &self.inner.shards {
+            let mut shard = lock(shard);
+            let Shard { finished, finished_order, .. } = &mut *shard;
+            finished.retain(|_, done| &done.session != session);
+            finished_order.retain(|(id, _)| finished.contains_key(id));
         }
+        self.breaker_success(session);
     }
 
     /// How many finished requests are remembered (bounded by the config).
     pub fn finished_count(&self) -> usize {
-        lock(&self.inner.state).finished.len()
+        self.inner.shards.iter().map(|shard| lock(shard).finished.len()).sum()
     }
 
     /// Whether `session`'s circuit is open now (its recent requests all timed out), and for how
     /// much longer.
     pub fn circuit_open_for(&self, session: &SessionId) -> Option<Duration> {
-        let state = lock(&self.inner.state);
-        let until = state.breakers.get(session)?.open_until?;
+        if self.inner.breaker_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let until = lock(&self.inner.breakers).get(session)?.open_until?;
         until.checked_duration_since(Instant::now())
     }
 
     fn check_breaker(&self, session: &SessionId) -> Result<(), RpcError> {
-        let mut state = lock(&self.inner.state);
-        let Some(breaker) = state.breakers.get_mut(session) else {
+        if self.inner.breaker_count.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let mut breakers = lock(&self.inner.breakers);
+        let Some(breaker) = breakers.get_mut(session) else {
             return Ok(());
         };
         match breaker.open_until {
@@ -416,7 +449,7 @@ impl Correlator {
                 // Half-open: let this call through as the probe; one more timeout re-opens.
                 breaker.open_until = None;
                 breaker.timeouts = self.inner.config.breaker_threshold.saturating_sub(1);
-                self.publish_circuits(&state);
+                self.publish_circuits(&breakers);
                 Ok(())
             }
             None => Ok(()),
@@ -428,26 +461,32 @@ impl Correlator {
         if threshold == 0 {
             return;
         }
-        let mut state = lock(&self.inner.state);
-        let breaker = state.breakers.entry(session.clone()).or_default();
+        let mut breakers = lock(&self.inner.breakers);
+        let breaker = breakers.entry(session.clone()).or_default();
         breaker.timeouts += 1;
         if breaker.timeouts >= threshold {
             breaker.open_until = Some(Instant::now() + self.inner.config.breaker_cooldown);
             tracing::warn!(session = ?session, timeouts = breaker.timeouts, "circuit opened");
         }
-        self.publish_circuits(&state);
+        self.inner.breaker_count.store(breakers.len(), Ordering::Release);
+        self.publish_circuits(&breakers);
     }
 
+    /// Forgets `session`'s timeouts (it answered, or it is gone).
     fn breaker_success(&self, session: &SessionId) {
-        let mut state = lock(&self.inner.state);
-        if state.breakers.remove(session).is_some() {
-            self.publish_circuits(&state);
+        if self.inner.breaker_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut breakers = lock(&self.inner.breakers);
+        if breakers.remove(session).is_some() {
+            self.inner.breaker_count.store(breakers.len(), Ordering::Release);
+            self.publish_circuits(&breakers);
         }
     }
 
     /// Shows how many circuits are open in `/metrics`.
-    fn publish_circuits(&self, state: &State) {
-        let open = state.breakers.values().filter(|b| b.open_until.is_some()).count();
+    fn publish_circuits(&self, breakers: &HashMap<SessionId, Breaker>) {
+        let open = breakers.values().filter(|b| b.open_until.is_some()).count();
         self.inner.metrics.circuits_open(open);
     }
 }
@@ -469,7 +508,7 @@ impl PendingGuard<'_> {
             return false;
         };
         let inner = &self.correlator.inner;
-        let mut state = lock(&inner.state);
+        let mut state = lock(inner.shard(&id));
         if state.pending.remove(&id).is_none() {
             return false; // answered in the meantime; the answer path finished it
         }
