@@ -16,6 +16,7 @@
 //! ring and get `resync`, never some other event that happens to reuse the number.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -127,6 +128,9 @@ pub struct Topic {
 #[derive(Debug)]
 struct TopicInner {
     state: Mutex<TopicState>,
+    /// The id of the last replayable frame sent, readable without the lock: a subscriber that
+    /// has received it knows nothing more is waiting (see [`Subscription::next_batch`]).
+    sent_through: Arc<AtomicU64>,
     sender: broadcast::Sender<Published>,
     config: TopicConfig,
     metrics: Metrics,
@@ -165,7 +169,9 @@ impl Topic {
         let (sender, _) = broadcast::channel(config.buffer.max(1));
         let first_id = clock_id();
         let state = TopicState { first_id, last_id: first_id, ring: VecDeque::new() };
-        Topic { inner: Arc::new(TopicInner { state: Mutex::new(state), sender, config, metrics }) }
+        let sent_through = Arc::new(AtomicU64::new(first_id));
+        let inner = TopicInner { state: Mutex::new(state), sent_through, sender, config, metrics };
+        Topic { inner: Arc::new(inner) }
     }
 
     /// A topic whose first id will be `last_id + 1` (for ids that must continue a sequence kept
@@ -175,6 +181,7 @@ impl Topic {
         let mut state = lock(&topic.inner.state);
         state.first_id = last_id;
         state.last_id = last_id;
+        topic.inner.sent_through.store(last_id, Ordering::Release);
         drop(state);
         topic
     }
@@ -203,6 +210,7 @@ impl Topic {
         }
         // No receivers is fine: the frame waits in the ring for whoever comes.
         let _ = self.inner.sender.send(Published { id: Some(id), frame });
+        self.inner.sent_through.store(id, Ordering::Release);
         self.inner.metrics.event_published();
     }
 
@@ -252,6 +260,8 @@ impl Topic {
         Subscription {
             backlog,
             receiver,
+            sent_through: self.inner.sent_through.clone(),
+            received_through: 0,
             last_id: None,
             max_batch: self.inner.config.max_batch_bytes,
             skip_through: 0,
@@ -282,6 +292,9 @@ fn resync_frame(reason: &str, current_id: u64) -> Frame {
 pub struct Subscription {
     backlog: VecDeque<Published>,
     receiver: broadcast::Receiver<Published>,
+    /// The topic's last sent id, and the last one this subscription took from the channel.
+    sent_through: Arc<AtomicU64>,
+    received_through: u64,
     last_id: Option<u64>,
     max_batch: usize,
     /// After a lag, frames up to this id are covered by the `resync` already sent.
@@ -295,13 +308,17 @@ impl Subscription {
     /// Waits for the next frames and returns them gathered into one buffer (every frame that is
     /// already waiting, up to the batch limit), so a busy stream costs one write per batch rather
     /// than one per event. Returns `None` when the topic is gone.
+    ///
+    /// Whether more frames wait is first read from the topic's last sent id (an atomic load),
+    /// because asking the channel when it is empty takes its lock: on a stream that keeps up,
+    /// that was one lock more per event per subscriber, for nothing.
     pub async fn next_batch(&mut self) -> Option<Bytes> {
         if self.backlog.is_empty() {
             let first = self.recv().await?;
             self.backlog.push_back(first);
         }
         let mut size: usize = self.backlog.iter().map(|p| p.frame.len()).sum();
-        while size < self.max_batch {
+        while size < self.max_batch && self.more_may_wait() {
             let Some(next) = self.try_recv() else { break };
             size += next.frame.len();
             self.backlog.push_back(next);
@@ -326,6 +343,19 @@ impl Subscription {
         batch.freeze()
     }
 
+    /// False only when this subscription has received the topic's last replayable frame (a
+    /// transient frame sent after it could still wait; it goes in the next batch).
+    fn more_may_wait(&self) -> bool {
+        self.sent_through.load(Ordering::Acquire) > self.received_through
+    }
+
+    /// Notes how far this subscription has taken frames from the channel.
+    fn received(&mut self, published: &Published) {
+        if let Some(id) = published.id {
+            self.received_through = self.received_through.max(id);
+        }
+    }
+
     fn pop(&mut self) -> Option<Frame> {
         let published = self.backlog.pop_front()?;
         if published.id.is_some() {
@@ -341,6 +371,7 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Lagged(_)) => return Some(self.lagged()),
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
+            self.received(&published);
             if self.wanted(&published) {
                 return Some(published);
             }
@@ -354,6 +385,7 @@ impl Subscription {
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(self.lagged()),
                 Err(_) => return None,
             };
+            self.received(&published);
             if self.wanted(&published) {
                 return Some(published);
             }
@@ -372,6 +404,8 @@ impl Subscription {
         self.metrics.resync("lagged");
         let current = self.topic.upgrade().map_or(0, |topic| lock(&topic.state).last_id);
         self.skip_through = current;
+        // Frames up to `current` still queued are skipped, so they count as received, but the
+        // loop in `next_batch` must still drain them: leave `received_through` where it is.
         Published { id: Some(current), frame: resync_frame("lagged", current) }
     }
 

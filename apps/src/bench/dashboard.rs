@@ -2,8 +2,8 @@
 //! viewers.
 //!
 //! The server runs pinned to core 0 with the real sampler; viewers are raw HTTP/1.0 connections
-//! ([`super::reader`]) on the other core, each parsing its stream and counting `metrics` events. For each viewer count the server's CPU time (user + system, from `/proc/<pid>/stat`)
-//! is read before and after a window and shown as % of one core; the sampler's own time per tick
+//! ([`super::reader`]) on the other core, each parsing its stream and counting `metrics` events. For each viewer count the server's CPU
+//! time (user + system, from its own `getrusage`, see [`super::control`]) is read before and after a window and shown as % of one core; the sampler's own time per tick
 //! comes from its `/metrics` histogram. With no viewers the sampler must not run at all.
 
 use std::sync::Arc;
@@ -67,15 +67,14 @@ struct Tally {
 pub async fn run(bench: DashboardBench) -> anyhow::Result<Vec<Step>> {
     let interval = format!("{}ms", bench.interval.as_millis());
     let args = ["dashboard", "--token", TOKEN, "--interval", &interval];
-    let server = server::launch(&args, bench.pin).await?;
-    drive(&bench, &server).await
+    let mut server = server::launch(&args, bench.pin).await?;
+    drive(&bench, &mut server).await
 }
 
 async fn drive(
     bench: &DashboardBench,
-    server: &server::ServerUnderTest,
+    server: &mut server::ServerUnderTest,
 ) -> anyhow::Result<Vec<Step>> {
-    let pid = server.pid().context("the server's pid")?;
     let http = reqwest::Client::new();
     let addr = server.base.trim_start_matches("http://").to_owned();
     let tally = Arc::new(Tally::default());
@@ -94,25 +93,24 @@ async fn drive(
         // One tick to settle (the first tick after a pause measures no rates).
         tokio::time::sleep(bench.interval).await;
         let before = (
-            cpu_ticks(pid)?,
+            server.usage().await?.cpu_us(),
             sampler(&http, &server.base).await?,
             tally.metrics.load(Ordering::SeqCst),
         );
         let started = Instant::now();
         tokio::time::sleep(bench.window).await;
         let after = (
-            cpu_ticks(pid)?,
+            server.usage().await?.cpu_us(),
             sampler(&http, &server.base).await?,
             tally.metrics.load(Ordering::SeqCst),
         );
         let elapsed = started.elapsed().as_secs_f64();
-        let hz = rustix::param::clock_ticks_per_second() as f64;
         let ticks = after.1.0.saturating_sub(before.1.0);
         let sample_seconds = after.1.1 - before.1.1;
         let received = after.2 - before.2;
         steps.push(Step {
             viewers: target,
-            server_cpu: 100.0 * (after.0 - before.0) as f64 / hz / elapsed,
+            server_cpu: 100.0 * after.0.saturating_sub(before.0) as f64 / 1e6 / elapsed,
             ticks,
             sample_ms: if ticks == 0 { 0.0 } else { 1000.0 * sample_seconds / ticks as f64 },
             delivered: if ticks == 0 || target == 0 {
@@ -127,18 +125,6 @@ async fn drive(
         reader.await?;
     }
     Ok(steps)
-}
-
-/// The server's CPU time so far (user + system), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .context("reading the server's CPU time")?;
-    // Fields after the name (which may hold spaces): state is the first, utime the 12th.
-    let rest = &stat[stat.rfind(')').context("a stat line")? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
 }
 
 /// The sampler's tick count and total sampling time, from `/metrics`.

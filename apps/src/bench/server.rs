@@ -18,7 +18,7 @@ pub struct ServerUnderTest {
     /// Whether the server runs pinned to core 0 and this process to core 1.
     pub pinned: bool,
     /// The process, held so that dropping this kills it.
-    child: Child,
+    _child: Child,
     data: PathBuf,
     /// Where commands go ([`super::control`]).
     stdin: ChildStdin,
@@ -33,11 +33,6 @@ impl Drop for ServerUnderTest {
 }
 
 impl ServerUnderTest {
-    /// The server's process id (`taskset` execs the server, so it is the server's own).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
     /// Sends `command` and waits for the server's line that starts with `answer` (skipping any
     /// other output), for a minute at most.
     pub async fn ask(&mut self, command: &str, answer: &str) -> anyhow::Result<String> {
@@ -95,7 +90,7 @@ pub async fn launch(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest>
         std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
     let (base, mut child, lines) = start(args, &data, pinned.then_some(0)).await?;
     let stdin = child.stdin.take().context("the server's input")?;
-    let server = ServerUnderTest { base, pinned, child, data, stdin, lines };
+    let server = ServerUnderTest { base, pinned, _child: child, data, stdin, lines };
     if pinned {
         pin_self(1)?;
     }
