@@ -12,7 +12,7 @@ use super::targets::Target;
 /// One line: a server at one rate.
 struct Series {
     label: String,
-    color: RGBColor,
+    style: ShapeStyle,
     points: Vec<(f64, f64, f64)>,
 }
 
@@ -24,8 +24,14 @@ fn color(target: Target) -> RGBColor {
     }
 }
 
-/// Groups the rows into lines: (connections, p99 in ms, deliveries/s) per server and rate.
+/// Groups the rows into lines: (connections, p99 in ms, deliveries/s) per server and rate. A
+/// server's lines share its color; the higher the rate, the thicker and darker the line.
 fn series(rows: &[FanoutRow]) -> Vec<Series> {
+    let mut rates: Vec<u32> = rows.iter().map(|r| r.load.rate).collect();
+    rates.sort_unstable();
+    rates.dedup();
+    let weight = |rate: u32| rates.iter().position(|r| *r == rate).unwrap_or(0) as f64;
+    let top = (rates.len().max(2) - 1) as f64;
     let mut series: Vec<(Target, u32, Series)> = Vec::new();
     for row in rows {
         let point = (
@@ -40,7 +46,9 @@ fn series(rows: &[FanoutRow]) -> Vec<Series> {
                 row.load.rate,
                 Series {
                     label: format!("{} at {}/s", row.target.name(), row.load.rate),
-                    color: color(row.target),
+                    style: color(row.target)
+                        .mix(0.45 + 0.55 * weight(row.load.rate) / top)
+                        .stroke_width(1 + (2.0 * weight(row.load.rate) / top) as u32),
                     points: vec![point],
                 },
             )),
@@ -84,6 +92,10 @@ pub fn draw(rows: &[FanoutRow], title: &str, path: &Path) -> anyhow::Result<()> 
         .context("the latency chart")?;
     latency
         .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(4)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y}"))
         .x_desc("connections")
         .y_desc("p99 (ms)")
         .draw()
@@ -101,15 +113,19 @@ pub fn draw(rows: &[FanoutRow], title: &str, path: &Path) -> anyhow::Result<()> 
         .context("the throughput chart")?;
     throughput
         .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(4)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_desc("connections")
         .y_desc("deliveries/s")
         .draw()
         .context("the throughput axes")?;
 
     for line in &lines {
-        let style = line.color.stroke_width(2);
+        let style = line.style;
         let dots = |points: Vec<(f64, f64)>| {
-            points.into_iter().map(move |p| Circle::new(p, 4, line.color.filled()))
+            points.into_iter().map(move |p| Circle::new(p, 4, style.filled()))
         };
         let latency_points: Vec<_> = line.points.iter().map(|p| (p.0, p.1)).collect();
         latency
