@@ -1,6 +1,6 @@
 //! The command line: every app on one port by default, or one program by name.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,7 @@ use crate::bench::targets::Target;
 use crate::bidi::client::{ClientConfig, Protocol};
 use crate::bidi::{self, BidiConfig};
 use crate::chat;
+use crate::connections::ConnectionSettings;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::alerts::{AlertConfig, Thresholds};
 use crate::exec::ExecConfig;
@@ -164,6 +165,12 @@ pub struct ServerArgs {
     /// No stream stays silent longer than this: quiet ones get a keep-alive comment
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first; needs --tls-key)
+    #[arg(long, env = "SSE_APPS_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "SSE_APPS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -776,22 +783,32 @@ async fn run_server(
         token: token.clone(),
         rate: RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2)),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
     let listener =
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let link = match token.secret() {
-        Some(secret) => format!("http://{local}{home}?token={secret}"),
-        None => format!("http://{local}{home}"),
+        Some(secret) => format!("{scheme}://{local}{home}?token={secret}"),
+        None => format!("{scheme}://{local}{home}"),
     };
-    println!("sse-apps: {what} listening on http://{local}\n  open {link}");
+    // Not `println!`: a server must not die because whoever started it closed its stdout.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "sse-apps: {what} listening on {scheme}://{local}\n  open {link}");
+    let _ = out.flush();
+    drop(out);
     let streams = core.shutdown_token();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         stop.cancelled().await;
         streams.cancel();
     });
-    let served = server::serve(listener, app, shutdown.clone());
+    let settings = ConnectionSettings { tls, ..ConnectionSettings::default() };
+    let served = crate::connections::serve(listener, app, shutdown.clone(), settings);
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -11,9 +11,12 @@
 //!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
 //! - **Graceful shutdown**: stop accepting, let open requests finish (event streams end at once,
 //!   as they watch the core's shutdown token), close idle keep-alive connections.
+//! - **HTTPS** when given a rustls configuration ([`crate::tls`]): the handshake runs in the
+//!   connection's own task, under the same deadline as the request head.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,9 +24,12 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -31,15 +37,17 @@ use tower::ServiceExt;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How connections are served.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectionSettings {
-    /// How long a client may take to send a request's head.
+    /// How long a client may take to send a request's head (and, with TLS, its handshake).
     pub header_timeout: Duration,
+    /// Serve HTTPS with this configuration; plain HTTP when `None`.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        ConnectionSettings { header_timeout: HEADER_TIMEOUT }
+        ConnectionSettings { header_timeout: HEADER_TIMEOUT, tls: None }
     }
 }
 
@@ -58,6 +66,7 @@ pub async fn serve(
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
     let graceful = GracefulShutdown::new();
+    let tls = settings.tls.map(TlsAcceptor::from);
     loop {
         let (socket, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -77,19 +86,42 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
             request
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(socket), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let tls = tls.clone();
+        let deadline = settings.header_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            let Some(acceptor) = tls else {
+                return serve_one(socket, service, &builder, watcher).await;
+            };
+            match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
+                Ok(Ok(stream)) => serve_one(stream, service, &builder, watcher).await,
+                Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TLS handshake not finished in time"),
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection until it closes.
+async fn serve_one<I, S>(io: I, service: S, builder: &Builder<TokioExecutor>, watcher: Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+        .into_owned();
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, "connection ended with an error");
+    }
 }
 
 /// Logs an accept error and, when it will repeat (descriptors or memory exhausted), waits a

@@ -28,6 +28,7 @@ pub mod exec;
 pub mod index;
 pub mod sampling;
 pub mod server;
+pub mod tls;
 pub mod trigger;
 
 use axum::Router;

@@ -34,7 +34,8 @@ async fn serve(settings: ConnectionSettings, build: impl FnOnce(Core) -> Router)
 
 #[tokio::test]
 async fn a_client_trickling_its_request_head_is_cut_off_while_streams_stay_open() {
-    let settings = ConnectionSettings { header_timeout: Duration::from_millis(500) };
+    let settings =
+        ConnectionSettings { header_timeout: Duration::from_millis(500), ..Default::default() };
     let config = BasicConfig { count: 0, interval: Duration::from_millis(50) };
     let (base, _core) = serve(settings, |core| basic::router(core, config)).await;
 
