@@ -5,6 +5,8 @@
 //! These panic on failure, as test helpers do.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod fault;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
