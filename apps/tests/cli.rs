@@ -21,9 +21,14 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
 
 /// Starts a server subcommand on an ephemeral port; returns it and its base URL.
 async fn start_server(args: &[&str]) -> (Child, String) {
+    start_server_at(args, "127.0.0.1:0").await
+}
+
+/// Starts a server subcommand on `addr`; returns it and its base URL.
+async fn start_server_at(args: &[&str], addr: &str) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(args)
-        .args(["--addr", "127.0.0.1:0"])
+        .args(["--addr", addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -200,6 +205,50 @@ async fn rate_limit_answers_429_with_retry_after() {
         200,
         "health is never limited"
     );
+}
+
+#[tokio::test]
+async fn a_request_pending_at_kill_9_fails_clearly_and_its_late_answer_is_refused() {
+    let (mut server, base) = start_server(&["bidi-server"]).await;
+    let mut stream = Stream::open(&format!("{base}/events?client_id=worker")).await;
+    let greeting = within("the greeting", stream.next()).await.unwrap();
+    assert!(greeting.data.contains("client_id"), "{}", greeting.data);
+
+    // A caller waits on /trigger; the worker sees the request but never answers it.
+    let trigger = format!("{base}/trigger?client_id=worker&message=hello");
+    let caller = tokio::spawn(async move { reqwest::get(trigger).await });
+    let request = within("the request", stream.next()).await.unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(&request.data).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    signal(&server, "KILL");
+    within("the kill", server.wait()).await.unwrap();
+    let outcome = within("the caller", caller).await.unwrap();
+    let error = outcome.expect_err("the caller must not get an answer from a dead server");
+    assert!(error.is_request() || error.is_connect(), "a transport error: {error}");
+
+    // Restarted on the same port: the answer that comes late is refused with a JSON error.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let (_server, base) = start_server_at(&["bidi-server"], &addr).await;
+    let http = reqwest::Client::new();
+    let late = serde_json::json!({ "id": id, "result": "too late" });
+    let post = |http: &reqwest::Client| {
+        http.post(format!("{base}/response")).header("Client-ID", "worker").json(&late).send()
+    };
+    let answer = post(&http).await.unwrap();
+    assert_eq!(answer.status(), 404, "the session is gone");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_client");
+
+    // Even once the worker is back under the same name, the old request id means nothing.
+    let mut back = Stream::open(&format!("{base}/events?client_id=worker")).await;
+    within("the greeting", back.next()).await.unwrap();
+    let answer = post(&http).await.unwrap();
+    assert_eq!(answer.status(), 404, "an id from before the restart is unknown");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
