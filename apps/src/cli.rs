@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use sse_core::edge::auth::Token;
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::RateLimit;
+use sse_core::edge::streams::StreamCap;
 use sse_core::{Core, CoreConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -165,6 +166,9 @@ pub struct ServerArgs {
     /// No stream stays silent longer than this: quiet ones get a keep-alive comment
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
+    /// At most this many open event streams per client address; past it the oldest closes (0: no cap)
+    #[arg(long, env = "SSE_APPS_MAX_STREAMS_PER_CLIENT", default_value_t = 32)]
+    pub max_streams_per_client: usize,
     /// Serve HTTPS with this certificate chain (PEM, leaf first; needs --tls-key)
     #[arg(long, env = "SSE_APPS_TLS_CERT", requires = "tls_key", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
@@ -782,6 +786,7 @@ async fn run_server(
     let guards = Guards {
         token: token.clone(),
         rate: RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2)),
+        streams: StreamCap::new(args.max_streams_per_client),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),

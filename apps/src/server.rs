@@ -16,6 +16,7 @@ use sse_core::edge::ApiError;
 use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
 use sse_core::edge::rate::{RateLimit, limit};
+use sse_core::edge::streams::{StreamCap, cap_streams};
 use sse_core::edge::{method_not_allowed, not_found};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,8 @@ pub struct Guards {
     pub token: Token,
     /// A per-address rate limit, checked before the token so guesses are throttled too.
     pub rate: Option<RateLimit>,
+    /// A cap on open event streams per address (the oldest closes past it).
+    pub streams: Option<StreamCap>,
 }
 
 /// `/healthz`, `/metrics` and `/static`, merged with an app's routes (behind `guards`),
@@ -58,6 +61,9 @@ pub struct Guards {
 pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Router {
     let metrics = core.metrics.clone();
     let mut app = app.layer(from_fn_with_state(guards.token, require_token));
+    if let Some(cap) = guards.streams {
+        app = app.layer(from_fn_with_state(cap, cap_streams));
+    }
     if let Some(rate) = guards.rate {
         app = app.layer(from_fn_with_state(rate, limit));
     }

@@ -10,8 +10,8 @@ use serde_json::Value;
 use sse_apps::basic::{self, BasicConfig};
 use sse_apps::connections::{self, ConnectionSettings};
 use sse_apps::server;
-use sse_core::edge::auth::Token;
 use sse_core::edge::origin::HostPolicy;
+use sse_core::edge::streams::StreamCap;
 use sse_core::testing::Stream;
 use sse_core::{Core, CoreConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,11 +22,19 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Serves `build`'s routes with the given connection settings; returns the base URL.
 async fn serve(settings: ConnectionSettings, build: impl FnOnce(Core) -> Router) -> (String, Core) {
+    serve_guarded(settings, server::Guards::default(), build).await
+}
+
+/// The same, behind `guards`.
+async fn serve_guarded(
+    settings: ConnectionSettings,
+    guards: server::Guards,
+    build: impl FnOnce(Core) -> Router,
+) -> (String, Core) {
     let core = Core::new(CoreConfig::default());
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let hosts = HostPolicy::for_bind(addr, &[], &[]);
-    let guards = server::Guards { token: Token::open(), rate: None };
     let app = server::finish(build(core.clone()), &core, hosts, guards);
     tokio::spawn(connections::serve(listener, app, core.shutdown_token(), settings));
     (format!("http://{addr}"), core)
@@ -72,4 +80,26 @@ async fn a_handler_that_panics_answers_500_in_the_house_shape_and_the_server_goe
     assert!(!body.to_string().contains("4711"), "no details leak: {body}");
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn past_the_per_client_cap_the_oldest_stream_closes_and_the_newer_ones_go_on() {
+    let guards = server::Guards { streams: StreamCap::new(2), ..server::Guards::default() };
+    let config = BasicConfig { count: 0, interval: Duration::from_millis(20) };
+    let build = |core| basic::router(core, config);
+    let (base, core) = serve_guarded(ConnectionSettings::default(), guards, build).await;
+    let url = format!("{base}/events");
+
+    let mut oldest = Stream::open(&url).await;
+    oldest.take(1).await;
+    let mut middle = Stream::open(&url).await;
+    let mut newest = Stream::open(&url).await;
+
+    // The third stream from this address closed the first: it ends.
+    let ended = tokio::time::timeout(WATCHDOG, async { while oldest.next().await.is_some() {} });
+    ended.await.expect("the oldest stream was closed");
+    middle.take(2).await;
+    newest.take(2).await;
+    let two_open = || core.metrics.render().contains("sse_streams_open 2");
+    sse_core::testing::eventually("two streams open on the server", two_open).await;
 }

@@ -29,6 +29,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::edge::redact_secrets;
+use crate::edge::streams::StreamHandle;
 use crate::hub::Subscription;
 use crate::metrics::Metrics;
 use crate::session::SessionConnection;
@@ -101,13 +102,16 @@ pub fn with_prelude(prelude: Vec<Frame>, frames: FrameStream) -> FrameStream {
     Box::pin(first.chain(frames))
 }
 
-/// Counts a stream as open from creation to drop (the client went away, or the stream ended).
+/// Counts a stream as open from creation to drop (the client went away, or the stream ended),
+/// and marks it ended on its [`StreamHandle`].
 struct OpenStream {
     metrics: Metrics,
+    ended: CancellationToken,
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
+        self.ended.cancel();
         self.metrics.stream_closed();
         tracing::debug!("stream closed");
     }
@@ -165,18 +169,22 @@ impl Stream for SseBody {
     }
 }
 
-/// The HTTP response for an event stream made of `frames`.
+/// The HTTP response for an event stream made of `frames`. It carries a [`StreamHandle`] that
+/// closes the stream when cancelled (used by the per-client cap in [`crate::edge::streams`]).
 pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metrics) -> Response {
     metrics.stream_opened();
+    // This stream's own token: cancelled by a server shutdown (its parent), by the per-client
+    // cap, or by the stream itself when it ends.
+    let token = config.shutdown.child_token();
     let half = (config.keep_alive / 2).max(Duration::from_millis(1));
     let mut ticks = tokio::time::interval_at(Instant::now() + half, half);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let body = SseBody {
         frames,
-        shutdown: Box::pin(config.shutdown.clone().cancelled_owned()),
+        shutdown: Box::pin(token.clone().cancelled_owned()),
         ticks,
         quiet: true,
-        open: OpenStream { metrics: metrics.clone() },
+        open: OpenStream { metrics: metrics.clone(), ended: token.clone() },
     };
     let mut response = Body::from_stream(body).into_response();
     *response.status_mut() = StatusCode::OK;
@@ -184,5 +192,6 @@ pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metric
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response.extensions_mut().insert(StreamHandle(token));
     response
 }

@@ -115,7 +115,8 @@ async fn start(
     };
     command
         .args(args)
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        // Every reader comes from 127.0.0.1: no per-client stream cap.
+        .args(["--addr", "127.0.0.1:0", "--max-streams-per-client", "0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .env(control::ENV, "1")

@@ -8,6 +8,7 @@
 //!   compared in constant time;
 //! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
 //! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`;
+//! * [`streams`]: a cap on open event streams per client address, closing the oldest;
 //! * [`redact_secrets`]: what message tracing uses so secrets never reach a log.
 
 pub mod auth;
@@ -16,6 +17,7 @@ mod json;
 pub mod origin;
 pub mod rate;
 mod redact;
+pub mod streams;
 
 pub use error::{ApiError, method_not_allowed, not_found};
 pub use json::{JsonBody, QueryParams};

@@ -1,0 +1,127 @@
+//! A cap on open event streams per client address; past it, the client's oldest stream closes.
+//!
+//! Every event stream costs the server a socket, a task and buffers for as long as it is open, so
+//! one address opening thousands would crowd out everyone else. Closing the *oldest* rather than
+//! refusing the newest keeps the stream a person just opened (a reloaded tab) and drops the one
+//! most likely abandoned; an `EventSource` whose stream was closed reconnects by itself, so a
+//! client with more tabs than the cap keeps its newest ones live.
+//!
+//! The middleware learns of a stream from the [`StreamHandle`] that
+//! [`sse_response`](crate::stream::sse_response) puts in the response: a token that closes the
+//! stream when cancelled, and that the stream itself cancels when it ends for any reason, so
+//! ended streams are recognised and forgotten.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::lock;
+
+/// Put in an event stream's response: cancelling it closes the stream; the stream cancels it
+/// when it ends.
+#[derive(Clone, Debug)]
+pub struct StreamHandle(pub CancellationToken);
+
+/// The streams open per client address, and the cap. Cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct StreamCap {
+    inner: Arc<CapInner>,
+}
+
+#[derive(Debug)]
+struct CapInner {
+    per_client: usize,
+    open: Mutex<HashMap<IpAddr, VecDeque<CancellationToken>>>,
+}
+
+/// Past this many addresses in the table, ended streams of every address are swept out.
+const SWEEP_AT: usize = 1024;
+
+impl StreamCap {
+    /// At most `per_client` open streams per address; `None` for 0 (no cap).
+    pub fn new(per_client: usize) -> Option<StreamCap> {
+        (per_client > 0)
+            .then(|| StreamCap { inner: Arc::new(CapInner { per_client, open: Mutex::default() }) })
+    }
+
+    /// Counts a new stream of `client`, closing its oldest ones beyond the cap.
+    pub fn admit(&self, client: IpAddr, stream: CancellationToken) {
+        let mut open = lock(&self.inner.open);
+        if open.len() >= SWEEP_AT {
+            open.retain(|_, streams| {
+                streams.retain(|s| !s.is_cancelled());
+                !streams.is_empty()
+            });
+        }
+        let streams = open.entry(client).or_default();
+        streams.retain(|s| !s.is_cancelled());
+        streams.push_back(stream);
+        while streams.len() > self.inner.per_client {
+            if let Some(oldest) = streams.pop_front() {
+                tracing::info!(%client, cap = self.inner.per_client, "closing a client's oldest stream");
+                oldest.cancel();
+            }
+        }
+    }
+
+    /// How many streams of `client` are open.
+    pub fn open_for(&self, client: IpAddr) -> usize {
+        let open = lock(&self.inner.open);
+        open.get(&client).map_or(0, |streams| streams.iter().filter(|s| !s.is_cancelled()).count())
+    }
+}
+
+/// Middleware: counts every event stream against its client's cap.
+/// Use with `axum::middleware::from_fn_with_state(cap, cap_streams)`; needs the peer address
+/// (`ConnectInfo<SocketAddr>`), and passes requests without one through uncounted.
+pub async fn cap_streams(State(cap): State<StreamCap>, request: Request, next: Next) -> Response {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let response = next.run(request).await;
+    if let (Some(client), Some(handle)) = (client, response.extensions().get::<StreamHandle>()) {
+        cap.admit(client, handle.0.clone());
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::StreamCap;
+
+    #[test]
+    fn the_oldest_streams_close_past_the_cap_per_address() {
+        let cap = StreamCap::new(2).expect("a cap");
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let streams: Vec<CancellationToken> = (0..3).map(|_| CancellationToken::new()).collect();
+        for stream in &streams {
+            cap.admit(a, stream.clone());
+        }
+        assert!(streams[0].is_cancelled(), "the oldest closed");
+        assert!(!streams[1].is_cancelled() && !streams[2].is_cancelled());
+        assert_eq!(cap.open_for(a), 2);
+
+        let other = CancellationToken::new();
+        cap.admit(b, other.clone());
+        assert!(!other.is_cancelled(), "another address has its own count");
+
+        // A stream that ended by itself no longer counts.
+        streams[1].cancel();
+        let newest = CancellationToken::new();
+        cap.admit(a, newest.clone());
+        assert!(!streams[2].is_cancelled() && !newest.is_cancelled());
+        assert_eq!(cap.open_for(a), 2);
+    }
+
+    #[test]
+    fn zero_means_no_cap() {
+        assert!(StreamCap::new(0).is_none());
+    }
+}
