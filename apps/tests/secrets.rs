@@ -1,0 +1,91 @@
+//! Tokens never reach the logs, at any level: the server runs with `RUST_LOG=trace` while every
+//! way of presenting its token is used (header, cookie, `?token=` link, a stream opened with
+//! it) and a chat member's token is issued and used; neither appears anywhere in its output.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sse_core::testing::Stream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
+const TOKEN: &str = "s3cret-server-token-4f1b2c";
+/// A watchdog for steps that must finish; not a timing assertion.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn no_token_appears_in_the_logs_even_at_trace_level() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WATCHDOG, stdout.next_line()).await.unwrap().unwrap().unwrap();
+    let base = first.split("listening on ").nth(1).unwrap().trim().to_owned();
+    let mut stderr = server.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+
+    let http = reqwest::Client::new();
+    // The token as a link (which sets the cookie), as a cookie, and as a bearer header.
+    let link = http.get(format!("{base}/?token={TOKEN}")).send().await.unwrap();
+    assert_eq!(link.status(), 200);
+    let cookie = format!("sse_apps_token={TOKEN}");
+    let page = http.get(format!("{base}/chat")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    // A member joins (its own token comes back) (the room exists from then on).
+    let joined: Value = http
+        .post(format!("{base}/chat/rooms/secrets/join"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "nick": "Ada" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let member = joined["token"].as_str().unwrap().to_owned();
+    // The member's stream, its token in the URL (the chat's own `?token=`), the server's in
+    // the cookie.
+    let url = format!("{base}/chat/rooms/secrets/events?token={member}");
+    let mut stream = Stream::open_with(http.get(&url).header("cookie", &cookie)).await;
+    // The member posts with its token.
+    let posted = http
+        .post(format!("{base}/chat/rooms/secrets/messages"))
+        .header("authorization", format!("Bearer {member}"))
+        .header("cookie", &cookie)
+        .json(&json!({ "text": "hello", "client_msg_id": "1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201, "{}", posted.text().await.unwrap());
+    loop {
+        let event = tokio::time::timeout(WATCHDOG, stream.next()).await.unwrap().unwrap();
+        if event.event == "message" {
+            break;
+        }
+    }
+    // A wrong token is refused, and logged as refused, not echoed.
+    let wrong = http.get(format!("{base}/chat?token={TOKEN}x")).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    drop(stream);
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let log = tokio::time::timeout(WATCHDOG, log).await.unwrap().unwrap();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log ran at trace level");
+    assert!(!log.contains(TOKEN), "the server token is in the log");
+    assert!(!log.contains(&member), "a member token is in the log");
+}
