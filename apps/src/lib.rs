@@ -35,6 +35,29 @@ use axum::Router;
 use axum::routing::get;
 use sse_core::Core;
 
+/// Every POST endpoint of [`all_apps`] (the Go-compatible `/bidi/trigger` and `/bidi/response`
+/// included), with plausible path parameters: what the body fuzz target (`fuzz/`) and the
+/// property test `apps/tests/bodies.rs` feed arbitrary bodies to.
+pub const POST_ENDPOINTS: &[&str] = &[
+    "/chat/rooms/lobby/join",
+    "/chat/rooms/lobby/messages",
+    "/chat/rooms/lobby/typing",
+    "/dashboard/commands",
+    "/dashboard/alerts/cpu/ack",
+    "/exec/runs",
+    "/exec/runs/r1/stdin",
+    "/exec/runs/r1/signal",
+    "/exec/runs/r1/resize",
+    "/exec/workflows",
+    "/exec/workflows/w1/approvals/s1",
+    "/sampling/mcp",
+    "/sampling/messages?sessionId=s1",
+    "/sampling/requests",
+    "/bidi/response",
+    "/bidi/trigger?client_id=nobody&message=m",
+    "/bidi/rpc/responses",
+];
+
 /// Every app on one port, with the index page at `/` (what `sse-apps` serves by default).
 pub fn all_apps(core: Core, config: AllApps) -> anyhow::Result<Router> {
     Ok(Router::new()

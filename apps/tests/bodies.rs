@@ -9,27 +9,7 @@ mod support;
 use proptest::prelude::*;
 use serde_json::Value;
 use sse_apps::AllApps;
-
-/// Every state-changing endpoint of every app, with plausible path parameters.
-const POSTS: &[&str] = &[
-    "/chat/rooms/lobby/join",
-    "/chat/rooms/lobby/messages",
-    "/chat/rooms/lobby/typing",
-    "/dashboard/commands",
-    "/dashboard/alerts/cpu/ack",
-    "/exec/runs",
-    "/exec/runs/r1/stdin",
-    "/exec/runs/r1/signal",
-    "/exec/runs/r1/resize",
-    "/exec/workflows",
-    "/exec/workflows/w1/approvals/s1",
-    "/sampling/mcp",
-    "/sampling/messages?sessionId=s1",
-    "/sampling/requests",
-    "/bidi/response",
-    "/bidi/trigger?client_id=nobody&message=m",
-    "/bidi/rpc/responses",
-];
+use sse_apps::POST_ENDPOINTS as POSTS;
 
 /// Arbitrary JSON, a few levels deep, with keys the endpoints might look for.
 fn json() -> impl Strategy<Value = Value> {
