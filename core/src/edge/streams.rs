@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn the_oldest_streams_close_past_the_cap_per_address() {
         let cap = StreamCap::new(2).expect("a cap");
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
         let streams: Vec<CancellationToken> = (0..3).map(|_| CancellationToken::new()).collect();
         for stream in &streams {
             cap.admit(a, stream.clone());
