@@ -26,19 +26,9 @@ async fn start_server(args: &[&str]) -> (Child, String) {
 
 /// Starts a server subcommand on `addr`; returns it and its base URL.
 async fn start_server_at(args: &[&str], addr: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .args(["--addr", addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = within("start-up", lines.next_line()).await.unwrap().expect("a start-up line");
-    let base = first.split("listening on ").nth(1).expect("the address line").trim().to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    let mut command = support::binary();
+    command.args(args).args(["--addr", addr]).stderr(Stdio::null());
+    support::started(command).await
 }
 
 fn signal(child: &Child, name: &str) {

@@ -3,15 +3,15 @@
 //! it) and a chat member's token is issued and used; neither appears anywhere in its output.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+mod support;
+
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sse_core::testing::Stream;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::AsyncReadExt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
 const TOKEN: &str = "s3cret-server-token-4f1b2c";
 /// A watchdog for steps that must finish; not a timing assertion.
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -19,18 +19,13 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn no_token_appears_in_the_logs_even_at_trace_level() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Command::new(BIN)
+    let mut command = support::binary();
+    command
         .args(["--addr", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
         .arg(data.path())
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(WATCHDOG, stdout.next_line()).await.unwrap().unwrap().unwrap();
-    let base = first.split("listening on ").nth(1).unwrap().trim().to_owned();
+        .stderr(Stdio::piped());
+    let (mut server, base) = support::started(command).await;
     let mut stderr = server.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         let mut text = String::new();

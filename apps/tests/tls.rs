@@ -2,12 +2,14 @@
 //! (HTTP/2 by ALPN, event streams included), and clear refusals of everything else.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use sse_core::testing::Stream;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
@@ -34,22 +36,16 @@ fn certificate() -> Certificate {
 
 /// Starts `basic-server` with the certificate; returns it and its `https://` base URL.
 async fn start(certificate: &Certificate) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut command = support::binary();
+    command
         .args(["basic-server", "--addr", "127.0.0.1:0", "--count", "0", "--interval", "20ms"])
         .arg("--tls-cert")
         .arg(&certificate.cert)
         .arg("--tls-key")
         .arg(&certificate.key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(WATCHDOG, lines.next_line()).await.unwrap().unwrap().unwrap();
-    let base = first.split("listening on ").nth(1).unwrap().trim().to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    assert!(base.starts_with("https://127.0.0.1:"), "{first}");
+        .stderr(Stdio::null());
+    let (child, base) = support::started(command).await;
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     (child, base)
 }
 

@@ -49,6 +49,31 @@ pub async fn spawn_app_on(
     TestApp { base: format!("http://{addr}"), addr, core, shutdown, served }
 }
 
+/// The `sse-apps` binary as a command: stdout piped (its first line says where it listens),
+/// killed when dropped. Add arguments, then [`started`].
+pub fn binary() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-apps"));
+    command.stdout(std::process::Stdio::piped()).kill_on_drop(true);
+    command
+}
+
+/// Starts a server command made with [`binary`]; returns it and its base URL (from its first
+/// line, within a minute), and keeps reading its output so it never writes to a closed pipe.
+pub async fn started(mut command: tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command.spawn().expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server starts within a minute")
+        .unwrap()
+        .expect("a start-up line");
+    let base = first.split("listening on ").nth(1).expect("the address line").trim().to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
 /// Serves the app `build` makes on an ephemeral port, without a token.
 pub async fn spawn_app(build: impl FnOnce(Core) -> Router) -> TestApp {
     spawn_app_on("127.0.0.1:0".parse().unwrap(), Token::open(), build).await
