@@ -44,6 +44,12 @@ impl Usage {
         self.user_us + self.system_us
     }
 
+    /// The CPU time used since `before`, over `wall` of real time, in percent of one core.
+    pub fn cpu_percent_since(&self, before: &Usage, wall: std::time::Duration) -> f64 {
+        100.0 * self.cpu_us().saturating_sub(before.cpu_us()) as f64
+            / wall.as_micros().max(1) as f64
+    }
+
     /// The line a server prints.
     pub fn to_line(self) -> String {
         format!("usage {} {} {}", self.user_us, self.system_us, self.rss_kib)

@@ -190,8 +190,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
         failed_connections: tally.failed.load(Ordering::Relaxed),
         throughput: delivered as f64 / span.as_secs_f64(),
         latency: tally.latencies.percentiles(),
-        cpu_percent: 100.0 * after.cpu_us().saturating_sub(before.cpu_us()) as f64
-            / wall.as_micros().max(1) as f64,
+        cpu_percent: after.cpu_percent_since(&before, wall),
         rss_mib: after.rss_kib as f64 / 1024.0,
         pinned: server.pinned,
     })
@@ -241,7 +240,7 @@ async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &Cancella
 /// One row for people.
 pub fn line(row: &FanoutRow) -> String {
     format!(
-        "fanout {} {:>5}: delivered {:.2}% ({} of {}), resyncs {}, errors {}, {:.0} deliveries/s, p50 {}, p99 {}, p99.9 {}, max {}, server CPU {:.0}%, RSS {:.0} MiB{}",
+        "fanout {} {:>5}: delivered {:.2}% ({} of {}), resyncs {}, errors {}, {:.0} deliveries/s, {}, server CPU {:.0}%, RSS {:.0} MiB{}",
         row.load,
         row.target.name(),
         row.share(),
@@ -250,10 +249,7 @@ pub fn line(row: &FanoutRow) -> String {
         row.resyncs,
         row.errors(),
         row.throughput,
-        ms(row.latency.p50),
-        ms(row.latency.p99),
-        ms(row.latency.p999),
-        ms(row.latency.max),
+        row.latency.summary(),
         row.cpu_percent,
         row.rss_mib,
         if row.pinned { "" } else { " (not pinned)" },

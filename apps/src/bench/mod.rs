@@ -43,6 +43,17 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// `p50 …, p99 …, p99.9 …, max …`, for report lines.
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {}, p99 {}, p99.9 {}, max {}",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.p999),
+            ms(self.max)
+        )
+    }
+
     /// From latencies in microseconds.
     pub fn from_micros(micros: Vec<u64>) -> Percentiles {
         let latencies = Latencies::default();

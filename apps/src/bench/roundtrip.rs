@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::http1::Connection;
 use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
-use super::{Latencies, Percentiles, limits, ms, server};
+use super::{Latencies, Percentiles, limits, server};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -55,7 +55,7 @@ impl RoundtripReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "roundtrip: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, p50 {}, p99 {}, p99.9 {}, max {}, server CPU {:.0}%",
+            "roundtrip: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%",
             self.bench.sessions,
             self.bench.callers,
             self.bench.duration,
@@ -63,10 +63,7 @@ impl RoundtripReport {
             self.completed,
             self.per_second,
             self.errors,
-            ms(self.latency.p50),
-            ms(self.latency.p99),
-            ms(self.latency.p999),
-            ms(self.latency.max),
+            self.latency.summary(),
             self.cpu_percent,
         )
     }
@@ -157,8 +154,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         errors: errors.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed),
         latency: latencies.percentiles(),
         per_second: completed as f64 / wall.as_secs_f64(),
-        cpu_percent: 100.0 * after.cpu_us().saturating_sub(before.cpu_us()) as f64
-            / wall.as_micros().max(1) as f64,
+        cpu_percent: after.cpu_percent_since(&before, wall),
         pinned: server.pinned,
     })
 }
