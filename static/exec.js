@@ -105,7 +105,9 @@ function attach(id, fromId = 0) {
     seen(e);
     const exit = JSON.parse(e.data);
     const detail = exit.code != null ? `code ${exit.code}` : exit.signal ? `signal ${exit.signal}` : "";
-    $("#exit").textContent = `Ended: ${exit.reason.replace(/_/g, " ")}${detail ? ` (${detail})` : ""} after ${(exit.duration_ms / 1000).toFixed(1)} s`;
+    const took = exit.duration_ms != null ? ` after ${(exit.duration_ms / 1000).toFixed(1)} s` : "";
+    const lost = exit.output_kept === false ? " (output from before the server restarted is not kept)" : "";
+    $("#exit").textContent = `Ended: ${exit.reason.replace(/_/g, " ")}${detail ? ` (${detail})` : ""}${took}${lost}`;
     $("#exit").dataset.reason = exit.reason;
     setStatus("closed", "finished");
     source.close();

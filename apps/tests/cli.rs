@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sse_apps::basic::BasicConfig;
+use sse_apps::exec::sandbox::Isolation;
 use support::{Stream, spawn_app};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
@@ -308,6 +309,96 @@ async fn every_acknowledged_chat_message_survives_kill_9() {
     for id in &acknowledged {
         assert!(stored.contains(id), "acknowledged message {id} was lost");
     }
+}
+
+/// Whether any process on this machine has `marker` in its command line.
+fn a_process_has(marker: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.filter_map(Result::ok).any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|line| line.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_run_cut_by_kill_9_is_reported_interrupted_after_the_restart() {
+    if sse_apps::exec::sandbox::Isolation::detect() != Some(Isolation::Bubblewrap) {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+        eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let args = ["exec", "--data-dir", &dir, "--token", "exec-kill-token"];
+    let (mut server, base) = start_server(&args).await;
+    let http = reqwest::Client::new();
+    let marker = format!("interrupted-{}-{}", std::process::id(), line!());
+    let code = format!("echo {marker}; exec sleep 600 # {marker}");
+    let started: serde_json::Value = http
+        .post(format!("{base}/exec/runs"))
+        .bearer_auth("exec-kill-token")
+        .json(&serde_json::json!({ "language": "sh", "code": code }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    let mut output = support::Stream::open_with(
+        http.get(format!("{base}/exec/runs/{id}/events")).bearer_auth("exec-kill-token"),
+    )
+    .await;
+    let first = within("the run's first output", output.next()).await.unwrap();
+    assert!(first.data.contains(&marker), "the run is going: {}", first.data);
+
+    signal(&server, "KILL");
+    within("the kill", server.wait()).await.unwrap();
+    // The sandbox dies with the server (bubblewrap's --die-with-parent), its program with it.
+    support::eventually("the run's processes to end", || !a_process_has(&marker)).await;
+
+    let (_restarted, base) = start_server(&args).await;
+    let listed: serde_json::Value = http
+        .get(format!("{base}/exec/runs"))
+        .bearer_auth("exec-kill-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = &listed["runs"][0];
+    assert_eq!(run["id"], id.as_str(), "{listed}");
+    assert_eq!(run["state"], "finished");
+    assert_eq!(run["exit"]["reason"], "interrupted", "{run}");
+    assert_eq!(run["exit"]["output_kept"], false);
+
+    // Its stream says so and ends; its controls refuse with 409.
+    let mut stream = support::Stream::open_with(
+        http.get(format!("{base}/exec/runs/{id}/events")).bearer_auth("exec-kill-token"),
+    )
+    .await;
+    let exit = within("the exit event", stream.next()).await.unwrap();
+    assert_eq!(exit.event, "exit");
+    assert!(exit.data.contains("\"interrupted\""), "{}", exit.data);
+    assert!(within("the stream's end", stream.next()).await.is_none(), "nothing after exit");
+    for (path, body) in [
+        ("stdin", serde_json::json!({ "data": "x" })),
+        ("signal", serde_json::json!({ "signal": "kill" })),
+    ] {
+        let answer = http
+            .post(format!("{base}/exec/runs/{id}/{path}"))
+            .bearer_auth("exec-kill-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 409, "{path} to an interrupted run");
+    }
+    assert!(
+        !data.path().join("exec").join(&id).exists(),
+        "the interrupted run's scratch directory is cleaned up"
+    );
 }
 
 #[tokio::test]

@@ -7,12 +7,14 @@
 //! | [`sandbox`] | bubblewrap (or `unshare`) and rlimits: the command line a run executes |
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
+//! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
 //!
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
 //! start or from its `Last-Event-ID`; after `exit` the stream ends and a reconnect that has seen
 //! everything gets `204 No Content`, which stops the browser.
 
+pub mod journal;
 pub mod output;
 pub mod run;
 pub mod sandbox;
@@ -41,6 +43,7 @@ use sse_core::stream::{LastEventId, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dashboard::audit::AuditLog;
+use journal::{Journal, PastRun};
 use output::Output;
 use run::{Run, StdinError, UserSignal};
 use sandbox::{Isolation, Limits, Placement};
@@ -96,21 +99,28 @@ struct ExecState {
     workflows: Arc<Mutex<VecDeque<Arc<workflow::Workflow>>>>,
     /// Where approval decisions are recorded.
     approvals: AuditLog,
+    /// Where runs' starts and ends are recorded.
+    journal: Journal,
 }
 
-/// The exec routes, mounted at `/exec`. Fails only if the approvals log cannot be opened.
+/// The exec routes, mounted at `/exec`, with the runs from before this start listed (those that
+/// were running when the server stopped, as `interrupted`). Fails only if the approvals log or
+/// the run journal cannot be opened.
 pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
     let approvals = AuditLog::open_named(&config.data_dir, "exec-approvals.jsonl")?;
+    let (journal, past) = Journal::open(&config.data_dir, config.kept_runs)?;
+    let runs = restore(&core, &config, past);
     let slots = Arc::new(Semaphore::new(config.max_concurrent));
     let uids = (0..config.max_concurrent as u32).map(|slot| RUN_UID_BASE + slot).collect();
     let state = ExecState {
         core,
         config: Arc::new(config),
-        runs: Arc::default(),
+        runs: Arc::new(Mutex::new(runs)),
         slots,
         free_uids: Arc::new(Mutex::new(uids)),
         workflows: Arc::default(),
         approvals,
+        journal,
     };
     Ok(Router::new()
         .route("/exec", get(page))
@@ -134,6 +144,19 @@ struct ExecPage {
 
 async fn page(State(state): State<ExecState>) -> ExecPage {
     ExecPage { isolation: sandbox_name(state.config.isolation) }
+}
+
+/// The runs from before this start, newest first. An interrupted run's scratch directory is
+/// left from its sandbox and removed here; the others' went when they ended.
+fn restore(core: &Core, config: &ExecConfig, past: Vec<PastRun>) -> VecDeque<Arc<Run>> {
+    past.into_iter()
+        .map(|past| {
+            if past.interrupted {
+                let _ = std::fs::remove_dir_all(config.data_dir.join("exec").join(&past.id));
+            }
+            Arc::new(Run::restored(past, core.metrics.clone()))
+        })
+        .collect()
 }
 
 fn sandbox_name(isolation: Option<Isolation>) -> &'static str {
@@ -172,7 +195,7 @@ async fn start(
         )
         .retry_after(1)
     })?;
-    let run = state.launch(&spec, isolation, permit);
+    let run = state.launch(&spec, isolation, permit).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": run.id }))).into_response())
 }
 
@@ -202,25 +225,35 @@ impl ExecState {
         Ok(spec)
     }
 
-    /// Starts a run of `spec` in the slot `permit` holds: a uid, a scratch directory, the child
-    /// (spawned before this returns, so stdin sent right after finds the program), and the task
-    /// that supervises it and cleans up.
-    fn launch(
+    /// Starts a run of `spec` in the slot `permit` holds: its start journaled (503 if that
+    /// fails: a run the server cannot account for after a crash is not started), a uid, a scratch
+    /// directory, the child (spawned before this returns, so stdin sent right after finds the
+    /// program), and the task that supervises it, journals its end and cleans up.
+    async fn launch(
         &self,
         spec: &RunSpec,
         isolation: Isolation,
         permit: OwnedSemaphorePermit,
-    ) -> Arc<Run> {
+    ) -> Result<Arc<Run>, ApiError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
+        if let Err(error) = self.journal.started(&run.id, &run.label, run.started_at).await {
+            tracing::error!(%error, "cannot write the run journal; the run is refused");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal_unavailable",
+                "the server cannot record the run in its journal, so it does not start it",
+            ));
+        }
+        let id = &run.id;
         // Returned to the pool when the run's task ends, however it ends.
         let uid = UidLease::take(&self.free_uids);
-        let scratch = self.config.data_dir.join("exec").join(&id);
+        let scratch = self.config.data_dir.join("exec").join(id);
         let prepared = match uid.uid {
             // A root server never runs a program as root: no free uid, no run.
             None if is_root() => Err(std::io::Error::other("no run uid is free")),
             uid => prepare_scratch(&scratch, uid),
         };
-        let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
         {
             let mut runs = lock(&self.runs);
             runs.push_front(run.clone());
@@ -238,15 +271,20 @@ impl ExecState {
                 None
             }
         };
-        let (supervised, timeout) = (run.clone(), spec.timeout);
+        let (supervised, timeout, journal) = (run.clone(), spec.timeout, self.journal.clone());
         tokio::spawn(async move {
             if let Some(child) = child {
-                supervised.supervise(child, timeout).await;
+                supervised.clone().supervise(child, timeout).await;
             }
             let _ = tokio::fs::remove_dir_all(&scratch).await;
             drop((uid, permit));
+            let exit = supervised.finished().await;
+            if let Err(error) = journal.ended(&supervised.id, &exit).await {
+                // The end is still shown; after a restart this run would read as interrupted.
+                tracing::error!(%error, run = %supervised.id, "cannot journal a run's end");
+            }
         });
-        run
+        Ok(run)
     }
 }
 

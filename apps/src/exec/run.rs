@@ -49,6 +49,9 @@ pub enum Reason {
     KilledByUser,
     /// The sandbox could not be set up.
     SandboxFailure,
+    /// The server stopped while it ran (killed or crashed); reported after the restart, from
+    /// the run journal.
+    Interrupted,
 }
 
 /// What a user may ask of a running run.
@@ -117,6 +120,27 @@ impl Run {
             stdin: tokio::sync::Mutex::new(None),
             pumps: Mutex::default(),
             control: Mutex::new(Control::default()),
+            changed: Notify::new(),
+        }
+    }
+
+    /// A run from before the server's restart, as the journal tells it: ended, its output not
+    /// kept (its log holds only the `exit` event, which says `output_kept: false`).
+    pub fn restored(past: super::journal::PastRun, metrics: Metrics) -> Run {
+        let mut exit = past.exit;
+        if let Some(fields) = exit.as_object_mut() {
+            fields.insert("output_kept".to_owned(), Value::Bool(false));
+        }
+        let output = Output::new(0, metrics);
+        output.finish(&exit);
+        Run {
+            id: past.id,
+            label: past.label,
+            started_at: past.started_at,
+            output,
+            stdin: tokio::sync::Mutex::new(None),
+            pumps: Mutex::default(),
+            control: Mutex::new(Control { exit: Some(exit), ..Control::default() }),
             changed: Notify::new(),
         }
     }

@@ -130,6 +130,12 @@ pub fn command(
             .map(str::to_owned),
         );
     }
+    // A run dies with the server, so a run the journal reports as interrupted after a crash is
+    // really gone: bubblewrap has --die-with-parent; otherwise the parent-death signal is set
+    // here (after any change of uid, which clears it), and `unshare --kill-child` passes it on.
+    if isolation != Isolation::Bubblewrap {
+        line.extend(["setpriv", "--pdeathsig", "KILL", "--"].map(str::to_owned));
+    }
     match isolation {
         Isolation::Bubblewrap => line.extend(bwrap(limits, &placement.scratch, terminal)),
         Isolation::Unshare => line.extend(

@@ -86,7 +86,13 @@ async fn run_steps(
         let Some(spec) = &step.run else { continue };
         // A workflow waits for a free slot rather than failing when runs are busy.
         let Ok(permit) = state.slots.clone().acquire_owned().await else { return };
-        let run = state.launch(spec, isolation, permit);
+        let run = match state.launch(spec, isolation, permit).await {
+            Ok(run) => run,
+            Err(error) => {
+                let why = format!("step {:?} could not start: {}", step.name, error.message);
+                return workflow.finish("failed", Some(index), why);
+            }
+        };
         let started = json!({ "step": index, "name": step.name, "run": run.id });
         workflow.events.event("step_started", &started);
         let exit = run.finished().await;
