@@ -161,6 +161,7 @@ fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn lines(dir: &Path, text: &str) {
