@@ -2,112 +2,21 @@
 //! events, survives a server restart and resumes with Last-Event-ID, with no gap and no duplicate;
 //! two chat tabs talk, a reload restores history, and script in a message stays text.
 //!
-//! Needs Debian's `chromium` and `chromium-driver`, which `.ci/run` installs. In CI (`CI` set) a
-//! missing browser fails the test; elsewhere the test prints a notice and passes.
+//! The browser comes from `support::browser` (Debian's Chromium; outside CI a missing one skips
+//! with a notice).
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use sse_apps::basic::BasicConfig;
 use sse_core::edge::auth::Token;
+use support::browser::{ONE_AT_A_TIME, browser, exec_page, text_of, until_true, wait_for};
 use support::spawn_app_on;
-use tokio::process::{Child, Command};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A headless Chromium session, and the chromedriver behind it (killed on drop).
-struct Browser {
-    client: Client,
-    _driver: Child,
-    _profile: TempDir,
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One browser at a time: two Chromiums on two cores only slow each other down.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Starts the browser, or says why it cannot (then the caller skips, outside CI only).
-async fn browser() -> Option<Browser> {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
-        .into_iter()
-        .filter(|p| !std::path::Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have {missing:?} (.ci/run installs them)"
-        );
-        eprintln!(
-            "NOTICE: skipping the browser test: {missing:?} not installed (apt-get install chromium chromium-driver)"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let mut driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver starts");
-    // chromedriver prints a line once it listens.
-    let mut out = tokio::io::BufReader::new(driver.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let read = tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
-            .await
-            .expect("chromedriver output");
-        assert!(read > 0, "chromedriver exited");
-        if line.contains("started successfully") {
-            break;
-        }
-    }
-    tokio::spawn(async move {
-        let mut sink = String::new();
-        while tokio::io::AsyncBufReadExt::read_line(&mut out, &mut sink).await.unwrap_or(0) > 0 {
-            sink.clear();
-        }
-    });
-    let profile =
-        std::env::temp_dir().join(format!("sse-apps-chromium-{}", uuid::Uuid::new_v4().simple()));
-    let args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        &format!("--user-data-dir={}", profile.display()),
-    ];
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a browser session");
-    Some(Browser { client, _driver: driver, _profile: TempDir(profile) })
-}
 
 /// The ids of the events the page lists, in order.
 async fn listed_ids(client: &Client) -> Vec<u64> {
@@ -123,19 +32,6 @@ async fn listed_ids(client: &Client) -> Vec<u64> {
         .iter()
         .map(|v| v.as_str().and_then(|s| s.parse().ok()).expect("numeric id"))
         .collect()
-}
-
-async fn wait_for(client: &Client, css: &str) {
-    client
-        .wait()
-        .at_most(Duration::from_secs(60))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("the page never showed {css}: {e}"));
-}
-
-async fn text_of(client: &Client, css: &str) -> String {
-    client.find(Locator::Css(css)).await.expect("element").text().await.expect("text")
 }
 
 fn contiguous_from_one(ids: &[u64]) -> bool {
@@ -267,20 +163,6 @@ async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
     app.stop().await;
 }
 
-/// Runs `script` in the page until it returns `true` (the watchdog fails the test otherwise).
-async fn until_true(client: &Client, what: &str, script: &str) {
-    let wait = async {
-        while client.execute(script, vec![]).await.expect("script runs") != json!(true) {
-            // The page's state has no event this side can await: poll it, as fantoccini's own
-            // waits do.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("the page never showed {what}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action() {
     use std::os::unix::process::ExitStatusExt;
@@ -402,27 +284,6 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;
-}
-
-/// The exec page in a browser, on a server with a token (the page gets it from the link), or
-/// `None` with a notice (outside CI) when bubblewrap or the browser is missing.
-async fn exec_page() -> Option<(Browser, support::TestApp, tempfile::TempDir)> {
-    use sse_apps::exec::sandbox::Isolation;
-    let isolation = Isolation::detect();
-    if isolation != Some(Isolation::Bubblewrap) {
-        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-        eprintln!("NOTICE: skipping an exec browser test: bubblewrap is not installed");
-        return None;
-    }
-    let browser = browser().await?;
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
-    let app = spawn_app_on("127.0.0.1:0".parse().expect("addr"), Token::required("t0k"), |core| {
-        sse_apps::exec::router(core, config).expect("exec starts")
-    })
-    .await;
-    browser.client.goto(&format!("{}/exec?token=t0k", app.base)).await.expect("page loads");
-    Some((browser, app, data))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

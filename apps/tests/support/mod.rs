@@ -2,6 +2,7 @@
 //! and `eventually` come from `sse_core::testing`.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod mock_llm;
 
 use std::net::SocketAddr;
@@ -94,6 +95,9 @@ pub struct Script {
     pub cpu: std::collections::VecDeque<f64>,
     pub last: Option<f64>,
     pub processes: Vec<sse_apps::dashboard::sample::ProcessInfo>,
+    /// Names the machine reports for its disks, mounts, interfaces and sensors, and the reason
+    /// it gives for having no swap (what a hostile local user or device could choose).
+    pub names: Vec<String>,
 }
 
 impl ScriptedSource {
@@ -107,7 +111,9 @@ impl ScriptedSource {
 
 impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
     fn sample(&mut self) -> sse_apps::dashboard::sample::Sample {
-        use sse_apps::dashboard::sample::{Detail, Limit, Point, Sample, Usage};
+        use sse_apps::dashboard::sample::{
+            Detail, DiskInfo, Limit, NetworkInfo, Point, Sample, Temperature, Usage,
+        };
         let mut script = self.script.lock().unwrap();
         let cpu = script.cpu.pop_front().or(script.last);
         script.last = cpu;
@@ -122,6 +128,32 @@ impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
                 cpu_limit: Limit { cores: 2.0, source: "host" },
                 memory: Usage { used: 1 << 30, total: 4 << 30, source: "host" },
                 processes: script.processes.clone(),
+                disks: script
+                    .names
+                    .iter()
+                    .map(|name| DiskInfo {
+                        name: name.clone(),
+                        mount: name.clone(),
+                        total: 1 << 30,
+                        available: 1 << 29,
+                        ..DiskInfo::default()
+                    })
+                    .collect(),
+                networks: script
+                    .names
+                    .iter()
+                    .map(|name| NetworkInfo { name: name.clone(), rx_bps: None, tx_bps: None })
+                    .collect(),
+                temperatures: script
+                    .names
+                    .iter()
+                    .map(|name| Temperature { label: name.clone(), celsius: 40.0 })
+                    .collect(),
+                unavailable: script
+                    .names
+                    .first()
+                    .map(|name| [("swap".to_owned(), name.clone())].into())
+                    .unwrap_or_default(),
                 ..Detail::default()
             },
         }
