@@ -1,6 +1,9 @@
 //! The connection loop every server runs: slow request heads are cut off while long streams
-//! stay open, and a handler that panics answers 500 in the house error shape.
+//! stay open, a handler that panics answers 500 in the house error shape, and running out of
+//! file descriptors is logged and survived.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+mod support;
 
 use std::time::Duration;
 
@@ -102,4 +105,52 @@ async fn past_the_per_client_cap_the_oldest_stream_closes_and_the_newer_ones_go_
     newest.take(2).await;
     let two_open = || core.metrics.render().contains("sse_streams_open 2");
     sse_core::testing::eventually("two streams open on the server", two_open).await;
+}
+
+#[tokio::test]
+async fn out_of_descriptors_accept_fails_loudly_and_the_server_recovers_when_they_free() {
+    use tokio::io::AsyncBufReadExt;
+    // The real binary with only 32 descriptors, so a few dozen connections exhaust them.
+    let mut command = tokio::process::Command::new("prlimit");
+    command
+        .args(["--nofile=32:32", "--", env!("CARGO_BIN_EXE_sse-apps"), "basic-server"])
+        .args(["--addr", "127.0.0.1:0", "--max-streams-per-client", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let (mut server, base) = support::started(command).await;
+    let mut log = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = base.trim_start_matches("http://").to_owned();
+
+    // Streams that stay open hold a descriptor each; the kernel queues the ones not accepted.
+    let mut held = Vec::new();
+    for _ in 0..48 {
+        let mut socket = TcpStream::connect(&addr).await.unwrap();
+        socket.write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+        held.push(socket);
+    }
+    let said = tokio::time::timeout(WATCHDOG, async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if line.contains("cannot accept connections") {
+                return line;
+            }
+        }
+        panic!("the server's log ended without reporting the accept error");
+    })
+    .await
+    .expect("the accept error is logged");
+    assert!(said.contains("ERROR") && said.contains("Too many open files"), "{said}");
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+
+    // Descriptors free up: the server is still there and serves new requests and streams.
+    drop(held);
+    let health = tokio::time::timeout(WATCHDOG, reqwest::get(format!("{base}/healthz")))
+        .await
+        .expect("health answers")
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let mut stream = Stream::open(&format!("{base}/events")).await;
+    let first = tokio::time::timeout(WATCHDOG, stream.next()).await.unwrap().unwrap();
+    assert!(first.data.starts_with("Event"), "{}", first.data);
+    assert!(server.try_wait().unwrap().is_none(), "the server is still running");
 }
