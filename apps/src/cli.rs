@@ -465,6 +465,21 @@ enum BenchScenario {
         #[arg(long)]
         no_pin: bool,
     },
+    /// Every app under mixed load for a long time: errors, and memory and descriptor growth
+    Soak {
+        /// The whole run, warm-up included
+        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Load before the first settled measurement
+        #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// Time between samples under load
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        sample_every: Duration,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// The dashboard's cost: server CPU and sampler time with 0 and then N viewers
     Dashboard {
         /// Viewer counts to measure, after none
@@ -485,9 +500,12 @@ enum BenchScenario {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A bench reports its own findings; its clients' progress at info would bury them.
+    let default_level =
+        if matches!(cli.command, Some(Command::Bench { .. })) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -675,6 +693,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::bench::dashboard::DashboardBench { viewers, interval, window, pin: !no_pin };
             for step in crate::bench::dashboard::run(bench).await? {
                 println!("{}", step.line());
+            }
+        }
+        Some(Command::Bench {
+            scenario: BenchScenario::Soak { duration, warmup, sample_every, no_pin },
+        }) => {
+            let bench =
+                crate::bench::soak::SoakBench { duration, warmup, sample_every, pin: !no_pin };
+            let report = crate::bench::soak::run(bench).await?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if report.error_count() > 0 {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Some(Command::BasicClient { url, last_event_id, token }) => {

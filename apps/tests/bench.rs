@@ -117,3 +117,47 @@ async fn bad_bench_arguments_get_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ulimit -n"), "says how to raise the limit: {stderr}");
 }
+
+#[tokio::test]
+async fn a_short_soak_drives_every_app_without_an_error_and_reports_growth() {
+    let args = [
+        "bench",
+        "soak",
+        "--duration",
+        "12s",
+        "--warmup",
+        "4s",
+        "--sample-every",
+        "2s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    assert!(stdout.contains("\nerrors: 0\n"), "no errors:\n{stdout}");
+    let done = stdout.lines().find_map(|line| line.strip_prefix("done: ")).unwrap();
+    let mut kinds = vec![
+        "chat posts",
+        "chat deliveries",
+        "chat reconnects",
+        "bidi round trips",
+        "sampling round trips",
+        "dashboard events",
+        "basic events",
+    ];
+    if sse_apps::exec::sandbox::Isolation::detect().is_some() {
+        kinds.push("exec runs");
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+        assert!(stdout.contains("skipped: exec runs"), "{stdout}");
+    }
+    for kind in kinds {
+        let count: u64 = done
+            .split(", ")
+            .find_map(|part| part.strip_prefix(kind)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {kind} in {done}"));
+        assert!(count > 0, "{kind} happened: {done}");
+    }
+    for measured in ["memory (settled): ", "descriptors (settled): "] {
+        let line = stdout.lines().find(|line| line.starts_with(measured)).unwrap();
+        assert!(line.contains("under load") && !line.contains("not sampled"), "{line}");
+    }
+}

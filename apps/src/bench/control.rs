@@ -2,8 +2,8 @@
 //!
 //! A server started by the bench (with `SSE_APPS_BENCH_CONTROL=1`) reads commands from stdin:
 //! `usage` is answered by every server with its own resource usage, from `getrusage` (the
-//! kernel's per-process counters; `/proc/stat`, machine-wide, misreports on shared machines) and
-//! its resident set from `/proc/self/statm`. Any other line goes to the server's own handler
+//! kernel's per-process counters; `/proc/stat`, machine-wide, misreports on shared machines), its
+//! resident set from `/proc/self/statm` and its open descriptors from `/proc/self/fd`. Any other line goes to the server's own handler
 //! (the fan-out targets take `publish <rate> <payload> <count>`).
 
 use std::io::{BufRead, Write};
@@ -23,6 +23,8 @@ pub struct Usage {
     pub system_us: u64,
     /// Resident memory now, in KiB.
     pub rss_kib: u64,
+    /// Open file descriptors now (sockets included).
+    pub fds: u64,
 }
 
 impl Usage {
@@ -36,7 +38,12 @@ impl Usage {
             Ok(usage) => (micros(usage.user_time()), micros(usage.system_time())),
             Err(_) => (0, 0),
         };
-        Usage { user_us, system_us, rss_kib: resident_kib().unwrap_or(0) }
+        Usage {
+            user_us,
+            system_us,
+            rss_kib: resident_kib().unwrap_or(0),
+            fds: open_descriptors().unwrap_or(0),
+        }
     }
 
     /// CPU time in microseconds, user and kernel.
@@ -52,14 +59,14 @@ impl Usage {
 
     /// The line a server prints.
     pub fn to_line(self) -> String {
-        format!("usage {} {} {}", self.user_us, self.system_us, self.rss_kib)
+        format!("usage {} {} {} {}", self.user_us, self.system_us, self.rss_kib, self.fds)
     }
 
     /// Reads a line printed by [`Usage::to_line`].
     pub fn from_line(line: &str) -> Option<Usage> {
         let mut fields = line.strip_prefix("usage ")?.split(' ').map(str::parse::<u64>);
         let mut next = || fields.next()?.ok();
-        Some(Usage { user_us: next()?, system_us: next()?, rss_kib: next()? })
+        Some(Usage { user_us: next()?, system_us: next()?, rss_kib: next()?, fds: next()? })
     }
 }
 
@@ -69,6 +76,12 @@ fn resident_kib() -> Option<u64> {
     let pages: u64 = statm.split(' ').nth(1)?.parse().ok()?;
     let page_size = rustix::param::page_size() as u64;
     Some(pages * page_size / 1024)
+}
+
+/// Open descriptors: the entries of `/proc/self/fd`, less the one reading it.
+fn open_descriptors() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some((entries.count() as u64).saturating_sub(1))
 }
 
 /// When the bench started this process, answers its commands on a thread of their own: `usage`
@@ -102,9 +115,9 @@ mod tests {
 
     #[test]
     fn a_usage_line_reads_back() {
-        let usage = Usage { user_us: 1_250_000, system_us: 40, rss_kib: 9_876 };
+        let usage = Usage { user_us: 1_250_000, system_us: 40, rss_kib: 9_876, fds: 17 };
         assert_eq!(Usage::from_line(&usage.to_line()), Some(usage));
-        assert_eq!(Usage::from_line("usage 1 2"), None);
+        assert_eq!(Usage::from_line("usage 1 2 3"), None);
         assert_eq!(Usage::from_line("listening on http://x"), None);
     }
 
@@ -112,6 +125,7 @@ mod tests {
     fn this_process_has_used_some_cpu_and_memory() {
         let usage = Usage::of_self();
         assert!(usage.rss_kib > 0);
+        assert!(usage.fds >= 3, "stdin, stdout and stderr at least: {}", usage.fds);
         assert!(usage.cpu_us() > 0);
     }
 }

@@ -19,6 +19,7 @@ pub mod reader;
 pub mod roundtrip;
 pub mod scan;
 mod server;
+pub mod soak;
 pub mod targets;
 
 use std::sync::Mutex;
