@@ -243,6 +243,65 @@ async fn a_request_pending_at_kill_9_fails_clearly_and_its_late_answer_is_refuse
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampling_request_pending_at_kill_9_fails_clearly_and_its_late_answer_is_refused() {
+    let (mut server, base) = start_server(&["sampling", "--no-auth"]).await;
+    let http = reqwest::Client::new();
+    let mcp = format!("{base}/sampling/mcp");
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
+                   "clientInfo": {"name": "killed", "version": "1"}}});
+    let response = http
+        .post(&mcp)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let post = |body: serde_json::Value| {
+        http.post(&mcp)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+            .send()
+    };
+    let initialized =
+        post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert_eq!(initialized.await.unwrap().status(), 202);
+
+    // A tool call waits on the client's model: its sampling request comes down the call's stream.
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "summarize", "arguments": {"text": "a story"}}});
+    let mut tool = support::Stream::from_response(post(call).await.unwrap());
+    let asked = loop {
+        let event = within("the sampling request", tool.next()).await.unwrap();
+        let message: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        if message["method"] == "sampling/createMessage" {
+            break message;
+        }
+    };
+
+    signal(&server, "KILL");
+    within("the kill", server.wait()).await.unwrap();
+    // The caller's stream ends without a result: never a made-up answer.
+    while let Some(event) = within("the call's stream to end", tool.next()).await {
+        let message: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+        assert!(message.get("result").is_none(), "a result from a dead server: {message}");
+    }
+
+    // Restarted on the same port: the late answer names a session that is gone, 404 as MCP says.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let (_server, _) = start_server_at(&["sampling", "--no-auth"], &addr).await;
+    let answer = serde_json::json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "too late"}, "model": "m"}});
+    let late = post(answer).await.unwrap();
+    assert_eq!(late.status(), 404, "the session is gone");
+    let body: serde_json::Value = late.json().await.unwrap();
+    assert!(body["error"].is_object(), "a JSON error: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_chat_message_survives_kill_9() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap().to_owned();
