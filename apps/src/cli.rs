@@ -175,6 +175,10 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM)
     #[arg(long, env = "SSE_APPS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// Run as one of several instances sharing this Redis (redis://HOST:PORT): sessions,
+    /// requests and answers reach across instances (give every instance the same --token)
+    #[arg(long, env = "SSE_APPS_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -743,24 +747,66 @@ struct Program {
     home: &'static str,
     /// It includes an app that can change the machine (the dashboard's control actions).
     changes_machine: bool,
+    /// Everything it keeps is shared across instances with `--redis`.
+    clustered: bool,
 }
 
-const ALL_APPS: Program =
-    Program { what: "all apps", default_port: 8080, home: "/", changes_machine: true };
-const CHAT: Program =
-    Program { what: "chat", default_port: 8080, home: "/chat", changes_machine: false };
-const SAMPLING: Program =
-    Program { what: "MCP sampling", default_port: 8080, home: "/sampling", changes_machine: true };
-const EXEC: Program =
-    Program { what: "remote execution", default_port: 8080, home: "/exec", changes_machine: true };
-const DASHBOARD: Program =
-    Program { what: "dashboard", default_port: 8080, home: "/dashboard", changes_machine: true };
-const BASIC_SERVER: Program =
-    Program { what: "basic SSE server", default_port: 8081, home: "/", changes_machine: false };
-const BENCH_TARGET: Program =
-    Program { what: "bench target ours", default_port: 0, home: "/events", changes_machine: false };
-const BIDI_SERVER: Program =
-    Program { what: "bidirectional server", default_port: 8082, home: "/", changes_machine: false };
+const ALL_APPS: Program = Program {
+    what: "all apps",
+    default_port: 8080,
+    home: "/",
+    changes_machine: true,
+    clustered: false,
+};
+const CHAT: Program = Program {
+    what: "chat",
+    default_port: 8080,
+    home: "/chat",
+    changes_machine: false,
+    clustered: false,
+};
+const SAMPLING: Program = Program {
+    what: "MCP sampling",
+    default_port: 8080,
+    home: "/sampling",
+    changes_machine: true,
+    clustered: false,
+};
+const EXEC: Program = Program {
+    what: "remote execution",
+    default_port: 8080,
+    home: "/exec",
+    changes_machine: true,
+    clustered: false,
+};
+const DASHBOARD: Program = Program {
+    what: "dashboard",
+    default_port: 8080,
+    home: "/dashboard",
+    changes_machine: true,
+    clustered: false,
+};
+const BASIC_SERVER: Program = Program {
+    what: "basic SSE server",
+    default_port: 8081,
+    home: "/",
+    changes_machine: false,
+    clustered: true,
+};
+const BENCH_TARGET: Program = Program {
+    what: "bench target ours",
+    default_port: 0,
+    home: "/events",
+    changes_machine: false,
+    clustered: false,
+};
+const BIDI_SERVER: Program = Program {
+    what: "bidirectional server",
+    default_port: 8082,
+    home: "/",
+    changes_machine: false,
+    clustered: true,
+};
 
 /// Serves one of the fan-out bench's servers.
 async fn run_bench_target(
@@ -805,6 +851,18 @@ async fn run_server(
     let Program { what, default_port, home, .. } = program;
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let core = Core::new(CoreConfig { keep_alive: args.keep_alive, ..CoreConfig::default() });
+    if let Some(url) = &args.redis {
+        let cluster = sse_core::cluster::Cluster::connect(url)
+            .map_err(|e| anyhow::anyhow!("--redis {url}: {e}"))?;
+        core.join(&cluster);
+        tracing::info!(instance = cluster.instance(), "one instance of a cluster sharing {url}");
+        if !program.clustered {
+            tracing::warn!(
+                "--redis: only the bidirectional server's sessions, requests and answers are \
+                 shared across instances yet; {what} keeps its state in this instance"
+            );
+        }
+    }
     // Servers whose apps can change the machine always need a token: one is made up if none
     // was given, and the link printed below carries it.
     let given = args.token.filter(|t| !t.is_empty());

@@ -12,6 +12,7 @@
 //! | [`stream`] | a subscription as an HTTP response: headers, keep-alives, shutdown |
 //! | [`edge`] | token auth, Host/Origin checks, rate limits, JSON errors |
 //! | [`client`] | reconnecting SSE client and a responder that answers requests |
+//! | [`cluster`] | several instances as one through Redis: session directory, requests and answers routed to the right instance |
 //! | [`metrics`] | Prometheus counters and histograms |
 //!
 //! [`Core`] bundles one of each for a server:
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod client;
+pub mod cluster;
 pub mod edge;
 pub mod hub;
 pub mod metrics;
@@ -110,6 +112,18 @@ impl Core {
             },
             metrics,
         }
+    }
+
+    /// Makes this core one instance of `cluster`: its sessions are listed in the cluster's
+    /// directory, and requests and answers travel between instances. Call once, in a runtime.
+    pub fn join(&self, cluster: &cluster::Cluster) {
+        self.correlator.join(cluster.clone());
+        cluster.attach(&self.sessions, &self.correlator);
+    }
+
+    /// The cluster this core belongs to, if any.
+    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+        self.correlator.cluster()
     }
 
     /// Cancelling this token ends every open stream at once (graceful shutdown).

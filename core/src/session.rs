@@ -88,11 +88,13 @@ struct Registry {
     by_id: Mutex<HashMap<SessionId, Session>>,
     by_name: Mutex<HashMap<String, SessionId>>,
     on_expire: Mutex<Vec<ExpiryHook>>,
+    on_create: Mutex<Vec<CreateHook>>,
     config: SessionConfig,
     metrics: Metrics,
 }
 
 type ExpiryHook = Arc<dyn Fn(&SessionId) + Send + Sync>;
+type CreateHook = Arc<dyn Fn(&Session) + Send + Sync>;
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,6 +110,7 @@ impl Sessions {
                 by_id: Mutex::default(),
                 by_name: Mutex::default(),
                 on_expire: Mutex::default(),
+                on_create: Mutex::default(),
                 config,
                 metrics,
             }),
@@ -137,6 +140,10 @@ impl Sessions {
         self.inner.metrics.session_created();
         tracing::debug!(session = ?session.id(), name, "session created");
         session.schedule_expiry(0);
+        let hooks = lock(&self.inner.on_create).clone();
+        for hook in hooks {
+            hook(&session);
+        }
         session
     }
 
@@ -169,6 +176,11 @@ impl Sessions {
     /// Runs `hook` whenever a session expires or is closed (after it left the registry).
     pub fn on_expire(&self, hook: impl Fn(&SessionId) + Send + Sync + 'static) {
         lock(&self.inner.on_expire).push(Arc::new(hook));
+    }
+
+    /// Runs `hook` for every session created from now on (a cluster lists it in its directory).
+    pub fn on_create(&self, hook: impl Fn(&Session) + Send + Sync + 'static) {
+        lock(&self.inner.on_create).push(Arc::new(hook));
     }
 
     /// Ends a session now, as if its grace period had run out.

@@ -100,18 +100,24 @@ pub(super) async fn response(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing_client_id", "send the Client-ID header"))?;
-    let session = state.core.sessions.by_name(client_id).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_client",
-            format!("no client with id {client_id:?} is connected"),
-        )
-    })?;
+    let session = match state.core.sessions.by_name(client_id) {
+        Some(session) => session.id().clone(),
+        None => {
+            super::locate(&state, client_id).await.map(|remote| remote.id).ok_or_else(|| {
+                ApiError::not_found(
+                    "unknown_client",
+                    format!("no client with id {client_id:?} is connected"),
+                )
+            })?
+        }
+    };
     tracing::trace!(client_id, request = %answer.id, result = %redact_secrets(&answer.result.to_string()), "answer received");
     let answer = RpcResponse::result(Id::from_text(&answer.id), answer.result);
     state
         .core
         .correlator
-        .answer(session.id(), answer)
+        .answer_anywhere(&session, answer)
+        .await
         .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
     Ok((StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response())
 }

@@ -32,6 +32,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use sse_core::Core;
+use sse_core::cluster::RemoteSession;
 use sse_core::edge::origin::refuse_cross_site;
 use sse_core::edge::{ApiError, QueryParams};
 use sse_core::rpc::RpcError;
@@ -120,6 +121,11 @@ struct TriggerQuery {
     message: Option<String>,
 }
 
+/// The client named `name` on another instance of the cluster, if this one is in a cluster.
+async fn locate(state: &BidiState, name: &str) -> Option<RemoteSession> {
+    state.core.cluster()?.locate_name(name).await
+}
+
 async fn trigger(
     State(state): State<BidiState>,
     QueryParams(query): QueryParams<TriggerQuery>,
@@ -132,15 +138,25 @@ async fn trigger(
             "need client_id and message parameters",
         ));
     };
-    let session = state.core.sessions.by_name(&client_id).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_client",
-            format!("no client with id {client_id:?} is connected"),
-        )
-    })?;
     let params = json!({ "message": message });
     let timeout = state.config.timeout;
-    match state.core.correlator.request(&session, "analyze", Some(params), timeout).await {
+    let correlator = &state.core.correlator;
+    // Connected here, or (in a cluster) to another instance, which the request then travels to.
+    let asked = match state.core.sessions.by_name(&client_id) {
+        Some(session) => correlator.request(&session, "analyze", Some(params), timeout).await,
+        None => match locate(&state, &client_id).await {
+            Some(remote) => {
+                correlator.request_remote(&remote, "analyze", Some(params), timeout).await
+            }
+            None => {
+                return Err(ApiError::not_found(
+                    "unknown_client",
+                    format!("no client with id {client_id:?} is connected"),
+                ));
+            }
+        },
+    };
+    match asked {
         Ok(answer) => {
             let body = json!({ "id": answer.id.to_string(), "result": answer.result });
             Ok((StatusCode::OK, axum::Json(body)).into_response())

@@ -6,7 +6,8 @@
 //!   id, so `Last-Event-ID` resumes exactly. A session is resumed by its id only: a name is not a
 //!   secret, so it only labels a new session (which takes the name over).
 //! * `POST /rpc/responses` with header `Session-Id: ID` and a JSON-RPC response as body: 202 when
-//!   delivered; 404, 403, 409 or 410 as the correlator decides; 400 for a body that is not a
+//!   delivered; 404, 403, 409 or 410 as the correlator decides (in a cluster, the correlator of
+//!   the instance whose caller waits; 503 if it cannot be reached); 400 for a body that is not a
 //!   response.
 
 use std::sync::Arc;
@@ -92,7 +93,8 @@ async fn post_response(
         Err(error) => return Err(ApiError::bad_request("invalid_jsonrpc", error.to_string())),
     };
     core.correlator
-        .answer(&SessionId::from(session), response)
+        .answer_anywhere(&SessionId::from(session), response)
+        .await
         .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": true }))).into_response())
 }

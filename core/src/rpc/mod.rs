@@ -28,12 +28,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::cluster::{Cluster, RemoteSession, Verdict};
 use crate::hub::lock;
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionId};
@@ -117,6 +118,9 @@ pub enum AnswerError {
     /// The request timed out or its caller gave up before this answer came.
     #[error("this request is no longer waiting (deadline passed or cancelled)")]
     Late,
+    /// The request's caller waits on another instance, which cannot be reached now.
+    #[error("the instance waiting for this answer cannot be reached now; send it again")]
+    Unreachable,
 }
 
 impl AnswerError {
@@ -127,6 +131,7 @@ impl AnswerError {
             AnswerError::WrongSession => ::http::StatusCode::FORBIDDEN,
             AnswerError::Duplicate => ::http::StatusCode::CONFLICT,
             AnswerError::Late => ::http::StatusCode::GONE,
+            AnswerError::Unreachable => ::http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -137,6 +142,7 @@ impl AnswerError {
             AnswerError::WrongSession => "wrong_session",
             AnswerError::Duplicate => "already_answered",
             AnswerError::Late => "request_expired",
+            AnswerError::Unreachable => "instance_unreachable",
         }
     }
 }
@@ -191,6 +197,8 @@ struct Inner {
     breaker_count: AtomicUsize,
     config: CorrelatorConfig,
     metrics: Metrics,
+    /// The other instances, when this one is part of a cluster.
+    cluster: OnceLock<Cluster>,
 }
 
 impl Inner {
@@ -273,7 +281,32 @@ impl Correlator {
                 breaker_count: AtomicUsize::new(0),
                 config,
                 metrics,
+                cluster: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Makes this correlator one of a cluster's: request ids are claimed cluster-wide, requests
+    /// reach sessions other instances hold, and answers reach callers waiting elsewhere.
+    pub fn join(&self, cluster: Cluster) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    /// The cluster this correlator belongs to, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get()
+    }
+
+    /// A new request id, unique across the cluster when there is one (claimed there for as long
+    /// as its answer may come).
+    async fn new_id(&self, deadline: Duration) -> Id {
+        loop {
+            let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+            let Some(cluster) = self.inner.cluster.get() else { return id };
+            let ttl = deadline + self.inner.config.remember_finished;
+            if cluster.claim_request(&id, ttl).await != Some(false) {
+                return id;
+            }
         }
     }
 
@@ -306,14 +339,15 @@ impl Correlator {
         deliver: impl FnOnce(&Request) -> bool,
     ) -> Result<Answered, RpcError> {
         self.check_breaker(session.id())?;
-        let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = self.new_id(deadline).await;
         let (reply, answer) = oneshot::channel();
         lock(self.inner.shard(&id))
             .pending
             .insert(id.clone(), Waiting { session: session.id().clone(), reply });
         self.inner.metrics.rpc_sent();
         let started = Instant::now();
-        let mut guard = PendingGuard { correlator: self, session, id: Some(id.clone()), started };
+        let target = Target::Local(session);
+        let mut guard = PendingGuard { correlator: self, target, id: Some(id.clone()), started };
 
         let request = Request::new(id.clone(), method, params);
         if !deliver(&request) {
@@ -323,11 +357,57 @@ impl Correlator {
         // Leaves the guard armed: from here, dropping this future cancels the request.
         tracing::info!(session = ?session.id(), request = %id, method, "request sent");
 
+        self.await_answer(guard, answer, deadline, session.closed()).await
+    }
+
+    /// Sends `method(params)` to a session another instance holds (see [`crate::cluster`]) and
+    /// waits up to `deadline` for the answer, which may be POSTed to any instance.
+    pub async fn request_remote(
+        &self,
+        session: &RemoteSession,
+        method: &str,
+        params: Option<Value>,
+        deadline: Duration,
+    ) -> Result<Answered, RpcError> {
+        let Some(cluster) = self.inner.cluster.get() else {
+            return Err(RpcError::SessionClosed);
+        };
+        self.check_breaker(&session.id)?;
+        let id = self.new_id(deadline).await;
+        let (reply, answer) = oneshot::channel();
+        lock(self.inner.shard(&id))
+            .pending
+            .insert(id.clone(), Waiting { session: session.id.clone(), reply });
+        self.inner.metrics.rpc_sent();
+        let started = Instant::now();
+        let target = Target::Remote(session, cluster);
+        let mut guard = PendingGuard { correlator: self, target, id: Some(id.clone()), started };
+        let request = Request::new(id.clone(), method, params);
+        if cluster.send_request(session, &request).await != Some(Verdict::Delivered) {
+            guard.finish("session_closed", None);
+            return Err(RpcError::SessionClosed);
+        }
+        tracing::info!(session = ?session.id, instance = %session.instance, request = %id, method, "request sent to another instance");
+        // The session's expiry is not seen from here: the deadline bounds the wait.
+        self.await_answer(guard, answer, deadline, std::future::pending()).await
+    }
+
+    /// Waits for the answer of the request `guard` holds, until `deadline` or `closed`.
+    async fn await_answer(
+        &self,
+        mut guard: PendingGuard<'_>,
+        answer: oneshot::Receiver<Result<Value, ErrorObject>>,
+        deadline: Duration,
+        closed: impl std::future::Future<Output = ()>,
+    ) -> Result<Answered, RpcError> {
+        let Some(id) = guard.id.clone() else { return Err(RpcError::SessionClosed) };
+        let session = guard.target.id().clone();
+        let started = guard.started;
         let mut answer = answer;
         let early = tokio::select! {
             received = &mut answer => Ok(received),
             () = tokio::time::sleep(deadline) => Err(RpcError::Timeout(deadline)),
-            () = session.closed() => Err(RpcError::SessionClosed),
+            () = closed => Err(RpcError::SessionClosed),
         };
         let received = match early {
             Ok(received) => received,
@@ -338,9 +418,9 @@ impl Correlator {
                 };
                 if guard.finish(outcome, notify) {
                     if outcome == "timeout" {
-                        self.breaker_timeout(session.id());
+                        self.breaker_timeout(&session);
                     }
-                    tracing::info!(session = ?session.id(), request = %id, outcome, "request ended without answer");
+                    tracing::info!(session = ?session, request = %id, outcome, "request ended without answer");
                     return Err(error);
                 }
                 // The answer slipped in just before we gave up: the answer path sent it before
@@ -349,7 +429,7 @@ impl Correlator {
             }
         };
         guard.id = None;
-        self.breaker_success(session.id());
+        self.breaker_success(&session);
         let seconds = started.elapsed().as_secs_f64();
         match received {
             Ok(Ok(result)) => {
@@ -370,6 +450,42 @@ impl Correlator {
     /// Delivers an answer POSTed by session `from`. On success the waiting caller has it.
     pub fn answer(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
         let result = self.try_answer(from, response);
+        if let Err(error) = &result {
+            self.inner.metrics.answer_rejected(error.code());
+        }
+        result
+    }
+
+    /// As [`answer`](Self::answer), and in a cluster an answer nobody here waits for goes to the
+    /// instance whose caller waits; its verdict is the result (`Unreachable` if it cannot be
+    /// reached, so the client sends it again rather than believe it delivered).
+    pub async fn answer_anywhere(
+        &self,
+        from: &SessionId,
+        response: Response,
+    ) -> Result<(), AnswerError> {
+        let Some(cluster) = self.inner.cluster.get() else {
+            return self.answer(from, response);
+        };
+        let (id, value) = (response.id.clone(), response.to_value());
+        match self.try_answer(from, response) {
+            Err(AnswerError::Unknown) => {}
+            result => {
+                if let Err(error) = &result {
+                    self.inner.metrics.answer_rejected(error.code());
+                }
+                return result;
+            }
+        }
+        let result = match cluster.request_origin(&id).await {
+            None => Err(AnswerError::Unknown),
+            Some(origin) => match cluster.forward_answer(&origin, from, value).await {
+                Some(Verdict::Delivered) => Ok(()),
+                Some(Verdict::Refused(refusal)) => Err(refusal.error()),
+                Some(Verdict::NoSession) => Err(AnswerError::Unknown),
+                None => Err(AnswerError::Unreachable),
+            },
+        };
         if let Err(error) = &result {
             self.inner.metrics.answer_rejected(error.code());
         }
@@ -495,9 +611,41 @@ impl Correlator {
 /// being dropped), and tells the client.
 struct PendingGuard<'a> {
     correlator: &'a Correlator,
-    session: &'a Session,
+    target: Target<'a>,
     id: Option<Id>,
     started: Instant,
+}
+
+/// Where a request went: a session here, or one another instance holds.
+enum Target<'a> {
+    Local(&'a Session),
+    Remote(&'a RemoteSession, &'a Cluster),
+}
+
+impl Target<'_> {
+    fn id(&self) -> &SessionId {
+        match self {
+            Target::Local(session) => session.id(),
+            Target::Remote(session, _) => &session.id,
+        }
+    }
+
+    /// Tells the client that request `id` is cancelled, if its protocol can say so.
+    fn cancel(&self, id: &Id, reason: &str) {
+        match self {
+            Target::Local(session) => {
+                if let Some(event) = session.dialect().cancelled(id, reason) {
+                    let _ = session.send(event);
+                }
+            }
+            Target::Remote(session, cluster) => {
+                let (session, cluster) = ((*session).clone(), (*cluster).clone());
+                let (id, reason) = (id.clone(), reason.to_owned());
+                // Called from `Drop` too, which cannot wait: the notice goes on its own task.
+                tokio::spawn(async move { cluster.send_cancel(&session, &id, &reason).await });
+            }
+        }
+    }
 }
 
 impl PendingGuard<'_> {
@@ -513,14 +661,12 @@ impl PendingGuard<'_> {
             return false; // answered in the meantime; the answer path finished it
         }
         if notify.is_some() {
-            state.finish(id.clone(), self.session.id().clone(), Outcome::Gone, &inner.config);
+            state.finish(id.clone(), self.target.id().clone(), Outcome::Gone, &inner.config);
         }
         drop(state);
         inner.metrics.rpc_finished(outcome, self.started.elapsed().as_secs_f64());
         if let Some(reason) = notify {
-            if let Some(event) = self.session.dialect().cancelled(&id, reason) {
-                let _ = self.session.send(event);
-            }
+            self.target.cancel(&id, reason);
         }
         true
     }
@@ -529,7 +675,7 @@ impl PendingGuard<'_> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.id.is_some() {
-            tracing::info!(session = ?self.session.id(), "request cancelled by its caller");
+            tracing::info!(session = ?self.target.id(), "request cancelled by its caller");
             self.finish("cancelled", Some("the caller stopped waiting"));
         }
     }

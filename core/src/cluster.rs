@@ -1,0 +1,468 @@
+//! Several instances as one, through Redis: what must be shared when a load balancer spreads
+//! clients over N servers with no sticky sessions.
+//!
+//! A session's stream lives on the instance its client connected to, but the caller of a request
+//! and the POST of the answer may each land on any instance. Three things make that work:
+//!
+//! | need | Redis | kept how |
+//! |---|---|---|
+//! | which instance holds a session | `sse:session:<id>` → instance, `sse:name:<name>` → `<instance> <id>` | written when the session is created, refreshed every 10 s with a 30 s expiry, deleted when it expires |
+//! | which instance waits for a request's answer | `sse:request:<id>` → instance | claimed with `SET NX` when the request is sent (which also keeps ids unique across instances), expiring after its deadline plus the time finished requests are remembered |
+//! | getting there | one channel per instance, `sse:instance:<id>` | pub/sub; each message that needs an outcome carries a ticket, answered with a `verdict` on the asker's own channel |
+//!
+//! So a request for a session held elsewhere is published to that instance, which frames it in
+//! the session's dialect and sends it down the stream, and says whether it could; an answer POSTed
+//! where nobody waits for it is forwarded to the instance whose caller waits, and the POST gets that
+//! instance's verdict (202, or 404/403/409/410 as the correlator there decides).
+//!
+//! Redis failing does not stop an instance: everything local goes on (its own sessions, callers
+//! and answers), a remote step fails clearly (`503`, the session treated as gone), the listener
+//! reconnects every second and the directory is rewritten on its next refresh. A message
+//! published while an instance is cut off is lost, never acknowledged: the caller waiting for it
+//! times out, and the POST that sent an answer got `503` and can be sent again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::hub::lock;
+use crate::rpc::{AnswerError, Correlator};
+use crate::session::{Session, SessionId, Sessions};
+use crate::wire::jsonrpc::{Id, Message, Request};
+
+/// How long a directory entry lives without a refresh.
+const DIRECTORY_TTL: Duration = Duration::from_secs(30);
+/// How often live sessions' entries are refreshed.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// How long an instance waits for another's verdict.
+const VERDICT_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The URL is not a Redis URL.
+    #[error("not a Redis URL ({0})")]
+    BadUrl(redis::RedisError),
+}
+
+/// This instance's link to the others. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("instance", &self.inner.instance).finish()
+    }
+}
+
+struct Inner {
+    instance: String,
+    client: redis::Client,
+    commands: ConnectionManager,
+    /// Outcomes this instance waits for, by ticket.
+    tickets: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    /// This instance's sessions and correlator, for messages from the others.
+    local: OnceLock<(Sessions, Correlator)>,
+}
+
+/// A session held by another instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSession {
+    /// Its id.
+    pub id: SessionId,
+    /// The instance that holds its stream.
+    pub instance: String,
+}
+
+/// What an instance says about a request or an answer it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Sent down the session's stream, or handed to the waiting caller.
+    Delivered,
+    /// The session is not (or no longer) there.
+    NoSession,
+    /// The correlator refused the answer, with this reason.
+    Refused(Refusal),
+}
+
+/// [`AnswerError`] on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// See [`AnswerError::Unknown`].
+    Unknown,
+    /// See [`AnswerError::WrongSession`].
+    WrongSession,
+    /// See [`AnswerError::Duplicate`].
+    Duplicate,
+    /// See [`AnswerError::Late`].
+    Late,
+}
+
+impl Refusal {
+    fn of(error: AnswerError) -> Refusal {
+        match error {
+            AnswerError::WrongSession => Refusal::WrongSession,
+            AnswerError::Duplicate => Refusal::Duplicate,
+            AnswerError::Late => Refusal::Late,
+            _ => Refusal::Unknown,
+        }
+    }
+
+    /// The correlator's error this stands for.
+    pub fn error(self) -> AnswerError {
+        match self {
+            Refusal::Unknown => AnswerError::Unknown,
+            Refusal::WrongSession => AnswerError::WrongSession,
+            Refusal::Duplicate => AnswerError::Duplicate,
+            Refusal::Late => AnswerError::Late,
+        }
+    }
+}
+
+/// A message between instances.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Envelope {
+    /// Send this request down the session's stream.
+    Request {
+        session: String,
+        id: Id,
+        method: String,
+        params: Option<Value>,
+        ticket: String,
+        reply_to: String,
+    },
+    /// Tell the session's client that request `id` is cancelled.
+    Cancel { session: String, id: Id, reason: String },
+    /// An answer POSTed elsewhere, for the caller waiting here.
+    Answer { session: String, response: Value, ticket: String, reply_to: String },
+    /// The outcome of a `request` or an `answer`.
+    Verdict { ticket: String, verdict: Verdict },
+}
+
+fn channel(instance: &str) -> String {
+    format!("sse:instance:{instance}")
+}
+
+impl Cluster {
+    /// Joins the cluster that shares the Redis at `url`, as a new instance. Redis need not be up
+    /// yet: the link connects when first used and reconnects after failures.
+    pub fn connect(url: &str) -> Result<Cluster, ClusterError> {
+        let client = redis::Client::open(url).map_err(ClusterError::BadUrl)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let commands = client.get_connection_manager_lazy(config).map_err(ClusterError::BadUrl)?;
+        let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Ok(Cluster {
+            inner: Arc::new(Inner {
+                instance,
+                client,
+                commands,
+                tickets: Mutex::default(),
+                local: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// This instance's name in the cluster.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Serves messages for `sessions` and `correlator` from the other instances, and lists every
+    /// session in the directory while it lives. Call once, inside a runtime.
+    pub fn attach(&self, sessions: &Sessions, correlator: &Correlator) {
+        if self.inner.local.set((sessions.clone(), correlator.clone())).is_err() {
+            return;
+        }
+        let cluster = self.clone();
+        sessions.on_create(move |session| {
+            let (cluster, session) = (cluster.clone(), session.clone());
+            tokio::spawn(async move { cluster.list(&[session]).await });
+        });
+        let cluster = self.clone();
+        sessions.on_expire(move |id| {
+            let (cluster, id) = (cluster.clone(), id.clone());
+            tokio::spawn(async move { cluster.delist(&id).await });
+        });
+        tokio::spawn(self.clone().listen());
+        tokio::spawn(self.clone().refresh(sessions.clone()));
+    }
+
+    /// Writes the directory entries of `sessions`.
+    async fn list(&self, sessions: &[Session]) {
+        if sessions.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        let ttl = DIRECTORY_TTL.as_secs();
+        for session in sessions {
+            let id = session.id().as_str();
+            pipe.set_ex(format!("sse:session:{id}"), self.instance(), ttl).ignore();
+            if let Some(name) = session.name() {
+                let entry = format!("{} {id}", self.instance());
+                pipe.set_ex(format!("sse:name:{name}"), entry, ttl).ignore();
+            }
+        }
+        let mut commands = self.inner.commands.clone();
+        if let Err(error) = pipe.query_async::<()>(&mut commands).await {
+            tracing::warn!(%error, "cannot list sessions in the cluster directory (Redis)");
+        }
+    }
+
+    async fn delist(&self, id: &SessionId) {
+        let mut commands = self.inner.commands.clone();
+        let deleted: redis::RedisResult<()> =
+            commands.del(format!("sse:session:{}", id.as_str())).await;
+        if let Err(error) = deleted {
+            tracing::warn!(%error, "cannot remove a session from the cluster directory (Redis)");
+        }
+    }
+
+    /// Keeps the directory entries of live sessions from expiring.
+    async fn refresh(self, sessions: Sessions) {
+        let mut every = tokio::time::interval(REFRESH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.list(&sessions.list()).await;
+        }
+    }
+
+    /// The session named `name`, when another instance holds it.
+    pub async fn locate_name(&self, name: &str) -> Option<RemoteSession> {
+        let mut commands = self.inner.commands.clone();
+        let entry: Option<String> = commands.get(format!("sse:name:{name}")).await.ok()?;
+        let (instance, id) = entry?.split_once(' ').map(|(i, s)| (i.to_owned(), s.to_owned()))?;
+        // The name outlives its session by up to its expiry: the session must still be listed.
+        let holder = self.holder(&SessionId::from(id.as_str())).await?;
+        (holder == instance && instance != self.instance())
+            .then(|| RemoteSession { id: SessionId::from(id.as_str()), instance })
+    }
+
+    /// The session `id`, when another instance holds it.
+    pub async fn locate(&self, id: &SessionId) -> Option<RemoteSession> {
+        let instance = self.holder(id).await?;
+        (instance != self.instance()).then(|| RemoteSession { id: id.clone(), instance })
+    }
+
+    async fn holder(&self, id: &SessionId) -> Option<String> {
+        let mut commands = self.inner.commands.clone();
+        commands.get(format!("sse:session:{}", id.as_str())).await.ok()?
+    }
+
+    /// Claims request id `id` for this instance for `ttl`; false if another instance holds it
+    /// (or Redis cannot say, in which case the request stays local: `None`).
+    pub async fn claim_request(&self, id: &Id, ttl: Duration) -> Option<bool> {
+        let key = format!("sse:request:{}", id_text(id));
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::EX(ttl.as_secs().max(1)));
+        let mut commands = self.inner.commands.clone();
+        match commands.set_options::<_, _, Option<String>>(key, self.instance(), options).await {
+            Ok(set) => Some(set.is_some()),
+            Err(error) => {
+                tracing::warn!(%error, "cannot record a request in the cluster (Redis); its answer must come here");
+                None
+            }
+        }
+    }
+
+    /// The instance waiting for request `id`'s answer, when it is another one.
+    pub async fn request_origin(&self, id: &Id) -> Option<String> {
+        let mut commands = self.inner.commands.clone();
+        let origin: Option<String> =
+            commands.get(format!("sse:request:{}", id_text(id))).await.ok()?;
+        origin.filter(|origin| origin != self.instance())
+    }
+
+    /// Sends `request` down `session`'s stream on its instance; `None` if that instance could not
+    /// be reached.
+    pub async fn send_request(
+        &self,
+        session: &RemoteSession,
+        request: &Request,
+    ) -> Option<Verdict> {
+        let (ticket, verdict) = self.ticket();
+        let envelope = Envelope::Request {
+            session: session.id.as_str().to_owned(),
+            id: request.id.clone(),
+            method: request.method.clone(),
+            params: request.params.clone(),
+            ticket: ticket.clone(),
+            reply_to: self.instance().to_owned(),
+        };
+        self.ask(&session.instance, &envelope, ticket, verdict).await
+    }
+
+    /// Forwards an answer from `session` to `origin`, where its caller waits; the verdict there,
+    /// or `None` if it could not be reached.
+    pub async fn forward_answer(
+        &self,
+        origin: &str,
+        session: &SessionId,
+        response: Value,
+    ) -> Option<Verdict> {
+        let (ticket, verdict) = self.ticket();
+        let envelope = Envelope::Answer {
+            session: session.as_str().to_owned(),
+            response,
+            ticket: ticket.clone(),
+            reply_to: self.instance().to_owned(),
+        };
+        self.ask(origin, &envelope, ticket, verdict).await
+    }
+
+    /// Tells `session`'s client, on its instance, that request `id` is cancelled.
+    pub async fn send_cancel(&self, session: &RemoteSession, id: &Id, reason: &str) {
+        let envelope = Envelope::Cancel {
+            session: session.id.as_str().to_owned(),
+            id: id.clone(),
+            reason: reason.to_owned(),
+        };
+        let _ = self.publish(&session.instance, &envelope).await;
+    }
+
+    fn ticket(&self) -> (String, oneshot::Receiver<Verdict>) {
+        let ticket = uuid::Uuid::new_v4().simple().to_string();
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.inner.tickets).insert(ticket.clone(), sender);
+        (ticket, receiver)
+    }
+
+    async fn ask(
+        &self,
+        instance: &str,
+        envelope: &Envelope,
+        ticket: String,
+        verdict: oneshot::Receiver<Verdict>,
+    ) -> Option<Verdict> {
+        let heard = match self.publish(instance, envelope).await {
+            Ok(receivers) => receivers > 0,
+            Err(error) => {
+                tracing::warn!(%error, instance, "cannot reach another instance (Redis)");
+                false
+            }
+        };
+        let answer = if heard {
+            tokio::time::timeout(VERDICT_WAIT, verdict).await.ok().and_then(Result::ok)
+        } else {
+            None
+        };
+        lock(&self.inner.tickets).remove(&ticket);
+        answer
+    }
+
+    async fn publish(&self, instance: &str, envelope: &Envelope) -> redis::RedisResult<u64> {
+        let text = serde_json::to_string(envelope).unwrap_or_default();
+        let mut commands = self.inner.commands.clone();
+        commands.publish(channel(instance), text).await
+    }
+
+    /// Receives this instance's messages for as long as the process runs, reconnecting to Redis
+    /// every second while it cannot.
+    async fn listen(self) {
+        let mut lost = false;
+        loop {
+            match self.subscribe().await {
+                Ok(mut pubsub) => {
+                    if lost {
+                        tracing::info!(instance = self.instance(), "reconnected to Redis");
+                    }
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Ok(text) = message.get_payload::<String>() else { continue };
+                        match serde_json::from_str::<Envelope>(&text) {
+                            Ok(envelope) => self.handle(envelope).await,
+                            Err(error) => tracing::warn!(%error, "unreadable cluster message"),
+                        }
+                    }
+                    tracing::error!(
+                        instance = self.instance(),
+                        "lost the connection to Redis: requests and answers from other instances \
+                         cannot reach this one until it is back; local work goes on"
+                    );
+                }
+                Err(error) if !lost => tracing::error!(
+                    %error,
+                    "cannot subscribe to Redis: other instances cannot reach this one until it is \
+                     back; local work goes on"
+                ),
+                Err(_) => {}
+            }
+            lost = true;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        pubsub.subscribe(channel(self.instance())).await?;
+        Ok(pubsub)
+    }
+
+    async fn handle(&self, envelope: Envelope) {
+        let Some((sessions, correlator)) = self.inner.local.get() else { return };
+        match envelope {
+            Envelope::Request { session, id, method, params, ticket, reply_to } => {
+                let verdict = match sessions.get(&SessionId::from(session.as_str())) {
+                    Some(session) => {
+                        let event = session.dialect().request(&Request::new(id, method, params));
+                        if session.send(event).is_ok() {
+                            Verdict::Delivered
+                        } else {
+                            Verdict::NoSession
+                        }
+                    }
+                    None => Verdict::NoSession,
+                };
+                let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
+            }
+            Envelope::Cancel { session, id, reason } => {
+                if let Some(session) = sessions.get(&SessionId::from(session.as_str())) {
+                    if let Some(event) = session.dialect().cancelled(&id, &reason) {
+                        let _ = session.send(event);
+                    }
+                }
+            }
+            Envelope::Answer { session, response, ticket, reply_to } => {
+                let verdict = match Message::from_value(response) {
+                    Ok(Message::Response(response)) => {
+                        match correlator.answer(&SessionId::from(session.as_str()), response) {
+                            Ok(()) => Verdict::Delivered,
+                            Err(error) => Verdict::Refused(Refusal::of(error)),
+                        }
+                    }
+                    _ => Verdict::Refused(Refusal::Unknown),
+                };
+                let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
+            }
+            Envelope::Verdict { ticket, verdict } => {
+                if let Some(waiting) = lock(&self.inner.tickets).remove(&ticket) {
+                    let _ = waiting.send(verdict);
+                }
+            }
+        }
+    }
+}
+
+/// A request id as a key part.
+fn id_text(id: &Id) -> String {
+    match id {
+        Id::Number(n) => n.to_string(),
+        Id::String(s) => format!("s:{s}"),
+    }
+}
