@@ -175,8 +175,9 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM)
     #[arg(long, env = "SSE_APPS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
-    /// Run as one of several instances sharing this Redis (redis://HOST:PORT): sessions,
-    /// requests and answers reach across instances (give every instance the same --token)
+    /// Run as one of several instances sharing this Redis (redis://HOST:PORT): the chat's
+    /// history and live messages, bidi sessions, requests and answers reach across instances
+    /// (give every instance the same --token)
     #[arg(long, env = "SSE_APPS_REDIS", value_name = "URL")]
     pub redis: Option<String>,
 }
@@ -453,6 +454,10 @@ enum BenchScenario {
         /// How long to post
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Run two chat instances sharing this Redis (members and posts split between them)
+        /// instead of one with SQLite
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// Do not pin the server and the load generator to separate cores
         #[arg(long)]
         no_pin: bool,
@@ -629,9 +634,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_server(server, BIDI_SERVER, shutdown, app).await?;
         }
         Some(Command::Bench {
-            scenario: BenchScenario::Chat { members, rate, duration, no_pin },
+            scenario: BenchScenario::Chat { members, rate, duration, redis, no_pin },
         }) => {
-            let bench = crate::bench::chat::ChatBench { members, rate, duration, pin: !no_pin };
+            let bench =
+                crate::bench::chat::ChatBench { members, rate, duration, redis, pin: !no_pin };
             let report = crate::bench::chat::run(bench).await?;
             println!("{}", report.line());
         }
@@ -763,7 +769,7 @@ const CHAT: Program = Program {
     default_port: 8080,
     home: "/chat",
     changes_machine: false,
-    clustered: false,
+    clustered: true,
 };
 const SAMPLING: Program = Program {
     what: "MCP sampling",
@@ -858,8 +864,8 @@ async fn run_server(
         tracing::info!(instance = cluster.instance(), "one instance of a cluster sharing {url}");
         if !program.clustered {
             tracing::warn!(
-                "--redis: only the bidirectional server's sessions, requests and answers are \
-                 shared across instances yet; {what} keeps its state in this instance"
+                "--redis: only the chat and the bidirectional server share their state across \
+                 instances yet; the rest of {what} keeps its state in this instance"
             );
         }
     }

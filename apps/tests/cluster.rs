@@ -1,6 +1,7 @@
 //! Two instances sharing one Redis, behind the repository's nginx configuration: a request waiting
-//! on one instance is answered through the other, in both of the server's formats, and the
-//! instances recover when Redis restarts.
+//! on one instance is answered through the other, in both of the server's formats; a chat message
+//! posted to one reaches the clients of the other, and a reader cut from one resumes on the other
+//! with nothing missed; the instances recover when Redis restarts.
 //!
 //! Needs Debian's `redis-server` and `nginx-light`, which `.ci/run` installs; each test starts its
 //! own on free loopback ports. In CI a missing one fails the test; elsewhere it is skipped with a
@@ -53,17 +54,24 @@ fn free_port() -> u16 {
 
 /// A Redis server on `port`, without persistence, killed when dropped.
 async fn redis(port: u16) -> Child {
+    redis_with(port, &["--save", "", "--appendonly", "no"]).await
+}
+
+/// A Redis server on `port` that writes every change to its append-only file in `dir` before
+/// answering (the configuration the README gives for the chat), killed when dropped.
+async fn durable_redis(port: u16, dir: &Path) -> Child {
+    let dir = dir.to_str().unwrap();
+    redis_with(
+        port,
+        &["--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+    )
+    .await
+}
+
+async fn redis_with(port: u16, persistence: &[&str]) -> Child {
     let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(persistence)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -263,4 +271,290 @@ async fn native_sessions_answer_across_instances_and_the_cluster_recovers_when_r
         .await;
     probe.await.unwrap();
     stop.cancel();
+}
+
+/// `sse-apps chat` as one instance of the cluster on `redis_port`.
+async fn chat_instance(redis_port: u16, data_dir: &Path) -> (Child, String) {
+    let mut command = support::binary();
+    command
+        .args(["chat", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--redis")
+        .arg(format!("redis://127.0.0.1:{redis_port}"))
+        .stderr(Stdio::null());
+    support::started(command).await
+}
+
+/// Joins `room` on `base` as `nick`; returns the member token.
+async fn join(base: &str, room: &str, nick: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/chat/rooms/{room}/join"))
+        .json(&json!({ "nick": nick }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Posts `text` to `room` on `base`; returns the status and the body.
+async fn say(base: &str, room: &str, token: &str, text: &str, client_msg_id: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/chat/rooms/{room}/messages"))
+        .bearer_auth(token)
+        .json(&json!({ "text": text, "client_msg_id": client_msg_id }))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// The room's stream on `base`, resumed after `last` when given, read as `token`'s member.
+async fn chat_stream(base: &str, room: &str, token: &str, last: Option<u64>) -> Stream {
+    let mut request =
+        reqwest::Client::new().get(format!("{base}/chat/rooms/{room}/events")).bearer_auth(token);
+    if let Some(last) = last {
+        request = request.header("last-event-id", last.to_string());
+    }
+    within("the chat stream to open", Stream::open_with(request)).await
+}
+
+/// The next `message` event's (id, text), skipping presence and typing.
+async fn next_message(stream: &mut Stream) -> (u64, String) {
+    within("a message", async {
+        loop {
+            let event = stream.next().await.expect("the stream ended");
+            if event.event == "message" {
+                let data: Value = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(
+                    event.last_event_id,
+                    data["id"].to_string(),
+                    "the event id is the message id"
+                );
+                return (data["id"].as_u64().unwrap(), data["text"].as_str().unwrap().to_owned());
+            }
+        }
+    })
+    .await
+}
+
+/// The next event named `name`'s data.
+async fn next_named(stream: &mut Stream, name: &str) -> Value {
+    within(name, async {
+        loop {
+            let event = stream.next().await.expect("the stream ended");
+            if event.event == name {
+                return serde_json::from_str(&event.data).unwrap();
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reader_resumes_anywhere()
+{
+    if !installed(&["redis-server", "nginx"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let _redis = redis(redis_port).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, base_a) = chat_instance(redis_port, dir_a.path()).await;
+    let (_b, base_b) = chat_instance(redis_port, dir_b.path()).await;
+    let prefix = tempfile::tempdir().unwrap();
+    let proxy_port = free_port();
+    let upstreams = [base_a.trim_start_matches("http://"), base_b.trim_start_matches("http://")];
+    let _nginx = nginx(proxy_port, upstreams, prefix.path()).await;
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+
+    // Ann joins on A, creating the room; Bob joins it on B, which lists it.
+    let ann = join(&base_a, "lobby", "ann").await;
+    let bob = join(&base_b, "lobby", "bob").await;
+    let rooms: Value =
+        reqwest::get(format!("{base_b}/chat/rooms")).await.unwrap().json().await.unwrap();
+    assert_eq!(rooms["rooms"][0]["name"], "lobby", "{rooms}");
+
+    // Posted to A, it reaches Bob's stream on B, under the same id.
+    let mut on_b = chat_stream(&base_b, "lobby", &bob, None).await;
+    let mut on_a = chat_stream(&base_a, "lobby", &ann, None).await;
+    // Who is online is the union of both instances: B counts Ann (on A) and Bob (on B), and
+    // Ann's nick cannot be taken on B while she is online on A.
+    within("both members to count as online on B", async {
+        loop {
+            let rooms: Value =
+                reqwest::get(format!("{base_b}/chat/rooms")).await.unwrap().json().await.unwrap();
+            if rooms["rooms"][0]["online"] == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let taken = reqwest::Client::new()
+        .post(format!("{base_b}/chat/rooms/lobby/join"))
+        .json(&json!({ "nick": "Ann" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 409, "ann is online on A");
+    let viewer_url = format!("{base_b}/chat/rooms/lobby/events");
+    let mut viewer = within("a viewer on B", Stream::open(&viewer_url)).await;
+    let snapshot = next_named(&mut viewer, "presence").await;
+    assert_eq!(snapshot["online"], json!(["ann", "bob"]), "{snapshot}");
+
+    let (status, first) = say(&base_a, "lobby", &ann, "hello from A", "m0").await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        next_message(&mut on_b).await,
+        (first["id"].as_u64().unwrap(), "hello from A".into())
+    );
+    assert_eq!(next_message(&mut on_a).await.1, "hello from A");
+    // Typing on B shows on A.
+    let typed = reqwest::Client::new()
+        .post(format!("{base_b}/chat/rooms/lobby/typing"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typed.status(), 202);
+    assert_eq!(next_named(&mut on_a, "typing").await["nick"], "bob");
+
+    // A browser's POST through nginx carries the proxy's origin: the instances accept it.
+    let from_page = reqwest::Client::new()
+        .post(format!("{proxy}/chat/rooms/lobby/join"))
+        .header("origin", &proxy)
+        .json(&json!({ "nick": "carol" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_page.status(), 201, "same origin through the proxy");
+
+    // The same client_msg_id sent again to the other instance returns the original.
+    let (status, again) = say(&base_b, "lobby", &ann, "hello from A", "m0").await;
+    assert_eq!((status, &again["id"]), (200, &first["id"]), "{again}");
+
+    // A's reader is cut; 30 messages are posted, alternately to A and B, while it is away.
+    let last_seen = first["id"].as_u64().unwrap();
+    drop(on_a);
+    let mut sent = Vec::new();
+    for n in 1..=30 {
+        let (base, token) = if n % 2 == 0 { (&base_a, &ann) } else { (&base_b, &bob) };
+        let (status, body) =
+            say(base, "lobby", token, &format!("away {n}"), &format!("m{n}")).await;
+        assert_eq!(status, 201, "{body}");
+        sent.push((body["id"].as_u64().unwrap(), format!("away {n}")));
+    }
+    let ids: Vec<u64> = sent.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "one sequence across instances: {ids:?}");
+    // Bob, connected all along on B, saw them all in order.
+    for expected in &sent {
+        assert_eq!(&next_message(&mut on_b).await, expected);
+    }
+
+    // It comes back through nginx twice (round robin: once on each instance) with its
+    // Last-Event-ID: each time exactly the missed messages, in order, then live ones.
+    for round in 0..2 {
+        let mut resumed = chat_stream(&proxy, "lobby", &ann, Some(last_seen)).await;
+        for expected in &sent {
+            assert_eq!(&next_message(&mut resumed).await, expected, "round {round}");
+        }
+        let text = format!("live {round}");
+        let (status, body) = say(&proxy, "lobby", &bob, &text, &format!("live{round}")).await;
+        assert_eq!(status, 201, "{body}");
+        let live = (body["id"].as_u64().unwrap(), text);
+        assert_eq!(next_message(&mut resumed).await, live, "no duplicate, nothing between");
+        assert_eq!(next_message(&mut on_b).await, live);
+        sent.push(live);
+    }
+
+    // History pages read the same from either instance.
+    let page = |base: String| async move {
+        let url = format!("{base}/chat/rooms/lobby/messages?limit=200");
+        let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (from_a, from_b) = (page(base_a.clone()).await, page(base_b.clone()).await);
+    assert_eq!(from_a, from_b);
+    assert_eq!(from_a.len(), 33, "m0, 30 while away, 2 live: {from_a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recovers_live_delivery() {
+    if !installed(&["redis-server"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let redis_dir = tempfile::tempdir().unwrap();
+    let mut redis_server = durable_redis(redis_port, redis_dir.path()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, base_a) = chat_instance(redis_port, dir_a.path()).await;
+    let (_b, base_b) = chat_instance(redis_port, dir_b.path()).await;
+    let ann = join(&base_a, "ops", "ann").await;
+    let mut on_b = chat_stream(&base_b, "ops", &join(&base_b, "ops", "bob").await, None).await;
+
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        let (status, body) =
+            say(&base_a, "ops", &ann, &format!("before {n}"), &format!("b{n}")).await;
+        assert_eq!(status, 201, "{body}");
+        acknowledged.push(body["id"].as_u64().unwrap());
+    }
+    for id in &acknowledged {
+        assert_eq!(next_message(&mut on_b).await.0, *id);
+    }
+
+    // Redis is killed: a post is refused clearly (503 with Retry-After), never acknowledged.
+    redis_server.kill().await.unwrap();
+    let (status, body) = say(&base_a, "ops", &ann, "while down", "down").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{body}"
+    );
+
+    // Redis restarts from its append-only file: every acknowledged message is there, the
+    // instances resubscribe, and posts flow live again from A to B, continuing the same ids.
+    let _redis = durable_redis(redis_port, redis_dir.path()).await;
+    let posted = within("posting to work again", async {
+        loop {
+            let (status, body) = say(&base_a, "ops", &ann, "after", "after").await;
+            if status == 201 || status == 200 {
+                return body;
+            }
+            assert_eq!(status, 503, "{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let after = posted["id"].as_u64().unwrap();
+    assert_eq!(after, acknowledged.last().unwrap() + 1, "the refused post took no id");
+    // B's first command after the restart may find its link broken and answer 503, as a client
+    // that retries after `Retry-After` would see.
+    let url = format!("{base_b}/chat/rooms/ops/messages?limit=200");
+    let history = within("B to read history again", async {
+        loop {
+            let response = reqwest::get(&url).await.unwrap();
+            match response.status().as_u16() {
+                200 => return response.json::<Value>().await.unwrap(),
+                503 => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{other}: {}", response.text().await.unwrap()),
+            }
+        }
+    })
+    .await;
+    let ids: Vec<u64> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    let mut expected = acknowledged.clone();
+    expected.push(after);
+    assert_eq!(ids, expected, "every acknowledged message, once, in order");
+    // B's stream was on B all along; it gets the new message (its follower resubscribed, or
+    // caught up from the log when the next id arrived).
+    assert_eq!(next_message(&mut on_b).await, (after, "after".to_owned()));
 }

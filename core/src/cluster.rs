@@ -130,6 +130,16 @@ impl Refusal {
     }
 }
 
+/// What a follower of a channel hears (see [`Cluster::follow`]).
+#[derive(Debug)]
+pub enum Heard {
+    /// The channel is (again) subscribed: messages published from now on will arrive, and any
+    /// published while unsubscribed never will.
+    Subscribed,
+    /// One message, as published.
+    Message(String),
+}
+
 /// A message between instances.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -372,34 +382,60 @@ impl Cluster {
         commands.publish(channel(instance), text).await
     }
 
-    /// Receives this instance's messages for as long as the process runs, reconnecting to Redis
-    /// every second while it cannot.
+    /// Receives this instance's messages for as long as the process runs.
     async fn listen(self) {
+        let cluster = self.clone();
+        self.follow(
+            channel(self.instance()),
+            "requests and answers from other instances",
+            move |heard| {
+                let cluster = cluster.clone();
+                async move {
+                    let Heard::Message(text) = heard else { return };
+                    match serde_json::from_str::<Envelope>(&text) {
+                        Ok(envelope) => cluster.handle(envelope).await,
+                        Err(error) => tracing::warn!(%error, "unreadable cluster message"),
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Follows the pub/sub `channel` for as long as the process runs: `handler` hears
+    /// [`Heard::Subscribed`] after each (re)subscription, so it can catch up on what it missed
+    /// while cut off, then each message in the order Redis published them (one at a time: the
+    /// next waits for the handler). While Redis is unreachable it logs once that `what` cannot
+    /// arrive and tries again every second.
+    pub async fn follow<F, Fut>(&self, channel: String, what: &str, mut handler: F)
+    where
+        F: FnMut(Heard) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let mut lost = false;
         loop {
-            match self.subscribe().await {
+            match self.subscribe(&channel).await {
                 Ok(mut pubsub) => {
                     if lost {
-                        tracing::info!(instance = self.instance(), "reconnected to Redis");
+                        tracing::info!(instance = self.instance(), channel, "reconnected to Redis");
                     }
+                    handler(Heard::Subscribed).await;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
-                        let Ok(text) = message.get_payload::<String>() else { continue };
-                        match serde_json::from_str::<Envelope>(&text) {
-                            Ok(envelope) => self.handle(envelope).await,
-                            Err(error) => tracing::warn!(%error, "unreadable cluster message"),
+                        if let Ok(text) = message.get_payload::<String>() {
+                            handler(Heard::Message(text)).await;
                         }
                     }
                     tracing::error!(
                         instance = self.instance(),
-                        "lost the connection to Redis: requests and answers from other instances \
-                         cannot reach this one until it is back; local work goes on"
+                        "lost the connection to Redis: {what} cannot reach this instance until it \
+                         is back; local work goes on"
                     );
                 }
                 Err(error) if !lost => tracing::error!(
                     %error,
-                    "cannot subscribe to Redis: other instances cannot reach this one until it is \
-                     back; local work goes on"
+                    "cannot subscribe to Redis: {what} cannot reach this instance until it is back; \
+                     local work goes on"
                 ),
                 Err(_) => {}
             }
@@ -408,10 +444,15 @@ impl Cluster {
         }
     }
 
-    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+    async fn subscribe(&self, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
         let mut pubsub = self.inner.client.get_async_pubsub().await?;
-        pubsub.subscribe(channel(self.instance())).await?;
+        pubsub.subscribe(channel).await?;
         Ok(pubsub)
+    }
+
+    /// A handle for commands to the shared Redis (it reconnects by itself; cheap to clone).
+    pub fn commands(&self) -> ConnectionManager {
+        self.inner.commands.clone()
     }
 
     async fn handle(&self, envelope: Envelope) {

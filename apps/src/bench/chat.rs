@@ -5,6 +5,10 @@
 //! posted by 20 members sharing the rate, each within the chat's per-member limit (10/s), through
 //! the real `POST /chat/rooms/{room}/messages`, so every message is validated, committed to
 //! SQLite and fanned out exactly as in use.
+//!
+//! With `--redis URL` it runs two chat instances sharing that Redis instead (both on the server's
+//! core): readers and posters alternate between them, so half of every message's deliveries
+//! cross instances through Redis, and the share and latency say what scaling out costs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +33,8 @@ pub struct ChatBench {
     pub rate: u32,
     /// How long to post.
     pub duration: Duration,
+    /// Two instances sharing this Redis instead of one with SQLite.
+    pub redis: Option<String>,
     /// Pin the server to core 0 and this process to core 1.
     pub pin: bool,
 }
@@ -60,7 +66,8 @@ impl ChatReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "chat: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}",
+            "chat{}: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}",
+            if self.bench.redis.is_some() { " (two instances through Redis)" } else { "" },
             self.bench.members,
             self.bench.rate,
             self.bench.duration,
@@ -95,10 +102,19 @@ struct Tally {
 
 /// Runs the scenario.
 pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
-    let server = server::launch(&["chat"], bench.pin).await?;
-    let pinned = server.pinned;
-    let outcome = drive(&bench, &server.base).await;
-    drop(server);
+    let mut servers = Vec::new();
+    match &bench.redis {
+        None => servers.push(server::launch(&["chat"], bench.pin).await?),
+        Some(url) => {
+            for _ in 0..2 {
+                servers.push(server::launch(&["chat", "--redis", url], bench.pin).await?);
+            }
+        }
+    }
+    let pinned = servers.iter().all(|s| s.pinned);
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let outcome = drive(&bench, &bases).await;
+    drop(servers);
     let (sent, tally) = outcome?;
     let latencies = std::mem::take(&mut *lock(&tally.latencies));
     Ok(ChatReport {
@@ -111,12 +127,17 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
     })
 }
 
-async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>)> {
+/// Joins the posters and connects the readers, alternating over `bases`, then posts.
+async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<(u64, Arc<Tally>)> {
     let http = reqwest::Client::new();
     let mut tokens = Vec::new();
+    // A unique room per run: a shared Redis may hold earlier runs' rooms.
+    let room = format!("{ROOM}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let room = room.as_str();
     for i in 0..POSTERS {
+        let base = &bases[i % bases.len()];
         let joined: Value = http
-            .post(format!("{base}/chat/rooms/{ROOM}/join"))
+            .post(format!("{base}/chat/rooms/{room}/join"))
             .json(&json!({ "nick": format!("poster {i}") }))
             .send()
             .await?
@@ -126,15 +147,17 @@ async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>
         tokens.push(joined["token"].as_str().context("a token")?.to_owned());
     }
 
-    let addr = base.trim_start_matches("http://").to_owned();
     let tally = Arc::new(Tally::default());
     let connecting = Arc::new(Semaphore::new(256));
     let stop = CancellationToken::new();
     let mut readers = Vec::with_capacity(bench.members);
-    for _ in 0..bench.members {
-        let (addr, tally, connecting, stop) =
-            (addr.clone(), tally.clone(), connecting.clone(), stop.clone());
-        readers.push(tokio::spawn(async move { read(&addr, &tally, &connecting, &stop).await }));
+    for n in 0..bench.members {
+        let addr = bases[n % bases.len()].trim_start_matches("http://").to_owned();
+        let path = format!("/chat/rooms/{room}/events");
+        let (tally, connecting, stop) = (tally.clone(), connecting.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            read(&addr, &path, &tally, &connecting, &stop).await;
+        }));
     }
     tally.connected.wait_for(bench.members).await?;
 
@@ -145,7 +168,9 @@ async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>
         .into_iter()
         .enumerate()
         .map(|(i, token)| {
-            let (http, base, sent, duration) = (http.clone(), base.to_owned(), sent.clone(), bench.duration);
+            let base = bases[i % bases.len()].clone();
+            let (http, sent, duration) = (http.clone(), sent.clone(), bench.duration);
+            let url = format!("{base}/chat/rooms/{room}/messages");
             tokio::spawn(async move {
                 // Stagger the posters so the room sees an even rate.
                 let offset = per_poster.mul_f64(i as f64 / POSTERS as f64);
@@ -156,8 +181,7 @@ async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>
                     tick.tick().await;
                     n += 1;
                     let body = json!({ "text": format!("b {}", now_micros()), "client_msg_id": format!("{i}-{n}") });
-                    let url = format!("{base}/chat/rooms/{ROOM}/messages");
-                    match http.post(url).bearer_auth(&token).json(&body).send().await {
+                    match http.post(&url).bearer_auth(&token).json(&body).send().await {
                         Ok(response) if response.status().is_success() => {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
@@ -185,10 +209,15 @@ async fn drive(bench: &ChatBench, base: &str) -> anyhow::Result<(u64, Arc<Tally>
 }
 
 /// One reader: parses the room's stream until it ends, timing each message.
-async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
+async fn read(
+    addr: &str,
+    path: &str,
+    tally: &Tally,
+    connecting: &Semaphore,
+    stop: &CancellationToken,
+) {
     let mut latencies = Vec::new();
-    let path = format!("/chat/rooms/{ROOM}/events");
-    read_events(addr, &path, "", connecting, &tally.connected, stop, |events| {
+    read_events(addr, path, "", connecting, &tally.connected, stop, |events| {
         record(events, tally, &mut latencies);
         if latencies.len() >= 4096 {
             lock(&tally.latencies).append(&mut latencies);

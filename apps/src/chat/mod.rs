@@ -1,7 +1,8 @@
 //! The chat room: rooms, nicknames, presence, typing, persistent history and gap-free resume.
 //!
 //! History is the source of truth: every accepted message is committed to SQLite
-//! ([`store`]) before its POST is answered, and its database id is its SSE event id. A room's
+//! ([`store`]), or with several instances to Redis ([`shared`]), before its POST is answered, and
+//! its id there is its SSE event id ([`history`] is the one interface to both). A room's
 //! live stream ([`room`]) carries each message under that id once it is committed, plus
 //! unnumbered `presence` and `typing` events that only matter now.
 //!
@@ -15,8 +16,10 @@
 //! token itself never touches the disk). Posting is idempotent by `client_msg_id` and rate
 //! limited per member.
 
+pub mod history;
 pub mod names;
 pub mod room;
+pub mod shared;
 pub mod store;
 
 use std::path::PathBuf;
@@ -41,7 +44,9 @@ use sse_core::hub::Resume;
 use sse_core::stream::{FrameStream, LastEventId, sse_response, with_prelude};
 use sse_core::wire::Event;
 
-use room::{Room, Rooms};
+use history::History;
+use room::{Room, Rooms, message_event};
+use shared::SharedLog;
 use store::{Message, Store, StoreError};
 
 /// Settings of the chat app.
@@ -70,7 +75,7 @@ pub fn default_data_dir() -> PathBuf {
 #[derive(Clone, Debug)]
 struct ChatState {
     core: Core,
-    store: Store,
+    history: History,
     rooms: Arc<Rooms>,
     posts: Option<RateLimit<String>>,
 }
@@ -80,9 +85,14 @@ const REPLAY_PAGE: usize = 500;
 /// Most messages one history request returns.
 const MAX_PAGE: usize = 200;
 
-/// The chat routes, mounted at `/chat`. Fails only if the database cannot be opened.
+/// The chat routes, mounted at `/chat`: history in SQLite, or in Redis when `core` is one
+/// instance of a cluster. Fails only if the database cannot be opened.
 pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
-    let store = Store::open(&config.data_dir)?;
+    let shared = core.cluster().map(|cluster| (cluster.clone(), SharedLog::new(cluster)));
+    let history = match &shared {
+        Some((_, log)) => History::Shared(log.clone()),
+        None => History::Local(Store::open(&config.data_dir)?),
+    };
     let posts = RateLimit::new(config.posts_per_second, config.burst);
     if let Some(posts) = posts.clone() {
         // Buckets of members who stopped posting are full again: drop them, so the limiter holds
@@ -98,14 +108,18 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
             }
         });
     }
-    let state = ChatState { rooms: Arc::new(Rooms::new(core.hub.clone())), core, store, posts };
+    let rooms = Arc::new(Rooms::new(core.hub.clone(), shared.as_ref().map(|(_, log)| log.clone())));
+    if let Some((cluster, log)) = &shared {
+        log.follow(cluster, rooms.clone());
+    }
+    let state = ChatState { rooms, core, history, posts };
     let routes = Router::new()
         .route("/chat", get(page))
         .route("/chat/", get(page))
         .route("/chat/rooms", get(list_rooms))
         .route("/chat/rooms/{room}/join", post(join))
         .route("/chat/rooms/{room}/events", get(events))
-        .route("/chat/rooms/{room}/messages", get(history).post(post_message))
+        .route("/chat/rooms/{room}/messages", get(history_page).post(post_message))
         .route("/chat/rooms/{room}/typing", post(typing))
         .with_state(state);
     Ok(routes)
@@ -146,20 +160,16 @@ impl ChatState {
         if let Some(room) = self.rooms.get(&name) {
             return Ok(room);
         }
-        let lookup = name.clone();
-        let last_id = self
-            .store
-            .run(move |db| {
-                Ok(if Store::room_exists(db, &lookup)? {
-                    Some(Store::last_id(db, &lookup)?)
-                } else {
-                    None
-                })
-            })
-            .await
-            .map_err(internal)?;
+        let last_id = self.history.last_id(&name).await.map_err(internal)?;
         match last_id {
-            Some(last_id) => Ok(self.rooms.load(&name, last_id)),
+            Some(last_id) => {
+                let room = self.rooms.load(&name, last_id);
+                if let History::Shared(log) = &self.history {
+                    // Messages published while the room was loading reached no stream here.
+                    log.catch_up(&room).await.map_err(internal)?;
+                }
+                Ok(room)
+            }
             None => Err(ApiError::not_found(
                 "unknown_room",
                 format!("there is no room {name:?}; join it to create it"),
@@ -176,12 +186,8 @@ impl ChatState {
                 "join the room first and send its token",
             )
         })?;
-        let (room, hash) = (room.to_owned(), sha256_hex(&token));
-        let nick = self
-            .store
-            .run(move |db| Store::nick_for_token(db, &room, &hash))
-            .await
-            .map_err(internal)?;
+        let nick =
+            self.history.nick_for_token(room, &sha256_hex(&token)).await.map_err(internal)?;
         nick.ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -193,14 +199,17 @@ impl ChatState {
 }
 
 async fn list_rooms(State(state): State<ChatState>) -> Result<Response, ApiError> {
-    let names = state.store.run(|db| Store::rooms(db)).await.map_err(internal)?;
-    let rooms: Vec<Value> = names
-        .into_iter()
-        .map(|name| {
-            let online = state.rooms.get(&name).map_or(0, |room| room.online().len());
-            json!({ "name": name, "online": online })
-        })
-        .collect();
+    let names = state.history.rooms().await.map_err(internal)?;
+    let mut rooms: Vec<Value> = Vec::with_capacity(names.len());
+    for name in names {
+        // Shared: members may be online on other instances even if this one never loaded it.
+        let online = match (&state.history, state.rooms.get(&name)) {
+            (History::Shared(log), _) => log.online(&name).await.map_err(internal)?.len(),
+            (History::Local(_), Some(room)) => room.online().await.len(),
+            (History::Local(_), None) => 0,
+        };
+        rooms.push(json!({ "name": name, "online": online }));
+    }
     Ok(axum::Json(json!({ "rooms": rooms })).into_response())
 }
 
@@ -219,15 +228,7 @@ async fn join(
     let nick = names::nick(&body.nick)?.to_owned();
     let key = names::nick_key(&nick);
     let presented = member_token(&headers, None);
-    let (db_room, db_key) = (room.clone(), key.clone());
-    let holder = state
-        .store
-        .run(move |db| {
-            Store::ensure_room(db, &db_room)?;
-            Store::member_token(db, &db_room, &db_key)
-        })
-        .await
-        .map_err(internal)?;
+    let holder = state.history.ensure_room(&room, &key).await.map_err(internal)?;
     let room_state = state.room(&room).await?;
     // The holder coming back with its token keeps it, under the nickname as first written.
     if let (Some(held), Some(token)) = (&holder, &presented) {
@@ -237,7 +238,8 @@ async fn join(
             return Ok((StatusCode::OK, axum::Json(body)).into_response());
         }
     }
-    if holder.is_some() && room_state.online().iter().any(|online| names::nick_key(online) == key) {
+    let online = room_state.online().await;
+    if holder.is_some() && online.iter().any(|online| names::nick_key(online) == key) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "nick_taken",
@@ -245,12 +247,7 @@ async fn join(
         ));
     }
     let token = Token::generate();
-    let (db_room, db_nick, hash) = (room.clone(), nick.clone(), sha256_hex(&token));
-    state
-        .store
-        .run(move |db| Store::set_member(db, &db_room, &key, &db_nick, &hash))
-        .await
-        .map_err(internal)?;
+    state.history.set_member(&room, &key, &nick, &sha256_hex(&token)).await.map_err(internal)?;
     tracing::info!(room, nick, "joined");
     Ok((StatusCode::CREATED, axum::Json(json!({ "token": token, "nick": nick, "room": room })))
         .into_response())
@@ -259,16 +256,6 @@ async fn join(
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
     token: Option<String>,
-}
-
-fn message_event(message: &Message) -> Event {
-    Event::new().event("message").json(&json!({
-        "id": message.id,
-        "nick": message.nick,
-        "text": message.text,
-        "ts": message.ts,
-        "client_msg_id": message.client_msg_id,
-    }))
 }
 
 async fn events(
@@ -288,10 +275,10 @@ async fn events(
     let mut live = room.topic.subscribe(&Resume::Live);
     let upto = room.topic.last_id();
     live.skip_through(upto);
-    let mut prelude = vec![room.presence_snapshot().encode()];
+    let mut prelude = vec![room.presence_snapshot().await.encode()];
     let replay: ReplayStream = match last_event_id.as_deref().map(str::parse::<u64>) {
         Some(Ok(after)) if after <= upto => {
-            replay_from_store(state.store.clone(), room.name.clone(), after, upto)
+            replay_from_store(state.history.clone(), room.name.clone(), after, upto)
         }
         Some(_) => {
             // Not an id of this room (or from the future): the client must refetch.
@@ -325,13 +312,12 @@ type ReplayStream =
 
 /// Messages of `room` in `(after, upto]`, read from the store a page at a time, each page one
 /// write.
-fn replay_from_store(store: Store, room: String, after: u64, upto: u64) -> ReplayStream {
+fn replay_from_store(history: History, room: String, after: u64, upto: u64) -> ReplayStream {
     Box::pin(futures_util::stream::unfold(Some(after), move |cursor| {
-        let (store, room) = (store.clone(), room.clone());
+        let (history, room) = (history.clone(), room.clone());
         async move {
             let after = cursor.filter(|after| *after < upto)?;
-            let page =
-                store.run(move |db| Store::messages_after(db, &room, after, REPLAY_PAGE)).await;
+            let page = history.messages_after(&room, after, REPLAY_PAGE).await;
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {
@@ -369,26 +355,7 @@ async fn post_message(
     }
     let text = names::message(&body.text)?;
     let client_msg_id = names::client_msg_id(&body.client_msg_id)?.to_owned();
-    let live = room.clone();
-    let stored = state
-        .store
-        .run(move |db| {
-            let (message, created) =
-                Store::insert_message(db, &live.name, &nick, &text, &client_msg_id)?;
-            if created {
-                // Still holding the database lock: live ids leave in commit order.
-                if let Err(last) = live.topic.publish_with_id(message.id, message_event(&message)) {
-                    tracing::error!(
-                        id = message.id,
-                        last,
-                        "message id not above the stream's; not sent live"
-                    );
-                }
-            }
-            Ok((message, created))
-        })
-        .await
-        .map_err(internal)?;
+    let stored = state.history.post(&room, nick, text, client_msg_id).await.map_err(internal)?;
     let (message, created) = stored;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(message)).into_response())
@@ -400,7 +367,7 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-async fn history(
+async fn history_page(
     State(state): State<ChatState>,
     Path(room): Path<String>,
     QueryParams(query): QueryParams<HistoryQuery>,
@@ -410,12 +377,8 @@ async fn history(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request("invalid_limit", format!("limit is 1 to {MAX_PAGE}")));
     }
-    let (name, before) = (room.name.clone(), query.before);
-    let messages = state
-        .store
-        .run(move |db| Store::messages_before(db, &name, before, limit))
-        .await
-        .map_err(internal)?;
+    let messages =
+        state.history.messages_before(&room.name, query.before, limit).await.map_err(internal)?;
     Ok(axum::Json(json!({ "messages": messages })).into_response())
 }
 

@@ -1,4 +1,8 @@
 //! A room's live side: its stream of events and who is online. History lives in the store.
+//!
+//! With several instances (`--redis`), typing and presence announcements go through Redis so
+//! every instance's clients see them, and who is online is the union of every instance's members
+//! (each instance counts its own connections and tells Redis; see `shared`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -8,6 +12,9 @@ use serde_json::json;
 use sse_core::hub::lock;
 use sse_core::hub::{Hub, Topic};
 use sse_core::wire::Event;
+
+use super::shared::SharedLog;
+use super::store::Message;
 
 /// How often one member's typing is announced at most.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
@@ -23,24 +30,88 @@ pub struct Room {
     online: Mutex<BTreeMap<String, usize>>,
     /// When each member's typing was last announced.
     typing: Mutex<HashMap<String, Instant>>,
+    /// The other instances, when there are any: announcements go to them too.
+    relay: Option<SharedLog>,
+}
+
+/// The `message` event of a stored message (its id is set when it is published).
+pub fn message_event(message: &Message) -> Event {
+    Event::new().event("message").json(&json!({
+        "id": message.id,
+        "nick": message.nick,
+        "text": message.text,
+        "ts": message.ts,
+        "client_msg_id": message.client_msg_id,
+    }))
 }
 
 impl Room {
-    /// The nicks online now, sorted.
-    pub fn online(&self) -> Vec<String> {
+    /// The nicks with a connection to this instance, sorted.
+    pub fn online_here(&self) -> Vec<String> {
         lock(&self.online).keys().cloned().collect()
     }
 
-    /// The `presence` snapshot a connection starts with: everyone online.
-    pub fn presence_snapshot(&self) -> Event {
-        Event::new().event("presence").json(&json!({ "online": self.online() }))
+    /// The nicks online now on any instance, sorted (this instance's alone if Redis cannot say).
+    pub async fn online(&self) -> Vec<String> {
+        let Some(relay) = &self.relay else { return self.online_here() };
+        match relay.online(&self.name).await {
+            Ok(online) => online,
+            Err(error) => {
+                tracing::warn!(%error, room = self.name, "cannot read who is online elsewhere (Redis)");
+                self.online_here()
+            }
+        }
     }
 
-    /// A `presence` change: who joined or left, and how many are online now. Changes never
-    /// carry the whole list, so a room of 10,000 does not send 10,000 names per arrival.
-    fn presence_change(&self, what: &str, nick: &str) -> Event {
-        let count = lock(&self.online).len();
-        Event::new().event("presence").json(&json!({ what: nick, "count": count }))
+    /// The `presence` snapshot a connection starts with: everyone online.
+    pub async fn presence_snapshot(&self) -> Event {
+        Event::new().event("presence").json(&json!({ "online": self.online().await }))
+    }
+
+    /// Announces a `presence` change: who joined or left, and how many are online now. Changes
+    /// never carry the whole list, so a room of 10,000 does not send 10,000 names per arrival.
+    fn presence_change(self: &Arc<Self>, what: &'static str, nick: &str) {
+        let Some(relay) = &self.relay else {
+            let count = lock(&self.online).len();
+            return self.announce("presence", json!({ what: nick, "count": count }));
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        // Tell Redis first, so the count includes (or leaves out) this member everywhere.
+        let (relay, room, nick) = (relay.clone(), self.clone(), nick.to_owned());
+        runtime.spawn(async move {
+            let told = if what == "joined" {
+                relay.mark_online(&room.name, std::slice::from_ref(&nick)).await
+            } else {
+                relay.mark_offline(&room.name, &nick).await
+            };
+            if let Err(error) = told {
+                tracing::warn!(%error, room = room.name, "cannot tell Redis who is online");
+            }
+            let count = room.online().await.len();
+            room.announce("presence", json!({ what: nick, "count": count }));
+        });
+    }
+
+    /// Sends a live-only event to the room's connections, on every instance when there are
+    /// several (through Redis; if Redis cannot take it, at least to this instance's).
+    fn announce(&self, name: &'static str, data: serde_json::Value) {
+        let local = || self.topic.publish_transient(&Event::new().event(name).json(&data));
+        let Some(relay) = &self.relay else { return local() };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return local() };
+        let (relay, topic, room) = (relay.clone(), self.topic.clone(), self.name.clone());
+        runtime.spawn(async move {
+            if let Err(error) = relay.announce(&room, name, &data).await {
+                tracing::warn!(%error, room, "cannot announce {name} to other instances");
+                topic.publish_transient(&Event::new().event(name).json(&data));
+            }
+        });
+    }
+
+    /// Sends a stored message live, unless the stream already carried it (or a later one).
+    pub fn send_live(&self, message: &Message) {
+        if let Err(last) = self.topic.publish_with_id(message.id, message_event(message)) {
+            tracing::debug!(id = message.id, last, "message already sent live");
+        }
     }
 
     /// Counts a connection of `nick`; the first one announces the arrival. Dropping the returned
@@ -53,7 +124,7 @@ impl Room {
             *count == 1
         };
         if first {
-            self.topic.publish_transient(&self.presence_change("joined", nick));
+            self.presence_change("joined", nick);
         }
         Presence { room: self.clone(), nick: nick.to_owned() }
     }
@@ -69,7 +140,7 @@ impl Room {
         typing.insert(nick.to_owned(), now);
         typing.retain(|_, last| now.duration_since(*last) < TYPING_EVERY);
         drop(typing);
-        self.topic.publish_transient(&Event::new().event("typing").json(&json!({ "nick": nick })));
+        self.announce("typing", json!({ "nick": nick }));
         true
     }
 }
@@ -97,7 +168,7 @@ impl Drop for Presence {
             }
         };
         if last {
-            self.room.topic.publish_transient(&self.room.presence_change("left", &self.nick));
+            self.room.presence_change("left", &self.nick);
         }
     }
 }
@@ -108,12 +179,19 @@ impl Drop for Presence {
 pub struct Rooms {
     hub: Hub,
     loaded: Mutex<HashMap<String, Arc<Room>>>,
+    relay: Option<SharedLog>,
 }
 
 impl Rooms {
-    /// No rooms loaded; their streams will live in `hub`.
-    pub fn new(hub: Hub) -> Rooms {
-        Rooms { hub, loaded: Mutex::default() }
+    /// No rooms loaded; their streams will live in `hub`, announcing through `relay` when
+    /// other instances share the chat.
+    pub fn new(hub: Hub, relay: Option<SharedLog>) -> Rooms {
+        Rooms { hub, loaded: Mutex::default(), relay }
+    }
+
+    /// Every loaded room.
+    pub fn loaded(&self) -> Vec<Arc<Room>> {
+        lock(&self.loaded).values().cloned().collect()
     }
 
     /// The room, if loaded.
@@ -134,6 +212,7 @@ impl Rooms {
                     topic: topic(),
                     online: Mutex::default(),
                     typing: Mutex::default(),
+                    relay: self.relay.clone(),
                 })
             })
             .clone()

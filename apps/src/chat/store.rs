@@ -26,6 +26,12 @@ pub enum StoreError {
     /// A blocking task was cancelled or panicked.
     #[error("storage task failed")]
     Task,
+    /// The shared Redis said no, or could not be reached.
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A message the shared log says exists is not in it.
+    #[error("message {0} is missing from the shared log")]
+    Missing(u64),
 }
 
 /// One stored message.
