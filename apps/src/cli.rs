@@ -180,6 +180,10 @@ pub struct ServerArgs {
     /// (give every instance the same --token)
     #[arg(long, env = "SSE_APPS_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+    /// With --redis: the URL at which the other instances reach this one (default: the address
+    /// it listens on); they forward requests for its exec runs there
+    #[arg(long, env = "SSE_APPS_ADVERTISE_URL", value_name = "URL", requires = "redis")]
+    pub advertise_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -753,8 +757,8 @@ struct Program {
     home: &'static str,
     /// It includes an app that can change the machine (the dashboard's control actions).
     changes_machine: bool,
-    /// Everything it keeps is shared across instances with `--redis`.
-    clustered: bool,
+    /// What it keeps to one instance even with `--redis` (`None`: nothing).
+    stays_local: Option<&'static str>,
 }
 
 const ALL_APPS: Program = Program {
@@ -762,56 +766,56 @@ const ALL_APPS: Program = Program {
     default_port: 8080,
     home: "/",
     changes_machine: true,
-    clustered: false,
+    stays_local: Some("the dashboard, exec workflows and MCP sampling"),
 };
 const CHAT: Program = Program {
     what: "chat",
     default_port: 8080,
     home: "/chat",
     changes_machine: false,
-    clustered: true,
+    stays_local: None,
 };
 const SAMPLING: Program = Program {
     what: "MCP sampling",
     default_port: 8080,
     home: "/sampling",
     changes_machine: true,
-    clustered: false,
+    stays_local: Some("its sessions and requests"),
 };
 const EXEC: Program = Program {
     what: "remote execution",
     default_port: 8080,
     home: "/exec",
     changes_machine: true,
-    clustered: false,
+    stays_local: Some("its workflows (runs are reachable from every instance)"),
 };
 const DASHBOARD: Program = Program {
     what: "dashboard",
     default_port: 8080,
     home: "/dashboard",
     changes_machine: true,
-    clustered: false,
+    stays_local: Some("its samples, alerts and audit"),
 };
 const BASIC_SERVER: Program = Program {
     what: "basic SSE server",
     default_port: 8081,
     home: "/",
     changes_machine: false,
-    clustered: true,
+    stays_local: None,
 };
 const BENCH_TARGET: Program = Program {
     what: "bench target ours",
     default_port: 0,
     home: "/events",
     changes_machine: false,
-    clustered: false,
+    stays_local: None,
 };
 const BIDI_SERVER: Program = Program {
     what: "bidirectional server",
     default_port: 8082,
     home: "/",
     changes_machine: false,
-    clustered: true,
+    stays_local: None,
 };
 
 /// Serves one of the fan-out bench's servers.
@@ -862,11 +866,8 @@ async fn run_server(
             .map_err(|e| anyhow::anyhow!("--redis {url}: {e}"))?;
         core.join(&cluster);
         tracing::info!(instance = cluster.instance(), "one instance of a cluster sharing {url}");
-        if !program.clustered {
-            tracing::warn!(
-                "--redis: only the chat and the bidirectional server share their state across \
-                 instances yet; the rest of {what} keeps its state in this instance"
-            );
+        if let Some(local) = program.stays_local {
+            tracing::warn!("--redis: {what} keeps {local} in this instance, not shared");
         }
     }
     // Servers whose apps can change the machine always need a token: one is made up if none
@@ -897,6 +898,18 @@ async fn run_server(
         None => format!("{scheme}://{local}{home}"),
     };
     // Not `println!`: a server must not die because whoever started it closed its stdout.
+    if let Some(cluster) = core.cluster() {
+        let own = args.advertise_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
+        if args.advertise_url.is_none() && local.ip().is_unspecified() {
+            tracing::warn!(
+                "--redis with --addr {local}: give --advertise-url so other instances can reach \
+                 this one"
+            );
+        }
+        // Not awaited: a Redis that is down must not hold up the start.
+        let cluster = cluster.clone();
+        tokio::spawn(async move { cluster.advertise(&own).await });
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "sse-apps: {what} listening on {scheme}://{local}\n  open {link}");
     let _ = out.flush();

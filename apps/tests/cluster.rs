@@ -558,3 +558,116 @@ async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recove
     // caught up from the log when the next id arrived).
     assert_eq!(next_message(&mut on_b).await, (after, "after".to_owned()));
 }
+
+const EXEC_TOKEN: &str = "cluster-exec-token";
+
+/// `sse-apps exec` as one instance of the cluster on `redis_port`.
+async fn exec_instance(redis_port: u16, data_dir: &Path) -> (Child, String) {
+    let mut command = support::binary();
+    command
+        .args(["exec", "--addr", "127.0.0.1:0", "--token", EXEC_TOKEN, "--data-dir"])
+        .arg(data_dir)
+        .arg("--redis")
+        .arg(format!("redis://127.0.0.1:{redis_port}"))
+        .stderr(Stdio::null());
+    support::started(command).await
+}
+
+async fn exec_post(url: String, body: Value) -> (u16, Value) {
+    let response =
+        reqwest::Client::new().post(url).bearer_auth(EXEC_TOKEN).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// Reads a run's stream until one `pipe` event's text contains `needle`; returns the ids seen.
+async fn exec_until(stream: &mut Stream, wanted: &str, needle: &str) -> Vec<u64> {
+    within(needle, async {
+        let mut ids = Vec::new();
+        loop {
+            let event = stream.next().await.expect("the run's stream ended");
+            ids.push(event.last_event_id.parse().unwrap());
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            let text = data["text"].as_str().or(data["reason"].as_str()).unwrap_or_default();
+            if event.event == wanted && text.contains(needle) {
+                return ids;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the_other() {
+    if !installed(&["redis-server", "nginx", "bwrap"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let _redis = redis(redis_port).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, base_a) = exec_instance(redis_port, dir_a.path()).await;
+    let (_b, base_b) = exec_instance(redis_port, dir_b.path()).await;
+    let prefix = tempfile::tempdir().unwrap();
+    let proxy_port = free_port();
+    let upstreams = [base_a.trim_start_matches("http://"), base_b.trim_start_matches("http://")];
+    let _nginx = nginx(proxy_port, upstreams, prefix.path()).await;
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+
+    // Started on A.
+    let code = "echo started; read line; echo \"got $line\"; exec sleep 600";
+    let (status, started) =
+        exec_post(format!("{base_a}/exec/runs"), json!({ "language": "sh", "code": code })).await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+
+    // Watched from B: B forwards to A, and the stream comes through as it is written.
+    let events = |base: &str| {
+        reqwest::Client::new().get(format!("{base}/exec/runs/{id}/events")).bearer_auth(EXEC_TOKEN)
+    };
+    let mut on_b = within("B's stream", Stream::open_with(events(&base_b))).await;
+    exec_until(&mut on_b, "stdout", "started").await;
+
+    // Fed from B: the program reads it on A.
+    let (status, written) =
+        exec_post(format!("{base_b}/exec/runs/{id}/stdin"), json!({ "data": "hello\n" })).await;
+    assert_eq!((status, written["written"].as_u64()), (200, Some(6)), "{written}");
+    exec_until(&mut on_b, "stdout", "got hello").await;
+
+    // Listed on B, though it runs on A.
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{base_b}/exec/runs"))
+        .bearer_auth(EXEC_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> =
+        listed["runs"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [id.as_str()], "{listed}");
+
+    // Through nginx (either instance), a viewer gets the whole output from the start, replayed.
+    for _ in 0..2 {
+        let mut viewer = within("a viewer through nginx", Stream::open_with(events(&proxy))).await;
+        let ids = exec_until(&mut viewer, "stdout", "got hello").await;
+        assert_eq!(ids[0], 1, "from the start: {ids:?}");
+    }
+
+    // Stopped from B: the exit reaches B's stream.
+    let (status, body) =
+        exec_post(format!("{base_b}/exec/runs/{id}/signal"), json!({ "signal": "kill" })).await;
+    assert_eq!(status, 202, "{body}");
+    exec_until(&mut on_b, "exit", "killed_by_user").await;
+
+    // A run nobody owns is unknown everywhere; without the token, B refuses before forwarding.
+    let (status, body) =
+        exec_post(format!("{base_b}/exec/runs/nope/stdin"), json!({ "data": "x" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_run")), "{body}");
+    let anonymous = reqwest::Client::new()
+        .post(format!("{base_b}/exec/runs/{id}/signal"))
+        .json(&json!({ "signal": "kill" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

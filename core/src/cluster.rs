@@ -9,6 +9,8 @@
 //! | which instance holds a session | `sse:session:<id>` → instance, `sse:name:<name>` → `<instance> <id>` | written when the session is created, refreshed every 10 s with a 30 s expiry, deleted when it expires |
 //! | which instance waits for a request's answer | `sse:request:<id>` → instance | claimed with `SET NX` when the request is sent (which also keeps ids unique across instances), expiring after its deadline plus the time finished requests are remembered |
 //! | getting there | one channel per instance, `sse:instance:<id>` | pub/sub; each message that needs an outcome carries a ticket, answered with a `verdict` on the asker's own channel |
+//! | where an instance answers HTTP | `sse:address:<instance>` → its base URL, and the sorted set `sse:addresses` of every live one | written at start, refreshed with the directory; for apps that forward a request to the instance that owns what it names |
+//! | which instance owns a thing an app names (an exec run, say) | `sse:owner:<kind>:<id>` → instance | written by the app when it creates the thing, expiring when the app says |
 //!
 //! So a request for a session held elsewhere is published to that instance, which frames it in
 //! the session's dialect and sends it down the stream, and says whether it could; an answer POSTed
@@ -72,6 +74,8 @@ struct Inner {
     tickets: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
     /// This instance's sessions and correlator, for messages from the others.
     local: OnceLock<(Sessions, Correlator)>,
+    /// Where this instance answers HTTP, once it listens.
+    address: OnceLock<String>,
 }
 
 /// A session held by another instance.
@@ -183,6 +187,7 @@ impl Cluster {
                 commands,
                 tickets: Mutex::default(),
                 local: OnceLock::new(),
+                address: OnceLock::new(),
             }),
         })
     }
@@ -242,14 +247,74 @@ impl Cluster {
         }
     }
 
-    /// Keeps the directory entries of live sessions from expiring.
+    /// Keeps the directory entries of live sessions, and this instance's address, from expiring.
     async fn refresh(self, sessions: Sessions) {
         let mut every = tokio::time::interval(REFRESH_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
             self.list(&sessions.list()).await;
+            self.write_address().await;
         }
+    }
+
+    /// Tells the other instances where this one answers HTTP (`http://127.0.0.1:8082`, say).
+    /// Call once, when the server listens.
+    pub async fn advertise(&self, base_url: &str) {
+        if self.inner.address.set(base_url.to_owned()).is_ok() {
+            self.write_address().await;
+        }
+    }
+
+    async fn write_address(&self) {
+        let Some(address) = self.inner.address.get() else { return };
+        let mut commands = self.inner.commands.clone();
+        let key = format!("sse:address:{}", self.instance());
+        let now = now_ms();
+        let until = now + DIRECTORY_TTL.as_millis() as i64;
+        let written: redis::RedisResult<()> = redis::pipe()
+            .set_ex(key, address, DIRECTORY_TTL.as_secs())
+            .ignore()
+            .zadd("sse:addresses", format!("{} {address}", self.instance()), until)
+            .ignore()
+            .zrembyscore("sse:addresses", "-inf", now)
+            .ignore()
+            .query_async(&mut commands)
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(%error, "cannot write this instance's address to Redis");
+        }
+    }
+
+    /// Where `instance` answers HTTP, if it is alive and said.
+    pub async fn address_of(&self, instance: &str) -> Option<String> {
+        let mut commands = self.inner.commands.clone();
+        commands.get(format!("sse:address:{instance}")).await.ok()?
+    }
+
+    /// Every other live instance's base URL.
+    pub async fn other_addresses(&self) -> Vec<String> {
+        let mut commands = self.inner.commands.clone();
+        let live: Vec<String> =
+            commands.zrangebyscore("sse:addresses", now_ms(), "+inf").await.unwrap_or_default();
+        live.into_iter()
+            .filter_map(|entry| {
+                let (instance, address) = entry.split_once(' ')?;
+                (instance != self.instance()).then(|| address.to_owned())
+            })
+            .collect()
+    }
+
+    /// Records that this instance owns the `kind` thing `id`, for `ttl`.
+    pub async fn own(&self, kind: &str, id: &str, ttl: Duration) -> redis::RedisResult<()> {
+        let mut commands = self.inner.commands.clone();
+        commands.set_ex(format!("sse:owner:{kind}:{id}"), self.instance(), ttl.as_secs()).await
+    }
+
+    /// The instance that owns the `kind` thing `id`, if any does.
+    pub async fn owner(&self, kind: &str, id: &str) -> redis::RedisResult<Option<String>> {
+        let mut commands = self.inner.commands.clone();
+        commands.get(format!("sse:owner:{kind}:{id}")).await
     }
 
     /// The session named `name`, when another instance holds it.
@@ -498,6 +563,12 @@ impl Cluster {
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A request id as a key part.

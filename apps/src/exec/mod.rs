@@ -8,12 +8,14 @@
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
+//! | `elsewhere` | with several instances: requests for a run go to the instance running it |
 //!
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
 //! start or from its `Last-Event-ID`; after `exit` the stream ends and a reconnect that has seen
 //! everything gets `204 No Content`, which stops the browser.
 
+mod elsewhere;
 pub mod journal;
 pub mod output;
 pub mod run;
@@ -133,6 +135,7 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
         .route("/exec/workflows", get(workflows::list).post(workflows::start))
         .route("/exec/workflows/{id}/events", get(workflows::events))
         .route("/exec/workflows/{id}/approvals/{step}", post(workflows::decide))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_owner))
         .with_state(state))
 }
 
@@ -237,6 +240,7 @@ impl ExecState {
     ) -> Result<Arc<Run>, ApiError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
+        elsewhere::own(self, &run.id).await;
         if let Err(error) = self.journal.started(&run.id, &run.label, run.started_at).await {
             tracing::error!(%error, "cannot write the run journal; the run is refused");
             return Err(ApiError::new(
@@ -336,8 +340,8 @@ fn prepare_scratch(scratch: &std::path::Path, uid: Option<u32>) -> std::io::Resu
 }
 
 /// `GET /exec/runs`: the runs kept, newest first.
-async fn list(State(state): State<ExecState>) -> Response {
-    let runs: Vec<Value> = lock(&state.runs)
+async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) -> Response {
+    let ours: Vec<Value> = lock(&state.runs)
         .iter()
         .map(|run| {
             json!({
@@ -349,6 +353,7 @@ async fn list(State(state): State<ExecState>) -> Response {
             })
         })
         .collect();
+    let runs = elsewhere::merged(ours, elsewhere::other_runs(&state, &headers).await);
     axum::Json(json!({ "runs": runs, "sandbox": sandbox_name(state.config.isolation) }))
         .into_response()
 }

@@ -1,0 +1,107 @@
+//! Handing a request to the instance that owns what it names, when several share a Redis.
+//!
+//! Some things cannot move between processes: an exec run is a child process of the instance
+//! that started it. A load balancer without sticky sessions sends the requests for it (its event
+//! stream, its stdin, its signals) to any instance, so the one that gets such a request looks the
+//! owner up in Redis and forwards the request there over HTTP, passing the answer back as it
+//! comes: an event stream stays a stream, byte for byte, and closing it closes the forwarded one.
+//!
+//! Written here rather than with a reverse-proxy crate because it is one request each way with
+//! the body already bounded, and two things are ours: the client's own `Host`, token and `Origin`
+//! travel unchanged (so the owner makes the same checks the first instance made), and a header
+//! marks the request as forwarded so that it is never forwarded again.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sse_core::edge::ApiError;
+
+/// Marks a request one instance forwarded to another.
+pub const FORWARDED: &str = "x-sse-apps-forwarded";
+
+/// Largest request body forwarded (the servers' own body limit).
+const MAX_BODY: usize = 2 << 20;
+
+/// Headers that describe one hop's connection, never passed on (RFC 9110, section 7.6.1).
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    )
+}
+
+/// Whether another instance forwarded this request (so it must be answered here).
+pub fn is_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED)
+}
+
+/// One client for every forward: no overall timeout (an event stream lasts as long as it
+/// lasts), a short one to connect.
+pub fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// The answer when the owning instance cannot be reached.
+pub fn unreachable(what: &str) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "instance_unreachable",
+        format!("the instance that holds {what} cannot be reached; try again"),
+    )
+    .retry_after(1)
+    .into_response()
+}
+
+/// Sends `request` to the instance at `base` (`http://HOST:PORT`) and returns its answer,
+/// streamed.
+pub async fn forward(base: &str, what: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is over {MAX_BODY} bytes"),
+        )
+        .into_response();
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut outgoing = client().request(parts.method, format!("{base}{path}")).body(body);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = match outgoing.header(FORWARDED, "1").send().await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::warn!(%error, base, "cannot forward a request to the instance that owns it");
+            return unreachable(what);
+        }
+    };
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if !hop_by_hop(name) {
+            response = response.header(name, value);
+        }
+    }
+    response.body(Body::from_stream(answer.bytes_stream())).unwrap_or_else(|_| unreachable(what))
+}
