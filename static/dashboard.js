@@ -7,6 +7,28 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
+
+// ---- which machine ----
+// With several instances sharing a Redis, each measures its own machine; the picker chooses one
+// and every request names it (`?instance=`), whichever instance the load balancer picks.
+let instance = new URLSearchParams(location.search).get("instance") || "";
+const withInstance = (path) => instance
+  ? `${path}${path.includes("?") ? "&" : "?"}instance=${encodeURIComponent(instance)}` : path;
+async function loadInstances() {
+  const response = await fetch("/dashboard/instances");
+  if (!response.ok) return;
+  const { this: own, instances } = await response.json();
+  if (instances.length < 2) return;
+  if (!instance) instance = own;
+  const options = instances.map((i) => {
+    const option = document.createElement("option");
+    option.value = i.instance; option.textContent = `${i.instance} (${i.address})`;
+    return option;
+  });
+  $("#instance").replaceChildren(...options);
+  $("#instance").value = instance;
+  $("#instance-pick").hidden = false;
+}
 const state = {
   history: [], historyMs: 600000, intervalMs: 1000, latest: null,
   alerts: new Map(), commands: new Map(), sort: { key: "cpu", descending: true }, serverPid: null,
@@ -192,7 +214,7 @@ $("#alerts").addEventListener("click", async (e) => {
   const button = e.target.closest("button.ack");
   if (!button) return;
   button.disabled = true;
-  const response = await fetch(`/dashboard/alerts/${button.dataset.id}/ack`, { method: "POST" });
+  const response = await fetch(withInstance(`/dashboard/alerts/${button.dataset.id}/ack`), { method: "POST" });
   if (!response.ok) { button.disabled = false; showError(await errorText(response)); }
   // Success shows when `alert_ack` arrives, the same way every other viewer sees it.
 });
@@ -219,7 +241,7 @@ function showError(text) {
 }
 
 async function sendCommand(body) {
-  const response = await fetch("/dashboard/commands", {
+  const response = await fetch(withInstance("/dashboard/commands"), {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
   if (!response.ok) showError(await errorText(response));
@@ -257,7 +279,7 @@ $("#interval").addEventListener("change", (e) => {
 
 // ---- audit log ----
 async function loadAudit() {
-  const response = await fetch("/dashboard/audit?limit=50");
+  const response = await fetch(withInstance("/dashboard/audit?limit=50"));
   if (!response.ok) return;
   const { entries } = await response.json();
   $("#audit tbody").innerHTML = entries.map((e) => `<tr data-outcome="${esc(e.outcome)}"><td>${time(e.at)}</td><td>${esc(e.who)}</td>
@@ -270,7 +292,7 @@ let source = null;
 function connect() {
   const status = $("#conn-status");
   status.dataset.state = "connecting"; status.textContent = "connecting…";
-  source = new EventSource("/dashboard/events");
+  source = new EventSource(withInstance("/dashboard/events"));
   source.onopen = () => { status.dataset.state = "open"; status.textContent = "live"; };
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {
@@ -308,4 +330,9 @@ function connect() {
   on("command_started", command); on("command_completed", command); on("command_failed", command);
   on("resync", () => { source.close(); connect(); });
 }
-connect();
+$("#instance").addEventListener("change", (e) => {
+  instance = e.target.value;
+  if (source) source.close();
+  connect();
+});
+loadInstances().finally(connect);

@@ -766,7 +766,7 @@ const ALL_APPS: Program = Program {
     default_port: 8080,
     home: "/",
     changes_machine: true,
-    stays_local: Some("the dashboard, exec workflows and MCP sampling"),
+    stays_local: Some("exec workflows and MCP sampling"),
 };
 const CHAT: Program = Program {
     what: "chat",
@@ -794,7 +794,7 @@ const DASHBOARD: Program = Program {
     default_port: 8080,
     home: "/dashboard",
     changes_machine: true,
-    stays_local: Some("its samples, alerts and audit"),
+    stays_local: None,
 };
 const BASIC_SERVER: Program = Program {
     what: "basic SSE server",
@@ -817,6 +817,19 @@ const BIDI_SERVER: Program = Program {
     changes_machine: false,
     stays_local: None,
 };
+
+/// Marks every answer with the name of the instance that made it (`x-sse-apps-instance`), so
+/// whoever sits behind a load balancer can tell; a forwarded answer keeps its maker's name.
+fn name_the_instance(app: axum::Router, instance: &str) -> axum::Router {
+    let Ok(name) = axum::http::HeaderValue::from_str(instance) else { return app };
+    app.layer(axum::middleware::map_response(move |mut response: axum::response::Response| {
+        let name = name.clone();
+        async move {
+            response.headers_mut().entry("x-sse-apps-instance").or_insert(name);
+            response
+        }
+    }))
+}
 
 /// Serves one of the fan-out bench's servers.
 async fn run_bench_target(
@@ -890,6 +903,10 @@ async fn run_server(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
+    let app = match core.cluster() {
+        Some(cluster) => name_the_instance(app, cluster.instance()),
+        None => app,
+    };
     let listener =
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;

@@ -671,3 +671,97 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+/// `sse-apps dashboard` as one instance of the cluster on `redis_port`.
+async fn dashboard_instance(redis_port: u16, data_dir: &Path) -> (Child, String) {
+    let mut command = support::binary();
+    command
+        .args(["dashboard", "--addr", "127.0.0.1:0", "--token", EXEC_TOKEN, "--data-dir"])
+        .arg(data_dir)
+        .arg("--redis")
+        .arg(format!("redis://127.0.0.1:{redis_port}"))
+        .stderr(Stdio::null());
+    support::started(command).await
+}
+
+fn made_by(response: &reqwest::Response) -> String {
+    response.headers()["x-sse-apps-instance"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_machine() {
+    if !installed(&["redis-server"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let _redis = redis(redis_port).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, base_a) = dashboard_instance(redis_port, dir_a.path()).await;
+    let (_b, base_b) = dashboard_instance(redis_port, dir_b.path()).await;
+    let http = reqwest::Client::new();
+    let get = |url: String| http.get(url).bearer_auth(EXEC_TOKEN).send();
+
+    // B lists both instances once both have said where they are.
+    let listed = within("both instances to be listed", async {
+        loop {
+            let listed: Value =
+                get(format!("{base_b}/dashboard/instances")).await.unwrap().json().await.unwrap();
+            if listed["instances"].as_array().is_some_and(|all| all.len() == 2) {
+                return listed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let this_b = listed["this"].as_str().unwrap().to_owned();
+    let a = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["address"] == base_a.as_str())
+        .expect("A is listed at its address");
+    let this_a = a["instance"].as_str().unwrap().to_owned();
+    assert_ne!(this_a, this_b);
+
+    // A viewer on B watches A's machine: the stream is A's, from its snapshot on.
+    let request = http
+        .get(format!("{base_b}/dashboard/events?instance={this_a}"))
+        .bearer_auth(EXEC_TOKEN)
+        .send();
+    let response = within("A's stream through B", request).await.unwrap();
+    assert_eq!(made_by(&response), this_a);
+    let mut stream = Stream::from_response(response);
+    let snapshot = next_named(&mut stream, "snapshot").await;
+    assert!(snapshot["history"].is_array(), "{snapshot}");
+    // Without a name, B's own.
+    let own = get(format!("{base_b}/dashboard/events")).await.unwrap();
+    assert_eq!((own.status().as_u16(), made_by(&own)), (200, this_b.clone()));
+
+    // Commands and the audit log for A, sent to B, are A's: A refuses a bad command itself and
+    // records it in its own audit log, not B's.
+    let refused = http
+        .post(format!("{base_b}/dashboard/commands?instance={this_a}"))
+        .bearer_auth(EXEC_TOKEN)
+        .json(&json!({ "action": "renice", "pid": 0, "nice": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made_by(&refused), this_a);
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let audit_a: Value = get(format!("{base_b}/dashboard/audit?instance={this_a}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let audit_b: Value =
+        get(format!("{base_b}/dashboard/audit")).await.unwrap().json().await.unwrap();
+    assert_eq!(audit_a["entries"].as_array().map(Vec::len), Some(1), "{audit_a}");
+    assert_eq!(audit_b["entries"].as_array().map(Vec::len), Some(0), "{audit_b}");
+
+    // A name no instance has is refused clearly.
+    let unknown = get(format!("{base_b}/dashboard/events?instance=nobody")).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_instance");
+}

@@ -292,16 +292,28 @@ impl Cluster {
         commands.get(format!("sse:address:{instance}")).await.ok()?
     }
 
-    /// Every other live instance's base URL.
-    pub async fn other_addresses(&self) -> Vec<String> {
+    /// Every live instance (this one included) and its base URL, by instance name.
+    pub async fn instances(&self) -> redis::RedisResult<Vec<(String, String)>> {
         let mut commands = self.inner.commands.clone();
-        let live: Vec<String> =
-            commands.zrangebyscore("sse:addresses", now_ms(), "+inf").await.unwrap_or_default();
-        live.into_iter()
+        let live: Vec<String> = commands.zrangebyscore("sse:addresses", now_ms(), "+inf").await?;
+        let mut instances: Vec<(String, String)> = live
+            .into_iter()
             .filter_map(|entry| {
                 let (instance, address) = entry.split_once(' ')?;
-                (instance != self.instance()).then(|| address.to_owned())
+                Some((instance.to_owned(), address.to_owned()))
             })
+            .collect();
+        instances.sort();
+        Ok(instances)
+    }
+
+    /// Every other live instance's base URL.
+    pub async fn other_addresses(&self) -> Vec<String> {
+        let instances = self.instances().await.unwrap_or_default();
+        instances
+            .into_iter()
+            .filter(|(instance, _)| instance != self.instance())
+            .map(|(_, address)| address)
             .collect()
     }
 

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod board;
 pub mod cgroup;
 pub mod control;
+mod elsewhere;
 pub mod sample;
 pub mod sampler;
 pub mod system;
@@ -123,6 +124,8 @@ pub fn router_with_source(
         .route("/dashboard/commands", post(command))
         .route("/dashboard/alerts/{id}/ack", post(acknowledge))
         .route("/dashboard/audit", get(audit_log))
+        .route("/dashboard/instances", get(elsewhere::instances))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_instance))
         .with_state(state))
 }
 
