@@ -766,7 +766,7 @@ const ALL_APPS: Program = Program {
     default_port: 8080,
     home: "/",
     changes_machine: true,
-    stays_local: Some("exec workflows and MCP sampling"),
+    stays_local: Some("exec workflows and the sampling console's request list"),
 };
 const CHAT: Program = Program {
     what: "chat",
@@ -780,7 +780,7 @@ const SAMPLING: Program = Program {
     default_port: 8080,
     home: "/sampling",
     changes_machine: true,
-    stays_local: Some("its sessions and requests"),
+    stays_local: Some("the console's list of requests sent by hand"),
 };
 const EXEC: Program = Program {
     what: "remote execution",

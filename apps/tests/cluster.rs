@@ -765,3 +765,129 @@ async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_m
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unknown_instance");
 }
+
+/// `sse-apps sampling` as one instance of the cluster on `redis_port`.
+async fn sampling_instance(redis_port: u16) -> (Child, String) {
+    let mut command = support::binary();
+    command
+        .args(["sampling", "--addr", "127.0.0.1:0", "--token", EXEC_TOKEN, "--redis"])
+        .arg(format!("redis://127.0.0.1:{redis_port}"))
+        .stderr(Stdio::null());
+    support::started(command).await
+}
+
+/// A POST to `{base}/sampling/mcp` in `session` (none for `initialize`).
+async fn mcp_post(base: &str, session: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/sampling/mcp"))
+        .bearer_auth(EXEC_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    within("an MCP POST", request.send()).await.unwrap()
+}
+
+/// The next JSON-RPC request (with an id and a method) on an MCP stream.
+async fn next_rpc_request(stream: &mut Stream) -> Value {
+    within("a request down the stream", async {
+        loop {
+            let event = stream.next().await.expect("the stream ended");
+            let message: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+            if message.get("id").is_some() && message.get("method").is_some() {
+                return message;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_other() {
+    if !installed(&["redis-server"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let _redis = redis(redis_port).await;
+    let ((_a, base_a), (_b, base_b)) =
+        (sampling_instance(redis_port).await, sampling_instance(redis_port).await);
+
+    // An MCP client opens its session on A.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "worker", "version": "1.0"}}});
+    let opened = mcp_post(&base_a, None, init).await;
+    assert_eq!((opened.status().as_u16(), made_by(&opened).is_empty()), (200, false));
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let instance_a = made_by(&opened);
+    // Its later messages land on B (as a balancer may send them) and reach its session on A.
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let accepted = mcp_post(&base_b, Some(&session), initialized).await;
+    assert_eq!((accepted.status().as_u16(), made_by(&accepted)), (202, instance_a.clone()));
+
+    // Its stream, opened through B, is the session's stream on A.
+    let stream = reqwest::Client::new()
+        .get(format!("{base_b}/sampling/mcp"))
+        .bearer_auth(EXEC_TOKEN)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25");
+    let mut stream = within("the session's stream through B", Stream::open_with(stream)).await;
+
+    // A sampling request sent on A waits there for the client's answer...
+    let body = json!({"client": "worker", "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10});
+    let sent: Value = reqwest::Client::new()
+        .post(format!("{base_a}/sampling/requests"))
+        .bearer_auth(EXEC_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let asked = next_rpc_request(&mut stream).await;
+    assert_eq!(asked["method"], "sampling/createMessage");
+
+    // ... and the answer, POSTed to B, completes it on A.
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant",
+        "content": {"type": "text", "text": "hello from the model"}, "model": "m", "stopReason": "endTurn"}});
+    let answered = mcp_post(&base_b, Some(&session), answer.clone()).await;
+    assert_eq!(answered.status(), 202);
+    let request = format!("{base_a}/sampling/requests/{id}");
+    let finished = within("the request to finish on A", async {
+        loop {
+            let one: Value = reqwest::Client::new()
+                .get(&request)
+                .bearer_auth(EXEC_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if one["state"] != "pending" && one["state"] != "sent" {
+                return one;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(finished["state"], "done", "{finished}");
+    assert_eq!(finished["result"]["content"]["text"], "hello from the model");
+
+    // The same answer again is refused by A, the instance that knows it was answered.
+    let repeated = mcp_post(&base_b, Some(&session), answer).await;
+    assert!(repeated.status().is_client_error(), "{}", repeated.status());
+    // A session no instance holds is unknown on B too.
+    let unknown = mcp_post(
+        &base_b,
+        Some("no-such-session"),
+        json!({"jsonrpc": "2.0", "method": "ping", "id": 9}),
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+}

@@ -10,12 +10,14 @@
 //! | [`legacy`] | the HTTP+SSE transport of 2024-11-05 at `/sampling/sse` |
 //! | [`tools`] | `summarize`, `classify_sentiment`, `explain_code` |
 //! | [`requests`] | sampling requests sent by hand, their states, the events stream |
+//! | `elsewhere` | with several instances: requests for a session go to the instance holding it |
 //!
 //! Both transports sit on sse-core: an MCP session is a core [`Session`] (its id is the
 //! `MCP-Session-Id`, its stream replays after `Last-Event-ID`), and every request to a client
 //! goes through the core's correlator, whose answers arrive as the client's POSTed responses.
 
 pub mod client;
+mod elsewhere;
 pub mod legacy;
 pub mod mcp;
 pub mod requests;
@@ -119,6 +121,7 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         )
         .route("/sampling/sse", get(legacy::open))
         .route("/sampling/messages", axum::routing::post(legacy::post))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_session))
         .route_layer(axum::middleware::from_fn(sse_core::edge::origin::refuse_cross_site));
     Router::new()
         .route("/sampling", get(console))
