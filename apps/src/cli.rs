@@ -766,7 +766,7 @@ const ALL_APPS: Program = Program {
     default_port: 8080,
     home: "/",
     changes_machine: true,
-    stays_local: Some("exec workflows and the sampling console's request list"),
+    stays_local: Some("the sampling console's request list"),
 };
 const CHAT: Program = Program {
     what: "chat",
@@ -787,7 +787,7 @@ const EXEC: Program = Program {
     default_port: 8080,
     home: "/exec",
     changes_machine: true,
-    stays_local: Some("its workflows (runs are reachable from every instance)"),
+    stays_local: None,
 };
 const DASHBOARD: Program = Program {
     what: "dashboard",

@@ -670,6 +670,37 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+
+    // A workflow started on A waits for approval; B shows its stream, lists it and approves it.
+    let gated = json!({"name": "release", "steps": [
+        {"name": "build", "language": "sh", "code": "echo built"},
+        {"name": "deploy", "approval": {"prompt": "Ship it?", "expires_s": 600},
+         "argv": ["/bin/echo", "deployed"]},
+    ]});
+    let (status, created) = exec_post(format!("{base_a}/exec/workflows"), gated).await;
+    assert_eq!(status, 201, "{created}");
+    let workflow = created["id"].as_str().unwrap().to_owned();
+    let request = reqwest::Client::new()
+        .get(format!("{base_b}/exec/workflows/{workflow}/events"))
+        .bearer_auth(EXEC_TOKEN);
+    let mut steps = within("the workflow's stream through B", Stream::open_with(request)).await;
+    next_named(&mut steps, "approval_requested").await;
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{base_b}/exec/workflows"))
+        .bearer_auth(EXEC_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["workflows"][0]["id"], workflow.as_str(), "{listed}");
+    let approve = json!({ "decision": "approve", "comment": "from B" });
+    let (status, decided) =
+        exec_post(format!("{base_b}/exec/workflows/{workflow}/approvals/1"), approve).await;
+    assert_eq!((status, decided["decision"].as_str()), (200, Some("approved")), "{decided}");
+    let finished = next_named(&mut steps, "workflow_finished").await;
+    assert_eq!(finished["outcome"], "succeeded", "{finished}");
 }
 
 /// `sse-apps dashboard` as one instance of the cluster on `redis_port`.

@@ -1,15 +1,17 @@
-//! Runs on other instances, when several share a Redis (`--redis`).
+//! Runs and workflows on other instances, when several share a Redis (`--redis`).
 //!
-//! A run is a child process of the instance that started it and stays there; what moves is the
-//! requests for it. Starting a run records this instance as its owner in Redis
-//! (`sse:owner:exec-run:<id>`); a request for a run this instance does not have (its stream,
-//! stdin, signal or resize) is forwarded to the owner ([`crate::forward`]), so a page behind a
-//! load balancer watches and controls its run whichever instance each request reaches. The list
-//! of runs merges every live instance's.
+//! A run is a child process of the instance that started it and stays there, and so does a
+//! workflow (it starts its steps' runs); what moves is the requests for them. Starting one
+//! records this instance as its owner in Redis (`sse:owner:exec-run:<id>`,
+//! `sse:owner:exec-workflow:<id>`); a request for one this instance does not have (a run's stream,
+//! stdin, signal or resize; a workflow's stream or approvals) is forwarded to the owner
+//! ([`crate::forward`]), so a page behind a load balancer watches and controls it whichever
+//! instance each request reaches. The lists merge every live instance's.
 
 use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::Value;
@@ -17,97 +19,128 @@ use serde_json::Value;
 use super::ExecState;
 use crate::forward;
 
-/// What the owner records are called in Redis.
-const KIND: &str = "exec-run";
-/// How long an owner record outlives its run's start: longer than any run (30 min at most) and
-/// its kept output is useful.
+/// What a run's owner record is called in Redis.
+pub const RUN: &str = "exec-run";
+/// What a workflow's owner record is called in Redis.
+pub const WORKFLOW: &str = "exec-workflow";
+/// How long an owner record lasts: longer than any run (30 min at most) and the while its kept
+/// output stays useful.
 const OWNED_FOR: Duration = Duration::from_secs(24 * 3600);
 
-/// Records this instance as the owner of run `id`, if it is one of several.
-pub async fn own(state: &ExecState, id: &str) {
+/// Records this instance as the owner of the `kind` thing `id`, if it is one of several.
+pub async fn own(state: &ExecState, kind: &str, id: &str) {
     let Some(cluster) = state.core.cluster() else { return };
-    if let Err(error) = cluster.own(KIND, id, OWNED_FOR).await {
-        // The run goes on here; only requests for it that reach other instances will miss it.
-        tracing::warn!(%error, run = id, "cannot record the run's owner in Redis");
+    if let Err(error) = cluster.own(kind, id, OWNED_FOR).await {
+        // It goes on here; only requests for it that reach other instances will miss it.
+        tracing::warn!(%error, kind, id, "cannot record the owner in Redis");
     }
 }
 
-/// The run id in `/exec/runs/{id}/...`.
-fn run_id_in(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/exec/runs/")?;
-    let (id, _) = rest.split_once('/')?;
-    (!id.is_empty()).then_some(id)
-}
-
-/// Middleware: a request for a run another instance owns goes to that instance.
-pub async fn to_owner(State(state): State<ExecState>, request: Request, next: Next) -> Response {
-    let Some(cluster) = state.core.cluster() else { return next.run(request).await };
-    let Some(id) = run_id_in(request.uri().path()).map(str::to_owned) else {
-        return next.run(request).await;
+/// The kind and id of what `/exec/runs/{id}/...` or `/exec/workflows/{id}/...` names.
+fn named_in(path: &str) -> Option<(&'static str, &str)> {
+    let (kind, rest) = if let Some(rest) = path.strip_prefix("/exec/runs/") {
+        (RUN, rest)
+    } else {
+        (WORKFLOW, path.strip_prefix("/exec/workflows/")?)
     };
-    if forward::is_forwarded(request.headers()) || state.find(&id).is_ok() {
-        return next.run(request).await;
-    }
-    match cluster.owner(KIND, &id).await {
-        Ok(Some(owner)) if owner != cluster.instance() => match cluster.address_of(&owner).await {
-            Some(base) => forward::forward(&base, "this run", request).await,
-            None => forward::unreachable("this run"),
-        },
-        // Nobody else owns it: this instance answers (404 unknown_run, or a restored run).
-        Ok(_) => next.run(request).await,
-        Err(error) => {
-            tracing::warn!(%error, "cannot look up a run's owner in Redis");
-            forward::unreachable("this run")
+    let (id, _) = rest.split_once('/')?;
+    (!id.is_empty()).then_some((kind, id))
+}
+
+impl ExecState {
+    /// Whether this instance has the `kind` thing `id`.
+    fn holds(&self, kind: &str, id: &str) -> bool {
+        if kind == RUN {
+            self.find(id).is_ok()
+        } else {
+            sse_core::hub::lock(&self.workflows).iter().any(|w| w.id == id)
         }
     }
 }
 
-/// The runs of every other live instance (JSON, as their `GET /exec/runs` lists them), asked
-/// with this request's headers; an instance that does not answer is left out and logged.
-pub async fn other_runs(state: &ExecState, headers: &axum::http::HeaderMap) -> Vec<Value> {
+/// Middleware: a request for a run or workflow another instance owns goes to that instance.
+pub async fn to_owner(State(state): State<ExecState>, request: Request, next: Next) -> Response {
+    let Some(cluster) = state.core.cluster() else { return next.run(request).await };
+    let Some((kind, id)) = named_in(request.uri().path()).map(|(k, id)| (k, id.to_owned())) else {
+        return next.run(request).await;
+    };
+    if forward::is_forwarded(request.headers()) || state.holds(kind, &id) {
+        return next.run(request).await;
+    }
+    let what = if kind == RUN { "this run" } else { "this workflow" };
+    match cluster.owner(kind, &id).await {
+        Ok(Some(owner)) if owner != cluster.instance() => match cluster.address_of(&owner).await {
+            Some(base) => forward::forward(&base, what, request).await,
+            None => forward::unreachable(what),
+        },
+        // Nobody else owns it: this instance answers (404, or one restored after a restart).
+        Ok(_) => next.run(request).await,
+        Err(error) => {
+            tracing::warn!(%error, kind, "cannot look up an owner in Redis");
+            forward::unreachable(what)
+        }
+    }
+}
+
+/// The entries under `key` that every other live instance lists at `path` (`/exec/runs` and
+/// `runs`, say), asked with this request's credentials; an instance that does not answer is left
+/// out and logged.
+pub async fn others(state: &ExecState, headers: &HeaderMap, path: &str, key: &str) -> Vec<Value> {
     let Some(cluster) = state.core.cluster() else { return Vec::new() };
     if forward::is_forwarded(headers) {
         return Vec::new();
     }
-    let mut runs = Vec::new();
+    let mut entries = Vec::new();
     for base in cluster.other_addresses().await {
-        let mut request = forward::client().get(format!("{base}/exec/runs"));
+        let mut request = forward::client().get(format!("{base}{path}"));
         for name in [axum::http::header::AUTHORIZATION, axum::http::header::COOKIE] {
             if let Some(value) = headers.get(&name) {
                 request = request.header(name, value);
             }
         }
-        let answer = request.header(forward::FORWARDED, "1").timeout(Duration::from_secs(2));
-        match answer.send().await.and_then(reqwest::Response::error_for_status) {
+        let request = request.header(forward::FORWARDED, "1").timeout(Duration::from_secs(2));
+        match request.send().await.and_then(reqwest::Response::error_for_status) {
             Ok(answer) => match answer.json::<Value>().await {
                 Ok(mut listed) => {
-                    if let Some(Value::Array(theirs)) = listed.get_mut("runs").map(Value::take) {
-                        runs.extend(theirs);
+                    if let Some(Value::Array(theirs)) = listed.get_mut(key).map(Value::take) {
+                        entries.extend(theirs);
                     }
                 }
-                Err(error) => tracing::warn!(%error, base, "unreadable run list from an instance"),
+                Err(error) => tracing::warn!(%error, base, path, "an unreadable list"),
             },
-            Err(error) => tracing::warn!(%error, base, "an instance did not list its runs"),
+            Err(error) => tracing::warn!(%error, base, path, "an instance did not list"),
         }
     }
-    runs
+    entries
 }
 
-/// Our runs and theirs in one list, newest first like each instance's own.
+/// Our entries and theirs in one list, newest first like each instance's own.
 pub fn merged(mut ours: Vec<Value>, theirs: Vec<Value>) -> Vec<Value> {
     ours.extend(theirs);
-    ours.sort_by_key(|run| std::cmp::Reverse(run["started_at"].as_u64().unwrap_or(0)));
+    ours.sort_by_key(|entry| std::cmp::Reverse(entry["started_at"].as_u64().unwrap_or(0)));
     ours
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{RUN, WORKFLOW, named_in};
+
     #[test]
-    fn finds_the_run_id_in_a_path() {
-        assert_eq!(super::run_id_in("/exec/runs/abc/events"), Some("abc"));
-        assert_eq!(super::run_id_in("/exec/runs/abc/signal"), Some("abc"));
-        assert_eq!(super::run_id_in("/exec/runs"), None);
-        assert_eq!(super::run_id_in("/exec/runs//events"), None);
-        assert_eq!(super::run_id_in("/exec/workflows/abc/events"), None);
+    fn finds_what_a_path_names() {
+        assert_eq!(named_in("/exec/runs/abc/events"), Some((RUN, "abc")));
+        assert_eq!(named_in("/exec/runs/abc/signal"), Some((RUN, "abc")));
+        assert_eq!(named_in("/exec/workflows/w1/approvals/2"), Some((WORKFLOW, "w1")));
+        assert_eq!(named_in("/exec/runs"), None);
+        assert_eq!(named_in("/exec/runs//events"), None);
+        assert_eq!(named_in("/exec/workflows"), None);
+        assert_eq!(named_in("/exec/other/abc/events"), None);
+    }
+
+    #[test]
+    fn merges_newest_first() {
+        let entry = |id: &str, at: u64| serde_json::json!({ "id": id, "started_at": at });
+        let merged = super::merged(vec![entry("a", 1), entry("c", 3)], vec![entry("b", 2)]);
+        let ids: Vec<&str> = merged.iter().filter_map(|e| e["id"].as_str()).collect();
+        assert_eq!(ids, ["c", "b", "a"]);
     }
 }

@@ -8,7 +8,7 @@
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
-//! | `elsewhere` | with several instances: requests for a run go to the instance running it |
+//! | `elsewhere` | with several instances: requests for a run or workflow go to the instance that has it |
 //!
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
@@ -240,7 +240,7 @@ impl ExecState {
     ) -> Result<Arc<Run>, ApiError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
-        elsewhere::own(self, &run.id).await;
+        elsewhere::own(self, elsewhere::RUN, &run.id).await;
         if let Err(error) = self.journal.started(&run.id, &run.label, run.started_at).await {
             tracing::error!(%error, "cannot write the run journal; the run is refused");
             return Err(ApiError::new(
@@ -353,7 +353,8 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
             })
         })
         .collect();
-    let runs = elsewhere::merged(ours, elsewhere::other_runs(&state, &headers).await);
+    let theirs = elsewhere::others(&state, &headers, "/exec/runs", "runs").await;
+    let runs = elsewhere::merged(ours, theirs);
     axum::Json(json!({ "runs": runs, "sandbox": sandbox_name(state.config.isolation) }))
         .into_response()
 }

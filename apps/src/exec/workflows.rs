@@ -54,6 +54,7 @@ pub(super) async fn start(
     }
     let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
     workflow.events.event("workflow_started", &json!({ "name": workflow.name, "steps": names }));
+    super::elsewhere::own(&state, super::elsewhere::WORKFLOW, &id).await;
     tokio::spawn(run_steps(state, workflow, isolation));
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
 }
@@ -182,8 +183,8 @@ pub(super) async fn decide(
 }
 
 /// `GET /exec/workflows`: the workflows kept, newest first.
-pub(super) async fn list(State(state): State<ExecState>) -> Response {
-    let workflows: Vec<Value> = lock(&state.workflows)
+pub(super) async fn list(State(state): State<ExecState>, headers: HeaderMap) -> Response {
+    let ours: Vec<Value> = lock(&state.workflows)
         .iter()
         .map(|w| {
             let steps: Vec<&str> = w.steps.iter().map(|s| s.name.as_str()).collect();
@@ -197,6 +198,8 @@ pub(super) async fn list(State(state): State<ExecState>) -> Response {
             })
         })
         .collect();
+    let theirs = super::elsewhere::others(&state, &headers, "/exec/workflows", "workflows").await;
+    let workflows = super::elsewhere::merged(ours, theirs);
     axum::Json(json!({ "workflows": workflows })).into_response()
 }
 
