@@ -922,3 +922,33 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
     .await;
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_bench_runs_two_instances_through_redis_and_delivers_everything() {
+    if !installed(&["redis-server"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let _redis = redis(redis_port).await;
+    let url = format!("redis://127.0.0.1:{redis_port}");
+    let args = [
+        "bench",
+        "chat",
+        "--members",
+        "40",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+        "--no-pin",
+        "--redis",
+        &url,
+    ];
+    let run = support::binary().args(args).stderr(Stdio::piped()).output();
+    let output = within("the bench", run).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("two instances through Redis"), "{stdout}");
+    assert!(stdout.contains("delivered 100.00%"), "every message to every member: {stdout}");
+    assert!(stdout.contains("resyncs 0"), "{stdout}");
+}
