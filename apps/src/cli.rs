@@ -483,8 +483,9 @@ enum BenchScenario {
         /// The whole run, warm-up included
         #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Load before the first settled measurement
-        #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+        /// Load before the first settled measurement: longer than the longest time the server
+        /// remembers anything (finished requests, 10 minutes), so what fills up is full
+        #[arg(long, default_value = "12m", value_parser = humantime::parse_duration)]
         warmup: Duration,
         /// Time between samples under load
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]

@@ -79,6 +79,15 @@ fn pin_self(core: usize) -> anyhow::Result<()> {
 /// cores), the server runs on core 0 and this process moves to core 1, so the figures describe a
 /// server with one core of its own.
 pub async fn launch(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest> {
+    launch_with_env(args, &[], pin).await
+}
+
+/// [`launch`], with extra environment variables for the server.
+pub async fn launch_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    pin: bool,
+) -> anyhow::Result<ServerUnderTest> {
     // Counted once, before this process pins itself to one core (after which it sees one).
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -88,7 +97,7 @@ pub async fn launch(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest>
     }
     let data =
         std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
-    let (base, mut child, lines) = start(args, &data, pinned.then_some(0)).await?;
+    let (base, mut child, lines) = start(args, env, &data, pinned.then_some(0)).await?;
     let stdin = child.stdin.take().context("the server's input")?;
     let server = ServerUnderTest { base, pinned, _child: child, data, stdin, lines };
     if pinned {
@@ -101,6 +110,7 @@ pub async fn launch(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest>
 /// listens.
 async fn start(
     args: &[&str],
+    env: &[(&str, &str)],
     data_dir: &Path,
     core: Option<usize>,
 ) -> anyhow::Result<(String, Child, mpsc::UnboundedReceiver<String>)> {
@@ -120,6 +130,7 @@ async fn start(
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .env(control::ENV, "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
