@@ -71,6 +71,19 @@ pub fn unreachable(what: &str) -> Response {
     .into_response()
 }
 
+/// Sends `request` to `instance` of `cluster` (503 if it has no live address), see [`forward`].
+pub async fn to_instance(
+    cluster: &sse_core::cluster::Cluster,
+    instance: &str,
+    what: &str,
+    request: Request,
+) -> Response {
+    match cluster.address_of(instance).await {
+        Some(base) => forward(&base, what, request).await,
+        None => unreachable(what),
+    }
+}
+
 /// Sends `request` to the instance at `base` (`http://HOST:PORT`) and returns its answer,
 /// streamed.
 pub async fn forward(base: &str, what: &str, request: Request) -> Response {

@@ -69,10 +69,9 @@ pub async fn to_owner(State(state): State<ExecState>, request: Request, next: Ne
     }
     let what = if kind == RUN { "this run" } else { "this workflow" };
     match cluster.owner(kind, &id).await {
-        Ok(Some(owner)) if owner != cluster.instance() => match cluster.address_of(&owner).await {
-            Some(base) => forward::forward(&base, what, request).await,
-            None => forward::unreachable(what),
-        },
+        Ok(Some(owner)) if owner != cluster.instance() => {
+            forward::to_instance(cluster, &owner, what, request).await
+        }
         // Nobody else owns it: this instance answers (404, or one restored after a restart).
         Ok(_) => next.run(request).await,
         Err(error) => {

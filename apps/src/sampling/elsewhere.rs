@@ -42,10 +42,7 @@ pub async fn to_session(
         return next.run(request).await;
     }
     let Some(remote) = cluster.locate(&id).await else { return next.run(request).await };
-    match cluster.address_of(&remote.instance).await {
-        Some(base) => forward::forward(&base, "this MCP session", request).await,
-        None => forward::unreachable("this MCP session"),
-    }
+    forward::to_instance(cluster, &remote.instance, "this MCP session", request).await
 }
 
 #[cfg(test)]
