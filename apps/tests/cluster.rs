@@ -90,15 +90,17 @@ async fn redis_with(port: u16, persistence: &[&str]) -> Child {
     child
 }
 
-/// nginx, stopped when dropped. SIGTERM, not the SIGKILL of `kill_on_drop`: a killed master
-/// leaves its worker running.
-struct Nginx(Child);
+/// nginx, stopped when dropped, and then its working directory removed. SIGTERM, not the
+/// SIGKILL of `kill_on_drop`: a killed master leaves its worker running. The drop waits for the
+/// master to exit (it removes its pid file from the working directory as it goes).
+struct Nginx(Child, Option<tempfile::TempDir>);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
         if let Some(pid) = self.0.id() {
             let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
     }
 }
@@ -117,8 +119,10 @@ async fn nginx(port: u16, upstreams: [&str; 2], prefix: &Path) -> Nginx {
     assert_ne!(config, shipped, "the shipped configuration has the ports this test replaces");
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, config).unwrap();
-    let child =
-        Nginx(Command::new("nginx").arg("-p").arg(prefix).arg("-c").arg(&path).spawn().unwrap());
+    let child = Nginx(
+        Command::new("nginx").arg("-p").arg(prefix).arg("-c").arg(&path).spawn().unwrap(),
+        None,
+    );
     // Up once it answers (the instances' health check, through it).
     let health = format!("http://127.0.0.1:{port}/healthz");
     within("nginx to start", async {
@@ -130,14 +134,45 @@ async fn nginx(port: u16, upstreams: [&str; 2], prefix: &Path) -> Nginx {
     child
 }
 
-/// `sse-apps bidi-server` as one instance of the cluster on `redis_port`.
-async fn instance(redis_port: u16) -> (Child, String) {
+/// One instance of the cluster on `redis_port`: `sse-apps <program…>` on a free port, with a data
+/// directory of its own (removed when the returned value is dropped, with the process).
+async fn instance_of(redis_port: u16, program: &[&str]) -> (Child, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
     let mut command = support::binary();
     command
-        .args(["bidi-server", "--addr", "127.0.0.1:0", "--timeout", "20s", "--redis"])
+        .args(program)
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .arg("--redis")
         .arg(format!("redis://127.0.0.1:{redis_port}"))
         .stderr(Stdio::null());
-    support::started(command).await
+    let (child, base) = support::started(command).await;
+    (child, base, data)
+}
+
+/// Two instances of `sse-apps <program…>` on `redis_port`.
+async fn two_of(
+    redis_port: u16,
+    program: &[&str],
+) -> ((Child, String, tempfile::TempDir), (Child, String, tempfile::TempDir)) {
+    (instance_of(redis_port, program).await, instance_of(redis_port, program).await)
+}
+
+/// `sse-apps bidi-server` as one instance of the cluster on `redis_port`.
+async fn instance(redis_port: u16) -> (Child, String) {
+    let (child, base, _data) = instance_of(redis_port, &["bidi-server", "--timeout", "20s"]).await;
+    (child, base)
+}
+
+/// The shipped nginx configuration in front of the instances at `a` and `b`; returns it (stopped,
+/// and its working directory removed, when dropped) and its base URL.
+async fn behind_nginx(a: &str, b: &str) -> (Nginx, String) {
+    let prefix = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let upstreams = [a.trim_start_matches("http://"), b.trim_start_matches("http://")];
+    let mut nginx = nginx(port, upstreams, prefix.path()).await;
+    nginx.1 = Some(prefix);
+    (nginx, format!("http://127.0.0.1:{port}"))
 }
 
 /// A client in the Go original's format, connected to `base` as `name`, that answers every
@@ -184,11 +219,7 @@ async fn a_request_waiting_on_one_instance_is_answered_through_the_other_and_thr
     let redis_port = free_port();
     let _redis = redis(redis_port).await;
     let ((_a, base_a), (_b, base_b)) = (instance(redis_port).await, instance(redis_port).await);
-    let prefix = tempfile::tempdir().unwrap();
-    let proxy_port = free_port();
-    let upstreams = [base_a.trim_start_matches("http://"), base_b.trim_start_matches("http://")];
-    let _nginx = nginx(proxy_port, upstreams, prefix.path()).await;
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let (_nginx, proxy) = behind_nginx(&base_a, &base_b).await;
     let stop = CancellationToken::new();
 
     // The worker's stream is on A; it answers on B.
@@ -273,18 +304,6 @@ async fn native_sessions_answer_across_instances_and_the_cluster_recovers_when_r
     stop.cancel();
 }
 
-/// `sse-apps chat` as one instance of the cluster on `redis_port`.
-async fn chat_instance(redis_port: u16, data_dir: &Path) -> (Child, String) {
-    let mut command = support::binary();
-    command
-        .args(["chat", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .arg("--redis")
-        .arg(format!("redis://127.0.0.1:{redis_port}"))
-        .stderr(Stdio::null());
-    support::started(command).await
-}
-
 /// Joins `room` on `base` as `nick`; returns the member token.
 async fn join(base: &str, room: &str, nick: &str) -> String {
     let response = reqwest::Client::new()
@@ -360,14 +379,8 @@ async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reade
     }
     let redis_port = free_port();
     let _redis = redis(redis_port).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, base_a) = chat_instance(redis_port, dir_a.path()).await;
-    let (_b, base_b) = chat_instance(redis_port, dir_b.path()).await;
-    let prefix = tempfile::tempdir().unwrap();
-    let proxy_port = free_port();
-    let upstreams = [base_a.trim_start_matches("http://"), base_b.trim_start_matches("http://")];
-    let _nginx = nginx(proxy_port, upstreams, prefix.path()).await;
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let ((_a, base_a, _data_a), (_b, base_b, _data_b)) = two_of(redis_port, &["chat"]).await;
+    let (_nginx, proxy) = behind_nginx(&base_a, &base_b).await;
 
     // Ann joins on A, creating the room; Bob joins it on B, which lists it.
     let ann = join(&base_a, "lobby", "ann").await;
@@ -381,17 +394,19 @@ async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reade
     let mut on_a = chat_stream(&base_a, "lobby", &ann, None).await;
     // Who is online is the union of both instances: B counts Ann (on A) and Bob (on B), and
     // Ann's nick cannot be taken on B while she is online on A.
-    within("both members to count as online on B", async {
-        loop {
-            let rooms: Value =
-                reqwest::get(format!("{base_b}/chat/rooms")).await.unwrap().json().await.unwrap();
-            if rooms["rooms"][0]["online"] == 2 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // Each arrival is announced once its instance has told Redis, so after both announcements
+    // reach B, B counts both.
+    let mut joined = std::collections::BTreeSet::new();
+    while joined.len() < 2 {
+        let presence = next_named(&mut on_b, "presence").await;
+        if let Some(nick) = presence["joined"].as_str() {
+            joined.insert(nick.to_owned());
         }
-    })
-    .await;
+    }
+    assert_eq!(joined, ["ann".to_owned(), "bob".to_owned()].into());
+    let rooms: Value =
+        reqwest::get(format!("{base_b}/chat/rooms")).await.unwrap().json().await.unwrap();
+    assert_eq!(rooms["rooms"][0]["online"], 2, "{rooms}");
     let taken = reqwest::Client::new()
         .post(format!("{base_b}/chat/rooms/lobby/join"))
         .json(&json!({ "nick": "Ann" }))
@@ -493,9 +508,7 @@ async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recove
     let redis_port = free_port();
     let redis_dir = tempfile::tempdir().unwrap();
     let mut redis_server = durable_redis(redis_port, redis_dir.path()).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, base_a) = chat_instance(redis_port, dir_a.path()).await;
-    let (_b, base_b) = chat_instance(redis_port, dir_b.path()).await;
+    let ((_a, base_a, _data_a), (_b, base_b, _data_b)) = two_of(redis_port, &["chat"]).await;
     let ann = join(&base_a, "ops", "ann").await;
     let mut on_b = chat_stream(&base_b, "ops", &join(&base_b, "ops", "bob").await, None).await;
 
@@ -559,19 +572,8 @@ async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recove
     assert_eq!(next_message(&mut on_b).await, (after, "after".to_owned()));
 }
 
+/// The token every instance of the apps that need one shares.
 const EXEC_TOKEN: &str = "cluster-exec-token";
-
-/// `sse-apps exec` as one instance of the cluster on `redis_port`.
-async fn exec_instance(redis_port: u16, data_dir: &Path) -> (Child, String) {
-    let mut command = support::binary();
-    command
-        .args(["exec", "--addr", "127.0.0.1:0", "--token", EXEC_TOKEN, "--data-dir"])
-        .arg(data_dir)
-        .arg("--redis")
-        .arg(format!("redis://127.0.0.1:{redis_port}"))
-        .stderr(Stdio::null());
-    support::started(command).await
-}
 
 async fn exec_post(url: String, body: Value) -> (u16, Value) {
     let response =
@@ -603,14 +605,9 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
     }
     let redis_port = free_port();
     let _redis = redis(redis_port).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, base_a) = exec_instance(redis_port, dir_a.path()).await;
-    let (_b, base_b) = exec_instance(redis_port, dir_b.path()).await;
-    let prefix = tempfile::tempdir().unwrap();
-    let proxy_port = free_port();
-    let upstreams = [base_a.trim_start_matches("http://"), base_b.trim_start_matches("http://")];
-    let _nginx = nginx(proxy_port, upstreams, prefix.path()).await;
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let ((_a, base_a, _data_a), (_b, base_b, _data_b)) =
+        two_of(redis_port, &["exec", "--token", EXEC_TOKEN]).await;
+    let (_nginx, proxy) = behind_nginx(&base_a, &base_b).await;
 
     // Started on A.
     let code = "echo started; read line; echo \"got $line\"; exec sleep 600";
@@ -703,18 +700,6 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
     assert_eq!(finished["outcome"], "succeeded", "{finished}");
 }
 
-/// `sse-apps dashboard` as one instance of the cluster on `redis_port`.
-async fn dashboard_instance(redis_port: u16, data_dir: &Path) -> (Child, String) {
-    let mut command = support::binary();
-    command
-        .args(["dashboard", "--addr", "127.0.0.1:0", "--token", EXEC_TOKEN, "--data-dir"])
-        .arg(data_dir)
-        .arg("--redis")
-        .arg(format!("redis://127.0.0.1:{redis_port}"))
-        .stderr(Stdio::null());
-    support::started(command).await
-}
-
 fn made_by(response: &reqwest::Response) -> String {
     response.headers()["x-sse-apps-instance"].to_str().unwrap().to_owned()
 }
@@ -726,9 +711,8 @@ async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_m
     }
     let redis_port = free_port();
     let _redis = redis(redis_port).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, base_a) = dashboard_instance(redis_port, dir_a.path()).await;
-    let (_b, base_b) = dashboard_instance(redis_port, dir_b.path()).await;
+    let ((_a, base_a, _data_a), (_b, base_b, _data_b)) =
+        two_of(redis_port, &["dashboard", "--token", EXEC_TOKEN]).await;
     let http = reqwest::Client::new();
     let get = |url: String| http.get(url).bearer_auth(EXEC_TOKEN).send();
 
@@ -797,16 +781,6 @@ async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_m
     assert_eq!(body["error"]["code"], "unknown_instance");
 }
 
-/// `sse-apps sampling` as one instance of the cluster on `redis_port`.
-async fn sampling_instance(redis_port: u16) -> (Child, String) {
-    let mut command = support::binary();
-    command
-        .args(["sampling", "--addr", "127.0.0.1:0", "--token", EXEC_TOKEN, "--redis"])
-        .arg(format!("redis://127.0.0.1:{redis_port}"))
-        .stderr(Stdio::null());
-    support::started(command).await
-}
-
 /// A POST to `{base}/sampling/mcp` in `session` (none for `initialize`).
 async fn mcp_post(base: &str, session: Option<&str>, body: Value) -> reqwest::Response {
     let mut request = reqwest::Client::new()
@@ -842,8 +816,8 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
     }
     let redis_port = free_port();
     let _redis = redis(redis_port).await;
-    let ((_a, base_a), (_b, base_b)) =
-        (sampling_instance(redis_port).await, sampling_instance(redis_port).await);
+    let ((_a, base_a, _data_a), (_b, base_b, _data_b)) =
+        two_of(redis_port, &["sampling", "--token", EXEC_TOKEN]).await;
 
     // An MCP client opens its session on A.
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -867,7 +841,10 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
         .header("mcp-protocol-version", "2025-11-25");
     let mut stream = within("the session's stream through B", Stream::open_with(stream)).await;
 
-    // A sampling request sent on A waits there for the client's answer...
+    // A sampling request sent on A waits there for the client's answer (A's console follows it)...
+    let console =
+        reqwest::Client::new().get(format!("{base_a}/sampling/events")).bearer_auth(EXEC_TOKEN);
+    let mut console = within("A's console stream", Stream::open_with(console)).await;
     let body = json!({"client": "worker", "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10});
     let sent: Value = reqwest::Client::new()
         .post(format!("{base_a}/sampling/requests"))
@@ -888,25 +865,17 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
         "content": {"type": "text", "text": "hello from the model"}, "model": "m", "stopReason": "endTurn"}});
     let answered = mcp_post(&base_b, Some(&session), answer.clone()).await;
     assert_eq!(answered.status(), 202);
-    let request = format!("{base_a}/sampling/requests/{id}");
-    let finished = within("the request to finish on A", async {
-        loop {
-            let one: Value = reqwest::Client::new()
-                .get(&request)
-                .bearer_auth(EXEC_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if one["state"] != "pending" && one["state"] != "sent" {
-                return one;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let finished = next_named(&mut console, "request_finished").await;
+    assert_eq!(finished["id"], id.as_str(), "{finished}");
+    let finished: Value = reqwest::Client::new()
+        .get(format!("{base_a}/sampling/requests/{id}"))
+        .bearer_auth(EXEC_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(finished["state"], "done", "{finished}");
     assert_eq!(finished["result"]["content"]["text"], "hello from the model");
 
