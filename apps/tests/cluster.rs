@@ -575,7 +575,14 @@ async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recove
 /// The token every instance of the apps that need one shares.
 const EXEC_TOKEN: &str = "cluster-exec-token";
 
-async fn exec_post(url: String, body: Value) -> (u16, Value) {
+/// A GET of `url` with the shared token; its JSON body.
+async fn authorized_get(url: String) -> Value {
+    let response = reqwest::Client::new().get(url).bearer_auth(EXEC_TOKEN).send();
+    within("a GET", response).await.unwrap().json().await.unwrap()
+}
+
+/// A POST of `body` to `url` with the shared token; its status and JSON body.
+async fn authorized_post(url: String, body: Value) -> (u16, Value) {
     let response =
         reqwest::Client::new().post(url).bearer_auth(EXEC_TOKEN).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
@@ -612,7 +619,8 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
     // Started on A.
     let code = "echo started; read line; echo \"got $line\"; exec sleep 600";
     let (status, started) =
-        exec_post(format!("{base_a}/exec/runs"), json!({ "language": "sh", "code": code })).await;
+        authorized_post(format!("{base_a}/exec/runs"), json!({ "language": "sh", "code": code }))
+            .await;
     assert_eq!(status, 201, "{started}");
     let id = started["id"].as_str().unwrap().to_owned();
 
@@ -625,20 +633,13 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
 
     // Fed from B: the program reads it on A.
     let (status, written) =
-        exec_post(format!("{base_b}/exec/runs/{id}/stdin"), json!({ "data": "hello\n" })).await;
+        authorized_post(format!("{base_b}/exec/runs/{id}/stdin"), json!({ "data": "hello\n" }))
+            .await;
     assert_eq!((status, written["written"].as_u64()), (200, Some(6)), "{written}");
     exec_until(&mut on_b, "stdout", "got hello").await;
 
     // Listed on B, though it runs on A.
-    let listed: Value = reqwest::Client::new()
-        .get(format!("{base_b}/exec/runs"))
-        .bearer_auth(EXEC_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = authorized_get(format!("{base_b}/exec/runs")).await;
     let ids: Vec<&str> =
         listed["runs"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
     assert_eq!(ids, [id.as_str()], "{listed}");
@@ -652,13 +653,14 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
 
     // Stopped from B: the exit reaches B's stream.
     let (status, body) =
-        exec_post(format!("{base_b}/exec/runs/{id}/signal"), json!({ "signal": "kill" })).await;
+        authorized_post(format!("{base_b}/exec/runs/{id}/signal"), json!({ "signal": "kill" }))
+            .await;
     assert_eq!(status, 202, "{body}");
     exec_until(&mut on_b, "exit", "killed_by_user").await;
 
     // A run nobody owns is unknown everywhere; without the token, B refuses before forwarding.
     let (status, body) =
-        exec_post(format!("{base_b}/exec/runs/nope/stdin"), json!({ "data": "x" })).await;
+        authorized_post(format!("{base_b}/exec/runs/nope/stdin"), json!({ "data": "x" })).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_run")), "{body}");
     let anonymous = reqwest::Client::new()
         .post(format!("{base_b}/exec/runs/{id}/signal"))
@@ -674,7 +676,7 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
         {"name": "deploy", "approval": {"prompt": "Ship it?", "expires_s": 600},
          "argv": ["/bin/echo", "deployed"]},
     ]});
-    let (status, created) = exec_post(format!("{base_a}/exec/workflows"), gated).await;
+    let (status, created) = authorized_post(format!("{base_a}/exec/workflows"), gated).await;
     assert_eq!(status, 201, "{created}");
     let workflow = created["id"].as_str().unwrap().to_owned();
     let request = reqwest::Client::new()
@@ -682,19 +684,11 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
         .bearer_auth(EXEC_TOKEN);
     let mut steps = within("the workflow's stream through B", Stream::open_with(request)).await;
     next_named(&mut steps, "approval_requested").await;
-    let listed: Value = reqwest::Client::new()
-        .get(format!("{base_b}/exec/workflows"))
-        .bearer_auth(EXEC_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = authorized_get(format!("{base_b}/exec/workflows")).await;
     assert_eq!(listed["workflows"][0]["id"], workflow.as_str(), "{listed}");
     let approve = json!({ "decision": "approve", "comment": "from B" });
     let (status, decided) =
-        exec_post(format!("{base_b}/exec/workflows/{workflow}/approvals/1"), approve).await;
+        authorized_post(format!("{base_b}/exec/workflows/{workflow}/approvals/1"), approve).await;
     assert_eq!((status, decided["decision"].as_str()), (200, Some("approved")), "{decided}");
     let finished = next_named(&mut steps, "workflow_finished").await;
     assert_eq!(finished["outcome"], "succeeded", "{finished}");
@@ -719,8 +713,7 @@ async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_m
     // B lists both instances once both have said where they are.
     let listed = within("both instances to be listed", async {
         loop {
-            let listed: Value =
-                get(format!("{base_b}/dashboard/instances")).await.unwrap().json().await.unwrap();
+            let listed: Value = authorized_get(format!("{base_b}/dashboard/instances")).await;
             if listed["instances"].as_array().is_some_and(|all| all.len() == 2) {
                 return listed;
             }
@@ -763,14 +756,9 @@ async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_m
         .unwrap();
     assert_eq!(made_by(&refused), this_a);
     assert!(refused.status().is_client_error(), "{}", refused.status());
-    let audit_a: Value = get(format!("{base_b}/dashboard/audit?instance={this_a}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let audit_b: Value =
-        get(format!("{base_b}/dashboard/audit")).await.unwrap().json().await.unwrap();
+    let audit_a: Value =
+        authorized_get(format!("{base_b}/dashboard/audit?instance={this_a}")).await;
+    let audit_b: Value = authorized_get(format!("{base_b}/dashboard/audit")).await;
     assert_eq!(audit_a["entries"].as_array().map(Vec::len), Some(1), "{audit_a}");
     assert_eq!(audit_b["entries"].as_array().map(Vec::len), Some(0), "{audit_b}");
 
@@ -846,16 +834,8 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
         reqwest::Client::new().get(format!("{base_a}/sampling/events")).bearer_auth(EXEC_TOKEN);
     let mut console = within("A's console stream", Stream::open_with(console)).await;
     let body = json!({"client": "worker", "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10});
-    let sent: Value = reqwest::Client::new()
-        .post(format!("{base_a}/sampling/requests"))
-        .bearer_auth(EXEC_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, sent) = authorized_post(format!("{base_a}/sampling/requests"), body).await;
+    assert_eq!(status, 202, "{sent}");
     let id = sent["id"].as_str().unwrap().to_owned();
     let asked = next_rpc_request(&mut stream).await;
     assert_eq!(asked["method"], "sampling/createMessage");
@@ -867,15 +847,7 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
     assert_eq!(answered.status(), 202);
     let finished = next_named(&mut console, "request_finished").await;
     assert_eq!(finished["id"], id.as_str(), "{finished}");
-    let finished: Value = reqwest::Client::new()
-        .get(format!("{base_a}/sampling/requests/{id}"))
-        .bearer_auth(EXEC_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let finished: Value = authorized_get(format!("{base_a}/sampling/requests/{id}")).await;
     assert_eq!(finished["state"], "done", "{finished}");
     assert_eq!(finished["result"]["content"]["text"], "hello from the model");
 
