@@ -237,9 +237,13 @@ async fn every_exit_reason_is_reported() {
     assert_eq!(exits[0]["code"], 3);
     assert_eq!(exits[1]["signal"], "SEGV");
 
-    // Killed by the user: interrupt, and kill.
+    // Killed by the user: interrupt, and kill. Python handles SIGINT from its first line, so
+    // an interrupt sent right after "ready" cannot fall into the moment where `sh -c` catches
+    // SIGINT and then execs its last command with the signal forgotten (as a terminal's Ctrl-C
+    // could too).
+    let ready_then_sleep = "import time\nprint('ready', flush=True)\ntime.sleep(100)";
     for signal in ["interrupt", "kill"] {
-        let id = exec.sh("echo ready; sleep 100").await;
+        let id = exec.run(json!({"language": "python3", "code": ready_then_sleep})).await;
         let mut stream = exec.events(&id, None).await;
         wait_for_text(&mut stream, "stdout", "ready").await;
         let (status, _) =
