@@ -22,13 +22,13 @@ use crate::bench::targets::Target;
 use crate::bidi::client::{ClientConfig, Protocol};
 use crate::bidi::{self, BidiConfig};
 use crate::chat;
-use crate::connections::ConnectionSettings;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::alerts::{AlertConfig, Thresholds};
 use crate::exec::ExecConfig;
 use crate::exec::sandbox::Isolation;
 use crate::server::Guards;
 use crate::{server, trigger};
+use sse_core::edge::connections::ConnectionSettings;
 
 /// Real-time apps on one pattern: SSE down, HTTP POST up, matched by a shared core.
 ///
@@ -939,7 +939,7 @@ async fn run_server(
         streams.cancel();
     });
     let settings = ConnectionSettings { tls, ..ConnectionSettings::default() };
-    let served = crate::connections::serve(listener, app, shutdown.clone(), settings);
+    let served = sse_core::edge::connections::serve(listener, app, shutdown.clone(), settings);
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(Duration::from_secs(5)).await;

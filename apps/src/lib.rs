@@ -22,7 +22,6 @@ pub mod bench;
 pub mod bidi;
 pub mod chat;
 pub mod cli;
-pub mod connections;
 pub mod dashboard;
 pub mod exec;
 pub mod forward;

@@ -106,7 +106,7 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    crate::connections::serve(listener, app, shutdown, Default::default()).await
+    sse_core::edge::connections::serve(listener, app, shutdown, Default::default()).await
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.

@@ -27,6 +27,7 @@ struct Inner {
     registry: Mutex<Registry>,
     streams_open: Gauge,
     streams_opened: Counter,
+    streams_direct: Gauge,
     bytes_sent: Counter,
     events_published: Counter,
     resyncs: Labeled<Counter>,
@@ -52,6 +53,7 @@ impl Metrics {
         let inner = Inner {
             streams_open: Gauge::default(),
             streams_opened: Counter::default(),
+            streams_direct: Gauge::default(),
             bytes_sent: Counter::default(),
             events_published: Counter::default(),
             resyncs: Labeled::default(),
@@ -70,6 +72,11 @@ impl Metrics {
             inner.streams_open.clone(),
         );
         registry.register("streams_opened", "SSE responses opened", inner.streams_opened.clone());
+        registry.register(
+            "streams_direct",
+            "SSE responses whose socket a topic's sweeper writes to directly",
+            inner.streams_direct.clone(),
+        );
         registry.register("bytes_sent", "Bytes written to SSE streams", inner.bytes_sent.clone());
         registry.register(
             "events_published",
@@ -122,6 +129,14 @@ impl Metrics {
 
     pub(crate) fn stream_closed(&self) {
         self.inner.streams_open.dec();
+    }
+
+    pub(crate) fn direct_stream_opened(&self) {
+        self.inner.streams_direct.inc();
+    }
+
+    pub(crate) fn direct_stream_closed(&self) {
+        self.inner.streams_direct.dec();
     }
 
     pub(crate) fn bytes_sent(&self, n: usize) {

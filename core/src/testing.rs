@@ -8,7 +8,6 @@
 pub mod fault;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,18 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::wire::{MessageEvent, Parser};
 
-/// Serves `app` on 127.0.0.1:0; returns the base URL and a token that stops it.
+/// Serves `app` on 127.0.0.1:0 with the same connection loop the apps use; returns the base URL
+/// and a token that stops it.
 pub async fn serve(app: Router) -> (String, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(stopped.cancelled_owned())
-            .await
-            .unwrap();
+        let settings = crate::edge::connections::ConnectionSettings::default();
+        crate::edge::connections::serve(listener, app, stopped, settings).await.unwrap();
     });
     (format!("http://{addr}"), stop)
 }

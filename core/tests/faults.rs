@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use sse_core::client::{EventSource, SseItem};
 use sse_core::hub::Resume;
-use sse_core::stream::{LastEventId, sse_response};
+use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::testing::fault::{Fault, FaultProxy};
 use sse_core::testing::serve;
 use sse_core::wire::Event;
@@ -23,7 +23,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 async fn stream(State(core): State<Core>, LastEventId(last): LastEventId) -> Response {
     let subscription =
         core.hub.topic("feed").subscribe(&Resume::from_last_event_id(last.as_deref()));
-    sse_response(subscription.into_stream(), &core.streams, &core.metrics)
+    LiveResponse::new(subscription).into_response(&core.streams, &core.metrics)
 }
 
 /// Event `n`'s data: its number, padded to 1,000 bytes so a cut can land inside it.

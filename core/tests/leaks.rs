@@ -12,7 +12,7 @@ use axum::routing::get;
 use sse_core::hub::Resume;
 use sse_core::rpc::JsonRpcEvents;
 use sse_core::session::SessionConfig;
-use sse_core::stream::sse_response;
+use sse_core::stream::LiveResponse;
 use sse_core::testing::{Stream, eventually, serve};
 use sse_core::wire::Event;
 use sse_core::{Core, CoreConfig};
@@ -22,7 +22,7 @@ const CYCLES: usize = 2000;
 
 async fn topic_stream(State(core): State<Core>) -> Response {
     let subscription = core.hub.topic("t").subscribe(&Resume::Live);
-    sse_response(subscription.into_stream(), &core.streams, &core.metrics)
+    LiveResponse::new(subscription).into_response(&core.streams, &core.metrics)
 }
 
 /// A core whose sessions expire as soon as their last connection closes, and a notifier that

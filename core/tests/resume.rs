@@ -13,7 +13,7 @@ use sse_core::hub::{Resume, Topic, TopicConfig};
 use sse_core::metrics::Metrics;
 use sse_core::rpc::JsonRpcEvents;
 use sse_core::session::{SessionConfig, Sessions};
-use sse_core::stream::{LastEventId, sse_response};
+use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::testing::{Stream, serve};
 use sse_core::wire::{Event, Parser};
 use sse_core::{Core, CoreConfig};
@@ -21,7 +21,7 @@ use sse_core::{Core, CoreConfig};
 async fn topic_stream(State(core): State<Core>, LastEventId(last): LastEventId) -> Response {
     let subscription =
         core.hub.topic("news").subscribe(&Resume::from_last_event_id(last.as_deref()));
-    sse_response(subscription.into_stream(), &core.streams, &core.metrics)
+    LiveResponse::new(subscription).into_response(&core.streams, &core.metrics)
 }
 
 async fn news_server(replay: usize) -> (String, Core) {

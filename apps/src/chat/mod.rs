@@ -41,7 +41,7 @@ use sse_core::edge::auth::{Token, bearer};
 use sse_core::edge::rate::RateLimit;
 use sse_core::edge::{ApiError, JsonBody, QueryParams};
 use sse_core::hub::Resume;
-use sse_core::stream::{FrameStream, LastEventId, sse_response, with_prelude};
+use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::wire::Event;
 
 use history::History;
@@ -290,20 +290,13 @@ async fn events(
         None => Box::pin(futures_util::stream::empty()),
     };
     // A replay that fails ends the stream (the client reconnects from the last id it got);
-    // carrying on live would leave a silent gap.
-    let live = futures_util::StreamExt::map(live.into_stream(), Ok);
-    let frames = futures_util::StreamExt::chain(replay, live);
-    let frames =
-        futures_util::StreamExt::take_while(frames, |frame| std::future::ready(frame.is_ok()));
-    let frames =
-        futures_util::StreamExt::filter_map(frames, |frame| std::future::ready(frame.ok()));
-    let frames = with_prelude(prelude, Box::pin(frames));
-    // The presence guard lives as long as the response body: closing the stream counts it out.
-    let frames: FrameStream = Box::pin(futures_util::StreamExt::map(frames, move |bytes| {
-        let _keep = &presence;
-        bytes
-    }));
-    Ok(sse_response(frames, &state.core.streams, &state.core.metrics))
+    // carrying on live would leave a silent gap. The presence guard lives as long as the
+    // stream: closing it counts the member out.
+    Ok(LiveResponse::new(live)
+        .prelude(prelude)
+        .replay(replay)
+        .keep(presence)
+        .into_response(&state.core.streams, &state.core.metrics))
 }
 
 /// Replayed pages, or the failure that ends the replay.

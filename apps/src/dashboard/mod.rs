@@ -46,7 +46,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
 use sse_core::edge::{ApiError, JsonBody, QueryParams};
-use sse_core::stream::{sse_response, with_prelude};
+use sse_core::stream::LiveResponse;
 
 use alerts::{AckError, AlertConfig};
 use audit::{AuditLog, Entry};
@@ -140,8 +140,9 @@ async fn page() -> DashboardPage {
 /// `GET /dashboard/events`: `snapshot` (history, alerts, commands), then live events.
 async fn events(State(state): State<DashboardState>) -> Response {
     let (snapshot, subscription) = state.board.connect();
-    let frames = with_prelude(vec![snapshot], subscription.into_stream());
-    sse_response(frames, &state.core.streams, &state.core.metrics)
+    LiveResponse::new(subscription)
+        .prelude(vec![snapshot])
+        .into_response(&state.core.streams, &state.core.metrics)
 }
 
 /// Who made a request, for the audit log: address and user agent.

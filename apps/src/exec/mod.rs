@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use sse_core::Core;
 use sse_core::edge::{ApiError, JsonBody};
 use sse_core::hub::lock;
-use sse_core::stream::{LastEventId, sse_response, with_prelude};
+use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dashboard::audit::AuditLog;
@@ -380,11 +380,16 @@ fn replay(state: &ExecState, log: &Output, LastEventId(last_event_id): LastEvent
         return StatusCode::NO_CONTENT.into_response();
     }
     let replay = log.replay_after(after);
-    let live = match replay.live {
-        Some(subscription) => subscription.into_stream(),
-        None => Box::pin(futures_util::stream::empty()),
-    };
-    sse_response(with_prelude(replay.frames, live), &state.core.streams, &state.core.metrics)
+    let (streams, metrics) = (&state.core.streams, &state.core.metrics);
+    match replay.live {
+        Some(live) => {
+            LiveResponse::new(live).prelude(replay.frames).into_response(streams, metrics)
+        }
+        None => {
+            let ended = Box::pin(futures_util::stream::empty());
+            sse_response(with_prelude(replay.frames, ended), streams, metrics)
+        }
+    }
 }
 
 impl ExecState {

@@ -15,7 +15,7 @@ use sse_core::edge::{ApiError, JsonBody};
 use sse_core::hub::Resume;
 use sse_core::rpc::RpcError;
 use sse_core::session::SessionId;
-use sse_core::stream::{sse_response, with_prelude};
+use sse_core::stream::LiveResponse;
 use sse_core::wire::Event;
 
 use super::SamplingState;
@@ -226,9 +226,7 @@ pub(super) async fn events(State(state): State<SamplingState>) -> Response {
     let snapshot = Event::new()
         .event("snapshot")
         .data(json!({ "clients": clients, "requests": requests }).to_string());
-    sse_response(
-        with_prelude(vec![snapshot.encode()], live.into_stream()),
-        &state.core.streams,
-        &state.core.metrics,
-    )
+    LiveResponse::new(live)
+        .prelude(vec![snapshot.encode()])
+        .into_response(&state.core.streams, &state.core.metrics)
 }

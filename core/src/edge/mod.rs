@@ -1,5 +1,8 @@
 //! The HTTP edge: everything between the socket and an app's handler.
 //!
+//! * [`connections`]: the accept loop over hyper (`TCP_NODELAY`, a deadline for request heads,
+//!   accept errors survived, TLS, graceful shutdown, and sockets offered to event streams that
+//!   can take them over);
 //! * [`ApiError`]: every error is JSON `{"error":{"code","message"}}` with the right status,
 //!   and [`not_found`]/[`method_not_allowed`] keep even routing misses in that shape;
 //! * [`JsonBody`]: a JSON extractor whose rejections (wrong content type 415, malformed 400,
@@ -12,6 +15,7 @@
 //! * [`redact_secrets`]: what message tracing uses so secrets never reach a log.
 
 pub mod auth;
+pub mod connections;
 mod error;
 mod json;
 pub mod origin;

@@ -1,4 +1,4 @@
-//! The core's fan-out as the apps use it: one topic, [`sse_response`], the apps' layers.
+//! The core's fan-out as the apps use it: one topic, [`LiveResponse`], the apps' layers.
 
 use axum::Router;
 use axum::extract::State;
@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::get;
 use sse_core::Core;
 use sse_core::hub::{Resume, Topic};
-use sse_core::stream::{LastEventId, sse_response};
+use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::wire::Event;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -25,5 +25,5 @@ async fn events(
     LastEventId(last): LastEventId,
 ) -> Response {
     let subscription = topic.subscribe(&Resume::from_last_event_id(last.as_deref()));
-    sse_response(subscription.into_stream(), &core.streams, &core.metrics)
+    LiveResponse::new(subscription).into_response(&core.streams, &core.metrics)
 }

@@ -11,6 +11,12 @@
 //! ring gets a single `resync` event instead (it must refetch state). A subscriber that falls
 //! behind by more than its buffer is told the same way: a gap is never silent.
 //!
+//! Streams whose socket could be taken over from hyper ([`crate::stream::takeover`]) leave the
+//! channel once their response head is out: [`Subscription::into_direct`] moves them, under the
+//! same lock, onto the topic's sweeper ([`fanout`]), which writes each batch of new frames straight
+//! to every such socket ([`direct`]) from one loop. The channel stays for every other stream
+//! (HTTP/2, TLS, sessions), and both paths see the same frames in the same order.
+//!
 //! Ids are integers that only grow. The first id of a topic is taken from the clock (microseconds
 //! since 1970), so ids from before a server restart are always older than anything in the new
 //! ring and get `resync`, never some other event that happens to reuse the number.
@@ -21,10 +27,18 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
+use crate::stream::takeover::Framing;
 use crate::wire::{Event, Frame};
+
+mod direct;
+mod fanout;
+
+pub(crate) use direct::{DirectStream, Watch};
+use fanout::{Fanout, Queued};
 
 /// Sizes for topics.
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +156,19 @@ struct TopicState {
     first_id: u64,
     last_id: u64,
     ring: VecDeque<(u64, Frame)>,
+    /// Counts every frame sent live, replayable or not: where a stream joins the sweeper.
+    seq: u64,
+    /// The sweeper of taken-over streams, once one has joined.
+    fanout: Option<Arc<Fanout>>,
+}
+
+impl Drop for TopicInner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(fanout) = &state.fanout {
+            fanout.topic_gone();
+        }
+    }
 }
 
 impl TopicState {
@@ -168,7 +195,8 @@ impl Topic {
     pub fn new(config: TopicConfig, metrics: Metrics) -> Topic {
         let (sender, _) = broadcast::channel(config.buffer.max(1));
         let first_id = clock_id();
-        let state = TopicState { first_id, last_id: first_id, ring: VecDeque::new() };
+        let state =
+            TopicState { first_id, last_id: first_id, ring: VecDeque::new(), seq: 0, fanout: None };
         let sent_through = Arc::new(AtomicU64::new(first_id));
         let inner = TopicInner { state: Mutex::new(state), sent_through, sender, config, metrics };
         Topic { inner: Arc::new(inner) }
@@ -208,10 +236,21 @@ impl Topic {
             }
             state.ring.push_back((id, frame.clone()));
         }
-        // No receivers is fine: the frame waits in the ring for whoever comes.
-        let _ = self.inner.sender.send(Published { id: Some(id), frame });
+        self.send_live(state, Published { id: Some(id), frame });
         self.inner.sent_through.store(id, Ordering::Release);
         self.inner.metrics.event_published();
+    }
+
+    /// Sends a frame to the channel's subscribers and to the sweeper's streams, under the lock.
+    fn send_live(&self, state: &mut TopicState, published: Published) {
+        state.seq += 1;
+        if let Some(fanout) = &state.fanout {
+            let queued =
+                Queued { seq: state.seq, id: published.id, frame: published.frame.clone() };
+            fanout.push(queued);
+        }
+        // No receivers is fine: the frame waits in the ring for whoever comes.
+        let _ = self.inner.sender.send(published);
     }
 
     /// Gives `event` the next id, encodes it once, keeps it for replay and sends it to every
@@ -227,8 +266,8 @@ impl Topic {
     /// like typing indicators that are worthless later).
     pub fn publish_transient(&self, event: &Event) {
         let frame = event.encode();
-        let _state = lock(&self.inner.state);
-        let _ = self.inner.sender.send(Published { id: None, frame });
+        let mut state = lock(&self.inner.state);
+        self.send_live(&mut state, Published { id: None, frame });
     }
 
     /// The id of the last replayable event published.
@@ -236,9 +275,10 @@ impl Topic {
         lock(&self.inner.state).last_id
     }
 
-    /// How many subscriptions are open.
+    /// How many subscriptions are open (on the channel, and taken over by the sweeper).
     pub fn subscriber_count(&self) -> usize {
-        self.inner.sender.receiver_count()
+        let direct = lock(&self.inner.state).fanout.as_ref().map_or(0, |fanout| fanout.open());
+        self.inner.sender.receiver_count() + direct
     }
 
     /// Opens a subscription starting at `resume`.
@@ -401,12 +441,67 @@ impl Subscription {
     /// `resync` carrying the topic's current id, and the frames still queued up to that id are
     /// skipped (the state it refetches includes them), so ids on the stream keep increasing.
     fn lagged(&mut self) -> Published {
-        self.metrics.resync("lagged");
         let current = self.topic.upgrade().map_or(0, |topic| lock(&topic.state).last_id);
+        self.lagged_at(current)
+    }
+
+    /// [`Self::lagged`], with the topic's current id already known (its lock held).
+    fn lagged_at(&mut self, current: u64) -> Published {
+        self.metrics.resync("lagged");
         self.skip_through = current;
         // Frames up to `current` still queued are skipped, so they count as received, but the
         // loop in `next_batch` must still drain them: leave `received_through` where it is.
         Published { id: Some(current), frame: resync_frame("lagged", current) }
+    }
+
+    /// Moves this subscription onto its topic's sweeper, which will write to `socket` (taken over
+    /// from hyper; its body delimited by `framing`): the frames this subscription holds and has
+    /// not sent go first, then every frame published from now on. The topic's lock is held
+    /// throughout, so nothing falls between the two or arrives twice. If the topic is gone, the
+    /// stream sends what it still holds and ends.
+    pub(crate) fn into_direct(mut self, socket: TcpStream, framing: Framing) -> Arc<DirectStream> {
+        let metrics = self.metrics.clone();
+        let Some(topic) = self.topic.upgrade() else {
+            let waiting = self.drain_waiting(0);
+            let stream =
+                DirectStream::new(socket, framing, waiting, 0, usize::MAX, metrics, Weak::new());
+            let stream = Arc::new(stream);
+            stream.end_after_queued();
+            return stream;
+        };
+        let mut state = lock(&topic.state);
+        let waiting = self.drain_waiting(state.last_id);
+        let (max_batch, last_id) = (topic.config.max_batch_bytes, state.last_id);
+        let fanout = state.fanout.get_or_insert_with(|| Fanout::start(max_batch, last_id)).clone();
+        let buffer = topic.config.buffer;
+        let weak = Arc::downgrade(&fanout);
+        let stream =
+            Arc::new(DirectStream::new(socket, framing, waiting, state.seq, buffer, metrics, weak));
+        fanout.join(stream.clone());
+        drop(state);
+        stream
+    }
+
+    /// Everything this subscription holds and has not handed out: its backlog, then what waits in
+    /// the channel (a `resync` if it lagged). `current` is the topic's last id, its lock held.
+    fn drain_waiting(&mut self, current: u64) -> Vec<Bytes> {
+        let mut waiting: Vec<Published> = self.backlog.drain(..).collect();
+        loop {
+            match self.receiver.try_recv() {
+                Ok(published) => {
+                    self.received(&published);
+                    if self.wanted(&published) {
+                        waiting.push(published);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    let resync = self.lagged_at(current);
+                    waiting.push(resync);
+                }
+                Err(_) => break,
+            }
+        }
+        waiting.into_iter().map(|published| published.frame.into_bytes()).collect()
     }
 
     /// Skips live frames with ids up to `id`: for a subscriber that was just sent everything up

@@ -11,8 +11,12 @@
 //!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
 //! - **Graceful shutdown**: stop accepting, let open requests finish (event streams end at once,
 //!   as they watch the core's shutdown token), close idle keep-alive connections.
-//! - **HTTPS** when given a rustls configuration ([`crate::tls`]): the handshake runs in the
-//!   connection's own task, under the same deadline as the request head.
+//! - **HTTPS** when given a rustls configuration: the handshake runs in the connection's own
+//!   task, under the same deadline as the request head.
+//! - **Sockets offered to event streams.** A plain-TCP connection is served through a
+//!   [`TakeoverIo`], and every HTTP/1 response that asks for the socket
+//!   ([`crate::stream::LiveResponse`]) is offered it, so its topic's sweeper can write to it
+//!   directly ([`crate::stream::takeover`] explains why and how).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -32,6 +36,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::stream::takeover::{Takeover, TakeoverIo};
 
 /// How long a client may take to send a request's head, by default.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,18 +87,20 @@ pub async fn serve(
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
-        // What `into_make_service_with_connect_info` does: handlers can ask for the peer.
-        let service = app.clone().map_request(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
-            request
-        });
         let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let app = app.clone();
         let tls = tls.clone();
         let deadline = settings.header_timeout;
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                return serve_one(socket, service, &builder, watcher).await;
+                let (io, takeover) = TakeoverIo::new(socket);
+                let service = tower::service_fn(move |request| {
+                    handle(app.clone(), remote, Some(takeover.clone()), request)
+                });
+                return serve_one(io, service, &builder, watcher).await;
             };
+            let service =
+                tower::service_fn(move |request| handle(app.clone(), remote, None, request));
             match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
                 Ok(Ok(stream)) => serve_one(stream, service, &builder, watcher).await,
                 Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
@@ -103,6 +111,24 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Answers one request with `app`: handlers can ask for the peer (what
+/// `into_make_service_with_connect_info` does), and a response that asks for the socket is
+/// offered it through `takeover` (plain TCP only).
+async fn handle(
+    app: Router,
+    remote: SocketAddr,
+    takeover: Option<Takeover>,
+    mut request: http::Request<Incoming>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+    let version = request.version();
+    let mut response = app.oneshot(request).await?;
+    if let Some(takeover) = &takeover {
+        takeover.offer_to(version, &mut response);
+    }
+    Ok(response)
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection until it closes.

@@ -1,0 +1,256 @@
+//! The sweeper: one task per topic that writes each batch of new frames straight to every
+//! taken-over socket ([`DirectStream`]), the way the bench's `limit` baseline does.
+//!
+//! Publishing only queues the frame here (under the topic's lock, so the order is the topic's
+//! order) and wakes the sweeper. The sweeper takes everything queued since its last pass, joins it
+//! into batches of at most `max_batch_bytes` (each encoded once, in both body framings), and
+//! offers each batch to every stream in turn: one non-blocking write per stream per batch, from
+//! one loop, with no task woken per stream. While it writes, new frames queue up and go out
+//! together in the next pass, so a burst costs one write per stream rather than one per event.
+//!
+//! The sweeper owns its list of streams, so writing to them needs no lock shared with publishers
+//! or with streams joining: a new stream is handed over through the queue and added at the start
+//! of the next pass. It sends a new stream only the frames queued after it joined (its sequence
+//! number, [`DirectStream::joined_after`]); earlier ones came with the subscription it was made
+//! from. Closed streams are dropped on the next pass, which a closing stream asks for, so a
+//! quiet topic does not hold dead sockets.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use super::direct::DirectStream;
+use super::lock;
+use crate::edge::redact_secrets;
+use crate::stream::takeover::Framing;
+use crate::wire::Frame;
+
+/// A frame waiting for the sweeper: its place in the topic's order and, if replayable, its id.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) seq: u64,
+    pub(crate) id: Option<u64>,
+    pub(crate) frame: Frame,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: Vec<Queued>,
+    joining: Vec<Arc<DirectStream>>,
+    /// A stream closed: drop closed streams on the next pass.
+    prune: bool,
+    /// The topic is gone: streams finish what they have and end.
+    topic_gone: bool,
+}
+
+/// One topic's sweeper, as the topic and its streams see it.
+#[derive(Debug)]
+pub(crate) struct Fanout {
+    queue: Mutex<Queue>,
+    wake: Notify,
+    /// Streams joined and not yet closed.
+    open: AtomicUsize,
+    max_batch: usize,
+}
+
+impl Fanout {
+    /// Starts the sweeper of a topic whose last id is `last_id`. Needs a Tokio runtime.
+    pub(crate) fn start(max_batch: usize, last_id: u64) -> Arc<Fanout> {
+        let fanout = Arc::new(Fanout {
+            queue: Mutex::default(),
+            wake: Notify::new(),
+            open: AtomicUsize::new(0),
+            max_batch: max_batch.max(1),
+        });
+        tokio::spawn(sweep(fanout.clone(), last_id));
+        fanout
+    }
+
+    /// Queues a frame for every stream. Called under the topic's lock, in the topic's order.
+    pub(crate) fn push(&self, queued: Queued) {
+        let mut queue = lock(&self.queue);
+        let was_empty = queue.frames.is_empty();
+        queue.frames.push(queued);
+        drop(queue);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Adds a stream from the next pass on. Called under the topic's lock, so no frame falls
+    /// between the subscription it was made from and this.
+    pub(crate) fn join(&self, stream: Arc<DirectStream>) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        lock(&self.queue).joining.push(stream);
+        self.wake.notify_one();
+    }
+
+    /// A stream closed: count it out, and have the sweeper drop it soon.
+    pub(crate) fn stream_closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.queue).prune = true;
+        self.wake.notify_one();
+    }
+
+    /// The topic was dropped: its streams end once they have sent what they have.
+    pub(crate) fn topic_gone(&self) {
+        lock(&self.queue).topic_gone = true;
+        self.wake.notify_one();
+    }
+
+    /// How many streams are open on this sweeper.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// The sweeper's loop: until the topic is gone, every queued frame to every stream.
+async fn sweep(fanout: Arc<Fanout>, mut last_id: u64) {
+    let mut streams: Vec<Arc<DirectStream>> = Vec::new();
+    loop {
+        fanout.wake.notified().await;
+        let (frames, joining, prune, topic_gone) = {
+            let mut queue = lock(&fanout.queue);
+            let taken = std::mem::take(&mut queue.frames);
+            (
+                taken,
+                std::mem::take(&mut queue.joining),
+                std::mem::take(&mut queue.prune),
+                queue.topic_gone,
+            )
+        };
+        streams.extend(joining);
+        if prune {
+            streams.retain(|stream| stream.is_open());
+        }
+        for group in batches(&frames, fanout.max_batch) {
+            let batch = Batch::new(group);
+            last_id = last_id.max(batch.last_id.unwrap_or(0));
+            streams.retain(|stream| batch.send_to(stream, last_id));
+            batch.trace(streams.len());
+        }
+        if topic_gone {
+            for stream in &streams {
+                stream.end_after_queued();
+            }
+            return;
+        }
+        if !frames.is_empty() {
+            // Let the publisher and the streams' own tasks run between passes.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Consecutive runs of `frames` of at most `max_bytes` each (a bigger frame makes a run alone).
+fn batches(frames: &[Queued], max_bytes: usize) -> impl Iterator<Item = &[Queued]> {
+    let mut rest = frames;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut size = 0;
+        let count = rest
+            .iter()
+            .take_while(|queued| {
+                size += queued.frame.len();
+                size <= max_bytes
+            })
+            .count()
+            .max(1);
+        let (group, after) = rest.split_at(count);
+        rest = after;
+        Some(group)
+    })
+}
+
+/// Frames joined once, in both framings, with where each one starts.
+struct Batch {
+    /// `<hex length>\r\n<frames>\r\n`: one chunk of an HTTP/1.1 body.
+    chunked: Bytes,
+    /// The frames alone, for HTTP/1.0 bodies (a slice of `chunked`).
+    raw: Bytes,
+    /// Each frame's sequence number and where it starts in `raw`.
+    starts: Vec<(u64, usize)>,
+    /// The last replayable id in the batch.
+    last_id: Option<u64>,
+}
+
+impl Batch {
+    fn new(frames: &[Queued]) -> Batch {
+        let size: usize = frames.iter().map(|queued| queued.frame.len()).sum();
+        let head = format!("{size:x}\r\n");
+        let mut buffer = BytesMut::with_capacity(head.len() + size + 2);
+        buffer.extend_from_slice(head.as_bytes());
+        let mut starts = Vec::with_capacity(frames.len());
+        for queued in frames {
+            starts.push((queued.seq, buffer.len() - head.len()));
+            buffer.extend_from_slice(queued.frame.as_bytes());
+        }
+        buffer.extend_from_slice(b"\r\n");
+        let chunked = buffer.freeze();
+        let raw = chunked.slice(head.len()..chunked.len() - 2);
+        let last_id = frames.iter().filter_map(|queued| queued.id).max();
+        Batch { chunked, raw, starts, last_id }
+    }
+
+    /// Sends `stream` the frames it has not had. False once the stream is closed.
+    fn send_to(&self, stream: &DirectStream, current_id: u64) -> bool {
+        let first_new = self.starts.partition_point(|(seq, _)| *seq <= stream.joined_after);
+        if first_new == self.starts.len() {
+            return stream.is_open();
+        }
+        if first_new == 0 {
+            let unit = match stream.framing() {
+                Framing::Chunked => &self.chunked,
+                Framing::UntilClose => &self.raw,
+            };
+            return stream.send(unit, self.starts.len(), current_id);
+        }
+        // A stream that joined while these frames were queued gets only the later ones.
+        let unit = stream.framing().unit(self.raw.slice(self.starts[first_new].1..));
+        stream.send(&unit, self.starts.len() - first_new, current_id)
+    }
+
+    /// Message tracing (`RUST_LOG=sse_core=trace`): what went out, secrets redacted.
+    fn trace(&self, streams: usize) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let text = String::from_utf8_lossy(&self.raw);
+            tracing::trace!(bytes = self.raw.len(), streams, frames = %redact_secrets(&text), "sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Event;
+
+    fn queued(seq: u64, data: &str) -> Queued {
+        Queued { seq, id: Some(seq), frame: Event::new().id(seq).data(data).encode() }
+    }
+
+    #[test]
+    fn batches_hold_at_most_the_limit_and_a_big_frame_goes_alone() {
+        let frames: Vec<Queued> = (1..=5).map(|seq| queued(seq, "0123456789")).collect();
+        let size = frames[0].frame.len();
+        let sizes: Vec<usize> = batches(&frames, 2 * size).map(<[Queued]>::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let alone: Vec<usize> = batches(&frames, 1).map(<[Queued]>::len).collect();
+        assert_eq!(alone, [1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_batch_is_one_chunk_and_the_frames_in_order() {
+        let frames = [queued(7, "a"), queued(8, "b")];
+        let batch = Batch::new(&frames);
+        let raw = b"id: 7\ndata: a\n\nid: 8\ndata: b\n\n";
+        assert_eq!(batch.raw.as_ref(), raw);
+        let chunk = [format!("{:x}\r\n", raw.len()).as_bytes(), raw, b"\r\n"].concat();
+        assert_eq!(batch.chunked.as_ref(), chunk.as_slice());
+        assert_eq!(batch.starts, [(7, 0), (8, 15)]);
+        assert_eq!(batch.last_id, Some(8));
+    }
+}

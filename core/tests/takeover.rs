@@ -1,0 +1,270 @@
+//! Streams that take their socket over from hyper: the bytes on the wire are exactly what HTTP/1.1
+//! (chunked) and HTTP/1.0 (until close) promise, a stream joining while frames are in flight gets
+//! each one exactly once, a reader that stops reading gets `resync`, keep-alives still flow, a
+//! client hanging up or a shutdown frees the stream, and HTTP/2 streams stay with hyper.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use sse_core::hub::{Resume, TopicConfig};
+use sse_core::stream::{LastEventId, LiveResponse};
+use sse_core::testing::{Stream, eventually, serve};
+use sse_core::wire::{Event, Parser};
+use sse_core::{Core, CoreConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+async fn news(State(core): State<Core>, LastEventId(last): LastEventId) -> Response {
+    let subscription =
+        core.hub.topic("news").subscribe(&Resume::from_last_event_id(last.as_deref()));
+    LiveResponse::new(subscription)
+        .prelude(vec![Event::new().event("hello").data("").encode()])
+        .into_response(&core.streams, &core.metrics)
+}
+
+async fn server(config: CoreConfig) -> (String, Core) {
+    let core = Core::new(config);
+    let app = Router::new().route("/news", get(news)).with_state(core.clone());
+    let (base, _stop) = serve(app).await;
+    (base, core)
+}
+
+/// How many streams the sweeper writes to directly, from `/metrics`.
+fn direct_streams(core: &Core) -> u64 {
+    let text = core.metrics.render();
+    let line = text.lines().find(|l| l.starts_with("sse_streams_direct ")).unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A raw client of `/news`: the request line's version decides the body's framing.
+async fn raw_get(base: &str, version: &str, socket: TcpSocket) -> (TcpStream, Vec<u8>) {
+    let addr = base.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!("GET /news {version}\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the connection closed before the response head");
+        received.extend_from_slice(&buffer[..n]);
+    };
+    let head = String::from_utf8_lossy(&received[..end]).to_lowercase();
+    assert!(head.starts_with(&format!("{} 200", version.to_lowercase())), "{head}");
+    (stream, received[end..].to_vec())
+}
+
+/// Reads until the server closes the connection.
+async fn read_to_end(mut stream: TcpStream, mut body: Vec<u8>) -> Vec<u8> {
+    stream.read_to_end(&mut body).await.unwrap();
+    body
+}
+
+/// Decodes a chunked body, checking every chunk's length; returns the data and whether the
+/// zero-length last chunk came.
+fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16);
+        let size = size.unwrap();
+        let chunk = &body[line_end + 2..];
+        if size == 0 {
+            assert_eq!(chunk, b"\r\n", "nothing after the last chunk");
+            return (data, true);
+        }
+        assert!(chunk.len() >= size + 2, "a whole chunk");
+        data.extend_from_slice(&chunk[..size]);
+        assert_eq!(&chunk[size..size + 2], b"\r\n", "each chunk ends with CRLF");
+        body = &chunk[size + 2..];
+    }
+    assert!(body.is_empty(), "no partial chunk");
+    (data, false)
+}
+
+fn published_frames(core: &Core, count: usize) -> Vec<u8> {
+    let topic = core.hub.topic("news");
+    (0..count)
+        .flat_map(|i| {
+            let id = topic.publish(Event::new().event("news").data(format!("item {i}\nline two")));
+            Event::new()
+                .event("news")
+                .id(id)
+                .data(format!("item {i}\nline two"))
+                .encode()
+                .into_bytes()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_stream_is_written_directly_in_exact_chunks_and_ends_with_the_last_chunk() {
+    let (base, core) = server(CoreConfig::default()).await;
+    let (stream, start) = raw_get(&base, "HTTP/1.1", TcpSocket::new_v4().unwrap()).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    let expected = published_frames(&core, 200);
+    core.hub.remove("news");
+
+    let (data, ended) = dechunk(&read_to_end(stream, start).await);
+    assert!(ended, "the body ends with the zero-length chunk");
+    let hello = Event::new().event("hello").data("").encode().into_bytes();
+    assert_eq!(data, [hello.as_ref(), &expected].concat(), "every frame, in order, byte for byte");
+    eventually("the stream is counted out", || direct_streams(&core) == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_stream_is_the_frames_themselves_until_the_close() {
+    let (base, core) = server(CoreConfig::default()).await;
+    let (stream, start) = raw_get(&base, "HTTP/1.0", TcpSocket::new_v4().unwrap()).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    let expected = published_frames(&core, 200);
+    core.hub.remove("news");
+
+    let body = read_to_end(stream, start).await;
+    let hello = Event::new().event("hello").data("").encode().into_bytes();
+    assert_eq!(body, [hello.as_ref(), &expected].concat());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_joining_while_frames_are_in_flight_get_each_one_exactly_once() {
+    // A ring and a buffer that hold the whole run, so no reader can lag or miss the ring.
+    let topic = TopicConfig { replay: 8192, buffer: 8192, ..TopicConfig::default() };
+    let (base, core) = server(CoreConfig { topic, ..CoreConfig::default() }).await;
+    let topic = core.hub.topic("news");
+    let first = topic.publish(Event::new().data("0"));
+    const EVENTS: u64 = 3000;
+    let publisher = {
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for i in 1..EVENTS {
+                topic.publish(Event::new().data(i.to_string()));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    // Readers join at different moments, each resuming from an id the ring still holds; the
+    // last id is the one each must reach.
+    let last = first + EVENTS - 1;
+    let mut readers = Vec::new();
+    for _ in 0..20 {
+        let after = topic.last_id().min(last - 1);
+        let url = format!("{base}/news");
+        readers.push(tokio::spawn(async move {
+            let mut stream = Stream::resume(&url, Some(&after.to_string())).await;
+            assert_eq!(stream.next().await.unwrap().event, "hello");
+            let mut expected = after + 1;
+            while expected <= last {
+                let event = stream.next().await.expect("the stream goes on");
+                assert_eq!(event.event, "message", "no resync under this load");
+                assert_eq!(
+                    event.last_event_id,
+                    expected.to_string(),
+                    "in order, none missed or doubled"
+                );
+                expected += 1;
+            }
+        }));
+        tokio::task::yield_now().await;
+    }
+    publisher.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_gets_resync_and_then_only_newer_frames() {
+    let config = CoreConfig {
+        topic: TopicConfig { buffer: 8, ..TopicConfig::default() },
+        ..CoreConfig::default()
+    };
+    let (base, core) = server(config).await;
+    // A small receive window, so the server's writes back up quickly.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let (mut stream, start) = raw_get(&base, "HTTP/1.0", socket).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+
+    let topic = core.hub.topic("news");
+    let big = "x".repeat(32 * 1024);
+    let mut last = 0;
+    for _ in 0..400 {
+        last = topic.publish(Event::new().data(big.clone()));
+    }
+    // Then a frame published after everything else: the reader must reach it.
+    let fresh = topic.publish(Event::new().event("fresh").data(""));
+
+    let mut parser = Parser::new();
+    let mut events = parser.feed(&start);
+    let mut buffer = vec![0u8; 64 * 1024];
+    while !events.iter().any(|e| e.event == "fresh") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the stream goes on");
+        events.extend(parser.feed(&buffer[..n]));
+    }
+    let resync = events.iter().position(|e| e.event == "resync").expect("a resync");
+    assert!(events[resync].data.contains("lagged"));
+    let resync_id: u64 = events[resync].last_event_id.parse().unwrap();
+    assert!(resync_id <= last);
+    let ids: Vec<u64> = events[1..].iter().map(|e| e.last_event_id.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids only grow: {ids:?}");
+    assert_eq!(events.last().unwrap().last_event_id, fresh.to_string());
+    let delivered = events.iter().filter(|e| e.event == "message").count();
+    assert!(delivered < 400, "the backlog was dropped for the resync, not all delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_stream_still_gets_keep_alives() {
+    let config = CoreConfig { keep_alive: Duration::from_millis(100), ..CoreConfig::default() };
+    let (base, core) = server(config).await;
+    let (mut stream, mut body) = raw_get(&base, "HTTP/1.0", TcpSocket::new_v4().unwrap()).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    let mut buffer = [0u8; 1024];
+    while !body.windows(13).any(|w| w == b": keep-alive\n") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the stream stays open");
+        body.extend_from_slice(&buffer[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_or_a_shutdown_frees_a_taken_stream() {
+    let (base, core) = server(CoreConfig::default()).await;
+    let topic = core.hub.topic("news");
+    let (stream, _) = raw_get(&base, "HTTP/1.1", TcpSocket::new_v4().unwrap()).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    assert_eq!(topic.subscriber_count(), 1);
+    drop(stream);
+    eventually("the hang-up is noticed", || topic.subscriber_count() == 0).await;
+    assert_eq!(direct_streams(&core), 0);
+
+    let (stream, start) = raw_get(&base, "HTTP/1.1", TcpSocket::new_v4().unwrap()).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    core.shutdown_token().cancel();
+    let (_, ended) = dechunk(&read_to_end(stream, start).await);
+    assert!(ended, "a shutdown ends the body properly");
+    eventually("the stream is counted out", || direct_streams(&core) == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_2_stream_stays_with_hyper_and_works_the_same() {
+    let (base, core) = server(CoreConfig::default()).await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = h2.get(format!("{base}/news")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let mut stream = Stream::from_response(response);
+    assert_eq!(stream.next().await.unwrap().event, "hello");
+    let topic = core.hub.topic("news");
+    eventually("subscribed", || topic.subscriber_count() == 1).await;
+    let ids: Vec<u64> = (0..50).map(|i| topic.publish(Event::new().data(i.to_string()))).collect();
+    for id in ids {
+        assert_eq!(stream.next().await.unwrap().last_event_id, id.to_string());
+    }
+    assert_eq!(direct_streams(&core), 0, "HTTP/2 shares its socket: hyper keeps it");
+}
