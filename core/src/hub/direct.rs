@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -78,9 +78,9 @@ pub(crate) struct DirectStream {
     wake: Notify,
     /// Nothing was written since the keep-alive last looked.
     quiet: AtomicBool,
-    /// The sweeper sends this stream only frames queued after this sequence number: earlier ones
-    /// came with the subscription it was made from.
-    pub(crate) joined_after: u64,
+    /// The sequence number of the last frame handed to this stream (at first, the last that came
+    /// with the subscription it was made from). Only the sweeper reads and writes it.
+    sent_through: AtomicU64,
     /// How many frames may wait here before the stream is sent `resync` instead.
     buffer: usize,
     metrics: Metrics,
@@ -110,7 +110,7 @@ impl DirectStream {
             outbox: Mutex::new(outbox),
             wake: Notify::new(),
             quiet: AtomicBool::new(false),
-            joined_after,
+            sent_through: AtomicU64::new(joined_after),
             buffer: buffer.max(1),
             metrics,
             fanout,
@@ -120,6 +120,16 @@ impl DirectStream {
     /// How this stream's body is delimited.
     pub(crate) fn framing(&self) -> Framing {
         self.framing
+    }
+
+    /// The sequence number of the last frame handed to this stream.
+    pub(crate) fn sent_through(&self) -> u64 {
+        self.sent_through.load(Ordering::Relaxed)
+    }
+
+    /// Notes that frames through `seq` were handed to this stream.
+    pub(crate) fn set_sent_through(&self, seq: u64) {
+        self.sent_through.store(seq, Ordering::Relaxed);
     }
 
     fn outbox(&self) -> MutexGuard<'_, Outbox> {

@@ -12,9 +12,9 @@
 //!
 //! The sweeper owns its list of streams, so writing to them needs no lock shared with publishers
 //! or with streams joining: a new stream is handed over through the queue and added at the start
-//! of the next pass. It sends a new stream only the frames queued after it joined (its sequence
-//! number, [`DirectStream::joined_after`]); earlier ones came with the subscription it was made
-//! from. Closed streams are dropped on the next pass, which a closing stream asks for, so a
+//! of the next pass. Each stream remembers the sequence number of the last frame it was handed
+//! ([`DirectStream::sent_through`]), so it is sent only what it has not had: a new stream only the
+//! frames queued after it joined (earlier ones came with the subscription it was made from). Closed streams are dropped on the next pass, which a closing stream asks for, so a
 //! quiet topic does not hold dead sockets.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,41 +108,30 @@ impl Fanout {
     }
 }
 
-/// The sweeper's loop: until the topic is gone, every queued frame to every stream.
-async fn sweep(fanout: Arc<Fanout>, mut last_id: u64) {
-    let mut streams: Vec<Arc<DirectStream>> = Vec::new();
-    loop {
-        fanout.wake.notified().await;
-        let (frames, joining, prune, topic_gone) = {
-            let mut queue = lock(&fanout.queue);
-            let taken = std::mem::take(&mut queue.frames);
-            (
-                taken,
-                std::mem::take(&mut queue.joining),
-                std::mem::take(&mut queue.prune),
-                queue.topic_gone,
-            )
-        };
-        streams.extend(joining);
-        if prune {
-            streams.retain(|stream| stream.is_open());
+/// What a pass starts from.
+struct Taken {
+    frames: Vec<Queued>,
+    joining: Vec<Arc<DirectStream>>,
+    prune: bool,
+    topic_gone: bool,
+}
+
+impl Fanout {
+    fn take(&self) -> Taken {
+        let mut queue = lock(&self.queue);
+        Taken {
+            frames: std::mem::take(&mut queue.frames),
+            joining: std::mem::take(&mut queue.joining),
+            prune: std::mem::take(&mut queue.prune),
+            topic_gone: queue.topic_gone,
         }
-        for group in batches(&frames, fanout.max_batch) {
-            let batch = Batch::new(group);
-            last_id = last_id.max(batch.last_id.unwrap_or(0));
-            send_to_all(&mut streams, &batch, last_id).await;
-            batch.trace(streams.len());
-        }
-        if topic_gone {
-            for stream in &streams {
-                stream.end_after_queued();
-            }
-            return;
-        }
-        if !frames.is_empty() {
-            // Let the publisher and the streams' own tasks run between passes.
-            tokio::task::yield_now().await;
-        }
+    }
+
+    /// Frames and streams that came in during a pass. Taken together: a stream that joined
+    /// before a frame was queued must be in the list when that frame is sent.
+    fn take_newer(&self) -> (Vec<Queued>, Vec<Arc<DirectStream>>) {
+        let mut queue = lock(&self.queue);
+        (std::mem::take(&mut queue.frames), std::mem::take(&mut queue.joining))
     }
 }
 
@@ -151,22 +140,98 @@ async fn sweep(fanout: Arc<Fanout>, mut last_id: u64) {
 /// meanwhile; yielding this often costs next to nothing and lets them in.
 const STREAMS_PER_TURN: usize = 512;
 
-/// Offers `batch` to every stream, dropping those that closed (by swapping the last one into
-/// the gap: the order streams are served in does not matter).
-async fn send_to_all(streams: &mut Vec<Arc<DirectStream>>, batch: &Batch, current_id: u64) {
-    let mut index = 0;
-    let mut turn = 0;
-    while index < streams.len() {
-        if batch.send_to(&streams[index], current_id) {
-            index += 1;
-        } else {
-            streams.swap_remove(index);
+/// The sweeper's loop: until the topic is gone, every queued frame to every stream.
+async fn sweep(fanout: Arc<Fanout>, mut last_id: u64) {
+    let mut streams: Vec<Arc<DirectStream>> = Vec::new();
+    loop {
+        fanout.wake.notified().await;
+        let Taken { frames, joining, prune, topic_gone } = fanout.take();
+        streams.extend(joining);
+        if prune {
+            streams.retain(|stream| stream.is_open());
         }
-        turn += 1;
-        if turn == STREAMS_PER_TURN {
-            turn = 0;
+        let mut pass = Pass { window: frames, start: 0, max_batch: fanout.max_batch };
+        while let Some(batch) = pass.next_batch() {
+            last_id = last_id.max(batch.last_id.unwrap_or(0));
+            let batch = pass.send_to_all(&fanout, &mut streams, batch, last_id).await;
+            batch.trace(streams.len());
+        }
+        if topic_gone {
+            for stream in &streams {
+                stream.end_after_queued();
+            }
+            return;
+        }
+        if !pass.window.is_empty() {
+            // Let the publisher and the streams' own tasks run between passes.
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// The frames of one round of passes, and how far every stream has had them.
+struct Pass {
+    window: Vec<Queued>,
+    /// Frames before this index have gone to every stream.
+    start: usize,
+    max_batch: usize,
+}
+
+impl Pass {
+    /// The next batch to send every stream: consecutive frames from `start`, at most
+    /// `max_batch` bytes (one frame at least).
+    fn next_batch(&mut self) -> Option<Batch> {
+        let rest = self.window.get(self.start..).filter(|rest| !rest.is_empty())?;
+        let count = batches(rest, self.max_batch).next().map_or(0, <[Queued]>::len);
+        Some(Batch::new(&rest[..count], self.start))
+    }
+
+    /// Offers `batch` to every stream, dropping those that closed (by swapping the last one into
+    /// the gap: the order streams are served in does not matter). Frames published during the
+    /// pass join the batch for the streams still ahead, so a stream at the end of a long pass
+    /// gets them in the same write rather than one pass later; the streams already passed get
+    /// them next (a stream's `sent_through` says what it has). Returns the batch as it ended.
+    async fn send_to_all(
+        &mut self,
+        fanout: &Fanout,
+        streams: &mut Vec<Arc<DirectStream>>,
+        mut batch: Batch,
+        mut current_id: u64,
+    ) -> Batch {
+        // Where the frames that joined during the pass begin in the window.
+        let mut grown_from = None;
+        let (mut index, mut turn) = (0, 0);
+        while index < streams.len() {
+            if batch.send_to(&streams[index], current_id) {
+                index += 1;
+            } else {
+                streams.swap_remove(index);
+            }
+            turn += 1;
+            if turn < STREAMS_PER_TURN {
+                continue;
+            }
+            turn = 0;
+            tokio::task::yield_now().await;
+            let (newer, joining) = fanout.take_newer();
+            streams.extend(joining);
+            if newer.is_empty() {
+                continue;
+            }
+            let end = batch.start + batch.starts.len();
+            let newer_bytes: usize = newer.iter().map(|queued| queued.frame.len()).sum();
+            let fits = end == self.window.len() && batch.raw.len() + newer_bytes <= self.max_batch;
+            self.window.extend(newer);
+            if fits {
+                grown_from.get_or_insert(end);
+                batch = Batch::new(&self.window[batch.start..], batch.start);
+                current_id = current_id.max(batch.last_id.unwrap_or(0));
+            }
+        }
+        // Streams passed before the batch grew still lack its newer frames: the next batch
+        // starts where those came in (the streams that have them skip it).
+        self.start = grown_from.unwrap_or(batch.start + batch.starts.len());
+        batch
     }
 }
 
@@ -202,10 +267,13 @@ struct Batch {
     starts: Vec<(u64, usize)>,
     /// The last replayable id in the batch.
     last_id: Option<u64>,
+    /// Where its first frame is in the pass's window.
+    start: usize,
 }
 
 impl Batch {
-    fn new(frames: &[Queued]) -> Batch {
+    /// `frames` joined; they begin at `start` in the pass's window.
+    fn new(frames: &[Queued], start: usize) -> Batch {
         let size: usize = frames.iter().map(|queued| queued.frame.len()).sum();
         let head = format!("{size:x}\r\n");
         let mut buffer = BytesMut::with_capacity(head.len() + size + 2);
@@ -219,15 +287,19 @@ impl Batch {
         let chunked = buffer.freeze();
         let raw = chunked.slice(head.len()..chunked.len() - 2);
         let last_id = frames.iter().filter_map(|queued| queued.id).max();
-        Batch { chunked, raw, starts, last_id }
+        Batch { chunked, raw, starts, last_id, start }
     }
 
-    /// Sends `stream` the frames it has not had. False once the stream is closed.
+    /// Sends `stream` the frames it has not had (all of them, almost always). False once the
+    /// stream is closed.
     fn send_to(&self, stream: &DirectStream, current_id: u64) -> bool {
-        let first_new = self.starts.partition_point(|(seq, _)| *seq <= stream.joined_after);
+        let had = stream.sent_through();
+        let first_new = self.starts.partition_point(|(seq, _)| *seq <= had);
+        let Some(&(last_seq, _)) = self.starts.last() else { return true };
         if first_new == self.starts.len() {
-            return stream.is_open();
+            return true;
         }
+        stream.set_sent_through(last_seq);
         if first_new == 0 {
             let unit = match stream.framing() {
                 Framing::Chunked => &self.chunked,
@@ -235,7 +307,7 @@ impl Batch {
             };
             return stream.send(unit, self.starts.len(), current_id);
         }
-        // A stream that joined while these frames were queued gets only the later ones.
+        // A stream that joined, or was passed, while these frames were queued gets the rest.
         let unit = stream.framing().unit(self.raw.slice(self.starts[first_new].1..));
         stream.send(&unit, self.starts.len() - first_new, current_id)
     }
@@ -250,9 +322,13 @@ impl Batch {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 mod tests {
     use super::*;
-    use crate::wire::Event;
+    use crate::hub::{Resume, Topic, TopicConfig};
+    use crate::metrics::Metrics;
+    use crate::wire::{Event, Parser};
+    use tokio::io::AsyncReadExt;
 
     fn queued(seq: u64, data: &str) -> Queued {
         Queued { seq, id: Some(seq), frame: Event::new().id(seq).data(data).encode() }
@@ -271,12 +347,55 @@ mod tests {
     #[test]
     fn a_batch_is_one_chunk_and_the_frames_in_order() {
         let frames = [queued(7, "a"), queued(8, "b")];
-        let batch = Batch::new(&frames);
+        let batch = Batch::new(&frames, 0);
         let raw = b"id: 7\ndata: a\n\nid: 8\ndata: b\n\n";
         assert_eq!(batch.raw.as_ref(), raw);
         let chunk = [format!("{:x}\r\n", raw.len()).as_bytes(), raw, b"\r\n"].concat();
         assert_eq!(batch.chunked.as_ref(), chunk.as_slice());
         assert_eq!(batch.starts, [(7, 0), (8, 15)]);
         assert_eq!(batch.last_id, Some(8));
+    }
+
+    /// More streams than one turn of the sweeper, and events published all the while: frames
+    /// that come in during a pass join it for the streams still ahead and reach the others next,
+    /// and every stream gets every event once, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_published_during_long_passes_reach_every_stream_once_in_order() {
+        const STREAMS: usize = 3 * STREAMS_PER_TURN / 2;
+        const EVENTS: usize = 300;
+        let config = TopicConfig { buffer: 4096, ..TopicConfig::default() };
+        let topic = Topic::new(config, Metrics::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..STREAMS {
+            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let stream = topic.subscribe(&Resume::Live).into_direct(server, Framing::UntilClose);
+            tokio::spawn(async move { stream.run(watch()).await });
+            clients.push(client);
+        }
+        let first = topic.last_id() + 1;
+        for i in 0..EVENTS {
+            topic.publish(Event::new().data(i.to_string()));
+            tokio::task::yield_now().await;
+        }
+        drop(topic);
+        for mut client in clients {
+            let mut body = Vec::new();
+            client.read_to_end(&mut body).await.unwrap();
+            let ids: Vec<u64> = Parser::new()
+                .feed(&body)
+                .iter()
+                .map(|event| event.last_event_id.parse().unwrap())
+                .collect();
+            let expected: Vec<u64> = (first..first + EVENTS as u64).collect();
+            assert_eq!(ids, expected);
+        }
+    }
+
+    fn watch() -> crate::hub::Watch {
+        let keep_alive = std::time::Duration::from_secs(60);
+        crate::hub::Watch { token: Default::default(), keep_alive, keep: Vec::new() }
     }
 }
