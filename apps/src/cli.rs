@@ -758,66 +758,24 @@ struct Program {
     home: &'static str,
     /// It includes an app that can change the machine (the dashboard's control actions).
     changes_machine: bool,
-    /// What it keeps to one instance even with `--redis` (`None`: nothing).
-    stays_local: Option<&'static str>,
 }
 
-const ALL_APPS: Program = Program {
-    what: "all apps",
-    default_port: 8080,
-    home: "/",
-    changes_machine: true,
-    stays_local: Some("the sampling console's request list"),
-};
-const CHAT: Program = Program {
-    what: "chat",
-    default_port: 8080,
-    home: "/chat",
-    changes_machine: false,
-    stays_local: None,
-};
-const SAMPLING: Program = Program {
-    what: "MCP sampling",
-    default_port: 8080,
-    home: "/sampling",
-    changes_machine: true,
-    stays_local: Some("the console's list of requests sent by hand"),
-};
-const EXEC: Program = Program {
-    what: "remote execution",
-    default_port: 8080,
-    home: "/exec",
-    changes_machine: true,
-    stays_local: None,
-};
-const DASHBOARD: Program = Program {
-    what: "dashboard",
-    default_port: 8080,
-    home: "/dashboard",
-    changes_machine: true,
-    stays_local: None,
-};
-const BASIC_SERVER: Program = Program {
-    what: "basic SSE server",
-    default_port: 8081,
-    home: "/",
-    changes_machine: false,
-    stays_local: None,
-};
-const BENCH_TARGET: Program = Program {
-    what: "bench target ours",
-    default_port: 0,
-    home: "/events",
-    changes_machine: false,
-    stays_local: None,
-};
-const BIDI_SERVER: Program = Program {
-    what: "bidirectional server",
-    default_port: 8082,
-    home: "/",
-    changes_machine: false,
-    stays_local: None,
-};
+const ALL_APPS: Program =
+    Program { what: "all apps", default_port: 8080, home: "/", changes_machine: true };
+const CHAT: Program =
+    Program { what: "chat", default_port: 8080, home: "/chat", changes_machine: false };
+const SAMPLING: Program =
+    Program { what: "MCP sampling", default_port: 8080, home: "/sampling", changes_machine: true };
+const EXEC: Program =
+    Program { what: "remote execution", default_port: 8080, home: "/exec", changes_machine: true };
+const DASHBOARD: Program =
+    Program { what: "dashboard", default_port: 8080, home: "/dashboard", changes_machine: true };
+const BASIC_SERVER: Program =
+    Program { what: "basic SSE server", default_port: 8081, home: "/", changes_machine: false };
+const BENCH_TARGET: Program =
+    Program { what: "bench target ours", default_port: 0, home: "/events", changes_machine: false };
+const BIDI_SERVER: Program =
+    Program { what: "bidirectional server", default_port: 8082, home: "/", changes_machine: false };
 
 /// Marks every answer with the name of the instance that made it (`x-sse-apps-instance`), so
 /// whoever sits behind a load balancer can tell; a forwarded answer keeps its maker's name.
@@ -880,9 +838,6 @@ async fn run_server(
             .map_err(|e| anyhow::anyhow!("--redis {url}: {e}"))?;
         core.join(&cluster);
         tracing::info!(instance = cluster.instance(), "one instance of a cluster sharing {url}");
-        if let Some(local) = program.stays_local {
-            tracing::warn!("--redis: {what} keeps {local} in this instance, not shared");
-        }
     }
     // Servers whose apps can change the machine always need a token: one is made up if none
     // was given, and the link printed below carries it.

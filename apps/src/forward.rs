@@ -103,13 +103,17 @@ pub async fn forward(base: &str, what: &str, request: Request) -> Response {
             outgoing = outgoing.header(name, value);
         }
     }
-    let answer = match outgoing.header(FORWARDED, "1").send().await {
-        Ok(answer) => answer,
+    match outgoing.header(FORWARDED, "1").send().await {
+        Ok(answer) => relay(answer, what),
         Err(error) => {
             tracing::warn!(%error, base, "cannot forward a request to the instance that owns it");
-            return unreachable(what);
+            unreachable(what)
         }
-    };
+    }
+}
+
+/// Another instance's answer as ours, its body streamed as it comes.
+fn relay(answer: reqwest::Response, what: &str) -> Response {
     let mut response = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
         if !hop_by_hop(name) {
@@ -117,4 +121,74 @@ pub async fn forward(base: &str, what: &str, request: Request) -> Response {
         }
     }
     response.body(Body::from_stream(answer.bytes_stream())).unwrap_or_else(|_| unreachable(what))
+}
+
+/// Asks every other live instance of `cluster` in turn (same method, path, headers and body)
+/// and returns the first answer that is not 404: for a thing that lives on one instance where
+/// Redis cannot say which (a console's client handle, say). `None` when no instance has it, or
+/// the request was itself forwarded.
+pub async fn ask_others(
+    cluster: &sse_core::cluster::Cluster,
+    method: axum::http::Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Option<Response> {
+    if is_forwarded(headers) {
+        return None;
+    }
+    for base in cluster.other_addresses().await {
+        let mut outgoing = client().request(method.clone(), format!("{base}{path}"));
+        for (name, value) in headers {
+            if !hop_by_hop(name) {
+                outgoing = outgoing.header(name, value);
+            }
+        }
+        match outgoing.header(FORWARDED, "1").body(body.clone()).send().await {
+            Ok(answer) if answer.status() == StatusCode::NOT_FOUND => {}
+            Ok(answer) => return Some(relay(answer, path)),
+            Err(error) => tracing::warn!(%error, base, path, "an instance could not be asked"),
+        }
+    }
+    None
+}
+
+/// The entries under `key` that every other live instance of `cluster` lists at `path`
+/// (`/exec/runs` and `runs`, say), asked with this request's credentials, for a list that merges
+/// every instance's. Nothing when there is no cluster or the request was itself forwarded; an
+/// instance that does not answer is left out and logged.
+pub async fn gather(
+    cluster: Option<&sse_core::cluster::Cluster>,
+    headers: &HeaderMap,
+    path: &str,
+    key: &str,
+) -> Vec<serde_json::Value> {
+    let Some(cluster) = cluster else { return Vec::new() };
+    if is_forwarded(headers) {
+        return Vec::new();
+    }
+    let mut entries = Vec::new();
+    for base in cluster.other_addresses().await {
+        let mut request = client().get(format!("{base}{path}"));
+        for name in [axum::http::header::AUTHORIZATION, axum::http::header::COOKIE] {
+            if let Some(value) = headers.get(&name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request.header(FORWARDED, "1").timeout(Duration::from_secs(2));
+        match request.send().await.and_then(reqwest::Response::error_for_status) {
+            Ok(answer) => match answer.json::<serde_json::Value>().await {
+                Ok(mut listed) => {
+                    if let Some(serde_json::Value::Array(theirs)) =
+                        listed.get_mut(key).map(serde_json::Value::take)
+                    {
+                        entries.extend(theirs);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, base, path, "an unreadable list"),
+            },
+            Err(error) => tracing::warn!(%error, base, path, "an instance did not list"),
+        }
+    }
+    entries
 }

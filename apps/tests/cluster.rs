@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sse_core::client::Responder;
+use sse_core::testing::programs::redis_server;
 use sse_core::wire::jsonrpc::{ErrorObject, Request};
 use support::{Stream, eventually};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -29,65 +29,25 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
     tokio::time::timeout(WATCHDOG, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
 }
 
-/// Whether the programs are installed; outside CI, a missing one skips the test with a notice.
 fn installed(programs: &[&str]) -> bool {
-    let missing: Vec<&&str> = programs
-        .iter()
-        .filter(|p| {
-            !Path::new(&format!("/usr/sbin/{p}")).exists()
-                && !Path::new(&format!("/usr/bin/{p}")).exists()
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must have {missing:?} (.ci/run installs them)");
-    eprintln!(
-        "NOTICE: skipping: {missing:?} not installed (apt-get install redis-server nginx-light)"
-    );
-    false
+    sse_core::testing::programs::installed(programs, "redis-server nginx-light")
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    sse_core::testing::programs::free_port()
 }
 
 /// A Redis server on `port`, without persistence, killed when dropped.
 async fn redis(port: u16) -> Child {
-    redis_with(port, &["--save", "", "--appendonly", "no"]).await
+    redis_server(port, &["--save", "", "--appendonly", "no"]).await
 }
 
 /// A Redis server on `port` that writes every change to its append-only file in `dir` before
 /// answering (the configuration the README gives for the chat), killed when dropped.
 async fn durable_redis(port: u16, dir: &Path) -> Child {
     let dir = dir.to_str().unwrap();
-    redis_with(
-        port,
-        &["--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
-    )
-    .await
-}
-
-async fn redis_with(port: u16, persistence: &[&str]) -> Child {
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(persistence)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    within("Redis to start", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Ready to accept connections") {
-                return;
-            }
-        }
-        panic!("redis-server exited");
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+    let durable = ["--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+    redis_server(port, &durable).await
 }
 
 /// nginx, stopped when dropped, and then its working directory removed. SIGTERM, not the
@@ -798,7 +758,8 @@ async fn next_rpc_request(stream: &mut Stream) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_other() {
+async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_other_and_every_console_sees_it()
+ {
     if !installed(&["redis-server"]) {
         return;
     }
@@ -829,16 +790,24 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
         .header("mcp-protocol-version", "2025-11-25");
     let mut stream = within("the session's stream through B", Stream::open_with(stream)).await;
 
-    // A sampling request sent on A waits there for the client's answer (A's console follows it)...
+    // A console on B lists the client connected to A, and a request sent to it by hand through
+    // B is sent by A, where the client is, and waits there for the client's answer...
     let console =
-        reqwest::Client::new().get(format!("{base_a}/sampling/events")).bearer_auth(EXEC_TOKEN);
-    let mut console = within("A's console stream", Stream::open_with(console)).await;
+        reqwest::Client::new().get(format!("{base_b}/sampling/events")).bearer_auth(EXEC_TOKEN);
+    let mut console = within("B's console stream", Stream::open_with(console)).await;
+    let snapshot: Value =
+        serde_json::from_str(&within("B's snapshot", console.next()).await.unwrap().data).unwrap();
+    let listed: Vec<&str> =
+        snapshot["clients"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(listed, ["worker"], "{snapshot}");
     let body = json!({"client": "worker", "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10});
-    let (status, sent) = authorized_post(format!("{base_a}/sampling/requests"), body).await;
+    let (status, sent) = authorized_post(format!("{base_b}/sampling/requests"), body).await;
     assert_eq!(status, 202, "{sent}");
     let id = sent["id"].as_str().unwrap().to_owned();
     let asked = next_rpc_request(&mut stream).await;
     assert_eq!(asked["method"], "sampling/createMessage");
+    // (B's console saw it go out.)
+    assert_eq!(next_named(&mut console, "request_sent").await["id"], id.as_str());
 
     // ... and the answer, POSTed to B, completes it on A.
     let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant",
@@ -847,9 +816,18 @@ async fn a_sampling_request_waiting_on_one_instance_is_answered_through_the_othe
     assert_eq!(answered.status(), 202);
     let finished = next_named(&mut console, "request_finished").await;
     assert_eq!(finished["id"], id.as_str(), "{finished}");
-    let finished: Value = authorized_get(format!("{base_a}/sampling/requests/{id}")).await;
+    // B answers for the request A holds, alone and in its list.
+    let finished: Value = authorized_get(format!("{base_b}/sampling/requests/{id}")).await;
     assert_eq!(finished["state"], "done", "{finished}");
     assert_eq!(finished["result"]["content"]["text"], "hello from the model");
+    let listed: Value = authorized_get(format!("{base_b}/sampling/requests")).await;
+    assert_eq!(listed["requests"][0]["id"], id.as_str(), "{listed}");
+    let clients: Value = authorized_get(format!("{base_b}/sampling/clients")).await;
+    assert_eq!(clients["clients"][0]["name"], "worker", "{clients}");
+    // A client no instance has is unknown everywhere.
+    let nobody = json!({"client": "nobody", "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10});
+    let (status, refused) = authorized_post(format!("{base_b}/sampling/requests"), nobody).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (404, Some("unknown_client")));
 
     // The same answer again is refused by A, the instance that knows it was answered.
     let repeated = mcp_post(&base_b, Some(&session), answer).await;

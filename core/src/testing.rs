@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod fault;
+pub mod programs;
 
 use std::collections::VecDeque;
 use std::time::Duration;

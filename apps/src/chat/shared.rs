@@ -24,6 +24,12 @@
 //! loaded room up the same way. A room's local stream therefore carries every message, in order,
 //! exactly once, and resume (`Last-Event-ID`) works on any instance, for any gap.
 //!
+//! This is the design of sse-core's `SharedTopic` (a counter, a stream and an announcement from one
+//! Lua script; followers that fill gaps from the log), kept apart because a room's log is more
+//! than a replay log: it is the room's whole history, paged through by "load earlier" and never
+//! trimmed, and a post must check the sender's `client_msg_id` in the same atomic step that
+//! appends. The room's live stream is fed from it as from SQLite on one instance.
+//!
 //! Durability is Redis's: a message is acknowledged once Redis has run the script. Run Redis with
 //! `appendonly yes` and `appendfsync always` to have it on disk first, as SQLite does; with
 //! `everysec` up to a second of acknowledged messages can be lost if Redis itself crashes.

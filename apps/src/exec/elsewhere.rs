@@ -81,36 +81,10 @@ pub async fn to_owner(State(state): State<ExecState>, request: Request, next: Ne
     }
 }
 
-/// The entries under `key` that every other live instance lists at `path` (`/exec/runs` and
-/// `runs`, say), asked with this request's credentials; an instance that does not answer is left
-/// out and logged.
+/// The entries under `key` that every other live instance lists at `path` (see
+/// [`forward::gather`]).
 pub async fn others(state: &ExecState, headers: &HeaderMap, path: &str, key: &str) -> Vec<Value> {
-    let Some(cluster) = state.core.cluster() else { return Vec::new() };
-    if forward::is_forwarded(headers) {
-        return Vec::new();
-    }
-    let mut entries = Vec::new();
-    for base in cluster.other_addresses().await {
-        let mut request = forward::client().get(format!("{base}{path}"));
-        for name in [axum::http::header::AUTHORIZATION, axum::http::header::COOKIE] {
-            if let Some(value) = headers.get(&name) {
-                request = request.header(name, value);
-            }
-        }
-        let request = request.header(forward::FORWARDED, "1").timeout(Duration::from_secs(2));
-        match request.send().await.and_then(reqwest::Response::error_for_status) {
-            Ok(answer) => match answer.json::<Value>().await {
-                Ok(mut listed) => {
-                    if let Some(Value::Array(theirs)) = listed.get_mut(key).map(Value::take) {
-                        entries.extend(theirs);
-                    }
-                }
-                Err(error) => tracing::warn!(%error, base, path, "an unreadable list"),
-            },
-            Err(error) => tracing::warn!(%error, base, path, "an instance did not list"),
-        }
-    }
-    entries
+    forward::gather(state.core.cluster(), headers, path, key).await
 }
 
 /// Our entries and theirs in one list, newest first like each instance's own.

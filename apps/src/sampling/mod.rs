@@ -11,11 +11,13 @@
 //! | [`tools`] | `summarize`, `classify_sentiment`, `explain_code` |
 //! | [`requests`] | sampling requests sent by hand, their states, the events stream |
 //! | `elsewhere` | with several instances: requests for a session go to the instance holding it |
+//! | [`changes`] | what the console sees change: this instance's topic, or one every instance shares |
 //!
 //! Both transports sit on sse-core: an MCP session is a core [`Session`] (its id is the
 //! `MCP-Session-Id`, its stream replays after `Last-Event-ID`), and every request to a client
 //! goes through the core's correlator, whose answers arrive as the client's POSTed responses.
 
+mod changes;
 pub mod client;
 mod elsewhere;
 pub mod legacy;
@@ -33,11 +35,9 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::hub::Topic;
 use sse_core::hub::lock;
 use sse_core::rpc::RpcError;
 use sse_core::session::{Session, SessionId};
-use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, Message, Request};
 use tokio::task::AbortHandle;
 
@@ -94,7 +94,7 @@ struct SamplingState {
     config: SamplingConfig,
     clients: Arc<Mutex<BTreeMap<String, ClientInfo>>>,
     requests: Arc<Mutex<VecDeque<Arc<requests::SamplingRequest>>>>,
-    events: Topic,
+    events: changes::Changes,
     /// Client requests being worked on, by (session, request id), so the client can cancel
     /// them with `notifications/cancelled`.
     running: Arc<Mutex<HashMap<(String, String), AbortHandle>>>,
@@ -103,7 +103,7 @@ struct SamplingState {
 /// The sampling routes, mounted at `/sampling`.
 pub fn router(core: Core, config: SamplingConfig) -> Router {
     let state = SamplingState {
-        events: core.hub.topic("sampling"),
+        events: changes::Changes::new(&core),
         core: core.clone(),
         config,
         clients: Arc::default(),
@@ -202,9 +202,9 @@ impl SamplingState {
         lock(&self.clients).get(id.as_str()).cloned()
     }
 
-    /// A state change for `GET /sampling/events` viewers.
+    /// A state change for `GET /sampling/events` viewers (of every instance, with several).
     fn publish(&self, name: &str, data: &Value) {
-        self.events.publish_transient(&Event::new().event(name).data(data.to_string()));
+        self.events.publish(name, data);
     }
 
     /// Answers one client message on `session`. Requests get their response (and, for a tool

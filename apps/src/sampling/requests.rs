@@ -4,15 +4,19 @@
 //! A request is `sent` until the client answers (`done`, with the result), refuses (`rejected`:
 //! its user said no, JSON-RPC error -1), fails (`failed`), or the deadline passes (`timed_out`).
 //! Its deadline is long (5 min by default) because a person may be reading and editing.
+//!
+//! With several instances (`--redis`) a client, and the requests sent to it, live on the instance
+//! the client reached. The lists merge every instance's, a request for a client (or about a
+//! request) this instance does not have is asked of the others, and the changes reach every
+//! console ([`super::changes`]).
 
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sse_core::edge::{ApiError, JsonBody};
-use sse_core::hub::Resume;
 use sse_core::rpc::RpcError;
 use sse_core::session::SessionId;
 use sse_core::stream::LiveResponse;
@@ -21,6 +25,7 @@ use sse_core::wire::Event;
 use super::SamplingState;
 use super::mcp::{self, codes};
 use crate::dashboard::system::unix_millis;
+use crate::forward;
 use sse_core::hub::lock;
 
 /// Requests kept for the list.
@@ -64,9 +69,15 @@ impl SamplingRequest {
     }
 }
 
-/// `GET /sampling/clients`.
-pub(super) async fn clients(State(state): State<SamplingState>) -> Response {
-    let clients: Vec<Value> = lock(&state.clients)
+/// `GET /sampling/clients`: every instance's.
+pub(super) async fn clients(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
+    let clients = all_clients(&state, &headers).await;
+    axum::Json(json!({ "clients": clients })).into_response()
+}
+
+/// This instance's clients, then every other instance's.
+async fn all_clients(state: &SamplingState, headers: &HeaderMap) -> Vec<Value> {
+    let mut clients: Vec<Value> = lock(&state.clients)
         .values()
         .map(|c| {
             let mut value = json!(c);
@@ -74,14 +85,27 @@ pub(super) async fn clients(State(state): State<SamplingState>) -> Response {
             value
         })
         .collect();
-    axum::Json(json!({ "clients": clients })).into_response()
+    let cluster = state.core.cluster();
+    clients.extend(forward::gather(cluster, headers, "/sampling/clients", "clients").await);
+    clients
+}
+
+/// Every instance's requests, newest first.
+async fn all_requests(state: &SamplingState, headers: &HeaderMap) -> Vec<Value> {
+    let mut requests: Vec<Value> = lock(&state.requests).iter().map(|r| r.to_json()).collect();
+    let cluster = state.core.cluster();
+    requests.extend(forward::gather(cluster, headers, "/sampling/requests", "requests").await);
+    requests.sort_by_key(|request| std::cmp::Reverse(request["sent_at"].as_u64().unwrap_or(0)));
+    requests
 }
 
 /// `POST /sampling/requests`: `{"client":"<session id or name>", …createMessage params}`.
 pub(super) async fn send(
     State(state): State<SamplingState>,
+    headers: HeaderMap,
     JsonBody(mut body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
+    let as_sent = bytes::Bytes::from(body.to_string());
     let invalid = |code: &'static str, message: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     };
@@ -106,10 +130,21 @@ pub(super) async fn send(
             || clients.values().filter(|c| c.name == client).max_by_key(|c| c.connected_at);
         by_handle.or_else(by_name).map(|c| c.session.clone())
     };
-    let session =
-        found.and_then(|id| state.core.sessions.get(&SessionId::from(id.as_str()))).ok_or_else(
-            || ApiError::not_found("unknown_client", format!("no connected client is {client:?}")),
-        )?;
+    let Some(session) = found.and_then(|id| state.core.sessions.get(&SessionId::from(id.as_str())))
+    else {
+        // Perhaps the client reached another instance: the one that has it sends the request.
+        if let Some(cluster) = state.core.cluster() {
+            let path = "/sampling/requests";
+            let elsewhere = forward::ask_others(cluster, Method::POST, path, &headers, as_sent);
+            if let Some(answer) = elsewhere.await {
+                return Ok(answer);
+            }
+        }
+        return Err(ApiError::not_found(
+            "unknown_client",
+            format!("no connected client is {client:?}"),
+        ));
+    };
     let info = state.client(session.id()).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -198,31 +233,40 @@ impl SamplingState {
     }
 }
 
-/// `GET /sampling/requests/{id}`.
+/// `GET /sampling/requests/{id}`: from this instance, or from the one that sent it.
 pub(super) async fn one(
     State(state): State<SamplingState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let requests = lock(&state.requests);
-    let request = requests.iter().find(|r| r.id == id).ok_or_else(|| {
-        ApiError::not_found("unknown_request", format!("no request has id {id:?}"))
-    })?;
-    Ok(axum::Json(request.to_json()).into_response())
+    let here = lock(&state.requests).iter().find(|r| r.id == id).map(|r| r.to_json());
+    if let Some(request) = here {
+        return Ok(axum::Json(request).into_response());
+    }
+    if let Some(cluster) = state.core.cluster() {
+        let path = format!("/sampling/requests/{id}");
+        let elsewhere =
+            forward::ask_others(cluster, Method::GET, &path, &headers, Default::default());
+        if let Some(answer) = elsewhere.await {
+            return Ok(answer);
+        }
+    }
+    Err(ApiError::not_found("unknown_request", format!("no request has id {id:?}")))
 }
 
-/// `GET /sampling/requests`: the last 200, newest first.
-pub(super) async fn list(State(state): State<SamplingState>) -> Response {
-    let requests: Vec<Value> = lock(&state.requests).iter().map(|r| r.to_json()).collect();
+/// `GET /sampling/requests`: the last 200 of each instance, newest first.
+pub(super) async fn list(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
+    let requests = all_requests(&state, &headers).await;
     axum::Json(json!({ "requests": requests })).into_response()
 }
 
 /// `GET /sampling/events`: a `snapshot` (clients and requests), then every change.
-pub(super) async fn events(State(state): State<SamplingState>) -> Response {
+pub(super) async fn events(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
     // Subscribed before the snapshot is read: a change in between is sent twice rather than
     // lost, and every event carries the whole client or request, so a repeat is harmless.
-    let live = state.events.subscribe(&Resume::Live);
-    let clients: Vec<Value> = lock(&state.clients).values().map(|c| json!(c)).collect();
-    let requests: Vec<Value> = lock(&state.requests).iter().map(|r| r.to_json()).collect();
+    let live = state.events.subscribe();
+    let clients = all_clients(&state, &headers).await;
+    let requests = all_requests(&state, &headers).await;
     let snapshot = Event::new()
         .event("snapshot")
         .data(json!({ "clients": clients, "requests": requests }).to_string());

@@ -270,6 +270,16 @@ impl Topic {
         self.send_live(&mut state, Published { id: None, frame });
     }
 
+    /// Tells every live subscriber it missed events up to `missed_through` (they never reached
+    /// this topic, say a shared log trimmed them): one `resync` carrying that id, not kept for
+    /// replay.
+    pub fn resync_live(&self, reason: &'static str, missed_through: u64) {
+        let mut state = lock(&self.inner.state);
+        self.inner.metrics.resync(reason);
+        let frame = resync_frame(reason, missed_through);
+        self.send_live(&mut state, Published { id: Some(missed_through), frame });
+    }
+
     /// The id of the last replayable event published.
     pub fn last_id(&self) -> u64 {
         lock(&self.inner.state).last_id

@@ -11,6 +11,7 @@
 //! | getting there | one channel per instance, `sse:instance:<id>` | pub/sub; each message that needs an outcome carries a ticket, answered with a `verdict` on the asker's own channel |
 //! | where an instance answers HTTP | `sse:address:<instance>` → its base URL, and the sorted set `sse:addresses` of every live one | written at start, refreshed with the directory; for apps that forward a request to the instance that owns what it names |
 //! | which instance owns a thing an app names (an exec run, say) | `sse:owner:<kind>:<id>` → instance | written by the app when it creates the thing, expiring when the app says |
+//! | a topic every instance's clients follow ([`SharedTopic`]) | stream `sse:topic:<name>` (consecutive ids, starting from the clock), counter `sse:topic-seq:<name>`, channel `sse:topics` | appended and announced by one Lua script; each instance mirrors the log into a local topic |
 //!
 //! So a request for a session held elsewhere is published to that instance, which frames it in
 //! the session's dialect and sends it down the stream, and says whether it could; an answer POSTed
@@ -35,9 +36,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::hub::lock;
+
+mod shared_topic;
+
 use crate::rpc::{AnswerError, Correlator};
 use crate::session::{Session, SessionId, Sessions};
 use crate::wire::jsonrpc::{Id, Message, Request};
+pub use shared_topic::{LOG_LENGTH, SharedTopic};
 
 /// How long a directory entry lives without a refresh.
 const DIRECTORY_TTL: Duration = Duration::from_secs(30);
@@ -76,6 +81,8 @@ struct Inner {
     local: OnceLock<(Sessions, Correlator)>,
     /// Where this instance answers HTTP, once it listens.
     address: OnceLock<String>,
+    /// The shared topics mirrored here.
+    mirrors: Mutex<shared_topic::Mirrors>,
 }
 
 /// A session held by another instance.
@@ -188,6 +195,7 @@ impl Cluster {
                 tickets: Mutex::default(),
                 local: OnceLock::new(),
                 address: OnceLock::new(),
+                mirrors: Mutex::default(),
             }),
         })
     }
