@@ -313,6 +313,12 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The baseline `bench roundtrip` measures beside `bidi-server` (started by it)
+    #[command(hide = true)]
+    BenchRoundtripLimit {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Send requests through /trigger and report round-trip times
     Trigger {
         /// The server's base URL
@@ -416,6 +422,10 @@ enum BenchScenario {
         /// How long to call
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Servers to measure (comma-separated): `ours` (`sse-apps bidi-server`), `limit` (the
+        /// same protocol over raw sockets, no framework)
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
+        targets: Vec<crate::bench::roundtrip::RoundtripTarget>,
         /// Do not pin the server and the load generator to separate cores
         #[arg(long)]
         no_pin: bool,
@@ -665,15 +675,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Bench {
-            scenario: BenchScenario::Roundtrip { sessions, callers, duration, no_pin },
+            scenario: BenchScenario::Roundtrip { sessions, callers, duration, targets, no_pin },
         }) => {
-            let bench = crate::bench::roundtrip::RoundtripBench {
-                sessions,
-                callers,
-                duration,
-                pin: !no_pin,
-            };
-            println!("{}", crate::bench::roundtrip::run(bench).await?.line());
+            use crate::bench::roundtrip::{RoundtripBench, RoundtripTarget, ratio_line};
+            let mut reports = Vec::new();
+            for target in targets {
+                let bench = RoundtripBench { sessions, callers, duration, target, pin: !no_pin };
+                let report = crate::bench::roundtrip::run(bench).await?;
+                println!("{}", report.line());
+                reports.push(report);
+            }
+            let of = |wanted| reports.iter().find(|r| r.bench.target == wanted);
+            if let (Some(ours), Some(limit)) =
+                (of(RoundtripTarget::Ours), of(RoundtripTarget::Limit))
+            {
+                println!("{}", ratio_line(ours, limit));
+            }
         }
         Some(Command::Bench { scenario: BenchScenario::Idle { connections, targets, no_pin } }) => {
             for row in crate::bench::connect::run(&targets, connections, 1000, !no_pin).await? {
@@ -687,6 +704,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::bench::connect::run(&targets, connections, concurrency, !no_pin).await?
             {
                 println!("{}", row.connect_line());
+            }
+        }
+        Some(Command::BenchRoundtripLimit { server }) => {
+            let addr = server.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let listener =
+                server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            println!("sse-apps: roundtrip limit listening on http://{}", listener.local_addr()?);
+            tokio::select! {
+                result = crate::bench::targets::limit_roundtrip::serve(listener) => result?,
+                () = shutdown.cancelled() => {}
             }
         }
         Some(Command::BenchTarget { target, server }) => {

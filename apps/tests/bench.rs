@@ -76,14 +76,19 @@ async fn roundtrip_answers_every_request() {
     let args =
         ["bench", "roundtrip", "--sessions", "4", "--callers", "4", "--duration", "1s", "--no-pin"];
     let stdout = bench(&args).await;
-    assert!(stdout.contains(" 0 errors"), "{stdout}");
-    let completed: u64 = stdout
-        .split(": ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a count of round trips in {stdout}"));
-    assert!(completed > 0, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "ours, the limit, and the ratio: {stdout}");
+    for (line, server) in lines.iter().zip(["roundtrip  ours:", "roundtrip limit:"]) {
+        assert!(line.starts_with(server) && line.contains(" 0 errors"), "{line}");
+        let completed: u64 = line
+            .split(" round trips")
+            .next()
+            .and_then(|before| before.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a count of round trips in {line}"));
+        assert!(completed > 0, "{line}");
+    }
+    assert!(lines[2].starts_with("roundtrip ours ÷ limit: round trips/s "), "{}", lines[2]);
 }
 
 #[tokio::test]

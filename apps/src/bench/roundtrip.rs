@@ -1,6 +1,8 @@
 //! `bench roundtrip`: server→client requests answered by POST, as fast as they go.
 //!
-//! `sse-apps bidi-server` runs pinned to one core. S sessions connect to it in the Go original's
+//! `sse-apps bidi-server` (ours), and then the [`limit_roundtrip`](super::targets::limit_roundtrip)
+//! baseline (the same protocol
+//! over raw sockets), each run pinned to one core. S sessions connect to it in the Go original's
 //! format (`GET /events?client_id=…`), each answering every request it is sent with a
 //! `POST /response` on its own kept-alive connection; C callers keep `GET /trigger` busy, each
 //! asking the sessions in turn and timing the whole round trip (trigger → request down the
@@ -19,6 +21,32 @@ use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
 use super::{Latencies, Percentiles, limits, server};
 
+/// Which server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoundtripTarget {
+    /// `sse-apps bidi-server`.
+    Ours,
+    /// The same protocol over raw sockets, no framework.
+    Limit,
+}
+
+impl RoundtripTarget {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoundtripTarget::Ours => "ours",
+            RoundtripTarget::Limit => "limit",
+        }
+    }
+
+    fn command(self) -> &'static [&'static str] {
+        match self {
+            RoundtripTarget::Ours => &["bidi-server"],
+            RoundtripTarget::Limit => &["bench-roundtrip-limit"],
+        }
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct RoundtripBench {
@@ -28,6 +56,8 @@ pub struct RoundtripBench {
     pub callers: usize,
     /// How long the callers call.
     pub duration: Duration,
+    /// The server.
+    pub target: RoundtripTarget,
     /// Pin the server to core 0 and this process to core 1.
     pub pin: bool,
 }
@@ -55,7 +85,8 @@ impl RoundtripReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "roundtrip: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%",
+            "roundtrip {:>5}: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%",
+            self.bench.target.name(),
             self.bench.sessions,
             self.bench.callers,
             self.bench.duration,
@@ -76,7 +107,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         "need at least one session and one caller"
     );
     limits::ensure_open_files(bench.sessions * 2 + bench.callers)?;
-    let mut server = server::launch(&["bidi-server"], bench.pin).await?;
+    let mut server = server::launch(bench.target.command(), bench.pin).await?;
     let addr = server.base.trim_start_matches("http://").to_owned();
     let stop = CancellationToken::new();
     let connected = Arc::new(Connected::default());
@@ -157,6 +188,16 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         cpu_percent: after.cpu_percent_since(&before, wall),
         pinned: server.pinned,
     })
+}
+
+/// Ours beside the limit, from two runs of the same scenario.
+pub fn ratio_line(ours: &RoundtripReport, limit: &RoundtripReport) -> String {
+    let share = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    format!(
+        "roundtrip ours ÷ limit: round trips/s {:.2}, p99 {:.2}",
+        share(ours.per_second, limit.per_second),
+        share(ours.latency.p99.as_secs_f64(), limit.latency.p99.as_secs_f64()),
+    )
 }
 
 /// One session: reads its stream and posts an answer to every request on it, in order, on one

@@ -7,6 +7,9 @@
 //! - [`naive`]: what most tutorials write, axum's `Sse` over a tokio broadcast channel, encoding
 //!   every event once per connection.
 //!
+//! `bench roundtrip` has its own baseline beside `sse-apps bidi-server`: [`limit_roundtrip`], the
+//! Go original's protocol over raw sockets.
+//!
 //! Each serves `GET /events` and publishes when the bench tells it to, over stdin
 //! ([`super::control`]): `publish <rate> <payload bytes> <count>`, answered `published <count>`
 //! once the last event is out. Every event's data is `<seq> <due µs> xxx…`: its number and the
@@ -14,6 +17,7 @@
 //! up by a busy core shows as latency rather than hiding it.
 
 pub mod limit;
+pub mod limit_roundtrip;
 pub mod naive;
 pub mod ours;
 

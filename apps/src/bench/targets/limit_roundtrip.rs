@@ -1,0 +1,192 @@
+//! The `limit` baseline of `bench roundtrip`: the Go original's bidirectional protocol with no
+//! framework at all, to show what one core can do here for a round trip.
+//!
+//! `GET /events?client_id=X` answers the stream's head and the `client_id` greeting, then the
+//! connection is X's stream; `GET /trigger?client_id=X&message=M` writes a request frame straight
+//! to X's socket and waits for its answer; `POST /response` (header `Client-ID`, body
+//! `{"id","result"}`) hands the result to the waiting trigger. HTTP/1.1 kept alive, heads parsed
+//! with `httparse`, one task per connection, and nothing else: no router, no middleware, no
+//! sessions kept through disconnects, no checks beyond what the protocol needs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use sse_core::hub::lock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// How long a trigger waits for its answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Streams by client id, and triggers waiting by request id.
+#[derive(Default)]
+struct Server {
+    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<OwnedWriteHalf>>>>,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    next_id: AtomicU64,
+}
+
+/// One request: what the routes need of it.
+struct Asked {
+    method: String,
+    path: String,
+    query: String,
+    client_id: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Serves until the process ends.
+pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    let server = Arc::new(Server::default());
+    loop {
+        let (socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
+        tokio::spawn(connection(socket, server.clone()));
+    }
+}
+
+/// Answers requests on one connection until it closes, or becomes a client's stream.
+async fn connection(mut socket: TcpStream, server: Arc<Server>) {
+    let mut buffer = Vec::with_capacity(4096);
+    while let Some(asked) = read_request(&mut socket, &mut buffer).await {
+        let (status, body) = match (asked.method.as_str(), asked.path.as_str()) {
+            ("GET", "/events") => {
+                return stream(socket, &server, query(&asked.query, "client_id")).await;
+            }
+            ("GET", "/trigger") => trigger(&server, &asked).await,
+            ("POST", "/response") => respond(&server, &asked),
+            _ => (404, "{}".to_owned()),
+        };
+        let head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            if status == 200 { "OK" } else { "Error" },
+            body.len()
+        );
+        if socket.write_all([head.as_bytes(), body.as_bytes()].concat().as_slice()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request (head and `Content-Length` body) from `socket`, keeping what follows it.
+async fn read_request(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Asked> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = request.parse(buffer) {
+            let header = |name: &str| {
+                request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+            };
+            let length: usize = header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            let client_id = header("client-id").map(|v| String::from_utf8_lossy(v).into_owned());
+            let target = request.path.unwrap_or("/").to_owned();
+            let method = request.method.unwrap_or("GET").to_owned();
+            while buffer.len() < head + length {
+                read_more(socket, buffer).await?;
+            }
+            let body = buffer[head..head + length].to_vec();
+            buffer.drain(..head + length);
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            return Some(Asked {
+                method,
+                path: path.to_owned(),
+                query: query.to_owned(),
+                client_id,
+                body,
+            });
+        }
+        read_more(socket, buffer).await?;
+    }
+}
+
+async fn read_more(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 4096];
+    match socket.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buffer.extend_from_slice(&chunk[..n]);
+            Some(())
+        }
+    }
+}
+
+fn query(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The connection becomes `client`'s stream until it closes.
+async fn stream(socket: TcpStream, server: &Server, client: Option<String>) {
+    let Some(client) = client else { return };
+    let (mut read, mut write) = socket.into_split();
+    let greeting = serde_json::json!({"type": "client_id", "id": client});
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\ndata: {greeting}\n\n"
+    );
+    if write.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let write = Arc::new(tokio::sync::Mutex::new(write));
+    lock(&server.streams).insert(client.clone(), write.clone());
+    let mut scratch = [0u8; 256];
+    while matches!(read.read(&mut scratch).await, Ok(n) if n > 0) {}
+    let mut streams = lock(&server.streams);
+    if streams.get(&client).is_some_and(|current| Arc::ptr_eq(current, &write)) {
+        streams.remove(&client);
+    }
+}
+
+/// Sends the request down the client's stream and waits for its answer.
+async fn trigger(server: &Server, asked: &Asked) -> (u16, String) {
+    let (Some(client), Some(message)) =
+        (query(&asked.query, "client_id"), query(&asked.query, "message"))
+    else {
+        return (400, "{}".to_owned());
+    };
+    let Some(stream) = lock(&server.streams).get(&client).cloned() else {
+        return (404, "{}".to_owned());
+    };
+    let id = server.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let (answered, answer) = oneshot::channel();
+    lock(&server.waiting).insert(id, answered);
+    let request =
+        serde_json::json!({"id": id.to_string(), "message": message, "method": "analyze"});
+    let frame = format!("data: {request}\n\n");
+    if stream.lock().await.write_all(frame.as_bytes()).await.is_err() {
+        lock(&server.waiting).remove(&id);
+        return (404, "{}".to_owned());
+    }
+    match tokio::time::timeout(TIMEOUT, answer).await {
+        Ok(Ok(result)) => {
+            (200, serde_json::json!({"id": id.to_string(), "result": result}).to_string())
+        }
+        _ => {
+            lock(&server.waiting).remove(&id);
+            (504, "{}".to_owned())
+        }
+    }
+}
+
+/// Hands an answer to the trigger waiting for it.
+fn respond(server: &Server, asked: &Asked) -> (u16, String) {
+    let Ok(answer) = serde_json::from_slice::<Value>(&asked.body) else {
+        return (400, "{}".to_owned());
+    };
+    let id = answer["id"].as_str().and_then(|id| id.parse::<u64>().ok());
+    let waiting = id.and_then(|id| lock(&server.waiting).remove(&id));
+    let result = answer["result"].as_str().unwrap_or_default().to_owned();
+    match (waiting, &asked.client_id) {
+        (Some(waiting), Some(_)) => {
+            let _ = waiting.send(result);
+            (200, "{}".to_owned())
+        }
+        _ => (404, "{}".to_owned()),
+    }
+}
