@@ -88,8 +88,9 @@ pub struct Core {
     pub sessions: Sessions,
     /// Request/answer matching.
     pub correlator: Correlator,
-    /// Keep-alive and shutdown for streams.
-    pub streams: StreamConfig,
+    /// Keep-alive and shutdown for streams. Shared rather than copied: handlers clone the core
+    /// on every request, and cloning a cancellation token takes a lock every clone shares.
+    pub streams: std::sync::Arc<StreamConfig>,
     /// Every counter.
     pub metrics: Metrics,
 }
@@ -106,10 +107,10 @@ impl Core {
             hub: Hub::new(config.topic, metrics.clone()),
             sessions,
             correlator,
-            streams: StreamConfig {
+            streams: std::sync::Arc::new(StreamConfig {
                 keep_alive: config.keep_alive,
                 shutdown: CancellationToken::new(),
-            },
+            }),
             metrics,
         }
     }
