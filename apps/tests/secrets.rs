@@ -1,6 +1,8 @@
-//! Tokens never reach the logs, at any level: the server runs with `RUST_LOG=trace` while every
-//! way of presenting its token is used (header, cookie, `?token=` link, a stream opened with
-//! it) and a chat member's token is issued and used; neither appears anywhere in its output.
+//! Tokens and API keys never reach the logs, at any level: the server runs with `RUST_LOG=trace`
+//! while every way of presenting its token is used (header, cookie, `?token=` link, a stream
+//! opened with it) and a chat member's token is issued and used; neither appears anywhere in its
+//! output. The sampling client, at `RUST_LOG=trace` too, answers a request with a model it calls
+//! with its API key; the key reaches the model's server and nothing the client prints.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 mod support;
@@ -83,4 +85,79 @@ async fn no_token_appears_in_the_logs_even_at_trace_level() {
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log ran at trace level");
     assert!(!log.contains(TOKEN), "the server token is in the log");
     assert!(!log.contains(&member), "a member token is in the log");
+}
+
+const API_KEY: &str = "sk-test-never-logged-9c41e7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_api_key_appears_in_the_sampling_clients_output_even_at_trace_level() {
+    let mock = support::mock_llm::Mock::default();
+    let model = format!("{}/v1", support::mock_llm::mock_server(mock.clone()).await);
+    let data = tempfile::tempdir().unwrap();
+    let mut command = support::binary();
+    command
+        .args(["sampling", "--addr", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
+        .arg(data.path());
+    let (_server, base) = support::started(command).await;
+    let http = reqwest::Client::new();
+    let events = http.get(format!("{base}/sampling/events")).bearer_auth(TOKEN);
+    let mut events = Stream::open_with(events).await;
+
+    let mut client = support::binary();
+    client
+        .args(["sampling-client", "--approve", "auto", "--token", TOKEN, "--server"])
+        .arg(format!("{base}/sampling/mcp"))
+        .env("OPENAI_API_KEY", API_KEY)
+        .env("OPENAI_BASE_URL", &model)
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped());
+    let mut client = client.spawn().unwrap();
+    let (mut out, mut err) = (client.stdout.take().unwrap(), client.stderr.take().unwrap());
+    let printed = tokio::spawn(async move {
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        let _ = tokio::join!(out.read_to_string(&mut stdout), err.read_to_string(&mut stderr));
+        stdout + &stderr
+    });
+
+    // Once the client is connected, a request sent to it by hand is answered by the model.
+    let connected = async {
+        loop {
+            let event = events.next().await.unwrap();
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            let clients = data["clients"].as_array().map_or(0, Vec::len);
+            if event.event == "client_connected" || clients > 0 {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WATCHDOG, connected).await.expect("the client connected");
+    let body = json!({"client": "sse-apps-sampling-client", "maxTokens": 10,
+        "messages": [{"role": "user", "content": {"type": "text", "text": "Greet me."}}]});
+    let sent = http.post(format!("{base}/sampling/requests")).bearer_auth(TOKEN).json(&body);
+    assert_eq!(sent.send().await.unwrap().status(), 202);
+    let finished = async {
+        loop {
+            let event = events.next().await.unwrap();
+            if event.event == "request_finished" {
+                return serde_json::from_str::<Value>(&event.data).unwrap();
+            }
+        }
+    };
+    let finished = tokio::time::timeout(WATCHDOG, finished).await.expect("the request finished");
+    assert_eq!(finished["state"], "done", "{finished}");
+    assert_eq!(
+        mock.keys.lock().unwrap().as_slice(),
+        [format!("Bearer {API_KEY}")],
+        "the key was used"
+    );
+
+    client.start_kill().unwrap();
+    client.wait().await.unwrap();
+    let printed = tokio::time::timeout(WATCHDOG, printed).await.unwrap().unwrap();
+    assert!(
+        printed.contains("TRACE") || printed.contains("DEBUG"),
+        "the client ran at trace level"
+    );
+    assert!(!printed.contains(API_KEY), "the API key is in the client's output");
+    assert!(!printed.contains(TOKEN), "the server token is in the client's output");
 }

@@ -268,3 +268,22 @@ async fn an_http_2_stream_stays_with_hyper_and_works_the_same() {
     }
     assert_eq!(direct_streams(&core), 0, "HTTP/2 shares its socket: hyper keeps it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_connections_never_reuses_a_taken_one() {
+    let (base, core) = server(CoreConfig::default()).await;
+    // One client with a connection pool, as a browser or an SDK has.
+    let http = reqwest::Client::new();
+    let response = http.get(format!("{base}/news")).send().await.unwrap();
+    assert_eq!(response.headers()["connection"], "close", "the connection ends with the stream");
+    let mut stream = Stream::from_response(response);
+    assert_eq!(stream.next().await.unwrap().event, "hello");
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    core.hub.remove("news");
+    assert!(stream.next().await.is_none(), "the stream ended");
+    // The next requests go out on new connections, not into the one the stream closed.
+    for _ in 0..3 {
+        let again = http.get(format!("{base}/news")).send().await.unwrap();
+        assert_eq!(again.status(), 200);
+    }
+}

@@ -18,6 +18,18 @@ pub struct Mock {
     pub failures: Arc<Mutex<Vec<u16>>>,
     /// Every request body received.
     pub seen: Arc<Mutex<Vec<Value>>>,
+    /// The credentials each request came with (`Authorization`, or Anthropic's `x-api-key`).
+    pub keys: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mock {
+    fn note_key(&self, headers: &axum::http::HeaderMap) {
+        let key = ["authorization", "x-api-key"]
+            .iter()
+            .find_map(|name| headers.get(*name)?.to_str().ok())
+            .unwrap_or_default();
+        self.keys.lock().unwrap().push(key.to_owned());
+    }
 }
 
 fn sse_body(events: &[(Option<&str>, Value)], done: bool) -> Response {
@@ -43,7 +55,12 @@ async fn failure(status: u16) -> Response {
     (status, [("retry-after", "0")], axum::Json(body)).into_response()
 }
 
-async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
+async fn openai(
+    State(mock): State<Mock>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    mock.note_key(&headers);
     mock.seen.lock().unwrap().push(body);
     let next = mock.failures.lock().unwrap().pop();
     if let Some(status) = next {
@@ -63,7 +80,12 @@ async fn openai(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -
     )
 }
 
-async fn anthropic(State(mock): State<Mock>, axum::Json(body): axum::Json<Value>) -> Response {
+async fn anthropic(
+    State(mock): State<Mock>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    mock.note_key(&headers);
     mock.seen.lock().unwrap().push(body);
     let next = mock.failures.lock().unwrap().pop();
     if let Some(status) = next {

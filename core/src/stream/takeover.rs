@@ -106,10 +106,17 @@ impl Takeover {
     /// Offers the socket to `response` if it asked for one (see [`TakeoverRequest`]) and the
     /// request was HTTP/1 (`version`). Call once the handler has answered, before hyper sees the
     /// response.
+    ///
+    /// An offered response says `Connection: close`: a stream that took its socket closes it
+    /// when it ends, so an HTTP/1.1 client must not keep the connection for its next request
+    /// (without the header, a client that read the body's last chunk would send its next POST
+    /// into a closed socket). HTTP/2 forbids the header, and is never offered the socket.
     pub fn offer_to<B>(&self, version: http::Version, response: &mut http::Response<B>) {
         let Some(request) = response.extensions_mut().remove::<TakeoverRequest>() else { return };
         if let Some(framing) = Framing::for_version(version) {
             let _ = request.0.set(SocketOffer { handover: self.handover.clone(), framing });
+            let close = http::HeaderValue::from_static("close");
+            response.headers_mut().insert(http::header::CONNECTION, close);
         }
     }
 }
