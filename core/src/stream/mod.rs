@@ -2,13 +2,16 @@
 //!
 //! [`sse_response`] wraps any stream of encoded frames with what every event stream needs:
 //! the right headers (`Content-Type: text/event-stream`, `Cache-Control: no-cache,
-//! no-transform`, `X-Accel-Buffering: no` so nginx does not buffer; never a `Connection` header,
-//! which HTTP/2 forbids), a keep-alive comment so the stream is never silent for longer than the
+//! no-transform`, `X-Accel-Buffering: no` so nginx does not buffer; no `Connection` header, which
+//! HTTP/2 forbids: only the connection loop adds `Connection: close`, to HTTP/1.1 streams that
+//! take their socket over), a keep-alive comment so the stream is never silent for longer than the
 //! configured interval (proxies cut idle connections), and an immediate end when the server shuts
 //! down, so graceful shutdown never waits on a stream that would never finish by itself.
 //!
 //! Frames arrive already encoded and already batched (see [`Subscription::next_batch`]), so each
 //! write to the socket is one `Bytes` handed to hyper with no copy and no per-connection encode.
+//! A topic's stream ([`LiveResponse`]) goes further once its first frames are out: it takes the
+//! socket over from hyper ([`takeover`]) and its topic's sweeper writes to it directly.
 //!
 //! [`Subscription::next_batch`]: crate::hub::Subscription::next_batch
 
