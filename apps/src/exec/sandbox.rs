@@ -37,7 +37,13 @@ impl Isolation {
     /// The strongest isolation this machine supports, found by running `true` in each exactly
     /// as a run would be started (as an unprivileged uid when the server is root).
     pub fn detect() -> Option<Isolation> {
-        let scratch = std::env::temp_dir().join(format!("sse-apps-probe-{}", std::process::id()));
+        // One folder per probe, not per process: probes may run at once (tests start several
+        // servers in one process), and one removing a shared folder under another's bwrap
+        // makes that probe fail.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let probe = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch =
+            std::env::temp_dir().join(format!("sse-apps-probe-{}-{probe}", std::process::id()));
         let root = rustix::process::getuid().is_root();
         let found = [Isolation::Bubblewrap, Isolation::Unshare].into_iter().find(|isolation| {
             let _ = std::fs::create_dir_all(&scratch);
