@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::group_commit::{GroupCommit, NewMessage};
 use super::room::Room;
 use super::shared::SharedLog;
 use super::store::{Message, Store, StoreError};
@@ -12,17 +13,23 @@ use super::store::{Message, Store, StoreError};
 /// The chat's history, in one of its two homes. Cheap to clone.
 #[derive(Clone, Debug)]
 pub enum History {
-    /// `chat.sqlite3` in the data directory: this instance alone.
-    Local(Store),
+    /// `chat.sqlite3` in the data directory: this instance alone. Posts go through the group
+    /// committer; everything else straight to the store.
+    Local(Store, GroupCommit),
     /// Redis, shared by every instance.
     Shared(SharedLog),
 }
 
 impl History {
+    /// The history in this SQLite store.
+    pub fn local(store: Store) -> History {
+        History::Local(store.clone(), GroupCommit::new(store))
+    }
+
     /// Room names, oldest first.
     pub async fn rooms(&self) -> Result<Vec<String>, StoreError> {
         match self {
-            History::Local(store) => store.run(|db| Store::rooms(db)).await,
+            History::Local(store, _) => store.run(|db| Store::rooms(db)).await,
             History::Shared(log) => log.rooms().await,
         }
     }
@@ -30,7 +37,7 @@ impl History {
     /// The id of the room's newest message (0 when it has none), or `None` if there is no room.
     pub async fn last_id(&self, room: &str) -> Result<Option<u64>, StoreError> {
         match self {
-            History::Local(store) => {
+            History::Local(store, _) => {
                 let room = room.to_owned();
                 store
                     .run(move |db| {
@@ -53,7 +60,7 @@ impl History {
         nick_key: &str,
     ) -> Result<Option<String>, StoreError> {
         match self {
-            History::Local(store) => {
+            History::Local(store, _) => {
                 let (room, key) = (room.to_owned(), nick_key.to_owned());
                 store
                     .run(move |db| {
@@ -75,7 +82,7 @@ impl History {
         token_sha256: &str,
     ) -> Result<(), StoreError> {
         match self {
-            History::Local(store) => {
+            History::Local(store, _) => {
                 let (room, key, nick, hash) = (
                     room.to_owned(),
                     nick_key.to_owned(),
@@ -95,7 +102,7 @@ impl History {
         token_sha256: &str,
     ) -> Result<Option<String>, StoreError> {
         match self {
-            History::Local(store) => {
+            History::Local(store, _) => {
                 let (room, hash) = (room.to_owned(), token_sha256.to_owned());
                 store.run(move |db| Store::nick_for_token(db, &room, &hash)).await
             }
@@ -113,19 +120,11 @@ impl History {
         client_msg_id: String,
     ) -> Result<(Message, bool), StoreError> {
         match self {
-            History::Local(store) => {
-                let room = room.clone();
-                store
-                    .run(move |db| {
-                        let (message, created) =
-                            Store::insert_message(db, &room.name, &nick, &text, &client_msg_id)?;
-                        if created {
-                            // Still holding the database lock: live ids leave in commit order.
-                            room.send_live(&message);
-                        }
-                        Ok((message, created))
-                    })
-                    .await
+            History::Local(_, group) => {
+                let live = room.clone();
+                let message = NewMessage { room: room.name.clone(), nick, text, client_msg_id };
+                // Called in commit order, with the database still held: live ids leave in order.
+                group.post(message, Box::new(move |message| live.send_live(message))).await
             }
             // Every instance, this one included, sends it live when Redis publishes it.
             History::Shared(log) => log.post(&room.name, &nick, &text, &client_msg_id).await,
@@ -140,7 +139,7 @@ impl History {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         match self {
-            History::Local(store) => {
+            History::Local(store, _) => {
                 let room = room.to_owned();
                 store.run(move |db| Store::messages_after(db, &room, after, limit)).await
             }
@@ -156,7 +155,7 @@ impl History {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         match self {
-            History::Local(store) => {
+            History::Local(store, _) => {
                 let room = room.to_owned();
                 store.run(move |db| Store::messages_before(db, &room, before, limit)).await
             }

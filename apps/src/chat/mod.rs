@@ -16,6 +16,7 @@
 //! token itself never touches the disk). Posting is idempotent by `client_msg_id` and rate
 //! limited per member.
 
+pub mod group_commit;
 pub mod history;
 pub mod names;
 pub mod room;
@@ -91,7 +92,7 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
     let shared = core.cluster().map(|cluster| (cluster.clone(), SharedLog::new(cluster)));
     let history = match &shared {
         Some((_, log)) => History::Shared(log.clone()),
-        None => History::Local(Store::open(&config.data_dir)?),
+        None => History::local(Store::open(&config.data_dir)?),
     };
     let posts = RateLimit::new(config.posts_per_second, config.burst);
     if let Some(posts) = posts.clone() {
@@ -205,8 +206,8 @@ async fn list_rooms(State(state): State<ChatState>) -> Result<Response, ApiError
         // Shared: members may be online on other instances even if this one never loaded it.
         let online = match (&state.history, state.rooms.get(&name)) {
             (History::Shared(log), _) => log.online(&name).await.map_err(internal)?.len(),
-            (History::Local(_), Some(room)) => room.online().await.len(),
-            (History::Local(_), None) => 0,
+            (History::Local(..), Some(room)) => room.online().await.len(),
+            (History::Local(..), None) => 0,
         };
         rooms.push(json!({ "name": name, "online": online }));
     }

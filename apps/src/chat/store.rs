@@ -1,9 +1,10 @@
 //! Chat history in an embedded SQLite file.
 //!
 //! One connection behind a mutex: SQLite writes one transaction at a time anyway, and holding the
-//! same lock while the new message is published to the room's live stream keeps live ids in
+//! same lock while new messages are published to the room's live stream keeps live ids in
 //! commit order. The database runs in WAL mode with `synchronous=FULL`, so a message is on disk
-//! before its POST is answered and survives `kill -9` and power loss alike.
+//! before its POST is answered and survives `kill -9` and power loss alike; posts share commits
+//! ([`super::group_commit`]) so that costs one fsync per batch, not one per message.
 //!
 //! Every call blocks; async callers go through [`Store::run`], which moves the work to tokio's
 //! blocking pool so a slow disk never stalls the event loop.
@@ -13,6 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+use super::group_commit::NewMessage;
 
 /// Why the store failed. Internal details never reach a client.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,9 @@ pub enum StoreError {
     /// A blocking task was cancelled or panicked.
     #[error("storage task failed")]
     Task,
+    /// The commit holding this message failed (every message in it gets this).
+    #[error("commit failed: {0}")]
+    Commit(String),
     /// The shared Redis said no, or could not be reached.
     #[error("Redis error: {0}")]
     Redis(#[from] redis::RedisError),
@@ -110,6 +116,11 @@ impl Store {
         Ok(Store { connection: Arc::new(Mutex::new(connection)) })
     }
 
+    /// The connection, for a blocking thread.
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Runs blocking work with the connection on tokio's blocking pool.
     pub async fn run<T: Send + 'static>(
         &self,
@@ -187,36 +198,32 @@ impl Store {
     }
 
     /// Stores a message unless this sender already stored one with the same `client_msg_id`.
-    /// Returns the message and whether it is new. The transaction is committed on return.
+    /// Returns the message and whether it is new. Runs inside the caller's transaction
+    /// ([`super::group_commit`] commits several at once).
     pub fn insert_message(
-        connection: &mut Connection,
-        room: &str,
-        nick: &str,
-        text: &str,
-        client_msg_id: &str,
+        connection: &Connection,
+        new: &NewMessage,
     ) -> Result<(Message, bool), StoreError> {
-        let transaction = connection.transaction()?;
-        let existing = transaction
+        let existing = connection
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND nick = ?2 AND client_msg_id = ?3"
             ))?
-            .query_row(params![room, nick, client_msg_id], row_to_message)
+            .query_row(params![new.room, new.nick, new.client_msg_id], row_to_message)
             .optional()?;
         if let Some(message) = existing {
             return Ok((message, false));
         }
         let ts = now_ms();
-        transaction
+        connection
             .prepare_cached("INSERT INTO messages (room, nick, text, client_msg_id, ts) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![room, nick, text, client_msg_id, ts])?;
-        let id = transaction.last_insert_rowid().try_into().unwrap_or(0);
-        transaction.commit()?;
+            .execute(params![new.room, new.nick, new.text, new.client_msg_id, ts])?;
+        let id = connection.last_insert_rowid().try_into().unwrap_or(0);
         let message = Message {
             id,
-            room: room.into(),
-            nick: nick.into(),
-            text: text.into(),
-            client_msg_id: client_msg_id.into(),
+            room: new.room.clone(),
+            nick: new.nick.clone(),
+            text: new.text.clone(),
+            client_msg_id: new.client_msg_id.clone(),
             ts,
         };
         Ok((message, true))
