@@ -8,6 +8,8 @@
 //! it takes the database, stores everything queued by then in one transaction, commits (one
 //! fsync), sends each new message live in id order, answers each post, and goes again while more
 //! have queued. A post that arrives during a commit waits for at most that commit and its own.
+//! Between batches the writer hands the database to whoever waits for it (a history page, a
+//! join), so a steady stream of posts never shuts reads out.
 //!
 //! The promises stay those of one commit per message: a post is answered only after the
 //! transaction holding it is committed; if the commit fails, every post in it gets the error and
@@ -15,8 +17,9 @@
 //! transaction sees its own inserts). The writer runs on a detached blocking task, so a caller
 //! that goes away mid-commit does not stop the others' commit.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -83,7 +86,7 @@ impl GroupCommit {
     ) -> Result<(Message, bool), StoreError> {
         let (answer, answered) = oneshot::channel();
         let lead = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self.queue.lock();
             queue.waiting.push(Waiting { message, on_commit, answer });
             !std::mem::replace(&mut queue.writing, true)
         };
@@ -99,10 +102,12 @@ impl GroupCommit {
     /// The writer: commits batches until the queue is empty, then steps down.
     fn write_until_empty(&self) {
         let _if_panicking = StepDownOnPanic(&self.queue);
-        let mut connection = self.store.lock();
         loop {
+            // The database first, then the queue: everything that queued while the writer
+            // waited for the database joins this batch.
+            let mut connection = self.store.lock();
             let batch = {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut queue = self.queue.lock();
                 if queue.waiting.is_empty() {
                     // Under the queue's lock, so a post queued from now on sees no writer and
                     // leads.
@@ -112,6 +117,10 @@ impl GroupCommit {
                 std::mem::take(&mut queue.waiting)
             };
             commit(&mut connection, batch);
+            // Straight to whoever waits for the database (a history page, a join): under a
+            // steady stream of posts the writer would otherwise take it back at once, and they
+            // would wait until the posts stopped.
+            MutexGuard::unlock_fair(connection);
         }
     }
 }
@@ -123,7 +132,7 @@ struct StepDownOnPanic<'a>(&'a Mutex<Queue>);
 impl Drop for StepDownOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self.0.lock();
             queue.waiting.clear();
             queue.writing = false;
         }
@@ -223,10 +232,7 @@ mod tests {
             let live = live.clone();
             // Two posts repeat a key: the second finds the first in the same transaction.
             let key = if n == 9 { "m0".to_owned() } else { format!("m{n}") };
-            group.post(
-                new_message(&key),
-                Box::new(move |message| live.lock().unwrap().push(message.id)),
-            )
+            group.post(new_message(&key), Box::new(move |message| live.lock().push(message.id)))
         })));
         // One poll queues all ten (the first becomes the writer and waits for the database).
         assert!((&mut posts).now_or_never().is_none());
@@ -239,7 +245,7 @@ mod tests {
         assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1), "ids in post order: {ids:?}");
         assert!(outcomes[..9].iter().all(|(_, created)| *created));
         assert_eq!(outcomes[9], (outcomes[0].0.clone(), false), "the repeat gets the original");
-        assert_eq!(*live.lock().unwrap(), ids, "live once each, in id order");
+        assert_eq!(*live.lock(), ids, "live once each, in id order");
         let stored = store
             .run(|db| Store::messages_after(db, "general", 0, 100))
             .await
@@ -263,6 +269,50 @@ mod tests {
             assert_eq!(message.text, format!("text of m{n}"));
         }
         assert_eq!(commits.load(Ordering::SeqCst), 3, "one at a time, one commit each");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_for_the_batch_being_written_not_for_a_stream_of_posts_to_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let group = GroupCommit::new(store.clone());
+        let (posters, per_poster) = (16, 100);
+        let committed = Arc::new(AtomicUsize::new(0));
+        let flowing = Arc::new(tokio::sync::Notify::new());
+        let posting: Vec<_> = (0..posters)
+            .map(|poster| {
+                let (group, committed, flowing) =
+                    (group.clone(), committed.clone(), flowing.clone());
+                tokio::spawn(async move {
+                    for n in 0..per_poster {
+                        let (committed, flowing) = (committed.clone(), flowing.clone());
+                        let on_commit = Box::new(move |_: &Message| {
+                            if committed.fetch_add(1, Ordering::SeqCst) + 1 == 2 * posters {
+                                flowing.notify_one();
+                            }
+                        });
+                        group
+                            .post(new_message(&format!("p{poster}-{n}")), on_commit)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+
+        flowing.notified().await;
+        let page = store.run(|db| Store::messages_after(db, "general", 0, 10)).await.unwrap();
+        let committed_by_then = committed.load(Ordering::SeqCst);
+        for poster in posting {
+            poster.await.unwrap();
+        }
+        assert_eq!(page.len(), 10);
+        assert!(
+            committed_by_then < posters * per_poster,
+            "the read got the database while posts kept coming ({committed_by_then} committed)"
+        );
+        let all = store.run(|db| Store::messages_after(db, "general", 0, 10_000)).await.unwrap();
+        assert_eq!(all.len(), posters * per_poster, "every post stored once");
     }
 
     #[tokio::test]

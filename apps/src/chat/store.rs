@@ -1,6 +1,7 @@
 //! Chat history in an embedded SQLite file.
 //!
-//! One connection behind a mutex: SQLite writes one transaction at a time anyway, and holding the
+//! One connection behind a mutex (parking_lot's, for its fair hand-over, which the group commit's
+//! writer uses between batches): SQLite writes one transaction at a time anyway, and holding the
 //! same lock while new messages are published to the room's live stream keeps live ids in
 //! commit order. The database runs in WAL mode with `synchronous=FULL`, so a message is on disk
 //! before its POST is answered and survives `kill -9` and power loss alike; posts share commits
@@ -10,8 +11,9 @@
 //! blocking pool so a slow disk never stalls the event loop.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -117,8 +119,8 @@ impl Store {
     }
 
     /// The connection, for a blocking thread.
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock()
     }
 
     /// Runs blocking work with the connection on tokio's blocking pool.
@@ -126,14 +128,10 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection =
-                connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            work(&mut connection)
-        })
-        .await
-        .map_err(|_| StoreError::Task)?
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&mut store.lock()))
+            .await
+            .map_err(|_| StoreError::Task)?
     }
 
     /// Room names, oldest first.
