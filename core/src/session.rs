@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Resume, Subscription, Topic, TopicConfig, lock};
+use crate::hub::{HandedThrough, Resume, Subscription, Topic, TopicConfig, lock};
 use crate::metrics::Metrics;
 use crate::rpc::Dialect;
 use crate::wire::Event;
@@ -292,7 +292,8 @@ impl Session {
         };
         drop(presence);
         tracing::info!(session = ?self.id(), name = self.name(), last_event_id, "session connected");
-        SessionConnection { session: self.clone(), subscription }
+        let attached = Attached { session: self.clone(), handed: subscription.handed_through() };
+        SessionConnection { attached, subscription }
     }
 
     /// Activity other than a stream (a client's POST, say) restarts the grace period of a session
@@ -370,8 +371,23 @@ impl Drop for SessionHold {
 /// One open connection to a session. Dropping it detaches the connection.
 #[derive(Debug)]
 pub struct SessionConnection {
-    session: Session,
+    attached: Attached,
     subscription: Subscription,
+}
+
+/// Counts a connection as attached until dropped, then notes how far it was handed frames, where
+/// a reconnect without `Last-Event-ID` resumes. Apart from the subscription, so that it can stay
+/// with a stream whose subscription moved onto the topic's sweeper.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    session: Session,
+    handed: HandedThrough,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.session.disconnected(self.handed.get());
+    }
 }
 
 impl SessionConnection {
@@ -381,18 +397,17 @@ impl SessionConnection {
         tokio::select! {
             biased;
             batch = self.subscription.next_batch() => batch,
-            () = self.session.closed() => None,
+            () = self.attached.session.closed() => None,
         }
     }
 
     /// The session this connection belongs to.
     pub fn session(&self) -> &Session {
-        &self.session
+        &self.attached.session
     }
-}
 
-impl Drop for SessionConnection {
-    fn drop(&mut self) {
-        self.session.disconnected(self.subscription.last_id());
+    /// Its parts: the subscription, and what keeps the connection attached until dropped.
+    pub(crate) fn into_parts(self) -> (Subscription, Attached) {
+        (self.subscription, self.attached)
     }
 }

@@ -1,9 +1,13 @@
 //! Streams that take their socket over from hyper: the bytes on the wire are exactly what HTTP/1.1
 //! (chunked) and HTTP/1.0 (until close) promise, a stream joining while frames are in flight gets
 //! each one exactly once, a reader that stops reading gets `resync`, keep-alives still flow, a
-//! client hanging up or a shutdown frees the stream, and HTTP/2 streams stay with hyper.
+//! client hanging up or a shutdown frees the stream, and HTTP/2 streams stay with hyper. A
+//! session's stream takes its socket too: a request sent to it is on the wire when `send`
+//! returns, a reconnect resumes after what the taken stream was handed, and closing the session
+//! ends the stream.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +15,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use sse_core::hub::{Resume, TopicConfig};
+use sse_core::rpc::JsonRpcEvents;
 use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::testing::{Stream, eventually, serve};
 use sse_core::wire::{Event, Parser};
@@ -29,6 +34,7 @@ async fn news(State(core): State<Core>, LastEventId(last): LastEventId) -> Respo
 async fn server(config: CoreConfig) -> (String, Core) {
     let core = Core::new(config);
     let app = Router::new().route("/news", get(news)).with_state(core.clone());
+    let app = app.merge(sse_core::rpc::http::routes(core.clone()));
     let (base, _stop) = serve(app).await;
     (base, core)
 }
@@ -42,9 +48,19 @@ fn direct_streams(core: &Core) -> u64 {
 
 /// A raw client of `/news`: the request line's version decides the body's framing.
 async fn raw_get(base: &str, version: &str, socket: TcpSocket) -> (TcpStream, Vec<u8>) {
+    raw_get_path(base, "/news", version, socket).await
+}
+
+/// A raw client of `path`; returns the socket and what came after the response head.
+async fn raw_get_path(
+    base: &str,
+    path: &str,
+    version: &str,
+    socket: TcpSocket,
+) -> (TcpStream, Vec<u8>) {
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
-    let request = format!("GET /news {version}\r\nHost: {addr}\r\n\r\n");
+    let request = format!("GET {path} {version}\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -286,4 +302,98 @@ async fn a_client_that_keeps_connections_never_reuses_a_taken_one() {
         let again = http.get(format!("{base}/news")).send().await.unwrap();
         assert_eq!(again.status(), 200);
     }
+}
+
+/// Everything the client's socket holds now, read without waiting. A plain socket, because
+/// tokio's `try_read` answers from its last readiness event, not from the socket.
+fn read_now(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return received,
+            Err(error) => panic!("{error}"),
+        }
+    }
+}
+
+/// Reads until `expected` has come, after the bytes already in `received`.
+async fn read_until(stream: &mut TcpStream, received: &mut Vec<u8>, expected: &[u8]) {
+    let mut buffer = [0u8; 4096];
+    while !received.windows(expected.len()).any(|window| window == expected) {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the stream ended before {:?}", String::from_utf8_lossy(expected));
+        received.extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// `frame` as one HTTP/1.1 chunk.
+fn chunk(frame: &[u8]) -> Vec<u8> {
+    [format!("{:x}\r\n", frame.len()).as_bytes(), frame, b"\r\n"].concat()
+}
+
+/// A session's stream on a raw HTTP/1.1 connection, once it has taken its socket.
+async fn session_stream(base: &str, core: &Core, id: &str) -> (TcpStream, Vec<u8>) {
+    let path = format!("/rpc/events?session_id={id}");
+    let (stream, start) = raw_get_path(base, &path, "HTTP/1.1", TcpSocket::new_v4().unwrap()).await;
+    eventually("the session's stream takes its socket", || direct_streams(core) == 1).await;
+    (stream, start)
+}
+
+// On one thread, so that nothing runs between `send` and the read: no sweeper pass is under way.
+#[tokio::test]
+async fn a_request_sent_to_a_session_is_on_the_wire_when_send_returns() {
+    let (base, core) = server(CoreConfig::default()).await;
+    let session = core.sessions.create(Some("worker"), Arc::new(JsonRpcEvents));
+    let (stream, start) = session_stream(&base, &core, session.id().as_str()).await;
+    let mut stream = stream.into_std().unwrap();
+    // hyper flushed the greeting before it gave the socket up: it is all here already.
+    let greeting = [start, read_now(&mut stream)].concat();
+    assert!(String::from_utf8_lossy(&greeting).contains("event: session"), "{greeting:?}");
+
+    for i in 0..20 {
+        let event = Event::new().event("request").data(format!("request {i}"));
+        let id = session.send(event.clone()).unwrap();
+        // No await between the two: the sender wrote the frame to the socket itself.
+        let expected = chunk(event.id(id).encode().as_bytes());
+        assert_eq!(read_now(&mut stream), expected, "request {i} went out whole, in its own chunk");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reconnect_resumes_after_what_its_taken_stream_was_handed() {
+    let (base, core) = server(CoreConfig::default()).await;
+    let session = core.sessions.create(Some("worker"), Arc::new(JsonRpcEvents));
+    let id = session.id().as_str().to_owned();
+    let (mut stream, mut received) = session_stream(&base, &core, &id).await;
+    let mut last = Vec::new();
+    for data in ["one", "two"] {
+        let event = Event::new().data(data);
+        let event_id = session.send(event.clone()).unwrap();
+        last = event.id(event_id).encode().into_bytes().to_vec();
+    }
+    read_until(&mut stream, &mut received, &last).await;
+    drop(stream);
+    eventually("the connection is gone", || session.connections() == 0).await;
+    eventually("the taken stream is counted out", || direct_streams(&core) == 0).await;
+
+    // Sent while the client is away: it waits in the session's ring.
+    session.send(Event::new().data("three")).unwrap();
+    // Back without Last-Event-ID: the stream goes on after what the last connection was handed.
+    let (mut stream, mut received) = session_stream(&base, &core, &id).await;
+    let event = Event::new().data("four");
+    let four = session.send(event.clone()).unwrap();
+    read_until(&mut stream, &mut received, event.id(four).encode().as_bytes()).await;
+    // Closing the session ends its stream, properly.
+    assert!(core.sessions.close(session.id()));
+    let (data, ended) = dechunk(&read_to_end(stream, received).await);
+    assert!(ended, "the body ends with the zero-length chunk");
+    let events = Parser::new().feed(&data);
+    let data: Vec<&str> =
+        events.iter().filter(|e| e.event != "session").map(|e| e.data.as_str()).collect();
+    assert_eq!(data, ["three", "four"], "none missed, none repeated");
+    eventually("the stream is counted out", || direct_streams(&core) == 0).await;
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sse_core::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
 use sse_core::rpc::Dialect;
 use sse_core::session::Session;
-use sse_core::stream::{LastEventId, sse_response, with_prelude};
+use sse_core::stream::LastEventId;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, Request, Response as RpcResponse};
 
@@ -67,11 +67,7 @@ pub(super) async fn events(
     let last_event_id = last_event_id.filter(|_| existed);
     let connection = session.connect(last_event_id.as_deref());
     let hello = Event::new().json(&json!({ "type": "client_id", "id": name })).encode();
-    sse_response(
-        with_prelude(vec![hello], connection.into_stream()),
-        &state.core.streams,
-        &state.core.metrics,
-    )
+    connection.into_response(vec![hello], &state.core.streams, &state.core.metrics)
 }
 
 /// The live compat session with this name (and `true`), or a new one (and `false`).

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sse_core::edge::{ApiError, QueryParams};
 use sse_core::session::SessionId;
-use sse_core::stream::{LastEventId, sse_response, with_prelude};
+use sse_core::stream::LastEventId;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::Message;
 
@@ -45,11 +45,7 @@ pub(super) async fn open(
         .encode();
     let connection = session.connect(if resumed { last_event_id.as_deref() } else { None });
     let prelude = if resumed { Vec::new() } else { vec![endpoint] };
-    sse_response(
-        with_prelude(prelude, connection.into_stream()),
-        &state.core.streams,
-        &state.core.metrics,
-    )
+    connection.into_response(prelude, &state.core.streams, &state.core.metrics)
 }
 
 /// `POST /sampling/messages?sessionId=…`: one client message; 202, with the answer on the stream.

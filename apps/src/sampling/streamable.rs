@@ -254,7 +254,7 @@ pub(super) async fn open(
         Err(refusal) => return refusal.into_response(),
     };
     let connection = session.connect(last_event_id.as_deref());
-    sse_response(connection.into_stream(), &state.core.streams, &state.core.metrics)
+    connection.into_response(Vec::new(), &state.core.streams, &state.core.metrics)
 }
 
 /// `DELETE /sampling/mcp`: ends the session.

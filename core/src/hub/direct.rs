@@ -27,7 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::fanout::Fanout;
-use super::lock;
+use super::{HandedThrough, lock};
 use crate::metrics::Metrics;
 use crate::stream::takeover::Framing;
 use crate::wire::Frame;
@@ -86,6 +86,8 @@ pub(crate) struct DirectStream {
     metrics: Metrics,
     /// Told when this stream closes, so it stops being swept.
     fanout: Weak<Fanout>,
+    /// The last id handed to this stream, for whoever must know it when the stream is gone.
+    handed: HandedThrough,
 }
 
 impl DirectStream {
@@ -97,7 +99,7 @@ impl DirectStream {
         joined_after: u64,
         buffer: usize,
         metrics: Metrics,
-        fanout: Weak<Fanout>,
+        handed: HandedThrough,
     ) -> DirectStream {
         let queue: VecDeque<Unit> =
             first.into_iter().map(|raw| Unit { bytes: framing.unit(raw), frames: 1 }).collect();
@@ -113,8 +115,20 @@ impl DirectStream {
             sent_through: AtomicU64::new(joined_after),
             buffer: buffer.max(1),
             metrics,
-            fanout,
+            fanout: Weak::new(),
+            handed,
         }
+    }
+
+    /// The same stream, on `fanout`'s list: told when it closes.
+    pub(crate) fn swept_by(mut self, fanout: Weak<Fanout>) -> DirectStream {
+        self.fanout = fanout;
+        self
+    }
+
+    /// Notes that frames through `id` (if replayable) were handed to this stream.
+    pub(crate) fn note_handed(&self, id: Option<u64>) {
+        self.handed.note(id);
     }
 
     /// How this stream's body is delimited.
@@ -147,7 +161,9 @@ impl DirectStream {
         }
         self.quiet.store(false, Ordering::Relaxed);
         if outbox.queue.is_empty() {
-            match self.socket.try_write(unit) {
+            // Asked of the socket itself, not of tokio's readiness (see `end`): a stream that has
+            // just taken its socket is written to at once, too.
+            match socket2::SockRef::from(&self.socket).send(unit) {
                 Ok(n) if n == unit.len() => {
                     self.metrics.bytes_sent(n);
                     return true;
@@ -188,6 +204,7 @@ impl DirectStream {
         outbox.queue.clear();
         outbox.queue.extend(begun);
         let resync = super::resync_frame("lagged", current_id);
+        self.handed.note(Some(current_id));
         outbox.queue.push_back(Unit { bytes: self.framing.unit(resync.into_bytes()), frames: 1 });
         outbox.frames = outbox.queue.iter().map(|u| u.frames).sum();
     }
@@ -227,8 +244,10 @@ impl DirectStream {
         }
         outbox.life = Life::Closed;
         if properly && !outbox.front_started && self.framing == Framing::Chunked {
-            // Under the lock, so no batch can slip in after the last chunk.
-            let _ = self.socket.try_write(b"0\r\n\r\n");
+            // Under the lock, so no batch can slip in after the last chunk. Sent on the socket
+            // itself: tokio's `try_write` answers "would block" until the runtime has seen the
+            // socket writable once, which a stream ended right after it took its socket has not.
+            let _ = socket2::SockRef::from(&self.socket).send(b"0\r\n\r\n");
         }
         outbox.queue.clear();
         drop(outbox);

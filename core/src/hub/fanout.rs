@@ -16,6 +16,16 @@
 //! ([`DirectStream::sent_through`]), so it is sent only what it has not had: a new stream only the
 //! frames queued after it joined (earlier ones came with the subscription it was made from). Closed streams are dropped on the next pass, which a closing stream asks for, so a
 //! quiet topic does not hold dead sockets.
+//!
+//! **A few streams are written from the publisher.** Waking the sweeper costs a task switch per
+//! frame, which is most of the work when a topic has one stream: a session's, where every
+//! server→client request is one frame on one socket and a caller waits for the answer. So when
+//! the sweeper is idle (nothing queued, no stream joining, its list not in a pass) and the topic
+//! has at most `INLINE_STREAMS` streams, `push` takes the list, writes the frame to each stream
+//! itself with the same non-blocking write, and puts the list back, as the bench's `limit`
+//! round-trip server does. Whoever holds the list is the only writer, so the order stays the
+//! topic's: frames that come in meanwhile queue up, and whoever puts the list back with work
+//! waiting wakes the sweeper.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +47,7 @@ pub(crate) struct Queued {
     pub(crate) frame: Frame,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
     frames: Vec<Queued>,
     joining: Vec<Arc<DirectStream>>,
@@ -45,7 +55,24 @@ struct Queue {
     prune: bool,
     /// The topic is gone: streams finish what they have and end.
     topic_gone: bool,
+    /// The streams, while nobody writes to them; `None` while a pass (or a publisher writing
+    /// inline) has them.
+    streams: Option<Vec<Arc<DirectStream>>>,
+    /// The last replayable id sent: what a `resync` carries.
+    last_id: u64,
 }
+
+impl Queue {
+    /// Whether the sweeper has something to do.
+    fn has_work(&self) -> bool {
+        !self.frames.is_empty() || !self.joining.is_empty() || self.prune || self.topic_gone
+    }
+}
+
+/// The most streams a publisher writes to itself rather than waking the sweeper. Each write is a
+/// few microseconds in the publisher's task, with the topic's lock held; beyond a handful, the
+/// sweeper (which yields, and batches what comes in meanwhile) is the better writer.
+const INLINE_STREAMS: usize = 4;
 
 /// One topic's sweeper, as the topic and its streams see it.
 #[derive(Debug)]
@@ -60,23 +87,78 @@ pub(crate) struct Fanout {
 impl Fanout {
     /// Starts the sweeper of a topic whose last id is `last_id`. Needs a Tokio runtime.
     pub(crate) fn start(max_batch: usize, last_id: u64) -> Arc<Fanout> {
+        let queue = Queue {
+            frames: Vec::new(),
+            joining: Vec::new(),
+            prune: false,
+            topic_gone: false,
+            streams: Some(Vec::new()),
+            last_id,
+        };
         let fanout = Arc::new(Fanout {
-            queue: Mutex::default(),
+            queue: Mutex::new(queue),
             wake: Notify::new(),
             open: AtomicUsize::new(0),
             max_batch: max_batch.max(1),
         });
-        tokio::spawn(sweep(fanout.clone(), last_id));
+        tokio::spawn(sweep(fanout.clone()));
         fanout
     }
 
-    /// Queues a frame for every stream. Called under the topic's lock, in the topic's order.
+    /// Sends a frame to every stream: written here and now when the sweeper is idle and the
+    /// streams are few (see the module's doc), else queued for the sweeper. Called under the
+    /// topic's lock, in the topic's order.
     pub(crate) fn push(&self, queued: Queued) {
         let mut queue = lock(&self.queue);
+        if let Some(streams) = self.inline_writable(&mut queue) {
+            let last_id = queue.last_id.max(queued.id.unwrap_or(0));
+            queue.last_id = last_id;
+            // Not under the queue's lock: a stream that fails closes itself, which takes it.
+            drop(queue);
+            let batch = Batch::new(std::slice::from_ref(&queued), 0);
+            for stream in &streams {
+                batch.send_to(stream, last_id);
+            }
+            batch.trace(streams.len());
+            self.give_back(streams, last_id);
+            return;
+        }
         let was_empty = queue.frames.is_empty();
         queue.frames.push(queued);
         drop(queue);
         if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The streams, taken for a publisher to write to itself, when that keeps the topic's order:
+    /// nothing queued, the list not in a pass, and few streams once those joining are added and
+    /// the closed ones dropped (as the sweeper's next pass would).
+    fn inline_writable(&self, queue: &mut Queue) -> Option<Vec<Arc<DirectStream>>> {
+        if !queue.frames.is_empty() || queue.topic_gone {
+            return None;
+        }
+        let streams = queue.streams.as_mut()?;
+        if streams.len() + queue.joining.len() > INLINE_STREAMS {
+            return None;
+        }
+        // Nothing is queued, so a stream joining has nothing to wait for: it can be written to.
+        streams.append(&mut queue.joining);
+        if std::mem::take(&mut queue.prune) {
+            streams.retain(|stream| stream.is_open());
+        }
+        queue.streams.take()
+    }
+
+    /// Puts the streams back after a pass or an inline write, waking the sweeper if work came in
+    /// meanwhile (it could not start without them).
+    fn give_back(&self, streams: Vec<Arc<DirectStream>>, last_id: u64) {
+        let mut queue = lock(&self.queue);
+        queue.streams = Some(streams);
+        queue.last_id = queue.last_id.max(last_id);
+        let work = queue.has_work();
+        drop(queue);
+        if work {
             self.wake.notify_one();
         }
     }
@@ -111,20 +193,26 @@ impl Fanout {
 /// What a pass starts from.
 struct Taken {
     frames: Vec<Queued>,
-    joining: Vec<Arc<DirectStream>>,
+    streams: Vec<Arc<DirectStream>>,
     prune: bool,
     topic_gone: bool,
+    last_id: u64,
 }
 
 impl Fanout {
-    fn take(&self) -> Taken {
+    /// The work queued and the streams, or `None` while a publisher writing inline has the
+    /// streams (it wakes the sweeper again when it puts them back with work waiting).
+    fn take(&self) -> Option<Taken> {
         let mut queue = lock(&self.queue);
-        Taken {
+        let mut streams = queue.streams.take()?;
+        streams.append(&mut queue.joining);
+        Some(Taken {
             frames: std::mem::take(&mut queue.frames),
-            joining: std::mem::take(&mut queue.joining),
+            streams,
             prune: std::mem::take(&mut queue.prune),
             topic_gone: queue.topic_gone,
-        }
+            last_id: queue.last_id,
+        })
     }
 
     /// Frames and streams that came in during a pass. Taken together: a stream that joined
@@ -141,12 +229,13 @@ impl Fanout {
 const STREAMS_PER_TURN: usize = 512;
 
 /// The sweeper's loop: until the topic is gone, every queued frame to every stream.
-async fn sweep(fanout: Arc<Fanout>, mut last_id: u64) {
-    let mut streams: Vec<Arc<DirectStream>> = Vec::new();
+async fn sweep(fanout: Arc<Fanout>) {
     loop {
         fanout.wake.notified().await;
-        let Taken { frames, joining, prune, topic_gone } = fanout.take();
-        streams.extend(joining);
+        let Some(Taken { frames, mut streams, prune, topic_gone, mut last_id }) = fanout.take()
+        else {
+            continue;
+        };
         if prune {
             streams.retain(|stream| stream.is_open());
         }
@@ -162,7 +251,9 @@ async fn sweep(fanout: Arc<Fanout>, mut last_id: u64) {
             }
             return;
         }
-        if !pass.window.is_empty() {
+        let more = !pass.window.is_empty();
+        fanout.give_back(streams, last_id);
+        if more {
             // Let the publisher and the streams' own tasks run between passes.
             tokio::task::yield_now().await;
         }
@@ -305,11 +396,19 @@ impl Batch {
                 Framing::Chunked => &self.chunked,
                 Framing::UntilClose => &self.raw,
             };
-            return stream.send(unit, self.starts.len(), current_id);
+            let sent = stream.send(unit, self.starts.len(), current_id);
+            if sent {
+                stream.note_handed(self.last_id);
+            }
+            return sent;
         }
         // A stream that joined, or was passed, while these frames were queued gets the rest.
         let unit = stream.framing().unit(self.raw.slice(self.starts[first_new].1..));
-        stream.send(&unit, self.starts.len() - first_new, current_id)
+        let sent = stream.send(&unit, self.starts.len() - first_new, current_id);
+        if sent {
+            stream.note_handed(self.last_id);
+        }
+        sent
     }
 
     /// Message tracing (`RUST_LOG=sse_core=trace`): what went out, secrets redacted.
@@ -390,6 +489,57 @@ mod tests {
                 .map(|event| event.last_event_id.parse().unwrap())
                 .collect();
             let expected: Vec<u64> = (first..first + EVENTS as u64).collect();
+            assert_eq!(ids, expected);
+        }
+    }
+
+    /// A topic that grows from one stream to more than a publisher writes to itself, and back:
+    /// frames go out inline, then through the sweeper, then inline again, and every stream gets
+    /// exactly the frames published after it joined, once each, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streams_written_inline_or_swept_get_every_frame_after_they_joined_once_in_order() {
+        const EVENTS: u64 = 60;
+        let config = TopicConfig { buffer: 4096, ..TopicConfig::default() };
+        let topic = Topic::new(config, Metrics::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Each client with the id of the first event it must get, and whether it leaves early.
+        let mut clients = Vec::new();
+        let mut leaving = Vec::new();
+        for i in 0..EVENTS {
+            if i % 10 == 0 {
+                let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (server, _) = listener.accept().await.unwrap();
+                let stream =
+                    topic.subscribe(&Resume::Live).into_direct(server, Framing::UntilClose);
+                let handle = tokio::spawn(async move { stream.run(watch()).await });
+                let first = topic.last_id() + 1;
+                if i == 20 {
+                    leaving.push((client, handle, first));
+                } else {
+                    clients.push((client, first));
+                }
+            }
+            if i == 40 {
+                // One leaves: the stream notices, and the others go on as before.
+                let (client, handle, _) = leaving.pop().unwrap();
+                drop(client);
+                handle.await.unwrap();
+            }
+            topic.publish(Event::new().data(i.to_string()));
+            tokio::task::yield_now().await;
+        }
+        let last = topic.last_id();
+        drop(topic);
+        for (mut client, first) in clients {
+            let mut body = Vec::new();
+            client.read_to_end(&mut body).await.unwrap();
+            let ids: Vec<u64> = Parser::new()
+                .feed(&body)
+                .iter()
+                .map(|event| event.last_event_id.parse().unwrap())
+                .collect();
+            let expected: Vec<u64> = (first..=last).collect();
             assert_eq!(ids, expected);
         }
     }

@@ -14,8 +14,9 @@
 //! Streams whose socket could be taken over from hyper ([`crate::stream::takeover`]) leave the
 //! channel once their response head is out: [`Subscription::into_direct`] moves them, under the
 //! same lock, onto the topic's sweeper ([`fanout`]), which writes each batch of new frames straight
-//! to every such socket ([`direct`]) from one loop. The channel stays for every other stream
-//! (HTTP/2, TLS, sessions), and both paths see the same frames in the same order.
+//! to every such socket ([`direct`]) from one loop, or, on a topic with a stream or two (a
+//! session's), has the publisher write them itself. The channel stays for every other stream
+//! (HTTP/2, TLS), and both paths see the same frames in the same order.
 //!
 //! Ids are integers that only grow. The first id of a topic is taken from the clock (microseconds
 //! since 1970), so ids from before a server restart are always older than anything in the new
@@ -312,7 +313,7 @@ impl Topic {
             receiver,
             sent_through: self.inner.sent_through.clone(),
             received_through: 0,
-            last_id: None,
+            handed: HandedThrough::default(),
             max_batch: self.inner.config.max_batch_bytes,
             skip_through: 0,
             metrics: self.inner.metrics.clone(),
@@ -337,6 +338,29 @@ fn resync_frame(reason: &str, current_id: u64) -> Frame {
         .encode()
 }
 
+/// The id of the last replayable frame a subscription handed out, shared with whoever must know
+/// it once the subscription has moved on (onto its topic's sweeper, say): a session resumes its
+/// next connection after it. Ids start above zero, so zero means "none yet".
+#[derive(Clone, Debug, Default)]
+pub struct HandedThrough(Arc<AtomicU64>);
+
+impl HandedThrough {
+    /// The last id handed out, if any.
+    pub fn get(&self) -> Option<u64> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// Notes that `id` was handed out (ids on a stream only grow; an older one changes nothing).
+    pub(crate) fn note(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.0.fetch_max(id, Ordering::AcqRel);
+        }
+    }
+}
+
 /// A live view of a topic: replayed frames first, then new ones as they are published.
 #[derive(Debug)]
 pub struct Subscription {
@@ -345,7 +369,7 @@ pub struct Subscription {
     /// The topic's last sent id, and the last one this subscription took from the channel.
     sent_through: Arc<AtomicU64>,
     received_through: u64,
-    last_id: Option<u64>,
+    handed: HandedThrough,
     max_batch: usize,
     /// After a lag, frames up to this id are covered by the `resync` already sent.
     skip_through: u64,
@@ -408,9 +432,7 @@ impl Subscription {
 
     fn pop(&mut self) -> Option<Frame> {
         let published = self.backlog.pop_front()?;
-        if published.id.is_some() {
-            self.last_id = published.id;
-        }
+        self.handed.note(published.id);
         Some(published.frame)
     }
 
@@ -473,8 +495,9 @@ impl Subscription {
         let metrics = self.metrics.clone();
         let Some(topic) = self.topic.upgrade() else {
             let waiting = self.drain_waiting(0);
+            let handed = self.handed.clone();
             let stream =
-                DirectStream::new(socket, framing, waiting, 0, usize::MAX, metrics, Weak::new());
+                DirectStream::new(socket, framing, waiting, 0, usize::MAX, metrics, handed);
             let stream = Arc::new(stream);
             stream.end_after_queued();
             return stream;
@@ -485,8 +508,10 @@ impl Subscription {
         let fanout = state.fanout.get_or_insert_with(|| Fanout::start(max_batch, last_id)).clone();
         let buffer = topic.config.buffer;
         let weak = Arc::downgrade(&fanout);
+        let handed = self.handed.clone();
         let stream =
-            Arc::new(DirectStream::new(socket, framing, waiting, state.seq, buffer, metrics, weak));
+            DirectStream::new(socket, framing, waiting, state.seq, buffer, metrics, handed);
+        let stream = Arc::new(stream.swept_by(weak));
         fanout.join(stream.clone());
         drop(state);
         stream
@@ -494,6 +519,7 @@ impl Subscription {
 
     /// Everything this subscription holds and has not handed out: its backlog, then what waits in
     /// the channel (a `resync` if it lagged). `current` is the topic's last id, its lock held.
+    /// They count as handed out: they go to the direct stream that replaces this subscription.
     fn drain_waiting(&mut self, current: u64) -> Vec<Bytes> {
         let mut waiting: Vec<Published> = self.backlog.drain(..).collect();
         loop {
@@ -511,6 +537,9 @@ impl Subscription {
                 Err(_) => break,
             }
         }
+        for published in &waiting {
+            self.handed.note(published.id);
+        }
         waiting.into_iter().map(|published| published.frame.into_bytes()).collect()
     }
 
@@ -523,7 +552,13 @@ impl Subscription {
 
     /// The id of the last replayable frame this subscription handed out in a batch, if any.
     pub fn last_id(&self) -> Option<u64> {
-        self.last_id
+        self.handed.get()
+    }
+
+    /// The same as [`last_id`](Self::last_id), kept up to date wherever the subscription goes,
+    /// including onto its topic's sweeper ([`crate::stream::LiveResponse`]).
+    pub fn handed_through(&self) -> HandedThrough {
+        self.handed.clone()
     }
 }
 

@@ -25,7 +25,7 @@ use super::JsonRpcEvents;
 use crate::Core;
 use crate::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
 use crate::session::SessionId;
-use crate::stream::{LastEventId, sse_response, with_prelude};
+use crate::stream::LastEventId;
 use crate::wire::Event;
 use crate::wire::jsonrpc::Message;
 
@@ -66,7 +66,7 @@ async fn open_session(
         .retry(Duration::from_secs(1))
         .json(&json!({ "session_id": session.id().as_str(), "client_id": session.name() }))
         .encode();
-    sse_response(with_prelude(vec![hello], connection.into_stream()), &core.streams, &core.metrics)
+    connection.into_response(vec![hello], &core.streams, &core.metrics)
 }
 
 async fn post_response(

@@ -11,7 +11,9 @@
 //! Frames arrive already encoded and already batched (see [`Subscription::next_batch`]), so each
 //! write to the socket is one `Bytes` handed to hyper with no copy and no per-connection encode.
 //! A topic's stream ([`LiveResponse`]) goes further once its first frames are out: it takes the
-//! socket over from hyper ([`takeover`]) and its topic's sweeper writes to it directly.
+//! socket over from hyper ([`takeover`]) and its topic's sweeper writes to it directly. A
+//! session's stream ([`SessionConnection::into_response`]) does the same, and as its topic has
+//! one stream, whoever sends to the session writes to the socket itself.
 //!
 //! [`Subscription::next_batch`]: crate::hub::Subscription::next_batch
 
@@ -100,6 +102,38 @@ impl SessionConnection {
         Box::pin(futures_util::stream::unfold(self, |mut conn| async move {
             conn.next_batch().await.map(|batch| (batch, conn))
         }))
+    }
+
+    /// This connection as an event stream: `prelude` first, then everything sent to the session.
+    /// Like a topic's stream ([`LiveResponse`]) it takes its socket over where it can, and as a
+    /// session's topic has a single stream or few, whoever sends to the session (a caller
+    /// waiting for its answer, mostly) writes the frame to the client's socket itself, with no
+    /// task woken on the way (see [`crate::hub`]'s sweeper). The stream ends when the session
+    /// closes; the connection counts as attached until the stream ends, and its next one resumes
+    /// after the last frame this one was handed.
+    pub fn into_response(
+        self,
+        prelude: Vec<Frame>,
+        config: &StreamConfig,
+        metrics: &Metrics,
+    ) -> Response {
+        let session = self.session().clone();
+        let (subscription, attached) = self.into_parts();
+        let response = LiveResponse::new(subscription)
+            .prelude(prelude)
+            .keep(attached)
+            .into_response(config, metrics);
+        if let Some(StreamHandle(token)) = response.extensions().get::<StreamHandle>() {
+            // The stream's own token, which ends it wherever it is (with hyper, or taken over).
+            let token = token.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = session.closed() => token.cancel(),
+                    () = token.cancelled() => {}
+                }
+            });
+        }
+        response
     }
 }
 
