@@ -54,6 +54,8 @@ pub struct ChatReport {
     pub latency: Percentiles,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
+    /// The machine's steal time while the messages went out, in percent, where it can be read.
+    pub steal_percent: Option<f64>,
 }
 
 impl ChatReport {
@@ -66,7 +68,7 @@ impl ChatReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "chat{}: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}",
+            "chat{}: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}{}",
             if self.bench.redis.is_some() { " (two instances through Redis)" } else { "" },
             self.bench.members,
             self.bench.rate,
@@ -80,6 +82,7 @@ impl ChatReport {
             ms(self.latency.p50),
             ms(self.latency.p99),
             ms(self.latency.max),
+            super::steal::suffix(self.steal_percent),
         )
     }
 }
@@ -115,7 +118,7 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let outcome = drive(&bench, &bases).await;
     drop(servers);
-    let (sent, tally) = outcome?;
+    let (sent, tally, steal_percent) = outcome?;
     let latencies = std::mem::take(&mut *lock(&tally.latencies));
     Ok(ChatReport {
         bench,
@@ -124,11 +127,16 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
         resyncs: tally.resyncs.load(Ordering::Relaxed),
         latency: Percentiles::from_micros(latencies),
         pinned,
+        steal_percent,
     })
 }
 
+/// What a run's load produced: messages acknowledged, the readers' tallies, and the machine's
+/// steal time while the messages went out.
+type Driven = (u64, Arc<Tally>, Option<f64>);
+
 /// Joins the posters and connects the readers, alternating over `bases`, then posts.
-async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<(u64, Arc<Tally>)> {
+async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<Driven> {
     let http = reqwest::Client::new();
     let mut tokens = Vec::new();
     // A unique room per run: a shared Redis may hold earlier runs' rooms.
@@ -164,6 +172,7 @@ async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<(u64, Arc<
     let sent = Arc::new(AtomicU64::new(0));
     let per_poster = Duration::from_secs_f64(POSTERS as f64 / f64::from(bench.rate.max(1)));
     let started = Instant::now();
+    let machine_before = super::steal::CpuTimes::now();
     let posters: Vec<_> = tokens
         .into_iter()
         .enumerate()
@@ -195,6 +204,7 @@ async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<(u64, Arc<
     for poster in posters {
         poster.await?;
     }
+    let steal_percent = super::steal::since(machine_before);
     // Let the last deliveries arrive (bounded: the report counts what did).
     let expected = sent.load(Ordering::Relaxed) * bench.members as u64;
     let drain_until = Instant::now() + Duration::from_secs(10);
@@ -205,7 +215,7 @@ async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<(u64, Arc<
     for reader in readers {
         reader.await?;
     }
-    Ok((sent.load(Ordering::Relaxed), tally))
+    Ok((sent.load(Ordering::Relaxed), tally, steal_percent))
 }
 
 /// One reader: parses the room's stream until it ends, timing each message.

@@ -94,6 +94,8 @@ pub struct FanoutRow {
     pub rss_mib: f64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
+    /// The machine's steal time over the run, in percent, where it can be read.
+    pub steal_percent: Option<f64>,
 }
 
 impl FanoutRow {
@@ -156,6 +158,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
     let count = (f64::from(load.rate) * bench.duration.as_secs_f64()).ceil().max(1.0) as u64;
     let order = PublishOrder { rate: load.rate, payload: bench.payload, count };
     let before = server.usage().await?;
+    let machine_before = super::steal::CpuTimes::now();
     let (started, started_micros) = (Instant::now(), now_micros());
     server.ask(&order.command(), "published").await?;
     let expected = count * load.connections as u64;
@@ -170,6 +173,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), all_in).await;
     let after = server.usage().await?;
+    let steal_percent = super::steal::since(machine_before);
     let wall = started.elapsed();
     stop.cancel();
     for reader in readers {
@@ -193,6 +197,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
         cpu_percent: after.cpu_percent_since(&before, wall),
         rss_mib: after.rss_kib as f64 / 1024.0,
         pinned: server.pinned,
+        steal_percent,
     })
 }
 
@@ -240,7 +245,7 @@ async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &Cancella
 /// One row for people.
 pub fn line(row: &FanoutRow) -> String {
     format!(
-        "fanout {} {:>5}: delivered {:.2}% ({} of {}), resyncs {}, errors {}, {:.0} deliveries/s, {}, server CPU {:.0}%, RSS {:.0} MiB{}",
+        "fanout {} {:>5}: delivered {:.2}% ({} of {}), resyncs {}, errors {}, {:.0} deliveries/s, {}, server CPU {:.0}%, RSS {:.0} MiB{}{}",
         row.load,
         row.target.name(),
         row.share(),
@@ -252,6 +257,7 @@ pub fn line(row: &FanoutRow) -> String {
         row.latency.summary(),
         row.cpu_percent,
         row.rss_mib,
+        super::steal::suffix(row.steal_percent),
         if row.pinned { "" } else { " (not pinned)" },
     )
 }

@@ -20,6 +20,7 @@ pub mod roundtrip;
 pub mod scan;
 mod server;
 pub mod soak;
+pub mod steal;
 pub mod targets;
 
 use std::sync::Mutex;

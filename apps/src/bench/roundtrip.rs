@@ -79,13 +79,15 @@ pub struct RoundtripReport {
     pub cpu_percent: f64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
+    /// The machine's steal time over the run, in percent, where it can be read.
+    pub steal_percent: Option<f64>,
 }
 
 impl RoundtripReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "roundtrip {:>5}: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%",
+            "roundtrip {:>5}: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
             self.bench.target.name(),
             self.bench.sessions,
             self.bench.callers,
@@ -96,6 +98,7 @@ impl RoundtripReport {
             self.errors,
             self.latency.summary(),
             self.cpu_percent,
+            super::steal::suffix(self.steal_percent),
         )
     }
 }
@@ -127,6 +130,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let latencies = Arc::new(Latencies::default());
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let before = server.usage().await?;
+    let machine_before = super::steal::CpuTimes::now();
     let started = Instant::now();
     let callers: Vec<_> = (0..bench.callers)
         .map(|c| {
@@ -174,6 +178,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     }
     let wall = started.elapsed();
     let after = server.usage().await?;
+    let steal_percent = super::steal::since(machine_before);
     stop.cancel();
     for task in tasks {
         let _ = task.await;
@@ -187,6 +192,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         per_second: completed as f64 / wall.as_secs_f64(),
         cpu_percent: after.cpu_percent_since(&before, wall),
         pinned: server.pinned,
+        steal_percent,
     })
 }
 
