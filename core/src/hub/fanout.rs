@@ -468,11 +468,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mut clients = Vec::new();
         for _ in 0..STREAMS {
-            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (server, _) = listener.accept().await.unwrap();
-            let stream = topic.subscribe(&Resume::Live).into_direct(server, Framing::UntilClose);
-            tokio::spawn(async move { stream.run(watch()).await });
-            clients.push(client);
+            clients.push(direct_client(&topic, &listener, addr).await.0);
         }
         let first = topic.last_id() + 1;
         for i in 0..EVENTS {
@@ -480,16 +476,9 @@ mod tests {
             tokio::task::yield_now().await;
         }
         drop(topic);
-        for mut client in clients {
-            let mut body = Vec::new();
-            client.read_to_end(&mut body).await.unwrap();
-            let ids: Vec<u64> = Parser::new()
-                .feed(&body)
-                .iter()
-                .map(|event| event.last_event_id.parse().unwrap())
-                .collect();
+        for client in clients {
             let expected: Vec<u64> = (first..first + EVENTS as u64).collect();
-            assert_eq!(ids, expected);
+            assert_eq!(ids_until_the_end(client).await, expected);
         }
     }
 
@@ -508,11 +497,7 @@ mod tests {
         let mut leaving = Vec::new();
         for i in 0..EVENTS {
             if i % 10 == 0 {
-                let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let (server, _) = listener.accept().await.unwrap();
-                let stream =
-                    topic.subscribe(&Resume::Live).into_direct(server, Framing::UntilClose);
-                let handle = tokio::spawn(async move { stream.run(watch()).await });
+                let (client, handle) = direct_client(&topic, &listener, addr).await;
                 let first = topic.last_id() + 1;
                 if i == 20 {
                     leaving.push((client, handle, first));
@@ -531,17 +516,30 @@ mod tests {
         }
         let last = topic.last_id();
         drop(topic);
-        for (mut client, first) in clients {
-            let mut body = Vec::new();
-            client.read_to_end(&mut body).await.unwrap();
-            let ids: Vec<u64> = Parser::new()
-                .feed(&body)
-                .iter()
-                .map(|event| event.last_event_id.parse().unwrap())
-                .collect();
+        for (client, first) in clients {
             let expected: Vec<u64> = (first..=last).collect();
-            assert_eq!(ids, expected);
+            assert_eq!(ids_until_the_end(client).await, expected);
         }
+    }
+
+    /// A client whose stream (HTTP/1.0 framing) joins `topic`'s sweeper now, and the stream's task.
+    async fn direct_client(
+        topic: &Topic,
+        listener: &tokio::net::TcpListener,
+        addr: std::net::SocketAddr,
+    ) -> (tokio::net::TcpStream, tokio::task::JoinHandle<()>) {
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream = topic.subscribe(&Resume::Live).into_direct(server, Framing::UntilClose);
+        (client, tokio::spawn(async move { stream.run(watch()).await }))
+    }
+
+    /// The ids of every event the client reads until its stream ends.
+    async fn ids_until_the_end(mut client: tokio::net::TcpStream) -> Vec<u64> {
+        let mut body = Vec::new();
+        client.read_to_end(&mut body).await.unwrap();
+        let events = Parser::new().feed(&body);
+        events.iter().map(|event| event.last_event_id.parse().unwrap()).collect()
     }
 
     fn watch() -> crate::hub::Watch {
