@@ -25,6 +25,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod exec;
 pub mod forward;
+pub mod front_door;
 pub mod index;
 pub mod sampling;
 pub mod server;

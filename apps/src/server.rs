@@ -1,27 +1,23 @@
 //! What every server subcommand shares: binding, common routes, layers, graceful shutdown.
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
-use futures_util::FutureExt;
 use http::header::CONTENT_TYPE;
 use sse_core::Core;
-use sse_core::edge::ApiError;
 use sse_core::edge::auth::{Token, require_token};
-use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
+use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::streams::{StreamCap, cap_streams};
 use sse_core::edge::{method_not_allowed, not_found};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
-use tracing::Instrument;
+
+use crate::front_door::FrontDoorLayer;
 
 /// What `/metrics` serves: the OpenMetrics text format, which Prometheus reads.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -57,7 +53,8 @@ pub struct Guards {
 }
 
 /// `/healthz`, `/metrics` and `/static`, merged with an app's routes (behind `guards`),
-/// wrapped in the layers every server has: request tracing, Host/Origin checks, JSON 404/405.
+/// wrapped in the layers every server has: request tracing, Host/Origin checks and panic catching
+/// ([`FrontDoorLayer`]), JSON 404/405.
 pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Router {
     let metrics = core.metrics.clone();
     // Each layer costs every request a boxed future and a clone of the service below it, so one
@@ -80,28 +77,7 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Ro
         .nest_service("/static", ServeDir::new(static_dir()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(hosts, check_host_and_origin))
-        .layer(from_fn(trace_and_catch_panics))
-}
-
-/// Runs the request in a span (method and path), logs its status, and answers a handler that
-/// panicked (a bug) with a 500 in the house error shape, without details.
-///
-/// A middleware rather than tower-http's `TraceLayer` and `CatchPanicLayer` because those wrap
-/// every response body, so they would run on every write of every event stream; this only
-/// wraps the handler's future.
-async fn trace_and_catch_panics(request: Request, next: Next) -> Response {
-    let span = request_span(&request);
-    let started = std::time::Instant::now();
-    let handled = AssertUnwindSafe(next.run(request)).catch_unwind().instrument(span.clone()).await;
-    let response = handled.unwrap_or_else(|_| {
-        tracing::error!(parent: &span, "a handler panicked");
-        let status = http::StatusCode::INTERNAL_SERVER_ERROR;
-        ApiError::new(status, "internal_error", "the server hit a bug; it is logged")
-            .into_response()
-    });
-    tracing::debug!(parent: &span, status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered");
-    response
+        .layer(FrontDoorLayer::new(hosts))
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled (see [`crate::connections`]). Open
@@ -135,10 +111,4 @@ pub fn cancel_on_signals(token: CancellationToken) {
         }
         token.cancel();
     });
-}
-
-/// The span of one request: method and path only. The query string stays out of logs because
-/// it can carry the access token (`?token=`).
-fn request_span(request: &Request) -> tracing::Span {
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
 }

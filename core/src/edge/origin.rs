@@ -103,6 +103,28 @@ fn is_cross_site(policy: &HostPolicy, req: &Request, host: &str) -> bool {
     }
 }
 
+impl HostPolicy {
+    /// The 403 this policy answers `req` with (a Host outside it, or a cross-origin
+    /// state-changing request), or `None` when the request may go on. For layers that check
+    /// before they call the service below; [`check_host_and_origin`] is the middleware form.
+    pub fn refusal(&self, req: &Request) -> Option<Response> {
+        let host = host_of(req);
+        if !self.host_allowed(&host) {
+            tracing::warn!(host, "refused a request for a foreign Host");
+            return Some(forbidden(
+                "host_not_allowed",
+                "this server does not answer to that Host name",
+            ));
+        }
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && is_cross_site(self, req, &host) {
+            tracing::warn!(host, "refused a cross-origin request");
+            return Some(forbidden("origin_not_allowed", "cross-origin requests are not allowed"));
+        }
+        None
+    }
+}
+
 /// Middleware: 403 for a Host outside the policy, or a cross-origin state-changing request.
 /// Use with `axum::middleware::from_fn_with_state(policy, check_host_and_origin)`.
 pub async fn check_host_and_origin(
@@ -110,17 +132,10 @@ pub async fn check_host_and_origin(
     req: Request,
     next: Next,
 ) -> Response {
-    let host = host_of(&req);
-    if !policy.host_allowed(&host) {
-        tracing::warn!(host, "refused a request for a foreign Host");
-        return forbidden("host_not_allowed", "this server does not answer to that Host name");
+    match policy.refusal(&req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && is_cross_site(&policy, &req, &host) {
-        tracing::warn!(host, "refused a cross-origin request");
-        return forbidden("origin_not_allowed", "cross-origin requests are not allowed");
-    }
-    next.run(req).await
 }
 
 /// Middleware for the few routes that change state even on GET (kept for compatibility, such
