@@ -20,10 +20,10 @@
 //! **A few streams are written from the publisher.** Waking the sweeper costs a task switch per
 //! frame, which is most of the work when a topic has one stream: a session's, where every
 //! server→client request is one frame on one socket and a caller waits for the answer. So when
-//! the sweeper is idle (nothing queued, no stream joining, its list not in a pass) and the topic
-//! has at most `INLINE_STREAMS` streams, `push` takes the list, writes the frame to each stream
-//! itself with the same non-blocking write, and puts the list back, as the bench's `limit`
-//! round-trip server does. Whoever holds the list is the only writer, so the order stays the
+//! the sweeper is idle (nothing queued, its list not in a pass) and the topic has at most
+//! `INLINE_STREAMS` streams (those joining included), `push` takes the list, writes the frame to
+//! each stream itself with the same non-blocking write, and puts the list back, as the bench's
+//! `limit` round-trip server does. Whoever holds the list is the only writer, so the order stays the
 //! topic's: frames that come in meanwhile queue up, and whoever puts the list back with work
 //! waiting wakes the sweeper.
 
