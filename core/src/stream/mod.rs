@@ -97,13 +97,6 @@ impl Subscription {
 }
 
 impl SessionConnection {
-    /// This connection as a stream of batches; dropping the stream detaches the connection.
-    pub fn into_stream(self) -> FrameStream {
-        Box::pin(futures_util::stream::unfold(self, |mut conn| async move {
-            conn.next_batch().await.map(|batch| (batch, conn))
-        }))
-    }
-
     /// This connection as an event stream: `prelude` first, then everything sent to the session.
     /// Like a topic's stream ([`LiveResponse`]) it takes its socket over where it can, and as a
     /// session's topic has a single stream or few, whoever sends to the session (a caller
