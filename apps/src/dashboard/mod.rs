@@ -13,8 +13,8 @@
 //! | [`audit`] | the on-disk record of every action |
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
-//! POST → checks → audit (synced) → `command_started` → 202, then runs and reports
-//! `command_completed` or `command_failed`.
+//! POST → checks → audit (synced) → `command_started` → 202, then runs, audits the outcome and
+//! reports `command_completed` or `command_failed`: every event a viewer sees is on record first.
 //!
 //! The server that serves the dashboard always requires its token (one is generated and printed
 //! when `--token` is not given), for viewing too: process lists are sensitive, and on a shared
@@ -251,16 +251,19 @@ async fn accept_command(
             Ok(done) => ("completed", done),
             Err(failure) => ("failed", failure.to_json()),
         };
-        state.board.command(CommandRecord {
-            state: outcome,
-            outcome: Some(detail.clone()),
-            finished_at: Some(unix_millis()),
-            ..record
-        });
-        let finished = Entry { at: unix_millis(), outcome: outcome.to_owned(), detail, ..finished };
-        if let Err(error) = state.audit.record(finished).await {
+        // On disk first, as with the acceptance: an outcome a viewer has seen is always on
+        // record, so an audit read after the event lists it.
+        let at = unix_millis();
+        let entry = Entry { at, outcome: outcome.to_owned(), detail: detail.clone(), ..finished };
+        if let Err(error) = state.audit.record(entry).await {
             tracing::error!(%error, "cannot write the outcome of a dashboard command to the audit log");
         }
+        state.board.command(CommandRecord {
+            state: outcome,
+            outcome: Some(detail),
+            finished_at: Some(at),
+            ..record
+        });
     });
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id, "state": "started" }))).into_response())
 }
