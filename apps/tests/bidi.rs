@@ -363,9 +363,16 @@ async fn a_page_elsewhere_cannot_fire_triggers() {
     let url = format!("{}/trigger?client_id=x&message=y", app.base);
     let cross_site = http.get(&url).header("sec-fetch-site", "cross-site").send().await.unwrap();
     assert_eq!(cross_site.status(), 403);
+    let body: Value = cross_site.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_not_allowed", "{body}");
+    // POST is refused the same way, and before the handler reads anything.
+    let posted = http.post(&url).header("origin", "http://evil.example").send().await.unwrap();
+    assert_eq!(posted.status(), 403);
     let foreign_origin =
         http.get(&url).header("origin", "http://evil.example").send().await.unwrap();
     assert_eq!(foreign_origin.status(), 403);
+    let body: Value = foreign_origin.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_not_allowed", "{body}");
     let same_origin = http.get(&url).header("sec-fetch-site", "same-origin").send().await.unwrap();
     assert_eq!(same_origin.status(), 404, "passes the check, then finds no client x");
 }

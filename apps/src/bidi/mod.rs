@@ -25,7 +25,6 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::State;
-use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
@@ -33,7 +32,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sse_core::Core;
 use sse_core::cluster::RemoteSession;
-use sse_core::edge::origin::refuse_cross_site;
+use sse_core::edge::origin::SameSite;
 use sse_core::edge::{ApiError, QueryParams};
 use sse_core::rpc::RpcError;
 
@@ -64,7 +63,7 @@ pub fn router(core: Core, config: BidiConfig) -> Router {
         .route("/", get(page))
         .route("/events", get(compat::events))
         .route("/response", axum::routing::post(compat::response))
-        .route("/trigger", get(trigger).post(trigger).route_layer(from_fn(refuse_cross_site)))
+        .route("/trigger", get(trigger).post(trigger))
         .with_state(state)
         .merge(sse_core::rpc::http::routes(core))
 }
@@ -127,6 +126,7 @@ async fn locate(state: &BidiState, name: &str) -> Option<RemoteSession> {
 }
 
 async fn trigger(
+    _: SameSite,
     State(state): State<BidiState>,
     QueryParams(query): QueryParams<TriggerQuery>,
 ) -> Result<Response, ApiError> {
