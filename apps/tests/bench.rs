@@ -80,6 +80,7 @@ async fn roundtrip_answers_every_request() {
     assert_eq!(lines.len(), 3, "ours, the limit, and the ratio: {stdout}");
     for (line, server) in lines.iter().zip(["roundtrip  ours:", "roundtrip limit:"]) {
         assert!(line.starts_with(server) && line.contains(" 0 errors"), "{line}");
+        assert!(line.contains(", load generator CPU "), "the load generator's own CPU: {line}");
         let completed: u64 = line
             .split(" round trips")
             .next()
@@ -106,6 +107,7 @@ async fn idle_and_connect_open_every_connection_on_every_server() {
     assert_eq!(lines.len(), 3, "{stdout}");
     for line in lines {
         assert!(line.contains("50 connections in") && line.contains(", 0 failed"), "{line}");
+        assert!(line.contains(", server CPU ") && line.contains(", load generator CPU "), "{line}");
     }
 }
 

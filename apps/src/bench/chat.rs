@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use sse_core::hub::lock;
 
+use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_events};
 use super::{Percentiles, ms, server};
 
@@ -54,8 +55,8 @@ pub struct ChatReport {
     pub latency: Percentiles,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
-    /// The machine's steal time while the messages went out, in percent, where it can be read.
-    pub steal_percent: Option<f64>,
+    /// What the messages went out beside: the machine's steal time, the load generator's CPU.
+    pub conditions: Conditions,
 }
 
 impl ChatReport {
@@ -82,7 +83,7 @@ impl ChatReport {
             ms(self.latency.p50),
             ms(self.latency.p99),
             ms(self.latency.max),
-            super::steal::suffix(self.steal_percent),
+            self.conditions.suffix(),
         )
     }
 }
@@ -118,7 +119,7 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let outcome = drive(&bench, &bases).await;
     drop(servers);
-    let (sent, tally, steal_percent) = outcome?;
+    let (sent, tally, conditions) = outcome?;
     let latencies = std::mem::take(&mut *lock(&tally.latencies));
     Ok(ChatReport {
         bench,
@@ -127,13 +128,13 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
         resyncs: tally.resyncs.load(Ordering::Relaxed),
         latency: Percentiles::from_micros(latencies),
         pinned,
-        steal_percent,
+        conditions,
     })
 }
 
-/// What a run's load produced: messages acknowledged, the readers' tallies, and the machine's
-/// steal time while the messages went out.
-type Driven = (u64, Arc<Tally>, Option<f64>);
+/// What a run's load produced: messages acknowledged, the readers' tallies, and the conditions
+/// while the messages went out.
+type Driven = (u64, Arc<Tally>, Conditions);
 
 /// Joins the posters and connects the readers, alternating over `bases`, then posts.
 async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<Driven> {
@@ -172,7 +173,7 @@ async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<Driven> {
     let sent = Arc::new(AtomicU64::new(0));
     let per_poster = Duration::from_secs_f64(POSTERS as f64 / f64::from(bench.rate.max(1)));
     let started = Instant::now();
-    let machine_before = super::steal::CpuTimes::now();
+    let watch = Watch::start();
     let posters: Vec<_> = tokens
         .into_iter()
         .enumerate()
@@ -204,7 +205,7 @@ async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<Driven> {
     for poster in posters {
         poster.await?;
     }
-    let steal_percent = super::steal::since(machine_before);
+    let conditions = watch.finish();
     // Let the last deliveries arrive (bounded: the report counts what did).
     let expected = sent.load(Ordering::Relaxed) * bench.members as u64;
     let drain_until = Instant::now() + Duration::from_secs(10);
@@ -215,7 +216,7 @@ async fn drive(bench: &ChatBench, bases: &[String]) -> anyhow::Result<Driven> {
     for reader in readers {
         reader.await?;
     }
-    Ok((sent.load(Ordering::Relaxed), tally, steal_percent))
+    Ok((sent.load(Ordering::Relaxed), tally, conditions))
 }
 
 /// One reader: parses the room's stream until it ends, timing each message.

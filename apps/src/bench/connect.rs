@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_body};
 use super::targets::Target;
 use super::{limits, server};
@@ -27,6 +28,10 @@ pub struct ConnectRow {
     pub rss_before_kib: u64,
     /// The same with every connection open and idle.
     pub rss_after_kib: u64,
+    /// The server's CPU time while the connections were made, in percent of one core.
+    pub server_cpu_percent: f64,
+    /// What they were made beside: the machine's steal time, the load generator's CPU.
+    pub conditions: Conditions,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
 }
@@ -46,12 +51,14 @@ impl ConnectRow {
     /// The connection figures for people.
     pub fn connect_line(&self) -> String {
         format!(
-            "connect {:>5}: {} connections in {:.3} s ({:.0}/s), {} failed{}",
+            "connect {:>5}: {} connections in {:.3} s ({:.0}/s), {} failed, server CPU {:.0}%{}{}",
             self.target.name(),
             self.connections,
             self.elapsed.as_secs_f64(),
             self.per_second(),
             self.failed,
+            self.server_cpu_percent,
+            self.conditions.suffix(),
             if self.pinned { "" } else { " (not pinned)" },
         )
     }
@@ -88,6 +95,7 @@ pub async fn run(
         let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let connecting = Arc::new(Semaphore::new(concurrency.max(1)));
         let stop = CancellationToken::new();
+        let watch = Watch::start();
         let started = Instant::now();
         let readers: Vec<_> = (0..connections)
             .map(|_| {
@@ -110,6 +118,7 @@ pub async fn run(
             .collect();
         connected.wait_for(connections).await?;
         let elapsed = started.elapsed();
+        let conditions = watch.finish();
         let after = server.usage().await?;
         stop.cancel();
         for reader in readers {
@@ -122,6 +131,8 @@ pub async fn run(
             elapsed,
             rss_before_kib: before.rss_kib,
             rss_after_kib: after.rss_kib,
+            server_cpu_percent: after.cpu_percent_since(&before, elapsed),
+            conditions,
             pinned: server.pinned,
         };
         rows.push(row);

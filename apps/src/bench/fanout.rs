@@ -16,6 +16,7 @@ use anyhow::Context;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
 use super::targets::{PublishOrder, Target, now_micros, parse_payload};
@@ -94,8 +95,8 @@ pub struct FanoutRow {
     pub rss_mib: f64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
-    /// The machine's steal time over the run, in percent, where it can be read.
-    pub steal_percent: Option<f64>,
+    /// What the run ran beside: the machine's steal time, the load generator's CPU.
+    pub conditions: Conditions,
 }
 
 impl FanoutRow {
@@ -158,7 +159,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
     let count = (f64::from(load.rate) * bench.duration.as_secs_f64()).ceil().max(1.0) as u64;
     let order = PublishOrder { rate: load.rate, payload: bench.payload, count };
     let before = server.usage().await?;
-    let machine_before = super::steal::CpuTimes::now();
+    let watch = Watch::start();
     let (started, started_micros) = (Instant::now(), now_micros());
     server.ask(&order.command(), "published").await?;
     let expected = count * load.connections as u64;
@@ -173,7 +174,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), all_in).await;
     let after = server.usage().await?;
-    let steal_percent = super::steal::since(machine_before);
+    let conditions = watch.finish();
     let wall = started.elapsed();
     stop.cancel();
     for reader in readers {
@@ -197,7 +198,7 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
         cpu_percent: after.cpu_percent_since(&before, wall),
         rss_mib: after.rss_kib as f64 / 1024.0,
         pinned: server.pinned,
-        steal_percent,
+        conditions,
     })
 }
 
@@ -257,7 +258,7 @@ pub fn line(row: &FanoutRow) -> String {
         row.latency.summary(),
         row.cpu_percent,
         row.rss_mib,
-        super::steal::suffix(row.steal_percent),
+        row.conditions.suffix(),
         if row.pinned { "" } else { " (not pinned)" },
     )
 }

@@ -7,6 +7,7 @@
 //! sender to the moment a client parses it.
 
 pub mod chat;
+pub mod conditions;
 pub mod connect;
 pub mod control;
 pub mod dashboard;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::conditions::{Conditions, Watch};
 use super::http1::Connection;
 use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
@@ -79,8 +80,8 @@ pub struct RoundtripReport {
     pub cpu_percent: f64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
-    /// The machine's steal time over the run, in percent, where it can be read.
-    pub steal_percent: Option<f64>,
+    /// What the run ran beside: the machine's steal time, the load generator's CPU.
+    pub conditions: Conditions,
 }
 
 impl RoundtripReport {
@@ -98,7 +99,7 @@ impl RoundtripReport {
             self.errors,
             self.latency.summary(),
             self.cpu_percent,
-            super::steal::suffix(self.steal_percent),
+            self.conditions.suffix(),
         )
     }
 }
@@ -130,7 +131,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let latencies = Arc::new(Latencies::default());
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let before = server.usage().await?;
-    let machine_before = super::steal::CpuTimes::now();
+    let watch = Watch::start();
     let started = Instant::now();
     let callers: Vec<_> = (0..bench.callers)
         .map(|c| {
@@ -178,7 +179,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     }
     let wall = started.elapsed();
     let after = server.usage().await?;
-    let steal_percent = super::steal::since(machine_before);
+    let conditions = watch.finish();
     stop.cancel();
     for task in tasks {
         let _ = task.await;
@@ -192,7 +193,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         per_second: completed as f64 / wall.as_secs_f64(),
         cpu_percent: after.cpu_percent_since(&before, wall),
         pinned: server.pinned,
-        steal_percent,
+        conditions,
     })
 }
 

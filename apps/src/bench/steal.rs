@@ -5,7 +5,8 @@
 //! one minute to the next, and steal is what moves with it (33% in one slow run, next to nothing
 //! in the fast ones). Every report says it, so a slow figure can be told from a slow server. It is
 //! the kernel's count (the paravirtual steal clock), so it is only as good as what the hypervisor
-//! reports; the server's own CPU time still comes from its `getrusage`, never from here.
+//! reports; the server's own CPU time still comes from its `getrusage`, never from here. Reports
+//! take it through [`conditions`](super::conditions).
 
 /// The machine's CPU time counters at one moment, in clock ticks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,17 +43,6 @@ impl CpuTimes {
     }
 }
 
-/// The steal over a run that started at `before`, for report lines: `, machine steal 12%`, or
-/// nothing where it cannot be read.
-pub fn since(before: Option<CpuTimes>) -> Option<f64> {
-    CpuTimes::now()?.steal_percent_since(&before?)
-}
-
-/// `, machine steal N%` for a report line, or nothing.
-pub fn suffix(steal: Option<f64>) -> String {
-    steal.map(|percent| format!(", machine steal {percent:.0}%")).unwrap_or_default()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 mod tests {
@@ -75,7 +65,6 @@ mod tests {
         let after = CpuTimes { total: 2939, steal: 741 };
         let percent = after.steal_percent_since(&before).unwrap();
         assert!((percent - 33.06).abs() < 0.01, "{percent}");
-        assert_eq!(suffix(Some(percent)), ", machine steal 33%");
     }
 
     #[test]
@@ -87,6 +76,5 @@ mod tests {
         assert_eq!(same.steal_percent_since(&same), None, "no time passed");
         let earlier = CpuTimes { total: 20, steal: 5 };
         assert_eq!(same.steal_percent_since(&earlier), None);
-        assert_eq!(suffix(None), "");
     }
 }
