@@ -376,6 +376,9 @@ async fn bad_requests_get_their_status_and_code() {
     assert_eq!((status, error["error"]["code"].as_str()), (503, Some("stdin_full")));
     exec.post(&format!("/exec/runs/{id}/signal"), json!({"signal": "kill"})).await;
     assert_eq!(exec.exit(&id).await["reason"], "killed_by_user");
+    // Its slot is free by the time its `exit` is seen: the next run starts at once.
+    let next = exec.sh("true").await;
+    assert_eq!(exec.exit(&next).await["reason"], "exited");
 
     // The token guards every endpoint, and POSTs from another origin are refused.
     let anonymous = exec.http.post(exec.url("/exec/runs")).json(&json!({})).send().await.unwrap();
@@ -483,6 +486,9 @@ async fn a_workflow_runs_its_steps_and_waits_for_approval() {
     let body = json!({"decision": "approve", "comment": "looks good"});
     let (status, decided) = exec.post(&format!("{approvals}/1"), body).await;
     assert_eq!((status, decided["decision"].as_str()), (200, Some("approved")));
+    // Answered only once it is on disk.
+    let log = std::fs::read_to_string(exec._data.path().join("exec-approvals.jsonl")).unwrap();
+    assert!(log.contains("\"outcome\":\"approved\"") && log.contains("looks good"), "{log}");
     let (status, _) = exec.post(&format!("{approvals}/1"), json!({"decision": "reject"})).await;
     assert_eq!(status, 409, "the first decision wins");
 
@@ -498,9 +504,7 @@ async fn a_workflow_runs_its_steps_and_waits_for_approval() {
     let deploy_run = after[1].1["run"].as_str().unwrap();
     assert_eq!(text(&exec.all(deploy_run).await, "stdout"), "deployed\n");
 
-    // The decision is on disk, and the list shows the outcome.
-    let log = std::fs::read_to_string(exec._data.path().join("exec-approvals.jsonl")).unwrap();
-    assert!(log.contains("\"outcome\":\"approved\"") && log.contains("looks good"));
+    // The list shows the outcome.
     let (_, list) = exec.get_json("/exec/workflows").await;
     assert_eq!(list["workflows"][0]["outcome"]["outcome"], "succeeded");
 }

@@ -13,7 +13,9 @@
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
 //! start or from its `Last-Event-ID`; after `exit` the stream ends and a reconnect that has seen
-//! everything gets `204 No Content`, which stops the browser.
+//! everything gets `204 No Content`, which stops the browser. The `exit` event is the last thing a
+//! run does: its end is recorded (the list says `finished`, signals get 409), its sandbox slot given
+//! back and its journal line written first, so what a viewer of `exit` asks next finds it done.
 
 mod elsewhere;
 pub mod journal;
@@ -287,6 +289,8 @@ impl ExecState {
                 // The end is still shown; after a restart this run would read as interrupted.
                 tracing::error!(%error, run = %supervised.id, "cannot journal a run's end");
             }
+            // Last: whoever sees `exit` may act on it at once (list, signal, start another).
+            supervised.announce_end(&exit);
         });
         Ok(run)
     }

@@ -394,10 +394,19 @@ impl Run {
         }));
     }
 
+    /// Records the end: from here the run lists as finished and refuses signals and stdin. Its
+    /// viewers hear of it later, from [`Run::announce_end`], once the server has done with it.
     fn end(&self, exit: Value) {
-        self.output.finish(&exit);
         self.control().exit = Some(exit);
         self.changed.notify_waiters();
+    }
+
+    /// Tells the run's viewers how it ended (the `exit` event, which ends their streams). Called
+    /// once its end is recorded, its slot given back and its journal line written, so a viewer
+    /// who sees `exit` and then lists the runs, signals this one or starts the next finds the
+    /// server already past it.
+    pub fn announce_end(&self, exit: &Value) {
+        self.output.finish(exit);
     }
 }
 

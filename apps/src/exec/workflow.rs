@@ -7,7 +7,9 @@
 //! whose own stream has the output) and `step_finished`, and last `workflow_finished`. An
 //! approval asks every viewer; the first decision POSTed wins; one that does not come in time
 //! expires. A rejected or expired approval, or a step that does not exit 0, stops the workflow
-//! with that reason. Every decision (and expiry) is also a line in `exec-approvals.jsonl`.
+//! with that reason. Every decision (and expiry) is also a line in `exec-approvals.jsonl`, written
+//! before `approval_decided` goes out and before the decision's POST is answered, so a decision
+//! anyone has been told of is on record.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -198,6 +200,8 @@ pub struct Workflow {
     pub events: Output,
     state: Mutex<State>,
     decided: Notify,
+    /// The last step whose decision is recorded and announced: what a decision's POST waits for.
+    announced: tokio::sync::watch::Sender<Option<usize>>,
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +223,7 @@ impl Workflow {
             events: Output::new(1 << 20, metrics),
             state: Mutex::default(),
             decided: Notify::new(),
+            announced: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -244,6 +249,7 @@ impl Workflow {
     }
 
     /// Asks for approval of step `index` and waits for the decision; `None` when it expires.
+    /// Nobody is told of the decision yet: record it, then [`Workflow::announce_decision`].
     pub async fn ask(&self, index: usize, prompt: &str, expiry: Duration) -> Option<Decision> {
         let expires_at = unix_millis() + expiry.as_millis() as u64;
         self.lock().waiting = Some((index, None));
@@ -266,15 +272,30 @@ impl Workflow {
         let decision = decision.or_else(|| state.waiting.take().and_then(|(_, d)| d));
         state.waiting = None;
         drop(state);
-        let (label, by, comment) = match &decision {
+        decision
+    }
+
+    /// Tells the viewers how step `index`'s approval was decided (`approval_decided`), and the
+    /// decision's POST, waiting in [`Workflow::announced`], that it may answer.
+    pub fn announce_decision(&self, index: usize, decision: Option<&Decision>) {
+        let (label, by, comment) = match decision {
             Some(d) => {
                 (if d.approve { "approved" } else { "rejected" }, json!(d.by), json!(d.comment))
             }
             None => ("expired", Value::Null, Value::Null),
         };
+        let step = &self.steps[index].name;
         let decided = json!({ "step": index, "name": step, "decision": label, "by": by, "comment": comment, "at": unix_millis() });
         self.events.event("approval_decided", &decided);
-        decision
+        self.announced.send_replace(Some(index));
+    }
+
+    /// Waits until step `step`'s decision is recorded and announced; false if that takes longer
+    /// than `patience` (the approvals log is stuck).
+    pub async fn announced(&self, step: usize, patience: Duration) -> bool {
+        let mut announced = self.announced.subscribe();
+        let reached = announced.wait_for(|last| last.is_some_and(|last| last >= step));
+        matches!(tokio::time::timeout(patience, reached).await, Ok(Ok(_)))
     }
 
     /// Ends the workflow with `outcome` (`succeeded`, `failed`, `rejected`, `expired`).

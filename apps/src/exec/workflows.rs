@@ -1,6 +1,7 @@
 //! The workflow endpoints and the task that runs a workflow's steps.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -68,7 +69,9 @@ async fn run_steps(
     for (index, step) in workflow.steps.iter().enumerate() {
         if let Some((prompt, expiry)) = &step.approval {
             let decision = workflow.ask(index, prompt, *expiry).await;
+            // On record first, then told: see the module doc of `workflow`.
             record(&state, &workflow, index, decision.as_ref()).await;
+            workflow.announce_decision(index, decision.as_ref());
             match decision {
                 Some(decision) if decision.approve => {}
                 Some(decision) => {
@@ -177,6 +180,14 @@ pub(super) async fn decide(
             "this step is not waiting for approval (not reached yet, already decided, or expired)",
         )
     })?;
+    // Answered once the decision is in the approvals log and its event is out.
+    if !workflow.announced(index, Duration::from_secs(10)).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_recorded",
+            "the decision was taken but is not recorded yet; see the workflow's events",
+        ));
+    }
     let decided = if approve { "approved" } else { "rejected" };
     Ok(axum::Json(json!({ "step": index, "decision": decided, "by": by, "comment": body.comment }))
         .into_response())
