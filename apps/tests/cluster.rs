@@ -351,6 +351,10 @@ async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reade
 
     // Posted to A, it reaches Bob's stream on B, under the same id.
     let mut on_b = chat_stream(&base_b, "lobby", &bob, None).await;
+    // A member's first snapshot lists them, though Redis may not have heard of them yet.
+    let own = next_named(&mut on_b, "presence").await;
+    let listed = own["online"].as_array().is_some_and(|online| online.contains(&json!("bob")));
+    assert!(listed, "Bob's own snapshot lists him: {own}");
     let mut on_a = chat_stream(&base_a, "lobby", &ann, None).await;
     // Who is online is the union of both instances: B counts Ann (on A) and Bob (on B), and
     // Ann's nick cannot be taken on B while she is online on A.

@@ -52,10 +52,17 @@ impl Room {
     }
 
     /// The nicks online now on any instance, sorted (this instance's alone if Redis cannot say).
+    /// This instance's own members are always in it: Redis hears of an arrival a moment after it
+    /// happens here, and a member's first `presence` snapshot, read in that moment, must list them.
     pub async fn online(&self) -> Vec<String> {
         let Some(relay) = &self.relay else { return self.online_here() };
         match relay.online(&self.name).await {
-            Ok(online) => online,
+            Ok(elsewhere) => {
+                let mut online: std::collections::BTreeSet<String> =
+                    elsewhere.into_iter().collect();
+                online.extend(self.online_here());
+                online.into_iter().collect()
+            }
             Err(error) => {
                 tracing::warn!(%error, room = self.name, "cannot read who is online elsewhere (Redis)");
                 self.online_here()
