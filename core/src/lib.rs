@@ -23,7 +23,7 @@
 //! use sse_core::{Core, CoreConfig, rpc::JsonRpcEvents};
 //!
 //! let core = Core::new(CoreConfig::default());
-//! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents));
+//! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents)).await;
 //! // Some client connected to this session answers over POST; here nobody does:
 //! let answer = core
 //!     .correlator

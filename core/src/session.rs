@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{HandedThrough, Resume, Subscription, Topic, TopicConfig, lock};
@@ -94,7 +95,7 @@ struct Registry {
 }
 
 type ExpiryHook = Arc<dyn Fn(&SessionId) + Send + Sync>;
-type CreateHook = Arc<dyn Fn(&Session) + Send + Sync>;
+type CreateHook = Arc<dyn Fn(&Session) -> BoxFuture<'static, ()> + Send + Sync>;
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,7 +120,11 @@ impl Sessions {
 
     /// Creates a session. If `name` is given it now refers to this session. The session expires
     /// after the grace period unless a client connects.
-    pub fn create(&self, name: Option<&str>, dialect: Arc<dyn Dialect>) -> Session {
+    ///
+    /// Returns once every [`Sessions::on_create`] hook is done with it (a cluster has listed it in
+    /// its directory), so that when its id goes out, in a hello frame or a header, a request that
+    /// carries it to any instance finds it.
+    pub async fn create(&self, name: Option<&str>, dialect: Arc<dyn Dialect>) -> Session {
         let session = Session {
             inner: Arc::new(SessionInner {
                 id: SessionId::random(),
@@ -142,7 +147,7 @@ impl Sessions {
         session.schedule_expiry(0);
         let hooks = lock(&self.inner.on_create).clone();
         for hook in hooks {
-            hook(&session);
+            hook(&session).await;
         }
         session
     }
@@ -178,9 +183,13 @@ impl Sessions {
         lock(&self.inner.on_expire).push(Arc::new(hook));
     }
 
-    /// Runs `hook` for every session created from now on (a cluster lists it in its directory).
-    pub fn on_create(&self, hook: impl Fn(&Session) + Send + Sync + 'static) {
-        lock(&self.inner.on_create).push(Arc::new(hook));
+    /// Runs `hook` for every session created from now on (a cluster lists it in its directory);
+    /// [`Sessions::create`] waits for the future it returns.
+    pub fn on_create<F>(&self, hook: impl Fn(&Session) -> F + Send + Sync + 'static)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        lock(&self.inner.on_create).push(Arc::new(move |session| Box::pin(hook(session))));
     }
 
     /// Ends a session now, as if its grace period had run out.

@@ -95,7 +95,7 @@ async fn sessions_with_pending_requests_release_everything_on_expiry() {
     let core = Core::new(config);
     let mut calls = Vec::new();
     for i in 0..1000 {
-        let session = core.sessions.create(Some(&format!("s{i}")), Arc::new(JsonRpcEvents));
+        let session = core.sessions.create(Some(&format!("s{i}")), Arc::new(JsonRpcEvents)).await;
         drop(session.connect(None));
         let correlator = core.correlator.clone();
         calls.push(tokio::spawn(async move {

@@ -61,7 +61,7 @@ pub(super) async fn events(
         .client_id
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("client_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    let (session, existed) = compat_session(&state, &name);
+    let (session, existed) = compat_session(&state, &name).await;
     // An id from before a server restart means nothing to a new session: start it clean, so this
     // stream carries only what the original's clients understand.
     let last_event_id = last_event_id.filter(|_| existed);
@@ -71,10 +71,10 @@ pub(super) async fn events(
 }
 
 /// The live compat session with this name (and `true`), or a new one (and `false`).
-fn compat_session(state: &BidiState, name: &str) -> (Session, bool) {
+async fn compat_session(state: &BidiState, name: &str) -> (Session, bool) {
     match state.core.sessions.by_name(name) {
         Some(session) if session.dialect().name() == GoCompat.name() => (session, true),
-        _ => (state.core.sessions.create(Some(name), Arc::new(GoCompat)), false),
+        _ => (state.core.sessions.create(Some(name), Arc::new(GoCompat)).await, false),
     }
 }
 

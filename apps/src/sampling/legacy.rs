@@ -38,7 +38,10 @@ pub(super) async fn open(
     let existing =
         query.session_id.as_deref().and_then(|id| state.core.sessions.get(&SessionId::from(id)));
     let resumed = existing.is_some();
-    let session = existing.unwrap_or_else(|| state.core.sessions.create(None, Arc::new(McpEvents)));
+    let session = match existing {
+        Some(session) => session,
+        None => state.core.sessions.create(None, Arc::new(McpEvents)).await,
+    };
     let endpoint = Event::new()
         .event("endpoint")
         .data(format!("/sampling/messages?sessionId={}", session.id().as_str()))

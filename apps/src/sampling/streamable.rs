@@ -109,7 +109,7 @@ pub(super) async fn post(
             let params = request.params.clone().unwrap_or_default();
             let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
             let name = params.pointer("/clientInfo/name").and_then(Value::as_str);
-            let session = state.core.sessions.create(name, Arc::new(McpEvents));
+            let session = state.core.sessions.create(name, Arc::new(McpEvents)).await;
             state.client_joined(client_info(&session, &params, protocol, "streamable"));
             let mut response =
                 axum::Json(mcp::result(&request.id, initialize_result(protocol))).into_response();

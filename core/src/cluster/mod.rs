@@ -214,7 +214,7 @@ impl Cluster {
         let cluster = self.clone();
         sessions.on_create(move |session| {
             let (cluster, session) = (cluster.clone(), session.clone());
-            tokio::spawn(async move { cluster.list(&[session]).await });
+            async move { cluster.list(&[session]).await }
         });
         let cluster = self.clone();
         sessions.on_expire(move |id| {

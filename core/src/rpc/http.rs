@@ -54,10 +54,13 @@ async fn open_session(
     let existing =
         query.session_id.as_deref().and_then(|id| core.sessions.get(&SessionId::from(id)));
     let resumed = existing.is_some();
-    let session = existing.unwrap_or_else(|| {
-        let name = query.client_id.as_deref().filter(|n| !n.is_empty());
-        core.sessions.create(name, Arc::new(JsonRpcEvents))
-    });
+    let session = match existing {
+        Some(session) => session,
+        None => {
+            let name = query.client_id.as_deref().filter(|n| !n.is_empty());
+            core.sessions.create(name, Arc::new(JsonRpcEvents)).await
+        }
+    };
     // An id from another session's stream means nothing here.
     let last_event_id = if resumed { last_event_id } else { None };
     let connection = session.connect(last_event_id.as_deref());
