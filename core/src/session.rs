@@ -209,12 +209,15 @@ impl Registry {
                 by_name.remove(name);
             }
         }
-        session.inner.closed.cancel();
+        // The books first (the gauge, then the hooks: the correlator fails the calls waiting on
+        // it, an app's client list drops it), then the streams end, so whoever sees the stream end
+        // and looks finds the session gone. (A cluster's hook only starts the Redis delisting.)
         self.metrics.session_expired();
         let hooks = lock(&self.on_expire).clone();
         for hook in hooks {
             hook(id);
         }
+        session.inner.closed.cancel();
         tracing::info!(session = ?id, name = session.inner.name.as_deref(), "session expired");
         true
     }
