@@ -245,26 +245,35 @@ const PRUNE_AFTER: Duration = Duration::from_secs(1);
 
 /// The sweeper's loop: until the topic is gone, every queued frame to every stream.
 async fn sweep(fanout: Arc<Fanout>) {
-    // Closes seen and not yet walked out of the list.
+    // Closes seen and not yet walked out of the list, and when the first of them must go: a
+    // deadline set at the first close, so a steady trickle of closes cannot keep pushing it back.
     let mut dead = 0;
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let overdue = if dead == 0 {
-            fanout.wake.notified().await;
-            false
-        } else {
-            tokio::select! {
-                () = fanout.wake.notified() => false,
-                () = tokio::time::sleep(PRUNE_AFTER) => true,
+        let overdue = match due {
+            None => {
+                fanout.wake.notified().await;
+                false
             }
+            Some(due) => tokio::select! {
+                () = fanout.wake.notified() => false,
+                () = tokio::time::sleep_until(due) => true,
+            },
         };
         let Some(Taken { frames, mut streams, closed, topic_gone, mut last_id }) = fanout.take()
         else {
+            // A publisher has the list for an inline write; try again later rather than spin.
+            if overdue {
+                due = Some(tokio::time::Instant::now() + PRUNE_AFTER);
+            }
             continue;
         };
         dead += closed;
         if dead > 0 && (overdue || !frames.is_empty() || dead * PRUNE_SHARE >= streams.len()) {
             streams.retain(|stream| stream.is_open());
-            dead = 0;
+            (dead, due) = (0, None);
+        } else if dead > 0 && due.is_none() {
+            due = Some(tokio::time::Instant::now() + PRUNE_AFTER);
         }
         let mut pass = Pass { window: frames, start: 0, max_batch: fanout.max_batch };
         while let Some(batch) = pass.next_batch() {
