@@ -30,14 +30,7 @@ pub struct Usage {
 impl Usage {
     /// This process's usage now.
     pub fn of_self() -> Usage {
-        let micros = |t: nix::sys::time::TimeVal| {
-            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000
-                + u64::try_from(t.tv_usec()).unwrap_or(0)
-        };
-        let (user_us, system_us) = match getrusage(UsageWho::RUSAGE_SELF) {
-            Ok(usage) => (micros(usage.user_time()), micros(usage.system_time())),
-            Err(_) => (0, 0),
-        };
+        let (user_us, system_us) = cpu_of_self();
         Usage {
             user_us,
             system_us,
@@ -67,6 +60,17 @@ impl Usage {
         let mut fields = line.strip_prefix("usage ")?.split(' ').map(str::parse::<u64>);
         let mut next = || fields.next()?.ok();
         Some(Usage { user_us: next()?, system_us: next()?, rss_kib: next()?, fds: next()? })
+    }
+}
+
+/// This process's CPU time so far, user and kernel, in microseconds (0 where it cannot be read).
+pub fn cpu_of_self() -> (u64, u64) {
+    let micros = |t: nix::sys::time::TimeVal| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec()).unwrap_or(0)
+    };
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => (micros(usage.user_time()), micros(usage.system_time())),
+        Err(_) => (0, 0),
     }
 }
 
