@@ -9,7 +9,9 @@
 //! expires. A rejected or expired approval, or a step that does not exit 0, stops the workflow
 //! with that reason. Every decision (and expiry) is also a line in `exec-approvals.jsonl`, written
 //! before `approval_decided` goes out and before the decision's POST is answered, so a decision
-//! anyone has been told of is on record.
+//! anyone has been told of is on record. A decision the log cannot take (a full disk, an I/O
+//! error) is never acted on: the workflow stops as `failed`, no `approval_decided` goes out, and
+//! the decision's POST is answered `503 not_recorded`.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -200,8 +202,20 @@ pub struct Workflow {
     pub events: Output,
     state: Mutex<State>,
     decided: Notify,
-    /// The last step whose decision is recorded and announced: what a decision's POST waits for.
-    announced: tokio::sync::watch::Sender<Option<usize>>,
+    /// The last step whose decision was settled, and whether it is on record: what a decision's
+    /// POST waits for.
+    settled: tokio::sync::watch::Sender<Option<(usize, bool)>>,
+}
+
+/// What became of a decision, as its POST learns it from [`Workflow::settled`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// On record and announced: the workflow acts on it.
+    Recorded,
+    /// The approvals log refused it, so the workflow stopped without acting on it.
+    NotRecorded,
+    /// Not settled within the patience given (the approvals log is stuck).
+    Pending,
 }
 
 #[derive(Debug, Default)]
@@ -223,7 +237,7 @@ impl Workflow {
             events: Output::new(1 << 20, metrics),
             state: Mutex::default(),
             decided: Notify::new(),
-            announced: tokio::sync::watch::Sender::new(None),
+            settled: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -249,7 +263,8 @@ impl Workflow {
     }
 
     /// Asks for approval of step `index` and waits for the decision; `None` when it expires.
-    /// Nobody is told of the decision yet: record it, then [`Workflow::announce_decision`].
+    /// Nobody is told of the decision yet: record it, then [`Workflow::announce_decision`] (or,
+    /// if it cannot be recorded, [`Workflow::unrecorded`]).
     pub async fn ask(&self, index: usize, prompt: &str, expiry: Duration) -> Option<Decision> {
         let expires_at = unix_millis() + expiry.as_millis() as u64;
         self.lock().waiting = Some((index, None));
@@ -276,7 +291,7 @@ impl Workflow {
     }
 
     /// Tells the viewers how step `index`'s approval was decided (`approval_decided`), and the
-    /// decision's POST, waiting in [`Workflow::announced`], that it may answer.
+    /// decision's POST, waiting in [`Workflow::settled`], that it is on record.
     pub fn announce_decision(&self, index: usize, decision: Option<&Decision>) {
         let (label, by, comment) = match decision {
             Some(d) => {
@@ -287,15 +302,29 @@ impl Workflow {
         let step = &self.steps[index].name;
         let decided = json!({ "step": index, "name": step, "decision": label, "by": by, "comment": comment, "at": unix_millis() });
         self.events.event("approval_decided", &decided);
-        self.announced.send_replace(Some(index));
+        self.settled.send_replace(Some((index, true)));
     }
 
-    /// Waits until step `step`'s decision is recorded and announced; false if that takes longer
-    /// than `patience` (the approvals log is stuck).
-    pub async fn announced(&self, step: usize, patience: Duration) -> bool {
-        let mut announced = self.announced.subscribe();
-        let reached = announced.wait_for(|last| last.is_some_and(|last| last >= step));
-        matches!(tokio::time::timeout(patience, reached).await, Ok(Ok(_)))
+    /// Tells the decision's POST that step `index`'s decision could not be recorded. The caller
+    /// then stops the workflow without acting on it.
+    pub fn unrecorded(&self, index: usize) {
+        self.settled.send_replace(Some((index, false)));
+    }
+
+    /// Waits until step `step`'s decision is settled: on record and announced, or refused by the
+    /// log. [`Settled::Pending`] if that takes longer than `patience` (the log is stuck).
+    pub async fn settled(&self, step: usize, patience: Duration) -> Settled {
+        let mut settled = self.settled.subscribe();
+        let reached = settled.wait_for(|last| last.is_some_and(|(last, _)| last >= step));
+        match tokio::time::timeout(patience, reached).await {
+            Ok(Ok(last)) => match *last {
+                // A later step settled means this one was recorded: the workflow went on.
+                Some((last, recorded)) if last > step || recorded => Settled::Recorded,
+                _ => Settled::NotRecorded,
+            },
+            // The sender lives in the workflow itself, which this borrows: it cannot be gone.
+            Ok(Err(_)) | Err(_) => Settled::Pending,
+        }
     }
 
     /// Ends the workflow with `outcome` (`succeeded`, `failed`, `rejected`, `expired`).
@@ -308,5 +337,76 @@ impl Workflow {
         });
         self.lock().outcome = Some(data.clone());
         self.events.last_event("workflow_finished", &data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Every event the workflow's log holds, as text.
+    fn logged(workflow: &Workflow) -> String {
+        let frames = workflow.events.replay_after(0).frames;
+        frames.iter().map(|f| String::from_utf8_lossy(f.as_bytes()).into_owned()).collect()
+    }
+
+    fn workflow_of(steps: usize) -> Workflow {
+        let steps = (0..steps)
+            .map(|i| Step { name: format!("step{i}"), approval: None, run: None })
+            .collect();
+        Workflow::new("w1".to_owned(), "test".to_owned(), steps, Metrics::default())
+    }
+
+    fn decision() -> Decision {
+        Decision { approve: true, by: "tester".to_owned(), comment: String::new() }
+    }
+
+    #[tokio::test]
+    async fn a_decision_on_record_settles_as_recorded_and_is_announced() {
+        let workflow = workflow_of(1);
+        workflow.announce_decision(0, Some(&decision()));
+        assert_eq!(workflow.settled(0, Duration::from_secs(10)).await, Settled::Recorded);
+        let events = logged(&workflow);
+        assert!(events.contains("approval_decided"), "{events}");
+    }
+
+    #[tokio::test]
+    async fn a_decision_the_log_refused_settles_as_not_recorded_and_is_not_announced() {
+        let workflow = workflow_of(1);
+        workflow.unrecorded(0);
+        assert_eq!(workflow.settled(0, Duration::from_secs(10)).await, Settled::NotRecorded);
+        let events = logged(&workflow);
+        assert!(!events.contains("approval_decided"), "{events}");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_answered_when_the_decision_settles_after_it_began_waiting() {
+        let workflow = std::sync::Arc::new(workflow_of(1));
+        let waiter = tokio::spawn({
+            let workflow = workflow.clone();
+            async move { workflow.settled(0, Duration::from_secs(10)).await }
+        });
+        tokio::task::yield_now().await;
+        workflow.unrecorded(0);
+        assert_eq!(waiter.await.unwrap(), Settled::NotRecorded);
+    }
+
+    #[tokio::test]
+    async fn a_decision_that_never_settles_is_pending_once_patience_runs_out() {
+        let workflow = workflow_of(2);
+        assert_eq!(workflow.settled(0, Duration::from_millis(10)).await, Settled::Pending);
+        // Step 0 settling says nothing of step 1.
+        workflow.announce_decision(0, None);
+        assert_eq!(workflow.settled(1, Duration::from_millis(10)).await, Settled::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_later_step_settled_means_an_earlier_one_was_recorded() {
+        let workflow = workflow_of(3);
+        workflow.announce_decision(0, Some(&decision()));
+        workflow.unrecorded(2);
+        assert_eq!(workflow.settled(0, Duration::from_secs(10)).await, Settled::Recorded);
+        assert_eq!(workflow.settled(2, Duration::from_secs(10)).await, Settled::NotRecorded);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sse_core::edge::{ApiError, JsonBody};
 use sse_core::stream::LastEventId;
 
-use super::workflow::{DecideError, Decision, Definition, Workflow};
+use super::workflow::{DecideError, Decision, Definition, Settled, Workflow};
 use super::{ExecState, lock, replay};
 use crate::dashboard::audit::Entry;
 use crate::dashboard::system::unix_millis;
@@ -69,8 +69,15 @@ async fn run_steps(
     for (index, step) in workflow.steps.iter().enumerate() {
         if let Some((prompt, expiry)) = &step.approval {
             let decision = workflow.ask(index, prompt, *expiry).await;
-            // On record first, then told: see the module doc of `workflow`.
-            record(&state, &workflow, index, decision.as_ref()).await;
+            // On record first, then told: see the module doc of `workflow`. A decision that is
+            // not on record is not acted on.
+            if let Err(error) = record(&state, &workflow, index, decision.as_ref()).await {
+                tracing::error!(%error, workflow = %workflow.id, "cannot record an approval decision");
+                workflow.unrecorded(index);
+                let why =
+                    format!("the decision on step {:?} could not be recorded: {error}", step.name);
+                return workflow.finish("failed", Some(index), why);
+            }
             workflow.announce_decision(index, decision.as_ref());
             match decision {
                 Some(decision) if decision.approve => {}
@@ -110,8 +117,13 @@ async fn run_steps(
     workflow.finish("succeeded", None, "every step succeeded".to_owned());
 }
 
-/// Writes a decision (or an expiry) to `exec-approvals.jsonl`.
-async fn record(state: &ExecState, workflow: &Workflow, index: usize, decision: Option<&Decision>) {
+/// Writes a decision (or an expiry) to `exec-approvals.jsonl`, synced.
+async fn record(
+    state: &ExecState,
+    workflow: &Workflow,
+    index: usize,
+    decision: Option<&Decision>,
+) -> std::io::Result<()> {
     let (outcome, who, comment) = match decision {
         Some(d) => {
             (if d.approve { "approved" } else { "rejected" }, d.by.clone(), d.comment.clone())
@@ -127,9 +139,7 @@ async fn record(state: &ExecState, workflow: &Workflow, index: usize, decision: 
         outcome: outcome.to_owned(),
         detail: json!({ "comment": comment }),
     };
-    if let Err(error) = state.approvals.record(entry).await {
-        tracing::error!(%error, "cannot record an approval decision");
-    }
+    state.approvals.record(entry).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,12 +191,22 @@ pub(super) async fn decide(
         )
     })?;
     // Answered once the decision is in the approvals log and its event is out.
-    if !workflow.announced(index, Duration::from_secs(10)).await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_recorded",
-            "the decision was taken but is not recorded yet; see the workflow's events",
-        ));
+    match workflow.settled(index, Duration::from_secs(10)).await {
+        Settled::Recorded => {}
+        Settled::NotRecorded => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_recorded",
+                "the decision could not be recorded, so the workflow stopped without acting on it",
+            ));
+        }
+        Settled::Pending => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_recorded",
+                "the decision was taken but is not recorded yet; see the workflow's events",
+            ));
+        }
     }
     let decided = if approve { "approved" } else { "rejected" };
     Ok(axum::Json(json!({ "step": index, "decision": decided, "by": by, "comment": body.comment }))
