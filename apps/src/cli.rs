@@ -804,19 +804,6 @@ const BENCH_TARGET: Program =
 const BIDI_SERVER: Program =
     Program { what: "bidirectional server", default_port: 8082, home: "/", changes_machine: false };
 
-/// Marks every answer with the name of the instance that made it (`x-sse-apps-instance`), so
-/// whoever sits behind a load balancer can tell; a forwarded answer keeps its maker's name.
-fn name_the_instance(app: axum::Router, instance: &str) -> axum::Router {
-    let Ok(name) = axum::http::HeaderValue::from_str(instance) else { return app };
-    app.layer(axum::middleware::map_response(move |mut response: axum::response::Response| {
-        let name = name.clone();
-        async move {
-            response.headers_mut().entry("x-sse-apps-instance").or_insert(name);
-            response
-        }
-    }))
-}
-
 /// Serves one of the fan-out bench's servers.
 async fn run_bench_target(
     target: Target,
@@ -886,10 +873,6 @@ async fn run_server(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
-    let app = match core.cluster() {
-        Some(cluster) => name_the_instance(app, cluster.instance()),
-        None => app,
-    };
     let listener =
         server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;

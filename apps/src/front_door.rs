@@ -1,13 +1,15 @@
-//! The layer every request of a server passes first: a span for the request, the Host and Origin
-//! checks, and a 500 in the house error shape for a handler that panicked.
+//! The service every request of a server passes first: a span for the request, the Host and
+//! Origin checks, a 500 in the house error shape for a handler that panicked, and, in a cluster,
+//! the instance's name on every answer (`X-Sse-Apps-Instance`).
 //!
-//! Written as one tower service by hand rather than as `from_fn` middlewares, because of what
-//! each such layer costs every request in axum 0.8: `Router::layer` wraps every route in one more
-//! boxed `Route`, which axum clones for each call (cloning, on the way, the handler's state), and
-//! `from_fn` clones the service below it once more and boxes its future. A round trip of the
-//! bidirectional server is two small requests, so that was measurable (README, "Measured"). Here
-//! the checks run before the call, the service below is called in place (its readiness is ours),
-//! and the one boxed future is the handler's own, instrumented and guarded.
+//! Written as one tower service by hand rather than as `from_fn` middlewares, and put around the
+//! whole router rather than added with `Router::layer`, because of what each such layer costs
+//! every request in axum 0.8: `Router::layer` wraps every route in one more boxed `Route`, which
+//! axum clones for each call (an allocation) and whose future it boxes again (another, and a copy
+//! of the future), and `from_fn` clones the service below it once more and boxes its future. A
+//! round trip of the bidirectional server is two small requests, so that was measurable (README,
+//! "Measured"). Here the checks run before the call, the router below is called in place (its
+//! readiness is ours), and the one boxed future is the handler's own, instrumented and guarded.
 //!
 //! It wraps only the handler's future, not response bodies: tower-http's `TraceLayer` and
 //! `CatchPanicLayer` wrap every body, so they would run on every write of every event stream.
@@ -20,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use sse_core::edge::ApiError;
@@ -27,16 +30,26 @@ use sse_core::edge::origin::HostPolicy;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+/// The header that names the instance that answered, in a cluster.
+pub const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-sse-apps-instance");
+
 /// Puts a [`FrontDoor`] before a service.
 #[derive(Clone, Debug)]
 pub struct FrontDoorLayer {
     hosts: HostPolicy,
+    instance: Option<HeaderValue>,
 }
 
 impl FrontDoorLayer {
     /// Checks Host and Origin against `hosts`.
     pub fn new(hosts: HostPolicy) -> FrontDoorLayer {
-        FrontDoorLayer { hosts }
+        FrontDoorLayer { hosts, instance: None }
+    }
+
+    /// Names the instance on every answer (a name that is not a valid header value is left out).
+    pub fn naming_instance(mut self, instance: &str) -> FrontDoorLayer {
+        self.instance = HeaderValue::from_str(instance).ok();
+        self
     }
 }
 
@@ -44,7 +57,7 @@ impl<S> Layer<S> for FrontDoorLayer {
     type Service = FrontDoor<S>;
 
     fn layer(&self, inner: S) -> FrontDoor<S> {
-        FrontDoor { inner, hosts: self.hosts.clone() }
+        FrontDoor { inner, hosts: self.hosts.clone(), instance: self.instance.clone() }
     }
 }
 
@@ -53,6 +66,7 @@ impl<S> Layer<S> for FrontDoorLayer {
 pub struct FrontDoor<S> {
     inner: S,
     hosts: HostPolicy,
+    instance: Option<HeaderValue>,
 }
 
 /// What a [`FrontDoor`] answers with.
@@ -73,15 +87,18 @@ where
 
     fn call(&mut self, request: Request) -> Answer {
         let span = request_span(&request);
-        let started = Instant::now();
-        if let Some(refused) = span.in_scope(|| self.hosts.refusal(&request)) {
+        // The clock is read only when the answer will be logged (debug), not for every request.
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let instance = self.instance.clone();
+        if let Some(mut refused) = span.in_scope(|| self.hosts.refusal(&request)) {
             answered(&span, &refused, started);
+            name(&mut refused, instance);
             return Box::pin(std::future::ready(Ok(refused)));
         }
         // Called in place: `poll_ready` above made the service below ready for this call.
         let called = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)));
         Box::pin(async move {
-            let response = match called {
+            let mut response = match called {
                 Ok(future) => {
                     match AssertUnwindSafe(future).catch_unwind().instrument(span.clone()).await {
                         Ok(Ok(response)) => response,
@@ -92,14 +109,25 @@ where
                 Err(_) => panicked(&span),
             };
             answered(&span, &response, started);
+            name(&mut response, instance);
             Ok(response)
         })
     }
 }
 
+/// Names the instance on `response`, unless a handler already did (a forwarded answer keeps the
+/// name of the instance that made it).
+fn name(response: &mut Response, instance: Option<HeaderValue>) {
+    if let Some(instance) = instance {
+        response.headers_mut().entry(INSTANCE_HEADER).or_insert(instance);
+    }
+}
+
 /// Logs the status and time of an answer (at debug level).
-fn answered(span: &tracing::Span, response: &Response, started: Instant) {
-    tracing::debug!(parent: span, status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered");
+fn answered(span: &tracing::Span, response: &Response, started: Option<Instant>) {
+    if let Some(started) = started {
+        tracing::debug!(parent: span, status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered");
+    }
 }
 
 /// The answer to a request whose handler panicked (a bug): a 500 without details, logged.

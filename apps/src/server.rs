@@ -15,9 +15,10 @@ use sse_core::edge::streams::{StreamCap, cap_streams};
 use sse_core::edge::{method_not_allowed, not_found};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 use tower_http::services::ServeDir;
 
-use crate::front_door::FrontDoorLayer;
+use crate::front_door::{FrontDoor, FrontDoorLayer};
 
 /// What `/metrics` serves: the OpenMetrics text format, which Prometheus reads.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -53,9 +54,9 @@ pub struct Guards {
 }
 
 /// `/healthz`, `/metrics` and `/static`, merged with an app's routes (behind `guards`),
-/// wrapped in the layers every server has: request tracing, Host/Origin checks and panic catching
-/// ([`FrontDoorLayer`]), JSON 404/405.
-pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Router {
+/// with JSON 404/405, behind the [`FrontDoor`] every server has: request tracing, Host/Origin
+/// checks, panic catching, and in a cluster the instance's name on every answer.
+pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> FrontDoor<Router> {
     let metrics = core.metrics.clone();
     // Each layer costs every request a boxed future and a clone of the service below it, so one
     // with nothing to check (an open server's token) is left out rather than passed through.
@@ -69,22 +70,28 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Ro
     if let Some(rate) = guards.rate {
         app = app.layer(from_fn_with_state(rate, limit));
     }
-    app.route("/healthz", get(|| async { "ok\n" }))
+    let app = app
+        .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
             get(move || async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }),
         )
         .nest_service("/static", ServeDir::new(static_dir()))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(FrontDoorLayer::new(hosts))
+        .method_not_allowed_fallback(method_not_allowed);
+    // Around the whole router, once, not on every route (see `front_door`).
+    let front_door = match core.cluster() {
+        Some(cluster) => FrontDoorLayer::new(hosts).naming_instance(cluster.instance()),
+        None => FrontDoorLayer::new(hosts),
+    };
+    front_door.layer(app)
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled (see [`crate::connections`]). Open
 /// event streams end at once (they watch the core's shutdown token), so this returns promptly.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: FrontDoor<Router>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     sse_core::edge::connections::serve(listener, app, shutdown, Default::default()).await

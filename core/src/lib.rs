@@ -37,6 +37,7 @@ pub mod client;
 pub mod cluster;
 pub mod edge;
 pub mod hub;
+mod id_map;
 pub mod metrics;
 pub mod rpc;
 pub mod session;

@@ -21,6 +21,7 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{HandedThrough, Resume, Subscription, Topic, TopicConfig, lock};
+use crate::id_map::IdMap;
 use crate::metrics::Metrics;
 use crate::rpc::Dialect;
 use crate::wire::Event;
@@ -86,7 +87,7 @@ pub struct Sessions {
 }
 
 struct Registry {
-    by_id: Mutex<HashMap<SessionId, Session>>,
+    by_id: Mutex<IdMap<SessionId, Session>>,
     by_name: Mutex<HashMap<String, SessionId>>,
     on_expire: Mutex<Vec<ExpiryHook>>,
     on_create: Mutex<Vec<CreateHook>>,

@@ -11,9 +11,10 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sse_core::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
 use sse_core::rpc::Dialect;
@@ -34,16 +35,28 @@ impl Dialect for GoCompat {
     }
 
     fn request(&self, request: &Request) -> Event {
-        let message = request.params.as_ref().and_then(|p| p.get("message")).cloned();
-        let message = message.unwrap_or(Value::String(String::new()));
-        Event::new().json(
-            &json!({ "id": request.id.to_string(), "method": request.method, "message": message }),
-        )
+        let message = request.params.as_ref().and_then(|p| p.get("message"));
+        let empty = Value::String(String::new());
+        let id = request.id.to_string();
+        Event::new().json(&GoRequest {
+            id: &id,
+            method: &request.method,
+            message: message.unwrap_or(&empty),
+        })
     }
 
     fn cancelled(&self, _id: &Id, _reason: &str) -> Option<Event> {
         None
     }
+}
+
+/// A request as the original frames it, borrowed from the JSON-RPC request (it is serialized
+/// once per request, on the round trip's hot path).
+#[derive(Serialize)]
+struct GoRequest<'a> {
+    id: &'a str,
+    method: &'a str,
+    message: &'a Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,17 +98,19 @@ pub(super) struct CompatAnswer {
     result: Value,
 }
 
+/// The header that names the answering client (a constant: a `&str` is parsed per lookup).
+const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
+
 /// `POST /response` with `Client-ID: X`.
 pub(super) async fn response(
     State(state): State<BidiState>,
     headers: HeaderMap,
     JsonBody(answer): JsonBody<CompatAnswer>,
 ) -> Result<Response, ApiError> {
-    let client_id = headers
-        .get("client-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_client_id", "send the Client-ID header"))?;
+    let client_id =
+        headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).ok_or_else(
+            || ApiError::bad_request("missing_client_id", "send the Client-ID header"),
+        )?;
     let session = match state.core.sessions.by_name(client_id) {
         Some(session) => session.id().clone(),
         None => {
@@ -115,5 +130,6 @@ pub(super) async fn response(
         .answer_anywhere(&session, answer)
         .await
         .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
-    Ok((StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response())
+    // The same bytes every time: written out rather than built as a JSON tree per answer.
+    Ok(([(CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response())
 }

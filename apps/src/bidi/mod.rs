@@ -28,7 +28,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sse_core::Core;
 use sse_core::cluster::RemoteSession;
@@ -114,6 +114,13 @@ async fn page(State(state): State<BidiState>) -> StatusPage {
     StatusPage { clients, pending: state.core.correlator.pending_count() }
 }
 
+/// `/trigger`'s answer, serialized from borrowed parts (no JSON tree per round trip).
+#[derive(Serialize)]
+struct TriggerAnswer<'a> {
+    id: &'a str,
+    result: &'a serde_json::Value,
+}
+
 #[derive(Debug, Deserialize)]
 struct TriggerQuery {
     client_id: Option<String>,
@@ -158,8 +165,8 @@ async fn trigger(
     };
     match asked {
         Ok(answer) => {
-            let body = json!({ "id": answer.id.to_string(), "result": answer.result });
-            Ok((StatusCode::OK, axum::Json(body)).into_response())
+            let id = answer.id.to_string();
+            Ok(axum::Json(TriggerAnswer { id: &id, result: &answer.result }).into_response())
         }
         Err(RpcError::Timeout(after)) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,

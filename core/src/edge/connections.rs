@@ -23,8 +23,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -35,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use crate::stream::takeover::{Takeover, TakeoverIo};
 
@@ -61,11 +65,29 @@ impl Default for ConnectionSettings {
 /// descriptors or memory).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What [`serve`] can serve: an axum `Router`, or a service around one (a layer put on the whole
+/// router costs a request one call, where `Router::layer` puts it on every route, boxed).
+pub trait App:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then waits for open connections to
 /// finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: impl App,
     shutdown: CancellationToken,
     settings: ConnectionSettings,
 ) -> std::io::Result<()> {
@@ -117,14 +139,14 @@ pub async fn serve(
 /// `into_make_service_with_connect_info` does), and a response that asks for the socket is
 /// offered it through `takeover` (plain TCP only).
 async fn handle(
-    app: Router,
+    app: impl App,
     remote: SocketAddr,
     takeover: Option<Takeover>,
     mut request: http::Request<Incoming>,
-) -> Result<axum::response::Response, std::convert::Infallible> {
+) -> Result<Response, Infallible> {
     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
     let version = request.version();
-    let mut response = app.oneshot(request).await?;
+    let mut response = app.oneshot(request.map(Body::new)).await?;
     if let Some(takeover) = &takeover {
         takeover.offer_to(version, &mut response);
     }

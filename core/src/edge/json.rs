@@ -1,8 +1,16 @@
-//! A JSON body extractor whose every rejection is an [`ApiError`].
+//! A JSON body extractor whose every rejection is an [`ApiError`], and its query-string twin.
+//!
+//! Both parse the common case themselves and leave only failures to axum. axum's `Json` and
+//! `Query` run every parse through `serde_path_to_error`, which tracks the path to each field so
+//! that an error can name it; on a body that parses, that bookkeeping is pure cost (a third of
+//! the instructions of a small POST's handling, measured with callgrind). So a body is first
+//! parsed plainly, and only one that fails is parsed again by axum, for its error message.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -16,11 +24,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_plain_json(req.headers()) {
+            // Parameters, `+json` types, a missing or wrong type: axum decides, as it always did.
+            return match axum::Json::<T>::from_request(req, state).await {
+                Ok(axum::Json(value)) => Ok(JsonBody(value)),
+                Err(rejection) => Err(json_rejection(rejection)),
+            };
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| json_rejection(JsonRejection::from(rejection)))?;
+        if let Ok(value) = serde_json::from_slice(&body) {
+            return Ok(JsonBody(value));
+        }
+        match axum::Json::<T>::from_bytes(&body) {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `Content-Type: application/json` exactly, which axum's `Json` accepts too.
+fn is_plain_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
 }
 
 /// Maps axum's JSON rejections onto our error shape.
@@ -57,9 +85,99 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
         parts: &mut http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if let Ok(value) = serde_urlencoded::from_str(query) {
+            return Ok(QueryParams(value));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
             Err(rejection) => Err(ApiError::bad_request("invalid_query", rejection.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Answer {
+        id: String,
+        result: Vec<u32>,
+    }
+
+    async fn body_of(content_type: Option<&str>, body: &str) -> Result<Answer, ApiError> {
+        let mut request = http::Request::post("/");
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Body::from(body.to_owned())).unwrap();
+        JsonBody::<Answer>::from_request(request, &()).await.map(|JsonBody(answer)| answer)
+    }
+
+    async fn query_of(query: &str) -> Result<Answer, ApiError> {
+        use axum::extract::FromRequestParts;
+        let request = http::Request::get(format!("/?{query}")).body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        QueryParams::<Answer>::from_request_parts(&mut parts, &()).await.map(|QueryParams(a)| a)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_parses_is_the_same_by_either_path() {
+        let wanted = Answer { id: "7".to_owned(), result: vec![1, 2] };
+        let body = r#"{"id":"7","result":[1,2]}"#;
+        assert_eq!(body_of(Some("application/json"), body).await.unwrap(), wanted);
+        assert_eq!(body_of(Some("Application/JSON"), body).await.unwrap(), wanted);
+        // Not the exact type: axum's own path, which accepts parameters and `+json`.
+        assert_eq!(body_of(Some("application/json; charset=utf-8"), body).await.unwrap(), wanted);
+        assert_eq!(body_of(Some("application/vnd.api+json"), body).await.unwrap(), wanted);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_gets_axums_error_with_the_path_to_the_bad_field() {
+        let wrong = body_of(Some("application/json"), r#"{"id":"7","result":[1,"two"]}"#).await;
+        let wrong = wrong.unwrap_err();
+        assert_eq!((wrong.status, wrong.code), (StatusCode::BAD_REQUEST, "invalid_body"));
+        assert!(wrong.message.contains("result[1]"), "{}", wrong.message);
+
+        let malformed = body_of(Some("application/json"), r#"{"id":"7","#).await.unwrap_err();
+        assert_eq!((malformed.status, malformed.code), (StatusCode::BAD_REQUEST, "malformed_json"));
+
+        let trailing = body_of(Some("application/json"), r#"{"id":"7","result":[]} x"#).await;
+        assert_eq!(trailing.unwrap_err().code, "malformed_json");
+
+        let untyped = body_of(None, r#"{"id":"7","result":[]}"#).await.unwrap_err();
+        assert_eq!(
+            (untyped.status, untyped.code),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_query_parses_plainly_and_a_bad_one_gets_axums_message() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Trigger {
+            client_id: Option<String>,
+            n: Option<u32>,
+        }
+        async fn trigger_of(query: &str) -> Result<Trigger, ApiError> {
+            use axum::extract::FromRequestParts;
+            let request = http::Request::get(format!("/?{query}")).body(()).unwrap();
+            let (mut parts, ()) = request.into_parts();
+            QueryParams::<Trigger>::from_request_parts(&mut parts, &())
+                .await
+                .map(|QueryParams(t)| t)
+        }
+        let parsed = trigger_of("client_id=a%20b&n=3").await.unwrap();
+        assert_eq!(parsed, Trigger { client_id: Some("a b".to_owned()), n: Some(3) });
+        let bad = trigger_of("n=three").await.unwrap_err();
+        assert_eq!((bad.status, bad.code), (StatusCode::BAD_REQUEST, "invalid_query"));
+        assert!(bad.message.contains("n"), "{}", bad.message);
+        // A required field that is missing.
+        assert_eq!(query_of("id=7").await.unwrap_err().code, "invalid_query");
     }
 }

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{HOST, ORIGIN};
 use http::request::Parts;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
 use super::ApiError;
 
@@ -90,10 +90,13 @@ fn host_of<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
         .unwrap_or_default()
 }
 
+/// A header name made once: looked up by `&str`, it would be parsed on every request.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
 /// Whether a browser sent this from another site: it says so in `Sec-Fetch-Site`, or the
 /// `Origin` it names is not the Host's own (nor allowed by the policy).
 fn is_cross_site(policy: &HostPolicy, headers: &HeaderMap, host: &str) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let fetch_site = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok());
     if fetch_site == Some("cross-site") {
         return true;
     }

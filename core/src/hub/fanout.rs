@@ -398,13 +398,32 @@ struct Batch {
     start: usize,
 }
 
+/// The head of an HTTP/1.1 chunk of `size` bytes (`1a2\r\n`): the buffer and where the head
+/// starts in it. Written by hand because `format!` would cost a batch more than its copy does.
+fn chunk_head(size: usize) -> ([u8; 18], usize) {
+    let mut digits = [0u8; 18];
+    digits[16] = b'\r';
+    digits[17] = b'\n';
+    let mut at = 16;
+    let mut rest = size;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            return (digits, at);
+        }
+    }
+}
+
 impl Batch {
     /// `frames` joined; they begin at `start` in the pass's window.
     fn new(frames: &[Queued], start: usize) -> Batch {
         let size: usize = frames.iter().map(|queued| queued.frame.len()).sum();
-        let head = format!("{size:x}\r\n");
+        let (digits, head) = chunk_head(size);
+        let head = &digits[head..];
         let mut buffer = BytesMut::with_capacity(head.len() + size + 2);
-        buffer.extend_from_slice(head.as_bytes());
+        buffer.extend_from_slice(head);
         let mut starts = Vec::with_capacity(frames.len());
         for queued in frames {
             starts.push((queued.seq, buffer.len() - head.len()));
@@ -477,6 +496,14 @@ mod tests {
         assert_eq!(sizes, [2, 2, 1]);
         let alone: Vec<usize> = batches(&frames, 1).map(<[Queued]>::len).collect();
         assert_eq!(alone, [1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn chunk_heads_are_lower_case_hex_and_crlf() {
+        for size in [0, 1, 15, 16, 255, 4096, 123_456_789, usize::MAX] {
+            let (digits, start) = chunk_head(size);
+            assert_eq!(&digits[start..], format!("{size:x}\r\n").as_bytes(), "{size}");
+        }
     }
 
     #[test]

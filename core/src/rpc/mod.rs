@@ -26,7 +26,7 @@ pub mod http;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::cluster::{Cluster, RemoteSession, Verdict};
 use crate::hub::lock;
+use crate::id_map::{IdHasher, IdMap};
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionId};
 use crate::wire::Event;
@@ -66,12 +67,12 @@ impl Dialect for JsonRpcEvents {
     }
 
     fn request(&self, request: &Request) -> Event {
-        Event::new().event("request").json(&json!(request))
+        Event::new().event("request").json(request)
     }
 
     fn cancelled(&self, id: &Id, reason: &str) -> Option<Event> {
         let note = Notification::new(CANCELLED, Some(json!({ "requestId": id, "reason": reason })));
-        Some(Event::new().event("notification").json(&json!(note)))
+        Some(Event::new().event("notification").json(&note))
     }
 }
 
@@ -191,7 +192,7 @@ struct Inner {
     next_id: AtomicI64,
     shards: Box<[Mutex<Shard>]>,
     /// Picks a request's shard (any hash works, as long as it is the same one every time).
-    shard_of: RandomState,
+    shard_of: IdHasher,
     breakers: Mutex<HashMap<SessionId, Breaker>>,
     /// How many sessions have a breaker entry; while none has, the breaker lock is not taken.
     breaker_count: AtomicUsize,
@@ -211,8 +212,8 @@ impl Inner {
 /// The requests whose ids fall in one shard.
 #[derive(Default)]
 struct Shard {
-    pending: HashMap<Id, Waiting>,
-    finished: HashMap<Id, Finished>,
+    pending: IdMap<Id, Waiting>,
+    finished: IdMap<Id, Finished>,
     /// Finished ids in the order they finished, for pruning.
     finished_order: VecDeque<(Id, Instant)>,
 }
@@ -276,7 +277,7 @@ impl Correlator {
             inner: Arc::new(Inner {
                 next_id: AtomicI64::new(first_request_id()),
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-                shard_of: RandomState::new(),
+                shard_of: IdHasher::default(),
                 breakers: Mutex::default(),
                 breaker_count: AtomicUsize::new(0),
                 config,

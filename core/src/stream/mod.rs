@@ -59,6 +59,9 @@ impl Default for StreamConfig {
     }
 }
 
+/// The header a reconnecting EventSource sends (a constant: a `&str` is parsed per lookup).
+const LAST_EVENT_ID: http::HeaderName = http::HeaderName::from_static("last-event-id");
+
 /// The client's resume point: the `Last-Event-ID` header, or for clients that cannot set headers
 /// the `lastEventId` query parameter. The header wins when both are present.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,7 +73,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
-            .get("last-event-id")
+            .get(LAST_EVENT_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(str::to_owned);

@@ -39,7 +39,7 @@ pub enum Id {
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Id::Number(n) => write!(f, "{n}"),
+            Id::Number(n) => fmt::Display::fmt(n, f),
             Id::String(s) => f.write_str(s),
         }
     }
