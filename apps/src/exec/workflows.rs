@@ -191,22 +191,17 @@ pub(super) async fn decide(
         )
     })?;
     // Answered once the decision is in the approvals log and its event is out.
-    match workflow.settled(index, Duration::from_secs(10)).await {
-        Settled::Recorded => {}
+    let not_recorded = match workflow.settled(index, Duration::from_secs(10)).await {
+        Settled::Recorded => None,
         Settled::NotRecorded => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_recorded",
-                "the decision could not be recorded, so the workflow stopped without acting on it",
-            ));
+            Some("the decision could not be recorded, so the workflow stopped without acting on it")
         }
         Settled::Pending => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_recorded",
-                "the decision was taken but is not recorded yet; see the workflow's events",
-            ));
+            Some("the decision was taken but is not recorded yet; see the workflow's events")
         }
+    };
+    if let Some(message) = not_recorded {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", message));
     }
     let decided = if approve { "approved" } else { "rejected" };
     Ok(axum::Json(json!({ "step": index, "decision": decided, "by": by, "comment": body.comment }))
