@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use libfuzzer_sys::fuzz_target;
 use sse_apps::POST_ENDPOINTS as POSTS;
+use sse_apps::front_door::FrontDoor;
 use sse_apps::server::{Guards, finish};
 use sse_core::edge::origin::HostPolicy;
 use sse_core::{Core, CoreConfig};
@@ -17,7 +18,7 @@ use tower::ServiceExt;
 
 struct Apps {
     runtime: tokio::runtime::Runtime,
-    router: Router,
+    router: FrontDoor<Router>,
 }
 
 fn apps() -> &'static Apps {
