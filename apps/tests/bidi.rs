@@ -188,6 +188,19 @@ async fn bad_answers_get_json_errors() {
     assert_eq!(wrong_shape.status(), 400);
     let body: Value = wrong_shape.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_body");
+    // A result holding a key serde_json reads as an instruction would reach the caller as
+    // something else. Sent as text: a `json!` map would put the key first.
+    let reserved = http
+        .post(&url)
+        .header("client-id", "b")
+        .header("content-type", "application/json")
+        .body(r#"{"id":"1","result":{"text":"x","$serde_json::private::RawValue":"1"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reserved.status(), 400);
+    let body: Value = reserved.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "reserved_key");
 }
 
 #[tokio::test]

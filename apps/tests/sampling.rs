@@ -346,6 +346,20 @@ async fn requests_sent_by_hand_report_their_state() {
         let error: Value = response.json().await.unwrap();
         assert_eq!((got, error["error"]["code"].as_str()), (status, Some(code)), "{body}");
     }
+    // A key serde_json reads as an instruction, not first (as a client may well write it): it
+    // would reach the client as something else, so it is refused. Sent as text, because a
+    // `json!` map would put the key first.
+    let reserved = r#"{"client":"worker","maxTokens":1,"messages":[{"role":"user","content":{"type":"text","text":"x","$serde_json::private::RawValue":"1"}}]}"#;
+    let response = http
+        .post(format!("{}/sampling/requests", app.base))
+        .header("content-type", "application/json")
+        .body(reserved)
+        .send()
+        .await
+        .unwrap();
+    let got = response.status().as_u16();
+    let error: Value = response.json().await.unwrap();
+    assert_eq!((got, error["error"]["code"].as_str()), (400, Some("reserved_key")));
     let (status, _) = get(&app.base, "/sampling/requests/nope").await;
     assert_eq!(status, 404);
 }

@@ -245,6 +245,12 @@ async fn malformed_answers_get_400_with_a_json_error() {
         ),
         (r#"[{"jsonrpc":"2.0","id":1,"result":1}]"#, Some("s"), "application/json", 400),
         (r#"{"jsonrpc":"2.0","method":"x"}"#, Some("s"), "application/json", 400),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"$serde_json::private::RawValue":"1"}}"#,
+            Some("s"),
+            "application/json",
+            400,
+        ),
         (r#"{"jsonrpc":"2.0","id":1,"result":1}"#, None, "application/json", 400),
         (r#"{"jsonrpc":"2.0","id":1,"result":1}"#, Some("s"), "text/plain", 415),
     ];

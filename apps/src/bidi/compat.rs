@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
+use sse_core::edge::{ApiError, JsonBody, QueryParams, redact_secrets, refuse_reserved_keys};
 use sse_core::rpc::Dialect;
 use sse_core::session::Session;
 use sse_core::stream::LastEventId;
@@ -111,6 +111,8 @@ pub(super) async fn response(
         headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).ok_or_else(
             || ApiError::bad_request("missing_client_id", "send the Client-ID header"),
         )?;
+    // The result is passed on to the caller as it came.
+    refuse_reserved_keys(&answer.result)?;
     let session = match state.core.sessions.by_name(client_id) {
         Some(session) => session.id().clone(),
         None => {

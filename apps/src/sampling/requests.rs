@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody};
+use sse_core::edge::{ApiError, JsonBody, refuse_reserved_keys};
 use sse_core::rpc::RpcError;
 use sse_core::session::SessionId;
 use sse_core::stream::LiveResponse;
@@ -105,6 +105,8 @@ pub(super) async fn send(
     headers: HeaderMap,
     JsonBody(mut body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
+    // The parameters are passed on to the client as they came.
+    refuse_reserved_keys(&body)?;
     let as_sent = bytes::Bytes::from(body.to_string());
     let invalid = |code: &'static str, message: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)

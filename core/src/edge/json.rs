@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::wire::reserved::reserved_key;
 
 /// Like `axum::Json`, but a missing `Content-Type: application/json` is 415, a body over the
 /// router's limit is 413, and malformed or mistyped JSON is 400, each as a JSON error.
@@ -41,6 +42,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// Refuses, with 400 `reserved_key`, a peer's JSON holding an object key that serde_json reads
+/// as an instruction ([`crate::wire::reserved`]). For JSON that is kept and passed on, which
+/// would otherwise reach the next Rust reader as something else.
+pub fn refuse_reserved_keys(value: &serde_json::Value) -> Result<(), ApiError> {
+    match reserved_key(value) {
+        None => Ok(()),
+        Some(key) => Err(ApiError::bad_request(
+            "reserved_key",
+            format!("the object key {key:?} is reserved (serde_json reads it as an instruction)"),
+        )),
     }
 }
 

@@ -24,5 +24,5 @@ mod redact;
 pub mod streams;
 
 pub use error::{ApiError, method_not_allowed, not_found};
-pub use json::{JsonBody, QueryParams};
+pub use json::{JsonBody, QueryParams, refuse_reserved_keys};
 pub use redact::redact_secrets;

@@ -9,6 +9,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::reserved::reserved_key;
+
 /// The version tag every envelope carries.
 pub const VERSION: &str = "2.0";
 
@@ -206,6 +208,11 @@ pub enum EnvelopeError {
     /// The error member is malformed.
     #[error("\"error\" must be an object with an integer \"code\" and a string \"message\"")]
     BadError,
+    /// An object key that serde_json reads as an instruction (see [`super::reserved`]).
+    #[error(
+        "the object key {0:?} is reserved (serde_json reads it as an instruction, so the message would not pass on intact)"
+    )]
+    ReservedKey(String),
 }
 
 impl Message {
@@ -218,6 +225,9 @@ impl Message {
 
     /// Classifies one already-parsed message.
     pub fn from_value(value: Value) -> Result<Message, EnvelopeError> {
+        if let Some(key) = reserved_key(&value) {
+            return Err(EnvelopeError::ReservedKey(key.to_owned()));
+        }
         let mut map = match value {
             Value::Object(map) => map,
             Value::Array(_) => return Err(EnvelopeError::Batch),
@@ -271,6 +281,20 @@ mod tests {
             Err(EnvelopeError::BadId)
         );
         assert!(matches!(Message::parse(b"{"), Err(EnvelopeError::Json(_))));
+    }
+
+    #[test]
+    fn a_reserved_key_anywhere_is_refused() {
+        // The shape the fuzz target found: parsed, then encoded with the key first, it no
+        // longer parsed.
+        let nested = br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":1,"$serde_json::private::RawValue":"0E"}}"#;
+        assert_eq!(
+            Message::parse(nested),
+            Err(EnvelopeError::ReservedKey("$serde_json::private::RawValue".into()))
+        );
+        let in_a_result =
+            br#"{"jsonrpc":"2.0","id":1,"result":[{"z":0,"$serde_json::private::Number":"1"}]}"#;
+        assert!(matches!(Message::parse(in_a_result), Err(EnvelopeError::ReservedKey(_))));
     }
 
     #[test]

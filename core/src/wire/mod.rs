@@ -6,6 +6,8 @@
 //!   §9.2.6 ("interpreting an event stream"); the Rust [`client`](crate::client) uses it.
 //! * [`jsonrpc`] holds the JSON-RPC 2.0 envelopes that server→client requests and their answers
 //!   travel in.
+//! * [`reserved`] finds the object keys serde_json reads as instructions, which a peer's JSON
+//!   must not carry if it is to be passed on intact.
 //!
 //! The writer and the reader are tested against each other (any string survives a round trip)
 //! and each reader rule of the spec has its own test in `core/tests/conformance.rs`.
@@ -13,6 +15,7 @@
 mod event;
 pub mod jsonrpc;
 mod parser;
+pub mod reserved;
 
 pub use event::{Event, Frame};
 pub use parser::{MessageEvent, Parser};
