@@ -21,7 +21,7 @@ use sse_core::rpc::Dialect;
 use sse_core::session::Session;
 use sse_core::stream::LastEventId;
 use sse_core::wire::Event;
-use sse_core::wire::jsonrpc::{Id, Request, Response as RpcResponse};
+use sse_core::wire::jsonrpc::{Id, IdText, Request, Response as RpcResponse};
 
 use super::BidiState;
 
@@ -37,9 +37,8 @@ impl Dialect for GoCompat {
     fn request(&self, request: &Request) -> Event {
         let message = request.params.as_ref().and_then(|p| p.get("message"));
         let empty = Value::String(String::new());
-        let id = request.id.to_string();
         Event::new().json(&GoRequest {
-            id: &id,
+            id: request.id.as_text(),
             method: &request.method,
             message: message.unwrap_or(&empty),
         })
@@ -54,7 +53,7 @@ impl Dialect for GoCompat {
 /// once per request, on the round trip's hot path).
 #[derive(Serialize)]
 struct GoRequest<'a> {
-    id: &'a str,
+    id: IdText<'a>,
     method: &'a str,
     message: &'a Value,
 }

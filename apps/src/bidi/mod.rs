@@ -35,6 +35,7 @@ use sse_core::cluster::RemoteSession;
 use sse_core::edge::origin::SameSite;
 use sse_core::edge::{ApiError, QueryParams};
 use sse_core::rpc::RpcError;
+use sse_core::wire::jsonrpc::IdText;
 
 /// Settings of the bidirectional server.
 #[derive(Clone, Copy, Debug)]
@@ -117,7 +118,7 @@ async fn page(State(state): State<BidiState>) -> StatusPage {
 /// `/trigger`'s answer, serialized from borrowed parts (no JSON tree per round trip).
 #[derive(Serialize)]
 struct TriggerAnswer<'a> {
-    id: &'a str,
+    id: IdText<'a>,
     result: &'a serde_json::Value,
 }
 
@@ -165,8 +166,8 @@ async fn trigger(
     };
     match asked {
         Ok(answer) => {
-            let id = answer.id.to_string();
-            Ok(axum::Json(TriggerAnswer { id: &id, result: &answer.result }).into_response())
+            Ok(axum::Json(TriggerAnswer { id: answer.id.as_text(), result: &answer.result })
+                .into_response())
         }
         Err(RpcError::Timeout(after)) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -52,9 +52,16 @@ impl Id {
     /// digits become a number, anything else stays a string.
     pub fn from_text(text: &str) -> Id {
         match text.parse::<i64>() {
-            Ok(n) if n.to_string() == text => Id::Number(n),
+            // Only the number's own spelling: "017" and "+17" stay strings.
+            Ok(n) if itoa::Buffer::new().format(n) == text => Id::Number(n),
             _ => Id::String(text.to_owned()),
         }
+    }
+
+    /// The id written as a JSON string whatever its type, for protocols whose ids are text
+    /// (the Go original's). Unlike `to_string()`, it allocates nothing.
+    pub fn as_text(&self) -> IdText<'_> {
+        IdText(self)
     }
 
     fn from_value(value: &Value) -> Result<Id, EnvelopeError> {
@@ -62,6 +69,19 @@ impl Id {
             Value::String(s) => Ok(Id::String(s.clone())),
             Value::Number(n) => n.as_i64().map(Id::Number).ok_or(EnvelopeError::BadId),
             _ => Err(EnvelopeError::BadId),
+        }
+    }
+}
+
+/// An [`Id`] serialized as a JSON string: see [`Id::as_text`].
+#[derive(Clone, Copy, Debug)]
+pub struct IdText<'a>(&'a Id);
+
+impl Serialize for IdText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Id::Number(n) => serializer.serialize_str(itoa::Buffer::new().format(*n)),
+            Id::String(text) => serializer.serialize_str(text),
         }
     }
 }
@@ -298,6 +318,18 @@ mod tests {
     }
 
     #[test]
+    fn numbers_pass_on_unchanged() {
+        // Found by the fuzz target: without serde_json's `float_roundtrip` this parsed to one
+        // f64, was written as the shortest text for it, and that text parsed to the next one.
+        let sent =
+            br#"{"jsonrpc":"2.0","id":1,"result":[10.001844674407370955161,0.1,1e308,5e-324]}"#;
+        let parsed = Message::parse(sent).expect("valid");
+        let Message::Response(response) = &parsed else { panic!("a response: {parsed:?}") };
+        let again = Message::parse(response.to_value().to_string().as_bytes()).expect("valid");
+        assert_eq!(again, parsed);
+    }
+
+    #[test]
     fn response_round_trips() {
         let response = Response::error(Id::String("a".into()), ErrorObject::new(-1, "no"));
         let back = Message::from_value(response.to_value()).expect("valid");
@@ -311,7 +343,20 @@ mod tests {
     #[test]
     fn text_ids_keep_their_type() {
         assert_eq!(Id::from_text("17"), Id::Number(17));
+        assert_eq!(Id::from_text("-17"), Id::Number(-17));
         assert_eq!(Id::from_text("017"), Id::String("017".into()));
+        assert_eq!(Id::from_text("+17"), Id::String("+17".into()));
+        assert_eq!(Id::from_text("-0"), Id::String("-0".into()));
         assert_eq!(Id::from_text("req_1"), Id::String("req_1".into()));
+        assert_eq!(Id::from_text(&i64::MIN.to_string()), Id::Number(i64::MIN));
+    }
+
+    #[test]
+    fn ids_as_text_are_json_strings_of_their_display() {
+        for id in [Id::Number(17), Id::Number(i64::MIN), Id::String("a\"b".into())] {
+            let text = serde_json::to_string(&id.as_text()).expect("serializes");
+            assert_eq!(serde_json::from_str::<String>(&text).expect("a string"), id.to_string());
+            assert_eq!(Id::from_text(&id.to_string()), id);
+        }
     }
 }
