@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::wire::jsonrpc::EnvelopeError;
 use crate::wire::reserved::reserved_key;
 
 /// Like `axum::Json`, but a missing `Content-Type: application/json` is 415, a body over the
@@ -51,9 +52,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 pub fn refuse_reserved_keys(value: &serde_json::Value) -> Result<(), ApiError> {
     match reserved_key(value) {
         None => Ok(()),
+        // Worded as the JSON-RPC refusal of the same key, so both say the same thing.
         Some(key) => Err(ApiError::bad_request(
             "reserved_key",
-            format!("the object key {key:?} is reserved (serde_json reads it as an instruction)"),
+            EnvelopeError::ReservedKey(key.to_owned()).to_string(),
         )),
     }
 }
