@@ -422,6 +422,11 @@ enum BenchScenario {
         /// How long to call
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Offer this many round trips a second on a schedule, timing each from when it was due
+        /// (latency at a load); without it, callers call again as soon as they are answered (the
+        /// most a server can do)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
         /// Servers to measure (comma-separated): `ours` (`sse-apps bidi-server`), `limit` (the
         /// same protocol over raw sockets, no framework)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
@@ -675,12 +680,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Bench {
-            scenario: BenchScenario::Roundtrip { sessions, callers, duration, targets, no_pin },
+            scenario:
+                BenchScenario::Roundtrip { sessions, callers, duration, rate, targets, no_pin },
         }) => {
             use crate::bench::roundtrip::{RoundtripBench, RoundtripTarget, ratio_line};
             let mut reports = Vec::new();
             for target in targets {
-                let bench = RoundtripBench { sessions, callers, duration, target, pin: !no_pin };
+                let bench =
+                    RoundtripBench { sessions, callers, duration, rate, target, pin: !no_pin };
                 let report = crate::bench::roundtrip::run(bench).await?;
                 println!("{}", report.line());
                 reports.push(report);

@@ -93,6 +93,36 @@ async fn roundtrip_answers_every_request() {
 }
 
 #[tokio::test]
+async fn roundtrip_at_a_rate_sends_what_was_due_and_no_more() {
+    let args = [
+        "bench",
+        "roundtrip",
+        "--sessions",
+        "2",
+        "--callers",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "ours, the limit, and the ratio: {stdout}");
+    for line in &lines[..2] {
+        // 200 a second for a second is due, however late the server answers: each is sent.
+        assert!(line.contains("2 callers offering 200/s for 1s"), "{line}");
+        assert!(line.contains(": 200 round trips (") && line.contains(" 0 errors"), "{line}");
+    }
+    let refused = Command::new(BIN).args(["bench", "roundtrip", "--rate", "0"]).output();
+    let refused = refused.await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "a rate of 0 is refused: {stderr}");
+    assert!(stderr.contains("--rate"), "{stderr}");
+}
+
+#[tokio::test]
 async fn idle_and_connect_open_every_connection_on_every_server() {
     let stdout = bench(&["bench", "idle", "--connections", "50", "--no-pin"]).await;
     let lines: Vec<&str> = stdout.lines().collect();

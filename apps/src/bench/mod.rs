@@ -15,6 +15,7 @@ pub mod exec;
 pub mod fanout;
 pub mod http1;
 pub mod limits;
+pub mod pace;
 pub mod plot;
 pub mod reader;
 pub mod roundtrip;

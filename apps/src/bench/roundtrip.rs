@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conditions::{Conditions, Watch};
 use super::http1::Connection;
+use super::pace::{self, Pace};
 use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
 use super::{Latencies, Percentiles, limits, server};
@@ -57,6 +58,9 @@ pub struct RoundtripBench {
     pub callers: usize,
     /// How long the callers call.
     pub duration: Duration,
+    /// Round trips a second offered on a schedule ([`super::pace`]); `None`: each caller calls
+    /// again as soon as it is answered.
+    pub rate: Option<u32>,
     /// The server.
     pub target: RoundtripTarget,
     /// Pin the server to core 0 and this process to core 1.
@@ -88,10 +92,11 @@ impl RoundtripReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "roundtrip {:>5}: {} sessions, {} callers for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
+            "roundtrip {:>5}: {} sessions, {} callers{} for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
             self.bench.target.name(),
             self.bench.sessions,
             self.bench.callers,
+            self.bench.rate.map(|rate| format!(" offering {rate}/s")).unwrap_or_default(),
             self.bench.duration,
             if self.pinned { " (server pinned to one core)" } else { "" },
             self.completed,
@@ -138,15 +143,23 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
             let (addr, latencies, completed, errors) =
                 (addr.clone(), latencies.clone(), completed.clone(), errors.clone());
             let (sessions, callers, duration) = (bench.sessions, bench.callers, bench.duration);
+            let pace = bench.rate.map(|rate| Pace::new(rate, callers, c, started, duration));
             tokio::spawn(async move {
                 let mut connection = Connection::new(&addr);
                 let mut batch = Vec::with_capacity(256);
                 let mut n = 0;
-                while started.elapsed() < duration {
+                loop {
+                    let sent = match pace {
+                        None if started.elapsed() < duration => Instant::now(),
+                        Some(pace) => match pace.due(n) {
+                            Some(due) => pace::wait_for(due).await,
+                            None => break,
+                        },
+                        None => break,
+                    };
                     let session = (c + n * callers) % sessions;
                     n += 1;
                     let target = format!("/trigger?client_id=rt-{session}&message=m{n}");
-                    let sent = Instant::now();
                     match connection.request("GET", &target, "", b"").await {
                         Ok(answer) if answer.status == 200 => {
                             batch.push(sent.elapsed().as_micros() as u64);

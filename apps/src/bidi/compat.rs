@@ -8,11 +8,14 @@
 //! `client_id` share one session (the original let a second connection take over and break the
 //! first); requests sent while a client is briefly away wait for it to come back.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
 use axum::extract::State;
+use axum::http::HeaderName;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -100,16 +103,29 @@ pub(super) struct CompatAnswer {
 /// The header that names the answering client (a constant: a `&str` is parsed per lookup).
 const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
 
+/// The `Client-ID` header's value, if it has a non-empty one, read where it lies: axum's
+/// `HeaderMap` extractor copies every header of the request, and this is on every answer's path.
+/// Never refuses: a missing one is refused by the handler, after the body is checked, as before.
+pub(super) struct ClientIdHeader(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIdHeader {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let value = parts.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok());
+        Ok(ClientIdHeader(value.filter(|v| !v.is_empty()).map(str::to_owned)))
+    }
+}
+
 /// `POST /response` with `Client-ID: X`.
 pub(super) async fn response(
     State(state): State<BidiState>,
-    headers: HeaderMap,
+    ClientIdHeader(client_id): ClientIdHeader,
     JsonBody(answer): JsonBody<CompatAnswer>,
 ) -> Result<Response, ApiError> {
-    let client_id =
-        headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).ok_or_else(
-            || ApiError::bad_request("missing_client_id", "send the Client-ID header"),
-        )?;
+    let client_id = client_id
+        .ok_or_else(|| ApiError::bad_request("missing_client_id", "send the Client-ID header"))?;
+    let client_id = client_id.as_str();
     // The result is passed on to the caller as it came.
     refuse_reserved_keys(&answer.result)?;
     let session = match state.core.sessions.by_name(client_id) {
