@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conditions::{Conditions, Watch};
 use super::http1::Connection;
-use super::pace::{self, Pace};
+use super::pace::{Pacer, Schedule};
 use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
 use super::{Latencies, Percentiles, limits, server};
@@ -138,12 +138,15 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let before = server.usage().await?;
     let watch = Watch::start();
     let started = Instant::now();
+    let pacer = bench
+        .rate
+        .map(|rate| Pacer::start(Schedule::new(rate, bench.callers, started, bench.duration)));
     let callers: Vec<_> = (0..bench.callers)
         .map(|c| {
             let (addr, latencies, completed, errors) =
                 (addr.clone(), latencies.clone(), completed.clone(), errors.clone());
             let (sessions, callers, duration) = (bench.sessions, bench.callers, bench.duration);
-            let pace = bench.rate.map(|rate| Pace::new(rate, callers, c, started, duration));
+            let pace = pacer.clone();
             tokio::spawn(async move {
                 let mut connection = Connection::new(&addr);
                 let mut batch = Vec::with_capacity(256);
@@ -151,8 +154,8 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
                 loop {
                     let sent = match pace {
                         None if started.elapsed() < duration => Instant::now(),
-                        Some(pace) => match pace.due(n) {
-                            Some(due) => pace::wait_for(due).await,
+                        Some(ref pacer) => match pacer.due_for(c, n) {
+                            Some(due) => pacer.wait(c, due).await,
                             None => break,
                         },
                         None => break,
