@@ -6,7 +6,8 @@
 //! format (`GET /events?client_id=…`), each answering every request it is sent with a
 //! `POST /response` on its own kept-alive connection; C callers keep `GET /trigger` busy, each
 //! asking the sessions in turn and timing the whole round trip (trigger → request down the
-//! stream → answer posted → trigger answered). Streams are read with the lean scanner and HTTP
+//! stream → answer posted → trigger answered); with `--rate`, on a schedule instead
+//! ([`super::pace`]). Streams are read with the lean scanner and HTTP
 //! is spoken by [`super::http1`], so the load generator's own cost stays small.
 
 use std::sync::Arc;
@@ -152,10 +153,11 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
                 let mut batch = Vec::with_capacity(256);
                 let mut n = 0;
                 loop {
-                    let sent = match pace {
-                        None if started.elapsed() < duration => Instant::now(),
+                    // On a schedule, the pacer says when the round trip's time counts from.
+                    let paced = match pace {
+                        None if started.elapsed() < duration => None,
                         Some(ref pacer) => match pacer.due_for(c, n) {
-                            Some(due) => pacer.wait(c, due).await,
+                            Some(due) => Some(pacer.wait(c, due).await),
                             None => break,
                         },
                         None => break,
@@ -163,6 +165,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
                     let session = (c + n * callers) % sessions;
                     n += 1;
                     let target = format!("/trigger?client_id=rt-{session}&message=m{n}");
+                    let sent = paced.unwrap_or_else(Instant::now);
                     match connection.request("GET", &target, "", b"").await {
                         Ok(answer) if answer.status == 200 => {
                             batch.push(sent.elapsed().as_micros() as u64);
