@@ -169,19 +169,9 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Writes `value` in decimal (with itoa: two digits a step, no formatter).
 fn put_decimal(buf: &mut BytesMut, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    buf.put_slice(&digits[at..]);
+    buf.put_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 #[cfg(test)]
