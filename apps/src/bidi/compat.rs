@@ -8,18 +8,17 @@
 //! `client_id` share one session (the original let a second connection take over and break the
 //! first); requests sent while a client is briefly away wait for it to come back.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::HeaderName;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody, QueryParams, redact_secrets, refuse_reserved_keys};
+use sse_core::edge::{
+    ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets, refuse_reserved_keys,
+};
 use sse_core::rpc::Dialect;
 use sse_core::session::Session;
 use sse_core::stream::LastEventId;
@@ -100,30 +99,21 @@ pub(super) struct CompatAnswer {
     result: Value,
 }
 
-/// The header that names the answering client (a constant: a `&str` is parsed per lookup).
-const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
+/// The header that names the answering client.
+pub(super) struct ClientIdHeader;
 
-/// The `Client-ID` header's value, if it has a non-empty one, read where it lies: axum's
-/// `HeaderMap` extractor copies every header of the request, and this is on every answer's path.
-/// Never refuses: a missing one is refused by the handler, after the body is checked, as before.
-pub(super) struct ClientIdHeader(Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIdHeader {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        let value = parts.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok());
-        Ok(ClientIdHeader(value.filter(|v| !v.is_empty()).map(str::to_owned)))
-    }
+impl NamedHeader for ClientIdHeader {
+    const NAME: HeaderName = HeaderName::from_static("client-id");
 }
 
 /// `POST /response` with `Client-ID: X`.
 pub(super) async fn response(
     State(state): State<BidiState>,
-    ClientIdHeader(client_id): ClientIdHeader,
+    client_id: HeaderText<ClientIdHeader>,
     JsonBody(answer): JsonBody<CompatAnswer>,
 ) -> Result<Response, ApiError> {
     let client_id = client_id
+        .into_inner()
         .ok_or_else(|| ApiError::bad_request("missing_client_id", "send the Client-ID header"))?;
     let client_id = client_id.as_str();
     // The result is passed on to the caller as it came.

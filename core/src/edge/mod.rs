@@ -12,11 +12,13 @@
 //! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
 //! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`;
 //! * [`streams`]: a cap on open event streams per client address, closing the oldest;
+//! * [`HeaderText`]: one request header's text, without copying the others;
 //! * [`redact_secrets`]: what message tracing uses so secrets never reach a log.
 
 pub mod auth;
 pub mod connections;
 mod error;
+mod header;
 mod json;
 pub mod origin;
 pub mod rate;
@@ -24,5 +26,6 @@ mod redact;
 pub mod streams;
 
 pub use error::{ApiError, method_not_allowed, not_found};
+pub use header::{HeaderText, NamedHeader, header_text};
 pub use json::{JsonBody, QueryParams, refuse_reserved_keys};
 pub use redact::redact_secrets;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::JsonRpcEvents;
 use crate::Core;
-use crate::edge::{ApiError, JsonBody, QueryParams, redact_secrets};
+use crate::edge::{ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets};
 use crate::session::SessionId;
 use crate::stream::LastEventId;
 use crate::wire::Event;
@@ -72,16 +72,22 @@ async fn open_session(
     connection.into_response(vec![hello], &core.streams, &core.metrics)
 }
 
+/// The `Session-Id` header of an answer.
+struct SessionIdHeader;
+
+impl NamedHeader for SessionIdHeader {
+    const NAME: HeaderName = HeaderName::from_static(SESSION_HEADER);
+}
+
 async fn post_response(
     State(core): State<Core>,
-    headers: HeaderMap,
+    session: HeaderText<SessionIdHeader>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let session = headers
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+    let session = session
+        .into_inner()
         .ok_or_else(|| ApiError::bad_request("missing_session", "send the Session-Id header"))?;
+    let session = session.as_str();
     if tracing::enabled!(tracing::Level::TRACE) {
         tracing::trace!(session = ?SessionId::from(session), body = %redact_secrets(&body.to_string()), "answer received");
     }

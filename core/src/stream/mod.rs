@@ -71,12 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(LAST_EVENT_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned);
+        let header = crate::edge::header_text(&parts.headers, &LAST_EVENT_ID).map(str::to_owned);
         let query = || {
             let query = parts.uri.query()?;
             form_urlencoded::parse(query.as_bytes())
