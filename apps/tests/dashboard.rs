@@ -43,7 +43,15 @@ impl Dashboard {
         allow_control_all: bool,
         build: impl FnOnce(sse_core::Core, DashboardConfig) -> axum::Router,
     ) -> Dashboard {
-        let data = tempfile::tempdir().unwrap();
+        Dashboard::start_in(tempfile::tempdir().unwrap(), allow_control_all, build).await
+    }
+
+    /// As [`Dashboard::start_with`], with the data directory given (prepared by the test).
+    async fn start_in(
+        data: tempfile::TempDir,
+        allow_control_all: bool,
+        build: impl FnOnce(sse_core::Core, DashboardConfig) -> axum::Router,
+    ) -> Dashboard {
         let mut config = DashboardConfig::new(data.path().to_owned());
         config.interval = INTERVAL;
         config.allow_control_all = allow_control_all;
@@ -377,6 +385,65 @@ async fn renice_and_terminate_real_child_processes() {
         ],
         "newest first, each action accepted then finished"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_every_action_with_503_and_none_is_taken() {
+    // The audit log on a full disk: /dev/full takes the open and refuses every write (ENOSPC).
+    let data = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", data.path().join("dashboard-audit.jsonl")).unwrap();
+    let source = ScriptedSource::with_cpu(&[40.0, 55.0]);
+    let dash = Dashboard::start_in(data, false, move |core, config| {
+        router_with_source(core, config, source).unwrap()
+    })
+    .await;
+    let mut viewer = dash.events().await;
+    let mut sleeper = child("exec sleep 300");
+    let pid = sleeper.id();
+    runs(pid, "sleep").await;
+    let nice = nice_of(pid);
+
+    let refused = [
+        json!({"action": "terminate", "pid": pid}),
+        json!({"action": "renice", "pid": pid, "nice": 5}),
+        json!({"action": "terminate", "pid": 1}),
+    ];
+    for body in refused {
+        let response = dash
+            .http
+            .post(dash.url("/dashboard/commands"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503, "{body}");
+        assert_eq!(response.headers()["retry-after"], "5");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "audit_unavailable", "{body}: {error}");
+    }
+    // An alert rises (55% against the careful line of 50); acknowledging it needs the log too.
+    let raised = loop {
+        let alert = next_named(&mut viewer, "alert").await;
+        if alert["state"] == "raised" {
+            break alert;
+        }
+    };
+    let id = raised["id"].as_u64().unwrap();
+    let (status, error) = dash.post(&format!("/dashboard/alerts/{id}/ack"), json!({})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (503, Some("audit_unavailable")));
+
+    // Nothing was done: the process runs with its nice value, no command was started, the
+    // alert is not acknowledged, and the audit lists nothing that is not on record.
+    assert!(sleeper.try_wait().unwrap().is_none(), "terminate was not carried out");
+    assert_eq!(nice_of(pid), nice, "renice was not carried out");
+    let snapshot = next_named(&mut dash.events().await, "snapshot").await;
+    assert_eq!(snapshot["commands"], json!([]), "{snapshot}");
+    let alert = snapshot["alerts"].as_array().unwrap().iter().find(|a| a["id"] == id).cloned();
+    assert!(alert.as_ref().is_some_and(|a| a["ack"].is_null()), "{alert:?}");
+    let (_, audit) = dash.get("/dashboard/audit").await;
+    assert_eq!(audit["entries"], json!([]), "{audit}");
+    sleeper.kill().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

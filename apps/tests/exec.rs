@@ -510,6 +510,39 @@ async fn a_workflow_runs_its_steps_and_waits_for_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_a_full_disk_cannot_record_is_refused_and_never_acted_on() {
+    // The approvals log on a full disk: /dev/full takes the open and refuses every write.
+    let Some(exec) = Exec::start_with(|config| {
+        std::os::unix::fs::symlink("/dev/full", config.data_dir.join("exec-approvals.jsonl"))
+            .unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let (id, mut stream) = exec.workflow(gated(600)).await;
+    workflow_events(&mut stream, "approval_requested").await;
+    let approve = json!({"decision": "approve", "comment": "ship"});
+    let (status, error) = exec.post(&format!("/exec/workflows/{id}/approvals/1"), approve).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (503, Some("not_recorded")), "{error}");
+
+    // The workflow stopped without acting on it: no decision announced, the step never ran.
+    let events = workflow_events(&mut stream, "workflow_finished").await;
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["workflow_finished"], "{events:?}");
+    let finished = &events[0].1;
+    assert_eq!(
+        (finished["outcome"].as_str(), finished["step"].as_u64()),
+        (Some("failed"), Some(1))
+    );
+    assert!(finished["message"].as_str().unwrap().contains("could not be recorded"), "{finished}");
+    let (status, _) = exec
+        .post(&format!("/exec/workflows/{id}/approvals/1"), json!({"decision": "reject"}))
+        .await;
+    assert_eq!(status, 409, "a stopped workflow waits for nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_or_expired_approval_stops_the_workflow() {
     let Some(exec) = Exec::start().await else { return };
     let (id, mut stream) = exec.workflow(gated(600)).await;

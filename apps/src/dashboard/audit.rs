@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -87,17 +87,47 @@ impl AuditLog {
     }
 }
 
+/// How much of the file's end is read at a time while looking for the last [`RECENT`] lines.
+const CHUNK: u64 = 64 * 1024;
+
 /// The last 1,000 entries of the file at `path` (none if it does not exist yet). Lines that do
 /// not parse (a torn last line after a crash) are skipped.
+///
+/// Read backwards from the end, a chunk at a time, until the chunks hold 1,000 whole lines: a
+/// log only grows, and a start should not take longer for every year of it. A log that is not a
+/// regular file (a pipe to a log shipper, a device) is written but not read back: there is
+/// nothing behind it to read, and opening a pipe to read would wait for a writer.
 fn read_tail(path: &Path) -> std::io::Result<VecDeque<Entry>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
+    match std::fs::metadata(path) {
+        Ok(found) if found.is_file() => {}
+        Ok(_) => return Ok(VecDeque::new()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(VecDeque::new()),
         Err(error) => return Err(error),
+    }
+    let mut file = File::open(path)?;
+    let mut start = file.metadata()?.len();
+    let mut tail = Vec::new();
+    let mut line_ends = 0;
+    // One line end more than the lines wanted: the line before the last 1,000 ends there.
+    while start > 0 && line_ends <= RECENT {
+        let step = CHUNK.min(start);
+        start -= step;
+        let mut chunk = vec![0; step as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        line_ends += memchr::memchr_iter(b'\n', &chunk).count();
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+    }
+    // Unless the file's start was reached, the first line read is only the end of one.
+    let whole = match (start, memchr::memchr(b'\n', &tail)) {
+        (0, _) => &tail[..],
+        (_, Some(end)) => &tail[end + 1..],
+        (_, None) => &[][..],
     };
     let mut recent = VecDeque::with_capacity(RECENT);
-    for line in BufReader::new(file).lines().map_while(Result::ok) {
-        if let Ok(entry) = serde_json::from_str(&line) {
+    for line in whole.split(|&b| b == b'\n') {
+        if let Ok(entry) = serde_json::from_slice(line) {
             if recent.len() == RECENT {
                 recent.pop_front();
             }
@@ -105,4 +135,73 @@ fn read_tail(path: &Path) -> std::io::Result<VecDeque<Entry>> {
         }
     }
     Ok(recent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Entry {
+        Entry {
+            at: n as u64,
+            who: "tester".to_owned(),
+            command: None,
+            action: "renice".to_owned(),
+            // Long enough that 1,000 lines span several chunks.
+            params: serde_json::json!({ "padding": "x".repeat(200) }),
+            outcome: "completed".to_owned(),
+            detail: Value::Null,
+        }
+    }
+
+    fn log_of(lines: impl IntoIterator<Item = String>) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for line in lines {
+            file.write_all(line.as_bytes()).unwrap();
+        }
+        file
+    }
+
+    fn line(n: usize) -> String {
+        format!("{}\n", serde_json::to_string(&entry(n)).unwrap())
+    }
+
+    fn times(recent: &VecDeque<Entry>) -> Vec<u64> {
+        recent.iter().map(|e| e.at).collect()
+    }
+
+    #[test]
+    fn the_last_thousand_entries_are_read_from_a_long_log_in_order() {
+        let file = log_of((0..2500).map(line));
+        assert!(file.as_file().metadata().unwrap().len() > 4 * CHUNK, "the test spans chunks");
+        let recent = read_tail(file.path()).unwrap();
+        assert_eq!(times(&recent), (1500..2500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_short_log_is_read_whole_and_a_torn_last_line_is_skipped() {
+        let mut lines: Vec<String> = (0..3).map(line).collect();
+        lines.push(line(3)[..40].to_owned());
+        let recent = read_tail(log_of(lines).path()).unwrap();
+        assert_eq!(times(&recent), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_missing_or_empty_log_or_a_device_has_nothing_to_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_tail(&dir.path().join("absent.jsonl")).unwrap().is_empty());
+        assert!(read_tail(log_of([]).path()).unwrap().is_empty());
+        // Reading /dev/zero would never end.
+        assert!(read_tail(Path::new("/dev/zero")).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_written_is_an_error_and_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("full.jsonl")).unwrap();
+        let log = AuditLog::open_named(dir.path(), "full.jsonl").unwrap();
+        let error = log.record(entry(1)).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
+        assert!(log.newest(10).is_empty(), "only what is on record is listed");
+    }
 }
