@@ -33,7 +33,8 @@ struct Script {
 
 async fn scripted(State(script): State<Script>, headers: HeaderMap) -> Response {
     let n = script.count.fetch_add(1, Ordering::SeqCst);
-    let last = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("").to_owned());
+    let last =
+        headers.get("last-event-id").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     script.seen.lock().unwrap_or_else(|e| e.into_inner()).push(last);
     let (status, content_type, body) = script.replies.get(n).copied().unwrap_or((204, "", ""));
     let mut response =
@@ -88,6 +89,47 @@ async fn reconnects_with_last_event_id_honouring_retry_and_stops_on_204() {
     // The unterminated third event was discarded, so its id was never taken.
     let sent = script.seen.lock().unwrap().clone();
     assert_eq!(sent, [None, Some("1".to_owned()), Some("2".to_owned())]);
+}
+
+#[tokio::test]
+async fn ids_travel_as_their_utf_8_and_one_no_header_can_carry_ends_the_source_clearly() {
+    let stream = "text/event-stream";
+    let (url, script) = scripted_server(vec![
+        // retry: 0 is "at once" for the first reconnect.
+        (200, stream, "retry: 0\nid: caf\u{e9}\ndata: a\n\n"),
+        (200, stream, "id: a\u{1}b\ndata: b\n\n"),
+    ])
+    .await;
+    let mut source = EventSource::new(reqwest::Client::new(), url);
+    let mut seen = Vec::new();
+    while let Some(item) = source.next().await {
+        if let Err(ClientError::UnsendableLastEventId(id)) = &item {
+            assert_eq!(id, "a\u{1}b");
+        }
+        seen.push(describe(Some(item)));
+    }
+    assert_eq!(
+        seen,
+        [
+            "open",
+            "message:a#caf\u{e9}",
+            "error(true)",
+            "open",
+            "message:b#a\u{1}b",
+            "error(true)",
+            "error(false)"
+        ]
+    );
+    let sent = script.seen.lock().unwrap().clone();
+    assert_eq!(sent, [None, Some("caf\u{e9}".to_owned())], "no third try with a wrong id");
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_made_ends_the_source_instead_of_retrying() {
+    let mut source = EventSource::new(reqwest::Client::new(), "http://[::1/events");
+    let first = source.next().await;
+    assert!(matches!(&first, Some(Err(e @ ClientError::Transport(_))) if !e.is_retryable()));
+    assert!(source.next().await.is_none(), "closed, not retried");
 }
 
 #[tokio::test]

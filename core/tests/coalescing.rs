@@ -74,6 +74,15 @@ async fn a_stream_that_goes_quiet_after_a_burst_still_gets_keep_alives() {
     let quiet = body.next().await.unwrap().unwrap();
     assert_eq!(&quiet[..], b": keep-alive\n\n");
     assert!(started.elapsed() <= Duration::from_secs(10), "at most one period of silence");
+    // Still quiet: the next comment comes a whole period later, not at the next half-period tick.
+    let first = tokio::time::Instant::now();
+    assert_eq!(&body.next().await.unwrap().unwrap()[..], b": keep-alive\n\n");
+    let gap = first.elapsed();
+    // (Paused time: the clock jumps straight to each tick, to the timer's millisecond.)
+    assert!(
+        gap >= Duration::from_secs(10) && gap <= Duration::from_millis(10_001),
+        "one comment per period of silence, not {gap:?}"
+    );
 
     topic.publish(Event::new().data("after"));
     let after = Parser::new().feed(&body.next().await.unwrap().unwrap());

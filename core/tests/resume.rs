@@ -101,6 +101,16 @@ async fn unknown_or_future_ids_get_resync() {
         let mut stream = Stream::resume(&format!("{base}/news"), Some(&id)).await;
         assert_eq!(stream.next().await.unwrap().event, "resync", "Last-Event-ID {id}");
     }
+    // An id that is not plain text is still an id, and none of ours: resync, not a silent
+    // start from now (and it wins over a good query parameter, as every header does).
+    let url = format!("{base}/news?lastEventId={last}");
+    for bytes in [&b"caf\xc3\xa9"[..], b"\xff1"] {
+        let value = reqwest::header::HeaderValue::from_bytes(bytes).unwrap();
+        let request = reqwest::Client::new().get(&url).header("last-event-id", value);
+        let mut stream = Stream::open_with(request).await;
+        let resync = stream.next().await.unwrap();
+        assert_eq!((resync.event.as_str(), resync.data.contains("unknown_id")), ("resync", true));
+    }
     // The current id itself is fine: nothing to replay, no resync.
     let mut stream = Stream::resume(&format!("{base}/news"), Some(&last.to_string())).await;
     topic.publish(Event::new().data("y"));

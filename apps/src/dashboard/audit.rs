@@ -139,6 +139,7 @@ fn read_tail(path: &Path) -> std::io::Result<VecDeque<Entry>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
     use super::*;
 
     fn entry(n: usize) -> Entry {

@@ -35,6 +35,10 @@ pub enum ClientError {
     /// The server answered 200 with something other than `text/event-stream`.
     #[error("the server answered with Content-Type {0:?}, not text/event-stream")]
     ContentType(String),
+    /// The stream's last event id cannot travel as a `Last-Event-ID` header (it holds a control
+    /// character), so the stream cannot be resumed; it is not reopened.
+    #[error("the last event id {0:?} cannot be sent as a Last-Event-ID header")]
+    UnsendableLastEventId(String),
     /// A POST was refused for good.
     #[error("the server refused the answer with {status}: {body}")]
     Refused {
@@ -49,9 +53,14 @@ impl ClientError {
     /// Whether the client keeps trying after this error.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport(_) | ClientError::Ended => true,
+            // A request that cannot be built (a malformed URL) or a redirect loop is the same
+            // on every try.
+            ClientError::Transport(error) => !(error.is_builder() || error.is_redirect()),
+            ClientError::Ended => true,
             ClientError::Status(s) => is_retryable_status(*s),
-            ClientError::ContentType(_) | ClientError::Refused { .. } => false,
+            ClientError::ContentType(_)
+            | ClientError::UnsendableLastEventId(_)
+            | ClientError::Refused { .. } => false,
         }
     }
 }
@@ -218,11 +227,25 @@ impl EventSource {
             .header(CACHE_CONTROL, "no-cache");
         let last_id = self.parser.last_event_id();
         if !last_id.is_empty() {
-            request = request.header("last-event-id", last_id);
+            // As its UTF-8 bytes, as browsers send it. The spec allows any id without NUL, CR
+            // or LF; a header value cannot hold the other control characters, and sending no id
+            // would resume from the wrong place.
+            let Ok(value) = HeaderValue::from_bytes(last_id.as_bytes()) else {
+                self.closed = true;
+                return Some(Err(ClientError::UnsendableLastEventId(last_id.to_owned())));
+            };
+            request = request.header("last-event-id", value);
         }
         let response = match request.send().await {
             Ok(response) => response,
-            Err(error) => return Some(Err(self.lost(ClientError::Transport(error)))),
+            Err(error) => {
+                let error = ClientError::Transport(error);
+                if !error.is_retryable() {
+                    self.closed = true;
+                    return Some(Err(error));
+                }
+                return Some(Err(self.lost(error)));
+            }
         };
         let status = response.status();
         if status == StatusCode::NO_CONTENT {

@@ -64,6 +64,10 @@ const LAST_EVENT_ID: http::HeaderName = http::HeaderName::from_static("last-even
 
 /// The client's resume point: the `Last-Event-ID` header, or for clients that cannot set headers
 /// the `lastEventId` query parameter. The header wins when both are present.
+///
+/// A header that is not plain text (bytes past ASCII, a control byte) is still an id the client
+/// sent, read lossily: it is none of ours, so the stream starts with `resync` rather than
+/// silently live, as it would if the header were taken for absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LastEventId(pub Option<String>);
 
@@ -71,7 +75,11 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = crate::edge::header_text(&parts.headers, &LAST_EVENT_ID).map(str::to_owned);
+        let header = parts
+            .headers
+            .get(&LAST_EVENT_ID)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .filter(|value| !value.is_empty());
         let query = || {
             let query = parts.uri.query()?;
             form_urlencoded::parse(query.as_bytes())
@@ -236,10 +244,11 @@ impl Stream for SseBody {
             return Poll::Ready(None);
         }
         // At most one keep-alive period of silence: a tick finds the stream quiet since the
-        // previous tick (half a period ago, at least) and sends a comment.
+        // previous tick (half a period ago, at least) and sends a comment, which counts as
+        // sending (else a quiet stream would get one every half period).
         while this.ticks.poll_tick(cx).is_ready() {
             if this.quiet {
-                return Poll::Ready(Some(Ok(Frame::keep_alive().into_bytes())));
+                return Poll::Ready(Some(Ok(this.sent(Frame::keep_alive().into_bytes()))));
             }
             this.quiet = true;
         }
