@@ -1,5 +1,5 @@
 //! The connection loop every server runs: slow request heads are cut off while long streams
-//! stay open, a handler that panics answers 500 in the house error shape, and running out of
+//! stay open, a slow request body gets 408, a handler that panics answers 500 in the house error shape, and running out of
 //! file descriptors is logged and survived.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
@@ -12,6 +12,7 @@ use axum::routing::get;
 use serde_json::Value;
 use sse_apps::basic::{self, BasicConfig};
 use sse_apps::server;
+use sse_core::edge::JsonBody;
 use sse_core::edge::connections::{self, ConnectionSettings};
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::streams::StreamCap;
@@ -67,6 +68,43 @@ async fn a_client_trickling_its_request_head_is_cut_off_while_streams_stay_open(
     assert!(events.iter().all(|e| !e.last_event_id.is_empty()), "{events:?}");
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_request_body_gets_408_and_its_connection_closed() {
+    async fn echo(JsonBody(value): JsonBody<Value>) -> axum::Json<Value> {
+        axum::Json(value)
+    }
+    let settings =
+        ConnectionSettings { body_timeout: Duration::from_millis(500), ..Default::default() };
+    let (base, _core) =
+        serve(settings, |_| Router::new().route("/echo", axum::routing::post(echo))).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+
+    // A whole head announcing 100 bytes, then 7 of them: the handler gives up on the rest.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+    slow.write_all(format!("{head}Content-Length: 100\r\n\r\n{{\"a\": 1").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WATCHDOG, slow.read_to_end(&mut answer)).await;
+    read.expect("the server never answered the slow body").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
+
+    // A body that comes whole is answered as ever.
+    let echoed: Value = reqwest::Client::new()
+        .post(format!("{base}/echo"))
+        .json(&serde_json::json!({"a": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed, serde_json::json!({"a": 1}));
 }
 
 #[tokio::test]

@@ -220,9 +220,28 @@ async fn session_rules_are_enforced() {
         .await
         .unwrap();
     assert_eq!(foreign.status(), 403);
-    let garbage =
-        http.post(&url).header("mcp-session-id", &client.session).body("{").send().await.unwrap();
-    assert_eq!(garbage.status(), 400);
+    // Bodies that are not a message, each refused with a JSON-RPC error body: not JSON (-32700,
+    // as a batch too), not sent as JSON (415), too large (413).
+    let refusals = [
+        ("{".to_owned(), "application/json", 400, -32700),
+        ("[1,".to_owned(), "application/json", 400, -32700),
+        ("[]".to_owned(), "application/json", 400, -32600),
+        (ping.to_string(), "text/plain", 415, -32600),
+        (format!("[{}]", "1,".repeat(1_500_000)), "application/json", 413, -32600),
+    ];
+    for (body, content_type, status, code) in refusals {
+        let refused = http
+            .post(&url)
+            .header("mcp-session-id", &client.session)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), status, "{content_type}");
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{error}");
+    }
     let (status, unknown_method) =
         client.post(json!({"jsonrpc": "2.0", "id": 9, "method": "resources/list"})).await;
     assert_eq!((status, unknown_method["error"]["code"].as_i64()), (200, Some(-32601)));
@@ -271,6 +290,16 @@ async fn the_legacy_sse_transport_carries_the_same_exchange() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    let not_json = http
+        .post(format!("{}/sampling/messages?sessionId=nope", app.base))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
+    let error: Value = not_json.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unsupported_media_type");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,11 +86,11 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
-/// Reads a definition from a request body: JSON, or TOML when the content type says so.
-pub fn parse(body: &[u8], content_type: &str) -> Result<Definition, ApiError> {
+/// Reads a definition from a request body: JSON, or TOML when the media type (lowercase, see
+/// [`sse_core::edge::media_type`]) says so.
+pub fn parse(body: &[u8], media: &str) -> Result<Definition, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "the definition is not UTF-8"))?;
-    let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
         "application/json" => serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request("invalid_definition", e.to_string())),

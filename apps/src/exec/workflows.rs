@@ -26,16 +26,10 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let code =
-            if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
-        ApiError::new(status, code, rejection.body_text())
-    })?;
+    let body = body.map_err(|rejection| sse_core::edge::bytes_rejection(&rejection))?;
     let isolation = state.isolation()?;
-    let content_type =
-        headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let definition: Definition = super::workflow::parse(&body, content_type)?;
+    let media = sse_core::edge::media_type(&headers);
+    let definition: Definition = super::workflow::parse(&body, &media)?;
     let (name, steps) = definition.check(|request| state.check(request))?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let workflow = Arc::new(Workflow::new(id.clone(), name, steps, state.core.metrics.clone()));

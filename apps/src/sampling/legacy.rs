@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
@@ -55,8 +56,17 @@ pub(super) async fn open(
 pub(super) async fn post(
     State(state): State<SamplingState>,
     QueryParams(query): QueryParams<SessionQuery>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if sse_core::edge::media_type(&headers) != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the message with Content-Type: application/json",
+        ));
+    }
+    let body = body.map_err(|rejection| sse_core::edge::bytes_rejection(&rejection))?;
     let id = query.session_id.ok_or_else(|| {
         ApiError::bad_request("missing_session", "add ?sessionId= from the endpoint event")
     })?;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -80,12 +81,34 @@ fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// A POST's body, or the refusal: a message is JSON (415 otherwise, with a JSON-RPC error body
+/// as every refusal here), within the size limit (413), and in time (408).
+fn message_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Refusal> {
+    if sse_core::edge::media_type(headers) != "application/json" {
+        return Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: send the message with Content-Type: application/json",
+        ));
+    }
+    body.map_err(|rejection| {
+        let error = sse_core::edge::bytes_rejection(&rejection);
+        refuse(error.status, &error.message)
+    })
+}
+
 /// `POST /sampling/mcp`.
 pub(super) async fn post(
     State(state): State<SamplingState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match message_body(&headers, body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return batch(state, headers, &body).await;
     }
@@ -157,9 +180,13 @@ pub(super) async fn post(
 async fn batch(state: SamplingState, headers: HeaderMap, body: &[u8]) -> Response {
     let items: Vec<Value> = match serde_json::from_slice(body) {
         Ok(Value::Array(items)) if !items.is_empty() => items,
-        _ => {
+        Ok(_) => {
             let error =
                 mcp::error(None, codes::INVALID_REQUEST, "a batch must be a non-empty array");
+            return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+        }
+        Err(error) => {
+            let error = mcp::error(None, codes::PARSE_ERROR, &format!("invalid JSON: {error}"));
             return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
         }
     };

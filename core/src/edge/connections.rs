@@ -6,7 +6,8 @@
 //!   hold it back while an earlier one is still unacknowledged.
 //! - **A deadline for the request head** ([`HEADER_TIMEOUT`]). A client that opens connections
 //!   and trickles its headers a byte at a time (slowloris) is cut off instead of holding a
-//!   descriptor for ever. Streams are not affected: the deadline covers the head only.
+//!   descriptor for ever. Streams are not affected: the deadline covers the head only. The
+//!   body has a deadline of its own ([`super::body_deadline`], 408 past it).
 //! - **Accept errors are survived.** Out of file descriptors, `accept` fails until a connection
 //!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
 //! - **Graceful shutdown**: stop accepting, let open requests finish (event streams end at once,
@@ -41,6 +42,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
+use super::body_deadline::{BODY_TIMEOUT, DeadlineBody};
 use crate::stream::takeover::{Takeover, TakeoverIo};
 
 /// How long a client may take to send a request's head, by default.
@@ -51,13 +53,15 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConnectionSettings {
     /// How long a client may take to send a request's head (and, with TLS, its handshake).
     pub header_timeout: Duration,
+    /// How long a client may take to send a request's body, from when the server first waits.
+    pub body_timeout: Duration,
     /// Serve HTTPS with this configuration; plain HTTP when `None`.
     pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        ConnectionSettings { header_timeout: HEADER_TIMEOUT, tls: None }
+        ConnectionSettings { header_timeout: HEADER_TIMEOUT, body_timeout: BODY_TIMEOUT, tls: None }
     }
 }
 
@@ -113,16 +117,19 @@ pub async fn serve(
         let app = app.clone();
         let tls = tls.clone();
         let deadline = settings.header_timeout;
+        let body_timeout = settings.body_timeout;
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
                 let (io, takeover) = TakeoverIo::new(socket);
                 let service = tower::service_fn(move |request| {
-                    handle(app.clone(), remote, Some(takeover.clone()), request)
+                    let peer = Peer { remote, body_timeout, takeover: Some(takeover.clone()) };
+                    handle(app.clone(), peer, request)
                 });
                 return serve_one(io, service, &builder, watcher).await;
             };
-            let service =
-                tower::service_fn(move |request| handle(app.clone(), remote, None, request));
+            let service = tower::service_fn(move |request| {
+                handle(app.clone(), Peer { remote, body_timeout, takeover: None }, request)
+            });
             match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
                 Ok(Ok(stream)) => serve_one(stream, service, &builder, watcher).await,
                 Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
@@ -135,19 +142,27 @@ pub async fn serve(
     Ok(())
 }
 
+/// What [`handle`] knows of the connection a request came on.
+struct Peer {
+    remote: SocketAddr,
+    body_timeout: Duration,
+    /// Plain TCP only.
+    takeover: Option<Takeover>,
+}
+
 /// Answers one request with `app`: handlers can ask for the peer (what
-/// `into_make_service_with_connect_info` does), and a response that asks for the socket is
-/// offered it through `takeover` (plain TCP only).
+/// `into_make_service_with_connect_info` does), the body has its deadline, and a response that
+/// asks for the socket is offered it through the peer's takeover.
 async fn handle(
     app: impl App,
-    remote: SocketAddr,
-    takeover: Option<Takeover>,
+    peer: Peer,
     mut request: http::Request<Incoming>,
 ) -> Result<Response, Infallible> {
-    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer.remote));
     let version = request.version();
-    let mut response = app.oneshot(request.map(Body::new)).await?;
-    if let Some(takeover) = &takeover {
+    let request = request.map(|body| Body::new(DeadlineBody::new(body, peer.body_timeout)));
+    let mut response = app.oneshot(request).await?;
+    if let Some(takeover) = &peer.takeover {
         takeover.offer_to(version, &mut response);
     }
     Ok(response)

@@ -7,13 +7,14 @@
 //! parsed plainly, and only one that fails is parsed again by axum, for its error message.
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use super::body_deadline::is_body_timeout;
 use crate::wire::jsonrpc::EnvelopeError;
 use crate::wire::reserved::reserved_key;
 
@@ -67,6 +68,13 @@ fn is_plain_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
 }
 
+/// The request's media type (its `Content-Type` without parameters such as `charset`),
+/// lowercased, or `""` without one. Media types are case-insensitive (RFC 9110, 8.3.1).
+pub fn media_type(headers: &HeaderMap) -> String {
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 /// Maps axum's JSON rejections onto our error shape.
 pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
@@ -83,11 +91,29 @@ pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
             "invalid_body",
             format!("body has the wrong shape: {}", e.body_text()),
         ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large")
-        }
+        JsonRejection::BytesRejection(e) => bytes_rejection(&e),
         other => ApiError::new(other.status(), "bad_body", other.body_text()),
     }
+}
+
+/// Maps a failure to read the body onto our error shape: too large (413), too slow (408, see
+/// [`super::body_deadline`]), or cut off (400).
+pub fn bytes_rejection(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is too large",
+        );
+    }
+    if is_body_timeout(rejection) {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        );
+    }
+    ApiError::new(rejection.status(), "bad_body", rejection.body_text())
 }
 
 /// Like `axum::extract::Query`, but a malformed query string is a 400 JSON error.
@@ -140,6 +166,18 @@ mod tests {
         let request = http::Request::get(format!("/?{query}")).body(()).unwrap();
         let (mut parts, ()) = request.into_parts();
         QueryParams::<Answer>::from_request_parts(&mut parts, &()).await.map(|QueryParams(a)| a)
+    }
+
+    #[test]
+    fn media_types_are_read_without_parameters_in_any_case() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, value.parse().unwrap());
+            media_type(&headers)
+        };
+        assert_eq!(with("Application/JSON; charset=utf-8"), "application/json");
+        assert_eq!(with(" text/x-toml "), "text/x-toml");
+        assert_eq!(media_type(&HeaderMap::new()), "");
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! * [`connections`]: the accept loop over hyper (`TCP_NODELAY`, a deadline for request heads,
 //!   accept errors survived, TLS, graceful shutdown, and sockets offered to event streams that
 //!   can take them over);
+//! * [`body_deadline`]: a deadline for a request's whole body (408 past it);
 //! * [`ApiError`]: every error is JSON `{"error":{"code","message"}}` with the right status,
 //!   and [`not_found`]/[`method_not_allowed`] keep even routing misses in that shape;
 //! * [`JsonBody`]: a JSON extractor whose rejections (wrong content type 415, malformed 400,
@@ -16,6 +17,7 @@
 //! * [`redact_secrets`]: what message tracing uses so secrets never reach a log.
 
 pub mod auth;
+pub mod body_deadline;
 pub mod connections;
 mod error;
 mod header;
@@ -27,5 +29,5 @@ pub mod streams;
 
 pub use error::{ApiError, method_not_allowed, not_found};
 pub use header::{HeaderText, NamedHeader, header_text};
-pub use json::{JsonBody, QueryParams, refuse_reserved_keys};
+pub use json::{JsonBody, QueryParams, bytes_rejection, media_type, refuse_reserved_keys};
 pub use redact::redact_secrets;
