@@ -106,6 +106,24 @@ async fn the_test_page_is_served_alone_and_under_basic() {
     let script = reqwest::get(format!("{}/static/sse-test.js", app.base)).await.unwrap();
     assert_eq!(script.status(), 200);
     assert!(script.text().await.unwrap().contains("new EventSource"));
+
+    // A file that is not there, a way out of the folder, a method that writes: JSON errors, as
+    // from every route (ServeDir's own are empty).
+    let http = reqwest::Client::new();
+    for (method, path, status, code) in [
+        ("GET", "/static/nope.js", 404, "not_found"),
+        ("GET", "/static/%2e%2e/Cargo.toml", 404, "not_found"),
+        ("POST", "/static/sse-test.js", 405, "method_not_allowed"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = http.request(method, format!("{}{path}", app.base)).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        if status == 405 {
+            assert_eq!(response.headers()["allow"], "GET,HEAD");
+        }
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -131,15 +149,25 @@ async fn all_apps_serve_the_index_and_each_app_under_its_prefix() {
 #[tokio::test]
 async fn an_id_that_is_not_ours_gets_resync_and_the_stream_starts_over() {
     let app = spawn_app(|core| sse_apps::basic_server(core, fast(2))).await;
-    let request =
-        reqwest::Client::new().get(format!("{}/events", app.base)).header("last-event-id", "abc");
-    let mut stream = Stream::open_with(request).await;
-    let resync = stream.next().await.unwrap();
-    assert_eq!(
-        (resync.event.as_str(), resync.data.as_str()),
-        ("resync", r#"{"reason":"unknown_id"}"#)
-    );
-    assert_eq!(stream.next().await.unwrap().last_event_id, "1");
+    // Not digits (`+1` and `-1` are not ids this server sends, though Rust would parse `+1`).
+    for id in ["abc", "+1", "-1", "1e3"] {
+        let request =
+            reqwest::Client::new().get(format!("{}/events", app.base)).header("last-event-id", id);
+        let mut stream = Stream::open_with(request).await;
+        let resync = stream.next().await.unwrap();
+        assert_eq!(
+            (resync.event.as_str(), resync.data.as_str()),
+            ("resync", r#"{"reason":"unknown_id"}"#),
+            "{id:?}"
+        );
+        assert_eq!(stream.next().await.unwrap().last_event_id, "1");
+    }
+    // A number past every count, even past what a u64 holds, is past the end: 204.
+    for id in ["2", "18446744073709551615", "18446744073709551616", "99999999999999999999999"] {
+        let request =
+            reqwest::Client::new().get(format!("{}/events", app.base)).header("last-event-id", id);
+        assert_eq!(request.send().await.unwrap().status(), 204, "{id}");
+    }
 }
 
 #[tokio::test]

@@ -90,3 +90,32 @@ fn arbitrary_bodies_never_get_a_500_and_every_refusal_is_json() {
         }
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_segment_that_is_not_utf_8_is_refused_as_json() {
+    let data = tempfile::tempdir().unwrap();
+    let config = AllApps::new(data.path());
+    let app = support::spawn_app(move |core| sse_apps::all_apps(core, config).unwrap()).await;
+    let http = reqwest::Client::new();
+    // Every path with a segment of its own (a room, a run, an alert…), that segment made bytes
+    // that decode to no text; the GETs of the same resources too.
+    let named = ["lobby", "cpu", "r1", "w1", "s1"];
+    let gets = ["/chat/rooms/lobby/messages", "/exec/runs/r1/events", "/sampling/requests/r1"];
+    let posts = POSTS.iter().filter(|p| named.iter().any(|n| p.contains(&format!("/{n}"))));
+    for (method, path) in posts.map(|p| ("POST", *p)).chain(gets.map(|p| ("GET", p))) {
+        let mut garbled = path.to_owned();
+        for name in named {
+            garbled = garbled.replace(&format!("/{name}"), "/%ff%fe");
+        }
+        let request = match method {
+            "POST" => http.post(format!("{}{garbled}", app.base)).json(&serde_json::json!({})),
+            _ => http.get(format!("{}{garbled}", app.base)),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let error: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{method} {garbled}: {text}");
+        assert_eq!(error["error"]["code"], "invalid_path", "{method} {garbled}: {text}");
+    }
+}

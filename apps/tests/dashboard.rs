@@ -506,6 +506,12 @@ async fn every_refusal_has_its_status_and_code_and_is_audited() {
         (json!({"action": "set_interval"}), 422, "missing_interval"),
         (json!({"action": "set_interval", "interval_ms": 199}), 422, "interval_too_short"),
         (json!({"action": "set_interval", "interval_ms": 3_600_001}), 422, "interval_too_long"),
+        // Past the field's type too: still out of range, not a malformed body.
+        (json!({"action": "set_interval", "interval_ms": 1e20}), 422, "interval_too_long"),
+        (json!({"action": "terminate", "pid": 1e20}), 422, "invalid_pid"),
+        (json!({"action": "terminate", "pid": own, "grace_ms": 1e20}), 422, "grace_out_of_range"),
+        (json!({"action": "renice", "pid": own, "nice": -1e20}), 422, "nice_out_of_range"),
+        (json!({"action": "terminate", "pid": 1.5}), 400, "invalid_body"),
     ];
     for (body, status, code) in &cases {
         let (got, error) = dash.command(body.clone()).await;

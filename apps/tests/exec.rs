@@ -346,6 +346,10 @@ async fn bad_requests_get_their_status_and_code() {
         (json!({"language": "sh", "code": "x", "pty": true, "cols": 501}), 422, "invalid_size"),
         (json!({"language": "sh", "code": "x", "timeout_s": 0}), 422, "timeout_out_of_range"),
         (json!({"language": "sh", "code": "x", "timeout_s": 1801}), 422, "timeout_out_of_range"),
+        // Past the field's type too: still out of range, not a malformed body.
+        (json!({"language": "sh", "code": "x", "timeout_s": 1e20}), 422, "timeout_out_of_range"),
+        (json!({"language": "sh", "code": "x", "pty": true, "rows": 70000}), 422, "invalid_size"),
+        (json!({"language": "sh", "code": "x", "timeout_s": 1.5}), 400, "invalid_body"),
         (json!({"language": "sh", "code": "a\u{0}b"}), 422, "invalid_code"),
         (json!({"language": "sh", "code": "x", "shell": true}), 400, "invalid_body"),
     ];
@@ -422,6 +426,9 @@ async fn a_terminal_run_behaves_as_in_a_terminal_and_resizes() {
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("not_a_terminal")));
     let (status, error) =
         exec.post(&format!("/exec/runs/{piped}/resize"), json!({"rows": 0, "cols": 120})).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_size")));
+    let (status, error) =
+        exec.post(&format!("/exec/runs/{piped}/resize"), json!({"rows": 70000, "cols": 1})).await;
     assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_size")));
     exec.post(&format!("/exec/runs/{piped}/signal"), json!({"signal": "kill"})).await;
     let (status, error) = exec.post("/exec/runs", json!({"argv": ["ls"], "rows": 10})).await;

@@ -53,6 +53,14 @@ async fn a_token_is_required_and_compared_exactly() {
     assert_eq!(error_code(longer, 401).await, "wrong_token");
     let right = http.get(format!("{base}/page")).bearer_auth("s3cret").send().await.unwrap();
     assert_eq!(right.status(), 200);
+    // The scheme's name is case-insensitive; another scheme is no bearer token.
+    for (authorization, status) in
+        [("bearer s3cret", 200), ("BEARER s3cret", 200), ("Basic s3cret", 401), ("Bearer", 401)]
+    {
+        let page = format!("{base}/page");
+        let response = http.get(page).header("authorization", authorization).send().await.unwrap();
+        assert_eq!(response.status(), status, "{authorization}");
+    }
     // Health checks never need the token.
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
 }

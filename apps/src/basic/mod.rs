@@ -71,7 +71,7 @@ async fn page() -> TestPage {
 
 async fn events(State(state): State<BasicState>, LastEventId(last): LastEventId) -> Response {
     // Our ids are positions; anything else cannot be resumed from.
-    let resume_after = last.as_deref().map(|id| id.parse::<u64>().ok());
+    let resume_after = last.as_deref().map(position);
     let after = resume_after.flatten().unwrap_or(0);
     let BasicConfig { count, interval } = state.config;
     if count != 0 && after >= count {
@@ -94,6 +94,15 @@ async fn events(State(state): State<BasicState>, LastEventId(last): LastEventId)
     }
     let frames = with_prelude(prelude, numbered_events(after, count, interval));
     sse_response(frames, &state.core.streams, &state.core.metrics)
+}
+
+/// The position an id names: decimal digits only (`+4` and ` 4` are none of ours), and a number
+/// past `u64::MAX` is past every count, so it counts as the largest.
+fn position(id: &str) -> Option<u64> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(id.parse().unwrap_or(u64::MAX))
 }
 
 /// Events `after+1 ..= count` (forever when `count` is 0), the first at once, then one per

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use sse_core::Core;
 use sse_core::edge::auth::{Token, bearer};
 use sse_core::edge::rate::RateLimit;
-use sse_core::edge::{ApiError, JsonBody, QueryParams};
+use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
 use sse_core::hub::Resume;
 use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::wire::Event;
@@ -221,7 +221,7 @@ struct JoinBody {
 
 async fn join(
     State(state): State<ChatState>,
-    Path(room): Path<String>,
+    PathParams(room): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<JoinBody>,
 ) -> Result<Response, ApiError> {
@@ -261,7 +261,7 @@ struct TokenQuery {
 
 async fn events(
     State(state): State<ChatState>,
-    Path(room): Path<String>,
+    PathParams(room): PathParams<String>,
     headers: HeaderMap,
     QueryParams(query): QueryParams<TokenQuery>,
     LastEventId(last_event_id): LastEventId,
@@ -338,7 +338,7 @@ struct PostBody {
 
 async fn post_message(
     State(state): State<ChatState>,
-    Path(room): Path<String>,
+    PathParams(room): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PostBody>,
 ) -> Result<Response, ApiError> {
@@ -363,7 +363,7 @@ struct HistoryQuery {
 
 async fn history_page(
     State(state): State<ChatState>,
-    Path(room): Path<String>,
+    PathParams(room): PathParams<String>,
     QueryParams(query): QueryParams<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let room = state.room(&room).await?;
@@ -378,7 +378,7 @@ async fn history_page(
 
 async fn typing(
     State(state): State<ChatState>,
-    Path(room): Path<String>,
+    PathParams(room): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let room = state.room(&room).await?;

@@ -18,6 +18,7 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::edge::ApiError;
+use sse_core::edge::numbers::{saturating_i64, saturating_u64};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
@@ -42,12 +43,16 @@ pub struct CommandBody {
     /// `terminate`, `renice` or `set_interval`.
     pub action: String,
     /// Target of `terminate` and `renice`.
+    #[serde(default, deserialize_with = "saturating_i64")]
     pub pid: Option<i64>,
     /// New nice value for `renice`, -20 to 19.
+    #[serde(default, deserialize_with = "saturating_i64")]
     pub nice: Option<i64>,
     /// New interval for `set_interval`, in ms.
+    #[serde(default, deserialize_with = "saturating_u64")]
     pub interval_ms: Option<u64>,
     /// For `terminate`: ms between TERM and KILL.
+    #[serde(default, deserialize_with = "saturating_u64")]
     pub grace_ms: Option<u64>,
 }
 

@@ -38,14 +38,14 @@ use std::time::Duration;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::edge::{ApiError, JsonBody, QueryParams};
+use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
 use sse_core::stream::LiveResponse;
 
 use alerts::{AckError, AlertConfig};
@@ -273,7 +273,7 @@ async fn acknowledge(
     State(state): State<DashboardState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request("invalid_alert_id", format!("{id:?} is not an alert id"))

@@ -34,14 +34,14 @@ use std::time::Duration;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::edge::{ApiError, JsonBody};
+use sse_core::edge::{ApiError, JsonBody, PathParams};
 use sse_core::hub::lock;
 use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -366,7 +366,7 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
 /// `GET /exec/runs/{id}/events`: the output from the start or after `Last-Event-ID`, then live.
 async fn events(
     State(state): State<ExecState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     last_event_id: LastEventId,
 ) -> Result<Response, ApiError> {
     let run = state.find(&id)?;
@@ -418,7 +418,7 @@ struct StdinBody {
 /// `POST /exec/runs/{id}/stdin`: `{"data":"…","eof":false}`.
 async fn stdin(
     State(state): State<ExecState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<StdinBody>,
 ) -> Result<Response, ApiError> {
     let run = state.find(&id)?;
@@ -451,7 +451,7 @@ struct SignalBody {
 /// `POST /exec/runs/{id}/signal`: `{"signal":"interrupt"|"terminate"|"kill"}`.
 async fn signal(
     State(state): State<ExecState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SignalBody>,
 ) -> Result<Response, ApiError> {
     let run = state.find(&id)?;
@@ -480,18 +480,21 @@ async fn signal(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResizeBody {
-    rows: u16,
-    cols: u16,
+    #[serde(deserialize_with = "sse_core::edge::numbers::saturating_u64")]
+    rows: Option<u64>,
+    #[serde(deserialize_with = "sse_core::edge::numbers::saturating_u64")]
+    cols: Option<u64>,
 }
 
 /// `POST /exec/runs/{id}/resize`: `{"rows":24,"cols":80}` for a run in a terminal.
 async fn resize(
     State(state): State<ExecState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<ResizeBody>,
 ) -> Result<Response, ApiError> {
     let run = state.find(&id)?;
-    let (rows, cols) = spec::check_size(body.rows, body.cols)?;
+    // `null` is no size, as zero is none.
+    let (rows, cols) = spec::check_size(body.rows.unwrap_or(0), body.cols.unwrap_or(0))?;
     match run.resize(rows, cols).await {
         Ok(true) => Ok(axum::Json(json!({ "rows": rows, "cols": cols })).into_response()),
         Ok(false) => Err(ApiError::new(

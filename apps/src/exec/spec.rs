@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::Deserialize;
 use sse_core::edge::ApiError;
+use sse_core::edge::numbers::saturating_u64;
 
 /// Most bytes of code a request may carry.
 pub const MAX_CODE: usize = 256 * 1024;
@@ -26,10 +27,13 @@ pub struct RunRequest {
     #[serde(default)]
     pub pty: bool,
     /// The terminal's rows (default 24).
-    pub rows: Option<u16>,
+    #[serde(default, deserialize_with = "saturating_u64")]
+    pub rows: Option<u64>,
     /// The terminal's columns (default 80).
-    pub cols: Option<u16>,
+    #[serde(default, deserialize_with = "saturating_u64")]
+    pub cols: Option<u64>,
     /// Wall-clock limit in seconds (default from the server's config, at most 1800).
+    #[serde(default, deserialize_with = "saturating_u64")]
     pub timeout_s: Option<u64>,
 }
 
@@ -47,11 +51,11 @@ pub struct RunSpec {
 }
 
 /// Checks a terminal size: 1 to 500 rows and columns.
-pub fn check_size(rows: u16, cols: u16) -> Result<(u16, u16), ApiError> {
-    if (1..=500).contains(&rows) && (1..=500).contains(&cols) {
-        Ok((rows, cols))
-    } else {
-        Err(invalid("invalid_size", "rows and cols must be 1 to 500"))
+pub fn check_size(rows: u64, cols: u64) -> Result<(u16, u16), ApiError> {
+    let fits = |n: u64| u16::try_from(n).ok().filter(|n| (1..=500).contains(n));
+    match (fits(rows), fits(cols)) {
+        (Some(rows), Some(cols)) => Ok((rows, cols)),
+        _ => Err(invalid("invalid_size", "rows and cols must be 1 to 500")),
     }
 }
 

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody};
+use sse_core::edge::{ApiError, JsonBody, PathParams};
 use sse_core::stream::LastEventId;
 
 use super::workflow::{DecideError, Decision, Definition, Settled, Workflow};
@@ -149,7 +149,7 @@ pub(super) async fn decide(
     State(state): State<ExecState>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    Path((id, step)): Path<(String, String)>,
+    PathParams((id, step)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<DecisionBody>,
 ) -> Result<Response, ApiError> {
     let workflow = state.find_workflow(&id)?;
@@ -226,7 +226,7 @@ pub(super) async fn list(State(state): State<ExecState>, headers: HeaderMap) -> 
 /// `GET /exec/workflows/{id}/events`: its progress from the start or after `Last-Event-ID`.
 pub(super) async fn events(
     State(state): State<ExecState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     last_event_id: LastEventId,
 ) -> Result<Response, ApiError> {
     let workflow = state.find_workflow(&id)?;

@@ -12,11 +12,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody, refuse_reserved_keys};
+use sse_core::edge::{ApiError, JsonBody, PathParams, refuse_reserved_keys};
 use sse_core::rpc::RpcError;
 use sse_core::session::SessionId;
 use sse_core::stream::LiveResponse;
@@ -238,7 +238,7 @@ impl SamplingState {
 /// `GET /sampling/requests/{id}`: from this instance, or from the one that sent it.
 pub(super) async fn one(
     State(state): State<SamplingState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let here = lock(&state.requests).iter().find(|r| r.id == id).map(|r| r.to_json());

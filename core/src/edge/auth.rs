@@ -70,10 +70,15 @@ impl Token {
     }
 }
 
-/// The token in an `Authorization: Bearer <token>` header, if there is one.
+/// The token in an `Authorization: Bearer <token>` header, if there is one. The scheme's name
+/// is case-insensitive (RFC 9110, 11.1): `bearer` and `BEARER` are the same scheme.
 pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    Some(value.strip_prefix("Bearer ")?.trim()).filter(|token| !token.is_empty())
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.trim()).filter(|token| !token.is_empty())
 }
 
 /// Where the client put a credential.

@@ -138,6 +138,29 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
     }
 }
 
+/// Like `axum::extract::Path`, but a segment that cannot be read (not UTF-8 once decoded, or not
+/// of the wanted type) is a 400 JSON error rather than axum's plain-text one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for PathParams<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => {
+                Err(ApiError::new(rejection.status(), "invalid_path", rejection.body_text()))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -166,6 +189,29 @@ mod tests {
         let request = http::Request::get(format!("/?{query}")).body(()).unwrap();
         let (mut parts, ()) = request.into_parts();
         QueryParams::<Answer>::from_request_parts(&mut parts, &()).await.map(|QueryParams(a)| a)
+    }
+
+    #[tokio::test]
+    async fn a_path_segment_that_is_not_utf_8_is_a_json_400() {
+        async fn room(PathParams(room): PathParams<String>) -> String {
+            room
+        }
+        let app = axum::Router::new().route("/rooms/{room}", axum::routing::get(room));
+        let call = |uri: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = http::Request::get(uri).body(Body::empty()).unwrap();
+                let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+                (status, serde_json::from_slice::<serde_json::Value>(&body).ok())
+            }
+        };
+        let (status, error) = call("/rooms/%ff%fe").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.unwrap()["error"]["code"], "invalid_path");
+        let (status, _) = call("/rooms/caf%C3%A9").await;
+        assert_eq!(status, StatusCode::OK, "UTF-8 once decoded is fine");
     }
 
     #[test]

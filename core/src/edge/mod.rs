@@ -7,7 +7,9 @@
 //! * [`ApiError`]: every error is JSON `{"error":{"code","message"}}` with the right status,
 //!   and [`not_found`]/[`method_not_allowed`] keep even routing misses in that shape;
 //! * [`JsonBody`]: a JSON extractor whose rejections (wrong content type 415, malformed 400,
-//!   too large 413) are [`ApiError`]s too, and [`QueryParams`], the same for query strings;
+//!   too large 413) are [`ApiError`]s too, and [`QueryParams`] and [`PathParams`], the same for
+//!   query strings and path segments;
+//! * [`numbers`]: whole numbers past any range, saturated so that range checks answer them;
 //! * [`auth`]: the shared token (bearer header, cookie, or a `?token=` link that sets the cookie),
 //!   compared in constant time;
 //! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
@@ -22,6 +24,7 @@ pub mod connections;
 mod error;
 mod header;
 mod json;
+pub mod numbers;
 pub mod origin;
 pub mod rate;
 mod redact;
@@ -29,5 +32,7 @@ pub mod streams;
 
 pub use error::{ApiError, method_not_allowed, not_found};
 pub use header::{HeaderText, NamedHeader, header_text};
-pub use json::{JsonBody, QueryParams, bytes_rejection, media_type, refuse_reserved_keys};
+pub use json::{
+    JsonBody, PathParams, QueryParams, bytes_rejection, media_type, refuse_reserved_keys,
+};
 pub use redact::redact_secrets;
