@@ -327,14 +327,19 @@ async fn requests_sent_by_hand_report_their_state() {
         .unwrap();
     let id = sent["id"].as_str().unwrap().to_owned();
     let asked = next_message(&mut requests).await;
-    client.post(json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "hello"}, "model": "m", "stopReason": "endTurn"}})).await;
+    let (status, _) = client.post(json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "hello"}, "model": "m", "stopReason": "endTurn"}})).await;
+    assert_eq!(status, 202);
+    // Once the client's answer is taken (its 202), the request's record says so.
+    let (_, one) = get(&app.base, &format!("/sampling/requests/{id}")).await;
+    assert_eq!(
+        (one["state"].as_str(), &one["result"]["content"]["text"]),
+        (Some("done"), &json!("hello"))
+    );
     let finished = next_finished(&mut events).await;
     assert_eq!(
         (finished["id"].as_str(), finished["state"].as_str()),
         (Some(id.as_str()), Some("done"))
     );
-    let (_, one) = get(&app.base, &format!("/sampling/requests/{id}")).await;
-    assert_eq!(one["result"]["content"]["text"], "hello");
 
     // Nobody answers within the (short) deadline.
     let sent: Value = http

@@ -218,7 +218,9 @@ impl SamplingState {
     ) -> Result<Option<Value>, sse_core::rpc::AnswerError> {
         match message {
             Message::Response(response) => {
+                let id = response.id.clone();
                 self.core.correlator.answer(session.id(), response)?;
+                self.answered_by(session.id(), &id).await;
                 Ok(None)
             }
             Message::Notification(note) => {

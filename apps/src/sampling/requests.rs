@@ -11,6 +11,7 @@
 //! console ([`super::changes`]).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -21,6 +22,8 @@ use sse_core::rpc::RpcError;
 use sse_core::session::SessionId;
 use sse_core::stream::LiveResponse;
 use sse_core::wire::Event;
+use sse_core::wire::jsonrpc::Id;
+use tokio::sync::Notify;
 
 use super::SamplingState;
 use super::mcp::{self, codes};
@@ -49,9 +52,34 @@ pub struct SamplingRequest {
     /// What the client last reported (`awaiting_approval`, `generating`), before the outcome.
     stage: Mutex<Option<&'static str>>,
     outcome: Mutex<Option<Value>>,
+    /// The JSON-RPC id the client was asked with, once it was sent.
+    asked: Mutex<Option<Id>>,
+    /// Told once `outcome` is set.
+    recorded: Notify,
 }
 
+/// How long a client's answer waits for its request's outcome to be recorded (a moment, in
+/// practice: the waiting task is woken by the answer itself).
+const RECORDING: Duration = Duration::from_secs(5);
+
 impl SamplingRequest {
+    /// Returns once the outcome is recorded (or after [`RECORDING`], not to hold an answer
+    /// for ever should the waiting task be gone).
+    async fn outcome_recorded(&self) {
+        let recorded = async {
+            loop {
+                let told = self.recorded.notified();
+                tokio::pin!(told);
+                told.as_mut().enable();
+                if lock(&self.outcome).is_some() {
+                    return;
+                }
+                told.await;
+            }
+        };
+        let _ = tokio::time::timeout(RECORDING, recorded).await;
+    }
+
     /// Its state as JSON.
     pub fn to_json(&self) -> Value {
         let outcome = lock(&self.outcome).clone();
@@ -171,6 +199,8 @@ pub(super) async fn send(
         deadline_at: sent_at + state.config.deadline.as_millis() as u64,
         stage: Mutex::new(None),
         outcome: Mutex::new(None),
+        asked: Mutex::new(None),
+        recorded: Notify::new(),
     });
     {
         let mut requests = lock(&state.requests);
@@ -185,10 +215,22 @@ pub(super) async fn send(
         // ("awaiting approval", "generating") moves the request's state.
         let mut params = request.params.clone();
         params["_meta"] = json!({ "progressToken": request.id });
+        // Down the session's stream, as `Correlator::request` sends, noting the id it goes with
+        // so that the client's answer can wait for the outcome below to be recorded.
+        let deliver = |asked: &sse_core::wire::jsonrpc::Request| {
+            *lock(&request.asked) = Some(asked.id.clone());
+            session.send(session.dialect().request(asked)).is_ok()
+        };
         let answered = state
             .core
             .correlator
-            .request(&session, "sampling/createMessage", Some(params), state.config.deadline)
+            .request_via(
+                &session,
+                "sampling/createMessage",
+                Some(params),
+                state.config.deadline,
+                deliver,
+            )
             .await;
         let finished_at = unix_millis();
         let outcome = match answered {
@@ -207,11 +249,25 @@ pub(super) async fn send(
         outcome["duration_ms"] = json!(finished_at.saturating_sub(request.sent_at));
         *lock(&request.outcome) = Some(outcome);
         state.publish("request_finished", &request.to_json());
+        request.recorded.notify_waiters();
     });
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": request.id }))).into_response())
 }
 
 impl SamplingState {
+    /// After the client `from` answered request `id`: if that was a request sent by hand, waits
+    /// until its outcome is recorded, so that whoever was told the answer was taken (the
+    /// client's 202) finds it in the list and has had its `request_finished` event.
+    pub(super) async fn answered_by(&self, from: &SessionId, id: &Id) {
+        let request = lock(&self.requests)
+            .iter()
+            .find(|r| r.session == from.as_str() && lock(&r.asked).as_ref() == Some(id))
+            .cloned();
+        if let Some(request) = request {
+            request.outcome_recorded().await;
+        }
+    }
+
     /// A client's `notifications/progress` for a request sent by hand: its message names the
     /// stage (`awaiting approval`, `generating`).
     pub(super) fn progress(&self, from: &SessionId, params: &Value) {
