@@ -63,6 +63,19 @@ async fn a_client_trickling_its_request_head_is_cut_off_while_streams_stay_open(
     let read = closed.expect("the server never cut the slow client off");
     assert!(read.is_err() || !String::from_utf8_lossy(&rest).contains("200 OK"), "{rest:?}");
 
+    // A connection that sends nothing, half of HTTP/2's preface, or all of it and no request,
+    // is closed too (hyper's own deadline starts only with a head).
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for sent in [&b""[..], &preface[..10], &preface[..]] {
+        let mut idle = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+        idle.write_all(sent).await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(WATCHDOG, idle.read_to_end(&mut rest)).await;
+        // An end of file or a reset: closed either way.
+        let _ =
+            closed.unwrap_or_else(|_| panic!("a connection that sent {sent:?} was never closed"));
+    }
+
     // The stream kept going through all of that, and new requests are served.
     let events = stream.take(3).await;
     assert!(events.iter().all(|e| !e.last_event_id.is_empty()), "{events:?}");

@@ -235,6 +235,46 @@ async fn a_reader_that_stops_reading_gets_resync_and_then_only_newer_frames() {
     assert!(delivered < 400, "the backlog was dropped for the resync, not all delivered");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_stops_reading_is_not_sent_keep_alives_behind_its_backlog() {
+    let config = CoreConfig {
+        keep_alive: Duration::from_millis(10),
+        topic: TopicConfig { buffer: 1000, ..TopicConfig::default() },
+        ..CoreConfig::default()
+    };
+    let (base, core) = server(config).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let (mut stream, start) = raw_get(&base, "HTTP/1.0", socket).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+
+    // More than the sockets hold, less than the stream's buffer: a backlog, and no resync.
+    let topic = core.hub.topic("news");
+    let big = "x".repeat(32 * 1024);
+    for _ in 0..300 {
+        topic.publish(Event::new().data(big.clone()));
+    }
+    // A thousand keep-alive periods pass (paused time: at once) while the reader reads nothing.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let fresh = topic.publish(Event::new().event("fresh").data(""));
+
+    let mut body = start;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut parser = Parser::new();
+    let mut events = parser.feed(&body);
+    while !events.iter().any(|e| e.event == "fresh") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the stream goes on");
+        body.extend_from_slice(&buffer[..n]);
+        events.extend(parser.feed(&buffer[..n]));
+    }
+    assert_eq!(events.iter().filter(|e| e.event == "message").count(), 300, "all delivered");
+    assert!(events.iter().all(|e| e.event != "resync"), "no resync");
+    assert_eq!(events.last().unwrap().last_event_id, fresh.to_string());
+    let comments = body.windows(13).filter(|w| w == b": keep-alive\n").count();
+    assert!(comments <= 1, "{comments} keep-alives queued behind the backlog");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_stream_still_gets_keep_alives() {
     let config = CoreConfig { keep_alive: Duration::from_millis(100), ..CoreConfig::default() };

@@ -95,19 +95,10 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
         None => History::local(Store::open(&config.data_dir)?),
     };
     let posts = RateLimit::new(config.posts_per_second, config.burst);
-    if let Some(posts) = posts.clone() {
-        // Buckets of members who stopped posting are full again: drop them, so the limiter holds
-        // only active members. It stops with the server.
-        let shutdown = core.shutdown_token();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => posts.forget_idle(),
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        });
+    if let Some(posts) = &posts {
+        // Buckets of members who stopped posting are full again: dropped, so the limiter holds
+        // only active members.
+        posts.forget_idle_every_minute(core.shutdown_token());
     }
     let rooms = Arc::new(Rooms::new(core.hub.clone(), shared.as_ref().map(|(_, log)| log.clone())));
     if let Some((cluster, log)) = &shared {

@@ -6,7 +6,8 @@
 //!   hold it back while an earlier one is still unacknowledged.
 //! - **A deadline for the request head** ([`HEADER_TIMEOUT`]). A client that opens connections
 //!   and trickles its headers a byte at a time (slowloris) is cut off instead of holding a
-//!   descriptor for ever. Streams are not affected: the deadline covers the head only. The
+//!   descriptor for ever; so is one that connects and sends no request at all. Streams are not
+//!   affected: the deadline covers the head only. The
 //!   body has a deadline of its own ([`super::body_deadline`], 408 past it).
 //! - **Accept errors are survived.** Out of file descriptors, `accept` fails until a connection
 //!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
@@ -37,6 +38,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
@@ -119,19 +121,23 @@ pub async fn serve(
         let deadline = settings.header_timeout;
         let body_timeout = settings.body_timeout;
         tokio::spawn(async move {
+            let asked = Arc::new(Notify::new());
+            let first = FirstRequest { asked: asked.clone(), within: deadline };
             let Some(acceptor) = tls else {
                 let (io, takeover) = TakeoverIo::new(socket);
                 let service = tower::service_fn(move |request| {
-                    let peer = Peer { remote, body_timeout, takeover: Some(takeover.clone()) };
+                    let takeover = Some(takeover.clone());
+                    let peer = Peer { remote, body_timeout, takeover, asked: asked.clone() };
                     handle(app.clone(), peer, request)
                 });
-                return serve_one(io, service, &builder, watcher).await;
+                return serve_one(io, service, &builder, watcher, first).await;
             };
             let service = tower::service_fn(move |request| {
-                handle(app.clone(), Peer { remote, body_timeout, takeover: None }, request)
+                let peer = Peer { remote, body_timeout, takeover: None, asked: asked.clone() };
+                handle(app.clone(), peer, request)
             });
             match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
-                Ok(Ok(stream)) => serve_one(stream, service, &builder, watcher).await,
+                Ok(Ok(stream)) => serve_one(stream, service, &builder, watcher, first).await,
                 Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake not finished in time"),
             }
@@ -148,6 +154,18 @@ struct Peer {
     body_timeout: Duration,
     /// Plain TCP only.
     takeover: Option<Takeover>,
+    /// Told of every request, so the connection knows its first came (see [`FirstRequest`]).
+    asked: Arc<Notify>,
+}
+
+/// A connection must bring its first request within the head deadline of being accepted (or of
+/// its TLS handshake). hyper's own deadline does not cover that: it starts once a head begins,
+/// and before that hyper only waits for the bytes that tell HTTP/1 from HTTP/2, with no timer,
+/// so a client that connects and sends nothing (or half of HTTP/2's preface, or all of it and
+/// no request) would hold a descriptor for ever.
+struct FirstRequest {
+    asked: Arc<Notify>,
+    within: Duration,
 }
 
 /// Answers one request with `app`: handlers can ask for the peer (what
@@ -158,6 +176,7 @@ async fn handle(
     peer: Peer,
     mut request: http::Request<Incoming>,
 ) -> Result<Response, Infallible> {
+    peer.asked.notify_one();
     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer.remote));
     let version = request.version();
     let request = request.map(|body| Body::new(DeadlineBody::new(body, peer.body_timeout)));
@@ -168,9 +187,15 @@ async fn handle(
     Ok(response)
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection until it closes.
-async fn serve_one<I, S>(io: I, service: S, builder: &Builder<TokioExecutor>, watcher: Watcher)
-where
+/// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection until it closes,
+/// or until `first`'s deadline if no request has come by then.
+async fn serve_one<I, S>(
+    io: I,
+    service: S,
+    builder: &Builder<TokioExecutor>,
+    watcher: Watcher,
+    first: FirstRequest,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<http::Request<Incoming>, Response = axum::response::Response>
         + Clone
@@ -182,7 +207,18 @@ where
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
         .into_owned();
-    if let Err(error) = watcher.watch(connection).await {
+    let connection = watcher.watch(connection);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = &mut connection => ended,
+        () = first.asked.notified() => connection.await,
+        () = tokio::time::sleep(first.within) => {
+            // Dropping the connection closes its socket.
+            tracing::debug!("no request within {:?} of connecting; closing", first.within);
+            return;
+        }
+    };
+    if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
 }

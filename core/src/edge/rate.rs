@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::StatusCode;
+use tokio_util::sync::CancellationToken;
 
 use super::ApiError;
 
@@ -41,6 +42,25 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
         self.limiter.retain_recent();
     }
 
+    /// Forgets idle keys every minute until `shutdown` (a task on the current runtime). Without
+    /// it the limiter would keep a bucket for every key it has ever seen: every client address,
+    /// which over IPv6 has no bound.
+    pub fn forget_idle_every_minute(&self, shutdown: CancellationToken)
+    where
+        K: Send + Sync + 'static,
+    {
+        let limit = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => limit.forget_idle(),
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
     /// Takes one token for `key`, or says how long to wait.
     pub fn check(&self, key: &K) -> Result<(), ApiError> {
         self.limiter.check_key(key).map_err(|not_until| {
@@ -61,5 +81,27 @@ pub async fn limit(State(rate): State<RateLimit>, req: Request, next: Next) -> R
     match rate.check(&client) {
         Ok(()) => next.run(req).await,
         Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn buckets_of_keys_gone_quiet_are_forgotten_every_minute() {
+        // A bucket refills in a millisecond: governor's clock is the real one, not tokio's.
+        let Some(rate) = RateLimit::<u32>::new(1000, 1) else { panic!("a limit of 1000/s") };
+        let shutdown = CancellationToken::new();
+        rate.forget_idle_every_minute(shutdown.clone());
+        for client in 0..100 {
+            assert!(rate.check(&client).is_ok());
+        }
+        assert_eq!(rate.limiter.len(), 100);
+        // The buckets full again (really: a few of governor's milliseconds), a minute passes.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+        assert_eq!(rate.limiter.len(), 0, "idle keys are dropped");
+        shutdown.cancel();
     }
 }

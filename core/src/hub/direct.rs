@@ -155,7 +155,17 @@ impl DirectStream {
     /// would queue more than its buffer gets `resync` (with `current_id`) instead. False once the
     /// stream is closed or ending.
     pub(crate) fn send(&self, unit: &Bytes, frames: usize, current_id: u64) -> bool {
-        let mut outbox = self.outbox();
+        self.send_in(self.outbox(), unit, frames, current_id)
+    }
+
+    /// [`send`](Self::send), under the outbox's lock already taken.
+    fn send_in(
+        &self,
+        mut outbox: MutexGuard<'_, Outbox>,
+        unit: &Bytes,
+        frames: usize,
+        current_id: u64,
+    ) -> bool {
         if outbox.life != Life::Open {
             return false;
         }
@@ -195,6 +205,19 @@ impl DirectStream {
             outbox.frames += frames;
         }
         true
+    }
+
+    /// Sends a keep-alive comment, unless frames are queued: those are waiting for a client
+    /// that has stopped reading, and a comment behind them would say nothing more. (Queued, one
+    /// a period, comments would pile up for as long as such a client holds the connection, and
+    /// count as no frames against the buffer that would end it with `resync`.)
+    fn keep_alive(&self) {
+        let outbox = self.outbox();
+        if !outbox.queue.is_empty() {
+            return;
+        }
+        let keep_alive = self.framing.unit(Frame::keep_alive().into_bytes());
+        self.send_in(outbox, &keep_alive, 0, 0);
     }
 
     /// Drops what is queued (but a unit already begun) for one `resync`.
@@ -317,8 +340,7 @@ impl DirectStream {
                 _ = ticks.tick() => {
                     // Quiet since the last tick, half a period ago at least: say something.
                     if self.quiet.swap(true, Ordering::Relaxed) {
-                        let keep_alive = self.framing.unit(Frame::keep_alive().into_bytes());
-                        self.send(&keep_alive, 0, 0);
+                        self.keep_alive();
                     }
                 }
             }
