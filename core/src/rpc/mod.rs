@@ -29,7 +29,10 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, which tests can pause and move; the same as std's otherwise.
+use tokio::time::Instant;
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -235,11 +238,16 @@ struct Finished {
 }
 
 /// Consecutive timeouts of one session.
-#[derive(Default)]
 struct Breaker {
     timeouts: u32,
     open_until: Option<Instant>,
+    /// The latest timeout, for forgetting sessions that have gone quiet (see
+    /// [`Correlator::breaker_timeout`]).
+    last_timeout: Instant,
 }
+
+/// A closed circuit whose last timeout is this many cooldowns old is forgotten.
+const BREAKER_MEMORY: u32 = 10;
 
 impl Shard {
     /// Records a finished request, forgetting the oldest ones beyond the shard's share of
@@ -578,11 +586,24 @@ impl Correlator {
         if threshold == 0 {
             return;
         }
+        let now = Instant::now();
         let mut breakers = lock(&self.inner.breakers);
-        let breaker = breakers.entry(session.clone()).or_default();
+        // An entry goes when its session answers or expires here; a session on another instance
+        // never expires here, so closed circuits quiet for long are forgotten (a timeout is
+        // rare, and this runs only on one).
+        let memory = self.inner.config.breaker_cooldown * BREAKER_MEMORY;
+        breakers.retain(|_, b| {
+            b.open_until.is_some_and(|until| until > now) || now - b.last_timeout < memory
+        });
+        let breaker = breakers.entry(session.clone()).or_insert(Breaker {
+            timeouts: 0,
+            open_until: None,
+            last_timeout: now,
+        });
         breaker.timeouts += 1;
+        breaker.last_timeout = now;
         if breaker.timeouts >= threshold {
-            breaker.open_until = Some(Instant::now() + self.inner.config.breaker_cooldown);
+            breaker.open_until = Some(now + self.inner.config.breaker_cooldown);
             tracing::warn!(session = ?session, timeouts = breaker.timeouts, "circuit opened");
         }
         self.inner.breaker_count.store(breakers.len(), Ordering::Release);
@@ -679,5 +700,32 @@ impl Drop for PendingGuard<'_> {
             tracing::info!(session = ?self.target.id(), "request cancelled by its caller");
             self.finish("cancelled", Some("the caller stopped waiting"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_circuits_quiet_for_ten_cooldowns_are_forgotten() {
+        let config = CorrelatorConfig { breaker_threshold: 2, ..CorrelatorConfig::default() };
+        let cooldown = config.breaker_cooldown;
+        let correlator = Correlator::new(config, Metrics::new());
+        let (once, twice) = (SessionId::from("once"), SessionId::from("twice"));
+        correlator.breaker_timeout(&once);
+        correlator.breaker_timeout(&twice);
+        correlator.breaker_timeout(&twice); // open now, for one cooldown
+        let held = || lock(&correlator.inner.breakers).len();
+        assert_eq!(held(), 2);
+
+        tokio::time::advance(cooldown * BREAKER_MEMORY + Duration::from_secs(1)).await;
+        // Any timeout prunes: `once` has been quiet for ten cooldowns and goes, as does `twice`,
+        // whose circuit has closed since; only the session that just timed out is held.
+        let other = SessionId::from("other");
+        correlator.breaker_timeout(&other);
+        assert_eq!(held(), 1);
+        assert_eq!(correlator.inner.breaker_count.load(Ordering::Acquire), 1);
+        assert!(lock(&correlator.inner.breakers).contains_key(&other));
     }
 }
