@@ -118,6 +118,24 @@ async fn unknown_or_future_ids_get_resync() {
 }
 
 #[tokio::test]
+async fn an_id_from_before_a_gap_the_topic_never_had_gets_resync() {
+    // As a shared topic's mirror does when Redis trimmed what it missed: it says so live, then
+    // goes on from the first entry it can still read.
+    let topic = Topic::new(TopicConfig::default(), Metrics::new());
+    let before = topic.publish(Event::new().data("before the gap"));
+    let missed_through = before + 10;
+    topic.resync_live("log_trimmed", missed_through);
+    topic.publish_with_id(missed_through + 1, Event::new().data("after the gap")).unwrap();
+
+    let mut from_before = topic.subscribe(&Resume::After(before.to_string()));
+    let events = Parser::new().feed(&from_before.next_batch().await.unwrap());
+    assert_eq!(events[0].event, "resync", "never a silent skip over the gap: {events:?}");
+    let mut from_the_gap = topic.subscribe(&Resume::After(missed_through.to_string()));
+    let events = Parser::new().feed(&from_the_gap.next_batch().await.unwrap());
+    assert_eq!((events[0].data.as_str(), events.len()), ("after the gap", 1));
+}
+
+#[tokio::test]
 async fn ids_from_before_a_restart_are_never_confused_with_new_ones() {
     let before = Topic::new(TopicConfig::default(), Metrics::new());
     let old_id = before.publish(Event::new().data("before restart"));

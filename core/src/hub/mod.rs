@@ -273,9 +273,11 @@ impl Topic {
 
     /// Tells every live subscriber it missed events up to `missed_through` (they never reached
     /// this topic, say a shared log trimmed them): one `resync` carrying that id, not kept for
-    /// replay.
+    /// replay. A client resuming later from an id before the gap gets `resync` too: the ring
+    /// holds nothing of the gap, so a replay from there would skip it silently.
     pub fn resync_live(&self, reason: &'static str, missed_through: u64) {
         let mut state = lock(&self.inner.state);
+        state.first_id = state.first_id.max(missed_through);
         self.inner.metrics.resync(reason);
         let frame = resync_frame(reason, missed_through);
         self.send_live(&mut state, Published { id: Some(missed_through), frame });
