@@ -214,7 +214,8 @@ impl Cluster {
         let cluster = self.clone();
         sessions.on_create(move |session| {
             let (cluster, session) = (cluster.clone(), session.clone());
-            async move { cluster.list(&[session]).await }
+            // A new session takes its name at once.
+            async move { cluster.list(&[session], |_| true).await }
         });
         let cluster = self.clone();
         sessions.on_expire(move |id| {
@@ -225,8 +226,8 @@ impl Cluster {
         tokio::spawn(self.clone().refresh(sessions.clone()));
     }
 
-    /// Writes the directory entries of `sessions`.
-    async fn list(&self, sessions: &[Session]) {
+    /// Writes the directory entries of `sessions`: each id, and the names `claims` says.
+    async fn list(&self, sessions: &[Session], claims: impl Fn(&Session) -> bool) {
         if sessions.is_empty() {
             return;
         }
@@ -235,7 +236,7 @@ impl Cluster {
         for session in sessions {
             let id = session.id().as_str();
             pipe.set_ex(format!("sse:session:{id}"), self.instance(), ttl).ignore();
-            if let Some(name) = session.name() {
+            if let Some(name) = session.name().filter(|_| claims(session)) {
                 let entry = format!("{} {id}", self.instance());
                 pipe.set_ex(format!("sse:name:{name}"), entry, ttl).ignore();
             }
@@ -261,7 +262,18 @@ impl Cluster {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            self.list(&sessions.list()).await;
+            // A name is refreshed only by the session that holds it here and has a stream open:
+            // one waiting out its grace period after its client left must not take the name
+            // back from the session that client opened since, here or on another instance
+            // (lookups by name would go to the old one). Its id stays listed, for late answers.
+            let holds_name = |session: &Session| {
+                session.connections() > 0
+                    && session
+                        .name()
+                        .and_then(|name| sessions.by_name(name))
+                        .is_some_and(|holder| holder.id() == session.id())
+            };
+            self.list(&sessions.list(), holds_name).await;
             self.write_address().await;
         }
     }
