@@ -306,6 +306,22 @@ async fn bombs_are_contained_while_other_runs_and_the_server_stay_responsive() {
         "the fork bomb ended with {fork}"
     );
     assert_eq!(exec.exit(&memory_bomb).await["reason"], "memory_limit");
+
+    // Memory through tmpfs, which RLIMIT_AS does not count: /dev/shm and /tmp stop at their
+    // 64 MiB (files of a megabyte, under the run's file size limit), the rest of /dev is read-only.
+    let fill = "for d in /dev/shm /tmp; do i=0; while [ $i -lt 100 ] && head -c 1000000 /dev/zero > $d/f$i 2>/dev/null; do i=$((i+1)); done; echo \"$d $i\"; done; echo x > /dev/escape || echo dev-read-only";
+    let all = exec.all(&exec.sh(fill).await).await;
+    let out = text(&all, "stdout");
+    for dir in ["/dev/shm", "/tmp"] {
+        let files: u32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{dir} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!((60..=67).contains(&files), "{dir} took {files} MB: {out}");
+    }
+    assert!(out.contains("dev-read-only"), "{out}");
+    assert!(text(&all, "stderr").contains("Read-only file system"), "{all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,16 +209,26 @@ fn bwrap(limits: &Limits, scratch: &Path, terminal: bool) -> Vec<String> {
         "/proc",
         "--dev",
         "/dev",
-        "--size",
     ]
     .map(str::to_owned)
     .to_vec();
     if !terminal {
         args.insert(1, "--new-session".to_owned());
     }
-    args.push(limits.tmp_size.to_string());
-    args.extend(["--tmpfs", "/tmp", "--bind"].map(str::to_owned));
-    args.push(scratch.to_string_lossy().into_owned());
+    // bwrap's /dev is a tmpfs of its own, with no size limit, and /dev/shm is a folder in it: a
+    // run could fill memory there (RLIMIT_AS does not count tmpfs pages). /dev/shm gets its own
+    // capped tmpfs, like /tmp, and the rest of /dev is made read-only (device nodes still work).
+    let tmp_size = limits.tmp_size.to_string();
+    for (flag, value) in [
+        ("--size", tmp_size.as_str()),
+        ("--tmpfs", "/dev/shm"),
+        ("--remount-ro", "/dev"),
+        ("--size", tmp_size.as_str()),
+        ("--tmpfs", "/tmp"),
+        ("--bind", &*scratch.to_string_lossy()),
+    ] {
+        args.extend([flag.to_owned(), value.to_owned()]);
+    }
     args.extend(["/work", "--chdir", "/work", "--remount-ro", "/", "--"].map(str::to_owned));
     args
 }
