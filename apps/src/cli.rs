@@ -869,16 +869,17 @@ async fn run_server(
         None => Token::open(),
     };
     let hosts = HostPolicy::for_bind(addr, &args.allow_hosts, &args.allow_origins);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let token = if tls.is_some() { token.over_https() } else { token };
     let rate = RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2));
     if let Some(rate) = &rate {
         rate.forget_idle_every_minute(core.shutdown_token());
     }
     let guards =
         Guards { token: token.clone(), rate, streams: StreamCap::new(args.max_streams_per_client) };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
-        _ => None,
-    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
     let listener =

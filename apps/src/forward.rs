@@ -106,6 +106,8 @@ pub async fn forward(base: &str, what: &str, request: Request) -> Response {
     match outgoing.header(FORWARDED, "1").send().await {
         Ok(answer) => relay(answer, what),
         Err(error) => {
+            // Without the URL, whose query may hold the caller's `?token=`.
+            let error = error.without_url();
             tracing::warn!(%error, base, "cannot forward a request to the instance that owns it");
             unreachable(what)
         }
@@ -147,7 +149,10 @@ pub async fn ask_others(
         match outgoing.header(FORWARDED, "1").body(body.clone()).send().await {
             Ok(answer) if answer.status() == StatusCode::NOT_FOUND => {}
             Ok(answer) => return Some(relay(answer, path)),
-            Err(error) => tracing::warn!(%error, base, path, "an instance could not be asked"),
+            Err(error) => {
+                let error = error.without_url();
+                tracing::warn!(%error, base, path, "an instance could not be asked");
+            }
         }
     }
     None
@@ -185,9 +190,15 @@ pub async fn gather(
                         entries.extend(theirs);
                     }
                 }
-                Err(error) => tracing::warn!(%error, base, path, "an unreadable list"),
+                Err(error) => {
+                    let error = error.without_url();
+                    tracing::warn!(%error, base, path, "an unreadable list");
+                }
             },
-            Err(error) => tracing::warn!(%error, base, path, "an instance did not list"),
+            Err(error) => {
+                let error = error.without_url();
+                tracing::warn!(%error, base, path, "an instance did not list");
+            }
         }
     }
     entries

@@ -1,6 +1,6 @@
 //! The service every request of a server passes first: a span for the request, the Host and
-//! Origin checks, a 500 in the house error shape for a handler that panicked, and, in a cluster,
-//! the instance's name on every answer (`X-Sse-Apps-Instance`).
+//! Origin checks, a 500 in the house error shape for a handler that panicked, the security headers
+//! of HTML pages, and, in a cluster, the instance's name on every answer (`X-Sse-Apps-Instance`).
 //!
 //! Written as one tower service by hand rather than as `from_fn` middlewares, and put around the
 //! whole router rather than added with `Router::layer`, because of what each such layer costs
@@ -22,6 +22,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
@@ -110,6 +114,7 @@ where
             };
             answered(&span, &response, started);
             name(&mut response, instance);
+            guard_page(&mut response);
             Ok(response)
         })
     }
@@ -120,6 +125,30 @@ where
 fn name(response: &mut Response, instance: Option<HeaderValue>) {
     if let Some(instance) = instance {
         response.headers_mut().entry(INSTANCE_HEADER).or_insert(instance);
+    }
+}
+
+/// An HTML page may not be framed by another page (which could trick a click on the
+/// dashboard's Terminate), tells no other site its address (a `?token=` link would be in the
+/// `Referer`), is not kept in caches, and is never sniffed as anything else. Only pages: the
+/// answers of the round trip's hot path are JSON and pass with one header lookup.
+fn guard_page(response: &mut Response) {
+    let is_page = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !is_page {
+        return;
+    }
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (X_FRAME_OPTIONS, "DENY"),
+        (CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (REFERRER_POLICY, "no-referrer"),
+        (CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
     }
 }
 

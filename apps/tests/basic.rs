@@ -96,6 +96,15 @@ async fn the_test_page_is_served_alone_and_under_basic() {
         let page = reqwest::get(format!("{}{path}", app.base)).await.unwrap();
         assert_eq!(page.status(), 200, "{path}");
         assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        for (name, value) in [
+            ("x-frame-options", "DENY"),
+            ("content-security-policy", "frame-ancestors 'none'"),
+            ("referrer-policy", "no-referrer"),
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+        ] {
+            assert_eq!(page.headers()[name], value, "{path}");
+        }
         let html = page.text().await.unwrap();
         for control in
             ["id=\"connect\"", "id=\"disconnect\"", "id=\"clear\"", "id=\"events\"", "id=\"log\""]

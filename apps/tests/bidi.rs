@@ -386,6 +386,10 @@ async fn a_page_elsewhere_cannot_fire_triggers() {
     assert_eq!(foreign_origin.status(), 403);
     let body: Value = foreign_origin.json().await.unwrap();
     assert_eq!(body["error"]["code"], "origin_not_allowed", "{body}");
+    // Another port of the same host is the same site, not the same origin: an `<img>` there
+    // must not fire a trigger either (the browser would send it the cookie).
+    let same_site = http.get(&url).header("sec-fetch-site", "same-site").send().await.unwrap();
+    assert_eq!(same_site.status(), 403);
     let same_origin = http.get(&url).header("sec-fetch-site", "same-origin").send().await.unwrap();
     assert_eq!(same_origin.status(), 404, "passes the check, then finds no client x");
 }

@@ -36,9 +36,14 @@ fn certificate() -> Certificate {
 
 /// Starts `basic-server` with the certificate; returns it and its `https://` base URL.
 async fn start(certificate: &Certificate) -> (Child, String) {
+    start_with(certificate, &[]).await
+}
+
+async fn start_with(certificate: &Certificate, extra: &[&str]) -> (Child, String) {
     let mut command = support::binary();
     command
         .args(["basic-server", "--addr", "127.0.0.1:0", "--count", "0", "--interval", "20ms"])
+        .args(extra)
         .arg("--tls-cert")
         .arg(&certificate.cert)
         .arg("--tls-key")
@@ -68,6 +73,18 @@ async fn a_client_that_trusts_the_certificate_gets_pages_and_streams_over_http2(
     let mut stream = Stream::from_response(response);
     let ids: Vec<String> = stream.take(3).await.into_iter().map(|e| e.last_event_id).collect();
     assert_eq!(ids, ["1", "2", "3"]);
+}
+
+#[tokio::test]
+async fn the_token_cookie_a_link_sets_over_https_is_secure() {
+    let certificate = certificate();
+    let (_server, base) = start_with(&certificate, &["--token", "tls-token-5e1"]).await;
+    let page = trusting(&certificate).get(format!("{base}/?token=tls-token-5e1")).send().await;
+    let page = page.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    // Never sent to a plain-HTTP page (a server on another port of the same host, say).
+    assert!(cookie.split("; ").any(|part| part == "Secure"), "{cookie}");
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ async fn a_token_link_sets_an_http_only_strict_cookie_that_works_afterwards() {
     let cookie = link.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("sse_apps_token=s3cret;"));
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains("Secure"), "plain HTTP: the browser must send it back there");
     let with_cookie = http
         .get(format!("{base}/page"))
         .header("cookie", "other=1; sse_apps_token=s3cret")

@@ -25,7 +25,17 @@ pub const COOKIE_NAME: &str = "sse_apps_token";
 
 /// The token a server requires, or none (open access). Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Token(Option<Arc<str>>);
+pub struct Token(Option<Arc<str>>, CookieSecurity);
+
+/// Whether the cookie a `?token=` link sets may travel over plain HTTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum CookieSecurity {
+    /// Plain HTTP: the browser must send it there.
+    #[default]
+    AnyScheme,
+    /// Served over HTTPS: `Secure`, so a browser never sends it to a plain-HTTP page.
+    HttpsOnly,
+}
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,12 +46,17 @@ impl fmt::Debug for Token {
 impl Token {
     /// Requires `secret`.
     pub fn required(secret: impl Into<Arc<str>>) -> Token {
-        Token(Some(secret.into()))
+        Token(Some(secret.into()), CookieSecurity::AnyScheme)
+    }
+
+    /// The same token, for a server that answers over HTTPS: the cookie it sets is `Secure`.
+    pub fn over_https(self) -> Token {
+        Token(self.0, CookieSecurity::HttpsOnly)
     }
 
     /// Requires nothing.
     pub fn open() -> Token {
-        Token(None)
+        Token(None, CookieSecurity::AnyScheme)
     }
 
     /// A fresh random token: 32 bytes from the OS generator, as 64 hex digits.
@@ -125,7 +140,8 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
     };
     let mut response = next.run(req).await;
     if place == Place::Query {
-        let cookie = format!("{COOKIE_NAME}={secret}; HttpOnly; SameSite=Strict; Path=/");
+        let secure = if token.1 == CookieSecurity::HttpsOnly { "; Secure" } else { "" };
+        let cookie = format!("{COOKIE_NAME}={secret}; HttpOnly; SameSite=Strict; Path=/{secure}");
         if let Ok(value) = cookie.parse() {
             response.headers_mut().append(SET_COOKIE, value);
         }

@@ -93,17 +93,19 @@ fn host_of<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
 /// A header name made once: looked up by `&str`, it would be parsed on every request.
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
-/// Whether a browser sent this from another site: it says so in `Sec-Fetch-Site`, or the
-/// `Origin` it names is not the Host's own (nor allowed by the policy).
+/// Whether a browser sent this from another origin than the policy allows: `Sec-Fetch-Site`
+/// says another site, or the same site but another origin (a page on another port of the same
+/// host, which a browser also sends the cookie to) without an `Origin` the policy allows; or
+/// the `Origin` it names is not the Host's own (nor allowed by the policy).
 fn is_cross_site(policy: &HostPolicy, headers: &HeaderMap, host: &str) -> bool {
-    let fetch_site = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok());
-    if fetch_site == Some("cross-site") {
-        return true;
+    let allowed =
+        |origin: &http::HeaderValue| policy.origin_allowed(origin.to_str().unwrap_or("null"), host);
+    match headers.get(SEC_FETCH_SITE).map(http::HeaderValue::as_bytes) {
+        Some(b"cross-site") => return true,
+        Some(b"same-site") => return !headers.get(ORIGIN).is_some_and(allowed),
+        _ => {}
     }
-    match headers.get(ORIGIN) {
-        Some(origin) => !policy.origin_allowed(origin.to_str().unwrap_or("null"), host),
-        None => false,
-    }
+    headers.get(ORIGIN).is_some_and(|origin| !allowed(origin))
 }
 
 impl HostPolicy {
