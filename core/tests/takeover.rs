@@ -77,6 +77,17 @@ async fn raw_get_path(
     (stream, received[end..].to_vec())
 }
 
+/// A stream of `/news` on a server with `config`, taken over, whose reader has a small receive
+/// window so that the server's writes back up quickly: the socket, what came after the head.
+async fn slow_reader(config: CoreConfig) -> (TcpStream, Vec<u8>, Core) {
+    let (base, core) = server(config).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let (stream, start) = raw_get(&base, "HTTP/1.0", socket).await;
+    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    (stream, start, core)
+}
+
 /// Reads until the server closes the connection.
 async fn read_to_end(mut stream: TcpStream, mut body: Vec<u8>) -> Vec<u8> {
     stream.read_to_end(&mut body).await.unwrap();
@@ -200,12 +211,7 @@ async fn a_reader_that_stops_reading_gets_resync_and_then_only_newer_frames() {
         topic: TopicConfig { buffer: 8, ..TopicConfig::default() },
         ..CoreConfig::default()
     };
-    let (base, core) = server(config).await;
-    // A small receive window, so the server's writes back up quickly.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let (mut stream, start) = raw_get(&base, "HTTP/1.0", socket).await;
-    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    let (mut stream, start, core) = slow_reader(config).await;
 
     let topic = core.hub.topic("news");
     let big = "x".repeat(32 * 1024);
@@ -242,11 +248,7 @@ async fn a_reader_that_stops_reading_is_not_sent_keep_alives_behind_its_backlog(
         topic: TopicConfig { buffer: 1000, ..TopicConfig::default() },
         ..CoreConfig::default()
     };
-    let (base, core) = server(config).await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let (mut stream, start) = raw_get(&base, "HTTP/1.0", socket).await;
-    eventually("the stream takes its socket", || direct_streams(&core) == 1).await;
+    let (mut stream, start, core) = slow_reader(config).await;
 
     // More than the sockets hold, less than the stream's buffer: a backlog, and no resync.
     let topic = core.hub.topic("news");
