@@ -146,7 +146,6 @@ struct TopicInner {
     /// The id of the last replayable frame sent, readable without the lock: a subscriber that
     /// has received it knows nothing more is waiting (see [`Subscription::next_batch`]).
     sent_through: Arc<AtomicU64>,
-    sender: broadcast::Sender<Published>,
     config: TopicConfig,
     metrics: Metrics,
 }
@@ -161,6 +160,10 @@ struct TopicState {
     seq: u64,
     /// The sweeper of taken-over streams, once one has joined.
     fanout: Option<Arc<Fanout>>,
+    /// The channel to subscribers served through hyper, made by the first subscription: its
+    /// ring of `buffer` slots (some 80 KB at the default 1,024) is allocated whole when made, and
+    /// a topic nobody has streamed (a chat room only joined, say) should not hold one.
+    sender: Option<broadcast::Sender<Published>>,
 }
 
 impl Drop for TopicInner {
@@ -194,12 +197,17 @@ fn clock_id() -> u64 {
 impl Topic {
     /// A topic on its own (sessions use these; most code asks a [`Hub`]).
     pub fn new(config: TopicConfig, metrics: Metrics) -> Topic {
-        let (sender, _) = broadcast::channel(config.buffer.max(1));
         let first_id = clock_id();
-        let state =
-            TopicState { first_id, last_id: first_id, ring: VecDeque::new(), seq: 0, fanout: None };
+        let state = TopicState {
+            first_id,
+            last_id: first_id,
+            ring: VecDeque::new(),
+            seq: 0,
+            fanout: None,
+            sender: None,
+        };
         let sent_through = Arc::new(AtomicU64::new(first_id));
-        let inner = TopicInner { state: Mutex::new(state), sent_through, sender, config, metrics };
+        let inner = TopicInner { state: Mutex::new(state), sent_through, config, metrics };
         Topic { inner: Arc::new(inner) }
     }
 
@@ -250,8 +258,10 @@ impl Topic {
                 Queued { seq: state.seq, id: published.id, frame: published.frame.clone() };
             fanout.push(queued);
         }
-        // No receivers is fine: the frame waits in the ring for whoever comes.
-        let _ = self.inner.sender.send(published);
+        // No receivers (or no channel yet) is fine: the frame waits in the ring for whoever comes.
+        if let Some(sender) = &state.sender {
+            let _ = sender.send(published);
+        }
     }
 
     /// Gives `event` the next id, encodes it once, keeps it for replay and sends it to every
@@ -290,14 +300,16 @@ impl Topic {
 
     /// How many subscriptions are open (on the channel, and taken over by the sweeper).
     pub fn subscriber_count(&self) -> usize {
-        let direct = lock(&self.inner.state).fanout.as_ref().map_or(0, |fanout| fanout.open());
-        self.inner.sender.receiver_count() + direct
+        let state = lock(&self.inner.state);
+        let direct = state.fanout.as_ref().map_or(0, |fanout| fanout.open());
+        state.sender.as_ref().map_or(0, broadcast::Sender::receiver_count) + direct
     }
 
     /// Opens a subscription starting at `resume`.
     pub fn subscribe(&self, resume: &Resume) -> Subscription {
-        let state = lock(&self.inner.state);
-        let receiver = self.inner.sender.subscribe();
+        let mut state = lock(&self.inner.state);
+        let buffer = self.inner.config.buffer.max(1);
+        let receiver = state.sender.get_or_insert_with(|| broadcast::channel(buffer).0).subscribe();
         let mut backlog = VecDeque::new();
         if let Resume::After(text) = resume {
             match text.parse::<u64>().ok().and_then(|after| state.replay_after(after)) {
@@ -569,4 +581,28 @@ impl Subscription {
 /// anything that could panic.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_topic_nobody_subscribed_to_holds_no_channel_and_its_first_subscriber_misses_nothing()
+    {
+        let topic = Topic::new(TopicConfig::default(), Metrics::new());
+        let first = topic.publish(Event::new().data("before anyone came"));
+        assert!(lock(&topic.inner.state).sender.is_none(), "no ring of slots for nobody");
+
+        let mut subscription = topic.subscribe(&Resume::After((first - 1).to_string()));
+        assert!(lock(&topic.inner.state).sender.is_some());
+        topic.publish(Event::new().data("live"));
+        let mut parser = crate::wire::Parser::new();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let batch = subscription.next_batch().await.unwrap_or_default();
+            seen.extend(parser.feed(&batch).into_iter().map(|e| e.data));
+        }
+        assert_eq!(seen, ["before anyone came", "live"], "the replay, then the channel");
+    }
 }
