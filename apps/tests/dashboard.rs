@@ -388,6 +388,38 @@ async fn renice_and_terminate_real_child_processes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_server_acts_only_on_processes_it_started() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("NOTICE: skipping: only a server run as root limits itself to its descendants");
+        return;
+    }
+    let dash = Dashboard::start(ScriptedSource::with_cpu(&[5.0]), false).await;
+    // A root process this server did not start: the shell leaves it to be adopted by init.
+    let output = Command::new("sh").args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).output();
+    let orphan: i32 = String::from_utf8(output.unwrap().stdout).unwrap().trim().parse().unwrap();
+    runs(orphan.unsigned_abs(), "sleep").await;
+    for body in [
+        json!({"action": "terminate", "pid": orphan}),
+        json!({"action": "renice", "pid": orphan, "nice": 5}),
+    ] {
+        let (status, error) = dash.command(body.clone()).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (403, Some("foreign_process")),
+            "{body}"
+        );
+    }
+    assert!(std::path::Path::new(&format!("/proc/{orphan}")).exists(), "left alone");
+    let _ = Command::new("kill").arg(orphan.to_string()).status();
+    // Its own child, as ever, it may act on.
+    let mut child = child("exec sleep 300");
+    runs(child.id(), "sleep").await;
+    let (status, _) = dash.command(json!({"action": "terminate", "pid": child.id()})).await;
+    assert_eq!(status, 202);
+    assert_eq!(child.wait().unwrap().signal(), Some(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_every_action_with_503_and_none_is_taken() {
     // The audit log on a full disk: /dev/full takes the open and refuses every write (ENOSPC).
     let data = tempfile::tempdir().unwrap();

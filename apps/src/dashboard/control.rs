@@ -160,8 +160,33 @@ impl Command {
     }
 }
 
+/// Whether `pid` is a descendant of this server: its parents, read from `/proc`, lead here.
+fn descends_from_server(pid: i32) -> bool {
+    let server = std::process::id();
+    let mut current = pid.unsigned_abs();
+    // A chain of parents is short; the bound only guards against a table changing under us.
+    for _ in 0..4096 {
+        let Some(parent) = parent_of(current) else { return false };
+        if parent == server {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        current = parent;
+    }
+    false
+}
+
+/// The parent of process `pid` (field 4 of `/proc/<pid>/stat`, after the command's parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Whether this server may act on `pid`: not pid 1, not itself, an existing process, and (unless
-/// `allow_all`) one of its own user's.
+/// `allow_all`) one of its own user's; when that user is root, one the server started.
 ///
 /// Returns a pidfd opened before the checks: a process cannot be replaced while it lives, and
 /// the fd is checked for an exit after them, so the process that passed is the one the fd
@@ -208,6 +233,18 @@ pub fn may_act_on(pid: i32, allow_all: bool) -> Result<OwnedFd, Refusal> {
             format!(
                 "pid {pid} belongs to another user; start the server with --allow-control-all \
                  to allow this"
+            ),
+        ));
+    }
+    // Run as root, "the server user's own processes" would be every root process (sshd, the
+    // journal…): then only those the server started count as its own.
+    if rustix::process::getuid().is_root() && !allow_all && !descends_from_server(pid) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "foreign_process",
+            format!(
+                "the server runs as root, so it acts only on processes it started, and pid {pid} \
+                 is not one; start it with --allow-control-all to allow this"
             ),
         ));
     }
