@@ -127,13 +127,15 @@ pub async fn serve(
                 let (io, takeover) = TakeoverIo::new(socket);
                 let service = tower::service_fn(move |request| {
                     let takeover = Some(takeover.clone());
-                    let peer = Peer { remote, body_timeout, takeover, asked: asked.clone() };
+                    asked.notify_one();
+                    let peer = Peer { remote, body_timeout, takeover };
                     handle(app.clone(), peer, request)
                 });
                 return serve_one(io, service, &builder, watcher, first).await;
             };
             let service = tower::service_fn(move |request| {
-                let peer = Peer { remote, body_timeout, takeover: None, asked: asked.clone() };
+                asked.notify_one();
+                let peer = Peer { remote, body_timeout, takeover: None };
                 handle(app.clone(), peer, request)
             });
             match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
@@ -154,8 +156,6 @@ struct Peer {
     body_timeout: Duration,
     /// Plain TCP only.
     takeover: Option<Takeover>,
-    /// Told of every request, so the connection knows its first came (see [`FirstRequest`]).
-    asked: Arc<Notify>,
 }
 
 /// A connection must bring its first request within the head deadline of being accepted (or of
@@ -164,6 +164,7 @@ struct Peer {
 /// so a client that connects and sends nothing (or half of HTTP/2's preface, or all of it and
 /// no request) would hold a descriptor for ever.
 struct FirstRequest {
+    /// Told of every request by the connection's service.
     asked: Arc<Notify>,
     within: Duration,
 }
@@ -176,7 +177,6 @@ async fn handle(
     peer: Peer,
     mut request: http::Request<Incoming>,
 ) -> Result<Response, Infallible> {
-    peer.asked.notify_one();
     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer.remote));
     let version = request.version();
     let request = request.map(|body| Body::new(DeadlineBody::new(body, peer.body_timeout)));

@@ -32,7 +32,7 @@ pub fn saturating_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
 
 struct OptionOf<V>(V);
 
-impl<'de, V: Visitor<'de> + Copy> Visitor<'de> for OptionOf<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for OptionOf<V> {
     type Value = Option<V::Value>;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -53,14 +53,6 @@ impl<'de, V: Visitor<'de> + Copy> Visitor<'de> for OptionOf<V> {
 }
 
 struct Saturating<T>(std::marker::PhantomData<T>);
-
-impl<T> Clone for Saturating<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Saturating<T> {}
 
 impl Visitor<'_> for Saturating<u64> {
     type Value = u64;
