@@ -324,7 +324,7 @@ impl Topic {
         drop(state);
         Subscription {
             backlog,
-            receiver,
+            receiver: Some(receiver),
             sent_through: self.inner.sent_through.clone(),
             received_through: 0,
             handed: HandedThrough::default(),
@@ -379,7 +379,9 @@ impl HandedThrough {
 #[derive(Debug)]
 pub struct Subscription {
     backlog: VecDeque<Published>,
-    receiver: broadcast::Receiver<Published>,
+    /// Always `Some` until the subscription is dropped: its [`Drop`] lets go of it under the
+    /// topic's lock, so the last one to leave knows it is the last and frees the channel.
+    receiver: Option<broadcast::Receiver<Published>>,
     /// The topic's last sent id, and the last one this subscription took from the channel.
     sent_through: Arc<AtomicU64>,
     received_through: u64,
@@ -452,7 +454,8 @@ impl Subscription {
 
     async fn recv(&mut self) -> Option<Published> {
         loop {
-            let published = match self.receiver.recv().await {
+            let receiver = self.receiver.as_mut()?;
+            let published = match receiver.recv().await {
                 Ok(published) => published,
                 Err(broadcast::error::RecvError::Lagged(_)) => return Some(self.lagged()),
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -466,7 +469,7 @@ impl Subscription {
 
     fn try_recv(&mut self) -> Option<Published> {
         loop {
-            let published = match self.receiver.try_recv() {
+            let published = match self.receiver.as_mut()?.try_recv() {
                 Ok(published) => published,
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(self.lagged()),
                 Err(_) => return None,
@@ -536,8 +539,8 @@ impl Subscription {
     /// They count as handed out: they go to the direct stream that replaces this subscription.
     fn drain_waiting(&mut self, current: u64) -> Vec<Bytes> {
         let mut waiting: Vec<Published> = self.backlog.drain(..).collect();
-        loop {
-            match self.receiver.try_recv() {
+        while let Some(receiver) = self.receiver.as_mut() {
+            match receiver.try_recv() {
                 Ok(published) => {
                     self.received(&published);
                     if self.wanted(&published) {
@@ -576,6 +579,21 @@ impl Subscription {
     }
 }
 
+impl Drop for Subscription {
+    /// The channel's ring of slots is allocated whole (some 80 KB), so a topic keeps it only
+    /// while someone receives from it. Most subscriptions move onto the sweeper within
+    /// microseconds ([`Subscription::into_direct`]); without this, a session whose stream was
+    /// taken over, or a room everybody left, would hold its ring until the topic itself went.
+    fn drop(&mut self) {
+        let Some(topic) = self.topic.upgrade() else { return };
+        let mut state = lock(&topic.state);
+        drop(self.receiver.take());
+        if state.sender.as_ref().is_some_and(|sender| sender.receiver_count() == 0) {
+            state.sender = None;
+        }
+    }
+}
+
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every critical
 /// section in this crate (and in the apps that use this) leaves the data consistent before
 /// anything that could panic.
@@ -604,5 +622,30 @@ mod tests {
             seen.extend(parser.feed(&batch).into_iter().map(|e| e.data));
         }
         assert_eq!(seen, ["before anyone came", "live"], "the replay, then the channel");
+    }
+
+    #[tokio::test]
+    async fn the_last_subscription_to_leave_frees_the_channel_and_a_later_one_misses_nothing() {
+        let topic = Topic::new(TopicConfig::default(), Metrics::new());
+        let has_channel = || lock(&topic.inner.state).sender.is_some();
+        let first = topic.subscribe(&Resume::Live);
+        let second = topic.subscribe(&Resume::Live);
+        drop(first);
+        assert!(has_channel(), "one subscriber still receives");
+        let published = topic.publish(Event::new().data("while one listened"));
+        drop(second);
+        assert!(!has_channel(), "nobody receives: the ring of slots is let go");
+
+        topic.publish(Event::new().data("while nobody listened"));
+        let mut later = topic.subscribe(&Resume::After((published - 1).to_string()));
+        assert!(has_channel());
+        topic.publish(Event::new().data("live again"));
+        let mut parser = crate::wire::Parser::new();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let batch = later.next_batch().await.unwrap_or_default();
+            seen.extend(parser.feed(&batch).into_iter().map(|e| e.data));
+        }
+        assert_eq!(seen, ["while one listened", "while nobody listened", "live again"]);
     }
 }
