@@ -83,6 +83,67 @@ async fn a_client_trickling_its_request_head_is_cut_off_while_streams_stay_open(
     assert_eq!(health.status(), 200);
 }
 
+/// An HTTP/2 connection (cleartext, prior knowledge) whose end can be awaited: the handle ends
+/// with `Ok` when the server closed it cleanly (GOAWAY).
+async fn http2_connection(
+    addr: &str,
+) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<hyper::Result<()>>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let executor = hyper_util::rt::TokioExecutor::new();
+    let (sender, connection) = hyper::client::conn::http2::handshake(executor, io).await.unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+fn http2_get(path: &str) -> http::Request<String> {
+    let uri = format!("http://127.0.0.1{path}");
+    http::Request::get(uri).version(http::Version::HTTP_2).body(String::new()).unwrap()
+}
+
+/// Reads body frames until `count` events have arrived.
+async fn read_events(body: &mut hyper::body::Incoming, count: usize) {
+    use http_body::Body as _;
+    let mut seen = 0;
+    while seen < count {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
+        let frame = frame.await.expect("the stream ended").unwrap();
+        let data = frame.into_data().unwrap_or_default();
+        seen += String::from_utf8_lossy(&data).matches("data:").count();
+    }
+}
+
+#[tokio::test]
+async fn an_http2_connection_with_nothing_in_progress_is_closed_and_one_with_a_stream_is_not() {
+    let settings =
+        ConnectionSettings { header_timeout: Duration::from_millis(300), ..Default::default() };
+    let config = BasicConfig { count: 0, interval: Duration::from_millis(50) };
+    let (base, _core) = serve(settings, |core| basic::router(core, config)).await;
+    let addr = base.trim_start_matches("http://");
+
+    // One request answered, then nothing: the server ends the connection with GOAWAY.
+    let (mut sender, closed) = http2_connection(addr).await;
+    let health = sender.send_request(http2_get("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(health);
+    let ended = tokio::time::timeout(WATCHDOG, closed).await;
+    let ended = ended.expect("an idle HTTP/2 connection was never closed").unwrap();
+    assert!(ended.is_ok(), "closed uncleanly: {ended:?}");
+
+    // A stream keeps its connection open past the deadline many times over: 20 events come
+    // 50 ms apart, three times the 300 ms a connection may have nothing in progress.
+    let (mut sender, closed) = http2_connection(addr).await;
+    let mut stream = sender.send_request(http2_get("/events")).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    read_events(stream.body_mut(), 20).await;
+    assert!(!closed.is_finished(), "a connection with a stream open was closed");
+
+    // Once the stream is let go, the connection has nothing in progress and is closed too.
+    drop(stream);
+    let ended = tokio::time::timeout(WATCHDOG, closed).await;
+    let ended = ended.expect("the connection of a closed stream was never closed").unwrap();
+    assert!(ended.is_ok(), "closed uncleanly: {ended:?}");
+}
+
 #[tokio::test]
 async fn a_client_trickling_its_request_body_gets_408_and_its_connection_closed() {
     async fn echo(JsonBody(value): JsonBody<Value>) -> axum::Json<Value> {

@@ -9,6 +9,9 @@
 //!   descriptor for ever; so is one that connects and sends no request at all. Streams are not
 //!   affected: the deadline covers the head only. The
 //!   body has a deadline of its own ([`super::body_deadline`], 408 past it).
+//! - **The same deadline for a connection with nothing to do** ([`super::idle`]): one that sends
+//!   no request at all, or an HTTP/2 one with no request in progress (hyper closes idle HTTP/1
+//!   keep-alive connections itself, but holds idle HTTP/2 ones for ever).
 //! - **Accept errors are survived.** Out of file descriptors, `accept` fails until a connection
 //!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
 //! - **Graceful shutdown**: stop accepting, let open requests finish (event streams end at once,
@@ -34,17 +37,17 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 
 use super::body_deadline::{BODY_TIMEOUT, DeadlineBody};
+use super::idle::{Activity, Exchange, ExchangeBody, Idle};
 use crate::stream::takeover::{Takeover, TakeoverIo};
 
 /// How long a client may take to send a request's head, by default.
@@ -53,7 +56,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How connections are served.
 #[derive(Clone, Debug)]
 pub struct ConnectionSettings {
-    /// How long a client may take to send a request's head (and, with TLS, its handshake).
+    /// How long a client may take to send a request's head (and, with TLS, its handshake), and
+    /// how long a connection may have nothing in progress.
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body, from when the server first waits.
     pub body_timeout: Duration,
@@ -99,7 +103,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let tls = settings.tls.map(TlsAcceptor::from);
     loop {
         let (socket, remote) = tokio::select! {
@@ -115,38 +119,40 @@ pub async fn serve(
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let builder = builder.clone();
         let app = app.clone();
         let tls = tls.clone();
         let deadline = settings.header_timeout;
         let body_timeout = settings.body_timeout;
-        tokio::spawn(async move {
-            let asked = Arc::new(Notify::new());
-            let first = FirstRequest { asked: asked.clone(), within: deadline };
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let activity = Arc::new(Activity::default());
+            let watch = Watch { activity: activity.clone(), within: deadline, shutdown };
             let Some(acceptor) = tls else {
                 let (io, takeover) = TakeoverIo::new(socket);
-                let service = tower::service_fn(move |request| {
+                let service = tower::service_fn(move |request: http::Request<Incoming>| {
                     let takeover = Some(takeover.clone());
-                    asked.notify_one();
-                    let peer = Peer { remote, body_timeout, takeover };
+                    let exchange = activity.request(request.version());
+                    let peer = Peer { remote, body_timeout, takeover, exchange };
                     handle(app.clone(), peer, request)
                 });
-                return serve_one(io, service, &builder, watcher, first).await;
+                return serve_one(io, service, &builder, watch).await;
             };
-            let service = tower::service_fn(move |request| {
-                asked.notify_one();
-                let peer = Peer { remote, body_timeout, takeover: None };
+            let service = tower::service_fn(move |request: http::Request<Incoming>| {
+                let exchange = activity.request(request.version());
+                let peer = Peer { remote, body_timeout, takeover: None, exchange };
                 handle(app.clone(), peer, request)
             });
             match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
-                Ok(Ok(stream)) => serve_one(stream, service, &builder, watcher, first).await,
+                Ok(Ok(stream)) => serve_one(stream, service, &builder, watch).await,
                 Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake not finished in time"),
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 
@@ -156,17 +162,18 @@ struct Peer {
     body_timeout: Duration,
     /// Plain TCP only.
     takeover: Option<Takeover>,
+    /// HTTP/2 only: in progress until the response body is done.
+    exchange: Option<Exchange>,
 }
 
-/// A connection must bring its first request within the head deadline of being accepted (or of
-/// its TLS handshake). hyper's own deadline does not cover that: it starts once a head begins,
-/// and before that hyper only waits for the bytes that tell HTTP/1 from HTTP/2, with no timer,
-/// so a client that connects and sends nothing (or half of HTTP/2's preface, or all of it and
-/// no request) would hold a descriptor for ever.
-struct FirstRequest {
-    /// Told of every request by the connection's service.
-    asked: Arc<Notify>,
+/// What the task serving a connection watches besides the connection itself.
+struct Watch {
+    /// Told of requests by the connection's service ([`super::idle`]).
+    activity: Arc<Activity>,
+    /// How long the connection may have nothing in progress (the head deadline).
     within: Duration,
+    /// The server's shutdown: the connection finishes what it has begun, and closes.
+    shutdown: CancellationToken,
 }
 
 /// Answers one request with `app`: handlers can ask for the peer (what
@@ -184,18 +191,16 @@ async fn handle(
     if let Some(takeover) = &peer.takeover {
         takeover.offer_to(version, &mut response);
     }
+    if let Some(exchange) = peer.exchange {
+        response = response.map(|body| Body::new(ExchangeBody::new(body, exchange)));
+    }
     Ok(response)
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection until it closes,
-/// or until `first`'s deadline if no request has come by then.
-async fn serve_one<I, S>(
-    io: I,
-    service: S,
-    builder: &Builder<TokioExecutor>,
-    watcher: Watcher,
-    first: FirstRequest,
-) where
+/// until the server shuts down, or until it has had nothing to do for `watch.within`.
+async fn serve_one<I, S>(io: I, service: S, builder: &Builder<TokioExecutor>, watch: Watch)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<http::Request<Incoming>, Response = axum::response::Response>
         + Clone
@@ -207,15 +212,35 @@ async fn serve_one<I, S>(
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
         .into_owned();
-    let connection = watcher.watch(connection);
     tokio::pin!(connection);
-    let ended = tokio::select! {
-        ended = &mut connection => ended,
-        () = first.asked.notified() => connection.await,
-        () = tokio::time::sleep(first.within) => {
-            // Dropping the connection closes its socket.
-            tracing::debug!("no request within {:?} of connecting; closing", first.within);
-            return;
+    let idle = super::idle::idle_for(&watch.activity, watch.within);
+    tokio::pin!(idle);
+    let shutdown = watch.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let (mut watching, mut closing) = (true, false);
+    let ended = loop {
+        tokio::select! {
+            // In this order, and without drawing a random one first: this loop is polled at
+            // every wake of the connection, several times a request.
+            biased;
+            ended = &mut connection => break ended,
+            idle = &mut idle, if watching => match idle {
+                Idle::NeverAsked => {
+                    // Dropping the connection closes its socket.
+                    tracing::debug!("no request within {:?} of connecting; closing", watch.within);
+                    return;
+                }
+                Idle::AfterRequests if !closing => {
+                    tracing::debug!("nothing in progress for {:?}; closing", watch.within);
+                    connection.as_mut().graceful_shutdown();
+                    (watching, closing) = (false, true);
+                }
+                Idle::AfterRequests | Idle::LeftToHyper => watching = false,
+            },
+            () = &mut shutdown, if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
         }
     };
     if let Err(error) = ended {

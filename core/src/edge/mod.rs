@@ -23,6 +23,7 @@ pub mod body_deadline;
 pub mod connections;
 mod error;
 mod header;
+mod idle;
 mod json;
 pub mod numbers;
 pub mod origin;
