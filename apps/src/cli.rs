@@ -12,6 +12,7 @@ use sse_core::edge::auth::Token;
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::RateLimit;
 use sse_core::edge::streams::StreamCap;
+use sse_core::session::SessionConfig;
 use sse_core::{Core, CoreConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -169,6 +170,10 @@ pub struct ServerArgs {
     /// At most this many open event streams per client address; past it the oldest closes (0: no cap)
     #[arg(long, env = "SSE_APPS_MAX_STREAMS_PER_CLIENT", default_value_t = 32)]
     pub max_streams_per_client: usize,
+    /// At most this many sessions at once (bidi and MCP clients; one lingers 30 s after its
+    /// stream closes); past it new ones get 503 too_many_sessions (0: no cap)
+    #[arg(long, env = "SSE_APPS_MAX_SESSIONS", default_value_t = sse_core::session::MAX_SESSIONS)]
+    pub max_sessions: usize,
     /// Serve HTTPS with this certificate chain (PEM, leaf first; needs --tls-key)
     #[arg(long, env = "SSE_APPS_TLS_CERT", requires = "tls_key", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
@@ -853,7 +858,10 @@ async fn run_server(
 ) -> anyhow::Result<()> {
     let Program { what, default_port, home, .. } = program;
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
-    let core = Core::new(CoreConfig { keep_alive: args.keep_alive, ..CoreConfig::default() });
+    let defaults = CoreConfig::default();
+    let max_sessions = if args.max_sessions == 0 { usize::MAX } else { args.max_sessions };
+    let session = SessionConfig { max_sessions, ..defaults.session };
+    let core = Core::new(CoreConfig { keep_alive: args.keep_alive, session, ..defaults });
     if let Some(url) = &args.redis {
         let cluster = sse_core::cluster::Cluster::connect(url)
             .map_err(|e| anyhow::anyhow!("--redis {url}: {e}"))?;

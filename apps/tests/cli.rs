@@ -199,6 +199,48 @@ async fn rate_limit_answers_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn past_max_sessions_new_clients_get_503_and_known_ones_come_back() {
+    let (_server, base) = start_server(&["bidi-server", "--max-sessions", "1"]).await;
+    let mut first = Stream::open(&format!("{base}/events?client_id=first")).await;
+    within("the greeting", first.next()).await.unwrap();
+
+    let refused = reqwest::get(format!("{base}/events?client_id=second")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_sessions", "{body}");
+
+    // The session that exists is found by its name, cap or no cap.
+    drop(first);
+    let mut again = Stream::open(&format!("{base}/events?client_id=first")).await;
+    let greeting = within("the greeting again", again.next()).await.unwrap();
+    assert!(greeting.data.contains("first"), "{}", greeting.data);
+
+    // MCP's initialize is refused the same way, as a JSON-RPC error for its request.
+    let (_sampling, base) = start_server(&["sampling", "--no-auth", "--max-sessions", "0"]).await;
+    let (_full, full) = start_server(&["sampling", "--no-auth", "--max-sessions", "1"]).await;
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}}});
+    let http = reqwest::Client::new();
+    let post = |base: &str| {
+        http.post(format!("{base}/sampling/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(post(&base).await.unwrap().status(), 200, "0 is no cap");
+    }
+    assert_eq!(post(&full).await.unwrap().status(), 200);
+    let refused = post(&full).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!((body["id"].as_i64(), body["error"]["code"].as_i64()), (Some(7), Some(-32000)));
+}
+
+#[tokio::test]
 async fn a_request_pending_at_kill_9_fails_clearly_and_its_late_answer_is_refused() {
     let (mut server, base) = start_server(&["bidi-server"]).await;
     let mut stream = Stream::open(&format!("{base}/events?client_id=worker")).await;

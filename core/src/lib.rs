@@ -18,18 +18,19 @@
 //! [`Core`] bundles one of each for a server:
 //!
 //! ```
-//! # async fn demo() {
+//! # async fn demo() -> Result<(), sse_core::session::TooManySessions> {
 //! use std::time::Duration;
 //! use sse_core::{Core, CoreConfig, rpc::JsonRpcEvents};
 //!
 //! let core = Core::new(CoreConfig::default());
-//! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents)).await;
+//! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents)).await?;
 //! // Some client connected to this session answers over POST; here nobody does:
 //! let answer = core
 //!     .correlator
 //!     .request(&session, "analyze", None, Duration::from_millis(10))
 //!     .await;
 //! assert!(matches!(answer, Err(sse_core::rpc::RpcError::Timeout(_))));
+//! # Ok(())
 //! # }
 //! ```
 

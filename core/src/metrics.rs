@@ -33,6 +33,7 @@ struct Inner {
     resyncs: Labeled<Counter>,
     sessions_active: Gauge,
     sessions_expired: Counter,
+    sessions_refused: Counter,
     rpc_pending: Gauge,
     rpc_outcomes: Labeled<Counter>,
     /// `rpc_outcomes`' `answered` series, looked up once: it counts every round trip, and a
@@ -64,6 +65,7 @@ impl Metrics {
             resyncs: Labeled::default(),
             sessions_active: Gauge::default(),
             sessions_expired: Counter::default(),
+            sessions_refused: Counter::default(),
             rpc_pending: Gauge::default(),
             rpc_outcomes,
             rpc_answered,
@@ -92,6 +94,11 @@ impl Metrics {
         registry.register("resyncs", "resync events sent, by reason", inner.resyncs.clone());
         registry.register("sessions_active", "Sessions in memory", inner.sessions_active.clone());
         registry.register("sessions_expired", "Sessions expired", inner.sessions_expired.clone());
+        registry.register(
+            "sessions_refused",
+            "Sessions not made because as many as allowed were live",
+            inner.sessions_refused.clone(),
+        );
         registry.register("rpc_pending", "Requests awaiting an answer", inner.rpc_pending.clone());
         registry.register("rpc_requests", "Requests by outcome", inner.rpc_outcomes.clone());
         registry.register(
@@ -159,6 +166,10 @@ impl Metrics {
 
     pub(crate) fn session_created(&self) {
         self.inner.sessions_active.inc();
+    }
+
+    pub(crate) fn session_refused(&self) {
+        self.inner.sessions_refused.inc();
     }
 
     pub(crate) fn session_expired(&self) {

@@ -10,6 +10,12 @@
 //! nobody reconnects in that time the session expires: it leaves the registry, its name is freed,
 //! its `closed` token fires (so callers waiting on its requests learn at once), and once the last
 //! handle is dropped nothing of it stays in memory.
+//!
+//! The registry holds at most [`SessionConfig::max_sessions`]: anyone who can reach a server can
+//! make sessions (a new `client_id` is one), and each costs memory for as long as its grace lasts
+//! after its stream closes, so past the cap [`Sessions::create`] refuses with [`TooManySessions`]
+//! (answered `503 too_many_sessions`, retry after a grace period) rather than let memory grow
+//! without bound.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -60,18 +66,47 @@ impl fmt::Debug for SessionId {
     }
 }
 
-/// How long sessions survive without a connection, and their stream sizes.
+/// How long sessions survive without a connection, how many there may be, and their stream
+/// sizes.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
     /// How long a session with no connection is kept (and messages for it queued).
     pub grace: Duration,
+    /// The most sessions live at once.
+    pub max_sessions: usize,
     /// Ring and buffer sizes of each session's stream.
     pub topic: TopicConfig,
 }
 
+/// The default [`SessionConfig::max_sessions`]: five times the streams one core here serves
+/// comfortably, and some 150 MB if every one of them lingers in its grace with nothing queued.
+pub const MAX_SESSIONS: usize = 50_000;
+
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { grace: Duration::from_secs(30), topic: TopicConfig::default() }
+        SessionConfig {
+            grace: Duration::from_secs(30),
+            max_sessions: MAX_SESSIONS,
+            topic: TopicConfig::default(),
+        }
+    }
+}
+
+/// No session was made: the registry holds as many as it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the server holds as many sessions as it may ({limit}); try again later")]
+pub struct TooManySessions {
+    /// [`SessionConfig::max_sessions`].
+    pub limit: usize,
+    /// When a retry may succeed: an idle session leaves within a grace period.
+    pub retry_after: Duration,
+}
+
+impl From<TooManySessions> for crate::edge::ApiError {
+    fn from(refused: TooManySessions) -> Self {
+        let status = http::StatusCode::SERVICE_UNAVAILABLE;
+        crate::edge::ApiError::new(status, "too_many_sessions", refused.to_string())
+            .retry_after(refused.retry_after.as_secs().max(1))
     }
 }
 
@@ -120,12 +155,16 @@ impl Sessions {
     }
 
     /// Creates a session. If `name` is given it now refers to this session. The session expires
-    /// after the grace period unless a client connects.
+    /// after the grace period unless a client connects. Refused when the registry is full.
     ///
     /// Returns once every [`Sessions::on_create`] hook is done with it (a cluster has listed it in
     /// its directory), so that when its id goes out, in a hello frame or a header, a request that
     /// carries it to any instance finds it.
-    pub async fn create(&self, name: Option<&str>, dialect: Arc<dyn Dialect>) -> Session {
+    pub async fn create(
+        &self,
+        name: Option<&str>,
+        dialect: Arc<dyn Dialect>,
+    ) -> Result<Session, TooManySessions> {
         let session = Session {
             inner: Arc::new(SessionInner {
                 id: SessionId::random(),
@@ -139,7 +178,18 @@ impl Sessions {
         };
         let start = session.inner.topic.last_id();
         lock(&session.inner.presence).delivered_through = start;
-        lock(&self.inner.by_id).insert(session.id().clone(), session.clone());
+        {
+            let config = &self.inner.config;
+            let mut by_id = lock(&self.inner.by_id);
+            if by_id.len() >= config.max_sessions {
+                self.inner.metrics.session_refused();
+                let refused =
+                    TooManySessions { limit: config.max_sessions, retry_after: config.grace };
+                tracing::debug!(%refused, "session refused");
+                return Err(refused);
+            }
+            by_id.insert(session.id().clone(), session.clone());
+        }
         if let Some(name) = name {
             lock(&self.inner.by_name).insert(name.to_owned(), session.id().clone());
         }
@@ -150,7 +200,7 @@ impl Sessions {
         for hook in hooks {
             hook(&session).await;
         }
-        session
+        Ok(session)
     }
 
     /// The session with this id, if it is live.
@@ -422,5 +472,32 @@ impl SessionConnection {
     /// Its parts: the subscription, and what keeps the connection attached until dropped.
     pub(crate) fn into_parts(self) -> (Subscription, Attached) {
         (self.subscription, self.attached)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::ApiError;
+    use crate::rpc::JsonRpcEvents;
+
+    #[tokio::test]
+    async fn past_the_cap_no_session_is_made_until_one_leaves() {
+        let config = SessionConfig { max_sessions: 2, ..SessionConfig::default() };
+        let sessions = Sessions::new(config, Metrics::new());
+        let dialect = || Arc::new(JsonRpcEvents);
+        let first = sessions.create(Some("a"), dialect()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(sessions.create(None, dialect()).await.is_ok());
+
+        let refused = sessions.create(Some("c"), dialect()).await.map(|_| ()).expect_err("past the cap");
+        assert_eq!(refused, TooManySessions { limit: 2, retry_after: config.grace });
+        assert!(sessions.by_name("c").is_none(), "a refused session takes no name");
+        assert_eq!(sessions.len(), 2);
+        let answer = ApiError::from(refused);
+        assert_eq!((answer.status.as_u16(), answer.code), (503, "too_many_sessions"));
+        assert_eq!(answer.retry_after, Some(30), "an idle session leaves within its grace");
+
+        assert!(sessions.close(first.id()));
+        assert!(sessions.create(Some("c"), dialect()).await.is_ok(), "room again once one left");
     }
 }

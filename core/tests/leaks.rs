@@ -95,7 +95,8 @@ async fn sessions_with_pending_requests_release_everything_on_expiry() {
     let core = Core::new(config);
     let mut calls = Vec::new();
     for i in 0..1000 {
-        let session = core.sessions.create(Some(&format!("s{i}")), Arc::new(JsonRpcEvents)).await;
+        let session =
+            core.sessions.create(Some(&format!("s{i}")), Arc::new(JsonRpcEvents)).await.unwrap();
         drop(session.connect(None));
         let correlator = core.correlator.clone();
         calls.push(tokio::spawn(async move {

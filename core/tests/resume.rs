@@ -186,7 +186,7 @@ async fn removing_a_topic_ends_its_subscriptions() {
 #[tokio::test(start_paused = true)]
 async fn messages_for_a_disconnected_session_wait_for_its_return() {
     let sessions = Sessions::new(SessionConfig::default(), Metrics::new());
-    let session = sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await;
+    let session = sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await.unwrap();
     let mut connection = session.connect(None);
     session.send(Event::new().data("one")).unwrap();
     let first = Parser::new().feed(&connection.next_batch().await.unwrap());
@@ -213,7 +213,7 @@ async fn messages_for_a_disconnected_session_wait_for_its_return() {
 #[tokio::test(start_paused = true)]
 async fn a_session_expires_after_the_grace_period_and_leaves_nothing() {
     let sessions = Sessions::new(SessionConfig::default(), Metrics::new());
-    let session = sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await;
+    let session = sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await.unwrap();
     let id = session.id().clone();
     drop(session.connect(None));
     tokio::time::advance(Duration::from_secs(31)).await;
@@ -228,7 +228,7 @@ async fn a_session_expires_after_the_grace_period_and_leaves_nothing() {
 #[tokio::test(start_paused = true)]
 async fn a_reconnect_within_grace_cancels_the_expiry() {
     let sessions = Sessions::new(SessionConfig::default(), Metrics::new());
-    let session = sessions.create(None, Arc::new(JsonRpcEvents)).await;
+    let session = sessions.create(None, Arc::new(JsonRpcEvents)).await.unwrap();
     drop(session.connect(None));
     tokio::time::advance(Duration::from_secs(20)).await;
     let connection = session.connect(None);

@@ -389,7 +389,7 @@ async fn session_stream(base: &str, core: &Core, id: &str) -> (TcpStream, Vec<u8
 #[tokio::test]
 async fn a_request_sent_to_a_session_is_on_the_wire_when_send_returns() {
     let (base, core) = server(CoreConfig::default()).await;
-    let session = core.sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await;
+    let session = core.sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await.unwrap();
     let (stream, start) = session_stream(&base, &core, session.id().as_str()).await;
     let mut stream = stream.into_std().unwrap();
     // hyper flushed the greeting before it gave the socket up: it is all here already.
@@ -408,7 +408,7 @@ async fn a_request_sent_to_a_session_is_on_the_wire_when_send_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_reconnect_resumes_after_what_its_taken_stream_was_handed() {
     let (base, core) = server(CoreConfig::default()).await;
-    let session = core.sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await;
+    let session = core.sessions.create(Some("worker"), Arc::new(JsonRpcEvents)).await.unwrap();
     let id = session.id().as_str().to_owned();
     let (mut stream, mut received) = session_stream(&base, &core, &id).await;
     let mut last = Vec::new();

@@ -20,7 +20,7 @@ use sse_core::edge::{
     ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets, refuse_reserved_keys,
 };
 use sse_core::rpc::Dialect;
-use sse_core::session::Session;
+use sse_core::session::{Session, TooManySessions};
 use sse_core::stream::LastEventId;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, IdText, Request, Response as RpcResponse};
@@ -75,7 +75,10 @@ pub(super) async fn events(
         .client_id
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("client_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    let (session, existed) = compat_session(&state, &name).await;
+    let (session, existed) = match compat_session(&state, &name).await {
+        Ok(found) => found,
+        Err(refused) => return ApiError::from(refused).into_response(),
+    };
     // An id from before a server restart means nothing to a new session: start it clean, so this
     // stream carries only what the original's clients understand.
     let last_event_id = last_event_id.filter(|_| existed);
@@ -85,10 +88,10 @@ pub(super) async fn events(
 }
 
 /// The live compat session with this name (and `true`), or a new one (and `false`).
-async fn compat_session(state: &BidiState, name: &str) -> (Session, bool) {
+async fn compat_session(state: &BidiState, name: &str) -> Result<(Session, bool), TooManySessions> {
     match state.core.sessions.by_name(name) {
-        Some(session) if session.dialect().name() == GoCompat.name() => (session, true),
-        _ => (state.core.sessions.create(Some(name), Arc::new(GoCompat)).await, false),
+        Some(session) if session.dialect().name() == GoCompat.name() => Ok((session, true)),
+        _ => Ok((state.core.sessions.create(Some(name), Arc::new(GoCompat)).await?, false)),
     }
 }
 

@@ -41,7 +41,10 @@ pub(super) async fn open(
     let resumed = existing.is_some();
     let session = match existing {
         Some(session) => session,
-        None => state.core.sessions.create(None, Arc::new(McpEvents)).await,
+        None => match state.core.sessions.create(None, Arc::new(McpEvents)).await {
+            Ok(session) => session,
+            Err(refused) => return ApiError::from(refused).into_response(),
+        },
     };
     let endpoint = Event::new()
         .event("endpoint")

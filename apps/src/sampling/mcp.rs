@@ -67,6 +67,9 @@ pub mod codes {
     pub const INVALID_PARAMS: i64 = -32602;
     /// The user rejected a sampling request (MCP's convention).
     pub const USER_REJECTED: i64 = -1;
+    /// The server cannot take the request now (JSON-RPC's range for servers' own errors); the
+    /// HTTP answer says when to retry.
+    pub const UNAVAILABLE: i64 = -32000;
 }
 
 /// Why a `sampling/createMessage` params object is not one.

@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 
 use super::mcp::{self, McpEvents, codes};
 use super::{SamplingState, client_info, initialize_result};
+use sse_core::session::TooManySessions;
+use sse_core::wire::jsonrpc::Id;
 
 /// The session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -48,6 +50,15 @@ impl IntoResponse for Refusal {
 
 fn refuse(status: StatusCode, message: &str) -> Refusal {
     Refusal { status, message: message.to_owned() }
+}
+
+/// The answer to an `initialize` when the server holds as many sessions as it may: 503 with
+/// `Retry-After`, and the JSON-RPC error for the request.
+fn too_many_sessions(id: &Id, refused: TooManySessions) -> Response {
+    let body = mcp::error(Some(id), codes::UNAVAILABLE, &refused.to_string());
+    let retry_after = refused.retry_after.as_secs().max(1);
+    let headers = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
+    (StatusCode::SERVICE_UNAVAILABLE, headers, axum::Json(body)).into_response()
 }
 
 /// The session a request names, or the refusal.
@@ -132,7 +143,10 @@ pub(super) async fn post(
             let params = request.params.clone().unwrap_or_default();
             let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
             let name = params.pointer("/clientInfo/name").and_then(Value::as_str);
-            let session = state.core.sessions.create(name, Arc::new(McpEvents)).await;
+            let session = match state.core.sessions.create(name, Arc::new(McpEvents)).await {
+                Ok(session) => session,
+                Err(refused) => return too_many_sessions(&request.id, refused),
+            };
             state.client_joined(client_info(&session, &params, protocol, "streamable"));
             let mut response =
                 axum::Json(mcp::result(&request.id, initialize_result(protocol))).into_response();

@@ -58,7 +58,10 @@ async fn open_session(
         Some(session) => session,
         None => {
             let name = query.client_id.as_deref().filter(|n| !n.is_empty());
-            core.sessions.create(name, Arc::new(JsonRpcEvents)).await
+            match core.sessions.create(name, Arc::new(JsonRpcEvents)).await {
+                Ok(session) => session,
+                Err(refused) => return ApiError::from(refused).into_response(),
+            }
         }
     };
     // An id from another session's stream means nothing here.
