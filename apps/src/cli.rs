@@ -533,6 +533,11 @@ enum BenchScenario {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
+    // Whatever descriptors this process inherited without close-on-exec (a parent's open file,
+    // a socket) would pass on to every program it starts, exec's sandboxed runs among them, which
+    // could then read or write them. Everything this process opens itself is close-on-exec
+    // already. Done first, while no other thread exists; stdin, stdout and stderr stay.
+    close_fds::set_fds_cloexec(3, &[]);
     let cli = Cli::parse();
     // A bench reports its own findings; its clients' progress at info would bury them.
     let default_level =

@@ -421,6 +421,52 @@ fn a_process_has(marker: &str) -> bool {
     })
 }
 
+#[tokio::test]
+async fn a_descriptor_the_server_inherited_never_reaches_a_run() {
+    if sse_apps::exec::sandbox::Isolation::detect() != Some(Isolation::Bubblewrap) {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+        eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+        return;
+    }
+    // A shell opens descriptor 7 without close-on-exec (as a careless parent would) and
+    // becomes the server: the server holds it, and must not hand it on.
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let mut command = Command::new("bash");
+    command
+        .args(["-c", "exec 7</etc/hostname; exec \"$0\" \"$@\"", BIN])
+        .args(["exec", "--data-dir", &dir, "--token", "fd-token", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let (_server, base) = support::started(command).await;
+    let http = reqwest::Client::new();
+    let code = "if [ -e /proc/self/fd/7 ]; then echo fd7-open; else echo fd7-closed; fi";
+    let started: serde_json::Value = http
+        .post(format!("{base}/exec/runs"))
+        .bearer_auth("fd-token")
+        .json(&serde_json::json!({ "language": "sh", "code": code }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    let mut output = support::Stream::open_with(
+        http.get(format!("{base}/exec/runs/{id}/events")).bearer_auth("fd-token"),
+    )
+    .await;
+    let mut said = String::new();
+    while let Some(event) = within("the run's events", output.next()).await {
+        if event.event == "exit" {
+            break;
+        }
+        said.push_str(&event.data);
+    }
+    assert!(said.contains("fd7-closed"), "the run saw the server's descriptor: {said}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_run_cut_by_kill_9_is_reported_interrupted_after_the_restart() {
     if sse_apps::exec::sandbox::Isolation::detect() != Some(Isolation::Bubblewrap) {

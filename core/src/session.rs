@@ -489,7 +489,8 @@ mod tests {
         let first = sessions.create(Some("a"), dialect()).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(sessions.create(None, dialect()).await.is_ok());
 
-        let refused = sessions.create(Some("c"), dialect()).await.map(|_| ()).expect_err("past the cap");
+        let refused =
+            sessions.create(Some("c"), dialect()).await.map(|_| ()).expect_err("past the cap");
         assert_eq!(refused, TooManySessions { limit: 2, retry_after: config.grace });
         assert!(sessions.by_name("c").is_none(), "a refused session takes no name");
         assert_eq!(sessions.len(), 2);
