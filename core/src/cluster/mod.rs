@@ -85,6 +85,20 @@ struct Inner {
     mirrors: Mutex<shared_topic::Mirrors>,
 }
 
+/// A verdict this instance waits for, listed in `Inner::tickets` until dropped: when the wait
+/// ends, or when the caller gives up and drops the future mid-wait (a client that hangs up while
+/// its request is forwarded), which would otherwise leave the entry there for good.
+struct Ticket<'a> {
+    tickets: &'a Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    id: String,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        lock(self.tickets).remove(&self.id);
+    }
+}
+
 /// A session held by another instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteSession {
@@ -409,7 +423,7 @@ impl Cluster {
             id: request.id.clone(),
             method: request.method.clone(),
             params: request.params.clone(),
-            ticket: ticket.clone(),
+            ticket: ticket.id.clone(),
             reply_to: self.instance().to_owned(),
         };
         self.ask(&session.instance, &envelope, ticket, verdict).await
@@ -427,7 +441,7 @@ impl Cluster {
         let envelope = Envelope::Answer {
             session: session.as_str().to_owned(),
             response,
-            ticket: ticket.clone(),
+            ticket: ticket.id.clone(),
             reply_to: self.instance().to_owned(),
         };
         self.ask(origin, &envelope, ticket, verdict).await
@@ -443,18 +457,19 @@ impl Cluster {
         let _ = self.publish(&session.instance, &envelope).await;
     }
 
-    fn ticket(&self) -> (String, oneshot::Receiver<Verdict>) {
-        let ticket = uuid::Uuid::new_v4().simple().to_string();
+    fn ticket(&self) -> (Ticket<'_>, oneshot::Receiver<Verdict>) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
         let (sender, receiver) = oneshot::channel();
-        lock(&self.inner.tickets).insert(ticket.clone(), sender);
-        (ticket, receiver)
+        lock(&self.inner.tickets).insert(id.clone(), sender);
+        (Ticket { tickets: &self.inner.tickets, id }, receiver)
     }
 
+    /// Publishes `envelope` to `instance` and waits for its verdict on `ticket`.
     async fn ask(
         &self,
         instance: &str,
         envelope: &Envelope,
-        ticket: String,
+        ticket: Ticket<'_>,
         verdict: oneshot::Receiver<Verdict>,
     ) -> Option<Verdict> {
         let heard = match self.publish(instance, envelope).await {
@@ -469,7 +484,7 @@ impl Cluster {
         } else {
             None
         };
-        lock(&self.inner.tickets).remove(&ticket);
+        drop(ticket);
         answer
     }
 
@@ -608,5 +623,39 @@ fn id_text(id: &Id) -> String {
     match id {
         Id::Number(n) => n.to_string(),
         Id::String(s) => format!("s:{s}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::programs::{free_port, installed, redis_server};
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_mid_wait_leaves_no_ticket_behind() {
+        if !installed(&["redis-server"], "redis-server") {
+            return;
+        }
+        let port = free_port();
+        let _redis = redis_server(port, &["--save", "", "--appendonly", "no"]).await;
+        let url = format!("redis://127.0.0.1:{port}");
+        let cluster = Cluster::connect(&url).unwrap_or_else(|e| panic!("{e}"));
+        // An instance that hears every message sent to it and never answers.
+        let client = redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
+        let mut deaf = client.get_async_pubsub().await.unwrap_or_else(|e| panic!("{e}"));
+        deaf.subscribe(channel("deaf")).await.unwrap_or_else(|e| panic!("{e}"));
+        let session = RemoteSession { id: SessionId::from("s"), instance: "deaf".into() };
+        let request = Request::new(Id::Number(1), "analyze", None);
+
+        let mut asking = Box::pin(cluster.send_request(&session, &request));
+        let mut heard = deaf.on_message();
+        tokio::select! {
+            verdict = &mut asking => panic!("a verdict from nobody: {verdict:?}"),
+            message = heard.next() => assert!(message.is_some()),
+        }
+        assert_eq!(lock(&cluster.inner.tickets).len(), 1, "waiting on its verdict");
+        // The caller gives up while the ticket waits (its client hung up, say).
+        drop(asking);
+        assert!(lock(&cluster.inner.tickets).is_empty(), "the ticket left with its caller");
     }
 }
