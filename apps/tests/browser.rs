@@ -190,9 +190,12 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     })
     .await;
 
-    // The token link sets the cookie the stream and the POSTs then use.
+    // The token link sets the cookie the stream and the POSTs then use, and the browser is sent
+    // on to the address without it, so the secret stays out of its address bar and history.
     client.goto(&format!("{}/dashboard?token=t0k", app.base)).await.expect("page loads");
     wait_for(client, "#conn-status[data-state=\"open\"]").await;
+    let address = client.current_url().await.expect("the page's address");
+    assert_eq!(address.as_str(), format!("{}/dashboard", app.base), "the token left the address");
 
     // Charts draw: after a few ticks the CPU chart has the series' colour along a line.
     until_true(
@@ -392,8 +395,11 @@ async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete(
         .expect("the stream");
     let mut requests = support::Stream::from_response(stream);
 
-    client.goto(&format!("{}/sampling?token=t0k", app.base)).await.expect("page loads");
+    client.goto(&format!("{}/sampling?token=t0k&view=all", app.base)).await.expect("page loads");
     wait_for(client, "#clients tr[data-handle]").await;
+    let address = client.current_url().await.expect("the page's address");
+    let clean = format!("{}/sampling?view=all", app.base);
+    assert_eq!(address.as_str(), clean, "the token left the address; the rest stayed");
     assert!(text_of(client, "#clients tbody").await.contains("browser-test-client"));
     let message = client.find(Locator::Css("#message")).await.expect("textarea");
     message.clear().await.expect("clear");

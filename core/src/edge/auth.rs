@@ -5,6 +5,11 @@
 //! `Authorization: Bearer <token>`, as the `sse_apps_token` cookie, or once as `?token=` in a
 //! link: browsers' `EventSource` cannot send headers, so a request carrying the right `?token=`
 //! also gets an `HttpOnly; SameSite=Strict` cookie and later requests need nothing in the URL.
+//! A browser that opened such a link itself (the printed one, or one on this server's own pages)
+//! is sent on at once to the same address without the token, the cookie set on the way, so the
+//! secret does not stay in its address bar and history. A link followed from another site is
+//! served as it is: the browser would not send a `SameSite=Strict` cookie along a redirect that
+//! began elsewhere.
 //! Tokens are compared in constant time and never logged (request spans omit the query string).
 
 use std::fmt;
@@ -14,7 +19,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
@@ -138,19 +144,92 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
     let Some((place, secret)) = candidates.into_iter().find(|(_, t)| token.matches(t)) else {
         return unauthorized("wrong_token", "the token is not valid for this server");
     };
-    let mut response = next.run(req).await;
-    if place == Place::Query {
-        let secure = if token.1 == CookieSecurity::HttpsOnly { "; Secure" } else { "" };
-        let cookie = format!("{COOKIE_NAME}={secret}; HttpOnly; SameSite=Strict; Path=/{secure}");
-        if let Ok(value) = cookie.parse() {
-            response.headers_mut().append(SET_COOKIE, value);
-        }
+    if place != Place::Query {
+        return next.run(req).await;
+    }
+    let clean = (req.method() == Method::GET && opened_by_this_browser(req.headers()))
+        .then(|| address_without_token(req.uri()))
+        .and_then(|address| HeaderValue::from_str(&address).ok());
+    let mut response = match clean {
+        Some(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        None => next.run(req).await,
+    };
+    let secure = if token.1 == CookieSecurity::HttpsOnly { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE_NAME}={secret}; HttpOnly; SameSite=Strict; Path=/{secure}");
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(SET_COOKIE, value);
     }
     response
+}
+
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// A browser's navigation it began itself (`none`: typed, or opened from outside it) or from a
+/// page of this origin: one along which it will send the cookie just set.
+fn opened_by_this_browser(headers: &HeaderMap) -> bool {
+    let navigates = headers.get(SEC_FETCH_MODE).is_some_and(|mode| mode == "navigate");
+    let site = headers.get(SEC_FETCH_SITE);
+    navigates && site.is_some_and(|site| site == "none" || site == "same-origin")
+}
+
+/// The request's own address without its `token` parameters, relative to itself (`./name?rest`),
+/// so it stays right behind a proxy that serves this server under a path of its own.
+fn address_without_token(uri: &http::Uri) -> String {
+    let last_segment = uri.path().rsplit('/').next().unwrap_or_default();
+    let kept: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            form_urlencoded::parse(key.as_bytes()).next().is_none_or(|(key, _)| key != "token")
+        })
+        .collect();
+    // "./" first: a segment with a colon in it would otherwise read as a scheme.
+    if kept.is_empty() {
+        format!("./{last_segment}")
+    } else {
+        format!("./{last_segment}?{}", kept.join("&"))
+    }
 }
 
 fn unauthorized(code: &'static str, message: &str) -> Response {
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
     response.headers_mut().insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean(uri: &str) -> String {
+        address_without_token(&uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}")))
+    }
+
+    #[test]
+    fn the_clean_address_drops_every_token_and_keeps_the_rest_as_sent() {
+        assert_eq!(clean("/?token=abc"), "./");
+        assert_eq!(clean("/dashboard?token=abc"), "./dashboard");
+        assert_eq!(clean("/chat/?room=a%20b&token=abc&token=def&x"), "./?room=a%20b&x");
+        assert_eq!(clean("/a/b:c?t%6Fken=abc&tokens=1"), "./b:c?tokens=1");
+    }
+
+    #[test]
+    fn only_a_navigation_this_browser_began_or_this_origin_sent_is_redirected() {
+        let headers = |mode: &'static str, site: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(SEC_FETCH_MODE, HeaderValue::from_static(mode));
+            headers.insert(SEC_FETCH_SITE, HeaderValue::from_static(site));
+            headers
+        };
+        assert!(opened_by_this_browser(&headers("navigate", "none")));
+        assert!(opened_by_this_browser(&headers("navigate", "same-origin")));
+        assert!(!opened_by_this_browser(&headers("navigate", "cross-site")));
+        assert!(!opened_by_this_browser(&headers("navigate", "same-site")));
+        assert!(!opened_by_this_browser(&headers("cors", "same-origin")), "an EventSource, say");
+        assert!(!opened_by_this_browser(&HeaderMap::new()), "curl");
+    }
 }
