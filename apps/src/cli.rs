@@ -864,8 +864,7 @@ async fn run_server(
     let Program { what, default_port, home, .. } = program;
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let defaults = CoreConfig::default();
-    let max_sessions = if args.max_sessions == 0 { usize::MAX } else { args.max_sessions };
-    let session = SessionConfig { max_sessions, ..defaults.session };
+    let session = SessionConfig { max_sessions: args.max_sessions, ..defaults.session };
     let core = Core::new(CoreConfig { keep_alive: args.keep_alive, session, ..defaults });
     if let Some(url) = &args.redis {
         let cluster = sse_core::cluster::Cluster::connect(url)

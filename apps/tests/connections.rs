@@ -145,6 +145,30 @@ async fn an_http2_connection_with_nothing_in_progress_is_closed_and_one_with_a_s
 }
 
 #[tokio::test]
+async fn an_idle_http2_client_that_never_acknowledges_goaway_is_dropped() {
+    let settings =
+        ConnectionSettings { header_timeout: Duration::from_millis(300), ..Default::default() };
+    let (base, _core) = serve(settings, |core| basic::router(core, BasicConfig::default())).await;
+    let mut peer = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    // HTTP/2 by hand: the preface, empty SETTINGS, and one GET /healthz (HPACK: GET, http, a
+    // literal :path); then the client writes nothing more, so the PING that follows the server's
+    // GOAWAY is never answered, and h2 would hold the connection until it is.
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    let block = [&[0x82, 0x86, 0x44, 8][..], b"/healthz"].concat();
+    let length = u8::try_from(block.len()).unwrap();
+    bytes.extend([0, 0, length, 0x1, 0x5, 0, 0, 0, 1]);
+    bytes.extend(block);
+    peer.write_all(&bytes).await.unwrap();
+    // Pings every 20 s would drop it too, after 40 s; the drain deadline does it a deadline
+    // after the GOAWAY. The bound below tells the two apart; it is no speed check.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), peer.read_to_end(&mut rest)).await;
+    closed.expect("a client that never acknowledged GOAWAY kept its connection").unwrap();
+    assert!(rest.windows(4).any(|w| w == [0, 0, 0x8, 0x7]), "a GOAWAY frame was sent first");
+}
+
+#[tokio::test]
 async fn a_client_trickling_its_request_body_gets_408_and_its_connection_closed() {
     async fn echo(JsonBody(value): JsonBody<Value>) -> axum::Json<Value> {
         axum::Json(value)

@@ -72,7 +72,7 @@ impl fmt::Debug for SessionId {
 pub struct SessionConfig {
     /// How long a session with no connection is kept (and messages for it queued).
     pub grace: Duration,
-    /// The most sessions live at once.
+    /// The most sessions live at once; 0 for no cap.
     pub max_sessions: usize,
     /// Ring and buffer sizes of each session's stream.
     pub topic: TopicConfig,
@@ -181,7 +181,7 @@ impl Sessions {
         {
             let config = &self.inner.config;
             let mut by_id = lock(&self.inner.by_id);
-            if by_id.len() >= config.max_sessions {
+            if config.max_sessions != 0 && by_id.len() >= config.max_sessions {
                 self.inner.metrics.session_refused();
                 let refused =
                     TooManySessions { limit: config.max_sessions, retry_after: config.grace };
@@ -500,5 +500,11 @@ mod tests {
 
         assert!(sessions.close(first.id()));
         assert!(sessions.create(Some("c"), dialect()).await.is_ok(), "room again once one left");
+
+        let uncapped = SessionConfig { max_sessions: 0, ..SessionConfig::default() };
+        let sessions = Sessions::new(uncapped, Metrics::new());
+        for _ in 0..3 {
+            assert!(sessions.create(None, dialect()).await.is_ok(), "0 is no cap");
+        }
     }
 }

@@ -85,6 +85,18 @@ struct Inner {
     mirrors: Mutex<shared_topic::Mirrors>,
 }
 
+/// Whether `session`'s name is refreshed in the directory: only by the session that holds it here
+/// and has a stream open. One waiting out its grace period after its client left must not take
+/// the name back from the session that client opened since, here or on another instance (lookups
+/// by name would go to the old one). Its id stays listed, for late answers.
+fn refreshes_its_name(sessions: &Sessions, session: &Session) -> bool {
+    session.connections() > 0
+        && session
+            .name()
+            .and_then(|name| sessions.by_name(name))
+            .is_some_and(|holder| holder.id() == session.id())
+}
+
 /// A verdict this instance waits for, listed in `Inner::tickets` until dropped: when the wait
 /// ends, or when the caller gives up and drops the future mid-wait (a client that hangs up while
 /// its request is forwarded), which would otherwise leave the entry there for good.
@@ -276,17 +288,7 @@ impl Cluster {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            // A name is refreshed only by the session that holds it here and has a stream open:
-            // one waiting out its grace period after its client left must not take the name
-            // back from the session that client opened since, here or on another instance
-            // (lookups by name would go to the old one). Its id stays listed, for late answers.
-            let holds_name = |session: &Session| {
-                session.connections() > 0
-                    && session
-                        .name()
-                        .and_then(|name| sessions.by_name(name))
-                        .is_some_and(|holder| holder.id() == session.id())
-            };
+            let holds_name = |session: &Session| refreshes_its_name(&sessions, session);
             self.list(&sessions.list(), holds_name).await;
             self.write_address().await;
         }
@@ -630,6 +632,27 @@ fn id_text(id: &Id) -> String {
 mod tests {
     use super::*;
     use crate::testing::programs::{free_port, installed, redis_server};
+
+    #[tokio::test]
+    async fn only_a_session_with_a_stream_that_still_holds_its_name_refreshes_it() {
+        let config = crate::session::SessionConfig::default();
+        let sessions = Sessions::new(config, crate::metrics::Metrics::new());
+        let dialect = || Arc::new(crate::rpc::JsonRpcEvents);
+        let old = sessions.create(Some("w"), dialect()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!refreshes_its_name(&sessions, &old), "no stream yet");
+        let stream = old.connect(None);
+        assert!(refreshes_its_name(&sessions, &old));
+
+        // Its client leaves and comes back as a new session: the old one, in its grace period,
+        // keeps its id listed but not the name, even with a stream open again.
+        drop(stream);
+        assert!(!refreshes_its_name(&sessions, &old), "waiting out its grace");
+        let new = sessions.create(Some("w"), dialect()).await.unwrap_or_else(|e| panic!("{e}"));
+        let _new_stream = new.connect(None);
+        let _late_stream = old.connect(None);
+        assert!(refreshes_its_name(&sessions, &new));
+        assert!(!refreshes_its_name(&sessions, &old), "the name is the new session's");
+    }
 
     #[tokio::test]
     async fn a_caller_that_gives_up_mid_wait_leaves_no_ticket_behind() {

@@ -71,6 +71,9 @@ impl Default for ConnectionSettings {
     }
 }
 
+/// How often an HTTP/2 connection is pinged, and how long its answer may take.
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
+
 /// How long to wait after an accept error that will repeat until something changes (no free
 /// descriptors or memory).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -103,6 +106,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
+    // An HTTP/2 peer that stops answering pings (gone, or suspended with a stream open) is
+    // dropped, as TCP alone would take many minutes to notice.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_EVERY);
     let connections = TaskTracker::new();
     let tls = settings.tls.map(TlsAcceptor::from);
     loop {
@@ -124,7 +134,9 @@ pub async fn serve(
         let tls = tls.clone();
         let deadline = settings.header_timeout;
         let body_timeout = settings.body_timeout;
-        let shutdown = shutdown.clone();
+        // A token of its own: every connection polling the server's one token would take its
+        // shared locks at each wake of each connection.
+        let shutdown = shutdown.child_token();
         connections.spawn(async move {
             let activity = Arc::new(Activity::default());
             let watch = Watch { activity: activity.clone(), within: deadline, shutdown };
@@ -217,7 +229,11 @@ where
     tokio::pin!(idle);
     let shutdown = watch.shutdown.cancelled();
     tokio::pin!(shutdown);
-    let (mut watching, mut closing) = (true, false);
+    // Armed once GOAWAY has gone to an idle connection: a client that never acknowledges it (h2
+    // closes only after the PING that follows it is answered) is dropped when this passes.
+    let drain = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(drain);
+    let (mut watching, mut closing, mut draining) = (true, false, false);
     let ended = loop {
         tokio::select! {
             // In this order, and without drawing a random one first: this loop is polled at
@@ -233,13 +249,18 @@ where
                 Idle::AfterRequests if !closing => {
                     tracing::debug!("nothing in progress for {:?}; closing", watch.within);
                     connection.as_mut().graceful_shutdown();
-                    (watching, closing) = (false, true);
+                    drain.as_mut().reset(tokio::time::Instant::now() + watch.within);
+                    (watching, closing, draining) = (false, true, true);
                 }
                 Idle::AfterRequests | Idle::LeftToHyper => watching = false,
             },
             () = &mut shutdown, if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
+            }
+            () = &mut drain, if draining => {
+                tracing::debug!("GOAWAY not acknowledged within {:?}; closing", watch.within);
+                return;
             }
         }
     };
