@@ -421,11 +421,41 @@ fn a_process_has(marker: &str) -> bool {
     })
 }
 
+/// Whether exec's tests can run: bubblewrap is there (CI must have it; elsewhere they skip).
+fn has_bubblewrap() -> bool {
+    if sse_apps::exec::sandbox::Isolation::detect() == Some(Isolation::Bubblewrap) {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
+    eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+    false
+}
+
+/// Starts a sh run with `code` on the exec server at `base`; its id and its event stream.
+async fn start_run(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    code: &str,
+) -> (String, support::Stream) {
+    let started: serde_json::Value = http
+        .post(format!("{base}/exec/runs"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "language": "sh", "code": code }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    let events = http.get(format!("{base}/exec/runs/{id}/events")).bearer_auth(token);
+    (id, support::Stream::open_with(events).await)
+}
+
 #[tokio::test]
 async fn a_descriptor_the_server_inherited_never_reaches_a_run() {
-    if sse_apps::exec::sandbox::Isolation::detect() != Some(Isolation::Bubblewrap) {
-        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-        eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+    if !has_bubblewrap() {
         return;
     }
     // A shell opens descriptor 7 without close-on-exec (as a careless parent would) and
@@ -442,21 +472,7 @@ async fn a_descriptor_the_server_inherited_never_reaches_a_run() {
     let (_server, base) = support::started(command).await;
     let http = reqwest::Client::new();
     let code = "if [ -e /proc/self/fd/7 ]; then echo fd7-open; else echo fd7-closed; fi";
-    let started: serde_json::Value = http
-        .post(format!("{base}/exec/runs"))
-        .bearer_auth("fd-token")
-        .json(&serde_json::json!({ "language": "sh", "code": code }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = started["id"].as_str().unwrap().to_owned();
-    let mut output = support::Stream::open_with(
-        http.get(format!("{base}/exec/runs/{id}/events")).bearer_auth("fd-token"),
-    )
-    .await;
+    let (_, mut output) = start_run(&http, &base, "fd-token", code).await;
     let mut said = String::new();
     while let Some(event) = within("the run's events", output.next()).await {
         if event.event == "exit" {
@@ -469,9 +485,7 @@ async fn a_descriptor_the_server_inherited_never_reaches_a_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_run_cut_by_kill_9_is_reported_interrupted_after_the_restart() {
-    if sse_apps::exec::sandbox::Isolation::detect() != Some(Isolation::Bubblewrap) {
-        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-        eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+    if !has_bubblewrap() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -481,21 +495,7 @@ async fn an_exec_run_cut_by_kill_9_is_reported_interrupted_after_the_restart() {
     let http = reqwest::Client::new();
     let marker = format!("interrupted-{}-{}", std::process::id(), line!());
     let code = format!("echo {marker}; exec sleep 600 # {marker}");
-    let started: serde_json::Value = http
-        .post(format!("{base}/exec/runs"))
-        .bearer_auth("exec-kill-token")
-        .json(&serde_json::json!({ "language": "sh", "code": code }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = started["id"].as_str().unwrap().to_owned();
-    let mut output = support::Stream::open_with(
-        http.get(format!("{base}/exec/runs/{id}/events")).bearer_auth("exec-kill-token"),
-    )
-    .await;
+    let (id, mut output) = start_run(&http, &base, "exec-kill-token", &code).await;
     let first = within("the run's first output", output.next()).await.unwrap();
     assert!(first.data.contains(&marker), "the run is going: {}", first.data);
 
