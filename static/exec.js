@@ -35,7 +35,8 @@ $("#run-form").addEventListener("submit", async (e) => {
   const body = language === "argv"
     ? { argv: code.trim().split(/\s+/) }
     : { language, code };
-  body.timeout_s = Number($("#timeout").value) || 30;
+  const timeout = Number($("#timeout").value);
+  if (timeout) body.timeout_s = timeout; // else the server's default
   if ($("#terminal").checked) Object.assign(body, { pty: true }, terminalSize());
   const response = await post("/exec/runs", body);
   if (!response.ok) { $("#run-error").textContent = await errorText(response); return; }

@@ -25,8 +25,8 @@ use crate::bidi::{self, BidiConfig};
 use crate::chat;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::alerts::{AlertConfig, Thresholds};
-use crate::exec::ExecConfig;
 use crate::exec::sandbox::Isolation;
+use crate::exec::{ExecConfig, Sandbox};
 use crate::server::Guards;
 use crate::{server, trigger};
 use sse_core::edge::connections::ConnectionSettings;
@@ -50,10 +50,22 @@ pub struct Cli {
 /// The exec app's own flags.
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
-    /// Run programs without a sandbox when none can be set up (limits still apply; DANGEROUS)
-    #[arg(long)]
+    /// The sandbox runs start in. If it does not work here, exec refuses runs and says why; it
+    /// never falls back to a weaker one by itself
+    #[arg(long, value_enum, default_value_t = Isolation::Bubblewrap)]
+    pub sandbox: Isolation,
+    /// Run programs without a sandbox (same as --sandbox none; limits still apply; DANGEROUS)
+    #[arg(long, conflicts_with = "sandbox")]
     pub no_sandbox: bool,
-    /// Wall-clock limit of a run that asks none (at most 30 min)
+    /// Bound runs by rlimits only, where no cgroup can be made for them (a run's total memory,
+    /// tmpfs included, is then unbounded)
+    #[arg(long)]
+    pub no_cgroup: bool,
+    /// First uid of the runs' uids when the server is root (default: the first free stretch from
+    /// 1000000000); must lie outside every range in /etc/subuid and /etc/subgid
+    #[arg(long, value_name = "UID")]
+    pub run_uid_base: Option<u32>,
+    /// Wall-clock limit of a run: the default, and the most a request may ask (at most 30 min)
     #[arg(long, default_value = "30s", value_parser = parse_run_timeout)]
     pub run_timeout: Duration,
     /// Runs at once
@@ -65,23 +77,36 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    fn config(self, data_dir: PathBuf) -> ExecConfig {
-        let isolation = match Isolation::detect() {
-            Some(found) => Some(found),
-            None if self.no_sandbox => {
-                eprintln!(
-                    "WARNING: no sandbox (bubblewrap or unshare) works here and --no-sandbox was \
-                     given: runs execute as this server's user, with only rlimits and a timeout"
-                );
-                Some(Isolation::None)
+    /// The exec app's settings, its sandbox checked: a run uid range outside the machine's
+    /// subordinate ranges, the cgroups, and a probe run. What fails is in `config.sandbox`
+    /// (runs are refused with it) and printed.
+    fn config(self, data_dir: PathBuf) -> anyhow::Result<ExecConfig> {
+        let (uids, probe_uid) =
+            crate::exec::run_uid_range(self.run_uid_base, u32::from(self.max_runs))
+                .map_err(anyhow::Error::msg)?;
+        let isolation = if self.no_sandbox { Isolation::None } else { self.sandbox };
+        let probe_uid = rustix::process::getuid().is_root().then_some(probe_uid);
+        let sandbox = Sandbox::prepare(isolation, self.no_cgroup, probe_uid);
+        match &sandbox {
+            Ok(sandbox) => {
+                eprintln!("exec: runs start in {}", sandbox.describe());
+                if isolation != Isolation::Bubblewrap {
+                    eprintln!(
+                        "WARNING: exec runs programs in a weaker sandbox than bubblewrap \
+                         ({}), as asked",
+                        isolation.name()
+                    );
+                }
             }
-            None => None,
-        };
-        let mut config = ExecConfig::new(data_dir, isolation);
+            Err(why) => eprintln!("exec: runs are refused: {why}"),
+        }
+        let mut config = ExecConfig::new(data_dir, sandbox);
+        config.run_uids = uids;
         config.timeout = self.run_timeout;
+        config.max_timeout = self.run_timeout;
         config.max_concurrent = usize::from(self.max_runs);
         config.output_cap = self.output_cap_mib << 20;
-        config
+        Ok(config)
     }
 }
 
@@ -575,7 +600,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data_dir = cli.server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
             let config = AllApps {
                 dashboard: cli.dashboard.config(data_dir.clone()),
-                exec: cli.exec.config(data_dir.clone()),
+                exec: cli.exec.config(data_dir.clone())?,
                 ..AllApps::new(&data_dir)
             };
             let app = move |core: Core| crate::all_apps(core, config);
@@ -583,12 +608,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Exec { server, exec }) => {
             let data_dir = server.data_dir.clone().unwrap_or_else(chat::default_data_dir);
-            let config = exec.config(data_dir);
-            anyhow::ensure!(
-                config.isolation.is_some(),
-                "no sandbox can be set up here (install bubblewrap: apt-get install bubblewrap); \
-                 --no-sandbox runs programs without one"
-            );
+            let config = exec.config(data_dir)?;
+            if let Err(why) = &config.sandbox {
+                anyhow::bail!("exec cannot run programs safely here: {why}");
+            }
             let app = move |core: Core| Ok(crate::exec::router(core, config)?);
             run_server(server, EXEC, shutdown, app).await?;
         }

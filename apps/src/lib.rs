@@ -88,7 +88,7 @@ impl AllApps {
         AllApps {
             chat: chat::ChatConfig::new(data_dir.to_owned()),
             dashboard: dashboard::DashboardConfig::new(data_dir.to_owned()),
-            exec: exec::ExecConfig::new(data_dir.to_owned(), exec::sandbox::Isolation::detect()),
+            exec: exec::ExecConfig::checked(data_dir.to_owned()),
         }
     }
 }

@@ -180,7 +180,7 @@ async fn a_short_soak_drives_every_app_without_an_error_and_reports_growth() {
         "dashboard events",
         "basic events",
     ];
-    if sse_apps::exec::sandbox::Isolation::detect().is_some() {
+    if sse_apps::exec::ExecConfig::checked(std::env::temp_dir()).sandbox.is_ok() {
         kinds.push("exec runs");
     } else {
         assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");

@@ -7,7 +7,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sse_apps::basic::BasicConfig;
-use sse_apps::exec::sandbox::Isolation;
 use support::{Stream, spawn_app};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
@@ -423,11 +422,10 @@ fn a_process_has(marker: &str) -> bool {
 
 /// Whether exec's tests can run: bubblewrap is there (CI must have it; elsewhere they skip).
 fn has_bubblewrap() -> bool {
-    if sse_apps::exec::sandbox::Isolation::detect() == Some(Isolation::Bubblewrap) {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-    eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+    let checked = sse_apps::exec::ExecConfig::checked(std::env::temp_dir());
+    let Err(why) = checked.sandbox else { return true };
+    assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap: {why}");
+    eprintln!("NOTICE: skipping: {why}");
     false
 }
 
@@ -481,6 +479,129 @@ async fn a_descriptor_the_server_inherited_never_reaches_a_run() {
         said.push_str(&event.data);
     }
     assert!(said.contains("fd7-closed"), "the run saw the server's descriptor: {said}");
+}
+
+/// Reads a server's stderr until a line containing `needle`; every line read so far.
+async fn stderr_until(lines: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> String {
+    let mut seen = String::new();
+    within(needle, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("stderr ended before {needle:?}: {seen}");
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn files_planted_where_the_probe_once_ran_steer_nothing() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !has_bubblewrap() {
+        return;
+    }
+    // A local user plants, for the coming pids, what the old probe path would meet: a symlink
+    // to a root-owned 0600 file (whose owner the old probe changed) and 0000 directories
+    // (which made the old probe fall back to `unshare` without a word).
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("secret");
+    std::fs::write(&victim, "root only").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let last_pid: u32 =
+        std::fs::read_to_string("/proc/sys/kernel/ns_last_pid").unwrap().trim().parse().unwrap();
+    let mut plants = Vec::new();
+    for pid in last_pid + 1..last_pid + 400 {
+        for probe in 0..2 {
+            let path = std::env::temp_dir().join(format!("sse-apps-probe-{pid}-{probe}"));
+            let planted = if pid % 2 == 0 {
+                std::os::unix::fs::symlink(&victim, &path)
+            } else {
+                std::fs::create_dir(&path).and_then(|()| {
+                    std::fs::set_permissions(&path, PermissionsExt::from_mode(0o000))
+                })
+            };
+            if planted.is_ok() {
+                plants.push(path);
+            }
+        }
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut command = support::binary();
+    command
+        .args(["exec", "--addr", "127.0.0.1:0", "--data-dir", data.path().to_str().unwrap()])
+        .env("SSE_APPS_TOKEN", "probe-token")
+        .stderr(Stdio::piped());
+    let (mut server, base) = support::started(command).await;
+    let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
+    let said = stderr_until(&mut stderr, "runs start in").await;
+    for path in plants {
+        let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
+    }
+    let meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (0, 0, 0o600), "the victim changed");
+    assert!(said.contains("runs start in bubblewrap, cgroup"), "{said}");
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sse_exec_sandbox_info{isolation=\"bubblewrap\""), "{metrics}");
+
+    let http = reqwest::Client::new();
+    let (_, mut output) =
+        start_run(&http, &base, "probe-token", "cat /etc/passwd || echo none").await;
+    let mut seen = String::new();
+    while let Some(event) = within("the run's events", output.next()).await {
+        if event.event == "exit" {
+            break;
+        }
+        seen.push_str(&event.data);
+    }
+    assert!(seen.contains("none") && !seen.contains("root:"), "the host's files: {seen}");
+}
+
+#[tokio::test]
+async fn a_sandbox_that_does_not_work_is_never_weakened_silently() {
+    if !has_bubblewrap() {
+        return;
+    }
+    // A machine as a plain user in a container sees it: no cgroup to manage, and no user
+    // namespaces (an outer bubblewrap that disables them, running the server as nobody).
+    let jail = |args: &[&str]| {
+        let mut command = Command::new("bwrap");
+        command
+            .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
+            .args(["--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534"])
+            .args(["--", BIN, "exec", "--addr", "127.0.0.1:0", "--data-dir", "/tmp/data"])
+            .args(args)
+            .env("SSE_APPS_TOKEN", "jail-token")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    };
+    let refused = |args: &'static [&'static str]| async move {
+        let output = within("a refused start", jail(args).output()).await.unwrap();
+        assert!(!output.status.success(), "started with {args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let said = refused(&[]).await;
+    assert!(said.contains("no cgroup can be made") && said.contains("--no-cgroup"), "{said}");
+    let said = refused(&["--no-cgroup"]).await;
+    assert!(
+        said.contains("cannot start in bubblewrap") && said.contains("--sandbox unshare"),
+        "{said}"
+    );
+    let said = refused(&["--no-cgroup", "--sandbox", "unshare"]).await;
+    assert!(said.contains("cannot start in the unshare sandbox"), "{said}");
+
+    // Asked for by name, the weaker kind starts, and says so.
+    let mut command = jail(&["--no-cgroup", "--no-sandbox"]);
+    command.stderr(Stdio::piped());
+    let (mut server, _) = support::started(command).await;
+    let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
+    let said = stderr_until(&mut stderr, "WARNING").await;
+    assert!(said.contains("runs start in none, no cgroup"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,7 +738,7 @@ async fn the_dashboard_makes_up_a_token_when_given_none_and_refuses_a_too_short_
 
 #[tokio::test]
 async fn the_exec_bench_streams_every_byte_and_echoes_every_keystroke() {
-    if sse_apps::exec::sandbox::Isolation::detect().is_none() {
+    if sse_apps::exec::ExecConfig::checked(std::env::temp_dir()).sandbox.is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
         eprintln!("NOTICE: skipping: no sandbox (apt-get install bubblewrap)");
         return;

@@ -136,7 +136,7 @@ async fn every_exec_endpoint_in_the_use_case_document_answers() {
     .unwrap();
     let data = tempfile::tempdir().unwrap();
     // Routing is what is checked: no sandbox is needed (runs would answer 503).
-    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), None);
+    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), Err("not needed".into()));
     check_all(
         move |core| sse_apps::exec::router(core, config).unwrap(),
         endpoints(&document, "## Endpoints"),

@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sse_apps::exec::sandbox::{Isolation, Limits};
+use sse_apps::exec::sandbox::Limits;
 use sse_apps::exec::{ExecConfig, router};
 use sse_core::edge::auth::Token;
 use support::{Stream, TestApp, spawn_app_on};
@@ -27,15 +27,19 @@ struct Exec {
     http: reqwest::Client,
 }
 
-/// The sandbox, or (outside CI only) `None` with a notice.
-fn sandbox() -> Option<Isolation> {
-    let found = Isolation::detect();
-    if found != Some(Isolation::Bubblewrap) {
-        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap (.ci/run installs it)");
-        eprintln!("NOTICE: skipping: bubblewrap is not installed (apt-get install bubblewrap)");
+/// The checked default config (bubblewrap, a cgroup per run), or (outside CI only) `None` with
+/// a notice.
+fn checked(data: &std::path::Path) -> Option<ExecConfig> {
+    let config = ExecConfig::checked(data.to_owned());
+    if let Err(why) = &config.sandbox {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have bubblewrap (.ci/run installs it): {why}"
+        );
+        eprintln!("NOTICE: skipping: {why}");
         return None;
     }
-    found
+    Some(config)
 }
 
 impl Exec {
@@ -44,13 +48,13 @@ impl Exec {
     }
 
     async fn start_with(adjust: impl FnOnce(&mut ExecConfig)) -> Option<Exec> {
-        let isolation = sandbox()?;
         let data = tempfile::tempdir().unwrap();
-        let mut config = ExecConfig::new(data.path().to_owned(), Some(isolation));
+        let mut config = checked(data.path())?;
         config.limits =
             Limits { cpu_seconds: 2, processes: 32, file_size: 1 << 20, ..Limits::default() };
         config.output_cap = 64 * 1024;
         config.timeout = Duration::from_secs(20);
+        config.max_timeout = config.timeout;
         adjust(&mut config);
         let addr = "127.0.0.1:0".parse().unwrap();
         let app =
@@ -255,16 +259,111 @@ async fn every_exit_reason_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_that_cannot_be_placed_is_a_sandbox_failure() {
-    let blocked = tempfile::tempdir().unwrap();
-    // `exec` under the data directory is a file: no scratch directory can be made in it.
-    std::fs::write(blocked.path().join("exec"), "in the way").unwrap();
-    let path = blocked.path().to_owned();
-    let Some(exec) = Exec::start_with(|c| c.data_dir = path).await else { return };
-    let id = exec.sh("echo never").await;
-    let exit = exec.exit(&id).await;
-    assert_eq!(exit["reason"], "sandbox_failure", "{exit}");
-    assert!(exit["message"].as_str().unwrap().contains("scratch"));
+async fn a_data_directory_no_run_uid_can_reach_does_not_stop_runs() {
+    // As root (runs then get uids of their own), a data directory under a 0700 directory is one
+    // no run can traverse, as `/root/.local/share` is: runs need nothing from it.
+    let outer = tempfile::tempdir().unwrap();
+    let data = outer.path().join("private");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let Some(exec) = Exec::start_with(|c| c.data_dir = data).await else { return };
+    let all = exec.all(&exec.sh("echo ok; pwd; touch kept && ls").await).await;
+    assert_eq!(text(&all, "stdout"), "ok\n/work\nkept\n", "{all:?}");
+    assert_eq!(all.last().unwrap().2["reason"], "exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_runs_memory_is_bounded_while_other_runs_and_the_server_go_on() {
+    const BUDGET: u64 = 192 << 20;
+    let limits = Limits {
+        memory: BUDGET,
+        cpu_seconds: 20,
+        processes: 32,
+        file_size: 4 << 20,
+        ..Limits::default()
+    };
+    let Some(exec) = Exec::start_with(|c| {
+        c.limits = limits;
+        c.max_concurrent = 6;
+    })
+    .await
+    else {
+        return;
+    };
+    // Eighteen children of 100 MiB each: every one under the address-space rlimit, 1.8 GiB
+    // together. A child the kernel kills is counted; without a cgroup, none would be.
+    let children = "import os, time\nkids = []\nfor i in range(18):\n    pid = os.fork()\n    if pid == 0:\n        b = bytes([1]) * (100 << 20)\n        time.sleep(4)\n        os._exit(0)\n    kids.append(pid)\nbad = sum(os.waitpid(k, 0)[1] != 0 for k in kids)\nprint('killed', bad)\nraise SystemExit(1 if bad else 0)";
+    // Memory in memfd files, which no address-space limit sees: 4 MiB each (the file-size
+    // limit), 1 GiB in all.
+    let memfd = "import os\nfds = []\nfor i in range(250):\n    fd = os.memfd_create('m%d' % i)\n    for _ in range(4):\n        os.write(fd, bytes([1]) * (1 << 20))\n    fds.append(fd)\nprint('kept', len(fds))";
+    let started = [
+        exec.run(json!({"language": "python3", "code": children})).await,
+        exec.run(json!({"language": "python3", "code": memfd})).await,
+    ];
+    // Meanwhile an ordinary run starts, takes input and finishes, and the server answers.
+    let id = exec.sh("read x; echo \"still $x\"").await;
+    exec.post(&format!("/exec/runs/{id}/stdin"), json!({"data": "here\n"})).await;
+    assert_eq!(text(&exec.all(&id).await, "stdout"), "still here\n");
+    assert_eq!(exec.http.get(exec.url("/healthz")).send().await.unwrap().status(), 200);
+    for id in started {
+        let all = exec.all(&id).await;
+        let exit = &all.last().unwrap().2;
+        assert_eq!(exit["reason"], "memory_limit", "{all:?}");
+        let peak = exit["memory_peak_bytes"].as_u64().expect("the cgroup's peak");
+        assert!(peak <= BUDGET, "the run peaked at {peak} bytes, past its {BUDGET}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_is_a_capped_tmpfs() {
+    let Some(exec) = Exec::start_with(|c| c.limits.file_size = 1 << 20).await else { return };
+    // Files of a megabyte (under the file size limit) until /work refuses more, at most 300.
+    let fill = "i=0; while [ $i -lt 300 ] && head -c 1000000 /dev/zero > f$i; do i=$((i+1)); done; echo \"wrote $i\"; exit 1";
+    let all = exec.all(&exec.sh(fill).await).await;
+    let out = text(&all, "stdout");
+    let files: u32 = out.trim().strip_prefix("wrote ").and_then(|n| n.parse().ok()).unwrap();
+    assert!((60..=67).contains(&files), "/work took {files} MB: {all:?}");
+    assert!(text(&all, "stderr").contains("No space left on device"), "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_can_make_no_namespace_and_mount_nothing() {
+    let Some(exec) = Exec::start().await else { return };
+    // The escape: a user namespace of its own, in which it is root and may mount a tmpfs no
+    // limit covers.
+    let escape = "unshare -Urm sh -c 'mount -t tmpfs -o size=0 none /tmp && echo mounted'; unshare -Ur true && echo nested; mount -t tmpfs none /tmp && echo mounted-here; echo end";
+    let all = exec.all(&exec.sh(escape).await).await;
+    let out = text(&all, "stdout");
+    assert_eq!(out, "end\n", "{all:?}");
+    assert!(text(&all, "stderr").contains("unshare failed"), "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_uids_lie_outside_every_subordinate_id_range() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("NOTICE: skipping: runs get uids of their own only when the server is root");
+        return;
+    }
+    // Two local users, as `useradd` makes them: the second one's subordinate range
+    // (165536-231071 on a fresh machine) covers where run uids used to be (200000).
+    for user in ["sseappsone", "sseappstwo"] {
+        let known = std::process::Command::new("id").arg(user).output().unwrap().status.success();
+        if !known {
+            let made = std::process::Command::new("useradd").arg(user).status().unwrap();
+            assert!(made.success(), "useradd {user}");
+        }
+    }
+    let ranges = sse_apps::exec::run_uids::subordinate_ranges();
+    assert!(!ranges.is_empty(), "useradd gave the users subordinate ranges");
+    let (uids, _) = sse_apps::exec::run_uid_range(None, 4).unwrap();
+    let Some(exec) = Exec::start_with(|c| c.run_uids = uids).await else { return };
+    let all = exec.all(&exec.sh("id -u").await).await;
+    let uid: u64 = text(&all, "stdout").trim().parse().unwrap();
+    assert!(
+        !ranges.iter().any(|range| range.contains(&uid)),
+        "run uid {uid} lies in a subordinate range: {ranges:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,6 +461,8 @@ async fn bad_requests_get_their_status_and_code() {
         (json!({"language": "sh", "code": "x", "pty": true, "cols": 501}), 422, "invalid_size"),
         (json!({"language": "sh", "code": "x", "timeout_s": 0}), 422, "timeout_out_of_range"),
         (json!({"language": "sh", "code": "x", "timeout_s": 1801}), 422, "timeout_out_of_range"),
+        // Past the server's own limit (the tests' server: 20 s).
+        (json!({"language": "sh", "code": "x", "timeout_s": 21}), 422, "timeout_out_of_range"),
         // Past the field's type too: still out of range, not a malformed body.
         (json!({"language": "sh", "code": "x", "timeout_s": 1e20}), 422, "timeout_out_of_range"),
         (json!({"language": "sh", "code": "x", "pty": true, "rows": 70000}), 422, "invalid_size"),

@@ -5,6 +5,8 @@
 //! |---|---|
 //! | [`spec`] | what a run request may ask |
 //! | [`sandbox`] | bubblewrap (or `unshare`) and rlimits: the command line a run executes |
+//! | [`cgroup`] | a cgroup per run: its whole memory, its processes, its CPU share |
+//! | [`run_uids`] | the uids runs get as root, outside every subordinate id range |
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
@@ -17,16 +19,19 @@
 //! run does: its end is recorded (the list says `finished`, signals get 409), its sandbox slot given
 //! back and its journal line written first, so what a viewer of `exit` asks next finds it done.
 
+pub mod cgroup;
 mod elsewhere;
 pub mod journal;
 pub mod output;
 pub mod run;
+pub mod run_uids;
 pub mod sandbox;
 pub mod spec;
 pub mod workflow;
 mod workflows;
 
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,19 +52,92 @@ use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dashboard::audit::AuditLog;
+use cgroup::{RunGroup, RunGroups};
 use journal::{Journal, PastRun};
 use output::Output;
 use run::{Run, StdinError, UserSignal};
 use sandbox::{Isolation, Limits, Placement};
 use spec::{RunRequest, RunSpec};
 
+/// A checked sandbox: the kind of isolation, and the cgroups runs are placed in.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// How runs are isolated.
+    pub isolation: Isolation,
+    /// The parent of the runs' cgroups; `None` only when started with `--no-cgroup`.
+    pub groups: Option<Arc<RunGroups>>,
+}
+
+impl Sandbox {
+    /// Sets up `isolation` (with a cgroup per run unless `no_cgroup`) and checks that a run can
+    /// really start in it, by running `/bin/true` as a run would, as `probe_uid` when root. The
+    /// error says what failed and what to do; nothing falls back to a weaker sandbox by itself.
+    pub fn prepare(
+        isolation: Isolation,
+        no_cgroup: bool,
+        probe_uid: Option<u32>,
+    ) -> Result<Sandbox, String> {
+        let groups = if no_cgroup {
+            None
+        } else {
+            let groups = RunGroups::create().map_err(|why| {
+                format!(
+                    "no cgroup can be made for runs here ({why}); run the server as root, or \
+                     as a user in a delegated cgroup (systemd-run --user -p Delegate=yes \
+                     --scope ...), or start it with --no-cgroup to bound runs by rlimits only"
+                )
+            })?;
+            Some(Arc::new(groups))
+        };
+        let probe_group = match &groups {
+            Some(groups) => Some(
+                groups
+                    .run(&Limits::default())
+                    .map_err(|e| format!("cannot make a cgroup for a run: {e}"))?,
+            ),
+            None => None,
+        };
+        isolation.probe(probe_uid, probe_group.as_ref()).map_err(|why| match isolation {
+            Isolation::Bubblewrap => format!(
+                "a run cannot start in bubblewrap here: {why}. Install it (apt-get install \
+                 bubblewrap) and allow unprivileged user namespaces, or ask for a weaker \
+                 sandbox with --sandbox unshare (the host's files stay readable) or \
+                 --no-sandbox"
+            ),
+            _ => format!("a run cannot start in the {} sandbox here: {why}", isolation.name()),
+        })?;
+        Ok(Sandbox { isolation, groups })
+    }
+
+    /// As start-up, the page and `/metrics` name it, e.g. `bubblewrap, cgroup v1`.
+    pub fn describe(&self) -> String {
+        match &self.groups {
+            Some(groups) => {
+                format!("{}, cgroup {}", self.isolation.name(), groups.version().name())
+            }
+            None => format!("{}, no cgroup (rlimits only)", self.isolation.name()),
+        }
+    }
+}
+
+/// The uids for `slots` runs and the start-up probe (the one after them), from `base` when
+/// given (which must be free of subordinate ranges), else from the first free stretch.
+pub fn run_uid_range(base: Option<u32>, slots: u32) -> Result<(RangeInclusive<u32>, u32), String> {
+    let ranges = run_uids::subordinate_ranges();
+    let start = base.unwrap_or(run_uids::DEFAULT_BASE);
+    let uids = run_uids::choose(start, slots + 1, base.is_some(), &ranges)?;
+    Ok((*uids.start()..=*uids.end() - 1, *uids.end()))
+}
+
 /// Settings of the exec app.
 #[derive(Clone, Debug)]
 pub struct ExecConfig {
-    /// Where runs' scratch directories go (`<data_dir>/exec/<run id>`).
+    /// Where the journal and the approvals log are kept.
     pub data_dir: PathBuf,
-    /// How runs are isolated; `None` when no sandbox can be set up (runs are then refused).
-    pub isolation: Option<Isolation>,
+    /// The sandbox, or why none can be used (runs are then refused with that reason).
+    pub sandbox: Result<Sandbox, String>,
+    /// The uids runs get when the server is root, one per concurrent run.
+    pub run_uids: RangeInclusive<u32>,
     /// Limits of every run.
     pub limits: Limits,
     /// Wall-clock limit when a request asks none.
@@ -75,23 +153,37 @@ pub struct ExecConfig {
 }
 
 impl ExecConfig {
-    /// Defaults: 30 s (up to 30 min), 4 runs at once, 4 MiB of output each, 100 runs kept.
-    pub fn new(data_dir: PathBuf, isolation: Option<Isolation>) -> ExecConfig {
+    /// Defaults: 30 s (and at most that), 4 runs at once, 4 MiB of output each, 100 runs kept,
+    /// run uids from [`run_uids::DEFAULT_BASE`] (for servers that choose their own, see
+    /// [`run_uids::choose`]).
+    pub fn new(data_dir: PathBuf, sandbox: Result<Sandbox, String>) -> ExecConfig {
         ExecConfig {
             data_dir,
-            isolation,
+            sandbox,
+            run_uids: run_uids::DEFAULT_BASE..=run_uids::DEFAULT_BASE + 63,
             limits: Limits::default(),
             timeout: Duration::from_secs(30),
-            max_timeout: Duration::from_secs(1800),
+            max_timeout: Duration::from_secs(30),
             max_concurrent: 4,
             output_cap: 4 << 20,
             kept_runs: 100,
         }
     }
-}
 
-/// The first uid given to runs when the server is root (one per concurrent slot).
-const RUN_UID_BASE: u32 = 200_000;
+    /// The defaults in bubblewrap with a cgroup per run, checked by a probe run (when that fails,
+    /// runs are refused with the reason).
+    pub fn checked(data_dir: PathBuf) -> ExecConfig {
+        const SLOTS: u32 = 64;
+        match run_uid_range(None, SLOTS) {
+            Ok((uids, probe_uid)) => {
+                let probe_uid = is_root().then_some(probe_uid);
+                let sandbox = Sandbox::prepare(Isolation::Bubblewrap, false, probe_uid);
+                ExecConfig { run_uids: uids, ..ExecConfig::new(data_dir, sandbox) }
+            }
+            Err(why) => ExecConfig::new(data_dir, Err(why)),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 struct ExecState {
@@ -105,6 +197,9 @@ struct ExecState {
     approvals: AuditLog,
     /// Where runs' starts and ends are recorded.
     journal: Journal,
+    /// Where the scratch directories of runs outside bubblewrap go (bubblewrap's `/work` is a
+    /// tmpfs): a directory of random name, removed with the server.
+    scratch_root: Arc<Option<tempfile::TempDir>>,
 }
 
 /// The exec routes, mounted at `/exec`, with the runs from before this start listed (those that
@@ -113,9 +208,14 @@ struct ExecState {
 pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
     let approvals = AuditLog::open_named(&config.data_dir, "exec-approvals.jsonl")?;
     let (journal, past) = Journal::open(&config.data_dir, config.kept_runs)?;
-    let runs = restore(&core, &config, past);
+    let runs = restore(&core, past);
     let slots = Arc::new(Semaphore::new(config.max_concurrent));
-    let uids = (0..config.max_concurrent as u32).map(|slot| RUN_UID_BASE + slot).collect();
+    let uids = config.run_uids.clone().take(config.max_concurrent).collect();
+    register_sandbox_info(&core, &config);
+    let scratch_root = match &config.sandbox {
+        Ok(sandbox) if sandbox.isolation != Isolation::Bubblewrap => Some(scratch_root()?),
+        _ => None,
+    };
     let state = ExecState {
         core,
         config: Arc::new(config),
@@ -125,6 +225,7 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
         workflows: Arc::default(),
         approvals,
         journal,
+        scratch_root: Arc::new(scratch_root),
     };
     Ok(Router::new()
         .route("/exec", get(page))
@@ -144,28 +245,57 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
 #[derive(Template, WebTemplate)]
 #[template(path = "exec.html")]
 struct ExecPage {
-    isolation: &'static str,
+    isolation: String,
+    max_timeout: u64,
 }
 
 async fn page(State(state): State<ExecState>) -> ExecPage {
-    ExecPage { isolation: sandbox_name(state.config.isolation) }
+    ExecPage {
+        isolation: sandbox_name(&state.config.sandbox),
+        max_timeout: state.config.max_timeout.as_secs(),
+    }
 }
 
-/// The runs from before this start, newest first. An interrupted run's scratch directory is
-/// left from its sandbox and removed here; the others' went when they ended.
-fn restore(core: &Core, config: &ExecConfig, past: Vec<PastRun>) -> VecDeque<Arc<Run>> {
-    past.into_iter()
-        .map(|past| {
-            if past.interrupted {
-                let _ = std::fs::remove_dir_all(config.data_dir.join("exec").join(&past.id));
-            }
-            Arc::new(Run::restored(past, core.metrics.clone()))
-        })
-        .collect()
+/// The runs from before this start, newest first.
+fn restore(core: &Core, past: Vec<PastRun>) -> VecDeque<Arc<Run>> {
+    past.into_iter().map(|past| Arc::new(Run::restored(past, core.metrics.clone()))).collect()
 }
 
-fn sandbox_name(isolation: Option<Isolation>) -> &'static str {
-    isolation.map_or("unavailable: runs are refused", Isolation::name)
+fn sandbox_name(sandbox: &Result<Sandbox, String>) -> String {
+    match sandbox {
+        Ok(sandbox) => sandbox.describe(),
+        Err(_) => "unavailable: runs are refused".to_owned(),
+    }
+}
+
+/// `sse_exec_sandbox_info{isolation, cgroup}` in `/metrics`, so an operator sees which sandbox
+/// runs are in (or `unavailable`).
+fn register_sandbox_info(core: &Core, config: &ExecConfig) {
+    let (isolation, cgroup) = match &config.sandbox {
+        Ok(sandbox) => (
+            sandbox.isolation.name(),
+            sandbox.groups.as_ref().map_or("none", |groups| groups.version().name()),
+        ),
+        Err(_) => ("unavailable", "none"),
+    };
+    let labels = vec![
+        ("isolation".to_owned(), isolation.to_owned()),
+        ("cgroup".to_owned(), cgroup.to_owned()),
+    ];
+    core.metrics.register(
+        "exec_sandbox",
+        "The sandbox exec's runs start in",
+        prometheus_client::metrics::info::Info::new(labels),
+    );
+}
+
+/// The directory for the scratch directories of runs outside bubblewrap: random name, owned by
+/// the server, 0711 so a run uid can reach its own 0700 directory in it but list nothing.
+fn scratch_root() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::Builder::new().prefix("sse-apps-runs-").tempdir()?;
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711))?;
+    Ok(root)
 }
 
 impl ExecState {
@@ -187,7 +317,7 @@ async fn start(
     State(state): State<ExecState>,
     JsonBody(request): JsonBody<RunRequest>,
 ) -> Result<Response, ApiError> {
-    let isolation = state.isolation()?;
+    let sandbox = state.sandbox()?;
     let spec = state.check(request)?;
     let permit = state.slots.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -200,20 +330,15 @@ async fn start(
         )
         .retry_after(1)
     })?;
-    let run = state.launch(&spec, isolation, permit).await?;
+    let run = state.launch(&spec, &sandbox, permit).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": run.id }))).into_response())
 }
 
 impl ExecState {
-    /// The sandbox, or 503 when there is none.
-    fn isolation(&self) -> Result<Isolation, ApiError> {
-        self.config.isolation.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "sandbox_unavailable",
-                "no sandbox can be set up here (install bubblewrap), and the server was not \
-                 started with --no-sandbox",
-            )
+    /// The sandbox, or 503 saying why there is none.
+    fn sandbox(&self) -> Result<Sandbox, ApiError> {
+        self.config.sandbox.clone().map_err(|why| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_unavailable", why)
         })
     }
 
@@ -231,13 +356,13 @@ impl ExecState {
     }
 
     /// Starts a run of `spec` in the slot `permit` holds: its start journaled (503 if that
-    /// fails: a run the server cannot account for after a crash is not started), a uid, a scratch
-    /// directory, the child (spawned before this returns, so stdin sent right after finds the
+    /// fails: a run the server cannot account for after a crash is not started), a uid, its
+    /// place (see [`ExecState::place`]), the child (spawned before this returns, so stdin sent right after finds the
     /// program), and the task that supervises it, journals its end and cleans up.
     async fn launch(
         &self,
         spec: &RunSpec,
-        isolation: Isolation,
+        sandbox: &Sandbox,
         permit: OwnedSemaphorePermit,
     ) -> Result<Arc<Run>, ApiError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -251,38 +376,42 @@ impl ExecState {
                 "the server cannot record the run in its journal, so it does not start it",
             ));
         }
-        let id = &run.id;
         // Returned to the pool when the run's task ends, however it ends.
         let uid = UidLease::take(&self.free_uids);
-        let scratch = self.config.data_dir.join("exec").join(id);
-        let prepared = match uid.uid {
-            // A root server never runs a program as root: no free uid, no run.
-            None if is_root() => Err(std::io::Error::other("no run uid is free")),
-            uid => prepare_scratch(&scratch, uid),
-        };
         {
             let mut runs = lock(&self.runs);
             runs.push_front(run.clone());
             // The oldest finished runs go first; running ones are never forgotten.
             forget_oldest(&mut runs, self.config.kept_runs, |r| r.exit().is_some());
         }
-        let placement = Placement { scratch: scratch.clone(), uid: uid.uid };
-        let terminal = spec.terminal.is_some();
-        let command =
-            sandbox::command(isolation, &self.config.limits, &placement, &spec.argv, terminal);
-        let child = match prepared {
-            Ok(()) => run.spawn(command.into(), spec.terminal),
-            Err(error) => {
-                run.fail(&format!("cannot prepare the scratch directory: {error}"));
-                None
+        let (child, placement, group) = match self.place(&run.id, uid.uid, sandbox) {
+            Ok((placement, group)) => {
+                let command = sandbox::command(
+                    sandbox.isolation,
+                    &self.config.limits,
+                    &placement,
+                    group.as_ref(),
+                    &spec.argv,
+                    spec.terminal.is_some(),
+                );
+                (run.spawn(command.into(), spec.terminal), Some(placement), group)
+            }
+            Err(why) => {
+                run.fail(&why);
+                (None, None, None)
             }
         };
         let (supervised, timeout, journal) = (run.clone(), spec.timeout, self.journal.clone());
         tokio::spawn(async move {
             if let Some(child) = child {
-                supervised.clone().supervise(child, timeout).await;
+                supervised.clone().supervise(child, timeout, group.as_ref()).await;
             }
-            let _ = tokio::fs::remove_dir_all(&scratch).await;
+            if let Some(group) = group {
+                group.remove().await;
+            }
+            if let Some(scratch) = placement.and_then(|p| p.scratch) {
+                let _ = tokio::fs::remove_dir_all(&scratch).await;
+            }
             drop((uid, permit));
             let exit = supervised.finished().await;
             if let Err(error) = journal.ended(&supervised.id, &exit).await {
@@ -293,6 +422,37 @@ impl ExecState {
             supervised.announce_end(&exit);
         });
         Ok(run)
+    }
+
+    /// Where run `id` happens: its uid, a scratch directory outside bubblewrap, its cgroup.
+    fn place(
+        &self,
+        id: &str,
+        uid: Option<u32>,
+        sandbox: &Sandbox,
+    ) -> Result<(Placement, Option<RunGroup>), String> {
+        if uid.is_none() && is_root() {
+            // A root server never runs a program as root: no free uid, no run.
+            return Err("no run uid is free".to_owned());
+        }
+        let scratch = match self.scratch_root.as_ref() {
+            Some(root) => {
+                let dir = root.path().join(id);
+                prepare_scratch(&dir, uid)
+                    .map_err(|e| format!("cannot prepare the scratch directory: {e}"))?;
+                Some(dir)
+            }
+            None => None,
+        };
+        let group = match &sandbox.groups {
+            Some(groups) => Some(
+                groups
+                    .run(&self.config.limits)
+                    .map_err(|e| format!("cannot make the run's cgroup: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok((Placement { scratch, uid }, group))
     }
 }
 
@@ -332,13 +492,12 @@ impl Drop for UidLease {
     }
 }
 
-/// A private directory for one run, owned by the uid it runs as.
+/// A private directory for one run (0700), owned by the uid it runs as.
 fn prepare_scratch(scratch: &std::path::Path, uid: Option<u32>) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(scratch)?;
-    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o700))?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(scratch)?;
     if let Some(uid) = uid {
-        std::os::unix::fs::chown(scratch, Some(uid), Some(uid))?;
+        sandbox::give_to(scratch, uid)?;
     }
     Ok(())
 }
@@ -359,8 +518,13 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
         .collect();
     let theirs = elsewhere::others(&state, &headers, "/exec/runs", "runs").await;
     let runs = elsewhere::merged(ours, theirs);
-    axum::Json(json!({ "runs": runs, "sandbox": sandbox_name(state.config.isolation) }))
-        .into_response()
+    let (isolation, cgroup) = match &state.config.sandbox {
+        Ok(sandbox) => {
+            (sandbox.isolation.name(), sandbox.groups.as_ref().map(|g| g.version().name()))
+        }
+        Err(_) => ("unavailable", None),
+    };
+    axum::Json(json!({ "runs": runs, "sandbox": isolation, "cgroup": cgroup })).into_response()
 }
 
 /// `GET /exec/runs/{id}/events`: the output from the start or after `Last-Event-ID`, then live.

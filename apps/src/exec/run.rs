@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Notify;
 
+use super::cgroup::{JOIN_FAILED, LimitHit, RunGroup};
 use super::output::{Output, Pipe};
 use super::spec::RunSpec;
 use crate::dashboard::system::unix_millis;
@@ -37,7 +38,7 @@ pub enum Reason {
     Signal,
     /// The wall-clock limit.
     Timeout,
-    /// The memory limit (allocation failed).
+    /// The memory limit: an allocation failed, or the run's cgroup went past its memory.
     MemoryLimit,
     /// The CPU-time limit.
     CpuLimit,
@@ -302,8 +303,14 @@ impl Run {
         self.pumps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Supervises a started child to the end (run this on its own task).
-    pub async fn supervise(self: Arc<Self>, mut child: Child, timeout: Duration) {
+    /// Supervises a started child to the end (run this on its own task); `group` is the run's
+    /// cgroup, which tells whether one of its limits ended the run.
+    pub async fn supervise(
+        self: Arc<Self>,
+        mut child: Child,
+        timeout: Duration,
+        group: Option<&RunGroup>,
+    ) {
         let started = Instant::now();
 
         let mut timed_out = false;
@@ -359,8 +366,9 @@ impl Run {
         *self.stdin.lock().await = None;
         let (kept, dropped) = self.output.counts();
         let asked = self.control().asked;
+        let limit_hit = group.and_then(RunGroup::limit_hit);
         let (reason, code, signal) =
-            classify(status.ok(), timed_out, asked, &self.output.stderr_tail());
+            classify(status.ok(), timed_out, asked, limit_hit, &self.output.stderr_tail());
         let exit = json!({
             "reason": reason,
             "code": code,
@@ -368,6 +376,7 @@ impl Run {
             "duration_ms": started.elapsed().as_millis() as u64,
             "output_bytes": kept,
             "dropped_bytes": dropped,
+            "memory_peak_bytes": group.and_then(RunGroup::peak_memory),
         });
         self.end(exit);
     }
@@ -421,11 +430,14 @@ async fn pump(run: Arc<Run>, pipe: Pipe, mut reader: impl AsyncRead + Unpin) {
     }
 }
 
-/// Why the run ended, its exit code and the name of the signal that ended it.
+/// Why the run ended, its exit code and the name of the signal that ended it. A limit of the
+/// run's cgroup that the kernel enforced (`limit_hit`) is the surest sign; the rest is read from
+/// the exit status and the end of stderr.
 fn classify(
     status: Option<std::process::ExitStatus>,
     timed_out: bool,
     asked: Option<UserSignal>,
+    limit_hit: Option<LimitHit>,
     stderr_tail: &str,
 ) -> (Reason, Option<i32>, Option<String>) {
     use std::os::unix::process::ExitStatusExt;
@@ -449,8 +461,13 @@ fn classify(
         _ => {}
     }
     let failed = code != Some(0);
-    if failed && stderr_tail.starts_with("bwrap:") {
+    if failed && (stderr_tail.starts_with("bwrap:") || stderr_tail.starts_with(JOIN_FAILED)) {
         return (Reason::SandboxFailure, code, signal_name);
+    }
+    match limit_hit {
+        Some(LimitHit::Memory) => return (Reason::MemoryLimit, code, signal_name),
+        Some(LimitHit::Processes) if failed => return (Reason::ProcessLimit, code, signal_name),
+        _ => {}
     }
     const MEMORY: [&str; 5] = [
         "MemoryError",

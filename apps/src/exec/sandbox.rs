@@ -1,66 +1,80 @@
 //! The sandbox a run executes in, and the limits it runs under.
 //!
 //! With bubblewrap (`bwrap`, Debian package `bubblewrap`) a run gets new user, network, PID, IPC,
-//! UTS and cgroup namespaces (so no network at all), a read-only root made of `/usr` and the
-//! usual symlinks, its own `/proc`, `/dev` and a size-capped `/tmp`, and its private scratch
-//! directory as the working directory `/work`, the only place it can keep files. Without bwrap,
-//! `unshare` gives the same namespaces over the host's file system (weaker: the host's files
-//! stay readable), and with neither the server refuses to run anything unless started with
-//! `--no-sandbox`.
+//! UTS and cgroup namespaces (so no network at all), may not make user namespaces of its own
+//! (`--disable-userns`: no nested namespace in which it could mount a tmpfs outside every limit),
+//! a read-only root made of `/usr` and the usual symlinks, its own `/proc`, a read-only `/dev`,
+//! and size-capped tmpfs mounts at `/tmp`, `/dev/shm` and `/work` (its working directory), the
+//! only places it can keep files. Nothing of the host's file system is writable, and no host
+//! directory is needed, so the data directory may be anywhere (`/root` included).
 //!
-//! Limits are rlimits set by `prlimit` just before the program starts: address space (memory),
-//! CPU seconds, processes, file size and open files. `RLIMIT_NPROC` counts every process of a
-//! user and does not bind root, so a server running as root starts each run as its own
-//! unprivileged uid (`setpriv`), one per concurrent slot; the wall-clock limit is the server's.
+//! `unshare` gives the same namespaces over the host's file system (weaker: the host's files stay
+//! readable, and nested namespaces are not prevented), so it is used only when asked for by flag;
+//! likewise `--no-sandbox`. The kind asked for is checked at start by running `/bin/true` in it,
+//! exactly as a run would start; if that fails, exec refuses runs and says why, never falling back
+//! to a weaker kind by itself.
+//!
+//! Limits: the run's cgroup ([`super::cgroup`]) bounds its total memory (tmpfs included), its
+//! process count and its CPU share; rlimits set by `prlimit` just before the program starts bound
+//! each process (address space, CPU seconds, processes, file size, open files). `RLIMIT_NPROC`
+//! counts every process of a user and does not bind root, so a server running as root starts each
+//! run as its own unprivileged uid (`setpriv`), one per concurrent slot, from a range outside every
+//! subordinate id range on the machine ([`super::run_uids`]); the wall-clock limit is the server's.
 //!
 //! Everything here only builds command lines; it needs no `unsafe` (which the workspace forbids:
 //! setting rlimits or uids between fork and exec would need it).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-/// The uid the start-up probe runs as (when the server is root).
-const PROBE_UID: u32 = 199_999;
+use super::cgroup::RunGroup;
 
 /// How runs are isolated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Isolation {
     /// bubblewrap: namespaces and a read-only minimal root.
     Bubblewrap,
     /// `unshare`: namespaces over the host's file system.
     Unshare,
-    /// Nothing (`--no-sandbox`): the run is the server's user, with the limits only.
+    /// Nothing: the run is the server's user (or a run uid), with the limits only.
     None,
 }
 
 impl Isolation {
-    /// The strongest isolation this machine supports, found by running `true` in each exactly
-    /// as a run would be started (as an unprivileged uid when the server is root).
-    pub fn detect() -> Option<Isolation> {
-        // One folder per probe, not per process: probes may run at once (tests start several
-        // servers in one process), and one removing a shared folder under another's bwrap
-        // makes that probe fail.
-        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let probe = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let scratch =
-            std::env::temp_dir().join(format!("sse-apps-probe-{}-{probe}", std::process::id()));
-        let root = rustix::process::getuid().is_root();
-        let found = [Isolation::Bubblewrap, Isolation::Unshare].into_iter().find(|isolation| {
-            let _ = std::fs::create_dir_all(&scratch);
-            let uid = root.then_some(PROBE_UID);
-            if let Some(uid) = uid {
-                let _ = std::os::unix::fs::chown(&scratch, Some(uid), Some(uid));
-            }
-            let placement = Placement { scratch: scratch.clone(), uid };
-            command(*isolation, &Limits::default(), &placement, &["/bin/true".to_owned()], false)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        let _ = std::fs::remove_dir_all(&scratch);
-        found
+    /// Runs `/bin/true` in this kind of sandbox exactly as a run would be started (as `uid` when
+    /// the server is root, in `group` when runs get cgroups); on failure, says why.
+    ///
+    /// Only `unshare` and no sandbox need a host directory, the run's working directory: a
+    /// fresh one with a random name and mode 0700, made by `tempfile` (so nobody can plant a
+    /// symlink or a directory where it will be), whose owner is changed through its open
+    /// descriptor (so the change cannot be redirected either).
+    pub fn probe(self, uid: Option<u32>, group: Option<&RunGroup>) -> Result<(), String> {
+        let scratch = match self {
+            Isolation::Bubblewrap => None,
+            Isolation::Unshare | Isolation::None => Some(
+                tempfile::Builder::new()
+                    .prefix("sse-apps-probe-")
+                    .tempdir()
+                    .map_err(|e| format!("cannot make the probe's directory: {e}"))?,
+            ),
+        };
+        if let (Some(dir), Some(uid)) = (&scratch, uid) {
+            give_to(dir.path(), uid)
+                .map_err(|e| format!("cannot hand the probe's directory to uid {uid}: {e}"))?;
+        }
+        let placement = Placement { scratch: scratch.as_ref().map(|d| d.path().to_owned()), uid };
+        let output =
+            command(self, &Limits::default(), &placement, group, &["/bin/true".to_owned()], false)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot start {}: {e}", self.program()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&output.stderr);
+        Err(format!("{} failed ({}): {}", self.program(), output.status, said.trim()))
     }
 
     /// As the API and the page name it.
@@ -71,12 +85,36 @@ impl Isolation {
             Isolation::None => "none",
         }
     }
+
+    fn program(self) -> &'static str {
+        match self {
+            Isolation::Bubblewrap => "bwrap",
+            Isolation::Unshare => "unshare",
+            Isolation::None => "prlimit",
+        }
+    }
+}
+
+/// Gives the directory at `path` to `uid` (and the group of the same number), through a
+/// descriptor opened without following a symlink, so the change lands on that directory or
+/// nowhere.
+pub fn give_to(path: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = rustix::fs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let id = |n| rustix::process::Uid::from_raw(n);
+    rustix::fs::fchown(&dir, Some(id(uid)), Some(rustix::process::Gid::from_raw(uid)))?;
+    Ok(())
 }
 
 /// The limits of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Address space, bytes.
+    /// Memory, bytes: the whole run's (its cgroup: every process, tmpfs and page cache), and
+    /// each process's address space.
     pub memory: u64,
     /// CPU seconds.
     pub cpu_seconds: u64,
@@ -86,7 +124,8 @@ pub struct Limits {
     pub file_size: u64,
     /// Open files.
     pub open_files: u64,
-    /// Size of its `/tmp`, bytes (bubblewrap only).
+    /// Size of each of its tmpfs mounts, `/tmp`, `/dev/shm` and `/work`, bytes (bubblewrap
+    /// only); they count in `memory` too.
     pub tmp_size: u64,
 }
 
@@ -106,23 +145,26 @@ impl Default for Limits {
 /// Where a run happens: its scratch directory and, when the server is root, its own uid.
 #[derive(Clone, Debug)]
 pub struct Placement {
-    /// The run's private working directory on the host.
-    pub scratch: PathBuf,
+    /// The run's private working directory on the host; bubblewrap needs none (its `/work` is a
+    /// tmpfs).
+    pub scratch: Option<PathBuf>,
     /// The uid (and gid) to run as, when the server can choose.
     pub uid: Option<u32>,
 }
 
-/// The command that runs `argv` inside the sandbox, with `limits`, at `placement`. A run in a
-/// terminal keeps its session (so the terminal's Ctrl-C reaches it); a run on pipes gets a new
-/// one, so it cannot push input into a terminal the server may have (`TIOCSTI`).
+/// The command that runs `argv` inside the sandbox, with `limits`, at `placement`, in `group`
+/// (joined before anything else runs). A run in a terminal keeps its session (so the terminal's
+/// Ctrl-C reaches it); a run on pipes gets a new one, so it cannot push input into a terminal the
+/// server may have (`TIOCSTI`).
 pub fn command(
     isolation: Isolation,
     limits: &Limits,
     placement: &Placement,
+    group: Option<&RunGroup>,
     argv: &[String],
     terminal: bool,
 ) -> Command {
-    let mut line: Vec<String> = Vec::new();
+    let mut line: Vec<String> = group.map(super::cgroup::join_prefix).unwrap_or_default();
     if let Some(uid) = placement.uid {
         line.extend(
             [
@@ -143,7 +185,7 @@ pub fn command(
         line.extend(["setpriv", "--pdeathsig", "KILL", "--"].map(str::to_owned));
     }
     match isolation {
-        Isolation::Bubblewrap => line.extend(bwrap(limits, &placement.scratch, terminal)),
+        Isolation::Bubblewrap => line.extend(bwrap(limits, terminal)),
         Isolation::Unshare => line.extend(
             [
                 "unshare",
@@ -177,16 +219,19 @@ pub fn command(
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", "/work")
         .env("LANG", "C.UTF-8");
-    if isolation != Isolation::Bubblewrap {
-        command.current_dir(&placement.scratch).env("HOME", &placement.scratch);
+    if let (false, Some(scratch)) = (isolation == Isolation::Bubblewrap, &placement.scratch) {
+        command.current_dir(scratch).env("HOME", scratch);
     }
     command
 }
 
-fn bwrap(limits: &Limits, scratch: &Path, terminal: bool) -> Vec<String> {
+fn bwrap(limits: &Limits, terminal: bool) -> Vec<String> {
     let mut args: Vec<String> = [
         "bwrap",
         "--unshare-all",
+        // Named apart from --unshare-all, which --disable-userns requires.
+        "--unshare-user",
+        "--disable-userns",
         "--die-with-parent",
         "--cap-drop",
         "ALL",
@@ -217,7 +262,8 @@ fn bwrap(limits: &Limits, scratch: &Path, terminal: bool) -> Vec<String> {
     }
     // bwrap's /dev is a tmpfs of its own, with no size limit, and /dev/shm is a folder in it: a
     // run could fill memory there (RLIMIT_AS does not count tmpfs pages). /dev/shm gets its own
-    // capped tmpfs, like /tmp, and the rest of /dev is made read-only (device nodes still work).
+    // capped tmpfs, like /tmp and /work, and the rest of /dev is made read-only (device nodes
+    // still work).
     let tmp_size = limits.tmp_size.to_string();
     for (flag, value) in [
         ("--size", tmp_size.as_str()),
@@ -225,11 +271,12 @@ fn bwrap(limits: &Limits, scratch: &Path, terminal: bool) -> Vec<String> {
         ("--remount-ro", "/dev"),
         ("--size", tmp_size.as_str()),
         ("--tmpfs", "/tmp"),
-        ("--bind", &*scratch.to_string_lossy()),
+        ("--size", tmp_size.as_str()),
+        ("--tmpfs", "/work"),
     ] {
         args.extend([flag.to_owned(), value.to_owned()]);
     }
-    args.extend(["/work", "--chdir", "/work", "--remount-ro", "/", "--"].map(str::to_owned));
+    args.extend(["--chdir", "/work", "--remount-ro", "/", "--"].map(str::to_owned));
     args
 }
 

@@ -27,7 +27,7 @@ pub(super) async fn start(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| sse_core::edge::bytes_rejection(&rejection))?;
-    let isolation = state.isolation()?;
+    let sandbox = state.sandbox()?;
     let media = sse_core::edge::media_type(&headers);
     let definition: Definition = super::workflow::parse(&body, &media)?;
     let (name, steps) = definition.check(|request| state.check(request))?;
@@ -50,16 +50,12 @@ pub(super) async fn start(
     let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
     workflow.events.event("workflow_started", &json!({ "name": workflow.name, "steps": names }));
     super::elsewhere::own(&state, super::elsewhere::WORKFLOW, &id).await;
-    tokio::spawn(run_steps(state, workflow, isolation));
+    tokio::spawn(run_steps(state, workflow, sandbox));
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
 }
 
 /// Runs the steps in order; stops at the first rejection, expiry or failure.
-async fn run_steps(
-    state: ExecState,
-    workflow: Arc<Workflow>,
-    isolation: super::sandbox::Isolation,
-) {
+async fn run_steps(state: ExecState, workflow: Arc<Workflow>, sandbox: super::Sandbox) {
     for (index, step) in workflow.steps.iter().enumerate() {
         if let Some((prompt, expiry)) = &step.approval {
             let decision = workflow.ask(index, prompt, *expiry).await;
@@ -91,7 +87,7 @@ async fn run_steps(
         let Some(spec) = &step.run else { continue };
         // A workflow waits for a free slot rather than failing when runs are busy.
         let Ok(permit) = state.slots.clone().acquire_owned().await else { return };
-        let run = match state.launch(spec, isolation, permit).await {
+        let run = match state.launch(spec, &sandbox, permit).await {
             Ok(run) => run,
             Err(error) => {
                 let why = format!("step {:?} could not start: {}", step.name, error.message);

@@ -131,16 +131,14 @@ pub async fn until_true(client: &Client, what: &str, script: &str) {
 /// The exec page in a browser, on a server with a token (the page gets it from the link), or
 /// `None` with a notice (outside CI) when bubblewrap or the browser is missing.
 pub async fn exec_page() -> Option<(Browser, super::TestApp, tempfile::TempDir)> {
-    use sse_apps::exec::sandbox::Isolation;
-    let isolation = Isolation::detect();
-    if isolation != Some(Isolation::Bubblewrap) {
-        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap");
-        eprintln!("NOTICE: skipping an exec browser test: bubblewrap is not installed");
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let config = sse_apps::exec::ExecConfig::checked(data.path().to_owned());
+    if let Err(why) = &config.sandbox {
+        assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap: {why}");
+        eprintln!("NOTICE: skipping an exec browser test: {why}");
         return None;
     }
     let browser = browser().await?;
-    let data = tempfile::tempdir().expect("a temporary directory");
-    let config = sse_apps::exec::ExecConfig::new(data.path().to_owned(), isolation);
     let app = super::spawn_app_on(
         "127.0.0.1:0".parse().expect("addr"),
         sse_core::edge::auth::Token::required("t0k"),

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use super::control::Usage;
 use super::server::{self, ServerUnderTest};
-use crate::exec::sandbox::Isolation;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -142,7 +141,7 @@ pub async fn run(bench: SoakBench) -> anyhow::Result<SoakReport> {
         server::launch_with_env(&["--token", &token], &[("MIMALLOC_PURGE_DELAY", "0")], bench.pin)
             .await?;
     let mut skipped = Vec::new();
-    let exec = Isolation::detect().is_some();
+    let exec = crate::exec::ExecConfig::checked(std::env::temp_dir()).sandbox.is_ok();
     if !exec {
         skipped.push("exec runs: no sandbox here (install bubblewrap)".to_owned());
     }
