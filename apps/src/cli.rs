@@ -87,18 +87,17 @@ impl ExecArgs {
         let isolation = if self.no_sandbox { Isolation::None } else { self.sandbox };
         let probe_uid = rustix::process::getuid().is_root().then_some(probe_uid);
         let sandbox = Sandbox::prepare(isolation, self.no_cgroup, probe_uid);
-        match &sandbox {
-            Ok(sandbox) => {
-                eprintln!("exec: runs start in {}", sandbox.describe());
-                if isolation != Isolation::Bubblewrap {
-                    eprintln!(
-                        "WARNING: exec runs programs in a weaker sandbox than bubblewrap \
-                         ({}), as asked",
-                        isolation.name()
-                    );
-                }
+        // A failure is left to the caller: `sse-apps exec` stops on it, every app on one port
+        // says it and serves the rest.
+        if let Ok(sandbox) = &sandbox {
+            eprintln!("exec: runs start in {}", sandbox.describe());
+            if isolation != Isolation::Bubblewrap {
+                eprintln!(
+                    "WARNING: exec runs programs in a weaker sandbox than bubblewrap ({}), as \
+                     asked",
+                    isolation.name()
+                );
             }
-            Err(why) => eprintln!("exec: runs are refused: {why}"),
         }
         let mut config = ExecConfig::new(data_dir, sandbox);
         config.run_uids = uids;
@@ -601,8 +600,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = AllApps {
                 dashboard: cli.dashboard.config(data_dir.clone()),
                 exec: cli.exec.config(data_dir.clone())?,
-                ..AllApps::new(&data_dir)
+                chat: chat::ChatConfig::new(data_dir.clone()),
             };
+            if let Err(why) = &config.exec.sandbox {
+                eprintln!("WARNING: exec refuses runs: {why}");
+            }
             let app = move |core: Core| crate::all_apps(core, config);
             run_server(cli.server, ALL_APPS, shutdown, app).await?;
         }

@@ -264,7 +264,7 @@ fn restore(core: &Core, past: Vec<PastRun>) -> VecDeque<Arc<Run>> {
 fn sandbox_name(sandbox: &Result<Sandbox, String>) -> String {
     match sandbox {
         Ok(sandbox) => sandbox.describe(),
-        Err(_) => "unavailable: runs are refused".to_owned(),
+        Err(why) => format!("unavailable, runs are refused: {why}"),
     }
 }
 
