@@ -17,6 +17,7 @@
 //! | [`trigger`] | sends requests through `/trigger` and reports round-trip times |
 //! | [`index`] | the page that links every app |
 
+pub mod assets;
 pub mod basic;
 pub mod bench;
 pub mod bidi;

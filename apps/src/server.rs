@@ -1,25 +1,20 @@
 //! What every server subcommand shares: binding, common routes, layers, graceful shutdown.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use axum::Router;
-use axum::body::Body;
 use axum::middleware::from_fn_with_state;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::StatusCode;
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use sse_core::Core;
 use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::streams::{StreamCap, cap_streams};
-use sse_core::edge::{ApiError, method_not_allowed, not_found};
+use sse_core::edge::{method_not_allowed, not_found};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tower::{Layer, ServiceExt};
-use tower_http::services::ServeDir;
+use tower::Layer;
 
 use crate::front_door::{FrontDoor, FrontDoorLayer};
 
@@ -35,14 +30,6 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
-}
-
-/// Where static files are served from: `SSE_APPS_STATIC_DIR`, else the repository's `static/`
-/// (anchored at compile time, so `cargo run` works from any directory).
-pub fn static_dir() -> PathBuf {
-    std::env::var_os("SSE_APPS_STATIC_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../static")))
 }
 
 /// What guards an app's own routes (not `/healthz`, `/metrics` or `/static`).
@@ -79,13 +66,7 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Fr
             "/metrics",
             get(move || async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }),
         )
-        .nest_service(
-            "/static",
-            ServiceExt::<axum::extract::Request>::map_response(
-                ServeDir::new(static_dir()),
-                static_error_as_json,
-            ),
-        )
+        .nest_service("/static", axum::routing::any(crate::assets::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Around the whole router, once, not on every route (see `front_door`).
@@ -94,29 +75,6 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Fr
         None => FrontDoorLayer::new(hosts),
     };
     front_door.layer(app)
-}
-
-/// ServeDir answers a missing file (404) and a method other than GET or HEAD (405, with `Allow`)
-/// with an empty body; every other error of these servers is JSON, so these are made JSON too.
-fn static_error_as_json<B>(response: http::Response<B>) -> Response
-where
-    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    let error = match response.status() {
-        StatusCode::NOT_FOUND => ApiError::not_found("not_found", "no such file"),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "static files are only read (GET or HEAD)",
-        ),
-        _ => return response.map(Body::new),
-    };
-    let mut answer = error.into_response();
-    if let Some(allow) = response.headers().get(ALLOW) {
-        answer.headers_mut().insert(ALLOW, allow.clone());
-    }
-    answer
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled (see [`crate::connections`]). Open
