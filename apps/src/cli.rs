@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::{Args, Parser, Subcommand};
 use sse_core::edge::auth::Token;
+use sse_core::edge::forwarded::TrustedProxies;
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::RateLimit;
 use sse_core::edge::streams::StreamCap;
@@ -160,6 +161,14 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// A proxy's address (`127.0.0.1`, `::1`) or network (`10.0.0.0/8`).
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an address nor a CIDR network"))
+}
+
 fn parse_metric_thresholds(text: &str) -> Result<(String, Thresholds), String> {
     let (metric, thresholds) =
         text.split_once('=').ok_or("write METRIC=careful,warning,critical")?;
@@ -191,9 +200,14 @@ pub struct ServerArgs {
     /// No stream stays silent longer than this: quiet ones get a keep-alive comment
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
-    /// At most this many open event streams per client address; past it the oldest closes (0: no cap)
+    /// At most this many open event streams per client address; past it the oldest closes
+    /// (0: no cap). Loopback clients (this machine's own programs) are not counted
     #[arg(long, env = "SSE_APPS_MAX_STREAMS_PER_CLIENT", default_value_t = 32)]
     pub max_streams_per_client: usize,
+    /// A reverse proxy (address or CIDR, repeatable) whose Forwarded / X-Forwarded-For headers
+    /// name the client, for the rate limit and the stream cap; from anyone else they are ignored
+    #[arg(long = "trusted-proxy", env = "SSE_APPS_TRUSTED_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// At most this many sessions at once (bidi and MCP clients; one lingers 30 s after its
     /// stream closes); past it new ones get 503 too_many_sessions (0: no cap)
     #[arg(long, env = "SSE_APPS_MAX_SESSIONS", default_value_t = sse_core::session::MAX_SESSIONS)]
@@ -911,12 +925,18 @@ async fn run_server(
         _ => None,
     };
     let token = if tls.is_some() { token.over_https() } else { token };
-    let rate = RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2));
+    let proxies = TrustedProxies::new(args.trusted_proxies.clone());
+    let rate = RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2))
+        .map(|rate| rate.behind(proxies.clone()));
     if let Some(rate) = &rate {
         rate.forget_idle_every_minute(core.shutdown_token());
     }
-    let guards =
-        Guards { token: token.clone(), rate, streams: StreamCap::new(args.max_streams_per_client) };
+    let guards = Guards {
+        token: token.clone(),
+        rate,
+        streams: StreamCap::new(args.max_streams_per_client)
+            .map(|cap| cap.behind(proxies).sparing_loopback()),
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
     let listener =

@@ -14,6 +14,7 @@ use sse_apps::basic::{self, BasicConfig};
 use sse_apps::server;
 use sse_core::edge::JsonBody;
 use sse_core::edge::connections::{self, ConnectionSettings};
+use sse_core::edge::forwarded::TrustedProxies;
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::streams::StreamCap;
 use sse_core::testing::Stream;
@@ -241,6 +242,89 @@ async fn past_the_per_client_cap_the_oldest_stream_closes_and_the_newer_ones_go_
     newest.take(2).await;
     let two_open = || core.metrics.render().contains("sse_streams_open 2");
     sse_core::testing::eventually("two streams open on the server", two_open).await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_cap_and_loopback_is_spared() {
+    let proxies = TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()]);
+    let cap = StreamCap::new(2).unwrap().behind(proxies).sparing_loopback();
+    let guards = server::Guards { streams: Some(cap), ..server::Guards::default() };
+    let config = BasicConfig { count: 0, interval: Duration::from_millis(20) };
+    let build = |core| basic::router(core, config);
+    let (base, core) = serve_guarded(ConnectionSettings::default(), guards, build).await;
+    let url = format!("{base}/events");
+    let http = reqwest::Client::new();
+    let forwarded_for =
+        |client: &str| http.get(&url).header("x-forwarded-for", format!("{client}, 127.0.0.1"));
+
+    // Three streams of one client behind the proxy: its oldest closes.
+    let mut oldest = Stream::open_with(forwarded_for("203.0.113.1")).await;
+    oldest.take(1).await;
+    let _second = Stream::open_with(forwarded_for("203.0.113.1")).await;
+    let _third = Stream::open_with(forwarded_for("203.0.113.1")).await;
+    let ended = tokio::time::timeout(WATCHDOG, async { while oldest.next().await.is_some() {} });
+    ended.await.expect("the forwarded client's oldest stream was closed");
+    // Another client behind the same proxy, and this machine's own client: their own budgets,
+    // and the loopback one none at all.
+    let mut other = Vec::new();
+    for _ in 0..2 {
+        other.push(Stream::open_with(forwarded_for("203.0.113.2")).await);
+    }
+    let mut local = Vec::new();
+    for _ in 0..5 {
+        local.push(Stream::open(&url).await);
+    }
+    for stream in other.iter_mut().chain(local.iter_mut()) {
+        stream.take(2).await;
+    }
+    let nine_open = || core.metrics.render().contains("sse_streams_open 9");
+    sse_core::testing::eventually("nine streams open on the server", nine_open).await;
+}
+
+#[tokio::test]
+async fn the_go_originals_harness_of_64_responders_runs_against_the_defaults() {
+    // As its load harness does: 64 responder streams from one loopback address, default flags.
+    let mut command = support::binary();
+    command.args(["bidi-server", "--addr", "127.0.0.1:0"]).stderr(std::process::Stdio::null());
+    let (_server, base) = support::started(command).await;
+    let mut streams = Vec::new();
+    for n in 0..64 {
+        let mut stream = Stream::open(&format!("{base}/events?client_id=worker{n}")).await;
+        stream.take(1).await;
+        streams.push(stream);
+    }
+    let metrics = format!("{base}/metrics");
+    let all_open = || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        text.contains("sse_streams_open 64")
+    };
+    tokio::time::timeout(WATCHDOG, async {
+        while !all_open().await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("all 64 streams stay open");
+    // The first one opened still gets the server's request and its answer comes back.
+    let trigger =
+        tokio::spawn(reqwest::get(format!("{base}/trigger?client_id=worker0&message=hello")));
+    let request = within(streams[0].take(1)).await.pop().unwrap();
+    let request: Value = serde_json::from_str(&request.data).unwrap();
+    let answered = reqwest::Client::new()
+        .post(format!("{base}/response"))
+        .header("client-id", "worker0")
+        .json(&serde_json::json!({"id": request["id"], "result": "from worker0"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answered.status().is_success(), "{}", answered.status());
+    let triggered = within(trigger).await.unwrap().unwrap();
+    assert_eq!(triggered.status(), 200);
+    assert!(triggered.text().await.unwrap().contains("from worker0"));
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WATCHDOG, future).await.expect("within the watchdog")
 }
 
 #[tokio::test]

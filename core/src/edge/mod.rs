@@ -13,6 +13,8 @@
 //! * [`auth`]: the shared token (bearer header, cookie, or a `?token=` link that sets the cookie),
 //!   compared in constant time;
 //! * [`origin`]: Host checks against DNS rebinding and Origin checks against CSRF;
+//! * [`forwarded`]: the client's address, read from `Forwarded`/`X-Forwarded-For` only when the
+//!   peer is a proxy we were told to trust;
 //! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`;
 //! * [`streams`]: a cap on open event streams per client address, closing the oldest;
 //! * [`HeaderText`]: one request header's text, without copying the others;
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod body_deadline;
 pub mod connections;
 mod error;
+pub mod forwarded;
 mod header;
 mod idle;
 mod json;

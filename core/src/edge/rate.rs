@@ -15,16 +15,19 @@ use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use super::ApiError;
+use super::forwarded::TrustedProxies;
 
 /// A rate limit keyed by `K` (by default the client's IP). Cheap to clone (shared).
 #[derive(Debug)]
 pub struct RateLimit<K: Hash + Eq + Clone = IpAddr> {
     limiter: Arc<DefaultKeyedRateLimiter<K>>,
+    /// Whose forwarding headers say who the client is (keyed by IP only).
+    proxies: TrustedProxies,
 }
 
 impl<K: Hash + Eq + Clone> Clone for RateLimit<K> {
     fn clone(&self) -> Self {
-        RateLimit { limiter: self.limiter.clone() }
+        RateLimit { limiter: self.limiter.clone(), proxies: self.proxies.clone() }
     }
 }
 
@@ -34,7 +37,15 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
         let rate = NonZeroU32::new(per_second)?;
         let burst = NonZeroU32::new(burst.max(1)).unwrap_or(rate);
         let quota = Quota::per_second(rate).allow_burst(burst);
-        Some(RateLimit { limiter: Arc::new(RateLimiter::keyed(quota)) })
+        Some(RateLimit {
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+            proxies: TrustedProxies::default(),
+        })
+    }
+
+    /// The same limit, with clients behind `proxies` keyed by the address they forwarded for.
+    pub fn behind(self, proxies: TrustedProxies) -> RateLimit<K> {
+        RateLimit { proxies, ..self }
     }
 
     /// Forgets keys whose buckets are full again, so memory stays bounded by active keys.
@@ -72,12 +83,16 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
     }
 }
 
-/// Middleware applying a [`RateLimit`] by the peer's address (when the server records it).
+/// Middleware applying a [`RateLimit`] by the client's address (the peer's, or behind a trusted
+/// proxy the one it forwarded for; all requests share one bucket where the server records no
+/// peers).
 pub async fn limit(State(rate): State<RateLimit>, req: Request, next: Next) -> Response {
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| {
+            rate.proxies.client(info.0.ip(), req.headers())
+        });
     match rate.check(&client) {
         Ok(()) => next.run(req).await,
         Err(error) => error.into_response(),

@@ -6,6 +6,11 @@
 //! most likely abandoned; an `EventSource` whose stream was closed reconnects by itself, so a
 //! client with more tabs than the cap keeps its newest ones live.
 //!
+//! The client is the address [`TrustedProxies`] resolves (behind a proxy we trust, the one it
+//! forwarded for). A server may spare loopback clients ([`StreamCap::sparing_loopback`], the
+//! binary's default): they are this machine's own programs, such as a load harness that opens
+//! dozens of streams from 127.0.0.1, which a per-address cap would break.
+//!
 //! The middleware learns of a stream from the [`StreamHandle`] that
 //! [`sse_response`](crate::stream::sse_response) puts in the response: a token that closes the
 //! stream when cancelled, and that the stream itself cancels when it ends for any reason, so
@@ -20,6 +25,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 
+use super::forwarded::TrustedProxies;
 use crate::hub::lock;
 
 /// Put in an event stream's response: cancelling it closes the stream; the stream cancels it
@@ -36,6 +42,8 @@ pub struct StreamCap {
 #[derive(Debug)]
 struct CapInner {
     per_client: usize,
+    proxies: TrustedProxies,
+    spare_loopback: bool,
     open: Mutex<HashMap<IpAddr, VecDeque<CancellationToken>>>,
 }
 
@@ -43,10 +51,38 @@ struct CapInner {
 const SWEEP_AT: usize = 1024;
 
 impl StreamCap {
-    /// At most `per_client` open streams per address; `None` for 0 (no cap).
+    /// At most `per_client` open streams per address, every address counted, the peer taken
+    /// as the client; `None` for 0 (no cap).
     pub fn new(per_client: usize) -> Option<StreamCap> {
-        (per_client > 0)
-            .then(|| StreamCap { inner: Arc::new(CapInner { per_client, open: Mutex::default() }) })
+        (per_client > 0).then(|| StreamCap {
+            inner: Arc::new(CapInner {
+                per_client,
+                proxies: TrustedProxies::default(),
+                spare_loopback: false,
+                open: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The same cap, with clients behind `proxies` counted by the address they forwarded for.
+    pub fn behind(self, proxies: TrustedProxies) -> StreamCap {
+        self.rebuilt(|inner| inner.proxies = proxies)
+    }
+
+    /// The same cap, leaving loopback clients uncounted.
+    pub fn sparing_loopback(self) -> StreamCap {
+        self.rebuilt(|inner| inner.spare_loopback = true)
+    }
+
+    fn rebuilt(self, change: impl FnOnce(&mut CapInner)) -> StreamCap {
+        let mut inner = CapInner {
+            per_client: self.inner.per_client,
+            proxies: self.inner.proxies.clone(),
+            spare_loopback: self.inner.spare_loopback,
+            open: Mutex::default(),
+        };
+        change(&mut inner);
+        StreamCap { inner: Arc::new(inner) }
     }
 
     /// Counts a new stream of `client`, closing its oldest ones beyond the cap.
@@ -78,9 +114,14 @@ impl StreamCap {
 
 /// Middleware: counts every event stream against its client's cap.
 /// Use with `axum::middleware::from_fn_with_state(cap, cap_streams)`; needs the peer address
-/// (`ConnectInfo<SocketAddr>`), and passes requests without one through uncounted.
+/// (`ConnectInfo<SocketAddr>`), and passes requests without one through uncounted, as it does a
+/// loopback client when the cap spares them.
 pub async fn cap_streams(State(cap): State<StreamCap>, request: Request, next: Next) -> Response {
-    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| cap.inner.proxies.client(info.0.ip(), request.headers()))
+        .filter(|client| !(cap.inner.spare_loopback && client.is_loopback()));
     let response = next.run(request).await;
     if let (Some(client), Some(handle)) = (client, response.extensions().get::<StreamHandle>()) {
         cap.admit(client, handle.0.clone());
