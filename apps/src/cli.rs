@@ -189,6 +189,11 @@ pub struct ServerArgs {
     /// it listens on); they forward requests for its exec runs there
     #[arg(long, env = "SSE_APPS_ADVERTISE_URL", value_name = "URL", requires = "redis")]
     pub advertise_url: Option<String>,
+    /// Name the token's cookie for this port, not the one listened on: the port browsers reach
+    /// the server at behind a proxy; the same on every instance of a cluster, so that one login
+    /// holds on all of them
+    #[arg(long, env = "SSE_APPS_COOKIE_PORT", value_name = "PORT")]
+    pub cookie_port: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -890,13 +895,21 @@ async fn run_server(
     if let Some(rate) = &rate {
         rate.forget_idle_every_minute(core.shutdown_token());
     }
+    let listener =
+        server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    // The port bound, not the one asked for (which may be 0), names the token's cookie.
+    let token = token.on_port(args.cookie_port.unwrap_or(local.port()));
+    if core.cluster().is_some() && token.is_required() && args.cookie_port.is_none() {
+        tracing::warn!(
+            "--redis without --cookie-port: a browser's login holds on this instance only; give \
+             every instance the same --cookie-port"
+        );
+    }
     let guards =
         Guards { token: token.clone(), rate, streams: StreamCap::new(args.max_streams_per_client) };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
-    let listener =
-        server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
     let link = match token.secret() {
         Some(secret) => format!("{scheme}://{local}{home}?token={secret}"),
         None => format!("{scheme}://{local}{home}"),
