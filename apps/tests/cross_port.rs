@@ -6,6 +6,10 @@
 //!   link does not log the browser out of the first.
 //! * A plain listener on a third port, visited by the same browser, receives both servers'
 //!   cookies (the browser sends them) but neither token.
+//! * A page that listener serves cannot take a bidi client's name by opening an `EventSource`
+//!   to the server's naming streams: the browser sends them (and would have made the server
+//!   give the name away before the browser's CORS check threw the answer away), the server
+//!   refuses them, and the client keeps its name.
 //!
 //! The browser comes from `support::browser` (Debian's Chromium; outside CI a missing one skips
 //! with a notice).
@@ -17,11 +21,14 @@ use std::time::Duration;
 
 use fantoccini::Client;
 use sse_apps::basic::BasicConfig;
+use sse_apps::bidi::BidiConfig;
+use sse_apps::bidi::client::{ClientConfig, Protocol, analyze};
 use sse_core::edge::auth::Token;
-use support::browser::{ONE_AT_A_TIME, browser, text_of, wait_for};
-use support::{TestApp, spawn_app_on};
+use support::browser::{ONE_AT_A_TIME, browser, text_of, until_true, wait_for};
+use support::{TestApp, eventually, spawn_app_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A token-protected test page (`/`, whose script opens the stream `/events`).
 async fn protected(token: &'static str) -> TestApp {
@@ -130,4 +137,71 @@ async fn two_servers_keep_their_own_logins_and_another_port_receives_no_token() 
     still_logged_in(client, &b.base).await;
     a.stop().await;
     b.stop().await;
+}
+
+/// A page on another origin that opens an `EventSource` to each `path` of the server its
+/// address names (`?target=http://127.0.0.1:PORT`), asking for the client name `worker`, and
+/// notes in `window.outcome` how each one ended.
+const TAKER: &str = r#"<!doctype html><title>taker</title><script>
+window.outcome = {};
+const target = new URLSearchParams(location.search).get("target");
+for (const path of ["/events", "/rpc/events"]) {
+  const source = new EventSource(`${target}${path}?client_id=worker`);
+  source.onopen = () => { window.outcome[path] = "open"; };
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) window.outcome[path] ??= "failed";
+  };
+}
+</script>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_port_cannot_take_a_clients_name_with_an_event_source() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(browser) = browser().await else { return };
+    let client = &browser.client;
+    let config = BidiConfig { timeout: Duration::from_secs(30) };
+    let app = spawn_app_on("127.0.0.1:0".parse().unwrap(), Token::open(), move |core| {
+        sse_apps::bidi_server(core, config)
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let worker = ClientConfig {
+        server: app.base.clone(),
+        client_id: "worker".into(),
+        protocol: Protocol::Compat,
+        work: Duration::ZERO,
+        token: None,
+    };
+    tokio::spawn(sse_apps::bidi::client::run(worker, stop.clone()));
+    let held = || app.core.sessions.by_name("worker").filter(|s| s.connections() > 0);
+    eventually("the worker connects", || held().is_some()).await;
+    let session = held().unwrap().id().clone();
+
+    let (elsewhere, mut heads) = stranger(TAKER).await;
+    client.goto(&format!("{elsewhere}/?target={}", app.base)).await.unwrap();
+    // Both streams ended for good: each request went to the server and came back refused
+    // (a failed CORS check ends one the same way, which is why the server must refuse).
+    until_true(
+        client,
+        "both streams failed",
+        r#"return window.outcome["/events"] === "failed" && window.outcome["/rpc/events"] === "failed";"#,
+    )
+    .await;
+    let page = heads.recv().await.unwrap();
+    assert!(page.starts_with("GET /?target="), "the page came from the other port: {page}");
+
+    // The worker still holds its name and answers what is sent to it.
+    assert_eq!(held().map(|s| s.id().clone()), Some(session));
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/trigger", app.base))
+        .query(&[("client_id", "worker"), ("message", "still mine")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["result"], serde_json::json!(analyze("still mine")), "{answer}");
+    stop.cancel();
+    app.stop().await;
 }
