@@ -149,9 +149,13 @@ pub struct ServerArgs {
     /// 127.0.0.1:8082]
     #[arg(long, env = "SSE_APPS_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// Require this token (Bearer header, cookie, or ?token= link) on the app's endpoints
+    /// Require this token (Bearer header, cookie, or ?token= link) on the app's endpoints; on
+    /// the command line every local user can read it (ps): prefer --token-file or the env var
     #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Require the token written on this file's first line (instead of --token)
+    #[arg(long, env = "SSE_APPS_TOKEN_FILE", value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// Where apps keep their data (apps that store nothing ignore it)
     #[arg(long, env = "SSE_APPS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -218,7 +222,7 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         deadline: Duration,
         /// Serve without any token (only for trying it out on a machine you alone use)
-        #[arg(long, conflicts_with = "token")]
+        #[arg(long, conflicts_with_all = ["token", "token_file"])]
         no_auth: bool,
     },
     /// Answer an MCP server's sampling requests with a real model (OpenAI-compatible or Anthropic)
@@ -543,7 +547,10 @@ pub fn main() -> ExitCode {
     // could then read or write them. Everything this process opens itself is close-on-exec
     // already. Done first, while no other thread exists; stdin, stdout and stderr stay.
     close_fds::set_fds_cloexec(3, &[]);
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    warn_if_token_on_command_line(&matches);
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A bench reports its own findings; its clients' progress at info would bury them.
     let default_level =
         if matches!(cli.command, Some(Command::Bench { .. })) { "warn" } else { "info" };
@@ -568,6 +575,30 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Says on stderr that a `--token` given on the command line is there for every local user to
+/// read (`ps`, `/proc/PID/cmdline`). Not for one from `SSE_APPS_TOKEN`, which only the user and
+/// root can read (`/proc/PID/environ`).
+fn warn_if_token_on_command_line(matches: &clap::ArgMatches) {
+    let mut used = matches;
+    while let Some((_, inner)) = used.subcommand() {
+        used = inner;
+    }
+    let given = used.ids().any(|id| id.as_str() == "token");
+    if !given || used.value_source("token") != Some(clap::parser::ValueSource::CommandLine) {
+        return;
+    }
+    // The clients' `--token` has no file form.
+    let instead = if used.try_contains_id("token_file").is_ok() {
+        "--token-file PATH or SSE_APPS_TOKEN"
+    } else {
+        "SSE_APPS_TOKEN"
+    };
+    eprintln!(
+        "warning: --token on the command line can be read by every local user (ps); use \
+         {instead} instead"
+    );
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -859,6 +890,21 @@ async fn run_bench_target(
     Ok(())
 }
 
+/// The token a server was given: `--token` (or `SSE_APPS_TOKEN`; empty is none), or the first
+/// line of `--token-file`, trimmed. A file that cannot be read or holds no token stops the start:
+/// serving without the token meant, or with a made-up one, would be worse.
+fn given_token(args: &ServerArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = &args.token_file else {
+        return Ok(args.token.clone().filter(|t| !t.is_empty()));
+    };
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--token-file {shown}: cannot read it: {e}"))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    anyhow::ensure!(!token.is_empty(), "--token-file {shown}: its first line holds no token");
+    Ok(Some(token.to_owned()))
+}
+
 /// Builds the core, binds, prints where to look, and serves until a signal.
 async fn run_server(
     args: ServerArgs,
@@ -866,6 +912,7 @@ async fn run_server(
     shutdown: CancellationToken,
     app: impl FnOnce(Core) -> anyhow::Result<Router>,
 ) -> anyhow::Result<()> {
+    let given = given_token(&args)?;
     let Program { what, default_port, home, .. } = program;
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let defaults = CoreConfig::default();
@@ -879,7 +926,6 @@ async fn run_server(
     }
     // Servers whose apps can change the machine always need a token: one is made up if none
     // was given, and the link printed below carries it.
-    let given = args.token.filter(|t| !t.is_empty());
     let token = match given {
         Some(secret) => Token::required(secret),
         None if program.changes_machine => Token::required(Token::generate()),
