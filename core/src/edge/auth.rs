@@ -13,14 +13,15 @@
 //!
 //! **A cookie per server.** Browsers do not scope cookies by port (RFC 6265, 8.5): a cookie set
 //! by `127.0.0.1:8080` is sent to every server on `127.0.0.1`, whatever its port. So the cookie
-//! is named for the port this server is bound to (`sse_apps_token_8080`; over HTTPS
-//! `__Host-sse_apps_token_8443`, which the browser only accepts `Secure`, for `Path=/` and with no
-//! `Domain`), and two servers on one host each keep their own login. Its value is not the token
-//! but HMAC-SHA256(token, "sse-apps cookie " + port): a local server on another port still
-//! receives it (nothing stops the browser sending it) but learns nothing about the token, and
-//! what it learns opens no other server, even one with the same token. It does open this one:
-//! only HTTPS (whose `Secure` cookie never goes to a plain-HTTP listener) or a host name of its
-//! own keeps it from other local listeners.
+//! is named for the server's port ([`Token::on_port`]: the one it is bound to, or the one
+//! browsers reach it at behind a proxy, which instances behind one address share), as in
+//! `sse_apps_token_8080`, or over HTTPS `__Host-sse_apps_token_8443` (which a browser accepts
+//! only `Secure`, for `Path=/` and with no `Domain`), and two servers on one host each keep their
+//! own login. Its value is not the token but HMAC-SHA256(token, "sse-apps cookie " + port): a
+//! local server on another port still receives it (nothing stops the browser sending it) but
+//! learns nothing about the token, and what it learns opens no other server, even one with the
+//! same token. It does open this one: only HTTPS (whose `Secure` cookie never goes to a
+//! plain-HTTP listener) or a host name of its own keeps it from other local listeners.
 //!
 //! Tokens and cookies are compared in constant time and never logged (request spans omit the
 //! query string).
@@ -107,8 +108,8 @@ impl Token {
         Token { secret: Some(secret.into()), ..Token::default() }.with_cookie()
     }
 
-    /// The same token, for a server bound to `port`: its cookie is named for that port and
-    /// means nothing to a server on another.
+    /// The same token, for a server at `port` (the port it is bound to, or the one browsers
+    /// reach it at): its cookie is named for that port and means nothing to a server on another.
     pub fn on_port(self, port: u16) -> Token {
         Token { port, ..self }.with_cookie()
     }
