@@ -182,9 +182,13 @@ pub struct ServerArgs {
     /// 127.0.0.1:8082]
     #[arg(long, env = "SSE_APPS_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// Require this token (Bearer header, cookie, or ?token= link) on the app's endpoints
+    /// Require this token (Bearer header, cookie, or ?token= link) on the app's endpoints; on
+    /// the command line every local user can read it (ps): prefer --token-file or the env var
     #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Require the token written on this file's first line (instead of --token)
+    #[arg(long, env = "SSE_APPS_TOKEN_FILE", value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// Where apps keep their data (apps that store nothing ignore it)
     #[arg(long, env = "SSE_APPS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -227,6 +231,11 @@ pub struct ServerArgs {
     /// it listens on); they forward requests for its exec runs there
     #[arg(long, env = "SSE_APPS_ADVERTISE_URL", value_name = "URL", requires = "redis")]
     pub advertise_url: Option<String>,
+    /// Name the token's cookie for this port, not the one listened on: the port browsers reach
+    /// the server at behind a proxy; the same on every instance of a cluster, so that one login
+    /// holds on all of them
+    #[arg(long, env = "SSE_APPS_COOKIE_PORT", value_name = "PORT")]
+    pub cookie_port: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,7 +260,7 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         deadline: Duration,
         /// Serve without any token (only for trying it out on a machine you alone use)
-        #[arg(long, conflicts_with = "token")]
+        #[arg(long, conflicts_with_all = ["token", "token_file"])]
         no_auth: bool,
     },
     /// Answer an MCP server's sampling requests with a real model (OpenAI-compatible or Anthropic)
@@ -576,7 +585,10 @@ pub fn main() -> ExitCode {
     // could then read or write them. Everything this process opens itself is close-on-exec
     // already. Done first, while no other thread exists; stdin, stdout and stderr stay.
     close_fds::set_fds_cloexec(3, &[]);
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    warn_if_token_on_command_line(&matches);
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A bench reports its own findings; its clients' progress at info would bury them.
     let default_level =
         if matches!(cli.command, Some(Command::Bench { .. })) { "warn" } else { "info" };
@@ -601,6 +613,30 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Says on stderr that a `--token` given on the command line is there for every local user to
+/// read (`ps`, `/proc/PID/cmdline`). Not for one from `SSE_APPS_TOKEN`, which only the user and
+/// root can read (`/proc/PID/environ`).
+fn warn_if_token_on_command_line(matches: &clap::ArgMatches) {
+    let mut used = matches;
+    while let Some((_, inner)) = used.subcommand() {
+        used = inner;
+    }
+    let given = used.ids().any(|id| id.as_str() == "token");
+    if !given || used.value_source("token") != Some(clap::parser::ValueSource::CommandLine) {
+        return;
+    }
+    // The clients' `--token` has no file form.
+    let instead = if used.try_contains_id("token_file").is_ok() {
+        "--token-file PATH or SSE_APPS_TOKEN"
+    } else {
+        "SSE_APPS_TOKEN"
+    };
+    eprintln!(
+        "warning: --token on the command line can be read by every local user (ps); use \
+         {instead} instead"
+    );
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -893,6 +929,21 @@ async fn run_bench_target(
     Ok(())
 }
 
+/// The token a server was given: `--token` (or `SSE_APPS_TOKEN`; empty is none), or the first
+/// line of `--token-file`, trimmed. A file that cannot be read or holds no token stops the start:
+/// serving without the token meant, or with a made-up one, would be worse.
+fn given_token(args: &ServerArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = &args.token_file else {
+        return Ok(args.token.clone().filter(|t| !t.is_empty()));
+    };
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--token-file {shown}: cannot read it: {e}"))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    anyhow::ensure!(!token.is_empty(), "--token-file {shown}: its first line holds no token");
+    Ok(Some(token.to_owned()))
+}
+
 /// Builds the core, binds, prints where to look, and serves until a signal.
 async fn run_server(
     args: ServerArgs,
@@ -900,6 +951,7 @@ async fn run_server(
     shutdown: CancellationToken,
     app: impl FnOnce(Core) -> anyhow::Result<Router>,
 ) -> anyhow::Result<()> {
+    let given = given_token(&args)?;
     let Program { what, default_port, home, .. } = program;
     let addr = args.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], default_port)));
     let defaults = CoreConfig::default();
@@ -913,7 +965,6 @@ async fn run_server(
     }
     // Servers whose apps can change the machine always need a token: one is made up if none
     // was given, and the link printed below carries it.
-    let given = args.token.filter(|t| !t.is_empty());
     let token = match given {
         Some(secret) => Token::required(secret),
         None if program.changes_machine => Token::required(Token::generate()),
@@ -931,6 +982,17 @@ async fn run_server(
     if let Some(rate) = &rate {
         rate.forget_idle_every_minute(core.shutdown_token());
     }
+    let listener =
+        server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    // The port bound, not the one asked for (which may be 0), names the token's cookie.
+    let token = token.on_port(args.cookie_port.unwrap_or(local.port()));
+    if core.cluster().is_some() && token.is_required() && args.cookie_port.is_none() {
+        tracing::warn!(
+            "--redis without --cookie-port: a browser's login holds on this instance only; give \
+             every instance the same --cookie-port"
+        );
+    }
     let guards = Guards {
         token: token.clone(),
         rate,
@@ -939,9 +1001,6 @@ async fn run_server(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let app = server::finish(app(core.clone())?, &core, hosts, guards);
-    let listener =
-        server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
     let link = match token.secret() {
         Some(secret) => format!("{scheme}://{local}{home}?token={secret}"),
         None => format!("{scheme}://{local}{home}"),

@@ -394,6 +394,61 @@ async fn a_page_elsewhere_cannot_fire_triggers() {
     assert_eq!(same_origin.status(), 404, "passes the check, then finds no client x");
 }
 
+/// The stream GETs that take a client's name: the Go original's and the JSON-RPC one.
+const NAMING_STREAMS: [&str; 2] = ["/events", "/rpc/events"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_elsewhere_cannot_take_a_clients_name_and_programs_still_can() {
+    let app = bidi_app(Duration::from_secs(30)).await;
+    let _compat = start_client(&app, "worker", Protocol::Compat).await;
+    let _native = start_client(&app, "native-worker", Protocol::Native).await;
+    let held = |name: &str| app.core.sessions.by_name(name).unwrap().id().clone();
+    let before = (held("worker"), held("native-worker"));
+    let http = reqwest::Client::new();
+    // What browsers send from a page on another site, and from another port of this host.
+    let elsewhere: [&[(&str, &str)]; 4] = [
+        &[("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")],
+        &[("origin", "http://127.0.0.1:1"), ("sec-fetch-site", "same-site")],
+        &[("origin", "http://evil.example")],
+        &[("sec-fetch-site", "cross-site")],
+    ];
+    for path in NAMING_STREAMS {
+        for name in ["worker", "native-worker"] {
+            for headers in &elsewhere {
+                let mut request =
+                    http.get(format!("{}{path}", app.base)).query(&[("client_id", name)]);
+                for &(header, value) in *headers {
+                    request = request.header(header, value);
+                }
+                let refused = request.send().await.unwrap();
+                assert_eq!(refused.status(), 403, "{path} {name} {headers:?}");
+                let body: Value = refused.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "origin_not_allowed", "{body}");
+                assert!(body["error"]["message"].is_string(), "{body}");
+            }
+        }
+    }
+    // The names stay with the clients that hold them, which still answer.
+    assert_eq!((held("worker"), held("native-worker")), before);
+    for name in ["worker", "native-worker"] {
+        let (status, body) = trigger(&app.base, name, "still mine").await;
+        assert_eq!((status, &body["result"]), (200, &json!(analyze("still mine"))), "{name}");
+    }
+    // Programs send neither header and connect as before; so does a page of this origin.
+    for (path, name) in [("/events", "plain-go"), ("/rpc/events", "plain-native")] {
+        let url = format!("{}{path}?client_id={name}", app.base);
+        let mut plain = Stream::open_with(http.get(&url)).await;
+        assert!(plain.next().await.unwrap().data.contains(name), "{path}");
+        assert!(app.core.sessions.by_name(name).is_some(), "{path}");
+    }
+    let same_origin = http
+        .get(format!("{}/rpc/events?client_id=from-the-page", app.base))
+        .header("origin", &app.base)
+        .header("sec-fetch-site", "same-origin");
+    let mut stream = Stream::open_with(same_origin).await;
+    assert!(stream.next().await.unwrap().data.contains("from-the-page"));
+}
+
 #[tokio::test]
 async fn a_stale_last_event_id_on_a_new_compat_session_is_ignored() {
     let app = bidi_app(Duration::from_secs(30)).await;

@@ -39,7 +39,8 @@ async fn no_token_appears_in_the_logs_even_at_trace_level() {
     // The token as a link (which sets the cookie), as a cookie, and as a bearer header.
     let link = http.get(format!("{base}/?token={TOKEN}")).send().await.unwrap();
     assert_eq!(link.status(), 200);
-    let cookie = format!("sse_apps_token={TOKEN}");
+    let port = reqwest::Url::parse(&base).unwrap().port().unwrap();
+    let cookie = sse_core::edge::auth::Token::required(TOKEN).on_port(port).cookie().unwrap();
     let page = http.get(format!("{base}/chat")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), 200);
     // A member joins (its own token comes back) (the room exists from then on).
@@ -84,6 +85,8 @@ async fn no_token_appears_in_the_logs_even_at_trace_level() {
     let log = tokio::time::timeout(WATCHDOG, log).await.unwrap().unwrap();
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log ran at trace level");
     assert!(!log.contains(TOKEN), "the server token is in the log");
+    let cookie_value = cookie.split_once('=').unwrap().1;
+    assert!(!log.contains(cookie_value), "the server's cookie is in the log");
     assert!(!log.contains(&member), "a member token is in the log");
 }
 

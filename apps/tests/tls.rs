@@ -82,9 +82,19 @@ async fn the_token_cookie_a_link_sets_over_https_is_secure() {
     let page = trusting(&certificate).get(format!("{base}/?token=tls-token-5e1")).send().await;
     let page = page.unwrap();
     assert_eq!(page.status(), 200);
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
-    // Never sent to a plain-HTTP page (a server on another port of the same host, say).
+    let port = reqwest::Url::parse(&base).unwrap().port().unwrap();
+    let cookies: Vec<&str> =
+        page.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    let name = format!("__Host-sse_apps_token_{port}=");
+    let cookie = cookies.iter().find(|c| c.starts_with(&name)).expect("this server's cookie");
+    // Never sent to a plain-HTTP page (a server on another port of the same host, say), and
+    // with the `__Host-` prefix a browser takes it only so: `Secure`, `Path=/`, no `Domain`.
     assert!(cookie.split("; ").any(|part| part == "Secure"), "{cookie}");
+    assert!(cookie.split("; ").any(|part| part == "Path=/") && !cookie.contains("Domain"));
+    assert!(!cookie.contains("tls-token-5e1"), "the value is not the token: {cookie}");
+    // The old shared cookie is dropped, by a `Secure` cookie (which alone may replace one).
+    let forget = cookies.iter().find(|c| c.starts_with("sse_apps_token=;")).expect("dropped");
+    assert!(forget.contains("Max-Age=0") && forget.contains("Secure"), "{forget}");
 }
 
 #[tokio::test]

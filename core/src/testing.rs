@@ -19,8 +19,15 @@ use crate::wire::{MessageEvent, Parser};
 /// Serves `app` on 127.0.0.1:0 with the same connection loop the apps use; returns the base URL
 /// and a token that stops it.
 pub async fn serve(app: Router) -> (String, CancellationToken) {
+    serve_with_port(|_| app).await
+}
+
+/// As [`serve`], for a router that must know its port first (a token's cookie is named for it):
+/// binds, then builds the router with the port it got.
+pub async fn serve_with_port(build: impl FnOnce(u16) -> Router) -> (String, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app = build(addr.port());
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {

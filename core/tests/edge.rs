@@ -9,27 +9,33 @@ use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
 use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::{JsonBody, method_not_allowed, not_found};
-use sse_core::testing::serve;
+use sse_core::testing::serve_with_port;
 
 async fn echo(JsonBody(body): JsonBody<Value>) -> axum::Json<Value> {
     axum::Json(body)
 }
 
-/// A server as the apps build it: token on the app routes, Host/Origin checks on everything.
+/// A server as the apps build it: token on the app routes (its cookie named for the port the
+/// server got), Host/Origin checks on everything.
 async fn guarded(token: Token, rate: Option<RateLimit>) -> String {
-    let mut app = Router::new().route("/echo", post(echo)).route("/page", get(|| async { "page" }));
-    if let Some(rate) = rate {
-        app = app.layer(from_fn_with_state(rate, limit));
-    }
-    let policy =
-        HostPolicy::for_bind("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()), &[], &[]);
-    let app = app
-        .layer(from_fn_with_state(token, require_token))
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(policy, check_host_and_origin));
-    serve(app).await.0
+    let build = move |port| {
+        let mut app =
+            Router::new().route("/echo", post(echo)).route("/page", get(|| async { "page" }));
+        if let Some(rate) = rate {
+            app = app.layer(from_fn_with_state(rate, limit));
+        }
+        let policy = HostPolicy::for_bind(
+            "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            &[],
+            &[],
+        );
+        app.layer(from_fn_with_state(token.on_port(port), require_token))
+            .route("/healthz", get(|| async { "ok" }))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(from_fn_with_state(policy, check_host_and_origin))
+    };
+    serve_with_port(build).await.0
 }
 
 /// Asserts the status and that the body is the house error shape; returns the error code.
@@ -65,26 +71,76 @@ async fn a_token_is_required_and_compared_exactly() {
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
 }
 
+/// The port of a base URL such as `http://127.0.0.1:4242`.
+fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+}
+
+/// The `Set-Cookie` headers of a response.
+fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    let values = response.headers().get_all("set-cookie").iter();
+    values.map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
 #[tokio::test]
-async fn a_token_link_sets_an_http_only_strict_cookie_that_works_afterwards() {
+async fn a_token_link_sets_an_http_only_strict_cookie_of_this_port_that_works_afterwards() {
     let base = guarded(Token::required("s3cret"), None).await;
+    let port = port_of(&base);
     let http = reqwest::Client::new();
     let link = http.get(format!("{base}/page?token=s3cret")).send().await.unwrap();
     assert_eq!(link.status(), 200);
-    let cookie = link.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.starts_with("sse_apps_token=s3cret;"));
+    let cookies = set_cookies(&link);
+    let ours = format!("sse_apps_token_{port}=");
+    let cookie = cookies.iter().find(|c| c.starts_with(&ours)).expect("this port's cookie");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let value = pair.split_once('=').unwrap().1;
+    assert!(!value.contains("s3cret"), "the value is not the token: {cookie}");
+    assert_eq!(value.len(), 64, "HMAC-SHA256 as hex: {cookie}");
+    assert_eq!(Some(pair.clone()), Token::required("s3cret").on_port(port).cookie());
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(cookie.contains("Path=/") && !cookie.contains("Domain"));
     assert!(!cookie.contains("Secure"), "plain HTTP: the browser must send it back there");
-    let with_cookie = http
-        .get(format!("{base}/page"))
-        .header("cookie", "other=1; sse_apps_token=s3cret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(with_cookie.status(), 200);
+    // The old cookie, which carried the token to every port, is dropped.
+    assert!(cookies.iter().any(|c| c.starts_with("sse_apps_token=;") && c.contains("Max-Age=0")));
+
+    let with_cookie = |cookie: String| http.get(format!("{base}/page")).header("cookie", cookie);
+    let ok = with_cookie(format!("other=1; {pair}")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    // The token itself is no cookie value, under this name or the old one.
+    let token_as_value = with_cookie(format!("{ours}s3cret")).send().await.unwrap();
+    assert_eq!(error_code(token_as_value, 401).await, "wrong_token");
+    let legacy = with_cookie("sse_apps_token=s3cret".to_owned()).send().await.unwrap();
+    assert_eq!(error_code(legacy, 401).await, "missing_token");
     let bad_link = http.get(format!("{base}/page?token=nope")).send().await.unwrap();
     assert!(bad_link.headers().get("set-cookie").is_none());
     assert_eq!(error_code(bad_link, 401).await, "wrong_token");
+}
+
+#[tokio::test]
+async fn the_cookie_of_one_server_opens_no_other_even_with_the_same_token() {
+    let (a, b) = (
+        guarded(Token::required("s4me"), None).await,
+        guarded(Token::required("s4me"), None).await,
+    );
+    let http = reqwest::Client::new();
+    let link = http.get(format!("{a}/page?token=s4me")).send().await.unwrap();
+    let cookies = set_cookies(&link);
+    let a_cookie = cookies.iter().find(|c| !c.starts_with("sse_apps_token=;")).unwrap();
+    let a_pair = a_cookie.split(';').next().unwrap().to_owned();
+    let a_value = a_pair.split_once('=').unwrap().1;
+    let page = |base: &str, cookie: String| {
+        http.get(format!("{base}/page")).header("cookie", cookie).send()
+    };
+    assert_eq!(page(&a, a_pair.clone()).await.unwrap().status(), 200);
+    // B does not read A's cookie, and A's value under B's name is wrong.
+    assert_eq!(error_code(page(&b, a_pair.clone()).await.unwrap(), 401).await, "missing_token");
+    let b_name = format!("sse_apps_token_{}", port_of(&b));
+    let replayed = page(&b, format!("{b_name}={a_value}")).await.unwrap();
+    assert_eq!(error_code(replayed, 401).await, "wrong_token");
+    // B's own cookie works on B only.
+    let b_pair = Token::required("s4me").on_port(port_of(&b)).cookie().unwrap();
+    assert_eq!(page(&b, b_pair.clone()).await.unwrap().status(), 200);
+    assert_eq!(error_code(page(&a, b_pair).await.unwrap(), 401).await, "missing_token");
 }
 
 #[tokio::test]

@@ -66,8 +66,9 @@ struct Tally {
 /// Runs the scenario; returns one step per viewer count (the first with none).
 pub async fn run(bench: DashboardBench) -> anyhow::Result<Vec<Step>> {
     let interval = format!("{}ms", bench.interval.as_millis());
-    let args = ["dashboard", "--token", TOKEN, "--interval", &interval];
-    let mut server = server::launch(&args, bench.pin).await?;
+    let args = ["dashboard", "--interval", &interval];
+    let mut server =
+        server::launch_with_env(&args, &[("SSE_APPS_TOKEN", TOKEN)], bench.pin).await?;
     drive(&bench, &mut server).await
 }
 

@@ -68,8 +68,8 @@ impl ExecReport {
 /// Runs the scenario.
 pub async fn run(bench: ExecBench) -> anyhow::Result<ExecReport> {
     let cap = (bench.mib + 1).to_string();
-    let args = ["exec", "--token", TOKEN, "--output-cap-mib", &cap, "--run-timeout", "5m"];
-    let server = server::launch(&args, bench.pin).await?;
+    let args = ["exec", "--output-cap-mib", &cap, "--run-timeout", "5m"];
+    let server = server::launch_with_env(&args, &[("SSE_APPS_TOKEN", TOKEN)], bench.pin).await?;
     let http = reqwest::Client::new();
     let addr = server.base.trim_start_matches("http://").to_owned();
 

@@ -7,6 +7,11 @@
 //! way to cancel a request, so nothing is sent when one is. Connections naming the same
 //! `client_id` share one session (the original let a second connection take over and break the
 //! first); requests sent while a client is briefly away wait for it to come back.
+//!
+//! Connecting takes a name, so a page on another origin may not (403 `origin_not_allowed`, the
+//! [`SameSite`] check `/trigger` makes): a browser there would get the requests meant for the
+//! client of that name. The Go programs, curl and the Rust client send neither `Origin` nor
+//! `Sec-Fetch-Site` and connect as before.
 
 use std::sync::Arc;
 
@@ -16,6 +21,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sse_core::edge::origin::SameSite;
 use sse_core::edge::{
     ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets, refuse_reserved_keys,
 };
@@ -67,6 +73,7 @@ pub(super) struct EventsQuery {
 
 /// `GET /events?client_id=X`.
 pub(super) async fn events(
+    _: SameSite,
     State(state): State<BidiState>,
     QueryParams(query): QueryParams<EventsQuery>,
     LastEventId(last_event_id): LastEventId,

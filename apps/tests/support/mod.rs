@@ -42,7 +42,7 @@ pub async fn spawn_app_on(
     let listener = server::bind(addr).unwrap();
     let addr = listener.local_addr().unwrap();
     let hosts = HostPolicy::for_bind(addr, &[], &[]);
-    let guards = server::Guards { token, rate: None, streams: None };
+    let guards = server::Guards { token: token.on_port(addr.port()), rate: None, streams: None };
     let app = server::finish(build(core.clone()), &core, hosts, guards);
     let shutdown = core.shutdown_token();
     let served = tokio::spawn(server::serve(listener, app, shutdown.clone()));

@@ -169,7 +169,8 @@ pub async fn refuse_cross_site(req: Request, next: Next) -> Response {
 }
 
 /// Extractor form of [`refuse_cross_site`], for a handler that changes state on GET (kept for
-/// compatibility, such as `/trigger`): put it first among the handler's arguments.
+/// compatibility, such as `/trigger`, or a stream that takes a client's name, such as
+/// `/rpc/events`): put it first among the handler's arguments.
 ///
 /// Why an extractor: a `route_layer(from_fn(..))` clones the boxed route below it and boxes one
 /// more future on every call, and `/trigger` is the round-trip benchmark's hot path.

@@ -4,7 +4,11 @@
 //!   resumes) a session. The first frame is `event: session` with `{"session_id","client_id"}`;
 //!   requests follow as `event: request`, cancellations as `event: notification`, each with an
 //!   id, so `Last-Event-ID` resumes exactly. A session is resumed by its id only: a name is not a
-//!   secret, so it only labels a new session (which takes the name over).
+//!   secret, so it only labels a new session (which takes the name over). Because opening it
+//!   takes a name from whoever held it, a browser page on another origin may not open it
+//!   (403 `origin_not_allowed`, as [`SameSite`] decides): otherwise any site could open
+//!   `new EventSource(".../rpc/events?client_id=worker")` and take the worker's requests.
+//!   Programs send neither `Origin` nor `Sec-Fetch-Site` and are not affected.
 //! * `POST /rpc/responses` with header `Session-Id: ID` and a JSON-RPC response as body: 202 when
 //!   delivered; 404, 403, 409 or 410 as the correlator decides (in a cluster, the correlator of
 //!   the instance whose caller waits; 503 if it cannot be reached); 400 for a body that is not a
@@ -23,6 +27,7 @@ use serde_json::{Value, json};
 
 use super::JsonRpcEvents;
 use crate::Core;
+use crate::edge::origin::SameSite;
 use crate::edge::{ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets};
 use crate::session::SessionId;
 use crate::stream::LastEventId;
@@ -47,6 +52,7 @@ struct OpenQuery {
 }
 
 async fn open_session(
+    _: SameSite,
     State(core): State<Core>,
     QueryParams(query): QueryParams<OpenQuery>,
     LastEventId(last_event_id): LastEventId,

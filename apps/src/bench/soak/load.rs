@@ -21,6 +21,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use serde_json::{Value, json};
 use sse_core::client::{EventSource, Responder, SseItem};
+use sse_core::edge::auth::Token;
 use sse_core::hub::lock;
 use sse_core::wire::MessageEvent;
 use sse_core::wire::jsonrpc::{ErrorObject, Request};
@@ -76,7 +77,7 @@ const STEP: Duration = Duration::from_secs(30);
 /// it was doing and disconnected. The bidi sessions stop last, once nobody calls them any more,
 /// so no request is left waiting on a session that has gone.
 pub async fn run(plan: &Plan, tally: &Tally, how_long: Duration) {
-    let http = match client(&plan.token) {
+    let http = match client(plan) {
         Ok(http) => http,
         Err(error) => return tally.error(format!("building the HTTP client: {error}")),
     };
@@ -175,11 +176,16 @@ impl Env {
     }
 }
 
-/// An HTTP client that presents the server's token as its cookie on every request.
-fn client(token: &str) -> anyhow::Result<reqwest::Client> {
+/// An HTTP client that presents the server's cookie on every request, as a browser that opened
+/// the server's link would: named for the server's port, its value derived from the token.
+fn client(plan: &Plan) -> anyhow::Result<reqwest::Client> {
+    let url = reqwest::Url::parse(&plan.base)?;
+    let port = url.port_or_known_default().ok_or_else(|| anyhow::anyhow!("no port in {url}"))?;
+    let token = Token::required(plan.token.as_str()).on_port(port);
+    let token = if url.scheme() == "https" { token.over_https() } else { token };
+    let cookie = token.cookie().unwrap_or_default();
     let mut headers = http::HeaderMap::new();
-    headers
-        .insert(http::header::COOKIE, HeaderValue::from_str(&format!("sse_apps_token={token}"))?);
+    headers.insert(http::header::COOKIE, HeaderValue::from_str(&cookie)?);
     Ok(reqwest::Client::builder().default_headers(headers).build()?)
 }
 

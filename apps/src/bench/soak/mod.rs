@@ -137,9 +137,9 @@ pub async fn run(bench: SoakBench) -> anyhow::Result<SoakReport> {
     // clock: two 30-minute runs measured the same settled server 27% higher and 30% lower
     // depending on when that happened. Returned at once, the settled RSS is the memory the
     // server still holds, which is what a leak shows in.
-    let mut server =
-        server::launch_with_env(&["--token", &token], &[("MIMALLOC_PURGE_DELAY", "0")], bench.pin)
-            .await?;
+    // The token in the environment, not on the command line, where `ps` would show it.
+    let env = [("SSE_APPS_TOKEN", token.as_str()), ("MIMALLOC_PURGE_DELAY", "0")];
+    let mut server = server::launch_with_env(&[], &env, bench.pin).await?;
     let mut skipped = Vec::new();
     let exec = crate::exec::ExecConfig::checked(std::env::temp_dir()).sandbox.is_ok();
     if !exec {
