@@ -26,7 +26,7 @@ use crate::bidi::{self, BidiConfig};
 use crate::chat;
 use crate::dashboard::DashboardConfig;
 use crate::dashboard::alerts::{AlertConfig, Thresholds};
-use crate::exec::sandbox::Isolation;
+use crate::exec::sandbox::{Isolation, Limits};
 use crate::exec::{ExecConfig, Sandbox};
 use crate::server::Guards;
 use crate::{server, trigger};
@@ -92,6 +92,25 @@ impl ExecArgs {
         // says it and serves the rest.
         if let Ok(sandbox) = &sandbox {
             eprintln!("exec: runs start in {}", sandbox.describe());
+            if self.no_cgroup {
+                eprintln!(
+                    "WARNING: exec runs have no cgroup (--no-cgroup): a run's whole memory \
+                     (tmpfs included), processes and CPU are bounded per process only"
+                );
+            }
+            let needed = u64::from(self.max_runs) * Limits::default().memory + (256 << 20);
+            if let Some(above) =
+                crate::exec::cgroup::inherited_memory_limit().filter(|l| *l < needed)
+            {
+                eprintln!(
+                    "WARNING: this server's own cgroup allows {} MiB, less than {} runs of {} MiB \
+                     and the server: runs are killed first when it fills (oom_score_adj 1000), \
+                     but lower --max-runs or raise that limit",
+                    above >> 20,
+                    self.max_runs,
+                    Limits::default().memory >> 20
+                );
+            }
             if isolation != Isolation::Bubblewrap {
                 eprintln!(
                     "WARNING: exec runs programs in a weaker sandbox than bubblewrap ({}), as \

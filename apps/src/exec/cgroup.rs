@@ -83,10 +83,9 @@ impl RunGroups {
     pub fn create() -> Result<RunGroups, String> {
         let membership = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        // Unique in this process too: tests start several servers in one.
-        static SERVERS: AtomicU64 = AtomicU64::new(0);
-        let server = SERVERS.fetch_add(1, Ordering::Relaxed);
-        let name = format!("sse-apps-runs-{}-{server}", std::process::id());
+        // A random name: unique across servers, processes and PID namespaces (which share the
+        // v1 hierarchies), so no server ever takes or removes another's groups.
+        let name = format!("sse-apps-runs-{}", uuid::Uuid::new_v4().simple());
         let v2 = v2_parent(&membership).and_then(|own| create_v2(&own, &name));
         match v2 {
             Ok(parent) => Ok(RunGroups::new(Version::V2, vec![parent])),
@@ -138,6 +137,8 @@ impl RunGroup {
                 let dir = &self.dirs[0];
                 write(dir, "memory.max", &memory)?;
                 write(dir, "memory.swap.max", "0").or_else(absent_is_fine)?;
+                // Past the limit, the whole run goes, not one process of it picked at random.
+                write(dir, "memory.oom.group", "1").or_else(absent_is_fine)?;
                 write(dir, "pids.max", &processes)?;
                 // At most one core, and half the weight of the server's own work.
                 write(dir, "cpu.max", "100000 100000").or_else(absent_is_fine)?;
@@ -241,7 +242,10 @@ impl Drop for RunGroup {
 /// command line: `sh -c '...' sse-apps-join FILE... -- COMMAND...`. It runs as the server's user,
 /// before any change of uid.
 pub fn join_prefix(group: &RunGroup) -> Vec<String> {
-    const SCRIPT: &str = r#"while [ "$1" != -- ]; do echo $$ > "$1" || { echo "sse-apps: cannot join the run's cgroup ($1)" >&2; exit 125; }; shift; done; shift; exec "$@""#;
+    // oom_score_adj 1000 (inherited by everything the run starts): when memory runs short above
+    // the run's own group, the kernel kills a run's process before anything else, the server
+    // above all.
+    const SCRIPT: &str = r#"echo 1000 > /proc/self/oom_score_adj; while [ "$1" != -- ]; do echo $$ > "$1" || { echo "sse-apps: cannot join the run's cgroup ($1)" >&2; exit 125; }; shift; done; shift; exec "$@""#;
     let mut line =
         vec!["/bin/sh".to_owned(), "-c".to_owned(), SCRIPT.to_owned(), "sse-apps-join".to_owned()];
     line.extend(group.procs_files().iter().map(|file| file.to_string_lossy().into_owned()));
@@ -322,18 +326,23 @@ fn create_v2(own: &Path, name: &str) -> Result<PathBuf, String> {
     Ok(parent)
 }
 
+/// This process's group in the v1 hierarchy of `controller`.
+fn v1_own<'a>(membership: &'a str, controller: &str) -> Result<&'a str, String> {
+    membership
+        .lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            controllers.split(',').any(|c| c == controller).then_some(path)
+        })
+        .ok_or_else(|| format!("this process is in no cgroup v1 {controller} group"))
+}
+
 /// Makes `name` in this process's group of the v1 memory, pids and cpu hierarchies.
 fn create_v1(membership: &str, name: &str) -> Result<Vec<PathBuf>, String> {
     let mut parents = Vec::new();
     for controller in ["memory", "pids", "cpu"] {
-        let own = membership
-            .lines()
-            .find_map(|line| {
-                let (_, rest) = line.split_once(':')?;
-                let (controllers, path) = rest.split_once(':')?;
-                controllers.split(',').any(|c| c == controller).then_some(path)
-            })
-            .ok_or_else(|| format!("this process is in no cgroup v1 {controller} group"))?;
+        let own = v1_own(membership, controller)?;
         let mount = Path::new(ROOT).join(controller);
         let parent = mount.join(own.trim_start_matches('/')).join(name);
         if let Err(error) = make_fresh(&parent) {
@@ -347,43 +356,41 @@ fn create_v1(membership: &str, name: &str) -> Result<Vec<PathBuf>, String> {
     Ok(parents)
 }
 
-/// Makes a group, taking over one a previous server with the same pid left behind empty, after
-/// removing the empty groups of servers that are gone (a server that exits without dropping its
-/// groups, or is killed, leaves them behind).
+/// Makes a group of a fresh name.
 fn make_fresh(dir: &Path) -> Result<(), String> {
-    if let Some(parent) = dir.parent() {
-        sweep_stale(parent);
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_dir(dir);
-            std::fs::create_dir(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))
-        }
-        Err(e) => Err(format!("cannot make {}: {e}", dir.display())),
-    }
+    std::fs::create_dir(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))
 }
 
-/// Removes `sse-apps-runs-<pid>-<n>` groups (and their empty run groups) in `parent` whose
-/// server process no longer exists. Groups with a process left in them stay (the kernel refuses).
-fn sweep_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("sse-apps-runs-")) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        if pid.is_empty() || Path::new("/proc").join(pid).exists() {
-            continue;
-        }
-        if let Ok(runs) = std::fs::read_dir(entry.path()) {
-            for run in runs.flatten().filter(|run| run.path().is_dir()) {
-                let _ = std::fs::remove_dir(run.path());
+/// The memory limit above this server's own group, if one is set (a systemd `MemoryMax`, a
+/// container's `--memory`): the runs' groups are inside it, so runs that together reach it would
+/// make the kernel pick a victim among everything in it, the server included.
+pub fn inherited_memory_limit() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    if let Ok(own) = v2_parent(&membership) {
+        let mut limit = None;
+        let mut dir = Some(own.as_path());
+        while let Some(group) = dir.filter(|d| d.join("cgroup.controllers").exists()) {
+            if let Some(max) = read_number(&group.join("memory.max")) {
+                limit = Some(limit.map_or(max, |l: u64| l.min(max)));
             }
+            dir = group.parent();
         }
-        let _ = std::fs::remove_dir(entry.path());
+        return limit;
     }
+    let own = v1_own(&membership, "memory").ok()?;
+    let stat = std::fs::read_to_string(
+        Path::new(ROOT).join("memory").join(own.trim_start_matches('/')).join("memory.stat"),
+    )
+    .ok()?;
+    let limit: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("hierarchical_memory_limit ")?.trim().parse().ok())?;
+    // v1 says "no limit" with a number near 2^63.
+    (limit < 1 << 62).then_some(limit)
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

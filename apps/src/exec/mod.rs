@@ -79,6 +79,15 @@ impl Sandbox {
     ) -> Result<Sandbox, String> {
         let groups = if no_cgroup {
             None
+        } else if !is_root() && isolation != Isolation::Bubblewrap {
+            // Runs would have the server's uid, which owns their groups' files, and see them:
+            // a run could lift its own limits or leave its group.
+            return Err(format!(
+                "a cgroup cannot bind runs of the {} sandbox when the server is not root (they \
+                 would share its uid, which owns the group); use bubblewrap, run as root, or \
+                 start with --no-cgroup",
+                isolation.name()
+            ));
         } else {
             let groups = RunGroups::create().map_err(|why| {
                 format!(
@@ -125,7 +134,7 @@ impl Sandbox {
 pub fn run_uid_range(base: Option<u32>, slots: u32) -> Result<(RangeInclusive<u32>, u32), String> {
     let ranges = run_uids::subordinate_ranges();
     let start = base.unwrap_or(run_uids::DEFAULT_BASE);
-    let uids = run_uids::choose(start, slots + 1, base.is_some(), &ranges)?;
+    let uids = run_uids::choose(start, slots + 1, base.is_some(), &ranges, run_uids::is_account)?;
     Ok((*uids.start()..=*uids.end() - 1, *uids.end()))
 }
 
@@ -431,7 +440,7 @@ impl ExecState {
         uid: Option<u32>,
         sandbox: &Sandbox,
     ) -> Result<(Placement, Option<RunGroup>), String> {
-        if uid.is_none() && is_root() {
+        if is_root() && uid.is_none_or(|uid| uid == 0) {
             // A root server never runs a program as root: no free uid, no run.
             return Err("no run uid is free".to_owned());
         }
