@@ -11,6 +11,11 @@
 //! or rewrite, any file it points at. The data directory itself may be a link (a user keeping
 //! their data on another disk); only what is inside it is held to this.
 //!
+//! One exception: a root server runs exec's programs under uids of their own, which reach their
+//! scratch directories (`<data_dir>/exec/<run id>`, each 0700 and owned by its run's uid) by
+//! path, so there the data directory and `exec/` are 0711 ([`let_through`]): others may pass
+//! through to a name they know, never list or read anything.
+//!
 //! A process-wide umask is no substitute: tests and embedders assemble servers without `main`,
 //! and a umask cannot tell links apart.
 
@@ -32,6 +37,17 @@ pub const DIR_MODE: u32 = 0o700;
 /// data directory given with `--data-dir` may be shared on purpose).
 pub fn create_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Lets other users pass through `dir` to names they already know, never list it: adds the
+/// search bits (0711 for a directory made here). Only for the way to exec's scratch directories
+/// on a root server, whose runs have uids of their own and reach them by path.
+pub fn let_through(dir: &Path) -> io::Result<()> {
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o011 != 0o011 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))?;
+    }
+    Ok(())
 }
 
 /// Opens the data file at `path` as `options` say: created 0600, never through a symlink (an

@@ -14,7 +14,8 @@
 //! crash mid-write does not parse and is skipped.
 //!
 //! Like every data file it is 0600, and a symlink in its place is refused, never read through
-//! nor replaced ([`crate::data_dir`]).
+//! nor replaced ([`crate::data_dir`]). Opening it also prepares, on a root server, the way to the
+//! runs' scratch directories: the data directory and `exec/` 0711, so a run's own uid can pass.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -62,6 +63,14 @@ impl Journal {
     /// before, newest first, the interrupted ones marked ended in the rewritten file.
     pub fn open(data_dir: &Path, kept: usize) -> std::io::Result<(Journal, Vec<PastRun>)> {
         crate::data_dir::create_dir(data_dir)?;
+        if rustix::process::getuid().is_root() {
+            // Made here, as the runs' way in, before any run needs it: a root server's runs have
+            // uids of their own and reach their scratch directories under `exec/` by path.
+            let runs = data_dir.join("exec");
+            crate::data_dir::create_dir(&runs)?;
+            crate::data_dir::let_through(data_dir)?;
+            crate::data_dir::let_through(&runs)?;
+        }
         let path = data_dir.join(FILE_NAME);
         let past = read(&path, kept)?;
         rewrite(&path, &past)?;
