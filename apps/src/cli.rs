@@ -332,6 +332,19 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Holds idle connections for `bench flood` (started by it) until stdin closes
+    #[command(hide = true)]
+    BenchFloodHolder {
+        /// The server under test
+        #[arg(long)]
+        server: SocketAddr,
+        /// Connections to open and hold
+        #[arg(long)]
+        idle: usize,
+        /// From 127.0.0.SOURCE
+        #[arg(long)]
+        source: u8,
+    },
     /// The baseline `bench roundtrip` measures beside `bidi-server` (started by it)
     #[command(hide = true)]
     BenchRoundtripLimit {
@@ -757,6 +770,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 println!("{}", row.connect_line());
             }
+        }
+        Some(Command::BenchFloodHolder { server, idle, source }) => {
+            crate::bench::flood::hold(server, idle, source, shutdown).await?;
         }
         Some(Command::BenchRoundtripLimit { server }) => {
             let addr = server.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));

@@ -7,20 +7,24 @@
 //! ([`sse_core::edge::pending`]) closes the oldest connection that has sent no request to make
 //! room for each new one, so the client should be answered at once.
 //!
-//! The server starts with this process's open-file limit (so its budget is derived from that);
-//! this process then raises its own, if it must, to hold the flood. The flood's connections come
-//! from several loopback addresses (127.0.0.2, 127.0.0.3, …), as one address has about 28,000
-//! ephemeral ports; the probing client comes from 127.0.0.1 and sends `GET /healthz` on a new
-//! connection each time, timed from its connect to the answer's status line. The same probes run
-//! before the flood, for comparison.
+//! The flood comes from several loopback addresses (127.0.0.2, 127.0.0.3, …), each held by a
+//! process of its own (`sse-apps bench-flood-holder`, started by this one): one process may not
+//! hold more sockets than the open-file limit it shares with the server, and one address has
+//! about 28,000 ephemeral ports. The probing client comes from 127.0.0.1 and sends `GET /healthz`
+//! on a new connection each time, timed from its connect to the answer's status line. The same
+//! probes run before the flood, for comparison.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio_util::sync::CancellationToken;
 
 use super::{Percentiles, limits, ms, server};
 
@@ -96,18 +100,20 @@ pub async fn run(bench: FloodBench) -> anyhow::Result<FloodReport> {
     anyhow::ensure!((1..=250).contains(&bench.sources), "--sources is from 1 to 250");
     let server = server::launch(&["bench-target", "ours"], bench.pin).await?;
     let addr: SocketAddr = server.base.trim_start_matches("http://").parse()?;
-    limits::ensure_open_files(bench.idle + bench.probes)?;
 
     let (before, _) = probe(addr, bench.probes).await;
     let started = Instant::now();
-    let sources = bench.sources;
-    let flood: Vec<Option<TcpStream>> = futures_util::stream::iter(0..bench.idle)
-        .map(|i| idle_from(2 + (i % usize::from(sources)) as u8, addr))
-        .buffer_unordered(CONNECTING)
-        .collect()
-        .await;
+    let sources = usize::from(bench.sources);
+    let mut holders = Vec::new();
+    for k in 0..sources {
+        let share = bench.idle / sources + usize::from(k < bench.idle % sources);
+        holders.push(Holder::start(addr, share, 2 + k as u8)?);
+    }
+    let mut failed = 0;
+    for holder in &mut holders {
+        failed += holder.holding().await?;
+    }
     let opening = started.elapsed();
-    let failed = flood.iter().filter(|socket| socket.is_none()).count();
     let (during, unanswered) = probe(addr, bench.probes).await;
     let metrics = metrics_text(addr).await?;
     let series = |name: &str| -> u64 {
@@ -121,7 +127,7 @@ pub async fn run(bench: FloodBench) -> anyhow::Result<FloodReport> {
         series(r#"sse_connections_evicted_total{cap="total"}"#),
     );
     let pending = series("sse_connections_pending");
-    drop(flood);
+    drop(holders);
     Ok(FloodReport {
         pinned: server.pinned,
         bench,
@@ -133,6 +139,69 @@ pub async fn run(bench: FloodBench) -> anyhow::Result<FloodReport> {
         evicted,
         pending,
     })
+}
+
+/// A process holding part of the flood; killed when this is dropped.
+#[derive(Debug)]
+struct Holder {
+    _child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Holder {
+    /// Starts `sse-apps bench-flood-holder` for `idle` connections from 127.0.0.`source`.
+    fn start(server: SocketAddr, idle: usize, source: u8) -> anyhow::Result<Holder> {
+        let exe = std::env::current_exe().context("finding this program")?;
+        let mut child = Command::new(exe)
+            .arg("bench-flood-holder")
+            .args(["--server", &server.to_string(), "--idle", &idle.to_string()])
+            .args(["--source", &source.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a flood holder")?;
+        let stdout = child.stdout.take().context("the holder's output")?;
+        Ok(Holder { _child: child, lines: BufReader::new(stdout).lines() })
+    }
+
+    /// Waits until it holds its connections; returns how many it could not open.
+    async fn holding(&mut self) -> anyhow::Result<usize> {
+        let line = self.lines.next_line().await?.context("a flood holder exited early")?;
+        let failed = line.strip_prefix("holding, failed ").and_then(|n| n.parse().ok());
+        failed.with_context(|| format!("a flood holder said {line:?}"))
+    }
+}
+
+/// `sse-apps bench-flood-holder`: opens `idle` connections to `server` from 127.0.0.`source`,
+/// sends nothing on them, says `holding, failed F` on stdout, and holds them until `shutdown` (a
+/// signal) comes or the process that started it ends.
+pub async fn hold(
+    server: SocketAddr,
+    idle: usize,
+    source: u8,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // A bench that dies (or is killed) takes its holders with it, rather than leave them
+    // holding connections for ever.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    anyhow::ensure!(
+        rustix::process::getppid().is_some_and(|parent| !parent.is_init()),
+        "the bench that started this holder has already ended"
+    );
+    limits::ensure_open_files(idle)?;
+    let flood: Vec<Option<TcpStream>> = futures_util::stream::iter(0..idle)
+        .map(|_| idle_from(source, server))
+        .buffer_unordered(CONNECTING)
+        .collect()
+        .await;
+    let failed = flood.iter().filter(|socket| socket.is_none()).count();
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("holding, failed {failed}\n").as_bytes()).await?;
+    out.flush().await?;
+    shutdown.cancelled().await;
+    drop(flood);
+    Ok(())
 }
 
 /// A connection from 127.0.0.`source` that sends nothing; `None` if it cannot be made.
