@@ -64,12 +64,15 @@ impl Journal {
     pub fn open(data_dir: &Path, kept: usize) -> std::io::Result<(Journal, Vec<PastRun>)> {
         crate::data_dir::create_dir(data_dir)?;
         if rustix::process::getuid().is_root() {
-            // Made here, as the runs' way in, before any run needs it: a root server's runs have
-            // uids of their own and reach their scratch directories under `exec/` by path.
-            let runs = data_dir.join("exec");
-            crate::data_dir::create_dir(&runs)?;
+            // A root server's runs have uids of their own and reach their scratch directories
+            // under `exec/` by path. Something else in the way of `exec/` (a file, a link) is
+            // left alone: runs then fail to be placed, each saying so.
             crate::data_dir::let_through(data_dir)?;
-            crate::data_dir::let_through(&runs)?;
+            let runs = data_dir.join("exec");
+            let _ = crate::data_dir::create_dir(&runs);
+            if std::fs::symlink_metadata(&runs).is_ok_and(|found| found.is_dir()) {
+                crate::data_dir::let_through(&runs)?;
+            }
         }
         let path = data_dir.join(FILE_NAME);
         let past = read(&path, kept)?;
