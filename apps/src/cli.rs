@@ -332,7 +332,7 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Holds idle connections for `bench flood` (started by it) until stdin closes
+    /// Holds idle connections for `bench flood` (started by it) until a signal or the bench ends
     #[command(hide = true)]
     BenchFloodHolder {
         /// The server under test

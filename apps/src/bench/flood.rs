@@ -15,12 +15,11 @@
 //! probes run before the flood, for comparison.
 
 use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use std::process::Stdio;
-
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, ChildStdout, Command};

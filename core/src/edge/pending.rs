@@ -38,9 +38,9 @@ const MIN_TOTAL: usize = 64;
 /// How many connections may be waiting for their first request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingCaps {
-    /// In all.
+    /// In all (0: no cap).
     pub total: usize,
-    /// From one client address.
+    /// From one client address (0: no cap).
     pub per_address: usize,
 }
 
@@ -133,6 +133,7 @@ struct Notice {
 impl Budget {
     /// A budget with `caps`, or none when nothing is capped (no cost per connection then).
     pub(super) fn new(caps: PendingCaps, metrics: Option<Metrics>) -> Option<Arc<Budget>> {
+        let caps = PendingCaps::new(caps.total, caps.per_address);
         if caps.is_none() {
             return None;
         }
@@ -309,7 +310,8 @@ mod tests {
 
     #[test]
     fn no_caps_means_no_budget() {
-        assert!(Budget::new(PendingCaps::new(0, 0), None).is_none());
+        assert!(Budget::new(PendingCaps { total: 0, per_address: 0 }, None).is_none());
+        assert!(Budget::new(PendingCaps::NONE, None).is_none());
         let derived = PendingCaps::for_open_file_limit();
         assert!(derived.total >= MIN_TOTAL && derived.per_address == derived.total / 2);
     }
