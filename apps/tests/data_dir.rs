@@ -16,9 +16,13 @@ use axum::Router;
 use serde_json::{Value, json};
 use sse_apps::chat::{self, ChatConfig};
 use sse_apps::dashboard::{self, DashboardConfig};
+use sse_apps::exec::sandbox::Isolation;
 use sse_apps::exec::{self, ExecConfig};
 use sse_core::Core;
-use support::{ScriptedSource, spawn_app};
+use support::{ScriptedSource, Stream, spawn_app};
+
+/// A watchdog for awaited events; not a timing assertion.
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Every file an app keeps in the data directory.
 const DATA_FILES: [&str; 4] =
@@ -28,14 +32,14 @@ fn chat_config(data: &Path) -> ChatConfig {
     ChatConfig { posts_per_second: 0, ..ChatConfig::new(data.to_owned()) }
 }
 
-/// The apps that keep files, sharing the data directory `data`, or the first one's error.
-fn apps(core: Core, data: &Path) -> anyhow::Result<Router> {
+/// The apps that keep files, sharing the data directory `data`, or the first one's error; exec
+/// runs programs in `isolation` (none: runs are refused, its files are written all the same).
+fn apps(core: Core, data: &Path, isolation: Option<Isolation>) -> anyhow::Result<Router> {
     let chat = chat::router(core.clone(), &chat_config(data))?;
     let source = ScriptedSource::with_cpu(&[5.0]);
     let config = DashboardConfig::new(data.to_owned());
     let dashboard = dashboard::router_with_source(core.clone(), config, source)?;
-    // No sandbox: runs are refused, but the approvals log and the run journal are opened.
-    let exec = exec::router(core, ExecConfig::new(data.to_owned(), None))?;
+    let exec = exec::router(core, ExecConfig::new(data.to_owned(), isolation))?;
     Ok(Router::new().merge(chat).merge(dashboard).merge(exec))
 }
 
@@ -57,9 +61,10 @@ fn walk(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_file_the_apps_write_is_0600_and_every_directory_0700() {
     let root = tempfile::tempdir().unwrap();
-    // Two levels the server creates itself.
+    // Made by the server, with a parent it lacks.
     let data = root.path().join("data").join("sse-apps");
-    let app = spawn_app(|core| apps(core, &data).unwrap()).await;
+    let isolation = Isolation::detect();
+    let app = spawn_app(|core| apps(core, &data, isolation).unwrap()).await;
     let http = reqwest::Client::new();
 
     // The chat stores a member and a message (WAL mode: the -wal and -shm files appear).
@@ -89,9 +94,33 @@ async fn every_file_the_apps_write_is_0600_and_every_directory_0700() {
     assert_eq!(command.status(), 202);
     let audit = std::fs::read_to_string(data.join("dashboard-audit.jsonl")).unwrap();
     assert!(audit.contains("set_interval"), "the audit line is on disk: {audit:?}");
+    // An exec run: journaled, run in a scratch directory under `exec/` (gone when it ends).
+    if isolation.is_some() {
+        let started = http
+            .post(format!("{}/exec/runs", app.base))
+            .json(&json!({"language": "sh", "code": "echo hi > file"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 201);
+        let id = started.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let mut events = Stream::open(&format!("{}/exec/runs/{id}/events", app.base)).await;
+        let exit = loop {
+            let event = tokio::time::timeout(WATCHDOG, events.next()).await.unwrap().unwrap();
+            if event.event == "exit" {
+                break event.data;
+            }
+        };
+        assert!(exit.contains(r#""reason":"exited""#), "{exit}");
+        let journal = std::fs::read_to_string(data.join("exec-runs.jsonl")).unwrap();
+        assert!(journal.contains(&id), "{journal}");
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have a sandbox (bubblewrap)");
+        eprintln!("NOTICE: no sandbox here: the walk covers exec's files without a run");
+    }
 
     // Walked while the server runs: the database's companion files exist only while it is open.
-    let walked = walk(&root.path().join("data"));
+    let walked = walk(&data);
     // A root server's exec runs have uids of their own and reach their scratch directories under
     // `exec/` by path: those two may be passed through (0711), never listed.
     let root_server = rustix::process::getuid().is_root();
@@ -108,6 +137,7 @@ async fn every_file_the_apps_write_is_0600_and_every_directory_0700() {
             names.insert(path.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
+    assert!(data.join("exec").is_dir(), "where runs' scratch directories go");
     let wanted = DATA_FILES.into_iter().chain(["chat.sqlite3-wal", "chat.sqlite3-shm"]);
     for name in wanted {
         assert!(names.contains(name), "{name} was written and checked: {names:?}");
@@ -127,7 +157,7 @@ async fn a_symlink_where_a_data_file_goes_is_refused_by_name_and_not_written_thr
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink(&target, data.join(name)).unwrap();
 
-        let error = apps(Core::new(Default::default()), &data).unwrap_err();
+        let error = apps(Core::new(Default::default()), &data, None).unwrap_err();
         let message = format!("{error:#}");
         assert!(message.contains(&format!("{name} is a symbolic link")), "{name}: {message}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n", "{name}");
@@ -149,7 +179,7 @@ async fn the_server_refuses_to_start_on_a_symlinked_database_and_says_why() {
         .args(["chat", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(root.path())
         .stderr(std::process::Stdio::piped());
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+    let output = tokio::time::timeout(WATCHDOG, command.output())
         .await
         .expect("the server stops at once")
         .unwrap();

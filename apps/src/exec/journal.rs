@@ -14,8 +14,9 @@
 //! crash mid-write does not parse and is skipped.
 //!
 //! Like every data file it is 0600, and a symlink in its place is refused, never read through
-//! nor replaced ([`crate::data_dir`]). Opening it also prepares, on a root server, the way to the
-//! runs' scratch directories: the data directory and `exec/` 0711, so a run's own uid can pass.
+//! nor replaced ([`crate::data_dir`]). Opening it also makes `exec/`, where runs' scratch
+//! directories go, 0700; on a root server, whose runs have uids of their own, the data directory
+//! and `exec/` are 0711, so a run can pass through to its own directory.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -63,13 +64,14 @@ impl Journal {
     /// before, newest first, the interrupted ones marked ended in the rewritten file.
     pub fn open(data_dir: &Path, kept: usize) -> std::io::Result<(Journal, Vec<PastRun>)> {
         crate::data_dir::create_dir(data_dir)?;
+        // Where runs' scratch directories go, made here so that it is private like the rest.
+        // Something else in its way (a file, a link) is left alone: runs then fail to be placed,
+        // each saying so.
+        let runs = data_dir.join("exec");
+        let _ = crate::data_dir::create_dir(&runs);
         if rustix::process::getuid().is_root() {
-            // A root server's runs have uids of their own and reach their scratch directories
-            // under `exec/` by path. Something else in the way of `exec/` (a file, a link) is
-            // left alone: runs then fail to be placed, each saying so.
+            // A root server's runs have uids of their own and reach their directories by path.
             crate::data_dir::let_through(data_dir)?;
-            let runs = data_dir.join("exec");
-            let _ = crate::data_dir::create_dir(&runs);
             if std::fs::symlink_metadata(&runs).is_ok_and(|found| found.is_dir()) {
                 crate::data_dir::let_through(&runs)?;
             }
