@@ -30,7 +30,7 @@ use crate::exec::sandbox::{Isolation, Limits};
 use crate::exec::{ExecConfig, Sandbox};
 use crate::server::Guards;
 use crate::{server, trigger};
-use sse_core::edge::connections::ConnectionSettings;
+use sse_core::edge::connections::{ConnectionSettings, PendingCaps};
 
 /// Real-time apps on one pattern: SSE down, HTTP POST up, matched by a shared core.
 ///
@@ -255,6 +255,20 @@ pub struct ServerArgs {
     /// holds on all of them
     #[arg(long, env = "SSE_APPS_COOKIE_PORT", value_name = "PORT")]
     pub cookie_port: Option<u16>,
+    /// At most this many connections that have sent no request yet; past it the oldest of them
+    /// closes (0: no cap) [default: half the open-file limit]
+    #[arg(long, env = "SSE_APPS_MAX_PENDING", value_name = "N")]
+    pub max_pending: Option<usize>,
+    /// At most this many of them per client address; past it that address's oldest closes (0: no
+    /// cap) [default: half of --max-pending]
+    #[arg(long, env = "SSE_APPS_MAX_PENDING_PER_CLIENT", value_name = "N")]
+    pub max_pending_per_client: Option<usize>,
+}
+
+/// The pending-connection caps of `--max-pending` and `--max-pending-per-client`.
+fn pending_caps(total: Option<usize>, per_client: Option<usize>) -> PendingCaps {
+    let total = total.unwrap_or_else(|| PendingCaps::for_open_file_limit().total);
+    PendingCaps::new(total, per_client.unwrap_or(total / 2))
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,6 +397,19 @@ enum Command {
         target: Target,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Holds idle connections for `bench flood` (started by it) until a signal or the bench ends
+    #[command(hide = true)]
+    BenchFloodHolder {
+        /// The server under test
+        #[arg(long)]
+        server: SocketAddr,
+        /// Connections to open and hold
+        #[arg(long)]
+        idle: usize,
+        /// From 127.0.0.SOURCE
+        #[arg(long)]
+        source: u8,
     },
     /// The baseline `bench roundtrip` measures beside `bidi-server` (started by it)
     #[command(hide = true)]
@@ -514,6 +541,21 @@ enum BenchScenario {
         /// Servers to measure (comma-separated)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
         targets: Vec<Target>,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// A new client's request while N idle connections (never a byte) are held: time to its answer
+    Flood {
+        /// Idle connections to hold
+        #[arg(long, default_value_t = 20_000)]
+        idle: usize,
+        /// Loopback addresses they come from (127.0.0.2 onwards)
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Requests timed before and during the flood, each on a new connection
+        #[arg(long, default_value_t = 20)]
+        probes: usize,
         /// Do not pin the server and the load generator to separate cores
         #[arg(long)]
         no_pin: bool,
@@ -809,6 +851,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Bench {
+            scenario: BenchScenario::Flood { idle, sources, probes, no_pin },
+        }) => {
+            let bench = crate::bench::flood::FloodBench { idle, sources, probes, pin: !no_pin };
+            println!("{}", crate::bench::flood::run(bench).await?.line());
+        }
+        Some(Command::Bench {
             scenario: BenchScenario::Connect { connections, concurrency, targets, no_pin },
         }) => {
             for row in
@@ -816,6 +864,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 println!("{}", row.connect_line());
             }
+        }
+        Some(Command::BenchFloodHolder { server, idle, source }) => {
+            crate::bench::flood::hold(server, idle, source, shutdown).await?;
         }
         Some(Command::BenchRoundtripLimit { server }) => {
             let addr = server.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -1047,7 +1098,12 @@ async fn run_server(
         stop.cancelled().await;
         streams.cancel();
     });
-    let settings = ConnectionSettings { tls, ..ConnectionSettings::default() };
+    let settings = ConnectionSettings {
+        tls,
+        pending: pending_caps(args.max_pending, args.max_pending_per_client),
+        metrics: Some(core.metrics.clone()),
+        ..ConnectionSettings::default()
+    };
     let served = sse_core::edge::connections::serve(listener, app, shutdown.clone(), settings);
     let deadline = async {
         shutdown.cancelled().await;

@@ -11,6 +11,7 @@
 //! | [`exec`] | sandboxed runs: output streamed with exact replay, stdin and signals by POST |
 //! | [`sampling`] | MCP tools answered by the clients' models (`sampling/createMessage`) |
 //! | [`dashboard`] | live system metrics from one sampler, alerts, audited control actions |
+//! | [`data_dir`] | the data directory's files: 0600, directories 0700, never opened through a symlink |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
 //! | [`bench`] | load scenarios against a real server pinned to one core |
@@ -24,6 +25,7 @@ pub mod bidi;
 pub mod chat;
 pub mod cli;
 pub mod dashboard;
+pub mod data_dir;
 pub mod exec;
 pub mod forward;
 pub mod front_door;

@@ -142,6 +142,18 @@ async fn idle_and_connect_open_every_connection_on_every_server() {
 }
 
 #[tokio::test]
+async fn flood_holds_its_idle_connections_and_every_probe_is_answered() {
+    let args = ["bench", "flood", "--idle", "200", "--sources", "2", "--probes", "5", "--no-pin"];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(
+        line.starts_with("flood: 200 idle connections from 2 addresses held (0 failed"),
+        "{line}"
+    );
+    assert!(line.contains(" over 5 probes (0 unanswered; before the flood: p50 "), "{line}");
+}
+
+#[tokio::test]
 async fn bad_bench_arguments_get_a_clear_error() {
     let output =
         Command::new(BIN).args(["bench", "fanout", "--loads", "0x10"]).output().await.unwrap();

@@ -420,15 +420,16 @@ async fn a_root_server_acts_only_on_processes_it_started() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_refuses_every_action_with_503_and_none_is_taken() {
-    // The audit log on a full disk: /dev/full takes the open and refuses every write (ENOSPC).
+async fn an_audit_log_that_cannot_be_written_refuses_every_action_with_503_and_none_is_taken() {
+    // The audit log cannot be written: a pipe whose reader goes once the log is open.
     let data = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink("/dev/full", data.path().join("dashboard-audit.jsonl")).unwrap();
+    let reader = support::pipe_at(&data.path().join("dashboard-audit.jsonl"));
     let source = ScriptedSource::with_cpu(&[40.0, 55.0]);
     let dash = Dashboard::start_in(data, false, move |core, config| {
         router_with_source(core, config, source).unwrap()
     })
     .await;
+    drop(reader);
     let mut viewer = dash.events().await;
     let mut sleeper = child("exec sleep 300");
     let pid = sleeper.id();

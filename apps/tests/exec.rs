@@ -634,16 +634,17 @@ async fn a_workflow_runs_its_steps_and_waits_for_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decision_a_full_disk_cannot_record_is_refused_and_never_acted_on() {
-    // The approvals log on a full disk: /dev/full takes the open and refuses every write.
+async fn a_decision_the_log_cannot_record_is_refused_and_never_acted_on() {
+    // The approvals log cannot be written: a pipe whose reader goes once the log is open.
+    let mut reader = None;
     let Some(exec) = Exec::start_with(|config| {
-        std::os::unix::fs::symlink("/dev/full", config.data_dir.join("exec-approvals.jsonl"))
-            .unwrap();
+        reader = Some(support::pipe_at(&config.data_dir.join("exec-approvals.jsonl")));
     })
     .await
     else {
         return;
     };
+    drop(reader);
     let (id, mut stream) = exec.workflow(gated(600)).await;
     workflow_events(&mut stream, "approval_requested").await;
     let approve = json!({"decision": "approve", "comment": "ship"});

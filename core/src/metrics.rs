@@ -42,6 +42,8 @@ struct Inner {
     rpc_answers_rejected: Labeled<Counter>,
     rpc_round_trip: Histogram,
     rpc_circuits_open: Gauge,
+    connections_pending: Gauge,
+    connections_evicted: Labeled<Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +74,8 @@ impl Metrics {
             rpc_answers_rejected: Labeled::default(),
             rpc_round_trip: Histogram::new(exponential_buckets(0.000_1, 2.0, 20)),
             rpc_circuits_open: Gauge::default(),
+            connections_pending: Gauge::default(),
+            connections_evicted: Labeled::default(),
             registry: Mutex::default(),
         };
         registry.register(
@@ -115,6 +119,17 @@ impl Metrics {
             "rpc_circuits_open",
             "Sessions whose circuit is open (recent requests all timed out)",
             inner.rpc_circuits_open.clone(),
+        );
+        registry.register(
+            "connections_pending",
+            "Connections accepted that have not sent a request yet",
+            inner.connections_pending.clone(),
+        );
+        registry.register(
+            "connections_evicted",
+            "Connections closed before any request to make room for new ones, by the cap reached \
+             (per_address or total)",
+            inner.connections_evicted.clone(),
         );
         Metrics { inner: Arc::new(Inner { registry: Mutex::new(registry), ..inner }) }
     }
@@ -195,6 +210,18 @@ impl Metrics {
 
     pub(crate) fn answer_rejected(&self, reason: &'static str) {
         self.inner.rpc_answers_rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    pub(crate) fn connection_pending(&self) {
+        self.inner.connections_pending.inc();
+    }
+
+    pub(crate) fn connection_no_longer_pending(&self) {
+        self.inner.connections_pending.dec();
+    }
+
+    pub(crate) fn connection_evicted(&self, cap: &'static str) {
+        self.inner.connections_evicted.get_or_create(&[("cap", cap)]).inc();
     }
 
     pub(crate) fn circuits_open(&self, open: usize) {

@@ -3,8 +3,9 @@
 use anyhow::Context;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-/// Makes sure this process (and the servers it starts, which inherit the limit) may open
-/// `connections` sockets plus some to spare, raising the soft limit up to the hard one if needed.
+/// Makes sure this process (and the servers it starts after, which inherit the limit) may open
+/// `connections` sockets plus some to spare, raising the soft limit up to the hard one if needed,
+/// and the hard one too where this process may (root, or `CAP_SYS_RESOURCE`).
 pub fn ensure_open_files(connections: usize) -> anyhow::Result<()> {
     let needed = connections as u64 + 256;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-file limit")?;
@@ -18,10 +19,7 @@ pub fn ensure_open_files(connections: usize) -> anyhow::Result<()> {
              use fewer connections"
         )
     };
-    if hard < needed {
-        return Err(too_low());
-    }
-    setrlimit(Resource::RLIMIT_NOFILE, needed, hard).map_err(|_| too_low())
+    setrlimit(Resource::RLIMIT_NOFILE, needed, hard.max(needed)).map_err(|_| too_low())
 }
 
 #[cfg(test)]

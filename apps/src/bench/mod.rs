@@ -13,6 +13,7 @@ pub mod control;
 pub mod dashboard;
 pub mod exec;
 pub mod fanout;
+pub mod flood;
 pub mod http1;
 pub mod limits;
 pub mod pace;

@@ -9,7 +9,14 @@
 //!
 //! Every call blocks; async callers go through [`Store::run`], which moves the work to tokio's
 //! blocking pool so a slow disk never stalls the event loop.
+//!
+//! The database holds member token hashes, so it is the server's alone: the file is created 0600
+//! (and a symlink in its place refused) by [`crate::data_dir`] before SQLite opens it, and
+//! SQLite gives its `-wal` and `-shm` files the database's mode. Not `SQLITE_OPEN_NOFOLLOW`:
+//! that one refuses a link anywhere in the path, so a data directory kept on another disk
+//! through a link would be refused too.
 
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,8 +32,8 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The data directory could not be created.
-    #[error("cannot create the data directory: {0}")]
+    /// The data directory or the database file could not be created or opened.
+    #[error("cannot open the chat's database: {0}")]
     Io(#[from] std::io::Error),
     /// A blocking task was cancelled or panicked.
     #[error("storage task failed")]
@@ -64,6 +71,9 @@ pub struct Message {
 pub struct Store {
     connection: Arc<Mutex<Connection>>,
 }
+
+/// The database's file name in the data directory.
+pub const FILE_NAME: &str = "chat.sqlite3";
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -110,10 +120,18 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
 const COLUMNS: &str = "id, room, nick, text, client_msg_id, ts";
 
 impl Store {
-    /// Opens (creating if needed) `dir/chat.sqlite3`.
+    /// Opens (creating if needed) `dir/chat.sqlite3`, 0600 with its companion files.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        let connection = Connection::open(dir.join("chat.sqlite3"))?;
+        crate::data_dir::create_dir(dir)?;
+        let path = dir.join(FILE_NAME);
+        // An empty file is an empty database to SQLite.
+        crate::data_dir::open(&path, OpenOptions::new().read(true).write(true).create(true))?;
+        // Left by an older version (or a crash of one), readable by others: SQLite reuses them
+        // as they are.
+        for companion in ["-wal", "-shm", "-journal"] {
+            crate::data_dir::tighten_if_present(&dir.join(format!("{FILE_NAME}{companion}")))?;
+        }
+        let connection = Connection::open(&path)?;
         connection.execute_batch(SCHEMA)?;
         Ok(Store { connection: Arc::new(Mutex::new(connection)) })
     }

@@ -52,11 +52,17 @@ impl AuditLog {
 
     /// Opens (creating) the log `file_name` in `data_dir` (other apps keep their records in the
     /// same shape).
+    /// Like every data file it is 0600 and never opened through a symlink
+    /// ([`crate::data_dir`]).
     pub fn open_named(data_dir: &Path, file_name: &str) -> std::io::Result<AuditLog> {
-        std::fs::create_dir_all(data_dir)?;
+        crate::data_dir::create_dir(data_dir)?;
         let path = data_dir.join(file_name);
-        let recent = read_tail(&path)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
+        let recent = if file.metadata()?.is_file() {
+            read_tail(&mut crate::data_dir::open(&path, OpenOptions::new().read(true))?)?
+        } else {
+            VecDeque::new()
+        };
         Ok(AuditLog { file: Arc::new(Mutex::new(file)), recent: Arc::new(Mutex::new(recent)) })
     }
 
@@ -90,21 +96,15 @@ impl AuditLog {
 /// How much of the file's end is read at a time while looking for the last [`RECENT`] lines.
 const CHUNK: u64 = 64 * 1024;
 
-/// The last 1,000 entries of the file at `path` (none if it does not exist yet). Lines that do
-/// not parse (a torn last line after a crash) are skipped.
+/// The last 1,000 entries of the log `file`. Lines that do not parse (a torn last line after a
+/// crash) are skipped.
 ///
 /// Read backwards from the end, a chunk at a time, until the chunks hold 1,000 whole lines: a
 /// log only grows, and a start should not take longer for every year of it. A log that is not a
-/// regular file (a pipe to a log shipper, a device) is written but not read back: there is
-/// nothing behind it to read, and opening a pipe to read would wait for a writer.
-fn read_tail(path: &Path) -> std::io::Result<VecDeque<Entry>> {
-    match std::fs::metadata(path) {
-        Ok(found) if found.is_file() => {}
-        Ok(_) => return Ok(VecDeque::new()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(VecDeque::new()),
-        Err(error) => return Err(error),
-    }
-    let mut file = File::open(path)?;
+/// regular file (a pipe to a log shipper) is written but not read back ([`AuditLog::open_named`]
+/// does not call this): there is nothing behind it to read, and reading a pipe would wait for a
+/// writer.
+fn read_tail(file: &mut File) -> std::io::Result<VecDeque<Entry>> {
     let mut start = file.metadata()?.len();
     let mut tail = Vec::new();
     let mut line_ends = 0;
@@ -173,9 +173,9 @@ mod tests {
 
     #[test]
     fn the_last_thousand_entries_are_read_from_a_long_log_in_order() {
-        let file = log_of((0..2500).map(line));
+        let mut file = log_of((0..2500).map(line));
         assert!(file.as_file().metadata().unwrap().len() > 4 * CHUNK, "the test spans chunks");
-        let recent = read_tail(file.path()).unwrap();
+        let recent = read_tail(file.as_file_mut()).unwrap();
         assert_eq!(times(&recent), (1500..2500).collect::<Vec<_>>());
     }
 
@@ -183,26 +183,50 @@ mod tests {
     fn a_short_log_is_read_whole_and_a_torn_last_line_is_skipped() {
         let mut lines: Vec<String> = (0..3).map(line).collect();
         lines.push(line(3)[..40].to_owned());
-        let recent = read_tail(log_of(lines).path()).unwrap();
+        let recent = read_tail(log_of(lines).as_file_mut()).unwrap();
         assert_eq!(times(&recent), [0, 1, 2]);
     }
 
+    /// A FIFO at `path`, and its read end.
+    fn pipe_at(path: &Path) -> File {
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from(0o600)).unwrap();
+        let flags = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new().read(true).custom_flags(flags).open(path).unwrap()
+    }
+
     #[test]
-    fn a_missing_or_empty_log_or_a_device_has_nothing_to_read_back() {
+    fn a_new_log_or_a_pipe_has_nothing_to_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_tail(&dir.path().join("absent.jsonl")).unwrap().is_empty());
-        assert!(read_tail(log_of([]).path()).unwrap().is_empty());
-        // Reading /dev/zero would never end.
-        assert!(read_tail(Path::new("/dev/zero")).unwrap().is_empty());
+        let log = AuditLog::open_named(dir.path(), "new.jsonl").unwrap();
+        assert!(log.newest(10).is_empty());
+        assert!(dir.path().join("new.jsonl").is_file(), "created at once");
+        // A pipe to a log shipper: reading it back would wait for ever.
+        let _shipper = pipe_at(&dir.path().join("shipped.jsonl"));
+        let log = AuditLog::open_named(dir.path(), "shipped.jsonl").unwrap();
+        assert!(log.newest(10).is_empty());
     }
 
     #[tokio::test]
     async fn a_record_that_cannot_be_written_is_an_error_and_is_not_kept() {
+        // A pipe whose reader has gone: the open succeeds and every write fails (EPIPE).
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/dev/full", dir.path().join("full.jsonl")).unwrap();
-        let log = AuditLog::open_named(dir.path(), "full.jsonl").unwrap();
+        let reader = pipe_at(&dir.path().join("broken.jsonl"));
+        let log = AuditLog::open_named(dir.path(), "broken.jsonl").unwrap();
+        drop(reader);
         let error = log.record(entry(1)).await.unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
         assert!(log.newest(10).is_empty(), "only what is on record is listed");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_in_place_of_the_log_is_refused_and_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("root-owned.txt");
+        std::fs::write(&target, "untouched\n").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("dashboard-audit.jsonl")).unwrap();
+        let error = AuditLog::open(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("dashboard-audit.jsonl is a symbolic link"), "{error}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
     }
 }

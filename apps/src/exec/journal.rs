@@ -12,6 +12,9 @@
 //! fresh file (written aside, synced, renamed over the old one, so a crash mid-rewrite leaves one
 //! whole journal or the other), and the file is then only appended to. A torn last line from a
 //! crash mid-write does not parse and is skipped.
+//!
+//! Like every data file it is 0600, and a symlink in its place is refused, never read through
+//! nor replaced ([`crate::data_dir`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -58,11 +61,11 @@ impl Journal {
     /// Opens the journal in `data_dir` (creating it): returns it and the newest `kept` runs from
     /// before, newest first, the interrupted ones marked ended in the rewritten file.
     pub fn open(data_dir: &Path, kept: usize) -> std::io::Result<(Journal, Vec<PastRun>)> {
-        std::fs::create_dir_all(data_dir)?;
+        crate::data_dir::create_dir(data_dir)?;
         let path = data_dir.join(FILE_NAME);
         let past = read(&path, kept)?;
         rewrite(&path, &past)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
         Ok((Journal { file: Arc::new(Mutex::new(file)) }, past))
     }
 
@@ -107,7 +110,7 @@ pub fn interrupted_exit() -> Value {
 
 /// The newest `kept` runs in the journal at `path`, newest first.
 fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
-    let file = match File::open(path) {
+    let file = match crate::data_dir::open(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error),
@@ -136,7 +139,8 @@ fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
 /// Replaces the journal at `path` with `past` (oldest first), each run started and ended.
 fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
     let aside = PathBuf::from(format!("{}.new", path.display()));
-    let mut file = File::create(&aside)?;
+    let mut file =
+        crate::data_dir::open(&aside, OpenOptions::new().write(true).create(true).truncate(true))?;
     let mut text = Vec::new();
     for run in past.iter().rev() {
         let started = Line::Started {
@@ -228,5 +232,17 @@ mod tests {
         assert!(past[0].interrupted);
         assert_eq!(past[1].exit, json!({"reason": "timeout"}));
         assert_eq!(past[1].label, "bash");
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_journal_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.txt");
+        std::fs::write(&target, "untouched\n").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(FILE_NAME)).unwrap();
+        let error = Journal::open(dir.path(), 10).unwrap_err();
+        assert!(error.to_string().contains("exec-runs.jsonl is a symbolic link"), "{error}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+        assert!(dir.path().join(FILE_NAME).is_symlink(), "not replaced by the rewrite either");
     }
 }

@@ -159,3 +159,14 @@ impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
         }
     }
 }
+
+/// A FIFO at `path` and its read end. A data file opened there takes writes while the read end
+/// is held, and once it is dropped every write fails (EPIPE) as on a full disk: the failure the
+/// logs must survive, without a symlink to `/dev/full` (data files never follow links).
+pub fn pipe_at(path: &std::path::Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from(0o600)).unwrap();
+    // Non-blocking: there is no writer yet.
+    let flags = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).unwrap()
+}

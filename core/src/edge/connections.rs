@@ -12,6 +12,11 @@
 //! - **The same deadline for a connection with nothing to do** ([`super::idle`]): one that sends
 //!   no request at all, or an HTTP/2 one with no request in progress (hyper closes idle HTTP/1
 //!   keep-alive connections itself, but holds idle HTTP/2 ones for ever).
+//! - **A budget for connections that have sent no request yet** ([`super::pending`]): capped per
+//!   client address and in total, well below the open-file limit, the oldest closed to make room
+//!   for a new one. Idle connections opened faster than the head deadline retires them no longer
+//!   use up the descriptors, so new clients keep being accepted and answered. A connection that
+//!   has sent a request is never closed for it.
 //! - **Accept errors are survived.** Out of file descriptors, `accept` fails until a connection
 //!   closes; the loop logs it, waits a moment rather than spin, and goes on serving.
 //! - **Graceful shutdown**: stop accepting, let open requests finish (event streams end at once,
@@ -48,6 +53,9 @@ use tower::{Service, ServiceExt};
 
 use super::body_deadline::{BODY_TIMEOUT, DeadlineBody};
 use super::idle::{Activity, Exchange, ExchangeBody, Idle};
+pub use super::pending::PendingCaps;
+use super::pending::{Budget, Pending};
+use crate::metrics::Metrics;
 use crate::stream::takeover::{Takeover, TakeoverIo};
 
 /// How long a client may take to send a request's head, by default.
@@ -63,11 +71,23 @@ pub struct ConnectionSettings {
     pub body_timeout: Duration,
     /// Serve HTTPS with this configuration; plain HTTP when `None`.
     pub tls: Option<Arc<ServerConfig>>,
+    /// How many connections may be waiting for their first request head, in total and per
+    /// client address; past a cap the oldest such connection is closed ([`super::pending`]). By
+    /// default half the open-file limit, and half of that per address.
+    pub pending: PendingCaps,
+    /// Where connections closed for the pending budget are counted (`/metrics`), if anywhere.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        ConnectionSettings { header_timeout: HEADER_TIMEOUT, body_timeout: BODY_TIMEOUT, tls: None }
+        ConnectionSettings {
+            header_timeout: HEADER_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
+            tls: None,
+            pending: PendingCaps::default(),
+            metrics: None,
+        }
     }
 }
 
@@ -115,6 +135,7 @@ pub async fn serve(
         .keep_alive_timeout(H2_PING_EVERY);
     let connections = TaskTracker::new();
     let tls = settings.tls.map(TlsAcceptor::from);
+    let budget = Budget::new(settings.pending, settings.metrics);
     loop {
         let (socket, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -129,6 +150,7 @@ pub async fn serve(
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
+        let pending = budget.as_ref().map(|budget| budget.admit(remote.ip()));
         let builder = builder.clone();
         let app = app.clone();
         let tls = tls.clone();
@@ -139,10 +161,14 @@ pub async fn serve(
         let shutdown = shutdown.child_token();
         connections.spawn(async move {
             let activity = Arc::new(Activity::default());
-            let watch = Watch { activity: activity.clone(), within: deadline, shutdown };
+            let watch = Watch { activity: activity.clone(), within: deadline, shutdown, pending };
+            let asked = watch.pending.clone();
             let Some(acceptor) = tls else {
                 let (io, takeover) = TakeoverIo::new(socket);
                 let service = tower::service_fn(move |request: http::Request<Incoming>| {
+                    if let Some(pending) = &asked {
+                        pending.request();
+                    }
                     let takeover = Some(takeover.clone());
                     let exchange = activity.request(request.version());
                     let peer = Peer { remote, body_timeout, takeover, exchange };
@@ -151,11 +177,24 @@ pub async fn serve(
                 return serve_one(io, service, &builder, watch).await;
             };
             let service = tower::service_fn(move |request: http::Request<Incoming>| {
+                if let Some(pending) = &asked {
+                    pending.request();
+                }
                 let exchange = activity.request(request.version());
                 let peer = Peer { remote, body_timeout, takeover: None, exchange };
                 handle(app.clone(), peer, request)
             });
-            match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
+            let handshake = tokio::time::timeout(deadline, acceptor.accept(socket));
+            let handshake = tokio::select! {
+                done = handshake => done,
+                cap = until_evicted(watch.pending.as_deref()) => {
+                    if let Some(pending) = &watch.pending {
+                        pending.count_eviction(cap);
+                    }
+                    return;
+                }
+            };
+            match handshake {
                 Ok(Ok(stream)) => serve_one(stream, service, &builder, watch).await,
                 Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake not finished in time"),
@@ -186,6 +225,16 @@ struct Watch {
     within: Duration,
     /// The server's shutdown: the connection finishes what it has begun, and closes.
     shutdown: CancellationToken,
+    /// Its place in the pending budget, when there is one.
+    pending: Option<Arc<Pending>>,
+}
+
+/// Waits until the budget wants the connection closed; for ever when there is no budget.
+async fn until_evicted(pending: Option<&Pending>) -> super::pending::Cap {
+    match pending {
+        Some(pending) => pending.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Answers one request with `app`: handlers can ask for the peer (what
@@ -227,6 +276,8 @@ where
     tokio::pin!(connection);
     let idle = super::idle::idle_for(&watch.activity, watch.within);
     tokio::pin!(idle);
+    let evicted = until_evicted(watch.pending.as_deref());
+    tokio::pin!(evicted);
     let shutdown = watch.shutdown.cancelled();
     tokio::pin!(shutdown);
     // Armed once GOAWAY has gone to an idle connection: a client that never acknowledges it (h2
@@ -240,6 +291,14 @@ where
             // every wake of the connection, several times a request.
             biased;
             ended = &mut connection => break ended,
+            // After the connection: a head already on the socket has just been read, and its
+            // request spares the connection. Not polled once a request came (one load a wake).
+            cap = &mut evicted, if watch.pending.as_ref().is_some_and(|p| !p.asked()) => {
+                if let Some(pending) = watch.pending.as_ref().filter(|p| !p.asked()) {
+                    pending.count_eviction(cap);
+                    return;
+                }
+            }
             idle = &mut idle, if watching => match idle {
                 Idle::NeverAsked => {
                     // Dropping the connection closes its socket.

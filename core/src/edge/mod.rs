@@ -3,6 +3,8 @@
 //! * [`connections`]: the accept loop over hyper (`TCP_NODELAY`, a deadline for request heads,
 //!   accept errors survived, TLS, graceful shutdown, and sockets offered to event streams that
 //!   can take them over);
+//! * [`pending`]: a budget for connections that have sent no request yet, the oldest closed to
+//!   make room;
 //! * [`body_deadline`]: a deadline for a request's whole body (408 past it);
 //! * [`ApiError`]: every error is JSON `{"error":{"code","message"}}` with the right status,
 //!   and [`not_found`]/[`method_not_allowed`] keep even routing misses in that shape;
@@ -30,6 +32,7 @@ mod idle;
 mod json;
 pub mod numbers;
 pub mod origin;
+pub mod pending;
 pub mod rate;
 mod redact;
 pub mod streams;
