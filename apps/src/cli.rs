@@ -931,7 +931,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Trigger { server, client_id, message, count, concurrency, token }) => {
             let config =
                 trigger::TriggerConfig { server, client_id, message, count, concurrency, token };
-            let summary = trigger::run(config).await;
+            // Ctrl-C drops the requests in flight: their connections close, and the server
+            // cancels what it asked the client for (a native client hears of it).
+            let summary = tokio::select! {
+                summary = trigger::run(config) => summary,
+                () = shutdown.cancelled() => {
+                    eprintln!("interrupted: the requests in flight were abandoned");
+                    return Ok(ExitCode::from(130));
+                }
+            };
             trigger::print_summary(&summary);
             return Ok(if summary.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sse_apps::basic::BasicConfig;
 use support::{Stream, spawn_app};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
@@ -175,6 +175,48 @@ async fn bidi_server_client_and_trigger_round_trip_as_separate_programs() {
     let output = Command::new(BIN).args(unknown).output().await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("404"));
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_trigger_and_the_server_tells_the_client_its_request_is_cancelled() {
+    let (_server, base) = start_server(&["bidi-server"]).await;
+    // A native worker that never answers: the request waits for it.
+    let mut worker = support::Stream::open(&format!("{base}/rpc/events?client_id=silent")).await;
+    let mut trigger = Command::new(BIN)
+        .args(["trigger", "--server", &base, "--client-id", "silent", "--message", "x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let request = within("the request", async {
+        loop {
+            let event = worker.next().await.expect("the worker's stream stays open");
+            if event.event == "request" {
+                return event;
+            }
+        }
+    })
+    .await;
+    let request: serde_json::Value = serde_json::from_str(&request.data).unwrap();
+    signal(&trigger, "INT");
+    let status = within("trigger after Ctrl-C", trigger.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut said = String::new();
+    trigger.stderr.take().unwrap().read_to_string(&mut said).await.unwrap();
+    assert!(said.contains("interrupted"), "{said}");
+    // The server saw the caller go, and says so to the client.
+    let cancelled = within("the cancellation notice", async {
+        loop {
+            let event = worker.next().await.expect("the worker's stream stays open");
+            if event.event == "notification" && event.data.contains("notifications/cancelled") {
+                return event;
+            }
+        }
+    })
+    .await;
+    let note: serde_json::Value = serde_json::from_str(&cancelled.data).unwrap();
+    assert_eq!(note["params"]["requestId"], request["id"], "{note}");
 }
 
 #[tokio::test]

@@ -316,6 +316,17 @@ async fn the_whole_runs_memory_is_bounded_while_other_runs_and_the_server_go_on(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_is_python3() {
+    let Some(exec) = Exec::start().await else { return };
+    let id = exec
+        .run(json!({"language": "python", "code": "import sys; print(sys.version_info[0])"}))
+        .await;
+    assert_eq!(text(&exec.all(&id).await, "stdout"), "3\n");
+    let (_, list) = exec.get_json("/exec/runs").await;
+    assert_eq!(list["runs"][0]["label"], "python3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_is_a_capped_tmpfs() {
     let Some(exec) = Exec::start_with(|c| c.limits.file_size = 1 << 20).await else { return };
     // Files of a megabyte (under the file size limit) until /work refuses more, at most 300.

@@ -53,6 +53,17 @@ async fn a_token_is_required_and_compared_exactly() {
     let missing = http.get(format!("{base}/page")).send().await.unwrap();
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     assert_eq!(error_code(missing, 401).await, "missing_token");
+    // A browser opening the page without the token gets a page saying how to get in, still 401.
+    let browsing = http
+        .get(format!("{base}/page"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browsing.status(), 401);
+    assert_eq!(browsing.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(browsing.text().await.unwrap().contains("needs its token"));
     let wrong = http.get(format!("{base}/page")).bearer_auth("s3cre").send().await.unwrap();
     assert_eq!(error_code(wrong, 401).await, "wrong_token");
     let longer = http.get(format!("{base}/page")).bearer_auth("s3cret!").send().await.unwrap();

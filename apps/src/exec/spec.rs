@@ -17,7 +17,7 @@ const MAX_ARG: usize = 16 * 1024;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// `sh`, `bash` or `python3`, with `code`.
+    /// `sh`, `bash` or `python3` (or `python`), with `code`.
     pub language: Option<String>,
     /// The program text for `language`.
     pub code: Option<String>,
@@ -100,7 +100,8 @@ impl RunRequest {
                 let program = match language.as_str() {
                     "sh" => vec!["/bin/sh".to_owned(), "-c".to_owned(), code],
                     "bash" => vec!["/bin/bash".to_owned(), "-c".to_owned(), code],
-                    "python3" => {
+                    // `python` is what people type; there is only Python 3.
+                    "python3" | "python" => {
                         vec!["/usr/bin/python3".to_owned(), "-u".to_owned(), "-c".to_owned(), code]
                     }
                     other => {
@@ -112,7 +113,8 @@ impl RunRequest {
                         ));
                     }
                 };
-                (program, language)
+                let label = if language == "python" { "python3".to_owned() } else { language };
+                (program, label)
             }
             (None, None, Some(argv)) => {
                 if argv.is_empty() || argv[0].is_empty() {

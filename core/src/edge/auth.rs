@@ -223,6 +223,9 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
     };
     let candidates = presented(&req, &cookie.name);
     if candidates.is_empty() {
+        if navigates(req.headers()) {
+            return sign_in_page();
+        }
         return unauthorized("missing_token", "this endpoint needs the server's token");
     }
     let valid = |(place, value): &(Place, String)| match place {
@@ -286,6 +289,38 @@ fn address_without_token(uri: &http::Uri) -> String {
     } else {
         format!("./{last_segment}?{}", kept.join("&"))
     }
+}
+
+/// A browser opening a page (not a script fetching an API): it gets a page to read, not JSON.
+fn navigates(headers: &HeaderMap) -> bool {
+    headers.get(SEC_FETCH_MODE).is_some_and(|mode| mode == "navigate")
+        || headers.get(http::header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|accept| {
+            accept.split(',').any(|kind| kind.trim().starts_with("text/html"))
+        })
+}
+
+/// What a person who opened a page without the token reads: how to get in. Still 401, so
+/// scripts and monitors see the refusal.
+fn sign_in_page() -> Response {
+    const PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+        <title>Token needed</title></head><body style=\"font-family:system-ui,sans-serif;\
+        max-width:40em;margin:3em auto;padding:0 1em;line-height:1.5\">\
+        <h1>This server needs its token</h1>\
+        <p>Open the link the server printed when it started: it ends in <code>?token=…</code> \
+        and signs this browser in (the token then stays in a cookie for this server only).</p>\
+        <p>Lost it? The token is the one given with <code>--token-file</code>, \
+        <code>SSE_APPS_TOKEN</code> or <code>--token</code>; when none was given, the server \
+        made one up and printed it at start: restart it to see a new one.</p>\
+        </body></html>\n";
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        PAGE,
+    )
+        .into_response();
+    response.headers_mut().insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn unauthorized(code: &'static str, message: &str) -> Response {
