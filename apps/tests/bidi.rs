@@ -306,10 +306,10 @@ async fn our_client_works_against_a_server_like_the_original() {
         loop {
             // The newest connection is the live one.
             let connections = original.connections.lock().unwrap();
-            if let Some(connection) = connections.last() {
-                if connection.send(frame.clone()).is_ok() {
-                    return;
-                }
+            if let Some(connection) = connections.last()
+                && connection.send(frame.clone()).is_ok()
+            {
+                return;
             }
             drop(connections);
             std::thread::yield_now();

@@ -255,10 +255,10 @@ async fn answer_requests(
     let reader = async {
         read_body(addr, &path, "", connecting, connected, stop, |body| {
             scanner.feed(body, |seen| {
-                if let Seen::Data(data) = seen {
-                    if let Some(id) = request_id(data) {
-                        let _ = ids.send(id);
-                    }
+                if let Seen::Data(data) = seen
+                    && let Some(id) = request_id(data)
+                {
+                    let _ = ids.send(id);
                 }
             });
         })

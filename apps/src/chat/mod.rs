@@ -223,12 +223,12 @@ async fn join(
     let holder = state.history.ensure_room(&room, &key).await.map_err(internal)?;
     let room_state = state.room(&room).await?;
     // The holder coming back with its token keeps it, under the nickname as first written.
-    if let (Some(held), Some(token)) = (&holder, &presented) {
-        if *held == sha256_hex(token) {
-            let stored = state.member(&room, Some(token.clone())).await?;
-            let body = json!({ "token": token, "nick": stored, "room": room });
-            return Ok((StatusCode::OK, axum::Json(body)).into_response());
-        }
+    if let (Some(held), Some(token)) = (&holder, &presented)
+        && *held == sha256_hex(token)
+    {
+        let stored = state.member(&room, Some(token.clone())).await?;
+        let body = json!({ "token": token, "nick": stored, "room": room });
+        return Ok((StatusCode::OK, axum::Json(body)).into_response());
     }
     let online = room_state.online().await;
     if holder.is_some() && online.iter().any(|online| names::nick_key(online) == key) {

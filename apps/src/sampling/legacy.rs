@@ -84,14 +84,14 @@ pub(super) async fn post(
             let _ = session.send(mcp::message(&value));
         }
     };
-    if let Message::Request(request) = &message {
-        if request.method == "initialize" {
-            let params = request.params.clone().unwrap_or_default();
-            let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
-            state.client_joined(client_info(&session, &params, protocol, "sse"));
-            send(mcp::result(&request.id, initialize_result(protocol)));
-            return Ok(StatusCode::ACCEPTED.into_response());
-        }
+    if let Message::Request(request) = &message
+        && request.method == "initialize"
+    {
+        let params = request.params.clone().unwrap_or_default();
+        let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
+        state.client_joined(client_info(&session, &params, protocol, "sse"));
+        send(mcp::result(&request.id, initialize_result(protocol)));
+        return Ok(StatusCode::ACCEPTED.into_response());
     }
     let task_state = state.clone();
     // Requests are answered on their own task (a tool call waits for a model), so the POST

@@ -107,10 +107,10 @@ pub fn check_create_message(params: &Value) -> Result<(), String> {
         Some(n) if n > 0 => {}
         _ => return Err("maxTokens must be a positive integer".to_owned()),
     }
-    if let Some(t) = params.get("temperature") {
-        if !t.is_number() {
-            return Err("temperature must be a number".to_owned());
-        }
+    if let Some(t) = params.get("temperature")
+        && !t.is_number()
+    {
+        return Err("temperature must be a number".to_owned());
     }
     Ok(())
 }

@@ -88,10 +88,10 @@ impl SamplingRequest {
             "id": self.id, "client": self.client, "params": self.params,
             "sent_at": self.sent_at, "deadline_at": self.deadline_at, "state": stage,
         });
-        if let (Some(outcome), Some(map)) = (outcome, value.as_object_mut()) {
-            if let Some(fields) = outcome.as_object() {
-                map.extend(fields.clone());
-            }
+        if let (Some(outcome), Some(map)) = (outcome, value.as_object_mut())
+            && let Some(fields) = outcome.as_object()
+        {
+            map.extend(fields.clone());
         }
         value
     }
@@ -282,11 +282,11 @@ impl SamplingState {
             .iter()
             .find(|r| r.id == token && r.session == from.as_str())
             .cloned();
-        if let Some(request) = request {
-            if lock(&request.outcome).is_none() {
-                *lock(&request.stage) = Some(stage);
-                self.publish("request_progress", &request.to_json());
-            }
+        if let Some(request) = request
+            && lock(&request.outcome).is_none()
+        {
+            *lock(&request.stage) = Some(stage);
+            self.publish("request_progress", &request.to_json());
         }
     }
 }

@@ -138,23 +138,23 @@ pub(super) async fn post(
                 .into_response();
         }
     };
-    if let Message::Request(request) = &message {
-        if request.method == "initialize" {
-            let params = request.params.clone().unwrap_or_default();
-            let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
-            let name = params.pointer("/clientInfo/name").and_then(Value::as_str);
-            let session = match state.core.sessions.create(name, Arc::new(McpEvents)).await {
-                Ok(session) => session,
-                Err(refused) => return too_many_sessions(&request.id, refused),
-            };
-            state.client_joined(client_info(&session, &params, protocol, "streamable"));
-            let mut response =
-                axum::Json(mcp::result(&request.id, initialize_result(protocol))).into_response();
-            if let Ok(id) = HeaderValue::from_str(session.id().as_str()) {
-                response.headers_mut().insert(SESSION_HEADER, id);
-            }
-            return response;
+    if let Message::Request(request) = &message
+        && request.method == "initialize"
+    {
+        let params = request.params.clone().unwrap_or_default();
+        let protocol = mcp::negotiate(params.get("protocolVersion").and_then(Value::as_str));
+        let name = params.pointer("/clientInfo/name").and_then(Value::as_str);
+        let session = match state.core.sessions.create(name, Arc::new(McpEvents)).await {
+            Ok(session) => session,
+            Err(refused) => return too_many_sessions(&request.id, refused),
+        };
+        state.client_joined(client_info(&session, &params, protocol, "streamable"));
+        let mut response =
+            axum::Json(mcp::result(&request.id, initialize_result(protocol))).into_response();
+        if let Ok(id) = HeaderValue::from_str(session.id().as_str()) {
+            response.headers_mut().insert(SESSION_HEADER, id);
         }
+        return response;
     }
     let session = match checked_session(&state, &headers) {
         Ok(session) => session,

@@ -587,10 +587,10 @@ impl Cluster {
                 let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
             }
             Envelope::Cancel { session, id, reason } => {
-                if let Some(session) = sessions.get(&SessionId::from(session.as_str())) {
-                    if let Some(event) = session.dialect().cancelled(&id, &reason) {
-                        let _ = session.send(event);
-                    }
+                if let Some(session) = sessions.get(&SessionId::from(session.as_str()))
+                    && let Some(event) = session.dialect().cancelled(&id, &reason)
+                {
+                    let _ = session.send(event);
                 }
             }
             Envelope::Answer { session, response, ticket, reply_to } => {
