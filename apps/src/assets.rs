@@ -73,6 +73,19 @@ pub async fn serve(request: Request) -> Response {
     response
 }
 
+/// `/readyz`'s `static_files`, where a directory is served instead of the embedded files: it
+/// must still be readable (the embedded ones always are).
+pub fn register_check(ready: &sse_core::ready::Readiness) {
+    if let Some(dir) = override_dir() {
+        ready.register("static_files", move || {
+            let dir = dir.clone();
+            async move {
+                std::fs::read_dir(&dir).map(drop).map_err(|e| format!("{}: {e}", dir.display()))
+            }
+        });
+    }
+}
+
 /// Every embedded file's path, for the tests and the start-up check.
 pub fn names() -> impl Iterator<Item = std::borrow::Cow<'static, str>> {
     Embedded::iter()

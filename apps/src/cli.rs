@@ -40,12 +40,25 @@ use sse_core::edge::connections::{ConnectionSettings, PendingCaps};
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// How log lines are written to stderr: text for people, json (one object a line) for log
+    /// collectors
+    #[arg(long, global = true, value_enum, env = "SSE_APPS_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     dashboard: DashboardArgs,
     #[command(flatten)]
     exec: ExecArgs,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object a line: timestamp, level, target, fields, and the spans it is in.
+    Json,
 }
 
 /// The exec app's own flags.
@@ -91,10 +104,10 @@ impl ExecArgs {
         // A failure is left to the caller: `sse-apps exec` stops on it, every app on one port
         // says it and serves the rest.
         if let Ok(sandbox) = &sandbox {
-            eprintln!("exec: runs start in {}", sandbox.describe());
+            tracing::info!("exec: runs start in {}", sandbox.describe());
             if self.no_cgroup {
-                eprintln!(
-                    "WARNING: exec runs have no cgroup (--no-cgroup): a run's whole memory \
+                tracing::warn!(
+                    "exec runs have no cgroup (--no-cgroup): a run's whole memory \
                      (tmpfs included), processes and CPU are bounded per process only"
                 );
             }
@@ -102,8 +115,8 @@ impl ExecArgs {
             if let Some(above) =
                 crate::exec::cgroup::inherited_memory_limit().filter(|l| *l < needed)
             {
-                eprintln!(
-                    "WARNING: this server's own cgroup allows {} MiB, less than {} runs of {} MiB \
+                tracing::warn!(
+                    "this server's own cgroup allows {} MiB, less than {} runs of {} MiB \
                      and the server: runs are killed first when it fills (oom_score_adj 1000), \
                      but lower --max-runs or raise that limit",
                     above >> 20,
@@ -112,8 +125,8 @@ impl ExecArgs {
                 );
             }
             if isolation != Isolation::Bubblewrap {
-                eprintln!(
-                    "WARNING: exec runs programs in a weaker sandbox than bubblewrap ({}), as \
+                tracing::warn!(
+                    "exec runs programs in a weaker sandbox than bubblewrap ({}), as \
                      asked",
                     isolation.name()
                 );
@@ -653,13 +666,13 @@ pub fn main() -> ExitCode {
     // A bench reports its own findings; its clients' progress at info would bury them.
     let default_level =
         if matches!(cli.command, Some(Command::Bench { .. })) { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -714,7 +727,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 chat: chat::ChatConfig::new(data_dir.clone()),
             };
             if let Err(why) = &config.exec.sandbox {
-                eprintln!("WARNING: exec refuses runs: {why}");
+                tracing::warn!("exec refuses runs: {why}");
             }
             let app = move |core: Core| crate::all_apps(core, config);
             run_server(cli.server, ALL_APPS, shutdown, app).await?;
@@ -738,8 +751,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                  stops DNS rebinding"
             );
             let program = if no_auth {
-                eprintln!(
-                    "WARNING: --no-auth: anyone who can reach this port can use the sampling endpoints"
+                tracing::warn!(
+                    "--no-auth: anyone who can reach this port can use the sampling endpoints"
                 );
                 Program { changes_machine: false, ..SAMPLING }
             } else {

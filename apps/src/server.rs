@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::CONTENT_TYPE;
 use sse_core::Core;
@@ -48,6 +49,8 @@ pub struct Guards {
 /// checks, panic catching, and in a cluster the instance's name on every answer.
 pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> FrontDoor<Router> {
     let metrics = core.metrics.clone();
+    let ready = core.ready.clone();
+    crate::assets::register_check(&ready);
     // Each layer costs every request a boxed future and a clone of the service below it, so one
     // with nothing to check (an open server's token) is left out rather than passed through.
     let mut app = app;
@@ -62,6 +65,7 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Fr
     }
     let app = app
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(move || readyz(ready)))
         .route(
             "/metrics",
             get(move || async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }),
@@ -75,6 +79,21 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Fr
         None => FrontDoorLayer::new(hosts),
     };
     front_door.layer(app)
+}
+
+/// `GET /readyz`: 200 when every dependency the apps use works (each check in
+/// [`sse_core::ready`]), else 503 in the house error shape with the list of what does not.
+async fn readyz(ready: sse_core::ready::Readiness) -> Response {
+    let failing = ready.failing().await;
+    if failing.is_empty() {
+        return axum::Json(serde_json::json!({ "ready": true })).into_response();
+    }
+    let names: Vec<&str> = failing.iter().map(|f| f.name.as_str()).collect();
+    let body = serde_json::json!({
+        "error": { "code": "not_ready", "message": format!("not ready: {}", names.join(", ")) },
+        "not_ready": failing,
+    });
+    (http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled (see [`crate::connections`]). Open

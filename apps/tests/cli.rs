@@ -541,6 +541,56 @@ async fn stderr_until(lines: &mut Lines<BufReader<ChildStderr>>, needle: &str) -
 }
 
 #[tokio::test]
+async fn readyz_names_the_chat_database_once_its_file_is_gone() {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = support::binary();
+    command
+        .args(["chat", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .stderr(Stdio::null());
+    let (_server, base) = support::started(command).await;
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    std::fs::remove_file(data.path().join("chat.sqlite3")).unwrap();
+    let not = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(not.status(), 503);
+    let body: serde_json::Value = not.json().await.unwrap();
+    assert_eq!(body["not_ready"][0]["name"], "chat_database", "{body}");
+    assert!(body["not_ready"][0]["error"].as_str().unwrap().contains("is gone"), "{body}");
+}
+
+#[tokio::test]
+async fn log_lines_are_json_objects_with_log_format_json() {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = support::binary();
+    command
+        .args(["chat", "--log-format", "json", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .stderr(Stdio::piped());
+    let (mut server, base) = support::started(command).await;
+    // A bad request is logged (at info, with its status) as the server answers it.
+    let refused = reqwest::Client::new()
+        .post(format!("{base}/chat/rooms/lobby/messages"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error());
+    signal(&server, "TERM");
+    within("the server stops", server.wait()).await.unwrap();
+    let mut said = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut said).await.unwrap();
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{said}");
+    for line in lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(parsed["timestamp"].is_string() && parsed["level"].is_string(), "{line}");
+        assert!(parsed["fields"]["message"].is_string(), "{line}");
+    }
+}
+
+#[tokio::test]
 async fn files_planted_where_the_probe_once_ran_steer_nothing() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if !has_bubblewrap() {
@@ -642,8 +692,9 @@ async fn a_sandbox_that_does_not_work_is_never_weakened_silently() {
     command.stderr(Stdio::piped());
     let (mut server, _) = support::started(command).await;
     let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
-    let said = stderr_until(&mut stderr, "WARNING").await;
+    let said = stderr_until(&mut stderr, "weaker sandbox than bubblewrap (none)").await;
     assert!(said.contains("runs start in none, no cgroup"), "{said}");
+    assert!(said.contains("WARN") && said.contains("no cgroup (--no-cgroup)"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,6 +208,38 @@ async fn a_request_waiting_on_one_instance_is_answered_through_the_other_and_thr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_redis_is_down_while_it_is_and_ready_once_it_is_back() {
+    if !installed(&["redis-server"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let mut redis_server = redis(redis_port).await;
+    let (_chat, base, _data) = instance_of(redis_port, &["chat"]).await;
+    let readyz = || async {
+        let response = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    let until = |wanted: u16| async move {
+        loop {
+            let (status, body) = readyz().await;
+            if status == wanted {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    within("ready with Redis up", until(200)).await;
+    redis_server.kill().await.unwrap();
+    let body = within("not ready with Redis down", until(503)).await;
+    assert_eq!(body["error"]["code"], "not_ready", "{body}");
+    assert_eq!(body["not_ready"][0]["name"], "redis", "{body}");
+    assert!(body["not_ready"][0]["error"].is_string(), "{body}");
+    let _back = redis(redis_port).await;
+    let body = within("ready again with Redis back", until(200)).await;
+    assert_eq!(body["ready"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_sessions_answer_across_instances_and_the_cluster_recovers_when_redis_restarts() {
     if !installed(&["redis-server"]) {
         return;

@@ -40,6 +40,7 @@ pub mod edge;
 pub mod hub;
 mod id_map;
 pub mod metrics;
+pub mod ready;
 pub mod rpc;
 pub mod session;
 pub mod stream;
@@ -106,6 +107,8 @@ pub struct CoreParts {
     pub streams: std::sync::Arc<StreamConfig>,
     /// Every counter.
     pub metrics: Metrics,
+    /// What `/readyz` checks.
+    pub ready: ready::Readiness,
 }
 
 impl std::ops::Deref for Core {
@@ -133,6 +136,7 @@ impl Core {
                 shutdown: CancellationToken::new(),
             }),
             metrics,
+            ready: ready::Readiness::default(),
         };
         Core { parts: std::sync::Arc::new(parts) }
     }
@@ -142,6 +146,11 @@ impl Core {
     pub fn join(&self, cluster: &cluster::Cluster) {
         self.correlator.join(cluster.clone());
         cluster.attach(&self.sessions, &self.correlator);
+        let redis = cluster.clone();
+        self.ready.register("redis", move || {
+            let redis = redis.clone();
+            async move { redis.ping().await }
+        });
     }
 
     /// The cluster this core belongs to, if any.

@@ -94,6 +94,9 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
         Some((_, log)) => History::Shared(log.clone()),
         None => History::local(Store::open(&config.data_dir)?),
     };
+    if let History::Local(store, _) = &history {
+        register_database_check(&core, store.clone(), config.data_dir.join(store::FILE_NAME));
+    }
     let posts = RateLimit::new(config.posts_per_second, config.burst);
     if let Some(posts) = &posts {
         // Buckets of members who stopped posting are full again: dropped, so the limiter holds
@@ -115,6 +118,20 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
         .route("/chat/rooms/{room}/typing", post(typing))
         .with_state(state);
     Ok(routes)
+}
+
+/// `/readyz`'s `chat_database`: the file is still where it was opened (a deleted one would lose
+/// everything at the next start) and answers a query.
+fn register_database_check(core: &Core, store: Store, path: std::path::PathBuf) {
+    core.ready.register("chat_database", move || {
+        let (store, path) = (store.clone(), path.clone());
+        async move {
+            if !path.is_file() {
+                return Err(format!("{} is gone", path.display()));
+            }
+            store.run(|db| Ok(Store::rooms(db)?.len())).await.map(drop).map_err(|e| e.to_string())
+        }
+    });
 }
 
 #[derive(Template, WebTemplate)]

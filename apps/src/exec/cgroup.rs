@@ -100,6 +100,14 @@ impl RunGroups {
         RunGroups { version, parents, next: AtomicU64::new(0) }
     }
 
+    /// Whether the parent group(s) still exist.
+    pub fn still_there(&self) -> Result<(), String> {
+        match self.parents.iter().find(|parent| !parent.is_dir()) {
+            Some(gone) => Err(format!("the runs' cgroup {} is gone", gone.display())),
+            None => Ok(()),
+        }
+    }
+
     /// The version in use.
     pub fn version(&self) -> Version {
         self.version

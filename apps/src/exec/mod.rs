@@ -118,6 +118,28 @@ impl Sandbox {
         Ok(Sandbox { isolation, groups })
     }
 
+    /// Whether what was checked at start is still in place: the sandbox's program and the runs'
+    /// parent cgroup (removed by hand, or by a cgroup manager, runs could no longer start).
+    pub fn still_usable(&self) -> Result<(), String> {
+        let program = match self.isolation {
+            Isolation::Bubblewrap => Some("bwrap"),
+            Isolation::Unshare => Some("unshare"),
+            Isolation::None => None,
+        };
+        if let Some(program) = program {
+            let found = ["/usr/local/bin", "/usr/bin", "/bin"]
+                .iter()
+                .any(|dir| std::path::Path::new(dir).join(program).exists());
+            if !found {
+                return Err(format!("{program} is no longer installed"));
+            }
+        }
+        match &self.groups {
+            Some(groups) => groups.still_there(),
+            None => Ok(()),
+        }
+    }
+
     /// As start-up, the page and `/metrics` name it, e.g. `bubblewrap, cgroup v1`.
     pub fn describe(&self) -> String {
         match &self.groups {
@@ -221,6 +243,7 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
     let slots = Arc::new(Semaphore::new(config.max_concurrent));
     let uids = config.run_uids.clone().take(config.max_concurrent).collect();
     register_sandbox_info(&core, &config);
+    register_sandbox_check(&core, &config);
     let scratch_root = match &config.sandbox {
         Ok(sandbox) if sandbox.isolation != Isolation::Bubblewrap => Some(scratch_root()?),
         _ => None,
@@ -296,6 +319,19 @@ fn register_sandbox_info(core: &Core, config: &ExecConfig) {
         "The sandbox exec's runs start in",
         prometheus_client::metrics::info::Info::new(labels),
     );
+}
+
+/// `/readyz`'s `exec_sandbox`: the sandbox checked at start is still there (its program, its
+/// runs' parent cgroup), or why runs are refused.
+fn register_sandbox_check(core: &Core, config: &ExecConfig) {
+    let sandbox = config.sandbox.clone();
+    core.ready.register("exec_sandbox", move || {
+        let outcome = match &sandbox {
+            Err(why) => Err(why.clone()),
+            Ok(sandbox) => sandbox.still_usable(),
+        };
+        async move { outcome }
+    });
 }
 
 /// The directory for the scratch directories of runs outside bubblewrap: random name, owned by

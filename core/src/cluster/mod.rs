@@ -226,6 +226,16 @@ impl Cluster {
         })
     }
 
+    /// Whether Redis answers now (for readiness).
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut commands = self.commands();
+        redis::cmd("PING")
+            .query_async::<String>(&mut commands)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// This instance's name in the cluster.
     pub fn instance(&self) -> &str {
         &self.inner.instance
