@@ -78,7 +78,7 @@ mod tests {
         assert!(ready.failing().await.is_empty(), "nothing registered: ready");
         ready.register("fine", || async { Ok(()) });
         ready.register("broken", || async { Err("refused".to_owned()) });
-        ready.register("hung", || std::future::pending());
+        ready.register("hung", std::future::pending);
         let failing = ready.failing().await;
         let names: Vec<&str> = failing.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["broken", "hung"]);
