@@ -119,7 +119,18 @@ async fn an_answer_with_an_unknown_id_is_refused_and_never_reaches_a_later_trigg
         (Some("analyze"), Some("fresh"))
     );
     let id = request["id"].as_str().unwrap();
-    assert_eq!(answer(&app.base, "m", id, "the real answer").await.0, 200);
+    // Accepted with an empty 200, as the original answers, so a client that closes the body
+    // unread keeps its connection.
+    let accepted = reqwest::Client::new()
+        .post(format!("{}/response", app.base))
+        .header("client-id", "m")
+        .json(&json!({"id": id, "result": "the real answer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(accepted.headers()["content-length"], "0");
+    assert!(accepted.bytes().await.unwrap().is_empty());
     let (status, body) = waiting.await.unwrap();
     assert_eq!(
         (status, body["result"].as_str(), body["id"].as_str()),
