@@ -7,9 +7,10 @@
 //! every request in axum 0.8: `Router::layer` wraps every route in one more boxed `Route`, which
 //! axum clones for each call (an allocation) and whose future it boxes again (another, and a copy
 //! of the future), and `from_fn` clones the service below it once more and boxes its future. A
-//! round trip of the bidirectional server is two small requests, so that was measurable (README,
-//! "Measured"). Here the checks run before the call, the router below is called in place (its
-//! readiness is ours), and the one boxed future is the handler's own, instrumented and guarded.
+//! round trip of the bidirectional server is two small requests, so that was measurable
+//! (`docs/PERFORMANCE.md`). Here the checks run before the call, the router below is called in
+//! place (its readiness is ours), and the one boxed future is the handler's own, instrumented and
+//! guarded.
 //!
 //! It wraps only the handler's future, not response bodies: tower-http's `TraceLayer` and
 //! `CatchPanicLayer` wrap every body, so they would run on every write of every event stream.

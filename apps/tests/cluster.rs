@@ -43,7 +43,7 @@ async fn redis(port: u16) -> Child {
 }
 
 /// A Redis server on `port` that writes every change to its append-only file in `dir` before
-/// answering (the configuration the README gives for the chat), killed when dropped.
+/// answering (the configuration RELIABILITY.md gives for the chat), killed when dropped.
 async fn durable_redis(port: u16, dir: &Path) -> Child {
     let dir = dir.to_str().unwrap();
     let durable = ["--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
