@@ -35,6 +35,8 @@ use sse_core::edge::origin::HostPolicy;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::http_metrics::HttpMetrics;
+
 /// The header that names the instance that answered, in a cluster.
 pub const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-sse-apps-instance");
 
@@ -43,12 +45,19 @@ pub const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-sse-apps-inst
 pub struct FrontDoorLayer {
     hosts: HostPolicy,
     instance: Option<HeaderValue>,
+    metrics: Option<HttpMetrics>,
 }
 
 impl FrontDoorLayer {
     /// Checks Host and Origin against `hosts`.
     pub fn new(hosts: HostPolicy) -> FrontDoorLayer {
-        FrontDoorLayer { hosts, instance: None }
+        FrontDoorLayer { hosts, instance: None, metrics: None }
+    }
+
+    /// Counts and times every request in `metrics`.
+    pub fn counting(mut self, metrics: HttpMetrics) -> FrontDoorLayer {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Names the instance on every answer (a name that is not a valid header value is left out).
@@ -62,7 +71,12 @@ impl<S> Layer<S> for FrontDoorLayer {
     type Service = FrontDoor<S>;
 
     fn layer(&self, inner: S) -> FrontDoor<S> {
-        FrontDoor { inner, hosts: self.hosts.clone(), instance: self.instance.clone() }
+        FrontDoor {
+            inner,
+            hosts: self.hosts.clone(),
+            instance: self.instance.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -72,6 +86,7 @@ pub struct FrontDoor<S> {
     inner: S,
     hosts: HostPolicy,
     instance: Option<HeaderValue>,
+    metrics: Option<HttpMetrics>,
 }
 
 /// What a [`FrontDoor`] answers with.
@@ -92,11 +107,13 @@ where
 
     fn call(&mut self, request: Request) -> Answer {
         let span = request_span(&request);
-        // The clock is read only when the answer will be logged (debug), not for every request.
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        // The clock is read only when the answer is logged (debug) or counted.
+        let counted = self.metrics.clone().map(|m| (m, HttpMetrics::labels_of(&request)));
+        let started =
+            (counted.is_some() || tracing::enabled!(tracing::Level::DEBUG)).then(Instant::now);
         let instance = self.instance.clone();
         if let Some(mut refused) = span.in_scope(|| self.hosts.refusal(&request)) {
-            answered(&span, &refused, started);
+            answered(&span, &refused, started, counted);
             name(&mut refused, instance);
             return Box::pin(std::future::ready(Ok(refused)));
         }
@@ -113,7 +130,7 @@ where
                 }
                 Err(_) => panicked(&span),
             };
-            answered(&span, &response, started);
+            answered(&span, &response, started, counted);
             name(&mut response, instance);
             guard_page(&mut response);
             Ok(response)
@@ -153,11 +170,19 @@ fn guard_page(response: &mut Response) {
     }
 }
 
-/// Logs the status and time of an answer (at debug level).
-fn answered(span: &tracing::Span, response: &Response, started: Option<Instant>) {
-    if let Some(started) = started {
-        tracing::debug!(parent: span, status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered");
+/// Logs the status and time of an answer (at debug level), and counts it.
+fn answered(
+    span: &tracing::Span,
+    response: &Response,
+    started: Option<Instant>,
+    counted: Option<(HttpMetrics, (&'static str, &'static str))>,
+) {
+    let Some(started) = started else { return };
+    let elapsed = started.elapsed();
+    if let Some((metrics, labels)) = counted {
+        metrics.answered(labels, response.status().as_u16(), elapsed.as_secs_f64());
     }
+    tracing::debug!(parent: span, status = response.status().as_u16(), ?elapsed, "answered");
 }
 
 /// The answer to a request whose handler panicked (a bug): a 500 without details, logged.

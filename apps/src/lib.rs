@@ -29,6 +29,7 @@ pub mod data_dir;
 pub mod exec;
 pub mod forward;
 pub mod front_door;
+pub mod http_metrics;
 pub mod index;
 pub mod sampling;
 pub mod server;

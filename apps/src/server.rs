@@ -77,7 +77,8 @@ pub fn finish(app: Router, core: &Core, hosts: HostPolicy, guards: Guards) -> Fr
     let front_door = match core.cluster() {
         Some(cluster) => FrontDoorLayer::new(hosts).naming_instance(cluster.instance()),
         None => FrontDoorLayer::new(hosts),
-    };
+    }
+    .counting(crate::http_metrics::HttpMetrics::register(&core.metrics));
     front_door.layer(app)
 }
 

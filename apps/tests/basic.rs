@@ -194,6 +194,30 @@ async fn metrics_are_served_as_openmetrics_text() {
         text.contains("sse_rpc_circuits_open 0") && text.trim_end().ends_with("# EOF"),
         "{text}"
     );
+    // Valid OpenMetrics to a parser we did not write, every family: the core's, the requests by
+    // route and status (this scrape's own request counted by the next), the process, the build.
+    let again = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&again)
+        .unwrap_or_else(|e| panic!("{e:?}\n{again}"));
+    for family in [
+        "sse_streams_open",
+        "sse_http_requests",
+        "sse_http_request_duration_seconds",
+        "sse_build",
+        "sse_process_cpu_seconds",
+        "sse_process_resident_memory_bytes",
+        "sse_process_open_fds",
+    ] {
+        assert!(
+            parsed.families.contains_key(family),
+            "no {family} in {:?}",
+            parsed.families.keys()
+        );
+    }
+    assert!(
+        again.contains(r#"sse_http_requests_total{route="metrics",method="GET",status="200"} 1"#),
+        "{again}"
+    );
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ pub mod edge;
 pub mod hub;
 mod id_map;
 pub mod metrics;
+pub mod process_metrics;
 pub mod ready;
 pub mod rpc;
 pub mod session;

@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
 type Labeled<M> = Family<[(&'static str, &'static str); 1], M>;
@@ -130,6 +131,12 @@ impl Metrics {
             "Connections closed before any request to make room for new ones, by the cap reached \
              (per_address or total)",
             inner.connections_evicted.clone(),
+        );
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        registry.register(
+            "build",
+            "The build serving: its version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         Metrics { inner: Arc::new(Inner { registry: Mutex::new(registry), ..inner }) }
     }
