@@ -7,7 +7,7 @@
 //! variable for a 401, the model for a 403 or 404), and the client turns it into a JSON-RPC
 //! error for the server: never a panic, never the key.
 //!
-//! A 429, 408 or 5xx is tried again by [`super::retry`] alone. For OpenAI-compatible servers
+//! A 429, 408, 5xx or refused connection is tried again by [`super::retry`] alone. For OpenAI-compatible servers
 //! that means replacing async-openai's HTTP service (its default one retries by itself) with
 //! `SendOnce`, which also keeps the status and `Retry-After` that async-openai's errors drop.
 //! Both providers are asked for token counts (OpenAI's only come when `stream_options` asks),
@@ -197,9 +197,9 @@ impl Provider {
     }
 
     /// Calls the model (each attempt within `timeout`), handing each piece of text to
-    /// `on_token` as it streams in. A 429, 408 or 5xx is tried again as [`super::retry`] says
-    /// (at most [`retry::RETRIES`] more times, after the provider's `Retry-After` when it
-    /// gives one); this is the only retry layer, async-openai's own is off.
+    /// `on_token` as it streams in. A 429, 408, 5xx or refused connection is tried again as
+    /// [`super::retry`] says (at most [`retry::RETRIES`] more times, after the provider's
+    /// `Retry-After` when it gives one); this is the only retry layer, async-openai's own is off.
     pub async fn complete(
         &self,
         prompt: &Prompt,
@@ -237,8 +237,18 @@ impl Provider {
 /// for.
 struct Retry {
     after: Option<Duration>,
+    /// The status answered; 0 when the connection was refused.
     status: u16,
     error: LlmError,
+}
+
+/// A request that reached no provider. A refused connection (a local model server restarting)
+/// is worth another try, as a 503 would be; anything else is reported at once. Without its URL,
+/// which may carry credentials in the base URL.
+fn unreachable(error: reqwest::Error) -> Attempt {
+    let connect = error.is_connect();
+    let error = LlmError::Other(format!("cannot reach the provider: {}", error.without_url()));
+    if connect { Err(Retry { after: None, status: 0, error }) } else { Ok(Err(error)) }
 }
 
 type Attempt = Result<Result<Completion, LlmError>, Retry>;
@@ -441,10 +451,7 @@ fn openai_error(
         return retry_or_fail(status, after, OPENAI_VARS, model, message);
     }
     match error {
-        // Without its URL, which may carry credentials in OPENAI_BASE_URL.
-        OpenAIError::Reqwest(error) => {
-            Ok(Err(LlmError::Other(format!("cannot reach the provider: {}", error.without_url()))))
-        }
+        OpenAIError::Reqwest(error) => unreachable(error),
         other => {
             Ok(Err(LlmError::Other(format!("the provider's answer could not be read: {other}"))))
         }
@@ -484,12 +491,7 @@ async fn anthropic(
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                Ok::<_, Retry>(Err(LlmError::Other(format!(
-                    "cannot reach the provider: {}",
-                    e.without_url()
-                ))))
-            })?;
+            .map_err(unreachable)?;
         let status = response.status().as_u16();
         if status != 200 {
             let after = retry::retry_after(response.headers());
@@ -552,5 +554,27 @@ async fn anthropic(
         Ok(Ok(completion)) => Ok(Ok(completion)),
         Ok(Err(attempt)) => attempt,
         Err(_) => Ok(Err(LlmError::Timeout(timeout))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_tried_again_and_named_without_its_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://user:secret@{}/v1/messages", closed.local_addr().unwrap());
+        drop(closed);
+        let refused = http().post(url).send().await.unwrap_err();
+        let Err(Retry { error, after: None, .. }) = unreachable(refused) else {
+            panic!("a refused connection is tried again");
+        };
+        let said = error.to_string();
+        assert!(
+            said.starts_with("cannot reach the provider") && !said.contains("secret"),
+            "{said}"
+        );
     }
 }
