@@ -328,16 +328,17 @@ impl Session {
                 let session = self.clone();
                 let done = key.clone();
                 let since = Instant::now();
-                // Registered before the task can finish, and removed when it does.
+                // Registered before the task can finish, and removed once its outcome is known.
                 let mut in_flight = lock(&self.in_flight);
                 let task = tokio::spawn(async move {
                     let outcome = session.sample(&params).await;
+                    // Decided: no longer cancelled or abandoned, so its line is this one alone.
+                    lock(&session.in_flight).remove(&done);
                     let mut line = outcome.line(&id, since.elapsed());
                     if let Err(error) = session.post(&outcome.answer(&id)).await {
                         line.push_str(&format!("; the answer could not be sent: {error}"));
                     }
                     println!("{line}");
-                    lock(&session.in_flight).remove(&done);
                 });
                 in_flight.insert(key, (task.abort_handle(), since));
             }
