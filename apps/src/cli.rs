@@ -325,7 +325,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ProviderName::Openai)]
         provider: ProviderName,
         /// The model when the request's hints name none of --models [default: gpt-4o-mini, or
-        /// claude-3-5-haiku-latest]
+        /// claude-haiku-4-5]
         #[arg(long)]
         model: Option<String>,
         /// Models the request's hints may pick (comma-separated)
@@ -472,9 +472,7 @@ enum ApproveFlag {
 }
 
 /// The provider from the environment: key and base URL.
-fn provider(
-    name: ProviderName,
-) -> anyhow::Result<(crate::sampling::client::llm::Provider, &'static str)> {
+fn provider(name: ProviderName) -> anyhow::Result<crate::sampling::client::llm::Provider> {
     use crate::sampling::client::llm::Provider;
     let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
     match name {
@@ -486,14 +484,14 @@ fn provider(
                 key.is_some() || !base.contains("api.openai.com"),
                 "no API key: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server that needs none)"
             );
-            Ok((Provider::OpenAi { base, key }, "gpt-4o-mini"))
+            Ok(Provider::OpenAi { base, key })
         }
         ProviderName::Anthropic => {
             let base =
                 env("ANTHROPIC_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".to_owned());
             let key = env("ANTHROPIC_API_KEY");
             anyhow::ensure!(key.is_some(), "no API key: set ANTHROPIC_API_KEY");
-            Ok((Provider::Anthropic { base, key }, "claude-3-5-haiku-latest"))
+            Ok(Provider::Anthropic { base, key })
         }
     }
 }
@@ -771,7 +769,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             per_minute,
             timeout,
         }) => {
-            let (provider, default_model) = provider(name)?;
+            let provider = provider(name)?;
             let approve = crate::sampling::client::approval::Approve::from_flag(matches!(
                 approve,
                 ApproveFlag::Auto
@@ -781,9 +779,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 server,
                 transport,
                 token,
+                default_model: model.unwrap_or_else(|| provider.default_model().to_owned()),
                 provider,
                 models,
-                default_model: model.unwrap_or_else(|| default_model.to_owned()),
                 approve,
                 per_minute,
                 call_timeout: timeout,

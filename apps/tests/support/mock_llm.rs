@@ -1,5 +1,6 @@
 //! Mock model servers for tests: the HTTP contracts of OpenAI-compatible Chat Completions and
-//! Anthropic Messages, both streaming, with failures on demand.
+//! Anthropic Messages, both streaming and counting tokens as the real ones do, with failures (and
+//! their `Retry-After`) on demand. Every request is recorded, so a test can count them.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,12 +11,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+/// A status to answer with, and the `Retry-After` to send with it.
+pub type Failure = (u16, Option<String>);
+
 /// What the mock provider does and what it saw.
 #[derive(Clone, Default)]
 pub struct Mock {
-    /// Statuses to answer before succeeding, last first (e.g. [429] then a stream); 0 stalls
-    /// (answers nothing for an hour).
-    pub failures: Arc<Mutex<Vec<u16>>>,
+    /// Statuses to answer before succeeding, last first (e.g. [429] then a stream), each with
+    /// the `Retry-After` to send, if any; 0 stalls (answers nothing for an hour). Set with
+    /// [`Mock::fail`].
+    pub failures: Arc<Mutex<Vec<Failure>>>,
     /// Every request body received.
     pub seen: Arc<Mutex<Vec<Value>>>,
     /// The credentials each request came with (`Authorization`, or Anthropic's `x-api-key`).
@@ -23,6 +28,20 @@ pub struct Mock {
 }
 
 impl Mock {
+    /// Answers the next requests with these statuses, in this order, before succeeding again.
+    pub fn fail(&self, answers: &[(u16, Option<&str>)]) {
+        *self.failures.lock().unwrap() = answers
+            .iter()
+            .rev()
+            .map(|(status, after)| (*status, after.map(str::to_owned)))
+            .collect();
+    }
+
+    /// How many requests the mock has received.
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
     fn note_key(&self, headers: &axum::http::HeaderMap) {
         let key = ["authorization", "x-api-key"]
             .iter()
@@ -46,13 +65,17 @@ fn sse_body(events: &[(Option<&str>, Value)], done: bool) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
 }
 
-async fn failure(status: u16) -> Response {
+async fn failure((status, retry_after): Failure) -> Response {
     if status == 0 {
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }
     let status = StatusCode::from_u16(status).unwrap();
     let body = json!({"error": {"message": format!("mock says {status}"), "type": "mock_error", "code": "mock"}});
-    (status, [("retry-after", "0")], axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(after) = retry_after {
+        response.headers_mut().insert("retry-after", after.parse().unwrap());
+    }
+    response
 }
 
 async fn openai(
@@ -61,23 +84,30 @@ async fn openai(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     mock.note_key(&headers);
+    let usage_asked = body.pointer("/stream_options/include_usage") == Some(&json!(true));
     mock.seen.lock().unwrap().push(body);
     let next = mock.failures.lock().unwrap().pop();
-    if let Some(status) = next {
-        return failure(status).await;
+    if let Some(failed) = next {
+        return failure(failed).await;
     }
     let chunk = |content: Option<&str>, finish: Option<&str>| {
         json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
                "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
     };
-    sse_body(
-        &[
-            (None, chunk(Some("Hel"), None)),
-            (None, chunk(Some("lo."), None)),
-            (None, chunk(None, Some("length"))),
-        ],
-        true,
-    )
+    let mut events = vec![
+        (None, chunk(Some("Hel"), None)),
+        (None, chunk(Some("lo."), None)),
+        (None, chunk(None, Some("length"))),
+    ];
+    // As OpenAI does: the counts in one last chunk without choices, only when asked for.
+    if usage_asked {
+        events.push((
+            None,
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
+                   "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}),
+        ));
+    }
+    sse_body(&events, true)
 }
 
 async fn anthropic(
@@ -88,14 +118,15 @@ async fn anthropic(
     mock.note_key(&headers);
     mock.seen.lock().unwrap().push(body);
     let next = mock.failures.lock().unwrap().pop();
-    if let Some(status) = next {
-        return failure(status).await;
+    if let Some(failed) = next {
+        return failure(failed).await;
     }
     sse_body(
         &[
             (
                 Some("message_start"),
-                json!({"type": "message_start", "message": {"model": "mock-claude"}}),
+                json!({"type": "message_start", "message": {"model": "mock-claude",
+                       "usage": {"input_tokens": 7, "output_tokens": 1}}}),
             ),
             (
                 Some("content_block_delta"),
@@ -103,7 +134,8 @@ async fn anthropic(
             ),
             (
                 Some("message_delta"),
-                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                       "usage": {"output_tokens": 3}}),
             ),
             (Some("message_stop"), json!({"type": "message_stop"})),
         ],

@@ -6,11 +6,15 @@
 //! Lines are read by one thread of their own and handed over a channel, so a prompt whose request
 //! is cancelled stops waiting at once and takes no line the next prompt should get (a blocking
 //! read on tokio's pool could not be abandoned, and would also hold up the process's exit).
+//!
+//! A bare Enter approves, and each question says so ([`question`]): a default the person cannot
+//! see is one they can trigger without meaning to.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use super::llm::{Completion, Prompt};
+use super::outcome::Checkpoint;
 
 /// Lines typed at the terminal, read by a thread of their own.
 #[derive(Debug)]
@@ -77,9 +81,7 @@ impl Approve {
         for (role, text) in &prompt.messages {
             shown.push_str(&format!("{role}: {text}\n"));
         }
-        match ask(lines, shown, "Send to the model? [a]pprove, [e]dit the last message, [r]eject: ")
-            .await
-        {
+        match ask(lines, shown, question(Checkpoint::Request)).await {
             Choice::Approve => Some(prompt),
             Choice::Edit(text) => {
                 if let Some(last) = prompt.messages.last_mut() {
@@ -105,17 +107,28 @@ impl Approve {
     /// The second checkpoint: the completion before it goes back. `None` when rejected.
     pub async fn completion(&self, mut completion: Completion) -> Option<Completion> {
         let Approve::Ask(lines) = self else { return Some(completion) };
-        let shown = format!(
-            "\n── completion from {} (stop: {:?})\n",
-            completion.model, completion.stop_reason
-        );
-        match ask(lines, shown, "Send this answer? [a]pprove, [e]dit, [r]eject: ").await {
+        // The text itself was shown as it streamed in.
+        let shown = format!("\n── completion from {}\n", completion.summary());
+        match ask(lines, shown, question(Checkpoint::Completion)).await {
             Choice::Approve => Some(completion),
             Choice::Edit(text) => {
                 completion.text = text;
                 Some(completion)
             }
             Choice::Reject => None,
+        }
+    }
+}
+
+/// The question asked at a checkpoint. The capital marks the default, and the words say what
+/// Enter does, because that default is approval.
+pub fn question(checkpoint: Checkpoint) -> &'static str {
+    match checkpoint {
+        Checkpoint::Request => {
+            "Send to the model? [A]pprove, [e]dit the last message, [r]eject (Enter approves): "
+        }
+        Checkpoint::Completion => {
+            "Send this answer to the server? [A]pprove, [e]dit, [r]eject (Enter approves): "
         }
     }
 }
@@ -131,7 +144,7 @@ async fn ask(lines: &Lines, shown: String, question: &'static str) -> Choice {
         let Some(line) = receiver.recv().await else {
             return Choice::Reject; // stdin closed: nobody approves
         };
-        match line.trim() {
+        match line.trim().to_ascii_lowercase().as_str() {
             "a" | "approve" | "" => return Choice::Approve,
             "r" | "reject" => return Choice::Reject,
             "e" | "edit" => {
@@ -169,11 +182,53 @@ mod tests {
         }
         let edited = approve.request(prompt()).await.unwrap();
         assert_eq!(edited.messages[0].1, "edited");
-        let completion = Completion { text: "t".into(), model: "m".into(), stop_reason: None };
+        let completion = Completion {
+            text: "t".into(),
+            model: "m".into(),
+            stop_reason: None,
+            usage: Default::default(),
+        };
         // "x" is not an answer: asked again, then approved.
         assert_eq!(approve.completion(completion.clone()).await, Some(completion.clone()));
         assert_eq!(approve.request(prompt()).await, None, "rejected");
         drop(typed);
         assert_eq!(approve.completion(completion).await, None, "stdin closed: nobody approves");
+    }
+
+    #[tokio::test]
+    async fn each_question_shows_its_default_and_a_bare_enter_does_what_it_says() {
+        for checkpoint in [Checkpoint::Request, Checkpoint::Completion] {
+            let asked = question(checkpoint);
+            assert!(asked.contains("[A]pprove") && asked.contains("(Enter approves)"), "{asked}");
+        }
+        let (typed, lines) = tokio::sync::mpsc::unbounded_channel();
+        let approve = Approve::Ask(Arc::new(Lines::from_channel(lines)));
+        typed.send(String::new()).unwrap();
+        assert_eq!(approve.request(prompt()).await, Some(prompt()), "Enter approved the request");
+        let completion = Completion {
+            text: "t".into(),
+            model: "m".into(),
+            stop_reason: Some("endTurn".into()),
+            usage: Default::default(),
+        };
+        typed.send("  ".into()).unwrap();
+        assert_eq!(approve.completion(completion.clone()).await, Some(completion));
+    }
+
+    #[test]
+    fn a_completion_is_shown_with_its_stop_reason_in_words() {
+        let mut completion = Completion {
+            text: "t".into(),
+            model: "claude-haiku-4-5".into(),
+            stop_reason: Some("endTurn".into()),
+            usage: crate::sampling::client::llm::Usage { input: Some(12), output: Some(3) },
+        };
+        assert_eq!(completion.summary(), "claude-haiku-4-5, 12 in / 3 out tokens, stop: endTurn");
+        completion.stop_reason = None;
+        assert_eq!(
+            completion.summary(),
+            "claude-haiku-4-5, 12 in / 3 out tokens",
+            "nothing when absent"
+        );
     }
 }

@@ -3,21 +3,36 @@
 //!
 //! Both stream, so a person watching sees the tokens as they come. Anthropic has no official
 //! Rust SDK; its API is one POST whose answer is an SSE stream, read here with sse-core's own
-//! parser. Failures become an [`LlmError`] that says what to do (set a key, wait, retry), and
-//! the client turns it into a JSON-RPC error for the server: never a panic, never the key.
+//! parser. Failures become an [`LlmError`] that names the cause and what to change (the key's
+//! variable for a 401, the model for a 403 or 404), and the client turns it into a JSON-RPC
+//! error for the server: never a panic, never the key.
+//!
+//! A 429, 408, 5xx or refused connection is tried again by [`super::retry`] alone. For OpenAI-compatible servers
+//! that means replacing async-openai's HTTP service (its default one retries by itself) with
+//! `SendOnce`, which also keeps the status and `Retry-After` that async-openai's errors drop.
+//! Both providers are asked for token counts (OpenAI's only come when `stream_options` asks),
+//! which the client's line per request shows.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
-    CreateChatCompletionRequestArgs, FinishReason, StopConfiguration,
+    ChatCompletionStreamOptions, CreateChatCompletionRequestArgs, FinishReason, StopConfiguration,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sse_core::hub::lock;
 use sse_core::wire::Parser;
+
+use super::retry::{self, Next};
 
 /// What to ask a model (taken from a `sampling/createMessage` request).
 #[derive(Clone, Debug, PartialEq)]
@@ -45,23 +60,84 @@ pub struct Completion {
     pub model: String,
     /// `endTurn`, `maxTokens`, `stopSequence`, `toolUse`, or the provider's own word.
     pub stop_reason: Option<String>,
+    /// The tokens the provider counted, when it said.
+    pub usage: Usage,
 }
 
-/// Why a model call failed.
+impl Completion {
+    /// The model, the tokens and the stop reason in words, e.g. `gpt-4o-mini, 123 in / 45 out
+    /// tokens, stop: endTurn` (no stop reason when the provider gave none): how the client shows
+    /// a completion, both to the person approving it and in its line per request.
+    pub fn summary(&self) -> String {
+        let tokens = match (self.usage.input, self.usage.output) {
+            (None, None) => "tokens not reported".to_owned(),
+            (input, output) => {
+                let count = |n: Option<u32>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+                format!("{} in / {} out tokens", count(input), count(output))
+            }
+        };
+        match &self.stop_reason {
+            Some(stop) => format!("{}, {tokens}, stop: {stop}", self.model),
+            None => format!("{}, {tokens}", self.model),
+        }
+    }
+}
+
+/// Tokens read and written by one call, as the provider counted them (a compatible server may
+/// not say).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input: Option<u32>,
+    /// Completion tokens.
+    pub output: Option<u32>,
+}
+
+/// Why a model call failed. Each says what to change, naming the variable or flag to change.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LlmError {
     /// No API key is configured.
     #[error("no API key: set {0}")]
     NoKey(&'static str),
-    /// The provider refused the key.
-    #[error("the provider refused the API key (401/403); check {0}")]
-    BadKey(&'static str),
-    /// Rate limited, even after waiting.
+    /// 401: the provider does not accept the key.
+    #[error("the provider refused the API key (401): check {0}")]
+    KeyRefused(&'static str),
+    /// 403: the key is valid but may not do this.
+    #[error(
+        "the provider refused this request to model {model} (403): check that the key in {key} \
+         may use it"
+    )]
+    Forbidden {
+        /// The key's variable.
+        key: &'static str,
+        /// The model asked for.
+        model: String,
+    },
+    /// 404: no such model (or no API at that base URL).
+    #[error(
+        "the provider does not know model {model} (404): choose another with --model or \
+         --models, or check {base} is the API's base URL"
+    )]
+    UnknownModel {
+        /// The model asked for.
+        model: String,
+        /// The base URL's variable.
+        base: &'static str,
+    },
+    /// 429, still after the client's retries.
     #[error("the provider is rate limiting this key (429); try again later")]
     RateLimited,
-    /// The provider failed.
+    /// A 5xx (or 408), still after the client's retries.
     #[error("the provider failed ({0}); try again later")]
     Provider(u16),
+    /// The provider's `Retry-After` asked for a longer wait than the client makes.
+    #[error("the provider answered {status} and asks to wait {} s; try again later", wait.as_secs())]
+    WaitTooLong {
+        /// The status that came with it.
+        status: u16,
+        /// The wait asked for.
+        wait: Duration,
+    },
     /// No answer in time.
     #[error("the provider did not answer within {0:?}")]
     Timeout(Duration),
@@ -100,13 +176,30 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// Retries after a 429 or a 5xx.
-const RETRIES: u32 = 2;
+/// Where a provider's settings come from, so an error can name the one to fix.
+#[derive(Clone, Copy, Debug)]
+struct Vars {
+    key: &'static str,
+    base: &'static str,
+}
+
+const OPENAI_VARS: Vars = Vars { key: "OPENAI_API_KEY", base: "OPENAI_BASE_URL" };
+const ANTHROPIC_VARS: Vars = Vars { key: "ANTHROPIC_API_KEY", base: "ANTHROPIC_BASE_URL" };
 
 impl Provider {
+    /// The model used when `--model` is not given: each provider's small, fast current model
+    /// (Anthropic's alias follows the newest Haiku 4.5 snapshot).
+    pub fn default_model(&self) -> &'static str {
+        match self {
+            Provider::OpenAi { .. } => "gpt-4o-mini",
+            Provider::Anthropic { .. } => "claude-haiku-4-5",
+        }
+    }
+
     /// Calls the model (each attempt within `timeout`), handing each piece of text to
-    /// `on_token` as it streams in. A 429 or 5xx is retried (async-openai also backs off on its
-    /// own for OpenAI-compatible servers, inside the same timeout) (after `Retry-After`, or 1 s, then 2 s) before it is reported.
+    /// `on_token` as it streams in. A 429, 408, 5xx or refused connection is tried again as
+    /// [`super::retry`] says (at most [`retry::RETRIES`] more times, after the provider's
+    /// `Retry-After` when it gives one); this is the only retry layer, async-openai's own is off.
     pub async fn complete(
         &self,
         prompt: &Prompt,
@@ -115,6 +208,7 @@ impl Provider {
     ) -> Result<Completion, LlmError> {
         let mut attempt = 0;
         loop {
+            attempt += 1;
             let call = match self {
                 Provider::OpenAi { base, key } => {
                     openai(base, key.as_deref(), prompt, timeout, on_token).await
@@ -123,38 +217,58 @@ impl Provider {
                     anthropic(base, key.as_deref(), prompt, timeout, on_token).await
                 }
             };
-            match call {
-                Err(Retry { after, error }) if attempt < RETRIES => {
-                    attempt += 1;
-                    let wait = after.unwrap_or(Duration::from_secs(u64::from(attempt)));
-                    tracing::warn!(%error, ?wait, "model call failed; retrying");
-                    tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
-                }
-                Err(Retry { error, .. }) => return Err(error),
+            let Retry { after, status, error } = match call {
                 Ok(result) => return result,
+                Err(retry) => retry,
+            };
+            match retry::next(attempt, after) {
+                Next::Wait(wait) => {
+                    tracing::warn!(%error, ?wait, attempt, "model call failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                Next::GiveUp => return Err(error),
+                Next::TooLong(wait) => return Err(LlmError::WaitTooLong { status, wait }),
             }
         }
     }
 }
 
-/// A failure worth retrying (rate limit, provider error), with the wait the provider asked for.
+/// A failure worth another try (rate limit, provider error), with the wait the provider asked
+/// for.
 struct Retry {
     after: Option<Duration>,
+    /// The status answered; 0 when the connection was refused.
+    status: u16,
     error: LlmError,
+}
+
+/// A request that reached no provider. A refused connection (a local model server restarting)
+/// is worth another try, as a 503 would be; anything else is reported at once. Without its URL,
+/// which may carry credentials in the base URL.
+fn unreachable(error: reqwest::Error) -> Attempt {
+    let connect = error.is_connect();
+    let error = LlmError::Other(format!("cannot reach the provider: {}", error.without_url()));
+    if connect { Err(Retry { after: None, status: 0, error }) } else { Ok(Err(error)) }
 }
 
 type Attempt = Result<Result<Completion, LlmError>, Retry>;
 
+/// What a failed status means: try again, or an error that names its cause.
 fn retry_or_fail(
     status: u16,
     after: Option<Duration>,
-    key_var: &'static str,
+    vars: Vars,
+    model: &str,
     body: &str,
 ) -> Attempt {
+    let retry = |error| Err(Retry { after, status, error });
     match status {
-        401 | 403 => Ok(Err(LlmError::BadKey(key_var))),
-        429 => Err(Retry { after, error: LlmError::RateLimited }),
-        500..=599 => Err(Retry { after, error: LlmError::Provider(status) }),
+        // The provider's own words are left out: OpenAI's quote part of the key.
+        401 => Ok(Err(LlmError::KeyRefused(vars.key))),
+        403 => Ok(Err(LlmError::Forbidden { key: vars.key, model: model.to_owned() })),
+        404 => Ok(Err(LlmError::UnknownModel { model: model.to_owned(), base: vars.base })),
+        429 => retry(LlmError::RateLimited),
+        408 | 500..=599 => retry(LlmError::Provider(status)),
         _ => Ok(Err(LlmError::Other(format!(
             "the provider answered {status}: {}",
             body.chars().take(300).collect::<String>()
@@ -191,6 +305,41 @@ pub fn anthropic_stop(reason: &str) -> String {
     .to_owned()
 }
 
+/// The status and `Retry-After` of the provider's last answer, which async-openai's errors do
+/// not carry (and a non-JSON error body loses even the status).
+type Answered = Arc<Mutex<Option<(u16, Option<Duration>)>>>;
+
+/// async-openai's HTTP service for one call: sends each request once, through the process's
+/// client, and notes how the provider answered. Installing any service replaces async-openai's
+/// default one, whose retry layer would otherwise try every 429 and 5xx three more times under
+/// ours (see [`super::retry`]).
+#[derive(Clone, Debug)]
+struct SendOnce {
+    answered: Answered,
+}
+
+impl tower::Service<HttpRequestFactory> for SendOnce {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), OpenAIError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let answered = self.answered.clone();
+        Box::pin(async move {
+            let request = request.build().await?;
+            let response = http().execute(request).await.map_err(OpenAIError::Reqwest)?;
+            let after = retry::retry_after(response.headers());
+            *lock(&answered) = Some((response.status().as_u16(), after));
+            Ok(response)
+        })
+    }
+}
+
 async fn openai(
     base: &str,
     key: Option<&str>,
@@ -199,7 +348,9 @@ async fn openai(
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
     let config = OpenAIConfig::new().with_api_base(base).with_api_key(key.unwrap_or(""));
-    let client = async_openai::Client::with_config(config).with_http_client(http());
+    let answered = Answered::default();
+    let client = async_openai::Client::build(http(), config)
+        .with_http_service(SendOnce { answered: answered.clone() });
     let mut messages: Vec<ChatCompletionRequestMessage> = Vec::new();
     let build = |e: async_openai::error::OpenAIError| Ok(Err(LlmError::Other(e.to_string())));
     if let Some(system) = &prompt.system {
@@ -231,6 +382,11 @@ async fn openai(
     // the newer field.
     #[allow(deprecated)]
     request.max_tokens(prompt.max_tokens);
+    // The token counts come in one last chunk, and only when asked for.
+    request.stream_options(ChatCompletionStreamOptions {
+        include_usage: Some(true),
+        ..Default::default()
+    });
     if let Some(t) = prompt.temperature {
         request.temperature(t);
     }
@@ -241,16 +397,24 @@ async fn openai(
         Ok(request) => request,
         Err(e) => return build(e),
     };
+    let failed = |error| openai_error(error, lock(&answered).take(), &prompt.model);
     let call = async {
         let mut stream = match client.chat().create_stream(request).await {
             Ok(stream) => stream,
-            Err(error) => return Some(openai_error(error)),
+            Err(error) => return failed(error),
         };
         let (mut text, mut model, mut stop) = (String::new(), prompt.model.clone(), None);
+        let mut usage = Usage::default();
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(chunk) => {
                     model = chunk.model;
+                    if let Some(counted) = chunk.usage {
+                        usage = Usage {
+                            input: Some(counted.prompt_tokens),
+                            output: Some(counted.completion_tokens),
+                        };
+                    }
                     for choice in chunk.choices {
                         if let Some(piece) = choice.delta.content {
                             on_token(&piece);
@@ -261,35 +425,33 @@ async fn openai(
                         }
                     }
                 }
-                Err(error) => return Some(openai_error(error)),
+                Err(error) => return failed(error),
             }
         }
-        Some(Ok(Ok(Completion { text, model, stop_reason: stop })))
+        Ok(Ok(Completion { text, model, stop_reason: stop, usage }))
     };
     match tokio::time::timeout(timeout, call).await {
-        Ok(Some(result)) => result,
-        Ok(None) => Ok(Err(LlmError::Other("no answer".to_owned()))),
+        Ok(result) => result,
         Err(_) => Ok(Err(LlmError::Timeout(timeout))),
     }
 }
 
-fn openai_error(error: OpenAIError) -> Attempt {
+/// An async-openai error in the client's terms: by the status the provider answered with, when
+/// it answered with a failure.
+fn openai_error(
+    error: OpenAIError,
+    answered: Option<(u16, Option<Duration>)>,
+    model: &str,
+) -> Attempt {
+    if let Some((status, after)) = answered.filter(|(status, _)| !(200..300).contains(status)) {
+        let message = match &error {
+            OpenAIError::ApiError(response) => response.api_error.message.as_str(),
+            _ => "",
+        };
+        return retry_or_fail(status, after, OPENAI_VARS, model, message);
+    }
     match error {
-        // async-openai reads every non-2xx answer into an ApiError with its status.
-        OpenAIError::ApiError(response) => retry_or_fail(
-            response.status_code.as_u16(),
-            None,
-            "OPENAI_API_KEY",
-            &response.api_error.message,
-        ),
-        OpenAIError::Reqwest(error) => match error.status() {
-            Some(status) => retry_or_fail(status.as_u16(), None, "OPENAI_API_KEY", ""),
-            // Without its URL, which may carry credentials in OPENAI_BASE_URL.
-            None => Ok(Err(LlmError::Other(format!(
-                "cannot reach the provider: {}",
-                error.without_url()
-            )))),
-        },
+        OpenAIError::Reqwest(error) => unreachable(error),
         other => {
             Ok(Err(LlmError::Other(format!("the provider's answer could not be read: {other}"))))
         }
@@ -304,7 +466,7 @@ async fn anthropic(
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
     let Some(key) = key.filter(|k| !k.is_empty()) else {
-        return Ok(Err(LlmError::NoKey("ANTHROPIC_API_KEY")));
+        return Ok(Err(LlmError::NoKey(ANTHROPIC_VARS.key)));
     };
     let mut body = json!({
         "model": prompt.model,
@@ -329,23 +491,18 @@ async fn anthropic(
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                Ok::<_, Retry>(Err(LlmError::Other(format!(
-                    "cannot reach the provider: {}",
-                    e.without_url()
-                ))))
-            })?;
+            .map_err(unreachable)?;
         let status = response.status().as_u16();
         if status != 200 {
-            let after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-                .map(Duration::from_secs);
+            let after = retry::retry_after(response.headers());
             let text = response.text().await.unwrap_or_default();
-            return Err(retry_or_fail(status, after, "ANTHROPIC_API_KEY", &text));
+            return Err(retry_or_fail(status, after, ANTHROPIC_VARS, &prompt.model, &text));
         }
         let (mut text, mut model, mut stop) = (String::new(), prompt.model.clone(), None);
+        let mut usage = Usage::default();
+        let count = |data: &Value, pointer: &str| {
+            data.pointer(pointer).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())
+        };
         let mut parser = Parser::new();
         let mut bytes = response.bytes_stream();
         while let Some(chunk) = bytes.next().await {
@@ -359,6 +516,7 @@ async fn anthropic(
                         if let Some(m) = data.pointer("/message/model").and_then(Value::as_str) {
                             model = m.to_owned();
                         }
+                        usage.input = count(&data, "/message/usage/input_tokens");
                     }
                     "content_block_delta" => {
                         if let Some(piece) = data.pointer("/delta/text").and_then(Value::as_str) {
@@ -371,6 +529,10 @@ async fn anthropic(
                             data.pointer("/delta/stop_reason").and_then(Value::as_str)
                         {
                             stop = Some(anthropic_stop(reason));
+                        }
+                        // The running total of the tokens written so far.
+                        if let Some(output) = count(&data, "/usage/output_tokens") {
+                            usage.output = Some(output);
                         }
                     }
                     "error" => {
@@ -386,11 +548,33 @@ async fn anthropic(
                 }
             }
         }
-        Ok(Completion { text, model, stop_reason: stop })
+        Ok(Completion { text, model, stop_reason: stop, usage })
     };
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(completion)) => Ok(Ok(completion)),
         Ok(Err(attempt)) => attempt,
         Err(_) => Ok(Err(LlmError::Timeout(timeout))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_tried_again_and_named_without_its_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://user:secret@{}/v1/messages", closed.local_addr().unwrap());
+        drop(closed);
+        let refused = http().post(url).send().await.unwrap_err();
+        let Err(Retry { error, after: None, .. }) = unreachable(refused) else {
+            panic!("a refused connection is tried again");
+        };
+        let said = error.to_string();
+        assert!(
+            said.starts_with("cannot reach the provider") && !said.contains("secret"),
+            "{said}"
+        );
     }
 }

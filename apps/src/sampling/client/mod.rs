@@ -9,13 +9,20 @@
 //! stream in, and approves, edits or rejects the completion before it is sent: MCP's two
 //! human-in-the-loop checkpoints. A rejection is JSON-RPC error -1. `--approve auto` answers
 //! without asking. Keys are read from the environment and never printed or logged.
+//!
+//! Every request ends in one line on stdout ([`outcome`]): answered with its model, tokens and
+//! time, or rejected, failed, cancelled or abandoned with the reason. A failed model call is
+//! tried again by one layer only, [`retry`], which obeys the provider's `Retry-After`.
 
 pub mod approval;
 pub mod llm;
+pub mod outcome;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue};
@@ -27,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::mcp;
 use approval::Approve;
-use llm::{Completion, LlmError, Prompt, Provider};
+use llm::{Prompt, Provider};
+use outcome::{Checkpoint, Outcome};
 
 /// Which transport to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -112,7 +120,8 @@ struct Session {
     post_to: Mutex<(String, Option<String>)>,
     /// The protocol revision the server chose in `initialize`.
     protocol: Mutex<String>,
-    in_flight: Mutex<HashMap<String, AbortHandle>>,
+    /// Requests being answered, by their id's JSON, with when each arrived.
+    in_flight: Mutex<HashMap<String, (AbortHandle, Instant)>>,
 }
 
 fn initialize_request() -> Value {
@@ -172,8 +181,10 @@ impl Session {
     async fn run(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
         let ended = self.clone().serve(shutdown).await;
         // Requests of a session that has ended can no longer be answered.
-        for (_, task) in lock(&self.in_flight).drain() {
+        for (key, (task, since)) in lock(&self.in_flight).drain() {
             task.abort();
+            let id = serde_json::from_str(&key).unwrap_or(Value::String(key));
+            println!("{}", outcome::line("abandoned", &id, "the session ended", since.elapsed()));
         }
         ended
     }
@@ -316,33 +327,27 @@ impl Session {
                 let params = message.get("params").cloned().unwrap_or_default();
                 let session = self.clone();
                 let done = key.clone();
-                // Registered before the task can finish, and removed when it does.
+                let since = Instant::now();
+                // Registered before the task can finish, and removed once its outcome is known.
                 let mut in_flight = lock(&self.in_flight);
                 let task = tokio::spawn(async move {
-                    let answer = match session.sample(&params).await {
-                        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-                        Err((code, text)) => mcp::error(
-                            Some(
-                                &serde_json::from_value(id)
-                                    .unwrap_or(sse_core::wire::jsonrpc::Id::Number(0)),
-                            ),
-                            code,
-                            &text,
-                        ),
-                    };
-                    if let Err(error) = session.post(&answer).await {
-                        eprintln!("sampling-client: could not send an answer: {error}");
-                    }
+                    let outcome = session.sample(&params).await;
+                    // Decided: no longer cancelled or abandoned, so its line is this one alone.
                     lock(&session.in_flight).remove(&done);
+                    let mut line = outcome.line(&id, since.elapsed());
+                    if let Err(error) = session.post(&outcome.answer(&id)).await {
+                        line.push_str(&format!("; the answer could not be sent: {error}"));
+                    }
+                    println!("{line}");
                 });
-                in_flight.insert(key, task.abort_handle());
+                in_flight.insert(key, (task.abort_handle(), since));
             }
             ("notifications/cancelled", _) => {
-                let key =
-                    message.pointer("/params/requestId").map(Value::to_string).unwrap_or_default();
-                if let Some(task) = lock(&self.in_flight).remove(&key) {
+                let id = message.pointer("/params/requestId").cloned().unwrap_or_default();
+                if let Some((task, since)) = lock(&self.in_flight).remove(&id.to_string()) {
                     task.abort();
-                    eprintln!("sampling-client: the server cancelled request {key}");
+                    let what = "the server cancelled it";
+                    println!("{}", outcome::line("cancelled", &id, what, since.elapsed()));
                 }
             }
             (other, Some(id)) if !other.is_empty() => {
@@ -355,55 +360,44 @@ impl Session {
     }
 
     /// Answers one `sampling/createMessage`: checks, approval, the model, approval.
-    async fn sample(&self, params: &Value) -> Result<Value, (i64, String)> {
+    async fn sample(&self, params: &Value) -> Outcome {
         if self.limiter.check().is_err() {
-            return Err((
-                -32000,
-                format!(
-                    "rate limited: this client answers at most {} requests a minute",
-                    self.config.per_minute
-                ),
-            ));
+            let message = format!(
+                "rate limited: this client answers at most {} requests a minute",
+                self.config.per_minute
+            );
+            return Outcome::Failed { code: -32000, message };
         }
-        mcp::check_create_message(params).map_err(|m| (mcp::codes::INVALID_PARAMS, m))?;
-        let prompt =
-            prompt_from(params, &self.config).map_err(|m| (mcp::codes::INVALID_PARAMS, m))?;
+        let invalid = |message| Outcome::Failed { code: mcp::codes::INVALID_PARAMS, message };
+        if let Err(message) = mcp::check_create_message(params) {
+            return invalid(message);
+        }
+        let prompt = match prompt_from(params, &self.config) {
+            Ok(prompt) => prompt,
+            Err(message) => return invalid(message),
+        };
         let token = params.pointer("/_meta/progressToken").cloned();
         if matches!(self.config.approve, Approve::Ask(_)) {
             self.progress(token.as_ref(), 0, "awaiting approval").await;
         }
-        let prompt = match self.config.approve.request(prompt).await {
-            Some(prompt) => prompt,
-            None => {
-                return Err((
-                    mcp::codes::USER_REJECTED,
-                    "User rejected sampling request".to_owned(),
-                ));
-            }
+        let Some(prompt) = self.config.approve.request(prompt).await else {
+            return Outcome::Rejected(Checkpoint::Request);
         };
         self.progress(token.as_ref(), 1, "generating").await;
         let mut show = self.config.approve.token_printer();
-        let completion: Completion = self
-            .config
-            .provider
-            .complete(&prompt, self.config.call_timeout, &mut show)
-            .await
-            .map_err(|e: LlmError| {
-                eprintln!("sampling-client: the model call failed: {e}");
-                (-32603, format!("the client's model call failed: {e}"))
-            })?;
-        let completion = match self.config.approve.completion(completion).await {
-            Some(completion) => completion,
-            None => {
-                return Err((mcp::codes::USER_REJECTED, "User rejected the completion".to_owned()));
-            }
-        };
-        Ok(json!({
-            "role": "assistant",
-            "content": { "type": "text", "text": completion.text },
-            "model": completion.model,
-            "stopReason": completion.stop_reason,
-        }))
+        let completion =
+            match self.config.provider.complete(&prompt, self.config.call_timeout, &mut show).await
+            {
+                Ok(completion) => completion,
+                Err(error) => {
+                    let message = format!("the model call to {} failed: {error}", prompt.model);
+                    return Outcome::Failed { code: -32603, message };
+                }
+            };
+        match self.config.approve.completion(completion).await {
+            Some(completion) => Outcome::Answered(completion),
+            None => Outcome::Rejected(Checkpoint::Completion),
+        }
     }
 }
 
@@ -484,7 +478,7 @@ mod tests {
 
     #[test]
     fn hints_pick_a_configured_model_else_the_default() {
-        let models = vec!["claude-3-5-haiku-latest".to_owned(), "gpt-4o-mini".to_owned()];
+        let models = vec!["claude-haiku-4-5".to_owned(), "gpt-4o-mini".to_owned()];
         let asked = json!({ "modelPreferences": { "hints": [{ "name": "sonnet" }, { "name": "gpt-4o-mini" }] } });
         assert_eq!(choose_model(&asked, &models, "local"), "gpt-4o-mini");
         assert_eq!(choose_model(&json!({}), &models, "local"), "local");
