@@ -388,14 +388,16 @@ async fn renice_and_terminate_real_child_processes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_root_server_acts_only_on_processes_it_started() {
+async fn a_root_server_acts_only_on_processes_it_or_its_session_started() {
     if !rustix::process::getuid().is_root() {
         eprintln!("NOTICE: skipping: only a server run as root limits itself to its descendants");
         return;
     }
     let dash = Dashboard::start(ScriptedSource::with_cpu(&[5.0]), false).await;
-    // A root process this server did not start: the shell leaves it to be adopted by init.
-    let output = Command::new("sh").args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).output();
+    // A root process this server did not start, in a session of its own (as a daemon's or
+    // another login's): the shell leaves it to be adopted by init.
+    let output =
+        Command::new("setsid").args(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).output();
     let orphan: i32 = String::from_utf8(output.unwrap().stdout).unwrap().trim().parse().unwrap();
     runs(orphan.unsigned_abs(), "sleep").await;
     for body in [
@@ -411,6 +413,15 @@ async fn a_root_server_acts_only_on_processes_it_started() {
     }
     assert!(std::path::Path::new(&format!("/proc/{orphan}")).exists(), "left alone");
     let _ = Command::new("kill").arg(orphan.to_string()).status();
+    // One started from the server's own session (its shell's `sleep 300 &`, here the test's) it
+    // may act on, as on its own children.
+    let output = Command::new("sh").args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).output();
+    let sibling: i32 = String::from_utf8(output.unwrap().stdout).unwrap().trim().parse().unwrap();
+    runs(sibling.unsigned_abs(), "sleep").await;
+    let (status, accepted) =
+        dash.command(json!({"action": "renice", "pid": sibling, "nice": 5})).await;
+    assert_eq!(status, 202, "{accepted}");
+    let _ = Command::new("kill").arg(sibling.to_string()).status();
     // Its own child, as ever, it may act on.
     let mut child = child("exec sleep 300");
     runs(child.id(), "sleep").await;

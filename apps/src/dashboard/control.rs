@@ -180,13 +180,28 @@ fn descends_from_server(pid: i32) -> bool {
 
 /// The parent of process `pid` (field 4 of `/proc/<pid>/stat`, after the command's parentheses).
 fn parent_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 1)
+}
+
+/// Whether `pid` is in this server's session: started from the same terminal or script as the
+/// server (a `sleep 600 &` typed in the shell that started it), never a daemon's or another
+/// login's. A server under systemd has a session of its own.
+fn in_server_session(pid: i32) -> bool {
+    let ours = rustix::process::getsid(None).ok().map(|sid| sid.as_raw_nonzero().get());
+    let theirs: Option<i32> = stat_field(pid.unsigned_abs(), 3);
+    ours.is_some() && ours == theirs
+}
+
+/// Field `n` after the command of `/proc/<pid>/stat` (0: state, 1: parent, 3: session).
+fn stat_field<T: std::str::FromStr>(pid: u32, n: usize) -> Option<T> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+    after_name.split_whitespace().nth(n)?.parse().ok()
 }
 
 /// Whether this server may act on `pid`: not pid 1, not itself, an existing process, and (unless
-/// `allow_all`) one of its own user's; when that user is root, one the server started.
+/// `allow_all`) one of its own user's; when that user is root, one the server started or one of
+/// its own session.
 ///
 /// Returns a pidfd opened before the checks: a process cannot be replaced while it lives, and
 /// the fd is checked for an exit after them, so the process that passed is the one the fd
@@ -238,13 +253,18 @@ pub fn may_act_on(pid: i32, allow_all: bool) -> Result<OwnedFd, Refusal> {
     }
     // Run as root, "the server user's own processes" would be every root process (sshd, the
     // journal…): then only those the server started count as its own.
-    if rustix::process::getuid().is_root() && !allow_all && !descends_from_server(pid) {
+    if rustix::process::getuid().is_root()
+        && !allow_all
+        && !descends_from_server(pid)
+        && !in_server_session(pid)
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "foreign_process",
             format!(
-                "the server runs as root, so it acts only on processes it started, and pid {pid} \
-                 is not one; start it with --allow-control-all to allow this"
+                "the server runs as root, so it acts only on processes it started or started \
+                 from its own session (its terminal or script), and pid {pid} is neither; start \
+                 it with --allow-control-all to allow this"
             ),
         ));
     }
