@@ -666,7 +666,13 @@ pub fn main() -> ExitCode {
         if matches!(cli.command, Some(Command::Bench { .. })) { "warn" } else { "info" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written (stderr closed: `sse-apps | head`) is dropped in silence:
+    // the subscriber's own report of it would panic on that same stderr, inside whatever task
+    // was logging.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match cli.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),

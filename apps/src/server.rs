@@ -122,10 +122,12 @@ pub fn cancel_on_signals(token: CancellationToken) {
         };
         #[cfg(not(unix))]
         let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
-            () = term => tracing::info!("SIGTERM: shutting down"),
-        }
+        let signal = tokio::select! {
+            _ = ctrl_c => "SIGINT",
+            () = term => "SIGTERM",
+        };
+        // Cancelled first: logging can fail (a closed stderr) and must not stop the shutdown.
         token.cancel();
+        tracing::info!("{signal}: shutting down");
     });
 }

@@ -560,6 +560,22 @@ async fn readyz_names_the_chat_database_once_its_file_is_gone() {
 }
 
 #[tokio::test]
+async fn a_server_whose_stderr_was_closed_still_serves_and_stops_on_sigterm() {
+    // As after `sse-apps ... 2>&1 | head -2`: whoever read its output has gone.
+    let mut command = support::binary();
+    command.args(["bidi-server", "--addr", "127.0.0.1:0"]).stderr(Stdio::piped());
+    let (mut server, base) = support::started(command).await;
+    drop(server.stderr.take());
+    // Logged at info as it connects: the log line cannot be written, the stream opens all the same.
+    let mut stream = Stream::open(&format!("{base}/events?client_id=unheard")).await;
+    let hello = within("the greeting", stream.next()).await.unwrap();
+    assert!(hello.data.contains("unheard"), "{}", hello.data);
+    signal(&server, "TERM");
+    let status = within("the server stops on SIGTERM", server.wait()).await.unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
 async fn log_lines_are_json_objects_with_log_format_json() {
     let data = tempfile::tempdir().unwrap();
     let mut command = support::binary();
