@@ -66,27 +66,27 @@ pub enum LogFormat {
 pub struct ExecArgs {
     /// The sandbox runs start in. If it does not work here, exec refuses runs and says why; it
     /// never falls back to a weaker one by itself
-    #[arg(long, value_enum, default_value_t = Isolation::Bubblewrap)]
+    #[arg(help_heading = "Exec", long, value_enum, default_value_t = Isolation::Bubblewrap)]
     pub sandbox: Isolation,
     /// Run programs without a sandbox (same as --sandbox none; limits still apply; DANGEROUS)
-    #[arg(long, conflicts_with = "sandbox")]
+    #[arg(help_heading = "Exec", long, conflicts_with = "sandbox")]
     pub no_sandbox: bool,
     /// Bound runs by rlimits only, where no cgroup can be made for them (a run's total memory,
     /// tmpfs included, is then unbounded)
-    #[arg(long)]
+    #[arg(help_heading = "Exec", long)]
     pub no_cgroup: bool,
     /// First uid of the runs' uids when the server is root (default: the first free stretch from
     /// 1000000000); must lie outside every range in /etc/subuid and /etc/subgid
-    #[arg(long, value_name = "UID")]
+    #[arg(help_heading = "Exec", long, value_name = "UID")]
     pub run_uid_base: Option<u32>,
     /// Wall-clock limit of a run: the default, and the most a request may ask (at most 30 min)
-    #[arg(long, default_value = "30s", value_parser = parse_run_timeout)]
+    #[arg(help_heading = "Exec", long, default_value = "30s", value_parser = parse_run_timeout)]
     pub run_timeout: Duration,
     /// Runs at once
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(help_heading = "Exec", long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_runs: u16,
     /// Output kept per run, in MiB (past it, output is counted as dropped)
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(help_heading = "Exec", long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub output_cap_mib: u64,
 }
 
@@ -154,19 +154,19 @@ fn parse_run_timeout(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DashboardArgs {
     /// Time between dashboard ticks at start (at least 200ms; viewers can change it)
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    #[arg(help_heading = "Dashboard", long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Alert thresholds in %: careful,warning,critical
-    #[arg(long, default_value = "50,70,90", value_name = "C,W,C")]
+    #[arg(help_heading = "Dashboard", long, default_value = "50,70,90", value_name = "C,W,C")]
     pub alert_thresholds: Thresholds,
     /// Thresholds for one metric (cpu, memory, swap, disk:/mount), e.g. cpu=80,90,95 (repeatable)
-    #[arg(long = "alert", value_name = "METRIC=C,W,C", value_parser = parse_metric_thresholds)]
+    #[arg(help_heading = "Dashboard", long = "alert", value_name = "METRIC=C,W,C", value_parser = parse_metric_thresholds)]
     pub alerts: Vec<(String, Thresholds)>,
     /// How far (in percentage points) a value must fall below a threshold to leave its level
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(help_heading = "Dashboard", long, default_value_t = 5.0)]
     pub alert_hysteresis: f64,
     /// Allow control actions on other users' processes (never on pid 1 or the server itself)
-    #[arg(long)]
+    #[arg(help_heading = "Dashboard", long)]
     pub allow_control_all: bool,
 }
 
@@ -212,69 +212,110 @@ fn parse_metric_thresholds(text: &str) -> Result<(String, Thresholds), String> {
 pub struct ServerArgs {
     /// Address to listen on [default: 127.0.0.1:8080; basic-server 127.0.0.1:8081; bidi-server
     /// 127.0.0.1:8082]
-    #[arg(long, env = "SSE_APPS_ADDR")]
+    #[arg(help_heading = "Listening", long, env = "SSE_APPS_ADDR")]
     pub addr: Option<SocketAddr>,
     /// Require this token (Bearer header, cookie, or ?token= link) on the app's endpoints; on
     /// the command line every local user can read it (ps): prefer --token-file or the env var
-    #[arg(long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
+    #[arg(help_heading = "Access", long, env = "SSE_APPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Require the token written on this file's first line (instead of --token)
-    #[arg(long, env = "SSE_APPS_TOKEN_FILE", value_name = "PATH", conflicts_with = "token")]
+    #[arg(
+        help_heading = "Access",
+        long,
+        env = "SSE_APPS_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "token"
+    )]
     pub token_file: Option<PathBuf>,
-    /// Where apps keep their data (apps that store nothing ignore it)
-    #[arg(long, env = "SSE_APPS_DATA_DIR")]
+    /// Where apps keep their data (apps that store nothing ignore it) [default:
+    /// $XDG_DATA_HOME/sse-apps, else ~/.local/share/sse-apps]
+    #[arg(help_heading = "Data", long, env = "SSE_APPS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Also answer to this Host name (repeatable); a loopback server answers only loopback names
-    #[arg(long = "allow-host", value_name = "NAME")]
+    #[arg(help_heading = "Access", long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
     /// Also accept state-changing requests from this Origin (repeatable)
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    #[arg(help_heading = "Access", long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
     /// Limit each client address to this many requests a second (bursts of twice that); 0 is off
-    #[arg(long, env = "SSE_APPS_RATE_LIMIT", default_value_t = 0, value_name = "PER_SECOND")]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "SSE_APPS_RATE_LIMIT",
+        default_value_t = 0,
+        value_name = "PER_SECOND"
+    )]
     pub rate_limit: u32,
     /// No stream stays silent longer than this: quiet ones get a keep-alive comment
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(help_heading = "Limits", long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
     /// At most this many open event streams per client address; past it the oldest closes
     /// (0: no cap). Loopback clients (this machine's own programs) are not counted
-    #[arg(long, env = "SSE_APPS_MAX_STREAMS_PER_CLIENT", default_value_t = 32)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "SSE_APPS_MAX_STREAMS_PER_CLIENT",
+        default_value_t = 32
+    )]
     pub max_streams_per_client: usize,
     /// A reverse proxy (address or CIDR, repeatable) whose Forwarded / X-Forwarded-For headers
     /// name the client, for the rate limit and the stream cap; from anyone else they are ignored
-    #[arg(long = "trusted-proxy", env = "SSE_APPS_TRUSTED_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_proxy)]
+    #[arg(help_heading = "Limits", long = "trusted-proxy", env = "SSE_APPS_TRUSTED_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// At most this many sessions at once (bidi and MCP clients; one lingers 30 s after its
     /// stream closes); past it new ones get 503 too_many_sessions (0: no cap)
-    #[arg(long, env = "SSE_APPS_MAX_SESSIONS", default_value_t = sse_core::session::MAX_SESSIONS)]
+    #[arg(help_heading = "Limits", long, env = "SSE_APPS_MAX_SESSIONS", default_value_t = sse_core::session::MAX_SESSIONS)]
     pub max_sessions: usize,
     /// Serve HTTPS with this certificate chain (PEM, leaf first; needs --tls-key)
-    #[arg(long, env = "SSE_APPS_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "SSE_APPS_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM)
-    #[arg(long, env = "SSE_APPS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "SSE_APPS_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Run as one of several instances sharing this Redis (redis://HOST:PORT): the chat's
     /// history and live messages, bidi sessions, requests and answers reach across instances
     /// (give every instance the same --token)
-    #[arg(long, env = "SSE_APPS_REDIS", value_name = "URL")]
+    #[arg(help_heading = "Cluster", long, env = "SSE_APPS_REDIS", value_name = "URL")]
     pub redis: Option<String>,
     /// With --redis: the URL at which the other instances reach this one (default: the address
     /// it listens on); they forward requests for its exec runs there
-    #[arg(long, env = "SSE_APPS_ADVERTISE_URL", value_name = "URL", requires = "redis")]
+    #[arg(
+        help_heading = "Cluster",
+        long,
+        env = "SSE_APPS_ADVERTISE_URL",
+        value_name = "URL",
+        requires = "redis"
+    )]
     pub advertise_url: Option<String>,
     /// Name the token's cookie for this port, not the one listened on: the port browsers reach
     /// the server at behind a proxy; the same on every instance of a cluster, so that one login
     /// holds on all of them
-    #[arg(long, env = "SSE_APPS_COOKIE_PORT", value_name = "PORT")]
+    #[arg(help_heading = "Access", long, env = "SSE_APPS_COOKIE_PORT", value_name = "PORT")]
     pub cookie_port: Option<u16>,
     /// At most this many connections that have sent no request yet; past it the oldest of them
     /// closes (0: no cap) [default: half the open-file limit]
-    #[arg(long, env = "SSE_APPS_MAX_PENDING", value_name = "N")]
+    #[arg(help_heading = "Limits", long, env = "SSE_APPS_MAX_PENDING", value_name = "N")]
     pub max_pending: Option<usize>,
     /// At most this many of them per client address; past it that address's oldest closes (0: no
     /// cap) [default: half of --max-pending]
-    #[arg(long, env = "SSE_APPS_MAX_PENDING_PER_CLIENT", value_name = "N")]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "SSE_APPS_MAX_PENDING_PER_CLIENT",
+        value_name = "N"
+    )]
     pub max_pending_per_client: Option<usize>,
 }
 
