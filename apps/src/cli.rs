@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::{Args, Parser, Subcommand};
 use sse_core::edge::auth::Token;
-use sse_core::edge::forwarded::TrustedProxies;
+use sse_core::edge::forwarded::{ForwardedHeader, TrustedProxies};
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::RateLimit;
 use sse_core::edge::streams::StreamCap;
@@ -50,6 +50,15 @@ pub struct Cli {
     dashboard: DashboardArgs,
     #[command(flatten)]
     exec: ExecArgs,
+}
+
+/// `--forwarded-header`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardedHeaderName {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`).
+    XForwardedFor,
+    /// `Forwarded: for=…` (RFC 7239).
+    Forwarded,
 }
 
 /// How log lines are written.
@@ -262,6 +271,10 @@ pub struct ServerArgs {
     /// name the client, for the rate limit and the stream cap; from anyone else they are ignored
     #[arg(help_heading = "Limits", long = "trusted-proxy", env = "SSE_APPS_TRUSTED_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header the trusted proxies write (only that one is read: a proxy passes the other on
+    /// from the client)
+    #[arg(help_heading = "Limits", long, env = "SSE_APPS_FORWARDED_HEADER", value_enum, default_value_t = ForwardedHeaderName::XForwardedFor)]
+    pub forwarded_header: ForwardedHeaderName,
     /// At most this many sessions at once (bidi and MCP clients; one lingers 30 s after its
     /// stream closes); past it new ones get 503 too_many_sessions (0: no cap)
     #[arg(help_heading = "Limits", long, env = "SSE_APPS_MAX_SESSIONS", default_value_t = sse_core::session::MAX_SESSIONS)]
@@ -1070,7 +1083,8 @@ async fn run_bench_target(
 /// serving without the token meant, or with a made-up one, would be worse.
 fn given_token(args: &ServerArgs) -> anyhow::Result<Option<String>> {
     let Some(path) = &args.token_file else {
-        return Ok(args.token.clone().filter(|t| !t.is_empty()));
+        let token = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        return Ok(token.map(str::to_owned));
     };
     let shown = path.display();
     let text = std::fs::read_to_string(path)
@@ -1112,7 +1126,11 @@ async fn run_server(
         _ => None,
     };
     let token = if tls.is_some() { token.over_https() } else { token };
-    let proxies = TrustedProxies::new(args.trusted_proxies.clone());
+    let header = match args.forwarded_header {
+        ForwardedHeaderName::XForwardedFor => ForwardedHeader::XForwardedFor,
+        ForwardedHeaderName::Forwarded => ForwardedHeader::Forwarded,
+    };
+    let proxies = TrustedProxies::new(args.trusted_proxies.clone()).reading(header);
     let rate = RateLimit::new(args.rate_limit, args.rate_limit.saturating_mul(2))
         .map(|rate| rate.behind(proxies.clone()));
     if let Some(rate) = &rate {

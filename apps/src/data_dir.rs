@@ -36,9 +36,41 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        made => made,
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        made => made?,
     }
+    ours_alone(dir)
+}
+
+/// Refuses a data directory that is another user's, or that others may write to: whoever could
+/// would replace or plant the server's files (as sshd's StrictModes refuses such a home).
+fn ours_alone(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let found = std::fs::metadata(dir)?;
+    let us = rustix::process::geteuid().as_raw();
+    if found.uid() != us {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {}, not to this server's uid {us}: its files would not be the \
+                 server's alone (give a --data-dir of its own)",
+                dir.display(),
+                found.uid()
+            ),
+        ));
+    }
+    if found.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} may be written by others (mode {:o}): they could replace the server's files \
+                 (chmod go-w it, or give a --data-dir of its own)",
+                dir.display(),
+                found.mode() & 0o777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Opens the data file at `path` as `options` say: created 0600, never through a symlink (an
@@ -69,7 +101,18 @@ pub fn tighten_if_present(path: &Path) -> io::Result<()> {
 /// Removes the group and other bits of a regular file. Devices and pipes are left alone: their
 /// modes belong to the system, and nothing the server writes is kept in them.
 fn tighten(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let metadata = file.metadata()?;
+    // A hard link planted by another user to one of its files would be opened as ours.
+    if metadata.is_file()
+        && (metadata.nlink() > 1 || metadata.uid() != rustix::process::geteuid().as_raw())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a data file must be the server's own, with no other name (it has another owner or \
+             a hard link)",
+        ));
+    }
     if metadata.is_file() && metadata.permissions().mode() & 0o077 != 0 {
         // fchmod: the file just opened, whatever the path names by now.
         file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;

@@ -264,21 +264,31 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_cap_and_loopba
     let _third = Stream::open_with(forwarded_for("203.0.113.1")).await;
     let ended = tokio::time::timeout(WATCHDOG, async { while oldest.next().await.is_some() {} });
     ended.await.expect("the forwarded client's oldest stream was closed");
-    // Another client behind the same proxy, and this machine's own client: their own budgets,
-    // and the loopback one none at all.
+    // Another client behind the same proxy, and this machine's own program on another loopback
+    // address (not the proxy): their own budgets, and the local one none at all.
     let mut other = Vec::new();
     for _ in 0..2 {
         other.push(Stream::open_with(forwarded_for("203.0.113.2")).await);
     }
+    let local_client =
+        reqwest::Client::builder().local_address("127.0.0.2".parse().ok()).build().unwrap();
     let mut local = Vec::new();
     for _ in 0..5 {
-        local.push(Stream::open(&url).await);
+        local.push(Stream::open_with(local_client.get(&url)).await);
     }
     for stream in other.iter_mut().chain(local.iter_mut()) {
         stream.take(2).await;
     }
     let nine_open = || core.metrics.render().contains("sse_streams_open 9");
     sse_core::testing::eventually("nine streams open on the server", nine_open).await;
+    // The proxy itself, forwarding nobody's address (or a client's own Forwarded header, which
+    // it does not write): counted as the proxy, never spared as loopback.
+    let mut first = Stream::open_with(http.get(&url).header("forwarded", "for=198.51.100.9")).await;
+    first.take(1).await;
+    let _more: Vec<Stream> =
+        futures_util::future::join_all((0..2).map(|_| Stream::open_with(http.get(&url)))).await;
+    let ended = tokio::time::timeout(WATCHDOG, async { while first.next().await.is_some() {} });
+    ended.await.expect("the proxy's own oldest stream was closed");
 }
 
 #[tokio::test]

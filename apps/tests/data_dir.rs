@@ -162,6 +162,37 @@ async fn a_symlink_where_a_data_file_goes_is_refused_by_name_and_not_written_thr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_others_own_or_may_write_or_a_hard_linked_file_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    // Writable by others: they could replace the server's files.
+    let open = root.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let error = format!("{:#}", apps(Core::new(Default::default()), &open).unwrap_err());
+    assert!(error.contains("may be written by others"), "{error}");
+    assert!(std::fs::read_dir(&open).unwrap().next().is_none(), "nothing written: {error}");
+
+    // A file with a second name, as a hard link another user planted would give it.
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let elsewhere = root.path().join("elsewhere.jsonl");
+    std::fs::write(&elsewhere, "").unwrap();
+    std::fs::hard_link(&elsewhere, data.join("dashboard-audit.jsonl")).unwrap();
+    let error = format!("{:#}", apps(Core::new(Default::default()), &data).unwrap_err());
+    assert!(error.contains("hard link"), "{error}");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "", "nothing written through it");
+
+    // Another user's directory (a second user made it first): only root can set that up here.
+    if rustix::process::getuid().is_root() {
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let error = format!("{:#}", apps(Core::new(Default::default()), &theirs).unwrap_err());
+        assert!(error.contains("belongs to uid 65534"), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_refuses_to_start_on_a_symlinked_database_and_says_why() {
     let root = tempfile::tempdir().unwrap();
     let target = root.path().join("elsewhere.sqlite3");

@@ -20,8 +20,11 @@
 //! own login. Its value is not the token but HMAC-SHA256(token, "sse-apps cookie " + port): a
 //! local server on another port still receives it (nothing stops the browser sending it) but
 //! learns nothing about the token, and what it learns opens no other server, even one with the
-//! same token. It does open this one: only HTTPS (whose `Secure` cookie never goes to a
-//! plain-HTTP listener) or a host name of its own keeps it from other local listeners.
+//! same token. It does open this one: a local listener on another port that the browser visits
+//! gets a key to this server. Not even HTTPS helps on loopback, where browsers treat plain HTTP as
+//! secure and send `Secure` cookies to it; only a host name of its own keeps the cookie from
+//! other local listeners. On a machine shared with people you do not trust, use the bearer
+//! header rather than the browser.
 //!
 //! Tokens and cookies are compared in constant time and never logged (request spans omit the
 //! query string).
@@ -233,6 +236,11 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
         Place::Header | Place::Query => token.matches(value),
     };
     let Some((place, _)) = candidates.iter().find(|c| valid(c)) else {
+        // A person whose cookie went stale (a new token, or one overwritten from another port)
+        // reads how to get in, as one without any.
+        if navigates(req.headers()) {
+            return sign_in_page();
+        }
         return unauthorized("wrong_token", "the token is not valid for this server");
     };
     if *place != Place::Query {

@@ -6,9 +6,12 @@
 //! Headers saying who the client is are trusted only from peers in `--trusted-proxy`: anyone else
 //! could write them to pose as somebody else.
 //!
-//! `Forwarded` (RFC 7239) is read when present, else `X-Forwarded-For`. Each proxy appends the
-//! address it received from, so the list is read from the right: proxies we trust are skipped,
-//! and the first address that is not one of them is the client. A value that is not an address
+//! One header is read, the one the proxies are known to write: `X-Forwarded-For` (nginx's
+//! `$proxy_add_x_forwarded_for`, the default) or `Forwarded` (RFC 7239). Never "whichever is
+//! there": a proxy passes on what it does not write, so a client could send the other header and
+//! be believed. Each proxy appends the address it received from, so the list is read from the
+//! right: proxies we trust are skipped, and the first address that is not one of them is the
+//! client. A value that is not an address
 //! (`unknown`, an obfuscated name) stops the walk there: the client is then the last proxy that
 //! could be trusted to say, rather than a name anyone could have written.
 
@@ -18,16 +21,32 @@ use std::sync::Arc;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// Which header the trusted proxies write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1`.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
 /// The proxies whose forwarding headers are believed. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies {
     nets: Arc<[IpNet]>,
+    header: ForwardedHeader,
 }
 
 impl TrustedProxies {
-    /// Trusts peers in `nets` (none: the peer is always the client).
+    /// Trusts peers in `nets` (none: the peer is always the client), reading `X-Forwarded-For`.
     pub fn new(nets: Vec<IpNet>) -> TrustedProxies {
-        TrustedProxies { nets: nets.into() }
+        TrustedProxies { nets: nets.into(), header: ForwardedHeader::XForwardedFor }
+    }
+
+    /// The same proxies, read from `header`.
+    pub fn reading(self, header: ForwardedHeader) -> TrustedProxies {
+        TrustedProxies { header, ..self }
     }
 
     /// Whether `address` is a proxy we trust.
@@ -43,7 +62,7 @@ impl TrustedProxies {
             return peer;
         }
         let mut client = peer;
-        for hop in forwarded_for(headers).into_iter().rev() {
+        for hop in forwarded_for(headers, self.header).into_iter().rev() {
             match hop {
                 Some(address) if self.trusts(address) => client = address,
                 Some(address) => return address,
@@ -56,12 +75,12 @@ impl TrustedProxies {
 
 /// The addresses a request was forwarded for, oldest first; `None` for a value that is no
 /// address.
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> =
-        headers.get_all(http::header::FORWARDED).iter().filter_map(|v| v.to_str().ok()).collect();
-    if !forwarded.is_empty() {
+fn forwarded_for(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    if header == ForwardedHeader::Forwarded {
+        let forwarded = headers.get_all(http::header::FORWARDED);
         return forwarded
             .iter()
+            .filter_map(|v| v.to_str().ok())
             .flat_map(|line| line.split(','))
             .filter_map(|element| {
                 element.split(';').find_map(|pair| {
@@ -105,6 +124,19 @@ fn canonical(address: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_header_the_proxies_do_not_write_is_never_believed() {
+        // nginx appends to X-Forwarded-For and passes a client's own Forwarded on untouched.
+        let proxies = trusting(&["127.0.0.1/32"]);
+        let spoofed =
+            headers(&[("forwarded", "for=198.51.100.7"), ("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(proxies.client(ip("127.0.0.1"), &spoofed), ip("203.0.113.9"));
+        let only_forwarded = headers(&[("forwarded", "for=198.51.100.7")]);
+        assert_eq!(proxies.client(ip("127.0.0.1"), &only_forwarded), ip("127.0.0.1"));
+        let forwarding = proxies.reading(ForwardedHeader::Forwarded);
+        assert_eq!(forwarding.client(ip("127.0.0.1"), &spoofed), ip("198.51.100.7"));
+    }
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -152,8 +184,8 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_read_before_x_forwarded_for_in_all_its_shapes() {
-        let proxies = trusting(&["127.0.0.0/8", "::1/128"]);
+    fn forwarded_is_read_in_all_its_shapes_when_the_proxies_write_it() {
+        let proxies = trusting(&["127.0.0.0/8", "::1/128"]).reading(ForwardedHeader::Forwarded);
         let said = headers(&[
             (
                 "forwarded",
@@ -169,7 +201,10 @@ mod tests {
     #[test]
     fn a_hop_that_is_no_address_stops_the_walk_at_the_last_trusted_proxy() {
         let proxies = trusting(&["127.0.0.1/32", "10.0.0.0/8"]);
+        let forwarding = proxies.clone().reading(ForwardedHeader::Forwarded);
         let said = headers(&[("forwarded", "for=203.0.113.9, for=unknown, for=10.0.0.2")]);
+        assert_eq!(forwarding.client(ip("127.0.0.1"), &said), ip("10.0.0.2"));
+        let said = headers(&[("x-forwarded-for", "203.0.113.9, unknown, 10.0.0.2")]);
         assert_eq!(proxies.client(ip("127.0.0.1"), &said), ip("10.0.0.2"));
         let garbage = headers(&[("x-forwarded-for", "not an address")]);
         assert_eq!(proxies.client(ip("127.0.0.1"), &garbage), ip("127.0.0.1"));

@@ -7,9 +7,11 @@
 //! client with more tabs than the cap keeps its newest ones live.
 //!
 //! The client is the address [`TrustedProxies`] resolves (behind a proxy we trust, the one it
-//! forwarded for). A server may spare loopback clients ([`StreamCap::sparing_loopback`], the
+//! forwarded for). A server may spare loopback peers ([`StreamCap::sparing_loopback`], the
 //! binary's default): they are this machine's own programs, such as a load harness that opens
-//! dozens of streams from 127.0.0.1, which a per-address cap would break.
+//! dozens of streams from 127.0.0.1, which a per-address cap would break. A loopback peer that is
+//! a trusted proxy is never spared: what it forwards is counted by the address it names, or as
+//! the proxy's when it names none.
 //!
 //! The middleware learns of a stream from the [`StreamHandle`] that
 //! [`sse_response`](crate::stream::sse_response) puts in the response: a token that closes the
@@ -117,11 +119,15 @@ impl StreamCap {
 /// (`ConnectInfo<SocketAddr>`), and passes requests without one through uncounted, as it does a
 /// loopback client when the cap spares them.
 pub async fn cap_streams(State(cap): State<StreamCap>, request: Request, next: Next) -> Response {
+    let proxies = &cap.inner.proxies;
+    // Spared: a loopback peer that is this machine's own program, never a proxy forwarding
+    // someone (whatever address the forwarding says, or none).
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| cap.inner.proxies.client(info.0.ip(), request.headers()))
-        .filter(|client| !(cap.inner.spare_loopback && client.is_loopback()));
+        .map(|info| info.0.ip())
+        .filter(|peer| !(cap.inner.spare_loopback && peer.is_loopback() && !proxies.trusts(*peer)))
+        .map(|peer| proxies.client(peer, request.headers()));
     let response = next.run(request).await;
     if let (Some(client), Some(handle)) = (client, response.extensions().get::<StreamHandle>()) {
         cap.admit(client, handle.0.clone());
