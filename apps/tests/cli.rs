@@ -680,6 +680,8 @@ async fn a_sandbox_that_does_not_work_is_never_weakened_silently() {
         command
             .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
             .args(["--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534"])
+            // The server inside goes with the bwrap that `kill_on_drop` kills.
+            .arg("--die-with-parent")
             .args(["--", BIN, "exec", "--addr", "127.0.0.1:0", "--data-dir", "/tmp/data"])
             .args(args)
             .env("SSE_APPS_TOKEN", "jail-token")

@@ -33,7 +33,8 @@ async fn a_copied_binary_with_its_checkout_out_of_reach_serves_working_pages() {
     std::fs::copy(BIN, &binary).unwrap();
     let mut command = tokio::process::Command::new("bwrap");
     command
-        .args(["--dev-bind", "/", "/", "--tmpfs"])
+        // --die-with-parent: the server goes with the bwrap that `kill_on_drop` kills.
+        .args(["--die-with-parent", "--dev-bind", "/", "/", "--tmpfs"])
         .arg(checkout())
         .arg("--chdir")
         .arg(installed.path())
