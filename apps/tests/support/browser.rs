@@ -21,11 +21,17 @@ pub struct Browser {
     _profile: TempDir,
 }
 
-/// A temporary directory removed on drop.
+/// The browser's profile directory, removed on drop with the Chromium that used it: killing
+/// chromedriver leaves its Chromium running (re-parented to init), and a test must not leave
+/// processes behind. Every process of that Chromium names the directory on its command line.
 struct TempDir(std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", "--"])
+            .arg(format!("--user-data-dir={}", self.0.display()))
+            .status();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
