@@ -196,7 +196,7 @@ impl RunGroup {
             Version::V2 => "memory.peak",
             Version::V1 => "memory.max_usage_in_bytes",
         };
-        std::fs::read_to_string(self.dirs[0].join(file)).ok()?.trim().parse().ok()
+        read_number(&self.dirs[0].join(file))
     }
 
     /// Kills whatever of the run is still in the group.
@@ -328,7 +328,7 @@ fn create_v2(own: &Path, name: &str) -> Result<PathBuf, String> {
         enable(own).map_err(|e| format!("cannot enable controllers in {}: {e}", own.display()))?;
     }
     let parent = own.join(name);
-    make_fresh(&parent)?;
+    make_group(&parent)?;
     enable(&parent)
         .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
     Ok(parent)
@@ -353,7 +353,7 @@ fn create_v1(membership: &str, name: &str) -> Result<Vec<PathBuf>, String> {
         let own = v1_own(membership, controller)?;
         let mount = Path::new(ROOT).join(controller);
         let parent = mount.join(own.trim_start_matches('/')).join(name);
-        if let Err(error) = make_fresh(&parent) {
+        if let Err(error) = make_group(&parent) {
             for made in &parents {
                 let _ = std::fs::remove_dir(made);
             }
@@ -364,8 +364,8 @@ fn create_v1(membership: &str, name: &str) -> Result<Vec<PathBuf>, String> {
     Ok(parents)
 }
 
-/// Makes a group of a fresh name.
-fn make_fresh(dir: &Path) -> Result<(), String> {
+/// Makes one group (its name is fresh: see [`RunGroups::create`]).
+fn make_group(dir: &Path) -> Result<(), String> {
     std::fs::create_dir(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))
 }
 

@@ -121,12 +121,8 @@ impl Sandbox {
     /// Whether what was checked at start is still in place: the sandbox's program and the runs'
     /// parent cgroup (removed by hand, or by a cgroup manager, runs could no longer start).
     pub fn still_usable(&self) -> Result<(), String> {
-        let program = match self.isolation {
-            Isolation::Bubblewrap => Some("bwrap"),
-            Isolation::Unshare => Some("unshare"),
-            Isolation::None => None,
-        };
-        if let Some(program) = program {
+        if self.isolation != Isolation::None {
+            let program = self.isolation.program();
             let found = ["/usr/local/bin", "/usr/bin", "/bin"]
                 .iter()
                 .any(|dir| std::path::Path::new(dir).join(program).exists());

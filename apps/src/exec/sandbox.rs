@@ -86,7 +86,8 @@ impl Isolation {
         }
     }
 
-    fn program(self) -> &'static str {
+    /// The program this kind of sandbox starts.
+    pub fn program(self) -> &'static str {
         match self {
             Isolation::Bubblewrap => "bwrap",
             Isolation::Unshare => "unshare",
