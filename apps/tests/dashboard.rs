@@ -413,10 +413,21 @@ async fn a_root_server_acts_only_on_processes_it_or_its_session_started() {
     }
     assert!(std::path::Path::new(&format!("/proc/{orphan}")).exists(), "left alone");
     let _ = Command::new("kill").arg(orphan.to_string()).status();
+    // In a container entered from outside (`docker exec`), this process's session is led from
+    // outside its pid namespace and reads as 0 here: that names no one session, so a process
+    // sharing it is refused like the orphan. Then this test starts a session of its own, as a
+    // login's shell would have.
+    if session_of("self") == 0 {
+        let sibling = sleep_from_this_session();
+        runs(sibling.unsigned_abs(), "sleep").await;
+        let (status, error) = dash.command(json!({"action": "terminate", "pid": sibling})).await;
+        assert_eq!((status, error["error"]["code"].as_str()), (403, Some("foreign_process")));
+        let _ = Command::new("kill").arg(sibling.to_string()).status();
+        rustix::process::setsid().expect("the test process leads no process group");
+    }
     // One started from the server's own session (its shell's `sleep 300 &`, here the test's) it
     // may act on, as on its own children.
-    let output = Command::new("sh").args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).output();
-    let sibling: i32 = String::from_utf8(output.unwrap().stdout).unwrap().trim().parse().unwrap();
+    let sibling = sleep_from_this_session();
     runs(sibling.unsigned_abs(), "sleep").await;
     let (status, accepted) =
         dash.command(json!({"action": "renice", "pid": sibling, "nice": 5})).await;
@@ -428,6 +439,20 @@ async fn a_root_server_acts_only_on_processes_it_or_its_session_started() {
     let (status, _) = dash.command(json!({"action": "terminate", "pid": child.id()})).await;
     assert_eq!(status, 202);
     assert_eq!(child.wait().unwrap().signal(), Some(15));
+}
+
+/// The session of `/proc/<process>` (field 6 of its `stat`), 0 for one led from outside this
+/// pid namespace.
+fn session_of(process: &str) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// A `sleep 300` started in the background by a shell of this process's session; its pid.
+fn sleep_from_this_session() -> i32 {
+    let output = Command::new("sh").args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).output();
+    String::from_utf8(output.unwrap().stdout).unwrap().trim().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,15 +186,24 @@ fn parent_of(pid: u32) -> Option<u32> {
 /// Whether `pid` is in this server's session: started from the same terminal or script as the
 /// server (a `sleep 600 &` typed in the shell that started it), never a daemon's or another
 /// login's. A server under systemd has a session of its own.
+///
+/// The sessions are read from `/proc`, not with `getsid`: in a container a session led from
+/// outside its pid namespace (a `docker exec`) has id 0, which `rustix::process::getsid` cannot
+/// represent (it panics). Session 0 names no one session, so it matches nothing.
 fn in_server_session(pid: i32) -> bool {
-    let ours = rustix::process::getsid(None).ok().map(|sid| sid.as_raw_nonzero().get());
+    let ours: Option<i32> = stat_field_of("self", 3);
     let theirs: Option<i32> = stat_field(pid.unsigned_abs(), 3);
-    ours.is_some() && ours == theirs
+    ours.is_some_and(|sid| sid > 0) && ours == theirs
 }
 
 /// Field `n` after the command of `/proc/<pid>/stat` (0: state, 1: parent, 3: session).
 fn stat_field<T: std::str::FromStr>(pid: u32, n: usize) -> Option<T> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_field_of(&pid.to_string(), n)
+}
+
+/// Field `n` after the command of `/proc/<process>/stat`, `process` a pid or `self`.
+fn stat_field_of<T: std::str::FromStr>(process: &str, n: usize) -> Option<T> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(n)?.parse().ok()
 }
