@@ -171,17 +171,8 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     let client = &browser.client;
     let mut sleeper = std::process::Command::new("sleep").arg("300").spawn().expect("sleep starts");
     let pid = sleeper.id();
-    // CPU at 60% for a few ticks raises a `careful` alert; the process table lists the child.
+    // CPU at 60% for a few ticks raises a `careful` alert. The process list is the machine's own.
     let source = support::ScriptedSource::with_cpu(&[20.0, 30.0, 40.0, 60.0]);
-    source.script.lock().expect("script").processes.push(
-        sse_apps::dashboard::sample::ProcessInfo {
-            pid,
-            name: "sleep".into(),
-            user: Some("test".into()),
-            cpu: Some(0.0),
-            memory: 1 << 20,
-        },
-    );
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut config = sse_apps::dashboard::DashboardConfig::new(data.path().to_owned());
     config.interval = Duration::from_millis(200);
@@ -242,16 +233,44 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     wait_for(client, "#alerts li .ack-by").await;
     assert!(text_of(client, "#alerts li .ack-by").await.starts_with("acknowledged by 127.0.0.1"));
 
-    // A control action asks first: Cancel sends nothing.
+    // The process list finds the child by name among every process, and it may be reniced.
+    let search = client.find(Locator::Css("#process-search")).await.expect("search box");
+    search.send_keys("slee").await.expect("type");
+    client.find(Locator::Css("#process-mine")).await.expect("box").click().await.expect("click");
+    // Only matching rows, the child's with its buttons (the search answers after a pause).
+    let found = format!(
+        "const rows = [...document.querySelectorAll('#processes tbody tr')]; \
+         return rows.length > 0 && rows.every(tr => tr.children[1].textContent.includes('slee')) \
+           && !!document.querySelector('tr[data-pid=\"{pid}\"] button.renice');"
+    );
+    until_true(client, "the child, found by name", &found).await;
+    let renice = format!(
+        "document.querySelector('button.renice[data-pid=\"{pid}\"]').click(); return true;"
+    );
+    client.execute(&renice, vec![]).await.expect("click");
+    wait_for(client, "dialog#confirm[open]").await;
+    let nice = client.find(Locator::Css("#nice")).await.expect("nice field");
+    nice.clear().await.expect("clear");
+    nice.send_keys("7").await.expect("type");
+    client.find(Locator::Css("#confirm-ok")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#commands li[data-state=\"completed\"]").await;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the child's stat");
+    let nice_now = stat[stat.rfind(')').expect("name") + 2..].split(' ').nth(16).expect("nice");
+    assert_eq!(nice_now, "7", "the child was reniced");
+    // The audit names who did it shortly, the whole user agent on hover.
+    wait_for(client, "#audit tr[data-outcome=\"completed\"] td.who").await;
+    let who = text_of(client, "#audit tr[data-outcome=\"completed\"] td.who").await;
+    assert!(who.starts_with("127.0.0.1 · Chrome "), "{who}");
+    let title = client
+        .execute("return document.querySelector('#audit td.who').title", vec![])
+        .await
+        .expect("script runs");
+    assert!(title.as_str().unwrap_or("").contains("Mozilla/5.0"), "{title}");
+
+    // A control action asks first: Cancel sends nothing more.
     let terminate = format!(
         "document.querySelector('button.terminate[data-pid=\"{pid}\"]').click(); return true;"
     );
-    until_true(
-        client,
-        "the child in the process table",
-        &format!("return !!document.querySelector('tr[data-pid=\"{pid}\"]')"),
-    )
-    .await;
     client.execute(&terminate, vec![]).await.expect("click");
     wait_for(client, "dialog#confirm[open]").await;
     assert!(text_of(client, "#confirm-text").await.contains(&format!("pid {pid}")));
@@ -273,17 +292,39 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
         .execute("return document.querySelectorAll('#commands li').length", vec![])
         .await
         .expect("script runs");
-    assert_eq!(sent, json!(0), "Cancel must send nothing");
+    assert_eq!(sent, json!(1), "Cancel must send nothing (the one command is the renice)");
 
     // Confirm sends it; the page reports the result and the audit log shows it.
     client.execute(&terminate, vec![]).await.expect("click");
     wait_for(client, "dialog#confirm[open]").await;
     client.find(Locator::Css("#confirm-ok")).await.expect("button").click().await.expect("click");
-    wait_for(client, "#commands li[data-state=\"completed\"]").await;
+    until_true(
+        client,
+        "the terminate completed",
+        "return document.querySelectorAll('#commands li[data-state=\"completed\"]').length === 2",
+    )
+    .await;
     let result = text_of(client, "#commands li[data-state=\"completed\"]").await;
     assert!(result.contains("terminate") && result.contains("TERM"), "{result}");
     assert_eq!(sleeper.wait().expect("exit").signal(), Some(15));
-    wait_for(client, "#audit tr[data-outcome=\"completed\"]").await;
+    until_true(
+        client,
+        "the renice and the terminate completed in the audit",
+        "const done = [...document.querySelectorAll('#audit tr[data-outcome=\"completed\"]')] \
+           .map(tr => tr.children[2].textContent); \
+         return done.some(t => t.startsWith('renice')) && done.some(t => t.startsWith('terminate'));",
+    )
+    .await;
+
+    // At phone width nothing overflows the page sideways.
+    client.set_window_size(375, 800).await.expect("resize");
+    until_true(
+        client,
+        "the page within a phone's width",
+        "return window.innerWidth <= 400 \
+         && document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await;
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;
