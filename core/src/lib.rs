@@ -20,7 +20,7 @@
 //! ```
 //! # async fn demo() -> Result<(), sse_core::session::TooManySessions> {
 //! use std::time::Duration;
-//! use sse_core::{Core, CoreConfig, rpc::JsonRpcEvents};
+//! use sse_core::{Core, CoreConfig, session::JsonRpcEvents};
 //!
 //! let core = Core::new(CoreConfig::default());
 //! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents)).await?;
@@ -45,6 +45,7 @@ pub mod ready;
 pub mod rpc;
 pub mod session;
 pub mod stream;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
@@ -110,6 +111,8 @@ pub struct CoreParts {
     pub metrics: Metrics,
     /// What `/readyz` checks.
     pub ready: ready::Readiness,
+    /// The other instances, once this core [joined](Core::join) them.
+    cluster: std::sync::OnceLock<cluster::Cluster>,
 }
 
 impl std::ops::Deref for Core {
@@ -138,6 +141,7 @@ impl Core {
             }),
             metrics,
             ready: ready::Readiness::default(),
+            cluster: std::sync::OnceLock::new(),
         };
         Core { parts: std::sync::Arc::new(parts) }
     }
@@ -145,7 +149,9 @@ impl Core {
     /// Makes this core one instance of `cluster`: its sessions are listed in the cluster's
     /// directory, and requests and answers travel between instances. Call once, in a runtime.
     pub fn join(&self, cluster: &cluster::Cluster) {
-        self.correlator.join(cluster.clone());
+        if self.parts.cluster.set(cluster.clone()).is_err() {
+            return;
+        }
         cluster.attach(&self.sessions, &self.correlator);
         let redis = cluster.clone();
         self.ready.register("redis", move || {
@@ -156,7 +162,7 @@ impl Core {
 
     /// The cluster this core belongs to, if any.
     pub fn cluster(&self) -> Option<&cluster::Cluster> {
-        self.correlator.cluster()
+        self.parts.cluster.get()
     }
 
     /// Cancelling this token ends every open stream at once (graceful shutdown).

@@ -24,7 +24,7 @@ use sse_core::edge::origin::SameSite;
 use sse_core::edge::{
     ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets, refuse_reserved_keys,
 };
-use sse_core::rpc::Dialect;
+use sse_core::session::Dialect;
 use sse_core::session::{Session, TooManySessions};
 use sse_core::stream::LastEventId;
 use sse_core::wire::Event;
@@ -143,7 +143,7 @@ pub(super) async fn response(
     state
         .core
         .correlator
-        .answer_anywhere(&session, answer)
+        .answer(&session, answer)
         .await
         .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
     // An empty 200, as the original answers: a Go client closes the body unread, and only an

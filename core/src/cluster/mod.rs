@@ -29,19 +29,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::hub::lock;
+use crate::sync::lock;
 
 mod shared_topic;
 
-use crate::rpc::{AnswerError, Correlator};
+pub use crate::rpc::RemoteSession;
+use crate::rpc::{AnswerError, Correlator, Relay};
 use crate::session::{Session, SessionId, Sessions};
-use crate::wire::jsonrpc::{Id, Message, Request};
+use crate::wire::jsonrpc::{Id, Message, Request, Response};
 pub use shared_topic::{LOG_LENGTH, SharedTopic};
 
 /// How long a directory entry lives without a refresh.
@@ -76,7 +78,7 @@ struct Inner {
     client: redis::Client,
     commands: ConnectionManager,
     /// Outcomes this instance waits for, by ticket.
-    tickets: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    tickets: Mutex<HashMap<String, oneshot::Sender<Delivery>>>,
     /// This instance's sessions and correlator, for messages from the others.
     local: OnceLock<(Sessions, Correlator)>,
     /// Where this instance answers HTTP, once it listens.
@@ -101,7 +103,7 @@ fn refreshes_its_name(sessions: &Sessions, session: &Session) -> bool {
 /// ends, or when the caller gives up and drops the future mid-wait (a client that hangs up while
 /// its request is forwarded), which would otherwise leave the entry there for good.
 struct Ticket<'a> {
-    tickets: &'a Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    tickets: &'a Mutex<HashMap<String, oneshot::Sender<Delivery>>>,
     id: String,
 }
 
@@ -111,19 +113,10 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// A session held by another instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteSession {
-    /// Its id.
-    pub id: SessionId,
-    /// The instance that holds its stream.
-    pub instance: String,
-}
-
 /// What an instance says about a request or an answer it was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum Delivery {
     /// Sent down the session's stream, or handed to the waiting caller.
     Delivered,
     /// The session is not (or no longer) there.
@@ -169,7 +162,7 @@ impl Refusal {
 
 /// What a follower of a channel hears (see [`Cluster::follow`]).
 #[derive(Debug)]
-pub enum Heard {
+pub enum ChannelEvent {
     /// The channel is (again) subscribed: messages published from now on will arrive, and any
     /// published while unsubscribed never will.
     Subscribed,
@@ -195,7 +188,7 @@ enum Envelope {
     /// An answer POSTed elsewhere, for the caller waiting here.
     Answer { session: String, response: Value, ticket: String, reply_to: String },
     /// The outcome of a `request` or an `answer`.
-    Verdict { ticket: String, verdict: Verdict },
+    Verdict { ticket: String, verdict: Delivery },
 }
 
 fn channel(instance: &str) -> String {
@@ -247,6 +240,7 @@ impl Cluster {
         if self.inner.local.set((sessions.clone(), correlator.clone())).is_err() {
             return;
         }
+        correlator.relay_through(Arc::new(self.clone()));
         let cluster = self.clone();
         sessions.on_create(move |session| {
             let (cluster, session) = (cluster.clone(), session.clone());
@@ -428,7 +422,7 @@ impl Cluster {
         &self,
         session: &RemoteSession,
         request: &Request,
-    ) -> Option<Verdict> {
+    ) -> Option<Delivery> {
         let (ticket, verdict) = self.ticket();
         let envelope = Envelope::Request {
             session: session.id.as_str().to_owned(),
@@ -448,7 +442,7 @@ impl Cluster {
         origin: &str,
         session: &SessionId,
         response: Value,
-    ) -> Option<Verdict> {
+    ) -> Option<Delivery> {
         let (ticket, verdict) = self.ticket();
         let envelope = Envelope::Answer {
             session: session.as_str().to_owned(),
@@ -469,7 +463,7 @@ impl Cluster {
         let _ = self.publish(&session.instance, &envelope).await;
     }
 
-    fn ticket(&self) -> (Ticket<'_>, oneshot::Receiver<Verdict>) {
+    fn ticket(&self) -> (Ticket<'_>, oneshot::Receiver<Delivery>) {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (sender, receiver) = oneshot::channel();
         lock(&self.inner.tickets).insert(id.clone(), sender);
@@ -482,8 +476,8 @@ impl Cluster {
         instance: &str,
         envelope: &Envelope,
         ticket: Ticket<'_>,
-        verdict: oneshot::Receiver<Verdict>,
-    ) -> Option<Verdict> {
+        verdict: oneshot::Receiver<Delivery>,
+    ) -> Option<Delivery> {
         let heard = match self.publish(instance, envelope).await {
             Ok(receivers) => receivers > 0,
             Err(error) => {
@@ -515,7 +509,7 @@ impl Cluster {
             move |heard| {
                 let cluster = cluster.clone();
                 async move {
-                    let Heard::Message(text) = heard else { return };
+                    let ChannelEvent::Message(text) = heard else { return };
                     match serde_json::from_str::<Envelope>(&text) {
                         Ok(envelope) => cluster.handle(envelope).await,
                         Err(error) => tracing::warn!(%error, "unreadable cluster message"),
@@ -527,13 +521,13 @@ impl Cluster {
     }
 
     /// Follows the pub/sub `channel` for as long as the process runs: `handler` hears
-    /// [`Heard::Subscribed`] after each (re)subscription, so it can catch up on what it missed
+    /// [`ChannelEvent::Subscribed`] after each (re)subscription, so it can catch up on what it missed
     /// while cut off, then each message in the order Redis published them (one at a time: the
     /// next waits for the handler). While Redis is unreachable it logs once that `what` cannot
     /// arrive and tries again every second.
     pub async fn follow<F, Fut>(&self, channel: String, what: &str, mut handler: F)
     where
-        F: FnMut(Heard) -> Fut,
+        F: FnMut(ChannelEvent) -> Fut,
         Fut: Future<Output = ()>,
     {
         let mut lost = false;
@@ -543,11 +537,11 @@ impl Cluster {
                     if lost {
                         tracing::info!(instance = self.instance(), channel, "reconnected to Redis");
                     }
-                    handler(Heard::Subscribed).await;
+                    handler(ChannelEvent::Subscribed).await;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         if let Ok(text) = message.get_payload::<String>() {
-                            handler(Heard::Message(text)).await;
+                            handler(ChannelEvent::Message(text)).await;
                         }
                     }
                     tracing::error!(
@@ -587,12 +581,12 @@ impl Cluster {
                     Some(session) => {
                         let event = session.dialect().request(&Request::new(id, method, params));
                         if session.send(event).is_ok() {
-                            Verdict::Delivered
+                            Delivery::Delivered
                         } else {
-                            Verdict::NoSession
+                            Delivery::NoSession
                         }
                     }
-                    None => Verdict::NoSession,
+                    None => Delivery::NoSession,
                 };
                 let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
             }
@@ -606,12 +600,12 @@ impl Cluster {
             Envelope::Answer { session, response, ticket, reply_to } => {
                 let verdict = match Message::from_value(response) {
                     Ok(Message::Response(response)) => {
-                        match correlator.answer(&SessionId::from(session.as_str()), response) {
-                            Ok(()) => Verdict::Delivered,
-                            Err(error) => Verdict::Refused(Refusal::of(error)),
+                        match correlator.answer_here(&SessionId::from(session.as_str()), response) {
+                            Ok(()) => Delivery::Delivered,
+                            Err(error) => Delivery::Refused(Refusal::of(error)),
                         }
                     }
-                    _ => Verdict::Refused(Refusal::Unknown),
+                    _ => Delivery::Refused(Refusal::Unknown),
                 };
                 let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
             }
@@ -621,6 +615,42 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+/// How the correlator reaches the other instances: the cluster's messages, each awaiting the
+/// verdict of the instance it went to.
+impl Relay for Cluster {
+    fn claim_id<'a>(&'a self, id: &'a Id, ttl: Duration) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(self.claim_request(id, ttl))
+    }
+
+    fn deliver<'a>(&'a self, to: &'a RemoteSession, request: &'a Request) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.send_request(to, request).await == Some(Delivery::Delivered) })
+    }
+
+    fn cancel(&self, to: &RemoteSession, id: &Id, reason: &str) {
+        let (cluster, to) = (self.clone(), to.clone());
+        let (id, reason) = (id.clone(), reason.to_owned());
+        tokio::spawn(async move { cluster.send_cancel(&to, &id, &reason).await });
+    }
+
+    fn pass_answer<'a>(
+        &'a self,
+        from: &'a SessionId,
+        response: Response,
+    ) -> BoxFuture<'a, Result<(), AnswerError>> {
+        Box::pin(async move {
+            let Some(origin) = self.request_origin(&response.id).await else {
+                return Err(AnswerError::Unknown);
+            };
+            match self.forward_answer(&origin, from, response.to_value()).await {
+                Some(Delivery::Delivered) => Ok(()),
+                Some(Delivery::Refused(refusal)) => Err(refusal.error()),
+                Some(Delivery::NoSession) => Err(AnswerError::Unknown),
+                None => Err(AnswerError::Unreachable),
+            }
+        })
     }
 }
 
@@ -647,7 +677,7 @@ mod tests {
     async fn only_a_session_with_a_stream_that_still_holds_its_name_refreshes_it() {
         let config = crate::session::SessionConfig::default();
         let sessions = Sessions::new(config, crate::metrics::Metrics::new());
-        let dialect = || Arc::new(crate::rpc::JsonRpcEvents);
+        let dialect = || Arc::new(crate::session::JsonRpcEvents);
         let old = sessions.create(Some("w"), dialect()).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(!refreshes_its_name(&sessions, &old), "no stream yet");
         let stream = old.connect(None);

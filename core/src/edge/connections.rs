@@ -26,7 +26,7 @@
 //! - **Sockets offered to event streams.** A plain-TCP connection is served through a
 //!   [`TakeoverIo`], and every HTTP/1 response that asks for the socket
 //!   ([`crate::stream::LiveResponse`]) is offered it, so its topic's sweeper can write to it
-//!   directly ([`crate::stream::takeover`] explains why and how).
+//!   directly ([`super::takeover`] explains why and how).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -55,8 +55,8 @@ use super::body_deadline::{BODY_TIMEOUT, DeadlineBody};
 use super::idle::{Activity, Exchange, ExchangeBody, Idle};
 pub use super::pending::PendingCaps;
 use super::pending::{Budget, Pending};
+use super::takeover::{Takeover, TakeoverIo};
 use crate::metrics::Metrics;
-use crate::stream::takeover::{Takeover, TakeoverIo};
 
 /// How long a client may take to send a request's head, by default.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);

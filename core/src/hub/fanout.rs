@@ -42,10 +42,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::direct::DirectStream;
-use super::lock;
 use crate::edge::redact_secrets;
-use crate::stream::takeover::Framing;
+use crate::sync::lock;
 use crate::wire::Frame;
+use crate::wire::Framing;
 
 /// A frame waiting for the sweeper: its place in the topic's order and, if replayable, its id.
 #[derive(Debug)]
