@@ -34,6 +34,8 @@
 //! # }
 //! ```
 
+#![warn(clippy::too_many_lines)]
+
 pub mod client;
 pub mod cluster;
 pub mod edge;

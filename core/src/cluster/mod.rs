@@ -18,6 +18,31 @@
 //! where nobody waits for it is forwarded to the instance whose caller waits, and the POST gets that
 //! instance's verdict (202, or 404/403/409/410 as the correlator there decides).
 //!
+//! ## Two ways to reach another instance, and which serves what
+//!
+//! - **Redis messages inside the correlator** (this module) serve the request/answer pattern of
+//!   the bidi programs and of any app built on [`Correlator::request`]. What crosses instances
+//!   there is small and well defined: one JSON-RPC request down to the instance holding a
+//!   session's stream, one answer back to the instance whose caller waits, a verdict for each.
+//!   The correlator stays the one place that matches answers to requests, so an answer may be
+//!   POSTed anywhere and still gets its exact status (202, 404, 403, 409, 410), and the caller's
+//!   deadline, cancellation and circuit breaker work the same as for a local session. The cluster
+//!   plugs into it as its [`Relay`](crate::rpc::Relay); the correlator never knows how instances
+//!   are reached.
+//! - **HTTP forwarding to the owner** (`apps/src/forward.rs`) serves the other apps (exec,
+//!   sampling, the dashboard), whose requests are about a thing that lives in one process (an
+//!   exec run's child process, an MCP session with its pending `createMessage` calls, one
+//!   machine's measurements), and whose endpoints are many and app-specific (event streams,
+//!   stdin, signals, tool calls, control actions). The instance that gets such a request looks
+//!   the owner up (the session directory, [`Cluster::owner`], or the instance the request names)
+//!   and forwards the whole HTTP request there ([`Cluster::address_of`]), streaming the answer
+//!   back byte for byte.
+//!   Teaching the correlator each of those endpoints would copy every app's protocol into the
+//!   core; forwarding needs nothing of them but "who owns this".
+//!
+//! So: a request/answer pair matched by id crosses instances as Redis messages; anything else
+//! an app owns is reached by forwarding the HTTP request to its owner.
+//!
 //! Redis failing does not stop an instance: everything local goes on (its own sessions, callers
 //! and answers), a remote step fails clearly (`503`, the session treated as gone), the listener
 //! reconnects every second and the directory is rewritten on its next refresh. A message

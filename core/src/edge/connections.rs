@@ -1,3 +1,7 @@
+//! Skip on a first read: this is the hand-written accept loop, there for hardening (deadlines,
+//! descriptor budgets, accept errors survived) and for the socket takeover. What an app serves is
+//! a plain axum `Router`; reading the apps needs nothing from here but [`serve`].
+//!
 //! Accepting connections and speaking HTTP on them.
 //!
 //! Our own loop over hyper rather than `axum::serve`, for what that one does not let us set:

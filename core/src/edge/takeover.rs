@@ -1,3 +1,7 @@
+//! Skip on a first read: this is a performance path. Everything here only makes an event stream
+//! cheaper once it is open (no hyper task and buffers per stream); streams behave the same
+//! without it, and HTTP/2 and TLS streams never use it.
+//!
 //! Taking a plain HTTP/1 connection's socket from hyper once an event stream's head is out.
 //!
 //! An event stream served through hyper costs, for every event and every connection, a task

@@ -1,3 +1,7 @@
+//! Skip on a first read: this is a performance path, the socket end of the sweeper
+//! ([`super::fanout`]). A stream written here sends the same frames, in the same order, as one
+//! that stays with hyper.
+//!
 //! A stream whose socket was taken over from hyper ([`crate::edge::takeover`]): its topic's
 //! sweeper ([`super::fanout`]) writes to it directly.
 //!
