@@ -7,13 +7,20 @@
 //! |---|---|
 //! | [`wire`] | SSE frames (encoded once, spec-exact), the spec's reader, JSON-RPC envelopes. No IO. |
 //! | [`hub`] | topics, fan-out, replay ring, `Last-Event-ID` resume, explicit `resync` |
-//! | [`session`] | session ids, per-session streams kept through short disconnects, expiry |
+//! | [`session`] | session ids, per-session streams kept through short disconnects, expiry; the dialect a client speaks |
 //! | [`rpc`] | the correlator: request id → waiting caller; timeouts, cancellation, typed failures |
 //! | [`stream`] | a subscription as an HTTP response: headers, keep-alives, shutdown |
-//! | [`edge`] | token auth, Host/Origin checks, rate limits, JSON errors |
+//! | [`edge`] | token auth, Host/Origin checks, rate limits, JSON errors; the connection loop and the socket takeover (skip on a first read) |
 //! | [`client`] | reconnecting SSE client and a responder that answers requests |
 //! | [`cluster`] | several instances as one through Redis: session directory, requests and answers routed to the right instance |
 //! | [`metrics`] | Prometheus counters and histograms |
+//! | [`sync`] | a mutex lock that survives poisoning |
+//!
+//! The modules depend on each other without circles (`core/tests/architecture.rs` checks it):
+//! `wire`, `sync` and `metrics` at the bottom; `edge` on those; `hub`, then `session`, `stream`
+//! and `rpc` on what is below them; `client` and `cluster` on top. Where a lower module needs
+//! something from a higher one, the higher one hooks in (the cluster is the correlator's
+//! [`Relay`](rpc::Relay) and a hook of [`Sessions::on_create`](session::Sessions::on_create)).
 //!
 //! [`Core`] bundles one of each for a server:
 //!

@@ -21,6 +21,14 @@
 //! and answers for different requests rarely wait on each other when the runtime has several
 //! threads; everything about one request lives in one shard, so each step still takes a single
 //! lock. Circuit breakers have their own lock, skipped entirely while no session has one.
+//!
+//! Every request, to a session here or to one another instance holds, goes through the same
+//! steps ([`Correlator::request_via`] and [`Correlator::request_remote`] differ only in how the
+//! request is delivered and how its client hears of a cancellation). In a cluster the correlator
+//! reaches the other instances through a [`Relay`] that the cluster installs when it attaches;
+//! the correlator itself never names the cluster, so the cluster can depend on it and not the
+//! other way round. [`Correlator::answer`] is what every handler of a POSTed answer calls: it
+//! delivers here when the caller waits here, and otherwise through the relay.
 
 mod error;
 pub mod http;
