@@ -44,6 +44,11 @@ pub async fn serve_with_port(build: impl FnOnce(u16) -> Router) -> (String, Canc
     (format!("http://{addr}"), stop)
 }
 
+/// The port of a base URL such as `http://127.0.0.1:4242` (as [`serve`] returns).
+pub fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a base URL with a port")
+}
+
 /// One HTTP client for every test stream: building a client loads the system's root
 /// certificates (with a TLS backend compiled in), which costs milliseconds per client.
 fn client() -> reqwest::Client {
