@@ -259,8 +259,10 @@ impl Cluster {
         &self.inner.instance
     }
 
-    /// Serves messages for `sessions` and `correlator` from the other instances, and lists every
-    /// session in the directory while it lives. Call once, inside a runtime.
+    /// Serves messages for `sessions` and `correlator` from the other instances, lists every
+    /// session in the directory while it lives, and becomes the correlator's
+    /// [`Relay`](crate::rpc::Relay) to the other instances. The cluster hooks into both; neither
+    /// knows it. Call once, inside a runtime.
     pub fn attach(&self, sessions: &Sessions, correlator: &Correlator) {
         if self.inner.local.set((sessions.clone(), correlator.clone())).is_err() {
             return;
