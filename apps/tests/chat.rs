@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use sse_apps::chat::{self, ChatConfig};
-use support::{Stream, TestApp, spawn_app};
+use support::{Stream, TestApp, chat_message, spawn_app};
 
 /// The chat app with its real limits.
 async fn chat_app(data: &Path) -> TestApp {
@@ -61,22 +61,6 @@ async fn open(
     Stream::open_with(request).await
 }
 
-/// The next `message` event's data, skipping presence and typing.
-async fn next_message(stream: &mut Stream) -> Value {
-    loop {
-        let event = stream.next().await.expect("the stream is open");
-        if event.event == "message" {
-            let data: Value = serde_json::from_str(&event.data).unwrap();
-            assert_eq!(
-                event.last_event_id,
-                data["id"].to_string(),
-                "the event id is the message id"
-            );
-            return data;
-        }
-    }
-}
-
 async fn history(app: &TestApp, room: &str, query: &str) -> Vec<Value> {
     let url = format!("{}/chat/rooms/{room}/messages{query}", app.base);
     let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
@@ -101,14 +85,14 @@ async fn two_members_exchange_messages_and_see_each_other_online() {
     );
 
     assert_eq!(post(&app, "general", &ada, "hi Bob", "a1").await.0, 201);
-    let seen_by_bob = next_message(&mut bob_stream).await;
+    let seen_by_bob = chat_message(&mut bob_stream).await;
     assert_eq!(
         (seen_by_bob["nick"].as_str(), seen_by_bob["text"].as_str()),
         (Some("Ada"), Some("hi Bob"))
     );
     assert_eq!(post(&app, "general", &bob, "hi Ada", "b1").await.0, 201);
-    assert_eq!(next_message(&mut ada_stream).await["text"], "hi Bob", "her own message first");
-    assert_eq!(next_message(&mut ada_stream).await["text"], "hi Ada");
+    assert_eq!(chat_message(&mut ada_stream).await["text"], "hi Bob", "her own message first");
+    assert_eq!(chat_message(&mut ada_stream).await["text"], "hi Ada");
 
     drop(bob_stream);
     let left = loop {
@@ -132,7 +116,7 @@ async fn a_member_cut_off_for_a_hundred_messages_resumes_with_none_missing_or_do
     let bob = join(&app, "room", "Bob").await;
     let mut stream = open(&app, "room", Some(&bob), None).await;
     assert_eq!(post(&app, "room", &ada, "before the cut", "m0").await.0, 201);
-    let last_seen = next_message(&mut stream).await["id"].as_u64().unwrap();
+    let last_seen = chat_message(&mut stream).await["id"].as_u64().unwrap();
     drop(stream);
 
     for i in 1..=100 {
@@ -144,14 +128,14 @@ async fn a_member_cut_off_for_a_hundred_messages_resumes_with_none_missing_or_do
     let mut resumed = open(&app, "room", Some(&bob), Some(last_seen)).await;
     let mut ids = Vec::new();
     for i in 1..=100 {
-        let message = next_message(&mut resumed).await;
+        let message = chat_message(&mut resumed).await;
         assert_eq!(message["text"], format!("while away {i}"));
         ids.push(message["id"].as_u64().unwrap());
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > last_seen);
     // Live messages follow, and nothing replayed comes again.
     assert_eq!(post(&app, "room", &ada, "after", "m101").await.0, 201);
-    let next = next_message(&mut resumed).await;
+    let next = chat_message(&mut resumed).await;
     assert_eq!(next["text"], "after");
     assert!(next["id"].as_u64().unwrap() > *ids.last().unwrap());
 }
@@ -318,7 +302,7 @@ async fn a_stalled_reader_delays_nobody_and_learns_it_missed_messages() {
     let reading = tokio::spawn(async move {
         let mut texts = 0;
         while texts < MESSAGES {
-            assert_eq!(next_message(&mut active).await["text"].as_str().map(str::len), Some(1000));
+            assert_eq!(chat_message(&mut active).await["text"].as_str().map(str::len), Some(1000));
             texts += 1;
         }
         texts

@@ -7,17 +7,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sse_apps::basic::BasicConfig;
+use sse_core::testing::within;
 use support::{Stream, spawn_app};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
-/// A watchdog for steps that must finish; it is not a timing assertion.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WATCHDOG, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
-}
 
 /// Starts a server subcommand on an ephemeral port; returns it and its base URL.
 async fn start_server(args: &[&str]) -> (Child, String) {

@@ -17,13 +17,10 @@ use sse_core::edge::connections::{self, ConnectionSettings};
 use sse_core::edge::forwarded::TrustedProxies;
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::streams::StreamCap;
-use sse_core::testing::Stream;
+use sse_core::testing::{Stream, WATCHDOG, within};
 use sse_core::{Core, CoreConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A watchdog for steps that must finish; not a timing assertion.
-const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Serves `build`'s routes with the given connection settings; returns the base URL.
 async fn serve(settings: ConnectionSettings, build: impl FnOnce(Core) -> Router) -> (String, Core) {
@@ -318,7 +315,7 @@ async fn the_go_originals_harness_of_64_responders_runs_against_the_defaults() {
     // The first one opened still gets the server's request and its answer comes back.
     let trigger =
         tokio::spawn(reqwest::get(format!("{base}/trigger?client_id=worker0&message=hello")));
-    let request = within(streams[0].take(1)).await.pop().unwrap();
+    let request = within("the request", streams[0].take(1)).await.pop().unwrap();
     let request: Value = serde_json::from_str(&request.data).unwrap();
     let answered = reqwest::Client::new()
         .post(format!("{base}/response"))
@@ -328,13 +325,9 @@ async fn the_go_originals_harness_of_64_responders_runs_against_the_defaults() {
         .await
         .unwrap();
     assert!(answered.status().is_success(), "{}", answered.status());
-    let triggered = within(trigger).await.unwrap().unwrap();
+    let triggered = within("the trigger", trigger).await.unwrap().unwrap();
     assert_eq!(triggered.status(), 200);
     assert!(triggered.text().await.unwrap().contains("from worker0"));
-}
-
-async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WATCHDOG, future).await.expect("within the watchdog")
 }
 
 #[tokio::test]

@@ -47,8 +47,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
 use sse_core::edge::{ApiError, JsonBody, PathParams};
-use sse_core::hub::lock;
 use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
+use sse_core::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dashboard::audit::AuditLog;

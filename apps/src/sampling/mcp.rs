@@ -3,7 +3,7 @@
 //! frames messages on a stream, and the shape of `sampling/createMessage`.
 
 use serde_json::{Value, json};
-use sse_core::rpc::Dialect;
+use sse_core::session::Dialect;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, Notification, Request};
 

@@ -83,6 +83,15 @@ pub async fn spawn_app(build: impl FnOnce(Core) -> Router) -> TestApp {
 #[allow(unused_imports)] // each test file uses its own subset
 pub use sse_core::testing::{Stream, eventually};
 
+/// The next chat message on `stream` (presence and typing skipped), checking that its event id
+/// is the message's id: a reader resumes from the last id it saw.
+pub async fn chat_message(stream: &mut Stream) -> serde_json::Value {
+    let event = sse_core::testing::next_event(stream, "message").await;
+    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(event.last_event_id, data["id"].to_string(), "the event id is the message id");
+    data
+}
+
 /// A dashboard metric source whose CPU values a test scripts: each tick takes the next value
 /// (repeating the last once the script runs out), and reports the processes the test lists.
 #[derive(Clone, Debug, Default)]

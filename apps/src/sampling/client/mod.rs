@@ -28,7 +28,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use sse_core::client::{ClientError, EventSource, SseItem};
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
