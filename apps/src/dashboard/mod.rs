@@ -11,6 +11,7 @@
 //! | [`alerts`] | thresholds with hysteresis, acknowledgements |
 //! | [`control`] | checking and carrying out control actions |
 //! | [`audit`] | the on-disk record of every action |
+//! | [`flags`] | the dashboard's flags, turned into a [`DashboardConfig`] |
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
 //! POST → checks → audit (synced) → `command_started` → 202, then runs, audits the outcome and
@@ -26,6 +27,7 @@ pub mod board;
 pub mod cgroup;
 pub mod control;
 mod elsewhere;
+pub mod flags;
 pub mod sample;
 pub mod sampler;
 pub mod system;
