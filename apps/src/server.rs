@@ -172,7 +172,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled: open event streams end at once (the core's own
-    /// shutdown token is cancelled with it), and requests still open are given [`DRAIN`] to finish.
+    /// shutdown token is cancelled with it), and requests still open are given `DRAIN` (5 s) to
+    /// finish.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let streams = self.core.shutdown_token();
         let stop = shutdown.clone();
