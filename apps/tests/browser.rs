@@ -6,16 +6,20 @@
 //! with a notice).
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/browser.rs"]
+mod browser;
+#[path = "support/dashboard.rs"]
+mod dashboard_source;
 mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use browser::{ONE_AT_A_TIME, browser, exec_page, text_of, until_true, wait_for};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use sse_apps::basic::BasicConfig;
 use sse_core::edge::auth::Token;
-use support::browser::{ONE_AT_A_TIME, browser, exec_page, text_of, until_true, wait_for};
 use support::spawn_app_on;
 
 /// The ids of the events the page lists, in order.
@@ -172,7 +176,7 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     let mut sleeper = std::process::Command::new("sleep").arg("300").spawn().expect("sleep starts");
     let pid = sleeper.id();
     // CPU at 60% for a few ticks raises a `careful` alert. The process list is the machine's own.
-    let source = support::ScriptedSource::with_cpu(&[20.0, 30.0, 40.0, 60.0]);
+    let source = dashboard_source::ScriptedSource::with_cpu(&[20.0, 30.0, 40.0, 60.0]);
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut config = sse_apps::dashboard::DashboardConfig::new(data.path().to_owned());
     config.interval = Duration::from_millis(200);

@@ -8,18 +8,24 @@
 //! notice.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/bidi.rs"]
+mod bidi_requests;
+#[path = "support/chat.rs"]
+mod chat_requests;
 mod support;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use bidi_requests::trigger;
+use chat_requests::{chat_message, join, say};
 use serde_json::{Value, json};
 use sse_core::client::Responder;
 use sse_core::testing::programs::redis_server;
 use sse_core::testing::{next_named, within};
 use sse_core::wire::jsonrpc::{ErrorObject, Request};
-use support::{Stream, chat_message, eventually};
+use support::{Stream, eventually};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -158,13 +164,6 @@ async fn go_worker(base: &str, name: &str, answer_to: String, stop: Cancellation
     });
 }
 
-async fn trigger(base: &str, name: &str, message: &str) -> (u16, Value) {
-    let url = format!("{base}/trigger?client_id={name}&message={message}");
-    let response = within("a trigger", reqwest::Client::new().post(url).send()).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waiting_on_one_instance_is_answered_through_the_other_and_through_nginx() {
     if !installed(&["redis-server", "nginx"]) {
@@ -288,31 +287,6 @@ async fn native_sessions_answer_across_instances_and_the_cluster_recovers_when_r
         .await;
     probe.await.unwrap();
     stop.cancel();
-}
-
-/// Joins `room` on `base` as `nick`; returns the member token.
-async fn join(base: &str, room: &str, nick: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/chat/rooms/{room}/join"))
-        .json(&json!({ "nick": nick }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
-/// Posts `text` to `room` on `base`; returns the status and the body.
-async fn say(base: &str, room: &str, token: &str, text: &str, client_msg_id: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/chat/rooms/{room}/messages"))
-        .bearer_auth(token)
-        .json(&json!({ "text": text, "client_msg_id": client_msg_id }))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
 /// A chat message as (id, text), the two things these tests compare.

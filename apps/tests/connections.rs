@@ -11,14 +11,14 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::Value;
 use sse_apps::basic::{self, BasicConfig};
-use sse_apps::server;
+use sse_apps::server::{self, ServerConfig};
+use sse_core::Core;
 use sse_core::edge::JsonBody;
-use sse_core::edge::connections::{self, ConnectionSettings};
+use sse_core::edge::auth::Token;
+use sse_core::edge::connections::ConnectionSettings;
 use sse_core::edge::forwarded::TrustedProxies;
-use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::streams::StreamCap;
 use sse_core::testing::{Stream, WATCHDOG, within};
-use sse_core::{Core, CoreConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -27,19 +27,23 @@ async fn serve(settings: ConnectionSettings, build: impl FnOnce(Core) -> Router)
     serve_guarded(settings, server::Guards::default(), build).await
 }
 
-/// The same, behind `guards`.
+/// The same, behind `guards`, in place of those the default flags give: the server the binary
+/// assembles, with these deadlines and guards.
 async fn serve_guarded(
     settings: ConnectionSettings,
     guards: server::Guards,
     build: impl FnOnce(Core) -> Router,
 ) -> (String, Core) {
-    let core = Core::new(CoreConfig::default());
-    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hosts = HostPolicy::for_bind(addr, &[], &[]);
-    let app = server::finish(build(core.clone()), &core, hosts, guards);
-    tokio::spawn(connections::serve(listener, app, core.shutdown_token(), settings));
-    (format!("http://{addr}"), core)
+    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Token::open());
+    let mut server = server::build(config, |core| Ok(build(core))).unwrap();
+    server.guards = server::Guards { token: server.guards.token.clone(), ..guards };
+    server.connections = ConnectionSettings {
+        header_timeout: settings.header_timeout,
+        body_timeout: settings.body_timeout,
+        ..server.connections
+    };
+    let app = support::serve(server);
+    (app.base, app.core)
 }
 
 #[tokio::test]

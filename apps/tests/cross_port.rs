@@ -15,17 +15,19 @@
 //! with a notice).
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/browser.rs"]
+mod browser;
 mod support;
 
 use std::time::Duration;
 
+use browser::{ONE_AT_A_TIME, browser, text_of, until_true, wait_for};
 use fantoccini::Client;
 use sse_apps::basic::BasicConfig;
 use sse_apps::bidi::BidiConfig;
 use sse_apps::bidi::client::{ClientConfig, Protocol, analyze};
 use sse_core::edge::auth::Token;
 use sse_core::testing::port_of;
-use support::browser::{ONE_AT_A_TIME, browser, text_of, until_true, wait_for};
 use support::{TestApp, eventually, spawn_app_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;

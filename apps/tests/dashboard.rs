@@ -4,17 +4,20 @@
 //! and terminate real child processes, and every refusal has its status, code and audit line.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/dashboard.rs"]
+mod dashboard_source;
 mod support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use dashboard_source::ScriptedSource;
 use serde_json::{Value, json};
 use sse_apps::dashboard::sample::{MetricSource, ProcessInfo};
 use sse_apps::dashboard::{DashboardConfig, router, router_with_source};
 use sse_core::edge::auth::Token;
-use support::{ScriptedSource, Stream, TestApp, spawn_app_on};
+use support::{Stream, TestApp, spawn_app_on};
 
 const TOKEN: &str = "dashboard-test-token";
 const INTERVAL: Duration = Duration::from_millis(200);

@@ -12,6 +12,7 @@
 //! | [`control`] | checking and carrying out control actions |
 //! | [`processes`] | every process, searched and paged, for the page's process list |
 //! | [`audit`] | the on-disk record of every action |
+//! | [`flags`] | the dashboard's flags, turned into a [`DashboardConfig`] |
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
 //! POST → checks → audit (synced) → `command_started` → 202, then runs, audits the outcome and
@@ -27,6 +28,7 @@ pub mod board;
 pub mod cgroup;
 pub mod control;
 mod elsewhere;
+pub mod flags;
 pub mod processes;
 pub mod sample;
 pub mod sampler;

@@ -9,6 +9,7 @@
 //! | [`run_uids`] | the uids runs get as root, outside every subordinate id range |
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
+//! | [`flags`] | the exec flags, turned into an [`ExecConfig`] with the sandbox checked |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
 //! | `elsewhere` | with several instances: requests for a run or workflow go to the instance that has it |
 //!
@@ -21,6 +22,7 @@
 
 pub mod cgroup;
 mod elsewhere;
+pub mod flags;
 pub mod journal;
 pub mod output;
 pub mod run;

@@ -8,7 +8,8 @@
 //! a terminal) a person sees each request and may approve, edit or reject it, watches the tokens
 //! stream in, and approves, edits or rejects the completion before it is sent: MCP's two
 //! human-in-the-loop checkpoints. A rejection is JSON-RPC error -1. `--approve auto` answers
-//! without asking. Keys are read from the environment and never printed or logged.
+//! without asking. Keys are read from the environment ([`provider`]) and never printed or
+//! logged.
 //!
 //! Every request ends in one line on stdout ([`outcome`]): answered with its model, tokens and
 //! time, or rejected, failed, cancelled or abandoned with the reason. A failed model call is
@@ -17,6 +18,7 @@
 pub mod approval;
 pub mod llm;
 pub mod outcome;
+pub mod provider;
 pub mod retry;
 
 use std::collections::HashMap;
