@@ -11,7 +11,9 @@
 //! | [`exec`] | sandboxed runs: output streamed with exact replay, stdin and signals by POST |
 //! | [`sampling`] | MCP tools answered by the clients' models (`sampling/createMessage`) |
 //! | [`dashboard`] | live system metrics from one sampler, alerts, audited control actions |
-//! | [`data_dir`] | the data directory's files: 0600, directories 0700, never opened through a symlink |
+//! | [`shared`] | what apps share: the audit log, the clock, who-did-it, the data directory |
+//! | [`forward`] | handing a request to another instance over HTTP, its answer streamed back |
+//! | [`owner_routing`] | the middleware that finds the instance owning what a request names and forwards it there |
 //! | [`basic`] | the one-way SSE server and its browser test page; the printing client |
 //! | [`bidi`] | the bidirectional server (Go-compatible wire format and the core's native one), its client |
 //! | [`bench`] | load scenarios against a real server pinned to one core |
@@ -25,7 +27,6 @@ pub mod bidi;
 pub mod chat;
 pub mod cli;
 pub mod dashboard;
-pub mod data_dir;
 pub mod exec;
 pub mod forward;
 pub mod front_door;
@@ -33,6 +34,7 @@ pub mod http_metrics;
 pub mod index;
 pub mod sampling;
 pub mod server;
+pub mod shared;
 pub mod tls;
 pub mod trigger;
 

@@ -68,11 +68,6 @@ impl ChatConfig {
     }
 }
 
-/// Where data goes when `--data-dir` is not given: the user's data directory.
-pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("sse-apps")
-}
-
 #[derive(Clone, Debug)]
 struct ChatState {
     core: Core,

@@ -44,6 +44,7 @@ use sse_core::wire::Event;
 
 use super::room::{Room, Rooms};
 use super::store::{Message, StoreError};
+use crate::shared::clock::unix_millis_i64;
 
 /// The channel every instance follows.
 const LIVE: &str = "sse:chat:live";
@@ -101,10 +102,6 @@ impl std::fmt::Debug for SharedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SharedLog")
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A message from its log entry.
@@ -166,7 +163,7 @@ impl SharedLog {
         let _: Value = redis::cmd("ZADD")
             .arg("sse:chat:rooms")
             .arg("NX")
-            .arg(now_ms())
+            .arg(unix_millis_i64())
             .arg(room)
             .query_async(&mut redis)
             .await?;
@@ -212,7 +209,7 @@ impl SharedLog {
         text: &str,
         client_msg_id: &str,
     ) -> Result<(Message, bool), StoreError> {
-        let ts = now_ms();
+        let ts = unix_millis_i64();
         let mut redis = self.redis();
         let (created, id): (u8, u64) = self
             .post
@@ -284,7 +281,7 @@ impl SharedLog {
         if nicks.is_empty() {
             return Ok(());
         }
-        let until = now_ms() + ONLINE_TTL_MS;
+        let until = unix_millis_i64() + ONLINE_TTL_MS;
         let entries: Vec<(i64, String)> =
             nicks.iter().map(|nick| (until, format!("{} {nick}", self.instance))).collect();
         let _: i64 = self.redis().zadd_multiple(key("online", room), &entries).await?;
@@ -301,7 +298,7 @@ impl SharedLog {
     /// The nicks online in `room` on any instance, sorted.
     pub async fn online(&self, room: &str) -> Result<Vec<String>, StoreError> {
         let entries: Vec<String> =
-            self.redis().zrangebyscore(key("online", room), now_ms(), "+inf").await?;
+            self.redis().zrangebyscore(key("online", room), unix_millis_i64(), "+inf").await?;
         let nicks: std::collections::BTreeSet<String> = entries
             .into_iter()
             .filter_map(|entry| entry.split_once(' ').map(|(_, nick)| nick.to_owned()))

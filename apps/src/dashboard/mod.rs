@@ -21,7 +21,6 @@
 //! machine every local user can reach a loopback port.
 
 pub mod alerts;
-pub mod audit;
 pub mod board;
 pub mod cgroup;
 pub mod control;
@@ -49,12 +48,13 @@ use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
 use sse_core::stream::LiveResponse;
 
 use alerts::{AckError, AlertConfig};
-use audit::{AuditLog, Entry};
 use board::{Board, CommandRecord};
 use control::{Command, CommandBody};
 use sample::MetricSource;
 use sampler::SamplerStats;
-use system::unix_millis;
+use crate::shared::audit::{AuditLog, Entry};
+use crate::shared::clock::unix_millis;
+use crate::shared::who::who;
 
 /// Settings of the dashboard.
 #[derive(Clone, Debug)]
@@ -112,7 +112,7 @@ pub fn router_with_source(
     config: DashboardConfig,
     source: impl MetricSource,
 ) -> Result<Router, DashboardError> {
-    let audit = AuditLog::open(&config.data_dir)?;
+    let audit = AuditLog::open(&config.data_dir, "dashboard-audit.jsonl")?;
     let board = Arc::new(Board::new(core.hub.topic("dashboard"), config.interval, config.alerts));
     let stats = SamplerStats::register(&core.metrics);
     sampler::spawn(board.clone(), source, stats, core.shutdown_token());
@@ -143,13 +143,6 @@ async fn events(State(state): State<DashboardState>) -> Response {
     LiveResponse::new(subscription)
         .prelude(vec![snapshot])
         .into_response(&state.core.streams, &state.core.metrics)
-}
-
-/// Who made a request, for the audit log: address and user agent.
-pub fn who(addr: SocketAddr, headers: &HeaderMap) -> String {
-    let agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
-    let agent: String = agent.unwrap_or("no user agent").chars().take(120).collect();
-    format!("{} ({agent})", addr.ip())
 }
 
 fn audit_unavailable(error: &std::io::Error) -> ApiError {

@@ -7,12 +7,14 @@
 //! quota are 100%.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use sysinfo::{
     Components, Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind,
     Users,
 };
+
+use crate::shared::clock::unix_millis;
 
 use super::cgroup::CpuQuota;
 use super::sample::{
@@ -253,7 +255,3 @@ fn memory_usage(system: &System) -> Usage {
     }
 }
 
-/// Now, in milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}

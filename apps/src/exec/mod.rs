@@ -51,7 +51,7 @@ use sse_core::hub::lock;
 use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::dashboard::audit::AuditLog;
+use crate::shared::audit::AuditLog;
 use cgroup::{RunGroup, RunGroups};
 use journal::{Journal, PastRun};
 use output::Output;
@@ -233,7 +233,7 @@ struct ExecState {
 /// were running when the server stopped, as `interrupted`). Fails only if the approvals log or
 /// the run journal cannot be opened.
 pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
-    let approvals = AuditLog::open_named(&config.data_dir, "exec-approvals.jsonl")?;
+    let approvals = AuditLog::open(&config.data_dir, "exec-approvals.jsonl")?;
     let (journal, past) = Journal::open(&config.data_dir, config.kept_runs)?;
     let runs = restore(&core, past);
     let slots = Arc::new(Semaphore::new(config.max_concurrent));

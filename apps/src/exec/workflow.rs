@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use super::output::Output;
 use super::spec::{RunRequest, RunSpec};
-use crate::dashboard::system::unix_millis;
+use crate::shared::clock::unix_millis;
 
 /// Most steps in a workflow.
 const MAX_STEPS: usize = 32;

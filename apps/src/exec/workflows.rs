@@ -14,8 +14,8 @@ use sse_core::stream::LastEventId;
 
 use super::workflow::{DecideError, Decision, Definition, Settled, Workflow};
 use super::{ExecState, lock, replay};
-use crate::dashboard::audit::Entry;
-use crate::dashboard::system::unix_millis;
+use crate::shared::audit::Entry;
+use crate::shared::clock::unix_millis;
 
 /// Workflows running at once; more are refused with 429.
 const MAX_RUNNING: usize = 16;
@@ -171,7 +171,7 @@ pub(super) async fn decide(
             "a comment may have at most 1000 characters",
         ));
     }
-    let by = crate::dashboard::who(addr, &headers);
+    let by = crate::shared::who::who(addr, &headers);
     let decision = Decision { approve, by: by.clone(), comment: body.comment.clone() };
     workflow.decide(index, decision).map_err(|DecideError::NotWaiting| {
         ApiError::new(

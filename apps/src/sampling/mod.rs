@@ -41,7 +41,7 @@ use sse_core::session::{Session, SessionId};
 use sse_core::wire::jsonrpc::{Id, Message, Request};
 use tokio::task::AbortHandle;
 
-use crate::dashboard::system::unix_millis;
+use crate::shared::clock::unix_millis;
 use mcp::codes;
 
 /// Settings of the sampling app.

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use super::SamplingState;
 use super::mcp::{self, codes};
-use crate::dashboard::system::unix_millis;
+use crate::shared::clock::unix_millis;
 use crate::forward;
 use sse_core::hub::lock;
 
