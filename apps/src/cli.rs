@@ -778,7 +778,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let bench_commands = crate::bench::control::serve_if_asked();
     match cli.command {
         None => {
-            let data_dir = cli.server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
+            let data_dir =
+                cli.server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
             let config = AllApps {
                 dashboard: cli.dashboard.config(data_dir.clone()),
                 exec: cli.exec.config(data_dir.clone())?,
@@ -791,7 +792,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_server(cli.server, ALL_APPS, shutdown, app).await?;
         }
         Some(Command::Exec { server, exec }) => {
-            let data_dir = server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
+            let data_dir =
+                server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
             let config = exec.config(data_dir)?;
             if let Err(why) = &config.sandbox {
                 anyhow::bail!("exec cannot run programs safely here: {why}");
@@ -849,13 +851,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::sampling::client::run(config, shutdown).await;
         }
         Some(Command::Dashboard { server, dashboard }) => {
-            let data_dir = server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
+            let data_dir =
+                server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
             let config = dashboard.config(data_dir);
             let app = move |core: Core| Ok(crate::dashboard::router(core, config)?);
             run_server(server, DASHBOARD, shutdown, app).await?;
         }
         Some(Command::Chat { server }) => {
-            let data_dir = server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
+            let data_dir =
+                server.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir);
             let config = chat::ChatConfig::new(data_dir);
             let app = move |core: Core| Ok(chat::router(core, &config)?);
             run_server(server, CHAT, shutdown, app).await?;

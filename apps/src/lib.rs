@@ -32,6 +32,7 @@ pub mod forward;
 pub mod front_door;
 pub mod http_metrics;
 pub mod index;
+pub mod owner_routing;
 pub mod sampling;
 pub mod server;
 pub mod shared;

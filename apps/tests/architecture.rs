@@ -40,7 +40,8 @@ fn other_apps_named(line: &str, this_app: &str) -> Vec<&'static str> {
     let mut named = Vec::new();
     for (at, _) in line.match_indices("crate::") {
         let rest = &line[at + "crate::".len()..];
-        let inside_group = rest.strip_prefix('{').map(|group| group.split('}').next().unwrap_or(""));
+        let inside_group =
+            rest.strip_prefix('{').map(|group| group.split('}').next().unwrap_or(""));
         let candidates: Vec<&str> = match inside_group {
             Some(group) => group.split(',').map(|item| item.trim()).collect(),
             None => vec![rest],

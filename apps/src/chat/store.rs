@@ -122,11 +122,16 @@ impl Store {
         crate::shared::data_dir::create_dir(dir)?;
         let path = dir.join(FILE_NAME);
         // An empty file is an empty database to SQLite.
-        crate::shared::data_dir::open(&path, OpenOptions::new().read(true).write(true).create(true))?;
+        crate::shared::data_dir::open(
+            &path,
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
         // Left by an older version (or a crash of one), readable by others: SQLite reuses them
         // as they are.
         for companion in ["-wal", "-shm", "-journal"] {
-            crate::shared::data_dir::tighten_if_present(&dir.join(format!("{FILE_NAME}{companion}")))?;
+            crate::shared::data_dir::tighten_if_present(
+                &dir.join(format!("{FILE_NAME}{companion}")),
+            )?;
         }
         let connection = Connection::open(&path)?;
         connection.execute_batch(SCHEMA)?;

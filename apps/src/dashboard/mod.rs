@@ -24,7 +24,7 @@ pub mod alerts;
 pub mod board;
 pub mod cgroup;
 pub mod control;
-mod elsewhere;
+mod instances;
 pub mod sample;
 pub mod sampler;
 pub mod system;
@@ -47,14 +47,14 @@ use sse_core::Core;
 use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
 use sse_core::stream::LiveResponse;
 
+use crate::shared::audit::{AuditLog, Entry};
+use crate::shared::clock::unix_millis;
+use crate::shared::who::who;
 use alerts::{AckError, AlertConfig};
 use board::{Board, CommandRecord};
 use control::{Command, CommandBody};
 use sample::MetricSource;
 use sampler::SamplerStats;
-use crate::shared::audit::{AuditLog, Entry};
-use crate::shared::clock::unix_millis;
-use crate::shared::who::who;
 
 /// Settings of the dashboard.
 #[derive(Clone, Debug)]
@@ -124,8 +124,15 @@ pub fn router_with_source(
         .route("/dashboard/commands", post(command))
         .route("/dashboard/alerts/{id}/ack", post(acknowledge))
         .route("/dashboard/audit", get(audit_log))
-        .route("/dashboard/instances", get(elsewhere::instances))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_instance))
+        .route("/dashboard/instances", get(instances::instances))
+        .route_layer(axum::middleware::map_request_with_state(
+            state.clone(),
+            instances::without_instance,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::owner_routing::route::<DashboardState>,
+        ))
         .with_state(state))
 }
 

@@ -254,4 +254,3 @@ fn memory_usage(system: &System) -> Usage {
         _ => host,
     }
 }
-

@@ -65,7 +65,8 @@ impl Journal {
         let path = data_dir.join(FILE_NAME);
         let past = read(&path, kept)?;
         rewrite(&path, &past)?;
-        let file = crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
+        let file =
+            crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
         Ok((Journal { file: Arc::new(Mutex::new(file)) }, past))
     }
 
@@ -139,8 +140,10 @@ fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
 /// Replaces the journal at `path` with `past` (oldest first), each run started and ended.
 fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
     let aside = PathBuf::from(format!("{}.new", path.display()));
-    let mut file =
-        crate::shared::data_dir::open(&aside, OpenOptions::new().write(true).create(true).truncate(true))?;
+    let mut file = crate::shared::data_dir::open(
+        &aside,
+        OpenOptions::new().write(true).create(true).truncate(true),
+    )?;
     let mut text = Vec::new();
     for run in past.iter().rev() {
         let started = Line::Started {

@@ -10,7 +10,7 @@
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
-//! | `elsewhere` | with several instances: requests for a run or workflow go to the instance that has it |
+//! | `owner` | with several instances: which one owns a run or workflow ([`crate::owner_routing`]) |
 //!
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
@@ -20,9 +20,9 @@
 //! back and its journal line written first, so what a viewer of `exit` asks next finds it done.
 
 pub mod cgroup;
-mod elsewhere;
 pub mod journal;
 pub mod output;
+mod owner;
 pub mod run;
 pub mod run_uids;
 pub mod sandbox;
@@ -266,7 +266,10 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
         .route("/exec/workflows", get(workflows::list).post(workflows::start))
         .route("/exec/workflows/{id}/events", get(workflows::events))
         .route("/exec/workflows/{id}/approvals/{step}", post(workflows::decide))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_owner))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::owner_routing::route::<ExecState>,
+        ))
         .with_state(state))
 }
 
@@ -408,7 +411,7 @@ impl ExecState {
     ) -> Result<Arc<Run>, ApiError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
-        elsewhere::own(self, elsewhere::RUN, &run.id).await;
+        owner::own(self, owner::RUN, &run.id).await;
         if let Err(error) = self.journal.started(&run.id, &run.label, run.started_at).await {
             tracing::error!(%error, "cannot write the run journal; the run is refused");
             return Err(ApiError::new(
@@ -557,8 +560,8 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
             })
         })
         .collect();
-    let theirs = elsewhere::others(&state, &headers, "/exec/runs", "runs").await;
-    let runs = elsewhere::merged(ours, theirs);
+    let theirs = owner::others(&state, &headers, "/exec/runs", "runs").await;
+    let runs = owner::merged(ours, theirs);
     let (isolation, cgroup) = match &state.config.sandbox {
         Ok(sandbox) => {
             (sandbox.isolation.name(), sandbox.groups.as_ref().map(|g| g.version().name()))

@@ -49,7 +49,7 @@ pub(super) async fn start(
     }
     let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
     workflow.events.event("workflow_started", &json!({ "name": workflow.name, "steps": names }));
-    super::elsewhere::own(&state, super::elsewhere::WORKFLOW, &id).await;
+    super::owner::own(&state, super::owner::WORKFLOW, &id).await;
     tokio::spawn(run_steps(state, workflow, sandbox));
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
 }
@@ -214,8 +214,8 @@ pub(super) async fn list(State(state): State<ExecState>, headers: HeaderMap) -> 
             })
         })
         .collect();
-    let theirs = super::elsewhere::others(&state, &headers, "/exec/workflows", "workflows").await;
-    let workflows = super::elsewhere::merged(ours, theirs);
+    let theirs = super::owner::others(&state, &headers, "/exec/workflows", "workflows").await;
+    let workflows = super::owner::merged(ours, theirs);
     axum::Json(json!({ "workflows": workflows })).into_response()
 }
 

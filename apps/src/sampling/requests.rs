@@ -27,8 +27,8 @@ use tokio::sync::Notify;
 
 use super::SamplingState;
 use super::mcp::{self, codes};
-use crate::shared::clock::unix_millis;
 use crate::forward;
+use crate::shared::clock::unix_millis;
 use sse_core::hub::lock;
 
 /// Requests kept for the list.

@@ -56,7 +56,8 @@ impl AuditLog {
     pub fn open(data_dir: &Path, file_name: &str) -> std::io::Result<AuditLog> {
         crate::shared::data_dir::create_dir(data_dir)?;
         let path = data_dir.join(file_name);
-        let file = crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
+        let file =
+            crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
         let recent = if file.metadata()?.is_file() {
             read_tail(&mut crate::shared::data_dir::open(&path, OpenOptions::new().read(true))?)?
         } else {
