@@ -1,7 +1,7 @@
 //! The chat room: rooms, nicknames, presence, typing, persistent history and gap-free resume.
 //!
 //! History is the source of truth: every accepted message is committed to SQLite
-//! ([`store`]), or with several instances to Redis ([`shared`]), before its POST is answered, and
+//! ([`store`]), or with several instances to Redis ([`redis_history`]), before its POST is answered, and
 //! its id there is its SSE event id ([`history`] is the one interface to both). A room's
 //! live stream ([`room`]) carries each message under that id once it is committed, plus
 //! unnumbered `presence` and `typing` events that only matter now.
@@ -19,8 +19,9 @@
 pub mod group_commit;
 pub mod history;
 pub mod names;
+pub mod redis_follower;
+pub mod redis_history;
 pub mod room;
-pub mod shared;
 pub mod store;
 
 use std::path::PathBuf;
@@ -46,8 +47,8 @@ use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::wire::Event;
 
 use history::History;
+use redis_history::RedisHistory;
 use room::{Room, Rooms, message_event};
-use shared::SharedLog;
 use store::{Message, Store, StoreError};
 
 /// Settings of the chat app.
@@ -84,9 +85,9 @@ const MAX_PAGE: usize = 200;
 /// The chat routes, mounted at `/chat`: history in SQLite, or in Redis when `core` is one
 /// instance of a cluster. Fails only if the database cannot be opened.
 pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
-    let shared = core.cluster().map(|cluster| (cluster.clone(), SharedLog::new(cluster)));
+    let shared = core.cluster().map(|cluster| (cluster.clone(), RedisHistory::new(cluster)));
     let history = match &shared {
-        Some((_, log)) => History::Shared(log.clone()),
+        Some((_, log)) => History::Redis(log.clone()),
         None => History::local(Store::open(&config.data_dir)?),
     };
     if let History::Local(store, _) = &history {
@@ -100,7 +101,7 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
     }
     let rooms = Arc::new(Rooms::new(core.hub.clone(), shared.as_ref().map(|(_, log)| log.clone())));
     if let Some((cluster, log)) = &shared {
-        log.follow(cluster, rooms.clone());
+        redis_follower::follow(log, cluster, rooms.clone());
     }
     let state = ChatState { rooms, core, history, posts };
     let routes = Router::new()
@@ -168,9 +169,9 @@ impl ChatState {
         match last_id {
             Some(last_id) => {
                 let room = self.rooms.load(&name, last_id);
-                if let History::Shared(log) = &self.history {
+                if let History::Redis(log) = &self.history {
                     // Messages published while the room was loading reached no stream here.
-                    log.catch_up(&room).await.map_err(internal)?;
+                    redis_follower::catch_up(log, &room).await.map_err(internal)?;
                 }
                 Ok(room)
             }
@@ -206,9 +207,9 @@ async fn list_rooms(State(state): State<ChatState>) -> Result<Response, ApiError
     let names = state.history.rooms().await.map_err(internal)?;
     let mut rooms: Vec<Value> = Vec::with_capacity(names.len());
     for name in names {
-        // Shared: members may be online on other instances even if this one never loaded it.
+        // Redis: members may be online on other instances even if this one never loaded it.
         let online = match (&state.history, state.rooms.get(&name)) {
-            (History::Shared(log), _) => log.online(&name).await.map_err(internal)?.len(),
+            (History::Redis(log), _) => log.online(&name).await.map_err(internal)?.len(),
             (History::Local(..), Some(room)) => room.online().await.len(),
             (History::Local(..), None) => 0,
         };

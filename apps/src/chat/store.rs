@@ -24,7 +24,6 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::group_commit::NewMessage;
 use crate::shared::clock::unix_millis_i64;
 
 /// Why the store failed. Internal details never reach a client.
@@ -102,6 +101,19 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
     CREATE INDEX IF NOT EXISTS members_by_token ON members (room, token_sha256);
 ";
+
+/// What a post asks to store.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// The room it is posted in.
+    pub room: String,
+    /// Who posts it.
+    pub nick: String,
+    /// What they wrote.
+    pub text: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+}
 
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {

@@ -11,6 +11,8 @@
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
 //! | `owner` | with several instances: which one owns a run or workflow ([`crate::owner_routing`]) |
+//! | [`workflow_state`] | what a workflow is: its steps, approvals and numbered event log |
+//! | `workflow_endpoints` | the workflow endpoints and the task that runs a workflow's steps |
 //!
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
@@ -27,8 +29,8 @@ pub mod run;
 pub mod run_uids;
 pub mod sandbox;
 pub mod spec;
-pub mod workflow;
-mod workflows;
+mod workflow_endpoints;
+pub mod workflow_state;
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -219,7 +221,7 @@ struct ExecState {
     runs: Arc<Mutex<VecDeque<Arc<Run>>>>,
     slots: Arc<Semaphore>,
     free_uids: Arc<Mutex<Vec<u32>>>,
-    workflows: Arc<Mutex<VecDeque<Arc<workflow::Workflow>>>>,
+    workflows: Arc<Mutex<VecDeque<Arc<workflow_state::Workflow>>>>,
     /// Where approval decisions are recorded.
     approvals: AuditLog,
     /// Where runs' starts and ends are recorded.
@@ -263,9 +265,9 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
         .route("/exec/runs/{id}/stdin", post(stdin))
         .route("/exec/runs/{id}/signal", post(signal))
         .route("/exec/runs/{id}/resize", post(resize))
-        .route("/exec/workflows", get(workflows::list).post(workflows::start))
-        .route("/exec/workflows/{id}/events", get(workflows::events))
-        .route("/exec/workflows/{id}/approvals/{step}", post(workflows::decide))
+        .route("/exec/workflows", get(workflow_endpoints::list).post(workflow_endpoints::start))
+        .route("/exec/workflows/{id}/events", get(workflow_endpoints::events))
+        .route("/exec/workflows/{id}/approvals/{step}", post(workflow_endpoints::decide))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::owner_routing::route::<ExecState>,
@@ -605,7 +607,7 @@ fn replay(state: &ExecState, log: &Output, LastEventId(last_event_id): LastEvent
 }
 
 impl ExecState {
-    fn find_workflow(&self, id: &str) -> Result<Arc<workflow::Workflow>, ApiError> {
+    fn find_workflow(&self, id: &str) -> Result<Arc<workflow_state::Workflow>, ApiError> {
         lock(&self.workflows).iter().find(|w| w.id == id).cloned().ok_or_else(|| {
             ApiError::not_found("unknown_workflow", format!("no workflow has id {id:?}"))
         })

@@ -1,4 +1,6 @@
-//! The workflow endpoints and the task that runs a workflow's steps.
+//! The workflow endpoints (`/exec/workflows...`: start, list, stream, decide an approval) and the
+//! task that runs a workflow's steps; what a workflow is and how it keeps its state is
+//! [`super::workflow_state`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 use sse_core::edge::{ApiError, JsonBody, PathParams};
 use sse_core::stream::LastEventId;
 
-use super::workflow::{DecideError, Decision, Definition, Settled, Workflow};
+use super::workflow_state::{DecideError, Decision, Definition, Settled, Workflow};
 use super::{ExecState, lock, replay};
 use crate::shared::audit::Entry;
 use crate::shared::clock::unix_millis;
@@ -29,7 +31,7 @@ pub(super) async fn start(
     let body = body.map_err(|rejection| sse_core::edge::bytes_rejection(&rejection))?;
     let sandbox = state.sandbox()?;
     let media = sse_core::edge::media_type(&headers);
-    let definition: Definition = super::workflow::parse(&body, &media)?;
+    let definition: Definition = super::workflow_state::parse(&body, &media)?;
     let (name, steps) = definition.check(|request| state.check(request))?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let workflow = Arc::new(Workflow::new(id.clone(), name, steps, state.core.metrics.clone()));
