@@ -518,7 +518,9 @@ fn openai_error(
     }
     match error {
         OpenAIError::Reqwest(error) => unreachable(error),
-        other => LlmError::Other(format!("the provider's answer could not be read: {other}")).into(),
+        other => {
+            LlmError::Other(format!("the provider's answer could not be read: {other}")).into()
+        }
     }
 }
 
@@ -553,11 +555,11 @@ async fn anthropic(
         let events = response.bytes_stream().flat_map(move |chunk| {
             let events: Vec<Result<MessageEvent, Failure>> = match chunk {
                 Ok(chunk) => parser.feed(&chunk).into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(LlmError::Other(format!(
-                    "the stream broke: {}",
-                    e.without_url()
-                ))
-                .into())],
+                Err(e) => {
+                    vec![Err(
+                        LlmError::Other(format!("the stream broke: {}", e.without_url())).into()
+                    )]
+                }
             };
             futures_util::stream::iter(events)
         });
@@ -596,8 +598,7 @@ fn read_anthropic(event: &MessageEvent, answer: &mut Answer<'_>) -> Result<(), F
             }
         }
         "error" => {
-            let message =
-                data.pointer("/error/message").and_then(Value::as_str).unwrap_or("error");
+            let message = data.pointer("/error/message").and_then(Value::as_str).unwrap_or("error");
             let error = format!("the provider failed mid-answer: {message}");
             return Err(LlmError::Other(error).into());
         }
