@@ -14,6 +14,7 @@ use serde_json::json;
 use sse_core::cluster::Cluster;
 
 use super::DashboardState;
+use super::error::DashboardError;
 use crate::forward;
 use crate::owner_routing::{FindOwner, Owner};
 
@@ -61,13 +62,7 @@ impl FindOwner for DashboardState {
         }
         match cluster.address_of(&wanted).await {
             Some(address) => Owner::At { address, what: "that machine's dashboard" },
-            None => Owner::Answer(
-                sse_core::edge::ApiError::not_found(
-                    "unknown_instance",
-                    format!("no live instance is called {wanted:?}; see /dashboard/instances"),
-                )
-                .into_response(),
-            ),
+            None => Owner::Answer(DashboardError::UnknownInstance(wanted).into_response()),
         }
     }
 }

@@ -10,10 +10,12 @@
 //! | [`board`] | state + event stream: history ring, snapshot, every event encoded once |
 //! | [`alerts`] | thresholds with hysteresis, acknowledgements |
 //! | [`control`] | checking and carrying out control actions |
-//! | [`audit`] | the on-disk record of every action |
+//! | [`error`] | every way a request is refused, and the status and code of each |
+//! | `instances` | with several instances: which machine a viewer watches ([`crate::owner_routing`]) |
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
-//! POST → checks → audit (synced) → `command_started` → 202, then runs, audits the outcome and
+//! POST → checks → audit (synced; [`crate::shared::audit`]) → `command_started` → 202, then
+//! runs, audits the outcome and
 //! reports `command_completed` or `command_failed`: every event a viewer sees is on record first.
 //!
 //! The server that serves the dashboard always requires its token (one is generated and printed
@@ -24,12 +26,14 @@ pub mod alerts;
 pub mod board;
 pub mod cgroup;
 pub mod control;
+pub mod error;
 mod instances;
 pub mod sample;
 pub mod sampler;
 pub mod system;
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +48,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
+use sse_core::edge::{JsonBody, PathParams, QueryParams};
 use sse_core::stream::LiveResponse;
 
 use crate::shared::audit::{AuditLog, Entry};
@@ -53,6 +57,7 @@ use crate::shared::who::who;
 use alerts::{AckError, AlertConfig};
 use board::{Board, CommandRecord};
 use control::{Command, CommandBody};
+use error::DashboardError;
 use sample::MetricSource;
 use sampler::SamplerStats;
 
@@ -83,7 +88,7 @@ impl DashboardConfig {
 
 /// Why the dashboard could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum DashboardError {
+pub enum StartError {
     /// The audit log cannot be opened.
     #[error("cannot open the dashboard's audit log: {0}")]
     Audit(#[from] std::io::Error),
@@ -101,7 +106,7 @@ struct DashboardState {
 }
 
 /// The dashboard routes, mounted at `/dashboard`, measuring this machine.
-pub fn router(core: Core, config: DashboardConfig) -> Result<Router, DashboardError> {
+pub fn router(core: Core, config: DashboardConfig) -> Result<Router, StartError> {
     let source = system::SystemSource::new()?;
     router_with_source(core, config, source)
 }
@@ -111,7 +116,7 @@ pub fn router_with_source(
     core: Core,
     config: DashboardConfig,
     source: impl MetricSource,
-) -> Result<Router, DashboardError> {
+) -> Result<Router, StartError> {
     let audit = AuditLog::open(&config.data_dir, "dashboard-audit.jsonl")?;
     let board = Arc::new(Board::new(core.hub.topic("dashboard"), config.interval, config.alerts));
     let stats = SamplerStats::register(&core.metrics);
@@ -152,16 +157,6 @@ async fn events(State(state): State<DashboardState>) -> Response {
         .into_response(&state.core.streams, &state.core.metrics)
 }
 
-fn audit_unavailable(error: &std::io::Error) -> ApiError {
-    tracing::error!(%error, "cannot write the dashboard audit log");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "audit_unavailable",
-        "the audit log cannot be written, so no action is taken",
-    )
-    .retry_after(5)
-}
-
 /// `POST /dashboard/commands`: checks, audits, starts; 202 with the command's id.
 ///
 /// The work runs on its own task: a client that goes away mid-request must not leave an action
@@ -171,22 +166,18 @@ async fn command(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CommandBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DashboardError> {
     let who = who(addr, &headers);
-    tokio::spawn(accept_command(state, who, body)).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the command failed",
-        ))
-    })
+    tokio::spawn(accept_command(state, who, body)).await.unwrap_or(Err(DashboardError::Internal))
 }
 
+/// Checks the command and its target, records the decision in the audit log (a refusal too),
+/// and starts an accepted one; 202 with its id.
 async fn accept_command(
     state: DashboardState,
     who: String,
     body: CommandBody,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DashboardError> {
     let entry = |command: Option<&str>, outcome: &str, detail: Value| Entry {
         at: unix_millis(),
         who: who.clone(),
@@ -196,31 +187,18 @@ async fn accept_command(
         outcome: outcome.to_owned(),
         detail,
     };
-    let checked = body.check().and_then(|command| {
-        let pidfd = match command.target() {
-            Some(pid) => Some(control::may_act_on(pid, state.allow_control_all)?),
-            None => None,
-        };
-        Ok((command, pidfd))
-    });
-    let (command, pidfd) = match checked {
+    let (command, pidfd) = match check_command(&state, &body) {
         Ok(checked) => checked,
         Err(refusal) => {
-            let detail = json!({ "code": refusal.code, "message": refusal.message });
-            state
-                .audit
-                .record(entry(None, "refused", detail))
-                .await
-                .map_err(|e| audit_unavailable(&e))?;
+            let detail = json!({ "code": refusal.code(), "message": refusal.to_string() });
+            let refused = entry(None, "refused", detail);
+            state.audit.record(refused).await.map_err(DashboardError::AuditUnavailable)?;
             return Err(refusal);
         }
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
-    state
-        .audit
-        .record(entry(Some(&id), "accepted", Value::Null))
-        .await
-        .map_err(|e| audit_unavailable(&e))?;
+    let accepted = entry(Some(&id), "accepted", Value::Null);
+    state.audit.record(accepted).await.map_err(DashboardError::AuditUnavailable)?;
     let record = CommandRecord {
         id: id.clone(),
         action: body.action.clone(),
@@ -231,41 +209,63 @@ async fn accept_command(
         finished_at: None,
     };
     state.board.command(record.clone());
-    let finished = entry(Some(&id), "", Value::Null);
-    tokio::spawn(async move {
-        let result = match command {
-            Command::SetInterval(interval) => {
-                state.board.interval.send_replace(interval);
-                Ok(json!({ "interval_ms": interval.as_millis() as u64 }))
-            }
-            Command::Renice { pid, nice } => control::renice(pid, nice),
-            Command::Terminate { pid, grace } => match pidfd {
-                Some(pidfd) => control::terminate(pid, pidfd, grace).await,
-                None => Err(control::Failure {
-                    code: "os_error",
-                    message: "no pidfd for the process".to_owned(),
-                }),
-            },
-        };
-        let (outcome, detail) = match result {
-            Ok(done) => ("completed", done),
-            Err(failure) => ("failed", failure.to_json()),
-        };
-        // On disk first, as with the acceptance: an outcome a viewer has seen is always on
-        // record, so an audit read after the event lists it.
-        let at = unix_millis();
-        let entry = Entry { at, outcome: outcome.to_owned(), detail: detail.clone(), ..finished };
-        if let Err(error) = state.audit.record(entry).await {
-            tracing::error!(%error, "cannot write the outcome of a dashboard command to the audit log");
-        }
-        state.board.command(CommandRecord {
-            state: outcome,
-            outcome: Some(detail),
-            finished_at: Some(at),
-            ..record
-        });
-    });
+    tokio::spawn(carry_out(state, command, pidfd, record, entry(Some(&id), "", Value::Null)));
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id, "state": "started" }))).into_response())
+}
+
+/// The command, with a pidfd for its target process (checked: one this server may act on).
+fn check_command(
+    state: &DashboardState,
+    body: &CommandBody,
+) -> Result<(Command, Option<OwnedFd>), DashboardError> {
+    let command = body.check()?;
+    let pidfd = match command.target() {
+        Some(pid) => Some(control::may_act_on(pid, state.allow_control_all)?),
+        None => None,
+    };
+    Ok((command, pidfd))
+}
+
+/// Carries out an accepted command, then records its outcome: in the audit log (as `finished`
+/// with the outcome filled in), then on the board, for every viewer.
+async fn carry_out(
+    state: DashboardState,
+    command: Command,
+    pidfd: Option<OwnedFd>,
+    record: CommandRecord,
+    finished: Entry,
+) {
+    let result = match command {
+        Command::SetInterval(interval) => {
+            state.board.interval.send_replace(interval);
+            Ok(json!({ "interval_ms": interval.as_millis() as u64 }))
+        }
+        Command::Renice { pid, nice } => control::renice(pid, nice),
+        Command::Terminate { pid, grace } => match pidfd {
+            Some(pidfd) => control::terminate(pid, pidfd, grace).await,
+            None => Err(control::Failure {
+                code: "os_error",
+                message: "no pidfd for the process".to_owned(),
+            }),
+        },
+    };
+    let (outcome, detail) = match result {
+        Ok(done) => ("completed", done),
+        Err(failure) => ("failed", failure.to_json()),
+    };
+    // On disk first, as with the acceptance: an outcome a viewer has seen is always on record,
+    // so an audit read after the event lists it.
+    let at = unix_millis();
+    let entry = Entry { at, outcome: outcome.to_owned(), detail: detail.clone(), ..finished };
+    if let Err(error) = state.audit.record(entry).await {
+        tracing::error!(%error, "cannot write the outcome of a dashboard command to the audit log");
+    }
+    state.board.command(CommandRecord {
+        state: outcome,
+        outcome: Some(detail),
+        finished_at: Some(at),
+        ..record
+    });
 }
 
 /// `POST /dashboard/alerts/{id}/ack`: marks the alert acknowledged for every viewer.
@@ -274,12 +274,10 @@ async fn acknowledge(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     PathParams(id): PathParams<String>,
-) -> Result<Response, ApiError> {
-    let id: u64 = id.parse().map_err(|_| {
-        ApiError::bad_request("invalid_alert_id", format!("{id:?} is not an alert id"))
-    })?;
+) -> Result<Response, DashboardError> {
+    let id: u64 = id.parse().map_err(|_| DashboardError::InvalidAlertId(id))?;
     let who = who(addr, &headers);
-    let unknown = || ApiError::not_found("unknown_alert", format!("no alert has id {id}"));
+    let unknown = || DashboardError::UnknownAlert(id);
     let metric = state.board.alert(id).ok_or_else(unknown)?.metric;
     // On disk first: an acknowledgement every viewer sees is always on record.
     let entry = Entry {
@@ -291,7 +289,7 @@ async fn acknowledge(
         outcome: "completed".to_owned(),
         detail: Value::Null,
     };
-    state.audit.record(entry).await.map_err(|e| audit_unavailable(&e))?;
+    state.audit.record(entry).await.map_err(DashboardError::AuditUnavailable)?;
     let alert = state.board.acknowledge(id, who).map_err(|AckError::Unknown| unknown())?;
     Ok(axum::Json(alert).into_response())
 }
@@ -309,14 +307,10 @@ struct AuditQuery {
 async fn audit_log(
     State(state): State<DashboardState>,
     QueryParams(query): QueryParams<AuditQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DashboardError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "limit_out_of_range",
-            "limit must be 1 to 1000",
-        ));
+        return Err(DashboardError::LimitOutOfRange);
     }
     let entries = state.audit.newest(limit);
     Ok(axum::Json(json!({ "entries": entries })).into_response())

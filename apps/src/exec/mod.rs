@@ -22,6 +22,7 @@
 //! back and its journal line written first, so what a viewer of `exit` asks next finds it done.
 
 pub mod cgroup;
+pub mod error;
 pub mod journal;
 pub mod output;
 mod owner;
@@ -48,13 +49,14 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::edge::{ApiError, JsonBody, PathParams};
+use sse_core::edge::{JsonBody, PathParams};
 use sse_core::hub::lock;
 use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::shared::audit::AuditLog;
 use cgroup::{RunGroup, RunGroups};
+use error::ExecError;
 use journal::{Journal, PastRun};
 use output::Output;
 use run::{Run, StdinError, UserSignal};
@@ -345,12 +347,12 @@ fn scratch_root() -> std::io::Result<tempfile::TempDir> {
 }
 
 impl ExecState {
-    fn find(&self, id: &str) -> Result<Arc<Run>, ApiError> {
+    fn find(&self, id: &str) -> Result<Arc<Run>, ExecError> {
         lock(&self.runs)
             .iter()
             .find(|run| run.id == id)
             .cloned()
-            .ok_or_else(|| ApiError::not_found("unknown_run", format!("no run has id {id:?}")))
+            .ok_or_else(|| ExecError::UnknownRun(id.to_owned()))
     }
 }
 
@@ -362,38 +364,29 @@ fn is_root() -> bool {
 async fn start(
     State(state): State<ExecState>,
     JsonBody(request): JsonBody<RunRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let sandbox = state.sandbox()?;
     let spec = state.check(request)?;
-    let permit = state.slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_runs",
-            format!(
-                "{} runs are already running; wait for one to end",
-                state.config.max_concurrent
-            ),
-        )
-        .retry_after(1)
-    })?;
+    let permit = state
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ExecError::TooManyRuns(state.config.max_concurrent))?;
     let run = state.launch(&spec, &sandbox, permit).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": run.id }))).into_response())
 }
 
 impl ExecState {
     /// The sandbox, or 503 saying why there is none.
-    fn sandbox(&self) -> Result<Sandbox, ApiError> {
-        self.config.sandbox.clone().map_err(|why| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_unavailable", why)
-        })
+    fn sandbox(&self) -> Result<Sandbox, ExecError> {
+        self.config.sandbox.clone().map_err(ExecError::SandboxUnavailable)
     }
 
     /// Checks a run request against this server's limits and what is installed.
-    fn check(&self, request: RunRequest) -> Result<RunSpec, ApiError> {
+    fn check(&self, request: RunRequest) -> Result<RunSpec, ExecError> {
         let spec = request.check(self.config.timeout, self.config.max_timeout)?;
         if spec.label == "python3" && !std::path::Path::new("/usr/bin/python3").exists() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ExecError::invalid(
                 "language_unavailable",
                 "python3 is not installed on this server",
             ));
@@ -410,17 +403,13 @@ impl ExecState {
         spec: &RunSpec,
         sandbox: &Sandbox,
         permit: OwnedSemaphorePermit,
-    ) -> Result<Arc<Run>, ApiError> {
+    ) -> Result<Arc<Run>, ExecError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
         owner::own(self, owner::RUN, &run.id).await;
         if let Err(error) = self.journal.started(&run.id, &run.label, run.started_at).await {
             tracing::error!(%error, "cannot write the run journal; the run is refused");
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "journal_unavailable",
-                "the server cannot record the run in its journal, so it does not start it",
-            ));
+            return Err(ExecError::JournalUnavailable);
         }
         // Returned to the pool when the run's task ends, however it ends.
         let uid = UidLease::take(&self.free_uids);
@@ -578,7 +567,7 @@ async fn events(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     last_event_id: LastEventId,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     Ok(replay(&state, &run.output, last_event_id))
 }
@@ -607,10 +596,10 @@ fn replay(state: &ExecState, log: &Output, LastEventId(last_event_id): LastEvent
 }
 
 impl ExecState {
-    fn find_workflow(&self, id: &str) -> Result<Arc<workflow_state::Workflow>, ApiError> {
-        lock(&self.workflows).iter().find(|w| w.id == id).cloned().ok_or_else(|| {
-            ApiError::not_found("unknown_workflow", format!("no workflow has id {id:?}"))
-        })
+    fn find_workflow(&self, id: &str) -> Result<Arc<workflow_state::Workflow>, ExecError> {
+        let workflows = lock(&self.workflows);
+        let found = workflows.iter().find(|w| w.id == id).cloned();
+        found.ok_or_else(|| ExecError::UnknownWorkflow(id.to_owned()))
     }
 }
 
@@ -630,25 +619,14 @@ async fn stdin(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<StdinBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     match run.write_stdin(body.data.as_bytes(), body.eof).await {
         Ok(()) => {
             Ok(axum::Json(json!({ "written": body.data.len(), "eof": body.eof })).into_response())
         }
-        Err(StdinError::Closed) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "stdin_closed",
-            "the run has ended or its input is closed",
-        )),
-        Err(StdinError::NotReading { written }) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stdin_full",
-            format!(
-                "the program has not read its input for 5 s; it took the first {written} bytes"
-            ),
-        )
-        .retry_after(1)),
+        Err(StdinError::Closed) => Err(ExecError::StdinClosed),
+        Err(StdinError::NotReading { written }) => Err(ExecError::StdinFull(written)),
     }
 }
 
@@ -663,26 +641,21 @@ async fn signal(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SignalBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     let signal = match body.signal.as_str() {
         "interrupt" => UserSignal::Interrupt,
         "terminate" => UserSignal::Terminate,
         "kill" => UserSignal::Kill,
         other => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ExecError::invalid(
                 "unknown_signal",
                 format!("unknown signal {other:?}; use interrupt, terminate or kill"),
             ));
         }
     };
     if !run.signal(signal) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            "the run has already ended",
-        ));
+        return Err(ExecError::RunFinished);
     }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "signal": body.signal }))).into_response())
 }
@@ -701,17 +674,13 @@ async fn resize(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<ResizeBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     // `null` is no size, as zero is none.
     let (rows, cols) = spec::check_size(body.rows.unwrap_or(0), body.cols.unwrap_or(0))?;
     match run.resize(rows, cols).await {
         Ok(true) => Ok(axum::Json(json!({ "rows": rows, "cols": cols })).into_response()),
-        Ok(false) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_terminal",
-            "the run has no terminal (start it with pty:true), or has ended",
-        )),
-        Err(error) => Err(ApiError::new(StatusCode::CONFLICT, "resize_failed", error.to_string())),
+        Ok(false) => Err(ExecError::NotATerminal),
+        Err(error) => Err(ExecError::ResizeFailed(error.to_string())),
     }
 }

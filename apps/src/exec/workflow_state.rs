@@ -17,13 +17,12 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::ApiError;
 use sse_core::metrics::Metrics;
 use tokio::sync::Notify;
 
+use super::error::ExecError;
 use super::output::Output;
 use super::spec::{RunRequest, RunSpec};
 use crate::shared::clock::unix_millis;
@@ -83,25 +82,22 @@ pub struct Step {
     pub run: Option<RunSpec>,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
+    ExecError::invalid(code, message)
 }
 
 /// Reads a definition from a request body: JSON, or TOML when the media type (lowercase, see
 /// [`sse_core::edge::media_type`]) says so.
-pub fn parse(body: &[u8], media: &str) -> Result<Definition, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("invalid_body", "the definition is not UTF-8"))?;
+pub fn parse(body: &[u8], media: &str) -> Result<Definition, ExecError> {
+    let text = std::str::from_utf8(body).map_err(|_| ExecError::DefinitionNotUtf8)?;
     match media {
-        "application/json" => serde_json::from_str(text)
-            .map_err(|e| ApiError::bad_request("invalid_definition", e.to_string())),
-        "application/toml" | "text/x-toml" => toml::from_str(text)
-            .map_err(|e| ApiError::bad_request("invalid_definition", e.to_string())),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the definition as application/json or application/toml",
-        )),
+        "application/json" => {
+            serde_json::from_str(text).map_err(|e| ExecError::InvalidDefinition(e.to_string()))
+        }
+        "application/toml" | "text/x-toml" => {
+            toml::from_str(text).map_err(|e| ExecError::InvalidDefinition(e.to_string()))
+        }
+        _ => Err(ExecError::UnsupportedMediaType),
     }
 }
 
@@ -109,8 +105,8 @@ impl Definition {
     /// Checks every step; `check_run` checks a step's program as a run request would be.
     pub fn check(
         self,
-        check_run: impl Fn(RunRequest) -> Result<RunSpec, ApiError>,
-    ) -> Result<(String, Vec<Step>), ApiError> {
+        check_run: impl Fn(RunRequest) -> Result<RunSpec, ExecError>,
+    ) -> Result<(String, Vec<Step>), ExecError> {
         if self.name.trim().is_empty() || self.name.len() > 64 {
             return Err(invalid("invalid_name", "a workflow needs a name of 1 to 64 bytes"));
         }
@@ -151,10 +147,8 @@ impl Definition {
                     cols: None,
                     timeout_s: step.timeout_s,
                 };
-                Some(check_run(request).map_err(|e| ApiError {
-                    message: format!("step {name:?}: {}", e.message),
-                    ..e
-                })?)
+                let in_step = |e| ExecError::InStep { step: name.clone(), error: Box::new(e) };
+                Some(check_run(request).map_err(in_step)?)
             } else {
                 None
             };
