@@ -158,6 +158,7 @@ fn commit(connection: &mut Connection, batch: Vec<Waiting>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use std::sync::atomic::{AtomicUsize, Ordering};
 

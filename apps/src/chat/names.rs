@@ -61,6 +61,7 @@ pub fn client_msg_id(id: &str) -> Result<&str, ChatError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::*;
 
     #[test]

@@ -344,6 +344,7 @@ impl RedisHistory {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::Live;
 
     #[test]

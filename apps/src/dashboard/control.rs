@@ -368,6 +368,7 @@ async fn exits_within(pidfd: &Arc<OwnedFd>, limit: Duration) -> Result<bool, rus
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 

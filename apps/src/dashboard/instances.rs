@@ -97,6 +97,7 @@ pub async fn instances(State(state): State<DashboardState>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #[test]
     fn reads_the_instance_from_the_query() {
         assert_eq!(super::named_instance(Some("instance=abc&x=1")).as_deref(), Some("abc"));

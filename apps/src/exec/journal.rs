@@ -168,6 +168,7 @@ fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 

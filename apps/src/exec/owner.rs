@@ -99,6 +99,7 @@ pub fn merged(mut ours: Vec<Value>, theirs: Vec<Value>) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::{RUN, WORKFLOW, named_in};
 
     #[test]

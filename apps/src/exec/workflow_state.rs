@@ -337,6 +337,7 @@ impl Workflow {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 

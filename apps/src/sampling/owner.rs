@@ -50,6 +50,7 @@ impl FindOwner for SamplingState {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use axum::extract::Request;
 
     fn request(uri: &str, session: Option<&str>) -> Request {

@@ -139,6 +139,7 @@ fn read_tail(file: &mut File) -> std::io::Result<VecDeque<Entry>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
     use super::*;
 

@@ -21,6 +21,7 @@ pub fn unix_millis_i64() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #[test]
     fn the_clock_is_past_2020_and_does_not_go_back_between_two_reads() {
         let first = super::unix_millis();

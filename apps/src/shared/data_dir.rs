@@ -148,6 +148,7 @@ fn symlink_named(path: &Path, error: io::Error) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
     use super::*;
 

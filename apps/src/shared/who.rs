@@ -21,6 +21,7 @@ pub fn who(addr: SocketAddr, headers: &HeaderMap) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use axum::http::{HeaderMap, HeaderValue, header};
 
     #[test]

@@ -609,6 +609,7 @@ fn read_anthropic(event: &MessageEvent, answer: &mut Answer<'_>) -> Result<(), F
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 
