@@ -50,7 +50,7 @@ pub const LIVE: &str = "sse:chat:live";
 
 /// How long an instance's claim that a member is online lasts without a refresh.
 const ONLINE_TTL_MS: i64 = 30_000;
-/// How often an instance refreshes its members' claims (well within [`ONLINE_TTL_MS`]).
+/// How often an instance refreshes its members' claims (well within `ONLINE_TTL_MS`).
 pub const ONLINE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What came on the [`LIVE`] channel, as [`RedisHistory::post`] and

@@ -69,9 +69,10 @@ impl FindOwner for DashboardState {
 
 /// Middleware, inside the owner routing: a request answered here with several instances has
 /// its `instance=` (this instance's name, or any name on a request another instance forwarded)
-/// taken out. Alone, an instance leaves the query as it is.
+/// taken out. Alone, an instance leaves the query as it is, as it does a query that names none.
 pub async fn without_instance(State(state): State<DashboardState>, request: Request) -> Request {
-    if state.core.cluster().is_some() { strip_instance(request) } else { request }
+    let named = named_instance(request.uri().query()).is_some();
+    if named && state.core.cluster().is_some() { strip_instance(request) } else { request }
 }
 
 /// `GET /dashboard/instances`: this instance's name and every live one's (an empty list when it

@@ -15,8 +15,8 @@
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
 //! POST → checks → audit (synced; [`crate::shared::audit`]) → `command_started` → 202, then
-//! runs, audits the outcome and
-//! reports `command_completed` or `command_failed`: every event a viewer sees is on record first.
+//! runs, audits the outcome and reports `command_completed` or `command_failed`: every event a
+//! viewer sees is on record first.
 //!
 //! The server that serves the dashboard always requires its token (one is generated and printed
 //! when `--token` is not given), for viewing too: process lists are sensitive, and on a shared

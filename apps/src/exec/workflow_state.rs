@@ -1,6 +1,6 @@
 //! What a workflow is and the state it keeps: named steps run one after another, each a run in
 //! the sandbox, where a step may first need a person's approval. Its endpoints, and the task that
-//! runs its steps, are [`super::workflow_endpoints`].
+//! runs its steps, are `workflow_endpoints`.
 //!
 //! A workflow has its own numbered event log (the same [`Output`] a run has), so its progress
 //! replays exactly like a run's output: `workflow_started`, then per step `approval_requested`
