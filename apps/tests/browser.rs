@@ -431,3 +431,113 @@ async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete(
     browser.client.close().await.expect("browser closes");
     app.stop().await;
 }
+
+/// The text on the page's terminal (its scrollback and screen), one line per row.
+const TERMINAL_TEXT: &str = "const b = window.execTerminal.buffer.active; const rows = []; \
+     for (let i = 0; i < b.length; i++) rows.push(b.getLine(i).translateToString(true)); \
+     return rows.join('\\n');";
+
+/// Waits until the terminal shows `text`.
+async fn terminal_shows(client: &Client, text: &str) {
+    let script = format!(
+        "return window.execTerminal !== undefined && (() => {{ {TERMINAL_TEXT} }})().includes({});",
+        json!(text)
+    );
+    until_true(client, &format!("{text:?} in the terminal"), &script).await;
+}
+
+/// Types `keys` (WebDriver key codes allowed) into the terminal.
+async fn type_in_terminal(client: &Client, keys: &str) {
+    let input = client.find(Locator::Css("#terminal-view .xterm-helper-textarea")).await;
+    input.expect("the terminal's input").send_keys(keys).await.expect("typing");
+}
+
+const TAB: &str = "\u{E004}";
+const ARROW_UP: &str = "\u{E013}";
+/// Ctrl held for the next key, then released.
+fn ctrl(key: char) -> String {
+    format!("\u{E009}{key}\u{E000}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exec_terminal_runs_a_shell_a_repl_and_top_as_a_terminal_would() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some((browser, app, _data)) = exec_page().await else { return };
+    let client = &browser.client;
+
+    // The editor's code survives a reload.
+    let code = client.find(Locator::Css("#code")).await.expect("editor");
+    code.clear().await.expect("clear");
+    code.send_keys("bash --norc --noprofile").await.expect("type");
+    client.execute("document.querySelector('#language').value = 'argv'; document.querySelector('#language').dispatchEvent(new Event('input'));", vec![]).await.expect("script");
+    client.find(Locator::Css("#terminal")).await.expect("box").click().await.expect("click");
+    client.refresh().await.expect("reload");
+    until_true(
+        client,
+        "the saved editor",
+        "return document.querySelector('#code').value === 'bash --norc --noprofile' \
+         && document.querySelector('#language').value === 'argv' \
+         && document.querySelector('#terminal').checked",
+    )
+    .await;
+
+    client.find(Locator::Css("#run")).await.expect("button").click().await.expect("click");
+    terminal_shows(client, "$ ").await;
+    // Colours arrive as colours: the cells of "red" are in palette colour 1.
+    type_in_terminal(client, "printf '\\033[31mred\\033[0m\\n'\n").await;
+    terminal_shows(client, "\nred").await;
+    let red = client
+        .execute(
+            "const b = window.execTerminal.buffer.active; \
+             for (let i = 0; i < b.length; i++) { const line = b.getLine(i); \
+               if (line.translateToString(true) === 'red') { const cell = line.getCell(0); \
+                 return cell.isFgPalette() && cell.getFgColor() === 1; } } return false;",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(red, json!(true), "red arrives as palette colour 1");
+    // TERM says what the terminal is.
+    type_in_terminal(client, "echo term=$TERM colours=$(tput colors)\n").await;
+    terminal_shows(client, "term=xterm-256color colours=256").await;
+    // Tab completes a file name in bash.
+    type_in_terminal(client, "touch alphabet_soup\n").await;
+    type_in_terminal(client, &format!("ls alph{TAB}")).await;
+    terminal_shows(client, "ls alphabet_soup").await;
+    type_in_terminal(client, "\n").await;
+    // Ctrl-C interrupts a sleep: the next command runs long before the sleep would end.
+    type_in_terminal(client, "sleep 300\n").await;
+    terminal_shows(client, "sleep 300").await;
+    type_in_terminal(client, &ctrl('c')).await;
+    type_in_terminal(client, "echo after-$((6*7))\n").await;
+    terminal_shows(client, "\nafter-42").await;
+
+    // A reload mid-run redraws the screen from the replay, and the run goes on.
+    client.refresh().await.expect("reload");
+    terminal_shows(client, "\nafter-42").await;
+    terminal_shows(client, "ls alphabet_soup").await;
+
+    // Arrow-up recalls the last line in the Python REPL.
+    type_in_terminal(client, "python3 -q\n").await;
+    terminal_shows(client, ">>> ").await;
+    type_in_terminal(client, "print(6*7)\n").await;
+    terminal_shows(client, "\n42").await;
+    type_in_terminal(client, &format!("{ARROW_UP}\n")).await;
+    let twice = format!(
+        "return (() => {{ {TERMINAL_TEXT} }})().split('\\n').filter(l => l === '42').length === 2;"
+    );
+    until_true(client, "42 twice", &twice).await;
+    type_in_terminal(client, &ctrl('d')).await;
+    // A full-screen program draws, and `q` quits it.
+    type_in_terminal(client, "top -d 1\n").await;
+    terminal_shows(client, "load average").await;
+    type_in_terminal(client, "q").await;
+    type_in_terminal(client, "echo top-quit\n").await;
+    terminal_shows(client, "\ntop-quit").await;
+    // Ctrl-D ends the shell, and with it the run.
+    type_in_terminal(client, &ctrl('d')).await;
+    wait_for(client, "#exit[data-reason=\"exited\"]").await;
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}

@@ -859,7 +859,9 @@ async fn the_exec_bench_streams_every_byte_and_echoes_every_keystroke() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        stdout.contains("4 MB of output") && stdout.contains("20 keystrokes echoed"),
+        stdout.contains("4 MB of output")
+            && stdout.contains("20 keystrokes echoed")
+            && stdout.contains("; in a terminal: p50 "),
         "{stdout}"
     );
 }

@@ -563,6 +563,25 @@ async fn a_terminal_run_behaves_as_in_a_terminal_and_resizes() {
     assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_size")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_names_the_terminal_and_the_list_says_which_runs_have_one() {
+    let Some(exec) = Exec::start().await else { return };
+    let probe = "echo TERM=$TERM; tput colors";
+    let in_terminal = exec.run(json!({"language": "sh", "code": probe, "pty": true})).await;
+    let on_pipes = exec.sh(probe).await;
+    let drawn = exec.all(&in_terminal).await;
+    assert_eq!(text(&drawn, "stdout"), "TERM=xterm-256color\r\n256\r\n");
+    let plain = exec.all(&on_pipes).await;
+    assert_eq!(text(&plain, "stdout"), "TERM=dumb\n-1\n", "a dumb terminal has no colours");
+    let (_, listed) = exec.get_json("/exec/runs").await;
+    let terminal_of = |id: &str| {
+        let runs = listed["runs"].as_array().unwrap();
+        runs.iter().find(|run| run["id"] == id).map(|run| run["terminal"].clone())
+    };
+    assert_eq!(terminal_of(&in_terminal), Some(json!(true)));
+    assert_eq!(terminal_of(&on_pipes), Some(json!(false)));
+}
+
 /// Every event of a workflow's stream until one named `until` (included).
 async fn workflow_events(stream: &mut Stream, until: &str) -> Vec<(String, Value)> {
     let read = async {

@@ -545,6 +545,7 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
             json!({
                 "id": run.id,
                 "label": run.label,
+                "terminal": run.terminal,
                 "started_at": run.started_at,
                 "state": if run.exit().is_some() { "finished" } else { "running" },
                 "exit": run.exit(),

@@ -138,7 +138,9 @@ pub async fn until_true(client: &Client, what: &str, script: &str) {
 /// `None` with a notice (outside CI) when bubblewrap or the browser is missing.
 pub async fn exec_page() -> Option<(Browser, super::TestApp, tempfile::TempDir)> {
     let data = tempfile::tempdir().expect("a temporary directory");
-    let config = sse_apps::exec::ExecConfig::checked(data.path().to_owned());
+    let mut config = sse_apps::exec::ExecConfig::checked(data.path().to_owned());
+    // A page driven key by key is slower than a person: its runs get minutes, not 30 s.
+    (config.timeout, config.max_timeout) = (Duration::from_secs(300), Duration::from_secs(300));
     if let Err(why) = &config.sandbox {
         assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap: {why}");
         eprintln!("NOTICE: skipping an exec browser test: {why}");
