@@ -39,7 +39,7 @@ impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
         script.last = cpu;
         Sample {
             point: Point {
-                t: sse_apps::dashboard::system::unix_millis(),
+                t: sse_apps::shared::clock::unix_millis(),
                 cpu,
                 memory: Some(25.0),
                 ..Point::default()
