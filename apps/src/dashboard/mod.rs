@@ -107,7 +107,7 @@ struct DashboardState {
     board: Arc<Board>,
     audit: AuditLog,
     allow_control_all: bool,
-    processes: Arc<processes::ProcessTable>,
+    processes: Arc<dyn processes::ProcessSource>,
 }
 
 /// The dashboard routes, mounted at `/dashboard`, measuring this machine.
@@ -122,11 +122,23 @@ pub fn router_with_source(
     config: DashboardConfig,
     source: impl MetricSource,
 ) -> Result<Router, StartError> {
+    let table = processes::ProcessTable::new(config.allow_control_all)?;
+    router_with_sources(core, config, source, table)
+}
+
+/// The dashboard routes with ticks from `source` and the process list from `processes` (tests
+/// script both).
+pub fn router_with_sources(
+    core: Core,
+    config: DashboardConfig,
+    source: impl MetricSource,
+    processes: impl processes::ProcessSource,
+) -> Result<Router, StartError> {
     let audit = AuditLog::open(&config.data_dir, "dashboard-audit.jsonl")?;
     let board = Arc::new(Board::new(core.hub.topic("dashboard"), config.interval, config.alerts));
     let stats = SamplerStats::register(&core.metrics);
     sampler::spawn(board.clone(), source, stats, core.shutdown_token());
-    let processes = Arc::new(processes::ProcessTable::new(config.allow_control_all)?);
+    let processes: Arc<dyn processes::ProcessSource> = Arc::new(processes);
     let allow_control_all = config.allow_control_all;
     let state = DashboardState { core, board, audit, allow_control_all, processes };
     Ok(Router::new()

@@ -48,6 +48,12 @@ pub struct ProcessRow {
     pub actionable: bool,
 }
 
+/// Where the list's rows come from: the machine ([`ProcessTable`]), or a test's script.
+pub trait ProcessSource: std::fmt::Debug + Send + Sync + 'static {
+    /// Every process now.
+    fn rows(&self) -> Arc<Vec<ProcessRow>>;
+}
+
 /// The machine's process table, refreshed on demand.
 #[derive(Debug)]
 pub struct ProcessTable {
@@ -76,7 +82,9 @@ impl ProcessTable {
         };
         Ok(ProcessTable { allow_all, state: Mutex::new(table) })
     }
+}
 
+impl ProcessSource for ProcessTable {
     /// Every process now (refreshed if the table is older than a second).
     fn rows(&self) -> Arc<Vec<ProcessRow>> {
         let mut table = self.state.lock().unwrap_or_else(PoisonError::into_inner);
