@@ -800,7 +800,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_server(server, EXEC, shutdown, app).await?;
         }
         Some(Command::Sampling { server, deadline, no_auth }) => {
-            let config = crate::sampling::SamplingConfig { deadline };
+            // Instances given the same token open each other's modern `requestState`.
+            let mut config = crate::sampling::SamplingConfig {
+                deadline,
+                ..crate::sampling::SamplingConfig::default()
+            };
+            if let Some(token) = given_token(&server)? {
+                config.state_key = crate::sampling::request_state::StateKey::derived(&token);
+            }
             let app = move |core: Core| Ok(crate::sampling::router(core, config));
             let exposed = server.addr.is_some_and(|a| !a.ip().is_loopback());
             anyhow::ensure!(

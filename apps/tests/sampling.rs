@@ -15,7 +15,8 @@ use support::{Stream, TestApp, spawn_app};
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 async fn start(deadline: Duration) -> TestApp {
-    spawn_app(move |core| router(core, SamplingConfig { deadline })).await
+    spawn_app(move |core| router(core, SamplingConfig { deadline, ..SamplingConfig::default() }))
+        .await
 }
 
 /// A Streamable HTTP client.

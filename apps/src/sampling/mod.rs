@@ -5,23 +5,32 @@
 //!
 //! | part | job |
 //! |---|---|
-//! | [`mcp`] | protocol versions, MCP's framing on a stream, the `createMessage` shape |
-//! | [`streamable`] | the Streamable HTTP transport at `/sampling/mcp` (2025-03-26 and later) |
+//! | [`mcp`] | protocol versions of both eras, MCP's framing on a stream, the `createMessage` shape |
+//! | [`streamable`] | the Streamable HTTP transport at `/sampling/mcp`, handshake era (2025-03-26 to 2025-11-25) |
+//! | [`modern`] | the modern era (2026-07-28) on the same URL: stateless, decided per request |
+//! | [`mrtr`] | modern tool calls by multi round-trip requests: `InputRequiredResult`, then the retry |
+//! | [`request_state`] | the sealed `requestState` a retry brings back, good on any instance with the key |
 //! | [`legacy`] | the HTTP+SSE transport of 2024-11-05 at `/sampling/sse` |
-//! | [`tools`] | `summarize`, `classify_sentiment`, `explain_code` |
+//! | [`tools`] | `summarize` (which may ask the user for a length), `classify_sentiment`, `explain_code` |
 //! | [`requests`] | sampling requests sent by hand, their states, the events stream |
 //! | `elsewhere` | with several instances: requests for a session go to the instance holding it |
 //! | [`changes`] | what the console sees change: this instance's topic, or one every instance shares |
 //!
-//! Both transports sit on sse-core: an MCP session is a core [`Session`] (its id is the
-//! `MCP-Session-Id`, its stream replays after `Last-Event-ID`), and every request to a client
-//! goes through the core's correlator, whose answers arrive as the client's POSTed responses.
+//! Two ways to ask the client. In the handshake era both transports sit on sse-core: an MCP
+//! session is a core [`Session`] (its id is the `MCP-Session-Id`, its stream replays after
+//! `Last-Event-ID`), and every request to a client (`sampling/createMessage`,
+//! `elicitation/create`) goes through the core's correlator, whose answers arrive as the
+//! client's POSTed responses. In the modern era nothing is held: the server answers the tool call
+//! with the questions, and the client calls again with the answers ([`mrtr`]).
 
 mod changes;
 pub mod client;
 mod elsewhere;
 pub mod legacy;
 pub mod mcp;
+pub mod modern;
+pub mod mrtr;
+pub mod request_state;
 pub mod requests;
 pub mod streamable;
 pub mod tools;
@@ -45,16 +54,23 @@ use crate::dashboard::system::unix_millis;
 use mcp::codes;
 
 /// Settings of the sampling app.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SamplingConfig {
     /// How long a sampling request waits for its answer: long enough for a person to read,
-    /// edit and approve (SDKs' 60 s defaults are known to cut human approvals short).
+    /// edit and approve (SDKs' 60 s defaults are known to cut human approvals short). Also how
+    /// long a modern call's `requestState` stays good between its rounds.
     pub deadline: Duration,
+    /// The key sealing modern calls' `requestState`: derived from the server's token, so that
+    /// every instance given the same token opens it; random (this process only) by default.
+    pub state_key: request_state::StateKey,
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        SamplingConfig { deadline: Duration::from_secs(300) }
+        SamplingConfig {
+            deadline: Duration::from_secs(300),
+            state_key: request_state::StateKey::random(),
+        }
     }
 }
 
@@ -84,7 +100,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Whether it declared the `sampling` capability (only such clients are asked).
     pub fn samples(&self) -> bool {
-        self.capabilities.get("sampling").is_some_and(Value::is_object)
+        mcp::declares_sampling(&self.capabilities)
     }
 }
 
@@ -257,7 +273,8 @@ impl SamplingState {
     }
 
     /// Runs a tool: asks the calling client's model, with progress notifications while waiting
-    /// when the call carries a progress token.
+    /// when the call carries a progress token; `summarize` without a length first asks the user
+    /// for one, of clients that declared form elicitation.
     async fn call_tool(
         &self,
         session: &Session,
@@ -266,50 +283,32 @@ impl SamplingState {
         reply: &(dyn Fn(Value) + Send + Sync),
     ) -> Value {
         let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
-        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
-        let sampling = match tools::sampling_params(name, &arguments) {
-            Ok(sampling) => sampling,
-            Err(message) => return mcp::error(Some(id), codes::INVALID_PARAMS, &message),
-        };
-        if !self.client(session.id()).is_some_and(|c| c.samples()) {
+        let mut arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        if let Err(message) = tools::sampling_params(name, &arguments) {
+            return mcp::error(Some(id), codes::INVALID_PARAMS, &message);
+        }
+        let Some(client) = self.client(session.id()).filter(ClientInfo::samples) else {
             return tool_error(
                 id,
                 "this client did not declare the sampling capability, so it cannot run the model",
             );
-        }
+        };
         let token = params.pointer("/_meta/progressToken").cloned();
-        // The request travels with the call it belongs to: on the call's own response stream
-        // (Streamable HTTP), or on the session's stream (the 2024-11-05 transport). The answer
-        // comes back by POST either way, to the correlator.
-        let deliver = |request: &sse_core::wire::jsonrpc::Request| {
-            reply(json!(request));
-            true
-        };
-        let ask = self.core.correlator.request_via(
-            session,
-            "sampling/createMessage",
-            Some(sampling),
-            self.config.deadline,
-            deliver,
-        );
-        tokio::pin!(ask);
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        let mut progress = 0u64;
-        let answered = loop {
-            tokio::select! {
-                answered = &mut ask => break answered,
-                _ = tick.tick() => {
-                    if let Some(token) = &token {
-                        let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
-                            "progressToken": token, "progress": progress,
-                            "message": "waiting for the client's model" } });
-                        reply(note);
-                        progress += 1;
-                    }
-                }
+        if tools::wants_length(name, &arguments)
+            && mcp::declares_form_elicitation(&client.capabilities)
+        {
+            match self.ask_length(session, &client, token.as_ref(), reply).await {
+                Ok(length) => arguments = tools::with_length(&arguments, &length),
+                Err(message) => return tool_error(id, &message),
             }
+        }
+        let sampling = match tools::sampling_params(name, &arguments) {
+            Ok(sampling) => sampling,
+            Err(message) => return mcp::error(Some(id), codes::INVALID_PARAMS, &message),
         };
-        match answered {
+        let answered =
+            self.ask_client(session, "sampling/createMessage", sampling, token.as_ref(), reply);
+        match answered.await {
             Ok(answer) => match tools::result_text(&answer.result) {
                 Some(text) => mcp::result(
                     id,
@@ -326,6 +325,79 @@ impl SamplingState {
                 &format!("the user rejected the sampling request: {}", error.message),
             ),
             Err(error) => tool_error(id, &format!("sampling failed: {error}")),
+        }
+    }
+
+    /// Asks the user for a summary length (`elicitation/create`, form mode): the length chosen,
+    /// the default one when they decline, or why the call must end (cancelled, failed).
+    async fn ask_length(
+        &self,
+        session: &Session,
+        client: &ClientInfo,
+        token: Option<&Value>,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Result<String, String> {
+        let mut question = tools::length_question();
+        // `mode` came with 2025-11-25; earlier clients know only forms, without the field.
+        if client.protocol != mcp::LATEST
+            && let Some(fields) = question.as_object_mut()
+        {
+            fields.remove("mode");
+        }
+        let answer = self.ask_client(session, "elicitation/create", question, token, reply).await;
+        let answer = answer.map_err(|error| format!("asking for the length failed: {error}"))?;
+        match tools::length_answer(&answer.result) {
+            tools::LengthAnswer::Chosen(length) => Ok(length),
+            tools::LengthAnswer::Declined => Ok(tools::DEFAULT_LENGTH.to_owned()),
+            tools::LengthAnswer::Cancelled => {
+                Err("the user cancelled the question about the summary's length".to_owned())
+            }
+            tools::LengthAnswer::Invalid(why) => {
+                Err(format!("the answer about the summary's length was not usable: {why}"))
+            }
+        }
+    }
+
+    /// Sends `method` to the client and waits for its answer, sending progress notifications
+    /// meanwhile when the call carries a progress `token`. The request travels with the call it
+    /// belongs to: on the call's own response stream (Streamable HTTP), or on the session's
+    /// stream (the 2024-11-05 transport). The answer comes back by POST either way, to the
+    /// correlator.
+    async fn ask_client(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Value,
+        token: Option<&Value>,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Result<sse_core::rpc::Answered, RpcError> {
+        let deliver = |request: &sse_core::wire::jsonrpc::Request| {
+            reply(json!(request));
+            true
+        };
+        let ask = self.core.correlator.request_via(
+            session,
+            method,
+            Some(params),
+            self.config.deadline,
+            deliver,
+        );
+        tokio::pin!(ask);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut progress = 0u64;
+        loop {
+            tokio::select! {
+                answered = &mut ask => return answered,
+                _ = tick.tick() => {
+                    if let Some(token) = token {
+                        let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                            "progressToken": token, "progress": progress,
+                            "message": "waiting for the client" } });
+                        reply(note);
+                        progress += 1;
+                    }
+                }
+            }
         }
     }
 }
