@@ -529,3 +529,58 @@ async fn a_batch_is_answered_as_an_array_of_responses() {
     let (status, _) = client.post(json!([])).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summarize_asks_for_a_length_down_the_stream_when_the_client_can_answer_forms() {
+    let app = start(Duration::from_secs(300)).await;
+    let capabilities = json!({"sampling": {}, "elicitation": {}});
+    let (client, _) = Client::initialize(&app.base, "former", capabilities).await;
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "summarize", "arguments": {"text": "A text to summarize."}}})
+    };
+    let answer = |asked: &Value, result: Value| json!({"jsonrpc": "2.0", "id": asked["id"], "result": result});
+    let open = |id: u64| {
+        let response = client.request(reqwest::Method::POST).json(&call(id));
+        async move { Stream::from_response(response.send().await.unwrap()) }
+    };
+
+    // Accept: the question first, then the sampling request shaped by the answer.
+    let mut tool = open(3).await;
+    let question = next_request(&mut tool).await;
+    assert_eq!(question["method"], "elicitation/create");
+    assert_eq!(question["params"]["mode"], "form");
+    assert_eq!(question["params"]["requestedSchema"]["properties"]["length"]["type"], "string");
+    let accept = json!({"action": "accept", "content": {"length": "long"}});
+    assert_eq!(client.post(answer(&question, accept)).await.0, 202);
+    let asked = next_request(&mut tool).await;
+    assert_eq!(asked["method"], "sampling/createMessage");
+    assert!(asked["params"]["systemPrompt"].as_str().unwrap().contains("six sentences"));
+    let completion = json!({"role": "assistant", "content": {"type": "text", "text": "Long."},
+        "model": "m", "stopReason": "endTurn"});
+    client.post(answer(&asked, completion)).await;
+    let result = next_message(&mut tool).await;
+    assert_eq!(
+        (result["id"].as_u64(), &result["result"]["content"][0]["text"]),
+        (Some(3), &json!("Long."))
+    );
+
+    // Decline: the default length.
+    let mut tool = open(4).await;
+    let question = next_request(&mut tool).await;
+    client.post(answer(&question, json!({"action": "decline"}))).await;
+    let asked = next_request(&mut tool).await;
+    assert!(asked["params"]["systemPrompt"].as_str().unwrap().contains("at most three sentences"));
+    drop(tool);
+
+    // Cancel: the call ends with a tool error, and the model is never asked.
+    let mut tool = open(5).await;
+    let question = next_request(&mut tool).await;
+    client.post(answer(&question, json!({"action": "cancel"}))).await;
+    let result = next_message(&mut tool).await;
+    assert_eq!(
+        (result["id"].as_u64(), result["result"]["isError"].as_bool()),
+        (Some(5), Some(true))
+    );
+    assert!(result["result"]["content"][0]["text"].as_str().unwrap().contains("cancelled"));
+}
