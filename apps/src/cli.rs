@@ -783,6 +783,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dashboard: cli.dashboard.config(data_dir.clone()),
                 exec: cli.exec.config(data_dir.clone())?,
                 chat: chat::ChatConfig::new(data_dir.clone()),
+                sampling: crate::sampling::SamplingConfig::sharing(
+                    given_token(&cli.server)?.as_deref(),
+                ),
             };
             if let Err(why) = &config.exec.sandbox {
                 tracing::warn!("exec refuses runs: {why}");
@@ -801,13 +804,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Sampling { server, deadline, no_auth }) => {
             // Instances given the same token open each other's modern `requestState`.
-            let mut config = crate::sampling::SamplingConfig {
-                deadline,
-                ..crate::sampling::SamplingConfig::default()
-            };
-            if let Some(token) = given_token(&server)? {
-                config.state_key = crate::sampling::request_state::StateKey::derived(&token);
-            }
+            let shared = crate::sampling::SamplingConfig::sharing(given_token(&server)?.as_deref());
+            let config = crate::sampling::SamplingConfig { deadline, ..shared };
             let app = move |core: Core| Ok(crate::sampling::router(core, config));
             let exposed = server.addr.is_some_and(|a| !a.ip().is_loopback());
             anyhow::ensure!(

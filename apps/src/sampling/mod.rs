@@ -67,9 +67,19 @@ pub struct SamplingConfig {
 
 impl Default for SamplingConfig {
     fn default() -> Self {
+        SamplingConfig::sharing(None)
+    }
+}
+
+impl SamplingConfig {
+    /// The defaults, with the `requestState` key derived from `secret` (the server's token) when
+    /// there is one, so that every instance given the same token serves each other's retries;
+    /// a random key otherwise.
+    pub fn sharing(secret: Option<&str>) -> SamplingConfig {
         SamplingConfig {
             deadline: Duration::from_secs(300),
-            state_key: request_state::StateKey::random(),
+            state_key: secret
+                .map_or_else(request_state::StateKey::random, request_state::StateKey::derived),
         }
     }
 }
