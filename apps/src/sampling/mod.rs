@@ -148,6 +148,8 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         .route("/sampling/sse", get(legacy::open))
         .route("/sampling/messages", axum::routing::post(legacy::post))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_session))
+        // Runs before the line above: a 2026-07-28 request names no session to forward to.
+        .route_layer(axum::middleware::from_fn(modern::drop_session_headers))
         .route_layer(axum::middleware::from_fn(sse_core::edge::origin::refuse_cross_site));
     Router::new()
         .route("/sampling", get(console))

@@ -64,6 +64,20 @@ pub fn is_modern(headers: &HeaderMap, body: &[u8]) -> bool {
     value.pointer("/params/_meta").and_then(|meta| meta.get(VERSION_META)).is_some()
 }
 
+/// Middleware: a modern request's `MCP-Session-Id` and `Last-Event-ID` are dropped before
+/// anything can look them up (with several instances, the session directory): the revision has
+/// no sessions and its streams do not resume, so the spec has such headers ignored.
+pub async fn drop_session_headers(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if modern_header(request.headers()) {
+        request.headers_mut().remove(super::streamable::SESSION_HEADER);
+        request.headers_mut().remove("last-event-id");
+    }
+    next.run(request).await
+}
+
 /// `GET` or `DELETE` in the modern era: there is no stream to open and no session to end.
 pub fn method_not_allowed() -> Response {
     let body = mcp::error(
