@@ -394,6 +394,9 @@ enum Command {
         /// How long one model call may take
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Without one, answer the server's sampling requests until stopped
+        #[command(subcommand)]
+        action: Option<crate::sampling::client::call::Action>,
     },
     /// The live system dashboard alone (at /dashboard): metrics, alerts, control actions
     Dashboard {
@@ -833,6 +836,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             approve,
             per_minute,
             timeout,
+            action,
         }) => {
             let provider = provider(name)?;
             let approve = crate::sampling::client::approval::Approve::from_flag(matches!(
@@ -851,6 +855,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 per_minute,
                 call_timeout: timeout,
             };
+            if let Some(crate::sampling::client::call::Action::Call { tool, args }) = action {
+                let arguments = crate::sampling::client::call::arguments(&args);
+                let result = crate::sampling::client::call::call(&config, &tool, arguments).await?;
+                println!("{}", crate::sampling::tools::result_text(&result).unwrap_or_default());
+                // A tool's own failure (its text says why) is not a success for scripts.
+                let failed = result["isError"] == true;
+                return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            }
             crate::sampling::client::run(config, shutdown).await;
         }
         Some(Command::Dashboard { server, dashboard }) => {
