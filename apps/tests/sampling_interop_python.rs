@@ -6,6 +6,9 @@
 //! our questions go down the stream; in the modern era they come back as `InputRequiredResult`s
 //! and the SDK retries. Either way its callbacks answer them and every tool completes.
 //!
+//! The other way round, `sampling-client call` drives a tool of the SDK's own 2026-07-28 server
+//! (`mrtr_server.py`), which asks for a completion by an `InputRequiredResult`.
+//!
 //! In CI (`CI` set) a missing venv fails the test; elsewhere it prints a notice.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
@@ -93,4 +96,49 @@ async fn the_python_sdk_completes_every_tool_in_each_of_its_modes() {
             assert_eq!(result["text"], format!("Python answer {}.", i + 1), "{mode} {tool}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_calls_a_tool_of_the_python_sdks_modern_server_by_rounds() {
+    use sse_apps::sampling::client::approval::Approve;
+    use sse_apps::sampling::client::call::call;
+    use sse_apps::sampling::client::llm::Provider;
+    use sse_apps::sampling::client::{ClientConfig, Transport};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    if !sdk_available() {
+        return;
+    }
+    let mock = support::mock_llm::Mock::default();
+    let base = format!("{}/v1", support::mock_llm::mock_server(mock.clone()).await);
+    let mut server = tokio::process::Command::new(python())
+        .arg("mrtr_server.py")
+        .current_dir(interop_dir())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let port = first.strip_prefix("listening ").expect("the SDK server's port");
+    let config = ClientConfig {
+        server: format!("http://127.0.0.1:{port}/mcp"),
+        transport: Transport::Streamable,
+        token: None,
+        provider: Provider::OpenAi { base, key: Some("sk-test".into()) },
+        models: vec!["mock-gpt".into()],
+        default_model: "mock-gpt".into(),
+        approve: Approve::Auto,
+        per_minute: 10,
+        call_timeout: Duration::from_secs(30),
+    };
+    let result = call(&config, "greet", json!({"name": "Ada"})).await.unwrap();
+    assert_eq!(result["content"][0]["text"], "The model says: Hello.", "{result}");
+    let seen = mock.seen.lock().unwrap()[0].clone();
+    assert!(seen.to_string().contains("Greet Ada warmly."), "{seen}");
+    assert_eq!(seen["max_tokens"], 33);
 }
