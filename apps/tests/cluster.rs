@@ -962,6 +962,25 @@ async fn a_modern_tool_call_begun_on_one_instance_finishes_on_another_with_nothi
     let state = &first["result"]["requestState"];
     let done = modern_call(&base_b, TOKEN, answer(state)).await;
     assert_eq!(done["result"]["content"][0]["text"], "positive", "{done}");
+    // B's console records say so: asked on one instance, answered on the other.
+    let rounds: Value = reqwest::Client::new()
+        .get(format!("{base_b}/sampling/rounds"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answered = rounds["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "tool_round" && !r["answer"].is_null())
+        .cloned()
+        .unwrap();
+    assert_eq!(answered["answer"], "m: positive");
+    assert_ne!(answered["asked_on"], answered["answered_on"], "{answered}");
 
     // Through the shipped nginx (round robin, nothing sticky), round after round.
     let (_nginx, proxy) = behind_nginx(&base_a, &base_b).await;

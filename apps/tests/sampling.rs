@@ -533,6 +533,7 @@ async fn a_batch_is_answered_as_an_array_of_responses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summarize_asks_for_a_length_down_the_stream_when_the_client_can_answer_forms() {
     let app = start(Duration::from_secs(300)).await;
+    let mut console = Stream::open(&format!("{}/sampling/events", app.base)).await;
     let capabilities = json!({"sampling": {}, "elicitation": {}});
     let (client, _) = Client::initialize(&app.base, "former", capabilities).await;
     let call = |id: u64| {
@@ -563,6 +564,38 @@ async fn summarize_asks_for_a_length_down_the_stream_when_the_client_can_answer_
     assert_eq!(
         (result["id"].as_u64(), &result["result"]["content"][0]["text"]),
         (Some(3), &json!("Long."))
+    );
+
+    // The console saw both rounds, asked then answered, and the outcome.
+    let mut records = Vec::new();
+    while records.last().is_none_or(|(name, _): &(String, Value)| name != "tool_finished") {
+        let event = tokio::time::timeout(WATCHDOG, console.next()).await.unwrap().unwrap();
+        if event.event.starts_with("tool_") {
+            records.push((event.event, serde_json::from_str::<Value>(&event.data).unwrap()));
+        }
+    }
+    let rounds: Vec<(Option<u64>, Value, Value)> = records
+        .iter()
+        .filter(|(name, _)| name == "tool_round")
+        .map(|(_, r)| (r["n"].as_u64(), r["asked"].clone(), r["answer"].clone()))
+        .collect();
+    assert_eq!(
+        rounds,
+        [
+            (Some(1), json!(["elicitation/create"]), Value::Null),
+            (Some(1), json!(["elicitation/create"]), json!(r#"accept {"length":"long"}"#)),
+            (Some(2), json!(["sampling/createMessage"]), Value::Null),
+            (Some(2), json!(["sampling/createMessage"]), json!("m: Long.")),
+        ]
+    );
+    let finished = &records.last().unwrap().1;
+    assert_eq!(
+        (finished["era"].as_str(), finished["client"].as_str()),
+        (Some("handshake"), Some("former"))
+    );
+    assert_eq!(
+        (finished["outcome"].as_str(), finished["text"].as_str()),
+        (Some("done"), Some("Long."))
     );
 
     // Decline: the default length.

@@ -306,6 +306,10 @@ async fn request_state_is_sealed_bound_and_refused_when_it_does_not_fit() {
         arguments: digest(&arguments),
         asked: vec!["sample".into()],
         length: None,
+        call: "a-call".into(),
+        round: 1,
+        asked_at: 1,
+        asked_on: "elsewhere".into(),
     };
     let sealed = StateKey::derived(SECRET).seal(&expired);
     let anonymous = Modern::new(&app, json!({"sampling": {}}));
@@ -416,4 +420,74 @@ async fn summarize_asks_for_a_length_of_clients_that_declared_elicitation() {
         )
         .await;
     assert_eq!((status, error["error"]["code"].as_i64()), (400, Some(-32602)));
+}
+
+/// The console's records of tool calls, from its event stream, up to the first `tool_finished`.
+async fn records_until_finished(events: &mut support::Stream) -> Vec<(String, Value)> {
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.next())
+            .await
+            .unwrap()
+            .expect("an event");
+        if event.event.starts_with("tool_") {
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            let last = event.event == "tool_finished";
+            seen.push((event.event, data));
+            if last {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_sees_each_round_asked_and_answered_then_the_outcome() {
+    let app = start().await;
+    let mut events = support::Stream::open(&format!("{}/sampling/events", app.base)).await;
+    let client = Modern::new(&app, json!({"sampling": {}, "elicitation": {}}));
+    let text = json!({"text": "Watched."});
+    let first = client.tool("summarize", text.clone(), None).await;
+    let accept = json!({"length": {"action": "accept", "content": {"length": "short"}}});
+    let second = client.tool("summarize", text.clone(), Some((accept, &state_of(&first)))).await;
+    let answer = json!({"sample": completion("Short.")});
+    client.tool("summarize", text, Some((answer, &state_of(&second)))).await;
+
+    let records = records_until_finished(&mut events).await;
+    let names: Vec<&str> = records.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["tool_round", "tool_round", "tool_round", "tool_round", "tool_finished"]);
+    let call = records[0].1["call"].as_str().unwrap();
+    for (_, record) in &records {
+        assert_eq!(
+            (record["call"].as_str(), record["era"].as_str()),
+            (Some(call), Some("2026-07-28"))
+        );
+        assert_eq!(
+            (record["tool"].as_str(), record["client"].as_str()),
+            (Some("summarize"), Some("modern-test"))
+        );
+    }
+    let (asked, answered) = (&records[0].1, &records[1].1);
+    assert_eq!((asked["n"].as_u64(), &asked["asked"]), (Some(1), &json!(["elicitation/create"])));
+    assert_eq!(asked["answer"], Value::Null, "asked, not yet answered");
+    assert_eq!(answered["answer"], r#"accept {"length":"short"}"#);
+    assert!(answered["ms"].is_u64());
+    assert_eq!(answered["answered_on"], answered["asked_on"], "one instance here");
+    let sampled = &records[3].1;
+    assert_eq!(
+        (sampled["n"].as_u64(), &sampled["asked"]),
+        (Some(2), &json!(["sampling/createMessage"]))
+    );
+    assert_eq!(sampled["answer"], "test-model: Short.");
+    assert_eq!(
+        (records[4].1["outcome"].as_str(), records[4].1["text"].as_str()),
+        (Some("done"), Some("Short."))
+    );
+
+    // The same records are listed for a console that opens later.
+    let listed: Value =
+        reqwest::get(format!("{}/sampling/rounds", app.base)).await.unwrap().json().await.unwrap();
+    let kinds: Vec<&str> =
+        listed["rounds"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, names);
 }

@@ -13,6 +13,7 @@
 //! | [`legacy`] | the HTTP+SSE transport of 2024-11-05 at `/sampling/sse` |
 //! | [`tools`] | `summarize` (which may ask the user for a length), `classify_sentiment`, `explain_code` |
 //! | [`requests`] | sampling requests sent by hand, their states, the events stream |
+//! | [`rounds`] | what the console shows of tool calls: each question, its answer, its time, its instances |
 //! | `elsewhere` | with several instances: requests for a session go to the instance holding it |
 //! | [`changes`] | what the console sees change: this instance's topic, or one every instance shares |
 //!
@@ -32,6 +33,7 @@ pub mod modern;
 pub mod mrtr;
 pub mod request_state;
 pub mod requests;
+pub mod rounds;
 pub mod streamable;
 pub mod tools;
 
@@ -124,6 +126,10 @@ struct SamplingState {
     /// Client requests being worked on, by (session, request id), so the client can cancel
     /// them with `notifications/cancelled`.
     running: Arc<Mutex<HashMap<(String, String), AbortHandle>>>,
+    /// The rounds of recent tool calls, for the console.
+    rounds: Arc<rounds::Rounds>,
+    /// This instance's name on the console: the cluster's name for it, else a random one.
+    instance: Arc<str>,
 }
 
 /// The sampling routes, mounted at `/sampling`.
@@ -135,6 +141,11 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         clients: Arc::default(),
         requests: Arc::default(),
         running: Arc::default(),
+        rounds: Arc::default(),
+        instance: match core.cluster() {
+            Some(cluster) => cluster.instance().into(),
+            None => uuid::Uuid::new_v4().simple().to_string()[..8].into(),
+        },
     };
     let forget = state.clone();
     core.sessions.on_expire(move |id| forget.client_left(id));
@@ -158,6 +169,7 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         .route("/sampling/clients", get(requests::clients))
         .route("/sampling/requests", get(requests::list).post(requests::send))
         .route("/sampling/requests/{id}", get(requests::one))
+        .route("/sampling/rounds", get(requests::rounds))
         .route("/sampling/events", get(requests::events))
         .with_state(state)
 }
@@ -230,6 +242,12 @@ impl SamplingState {
         lock(&self.clients).get(id.as_str()).cloned()
     }
 
+    /// A tool call's round or outcome ([`rounds`]): kept for the snapshot, and published.
+    fn record_round(&self, name: &'static str, data: Value) {
+        self.rounds.keep(name, data.clone());
+        self.publish(name, &data);
+    }
+
     /// A state change for `GET /sampling/events` viewers (of every instance, with several).
     fn publish(&self, name: &str, data: &Value) {
         self.events.publish(name, data);
@@ -294,6 +312,28 @@ impl SamplingState {
         params: Value,
         reply: &(dyn Fn(Value) + Send + Sync),
     ) -> Value {
+        let call = rounds::CallId {
+            call: uuid::Uuid::new_v4().simple().to_string(),
+            tool: params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            era: "handshake",
+            client: self.client(session.id()).map_or_else(|| "unknown".to_owned(), |c| c.name),
+        };
+        let response = self.run_tool(session, id, &call, params, reply).await;
+        if let Some(result) = response.get("result") {
+            self.record_round("tool_finished", rounds::finished(&call, result));
+        }
+        response
+    }
+
+    /// [`Self::call_tool`]'s work.
+    async fn run_tool(
+        &self,
+        session: &Session,
+        id: &Id,
+        call: &rounds::CallId,
+        params: Value,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Value {
         let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
         let mut arguments = params.get("arguments").cloned().unwrap_or(json!({}));
         if let Err(message) = tools::sampling_params(name, &arguments) {
@@ -306,10 +346,13 @@ impl SamplingState {
             );
         };
         let token = params.pointer("/_meta/progressToken").cloned();
+        let mut round = (call, 1);
         if tools::wants_length(name, &arguments)
             && mcp::declares_form_elicitation(&client.capabilities)
         {
-            match self.ask_length(session, &client, token.as_ref(), reply).await {
+            let asked = self.ask_length(session, &client, token.as_ref(), reply, round);
+            round.1 += 1;
+            match asked.await {
                 Ok(length) => arguments = tools::with_length(&arguments, &length),
                 Err(message) => return tool_error(id, &message),
             }
@@ -318,8 +361,8 @@ impl SamplingState {
             Ok(sampling) => sampling,
             Err(message) => return mcp::error(Some(id), codes::INVALID_PARAMS, &message),
         };
-        let answered =
-            self.ask_client(session, "sampling/createMessage", sampling, token.as_ref(), reply);
+        let sample = "sampling/createMessage";
+        let answered = self.ask_client(session, sample, sampling, token.as_ref(), reply, round);
         match answered.await {
             Ok(answer) => match tools::result_text(&answer.result) {
                 Some(text) => mcp::result(
@@ -348,6 +391,7 @@ impl SamplingState {
         client: &ClientInfo,
         token: Option<&Value>,
         reply: &(dyn Fn(Value) + Send + Sync),
+        round: (&rounds::CallId, u32),
     ) -> Result<String, String> {
         let mut question = tools::length_question();
         // `mode` came with 2025-11-25; earlier clients know only forms, without the field.
@@ -356,7 +400,8 @@ impl SamplingState {
         {
             fields.remove("mode");
         }
-        let answer = self.ask_client(session, "elicitation/create", question, token, reply).await;
+        let method = "elicitation/create";
+        let answer = self.ask_client(session, method, question, token, reply, round).await;
         let answer = answer.map_err(|error| format!("asking for the length failed: {error}"))?;
         match tools::length_answer(&answer.result) {
             tools::LengthAnswer::Chosen(length) => Ok(length),
@@ -374,8 +419,31 @@ impl SamplingState {
     /// meanwhile when the call carries a progress `token`. The request travels with the call it
     /// belongs to: on the call's own response stream (Streamable HTTP), or on the session's
     /// stream (the 2024-11-05 transport). The answer comes back by POST either way, to the
-    /// correlator.
+    /// correlator. The console sees the round asked, then answered.
     async fn ask_client(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Value,
+        token: Option<&Value>,
+        reply: &(dyn Fn(Value) + Send + Sync),
+        (call, n): (&rounds::CallId, u32),
+    ) -> Result<sse_core::rpc::Answered, RpcError> {
+        let asked = rounds::asked(call, n, vec![method.to_owned()], &self.instance);
+        self.record_round("tool_round", json!(asked));
+        let started = std::time::Instant::now();
+        let answered = self.wait_for(session, method, params, token, reply).await;
+        let answer = match &answered {
+            Ok(answer) => rounds::summary(method, &answer.result),
+            Err(error) => format!("error: {error}"),
+        };
+        let answered_round = asked.answered(answer, started.elapsed(), &self.instance);
+        self.record_round("tool_round", json!(answered_round));
+        answered
+    }
+
+    /// Sends `method` down the call's stream and waits for the answer, with progress notes.
+    async fn wait_for(
         &self,
         session: &Session,
         method: &str,

@@ -41,6 +41,8 @@ use super::streamable::VERSION_HEADER;
 pub const VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 /// The `_meta` key of the client's capabilities.
 pub const CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The `_meta` key of the client's identity.
+const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
 /// The `_meta` key of the server's identity, on results.
 const SERVER_INFO_META: &str = "io.modelcontextprotocol/serverInfo";
 /// The header mirroring the method.
@@ -164,11 +166,16 @@ fn answer(
             Ok(list)
         }
         "tools/call" => {
+            let client = meta.get(CLIENT_INFO_META).and_then(|info| info.get("name"));
+            let log = |name: &'static str, data: Value| state.record_round(name, data);
             let call = Call {
                 key: &state.config.state_key,
                 ttl: state.config.deadline,
                 principal: principal(headers),
                 capabilities,
+                client: client.and_then(Value::as_str).unwrap_or("unknown").to_owned(),
+                instance: &state.instance,
+                log: &log,
             };
             call.run(&params)
         }

@@ -147,6 +147,14 @@ pub struct RoundState {
     /// The summary length the user already chose, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<String>,
+    /// The call's id, the same in every round (for the console).
+    pub call: String,
+    /// Which question of the call this round asked: 1 for the first.
+    pub round: u32,
+    /// Ms since the epoch when this round was asked.
+    pub asked_at: u64,
+    /// The instance that asked it.
+    pub asked_on: String,
 }
 
 /// Why a `requestState` is refused. Each is a JSON-RPC error to the caller, never a new round:
@@ -226,6 +234,10 @@ mod tests {
             arguments: b.arguments,
             asked: vec!["sample".into()],
             length: None,
+            call: "c1".into(),
+            round: 1,
+            asked_at: 0,
+            asked_on: "a".into(),
         }
     }
 

@@ -347,16 +347,31 @@ pub(super) async fn list(State(state): State<SamplingState>, headers: HeaderMap)
     axum::Json(json!({ "requests": requests })).into_response()
 }
 
-/// `GET /sampling/events`: a `snapshot` (clients and requests), then every change.
+/// `GET /sampling/rounds`: the rounds and outcomes of recent tool calls ([`super::rounds`]),
+/// this instance's then every other's.
+pub(super) async fn rounds(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
+    axum::Json(json!({ "rounds": all_rounds(&state, &headers).await })).into_response()
+}
+
+async fn all_rounds(state: &SamplingState, headers: &HeaderMap) -> Vec<Value> {
+    let mut rounds = state.rounds.list();
+    let cluster = state.core.cluster();
+    rounds.extend(forward::gather(cluster, headers, "/sampling/rounds", "rounds").await);
+    rounds
+}
+
+/// `GET /sampling/events`: a `snapshot` (clients, requests, tool calls' rounds), then every
+/// change.
 pub(super) async fn events(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
     // Subscribed before the snapshot is read: a change in between is sent twice rather than
     // lost, and every event carries the whole client or request, so a repeat is harmless.
     let live = state.events.subscribe();
     let clients = all_clients(&state, &headers).await;
     let requests = all_requests(&state, &headers).await;
+    let rounds = all_rounds(&state, &headers).await;
     let snapshot = Event::new()
         .event("snapshot")
-        .data(json!({ "clients": clients, "requests": requests }).to_string());
+        .data(json!({ "clients": clients, "requests": requests, "rounds": rounds }).to_string());
     LiveResponse::new(live)
         .prelude(vec![snapshot.encode()])
         .into_response(&state.core.streams, &state.core.metrics)
