@@ -61,7 +61,11 @@ pub fn is_modern(headers: &HeaderMap, body: &[u8]) -> bool {
     if modern_header(headers) {
         return true;
     }
-    // Only a single request can carry `_meta`; a batch is handshake-era by nature.
+    // A handshake-era message is parsed once, by its own path: only a body that mentions the
+    // key is parsed here. Only a single request can carry `_meta`; a batch is handshake-era.
+    if memchr::memmem::find(body, VERSION_META.as_bytes()).is_none() {
+        return false;
+    }
     let Ok(value) = serde_json::from_slice::<Value>(body) else { return false };
     value.pointer("/params/_meta").and_then(|meta| meta.get(VERSION_META)).is_some()
 }

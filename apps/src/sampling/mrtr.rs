@@ -127,7 +127,7 @@ impl Call<'_> {
         let summary: Vec<String> = round
             .asked
             .iter()
-            .map(|key| rounds::summary(method_of(key), &answers[key.as_str()]))
+            .map(|key| rounds::summary(method_of(key), answers.get(key).unwrap_or(&Value::Null)))
             .collect();
         self.record_answer(&binding, &round, summary.join("; "));
         let result = self.next_round(&binding, &arguments, &round, &answers, &step);
