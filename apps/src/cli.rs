@@ -601,6 +601,22 @@ enum BenchScenario {
         #[arg(long)]
         no_pin: bool,
     },
+    /// MCP tool calls that ask the caller's model, both ways: down the stream (push) or by
+    /// multi round-trip requests (mrtr); calls/s and their times at each number of callers
+    Sampling {
+        /// Numbers of concurrent callers, each a run (comma-separated)
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        callers: Vec<usize>,
+        /// The ways to ask (comma-separated)
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "push,mrtr")]
+        eras: Vec<crate::bench::sampling::Era>,
+        /// How long each run calls
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// N idle connections: the server's resident memory per connection
     Idle {
         /// Connections to hold open
@@ -931,6 +947,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (of(RoundtripTarget::Ours), of(RoundtripTarget::Limit))
             {
                 println!("{}", ratio_line(ours, limit));
+            }
+        }
+        Some(Command::Bench {
+            scenario: BenchScenario::Sampling { callers, eras, duration, no_pin },
+        }) => {
+            for (era, callers) in eras.iter().flat_map(|e| callers.iter().map(move |c| (*e, *c))) {
+                let bench =
+                    crate::bench::sampling::SamplingBench { era, callers, duration, pin: !no_pin };
+                println!("{}", crate::bench::sampling::run(bench).await?.line());
             }
         }
         Some(Command::Bench { scenario: BenchScenario::Idle { connections, targets, no_pin } }) => {
