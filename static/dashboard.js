@@ -173,30 +173,65 @@ function renderLatest() {
   $("#temperatures").innerHTML = d.temperatures.length
     ? d.temperatures.map((t) => `<li>${esc(t.label)}: ${t.celsius.toFixed(1)} °C</li>`).join("")
     : `<li class="na">${esc(d.unavailable.temperatures || "none")}</li>`;
-  renderProcesses();
 }
 
-function renderProcesses() {
-  if (!state.latest) return;
+// ---- the process list ----
+// Every process, searched, sorted and paged by the server (`GET /dashboard/processes`): the
+// stream carries only the top ones. The page asks again on each change and every 2 s while shown.
+const PAGE = 50;
+const list = { offset: 0, matched: 0, timer: null, asked: 0 };
+
+async function loadProcesses() {
+  const asked = ++list.asked;
   const { key, descending } = state.sort;
-  const rows = [...state.latest.detail.processes].sort((a, b) => {
-    const va = a[key] ?? -1, vb = b[key] ?? -1;
-    const order = typeof va === "string" ? String(va).localeCompare(String(vb)) : va - vb;
-    return descending ? -order : order;
+  const query = new URLSearchParams({
+    q: $("#process-search").value, mine: $("#process-mine").checked, sort: key,
+    order: descending ? "desc" : "asc", offset: list.offset, limit: PAGE,
   });
-  // pid 1 and the server itself are refused by the server; the page says so up front.
-  const protectedPid = (pid) => pid === 1 || pid === state.serverPid;
+  const response = await fetch(withInstance(`/dashboard/processes?${query}`));
+  if (asked !== list.asked) return; // a newer question was asked meanwhile
+  if (!response.ok) { $("#process-count").textContent = await errorText(response); return; }
+  const { processes, matched, total, offset } = await response.json();
+  list.matched = matched;
+  renderProcesses(processes);
+  $("#process-count").textContent = matched === 0 ? `none of ${total}`
+    : `${offset + 1}–${offset + processes.length} of ${matched}${matched < total ? ` (${total} in all)` : ""}`;
+  $("#process-prev").disabled = offset === 0;
+  $("#process-next").disabled = offset + PAGE >= matched;
+}
+
+function renderProcesses(rows) {
+  // pid 1 and the server itself are refused by the server; the page says so up front, as it does
+  // for a process the server may not act on.
+  const actions = (p) => p.pid === 1 || p.pid === state.serverPid ? `<span class="small">protected</span>`
+    : !p.actionable ? `<span class="small" title="not started by this server or from its session, or another user's (see --allow-control-all)">not yours</span>`
+    : `<button type="button" class="terminate" data-pid="${p.pid}" data-name="${esc(p.name)}">Terminate</button>
+        <button type="button" class="renice" data-pid="${p.pid}" data-name="${esc(p.name)}">Renice</button>`;
   $("#processes tbody").innerHTML = rows.map((p) => `<tr data-pid="${p.pid}">
     <td>${p.pid}</td><td>${esc(p.name)}</td><td>${p.user == null ? NA : esc(p.user)}</td>
     <td>${p.cpu == null ? NA : p.cpu.toFixed(1)}</td><td>${bytes(p.memory)}</td>
-    <td>${protectedPid(p.pid) ? `<span class="small">protected</span>` : `<button type="button" class="terminate" data-pid="${p.pid}" data-name="${esc(p.name)}">Terminate</button>
-        <button type="button" class="renice" data-pid="${p.pid}" data-name="${esc(p.name)}">Renice</button>`}</td></tr>`).join("");
+    <td>${actions(p)}</td></tr>`).join("");
 }
 
+function reloadProcesses(fromStart) {
+  if (fromStart) list.offset = 0;
+  clearTimeout(list.timer);
+  list.timer = setTimeout(refreshProcesses, 150); // one request once typing pauses
+}
+function refreshProcesses() {
+  clearTimeout(list.timer);
+  // A hidden tab asks nothing; it catches up when shown again.
+  if (document.hidden) { list.timer = setTimeout(refreshProcesses, 2000); return; }
+  loadProcesses().finally(() => { list.timer = setTimeout(refreshProcesses, 2000); });
+}
+$("#process-search").addEventListener("input", () => reloadProcesses(true));
+$("#process-mine").addEventListener("change", () => reloadProcesses(true));
+$("#process-prev").addEventListener("click", () => { list.offset = Math.max(0, list.offset - PAGE); reloadProcesses(false); });
+$("#process-next").addEventListener("click", () => { list.offset += PAGE; reloadProcesses(false); });
 document.querySelectorAll("button.sort").forEach((button) => button.addEventListener("click", () => {
   const key = button.dataset.key;
   state.sort = { key, descending: state.sort.key === key ? !state.sort.descending : key !== "name" && key !== "user" };
-  renderProcesses();
+  reloadProcesses(true);
 }));
 
 // ---- alerts ----
@@ -282,10 +317,26 @@ async function loadAudit() {
   const response = await fetch(withInstance("/dashboard/audit?limit=50"));
   if (!response.ok) return;
   const { entries } = await response.json();
-  $("#audit tbody").innerHTML = entries.map((e) => `<tr data-outcome="${esc(e.outcome)}"><td>${time(e.at)}</td><td>${esc(e.who)}</td>
+  $("#audit tbody").innerHTML = entries.map((e) => `<tr data-outcome="${esc(e.outcome)}"><td>${time(e.at)}</td><td class="who" title="${esc(e.who)}">${esc(shortWho(e.who))}</td>
     <td>${esc(e.action)} ${esc(JSON.stringify(e.params))}</td><td>${esc(e.outcome)}${e.detail && e.detail.code ? ` (${esc(e.detail.code)})` : ""}</td></tr>`).join("");
 }
 $("#audit-refresh").addEventListener("click", loadAudit);
+
+// "127.0.0.1 (Mozilla/5.0 (X11; Linux x86_64) … Chrome/131.0.0.0 Safari/537.36)" reads as
+// "127.0.0.1 · Chrome 131"; the whole text is the cell's tooltip.
+function shortWho(who) {
+  const match = /^(\S+) \((.*)\)$/.exec(who);
+  if (!match) return who;
+  const [, address, agent] = match;
+  const browsers = [[/Edg\/(\d+)/, "Edge"], [/OPR\/(\d+)/, "Opera"], [/Firefox\/(\d+)/, "Firefox"],
+    [/(?:HeadlessChrome|Chromium|Chrome)\/(\d+)/, "Chrome"], [/Version\/(\d+)[^ ]* Safari/, "Safari"]];
+  for (const [pattern, name] of browsers) {
+    const version = pattern.exec(agent);
+    if (version) return `${address} · ${name} ${version[1]}`;
+  }
+  // A tool names itself first: "curl/8.5.0", "python-httpx/0.27".
+  return `${address} · ${agent.split(" ")[0].slice(0, 40)}`;
+}
 
 // ---- the stream ----
 let source = null;
@@ -310,7 +361,7 @@ function connect() {
     state.alerts = new Map(s.alerts.map((a) => [a.id, a]));
     state.commands = new Map(s.commands.map((c) => [c.id, c]));
     $("#interval").value = String(s.interval_ms);
-    renderLatest(); renderAlerts(); renderCommands(); drawCharts(); loadAudit();
+    renderLatest(); renderAlerts(); renderCommands(); drawCharts(); loadAudit(); refreshProcesses();
   });
   on("metrics", (sample) => {
     state.history.push(sample.point);
@@ -325,13 +376,14 @@ function connect() {
     if (c.action === "set_interval" && c.state === "completed") {
       state.intervalMs = c.outcome.interval_ms; $("#interval").value = String(state.intervalMs);
     }
-    if (c.state !== "started") loadAudit();
+    if (c.state !== "started") { loadAudit(); refreshProcesses(); }
   };
   on("command_started", command); on("command_completed", command); on("command_failed", command);
   on("resync", () => { source.close(); connect(); });
 }
 $("#instance").addEventListener("change", (e) => {
   instance = e.target.value;
+  list.offset = 0;
   if (source) source.close();
   connect();
 });

@@ -1,6 +1,11 @@
 // The remote execution page: start a run by POST, watch it over one EventSource, send stdin and
 // signals by POST. The run's id lives in the URL (#run=<id>), so a reload reattaches to the same
 // run and the server replays its whole output.
+//
+// A run started in a terminal (a PTY on the server) is shown in xterm.js: every key goes raw to
+// the run's stdin (Ctrl-C, Tab and the arrows included, so the PTY and the program handle them as
+// in any terminal) and the output is written raw, colours and cursor moves included, so the
+// replay after a reload redraws the screen. A plain run keeps its text view.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -10,6 +15,22 @@ const terminalRuns = new Set(); // runs this page started in a terminal
 
 // ANSI colour and cursor sequences are stripped: the output pane is plain text.
 const ANSI = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+
+// The editor's code and language survive a reload (and a closed tab) in this browser.
+const SAVED = "sse-apps.exec.editor";
+try {
+  const saved = JSON.parse(localStorage.getItem(SAVED));
+  if (saved && typeof saved.code === "string") {
+    $("#code").value = saved.code;
+    if ([...$("#language").options].some((o) => o.value === saved.language)) $("#language").value = saved.language;
+    $("#terminal").checked = saved.terminal === true;
+  }
+} catch { /* nothing saved, or storage refused: the default code stays */ }
+function saveEditor() {
+  const editor = { code: $("#code").value, language: $("#language").value, terminal: $("#terminal").checked };
+  try { localStorage.setItem(SAVED, JSON.stringify(editor)); } catch { /* storage refused */ }
+}
+for (const input of ["#code", "#language", "#terminal"]) $(input).addEventListener("input", saveEditor);
 
 function lineNumbers() {
   const lines = $("#code").value.split("\n").length;
@@ -37,44 +58,100 @@ $("#run-form").addEventListener("submit", async (e) => {
     : { language, code };
   const timeout = Number($("#timeout").value);
   if (timeout) body.timeout_s = timeout; // else the server's default
-  if ($("#terminal").checked) Object.assign(body, { pty: true }, terminalSize());
+  if ($("#terminal").checked) {
+    // The run starts at the size the terminal has on this page.
+    showView(true);
+    const { rows, cols } = terminal();
+    Object.assign(body, { pty: true, rows, cols });
+  }
   const response = await post("/exec/runs", body);
   if (!response.ok) { $("#run-error").textContent = await errorText(response); return; }
   const { id } = await response.json();
+  if (body.pty) terminalRuns.add(id);
   location.hash = `run=${id}`; // hashchange attaches
-  terminalRuns.add(id);
   loadRuns();
 });
 
-// The terminal size that fits the output pane, in characters of its monospace font.
-function terminalSize() {
-  const pane = $("#output");
-  const probe = document.createElement("span");
-  probe.textContent = "M".repeat(10);
-  pane.append(probe);
-  const charWidth = probe.getBoundingClientRect().width / 10 || 8;
-  probe.remove();
-  const cols = Math.max(20, Math.min(500, Math.floor((pane.clientWidth - 16) / charWidth)));
-  return { rows: 24, cols };
+// ---- the terminal ----
+let xterm = null, fit = null;
+
+// The page's one xterm, made on first use and fitted to its pane.
+function terminal() {
+  if (!xterm) {
+    xterm = new Terminal({ cursorBlink: true, scrollback: 5000, fontFamily: "ui-monospace, Menlo, monospace", fontSize: 14 });
+    fit = new FitAddon.FitAddon();
+    xterm.loadAddon(fit);
+    xterm.open($("#terminal-view"));
+    xterm.onData((data) => keys.send(data));
+    xterm.onResize(({ rows, cols }) => {
+      if (current && current.terminal) post(`/exec/runs/${current.id}/resize`, { rows, cols });
+    });
+    window.execTerminal = xterm; // for the console, and the browser tests
+  }
+  fit.fit();
+  return xterm;
 }
-window.addEventListener("resize", () => {
-  if (current && current.terminal) post(`/exec/runs/${current.id}/resize`, terminalSize());
-});
+window.addEventListener("resize", () => { if (current && current.terminal) fit.fit(); });
+
+// Keys go to stdin in the order typed: one POST at a time, and what is typed meanwhile goes in
+// the next one (so a fast typist costs fewer requests, and nothing overtakes anything).
+const keys = {
+  pending: "",
+  busy: false,
+  send(data) {
+    this.pending += data;
+    if (!this.busy) this.flush();
+  },
+  async flush() {
+    this.busy = true;
+    while (this.pending && current && current.terminal) {
+      const data = this.pending;
+      this.pending = "";
+      const response = await post(`/exec/runs/${current.id}/stdin`, { data });
+      if (!response.ok) $("#exit").textContent = await errorText(response);
+    }
+    this.pending = "";
+    this.busy = false;
+  },
+};
+
+// The terminal or the text view (with its line input) for the run shown.
+function showView(inTerminal) {
+  $("#run-view").hidden = false;
+  $("#terminal-view").hidden = !inTerminal;
+  $("#output").hidden = inTerminal;
+  for (const plainOnly of ["#stdin", "#send", "#eof"]) $(plainOnly).hidden = inTerminal;
+}
+
+// Whether run `id` has a terminal: known if this page started it, else the server says.
+async function hasTerminal(id) {
+  if (terminalRuns.has(id)) return true;
+  const response = await fetch("/exec/runs");
+  if (!response.ok) return false;
+  const { runs } = await response.json();
+  return runs.some((run) => run.id === id && run.terminal === true);
+}
 
 function setStatus(state, text) {
   const status = $("#run-status");
   status.dataset.state = state; status.textContent = text;
 }
 
-function attach(id, fromId = 0) {
+async function attach(id, fromId = 0) {
   if (source) source.close();
   if (!current || current.id !== id) {
-    current = { id, lastId: 0, terminal: terminalRuns.has(id) };
+    current = { id, lastId: 0, terminal: await hasTerminal(id) };
     $("#output").textContent = "";
     $("#exit").textContent = "";
     $("#exit").dataset.reason = "";
+    showView(current.terminal);
+    if (current.terminal) {
+      terminal().reset();
+      xterm.focus();
+      // The server's terminal may have another size (this page reloaded, or another opened it).
+      post(`/exec/runs/${id}/resize`, { rows: xterm.rows, cols: xterm.cols });
+    }
   }
-  $("#run-view").hidden = false;
   $("#run-title").textContent = `Run ${id.slice(0, 8)}`;
   setStatus("connecting", "connecting…");
   const query = fromId ? `?lastEventId=${fromId}` : "";
@@ -86,6 +163,7 @@ function attach(id, fromId = 0) {
   const seen = (e) => { current.lastId = Number(e.lastEventId) || current.lastId; };
   const append = (kind) => (e) => {
     seen(e);
+    if (current.terminal) { xterm.write(JSON.parse(e.data).text); return; }
     const span = document.createElement("span");
     span.className = kind;
     // A terminal ends lines with CR LF; a lone CR (a redrawn line) is dropped in this plain pane.
@@ -97,6 +175,7 @@ function attach(id, fromId = 0) {
   source.addEventListener("stderr", append("stderr"));
   source.addEventListener("dropped", (e) => {
     seen(e);
+    if (current.terminal) { xterm.write(`\r\n[${JSON.parse(e.data).message}]\r\n`); return; }
     const note = document.createElement("span");
     note.className = "dropped";
     note.textContent = `\n[${JSON.parse(e.data).message}]\n`;

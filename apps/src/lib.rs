@@ -1,9 +1,10 @@
 //! # sse-apps
 //!
 //! Apps and learning programs built on [`sse_core`]. Each app is a module with
-//! `pub fn router(...) -> axum::Router` mounted at its own prefix; [`server`] adds what every
-//! server shares (`/healthz`, `/metrics`, static files, Host checks, graceful shutdown) and
-//! [`cli`] turns the command line into one of them.
+//! `pub fn router(...) -> axum::Router` mounted at its own prefix; [`server::build`] assembles a
+//! server around one (the core, its cluster, the token, TLS, the guards, `/healthz`, `/metrics`,
+//! static files, Host checks, graceful shutdown), for the binary and the tests alike, and [`cli`]
+//! turns the command line into one of them.
 //!
 //! | module | what |
 //! |---|---|

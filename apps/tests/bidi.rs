@@ -1,6 +1,8 @@
 //! The bidirectional server and client: the Go original's wire format, matched by request id.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/bidi.rs"]
+mod bidi_requests;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
+use bidi_requests::trigger;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use sse_apps::bidi::BidiConfig;
@@ -39,17 +42,6 @@ async fn start_client(app: &TestApp, client_id: &str, protocol: Protocol) -> Can
     })
     .await;
     stop
-}
-
-async fn trigger(base: &str, client_id: &str, message: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{base}/trigger"))
-        .query(&[("client_id", client_id), ("message", message)])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

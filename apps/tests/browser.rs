@@ -6,16 +6,20 @@
 //! with a notice).
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/browser.rs"]
+mod browser;
+#[path = "support/dashboard.rs"]
+mod dashboard_source;
 mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use browser::{ONE_AT_A_TIME, browser, exec_page, text_of, until_true, wait_for};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use sse_apps::basic::BasicConfig;
 use sse_core::edge::auth::Token;
-use support::browser::{ONE_AT_A_TIME, browser, exec_page, text_of, until_true, wait_for};
 use support::spawn_app_on;
 
 /// The ids of the events the page lists, in order.
@@ -171,17 +175,8 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     let client = &browser.client;
     let mut sleeper = std::process::Command::new("sleep").arg("300").spawn().expect("sleep starts");
     let pid = sleeper.id();
-    // CPU at 60% for a few ticks raises a `careful` alert; the process table lists the child.
-    let source = support::ScriptedSource::with_cpu(&[20.0, 30.0, 40.0, 60.0]);
-    source.script.lock().expect("script").processes.push(
-        sse_apps::dashboard::sample::ProcessInfo {
-            pid,
-            name: "sleep".into(),
-            user: Some("test".into()),
-            cpu: Some(0.0),
-            memory: 1 << 20,
-        },
-    );
+    // CPU at 60% for a few ticks raises a `careful` alert. The process list is the machine's own.
+    let source = dashboard_source::ScriptedSource::with_cpu(&[20.0, 30.0, 40.0, 60.0]);
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut config = sse_apps::dashboard::DashboardConfig::new(data.path().to_owned());
     config.interval = Duration::from_millis(200);
@@ -242,16 +237,44 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     wait_for(client, "#alerts li .ack-by").await;
     assert!(text_of(client, "#alerts li .ack-by").await.starts_with("acknowledged by 127.0.0.1"));
 
-    // A control action asks first: Cancel sends nothing.
+    // The process list finds the child by name among every process, and it may be reniced.
+    let search = client.find(Locator::Css("#process-search")).await.expect("search box");
+    search.send_keys("slee").await.expect("type");
+    client.find(Locator::Css("#process-mine")).await.expect("box").click().await.expect("click");
+    // Only matching rows, the child's with its buttons (the search answers after a pause).
+    let found = format!(
+        "const rows = [...document.querySelectorAll('#processes tbody tr')]; \
+         return rows.length > 0 && rows.every(tr => tr.children[1].textContent.includes('slee')) \
+           && !!document.querySelector('tr[data-pid=\"{pid}\"] button.renice');"
+    );
+    until_true(client, "the child, found by name", &found).await;
+    let renice = format!(
+        "document.querySelector('button.renice[data-pid=\"{pid}\"]').click(); return true;"
+    );
+    client.execute(&renice, vec![]).await.expect("click");
+    wait_for(client, "dialog#confirm[open]").await;
+    let nice = client.find(Locator::Css("#nice")).await.expect("nice field");
+    nice.clear().await.expect("clear");
+    nice.send_keys("7").await.expect("type");
+    client.find(Locator::Css("#confirm-ok")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#commands li[data-state=\"completed\"]").await;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the child's stat");
+    let nice_now = stat[stat.rfind(')').expect("name") + 2..].split(' ').nth(16).expect("nice");
+    assert_eq!(nice_now, "7", "the child was reniced");
+    // The audit names who did it shortly, the whole user agent on hover.
+    wait_for(client, "#audit tr[data-outcome=\"completed\"] td.who").await;
+    let who = text_of(client, "#audit tr[data-outcome=\"completed\"] td.who").await;
+    assert!(who.starts_with("127.0.0.1 · Chrome "), "{who}");
+    let title = client
+        .execute("return document.querySelector('#audit td.who').title", vec![])
+        .await
+        .expect("script runs");
+    assert!(title.as_str().unwrap_or("").contains("Mozilla/5.0"), "{title}");
+
+    // A control action asks first: Cancel sends nothing more.
     let terminate = format!(
         "document.querySelector('button.terminate[data-pid=\"{pid}\"]').click(); return true;"
     );
-    until_true(
-        client,
-        "the child in the process table",
-        &format!("return !!document.querySelector('tr[data-pid=\"{pid}\"]')"),
-    )
-    .await;
     client.execute(&terminate, vec![]).await.expect("click");
     wait_for(client, "dialog#confirm[open]").await;
     assert!(text_of(client, "#confirm-text").await.contains(&format!("pid {pid}")));
@@ -273,17 +296,39 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
         .execute("return document.querySelectorAll('#commands li').length", vec![])
         .await
         .expect("script runs");
-    assert_eq!(sent, json!(0), "Cancel must send nothing");
+    assert_eq!(sent, json!(1), "Cancel must send nothing (the one command is the renice)");
 
     // Confirm sends it; the page reports the result and the audit log shows it.
     client.execute(&terminate, vec![]).await.expect("click");
     wait_for(client, "dialog#confirm[open]").await;
     client.find(Locator::Css("#confirm-ok")).await.expect("button").click().await.expect("click");
-    wait_for(client, "#commands li[data-state=\"completed\"]").await;
+    until_true(
+        client,
+        "the terminate completed",
+        "return document.querySelectorAll('#commands li[data-state=\"completed\"]').length === 2",
+    )
+    .await;
     let result = text_of(client, "#commands li[data-state=\"completed\"]").await;
     assert!(result.contains("terminate") && result.contains("TERM"), "{result}");
     assert_eq!(sleeper.wait().expect("exit").signal(), Some(15));
-    wait_for(client, "#audit tr[data-outcome=\"completed\"]").await;
+    until_true(
+        client,
+        "the renice and the terminate completed in the audit",
+        "const done = [...document.querySelectorAll('#audit tr[data-outcome=\"completed\"]')] \
+           .map(tr => tr.children[2].textContent); \
+         return done.some(t => t.startsWith('renice')) && done.some(t => t.startsWith('terminate'));",
+    )
+    .await;
+
+    // At phone width nothing overflows the page sideways.
+    client.set_window_size(375, 800).await.expect("resize");
+    until_true(
+        client,
+        "the page within a phone's width",
+        "return window.innerWidth <= 400 \
+         && document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await;
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;
@@ -453,6 +498,116 @@ async fn the_sampling_console_sends_a_request_to_a_client_shows_it_complete_and_
     let call = text_of(client, "#calls li[data-state=\"done\"]").await;
     assert!(call.contains("classify_sentiment · 2026-07-28 · modern-browser-test"), "{call}");
     assert!(call.contains("sampling/createMessage → test-model: positive"), "{call}");
+
+    browser.client.close().await.expect("browser closes");
+    app.stop().await;
+}
+
+/// The text on the page's terminal (its scrollback and screen), one line per row.
+const TERMINAL_TEXT: &str = "const b = window.execTerminal.buffer.active; const rows = []; \
+     for (let i = 0; i < b.length; i++) rows.push(b.getLine(i).translateToString(true)); \
+     return rows.join('\\n');";
+
+/// Waits until the terminal shows `text`.
+async fn terminal_shows(client: &Client, text: &str) {
+    let script = format!(
+        "return window.execTerminal !== undefined && (() => {{ {TERMINAL_TEXT} }})().includes({});",
+        json!(text)
+    );
+    until_true(client, &format!("{text:?} in the terminal"), &script).await;
+}
+
+/// Types `keys` (WebDriver key codes allowed) into the terminal.
+async fn type_in_terminal(client: &Client, keys: &str) {
+    let input = client.find(Locator::Css("#terminal-view .xterm-helper-textarea")).await;
+    input.expect("the terminal's input").send_keys(keys).await.expect("typing");
+}
+
+const TAB: &str = "\u{E004}";
+const ARROW_UP: &str = "\u{E013}";
+/// Ctrl held for the next key, then released.
+fn ctrl(key: char) -> String {
+    format!("\u{E009}{key}\u{E000}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exec_terminal_runs_a_shell_a_repl_and_top_as_a_terminal_would() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some((browser, app, _data)) = exec_page().await else { return };
+    let client = &browser.client;
+
+    // The editor's code survives a reload.
+    let code = client.find(Locator::Css("#code")).await.expect("editor");
+    code.clear().await.expect("clear");
+    code.send_keys("bash --norc --noprofile").await.expect("type");
+    client.execute("document.querySelector('#language').value = 'argv'; document.querySelector('#language').dispatchEvent(new Event('input'));", vec![]).await.expect("script");
+    client.find(Locator::Css("#terminal")).await.expect("box").click().await.expect("click");
+    client.refresh().await.expect("reload");
+    until_true(
+        client,
+        "the saved editor",
+        "return document.querySelector('#code').value === 'bash --norc --noprofile' \
+         && document.querySelector('#language').value === 'argv' \
+         && document.querySelector('#terminal').checked",
+    )
+    .await;
+
+    client.find(Locator::Css("#run")).await.expect("button").click().await.expect("click");
+    terminal_shows(client, "$ ").await;
+    // Colours arrive as colours: the cells of "red" are in palette colour 1.
+    type_in_terminal(client, "printf '\\033[31mred\\033[0m\\n'\n").await;
+    terminal_shows(client, "\nred").await;
+    let red = client
+        .execute(
+            "const b = window.execTerminal.buffer.active; \
+             for (let i = 0; i < b.length; i++) { const line = b.getLine(i); \
+               if (line.translateToString(true) === 'red') { const cell = line.getCell(0); \
+                 return cell.isFgPalette() && cell.getFgColor() === 1; } } return false;",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(red, json!(true), "red arrives as palette colour 1");
+    // TERM says what the terminal is.
+    type_in_terminal(client, "echo term=$TERM colours=$(tput colors)\n").await;
+    terminal_shows(client, "term=xterm-256color colours=256").await;
+    // Tab completes a file name in bash.
+    type_in_terminal(client, "touch alphabet_soup\n").await;
+    type_in_terminal(client, &format!("ls alph{TAB}")).await;
+    terminal_shows(client, "ls alphabet_soup").await;
+    type_in_terminal(client, "\n").await;
+    // Ctrl-C interrupts a sleep: the next command runs long before the sleep would end.
+    type_in_terminal(client, "sleep 300\n").await;
+    terminal_shows(client, "sleep 300").await;
+    type_in_terminal(client, &ctrl('c')).await;
+    type_in_terminal(client, "echo after-$((6*7))\n").await;
+    terminal_shows(client, "\nafter-42").await;
+
+    // A reload mid-run redraws the screen from the replay, and the run goes on.
+    client.refresh().await.expect("reload");
+    terminal_shows(client, "\nafter-42").await;
+    terminal_shows(client, "ls alphabet_soup").await;
+
+    // Arrow-up recalls the last line in the Python REPL.
+    type_in_terminal(client, "python3 -q\n").await;
+    terminal_shows(client, ">>> ").await;
+    type_in_terminal(client, "print(6*7)\n").await;
+    terminal_shows(client, "\n42").await;
+    type_in_terminal(client, &format!("{ARROW_UP}\n")).await;
+    let twice = format!(
+        "return (() => {{ {TERMINAL_TEXT} }})().split('\\n').filter(l => l === '42').length === 2;"
+    );
+    until_true(client, "42 twice", &twice).await;
+    type_in_terminal(client, &ctrl('d')).await;
+    // A full-screen program draws, and `q` quits it.
+    type_in_terminal(client, "top -d 1\n").await;
+    terminal_shows(client, "load average").await;
+    type_in_terminal(client, "q").await;
+    type_in_terminal(client, "echo top-quit\n").await;
+    terminal_shows(client, "\ntop-quit").await;
+    // Ctrl-D ends the shell, and with it the run.
+    type_in_terminal(client, &ctrl('d')).await;
+    wait_for(client, "#exit[data-reason=\"exited\"]").await;
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;

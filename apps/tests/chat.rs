@@ -1,10 +1,13 @@
 //! The chat room over HTTP: exchange, resume, persistence, idempotency, limits, bad input.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/chat.rs"]
+mod chat_requests;
 mod support;
 
 use std::path::Path;
 
+use chat_requests::{chat_message, join, say};
 use serde_json::{Value, json};
 use sse_apps::chat::{self, ChatConfig};
 use support::{Stream, TestApp, spawn_app};
@@ -19,29 +22,6 @@ async fn chat_app(data: &Path) -> TestApp {
 async fn unlimited_chat_app(data: &Path) -> TestApp {
     let config = ChatConfig { posts_per_second: 0, ..ChatConfig::new(data.to_owned()) };
     spawn_app(move |core| chat::router(core, &config).unwrap()).await
-}
-
-async fn join(app: &TestApp, room: &str, nick: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{}/chat/rooms/{room}/join", app.base))
-        .json(&json!({ "nick": nick }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "join {room} as {nick}");
-    response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-}
-
-async fn post(app: &TestApp, room: &str, token: &str, text: &str, id: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/chat/rooms/{room}/messages", app.base))
-        .bearer_auth(token)
-        .json(&json!({ "text": text, "client_msg_id": id }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn open(
@@ -61,22 +41,6 @@ async fn open(
     Stream::open_with(request).await
 }
 
-/// The next `message` event's data, skipping presence and typing.
-async fn next_message(stream: &mut Stream) -> Value {
-    loop {
-        let event = stream.next().await.expect("the stream is open");
-        if event.event == "message" {
-            let data: Value = serde_json::from_str(&event.data).unwrap();
-            assert_eq!(
-                event.last_event_id,
-                data["id"].to_string(),
-                "the event id is the message id"
-            );
-            return data;
-        }
-    }
-}
-
 async fn history(app: &TestApp, room: &str, query: &str) -> Vec<Value> {
     let url = format!("{}/chat/rooms/{room}/messages{query}", app.base);
     let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
@@ -87,8 +51,8 @@ async fn history(app: &TestApp, room: &str, query: &str) -> Vec<Value> {
 async fn two_members_exchange_messages_and_see_each_other_online() {
     let data = tempfile::tempdir().unwrap();
     let app = chat_app(data.path()).await;
-    let ada = join(&app, "general", "Ada").await;
-    let bob = join(&app, "general", "Bob").await;
+    let ada = join(&app.base, "general", "Ada").await;
+    let bob = join(&app.base, "general", "Bob").await;
     let mut ada_stream = open(&app, "general", Some(&ada), None).await;
     let presence: Value = serde_json::from_str(&ada_stream.next().await.unwrap().data).unwrap();
     assert_eq!(presence["online"], json!(["Ada"]));
@@ -100,15 +64,15 @@ async fn two_members_exchange_messages_and_see_each_other_online() {
         json!({"joined": "Bob", "count": 2})
     );
 
-    assert_eq!(post(&app, "general", &ada, "hi Bob", "a1").await.0, 201);
-    let seen_by_bob = next_message(&mut bob_stream).await;
+    assert_eq!(say(&app.base, "general", &ada, "hi Bob", "a1").await.0, 201);
+    let seen_by_bob = chat_message(&mut bob_stream).await;
     assert_eq!(
         (seen_by_bob["nick"].as_str(), seen_by_bob["text"].as_str()),
         (Some("Ada"), Some("hi Bob"))
     );
-    assert_eq!(post(&app, "general", &bob, "hi Ada", "b1").await.0, 201);
-    assert_eq!(next_message(&mut ada_stream).await["text"], "hi Bob", "her own message first");
-    assert_eq!(next_message(&mut ada_stream).await["text"], "hi Ada");
+    assert_eq!(say(&app.base, "general", &bob, "hi Ada", "b1").await.0, 201);
+    assert_eq!(chat_message(&mut ada_stream).await["text"], "hi Bob", "her own message first");
+    assert_eq!(chat_message(&mut ada_stream).await["text"], "hi Ada");
 
     drop(bob_stream);
     let left = loop {
@@ -128,30 +92,30 @@ async fn two_members_exchange_messages_and_see_each_other_online() {
 async fn a_member_cut_off_for_a_hundred_messages_resumes_with_none_missing_or_doubled() {
     let data = tempfile::tempdir().unwrap();
     let app = unlimited_chat_app(data.path()).await;
-    let ada = join(&app, "room", "Ada").await;
-    let bob = join(&app, "room", "Bob").await;
+    let ada = join(&app.base, "room", "Ada").await;
+    let bob = join(&app.base, "room", "Bob").await;
     let mut stream = open(&app, "room", Some(&bob), None).await;
-    assert_eq!(post(&app, "room", &ada, "before the cut", "m0").await.0, 201);
-    let last_seen = next_message(&mut stream).await["id"].as_u64().unwrap();
+    assert_eq!(say(&app.base, "room", &ada, "before the cut", "m0").await.0, 201);
+    let last_seen = chat_message(&mut stream).await["id"].as_u64().unwrap();
     drop(stream);
 
     for i in 1..=100 {
         assert_eq!(
-            post(&app, "room", &ada, &format!("while away {i}"), &format!("m{i}")).await.0,
+            say(&app.base, "room", &ada, &format!("while away {i}"), &format!("m{i}")).await.0,
             201
         );
     }
     let mut resumed = open(&app, "room", Some(&bob), Some(last_seen)).await;
     let mut ids = Vec::new();
     for i in 1..=100 {
-        let message = next_message(&mut resumed).await;
+        let message = chat_message(&mut resumed).await;
         assert_eq!(message["text"], format!("while away {i}"));
         ids.push(message["id"].as_u64().unwrap());
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > last_seen);
     // Live messages follow, and nothing replayed comes again.
-    assert_eq!(post(&app, "room", &ada, "after", "m101").await.0, 201);
-    let next = next_message(&mut resumed).await;
+    assert_eq!(say(&app.base, "room", &ada, "after", "m101").await.0, 201);
+    let next = chat_message(&mut resumed).await;
     assert_eq!(next["text"], "after");
     assert!(next["id"].as_u64().unwrap() > *ids.last().unwrap());
 }
@@ -160,7 +124,7 @@ async fn a_member_cut_off_for_a_hundred_messages_resumes_with_none_missing_or_do
 async fn a_stranger_id_gets_resync_and_viewers_need_no_token() {
     let data = tempfile::tempdir().unwrap();
     let app = chat_app(data.path()).await;
-    join(&app, "room", "Ada").await;
+    join(&app.base, "room", "Ada").await;
     let request = reqwest::Client::new()
         .get(format!("{}/chat/rooms/room/events", app.base))
         .header("last-event-id", "junk");
@@ -173,9 +137,12 @@ async fn a_stranger_id_gets_resync_and_viewers_need_no_token() {
 async fn history_survives_a_restart_and_pages_backwards() {
     let data = tempfile::tempdir().unwrap();
     let app = unlimited_chat_app(data.path()).await;
-    let ada = join(&app, "archive", "Ada").await;
+    let ada = join(&app.base, "archive", "Ada").await;
     for i in 0..120 {
-        assert_eq!(post(&app, "archive", &ada, &format!("n{i}"), &format!("k{i}")).await.0, 201);
+        assert_eq!(
+            say(&app.base, "archive", &ada, &format!("n{i}"), &format!("k{i}")).await.0,
+            201
+        );
     }
     app.stop().await;
 
@@ -194,7 +161,7 @@ async fn history_survives_a_restart_and_pages_backwards() {
         (Some("n0"), Some("n69"))
     );
     // The token still holds the nick after the restart, and ids keep growing.
-    let (status, message) = post(&app, "archive", &ada, "after restart", "k-after").await;
+    let (status, message) = say(&app.base, "archive", &ada, "after restart", "k-after").await;
     assert_eq!(status, 201);
     assert!(message["id"].as_u64().unwrap() > newest[49]["id"].as_u64().unwrap());
 }
@@ -203,9 +170,9 @@ async fn history_survives_a_restart_and_pages_backwards() {
 async fn a_retried_post_stores_one_message() {
     let data = tempfile::tempdir().unwrap();
     let app = chat_app(data.path()).await;
-    let ada = join(&app, "room", "Ada").await;
-    let (first_status, first) = post(&app, "room", &ada, "once", "same-id").await;
-    let (again_status, again) = post(&app, "room", &ada, "once", "same-id").await;
+    let ada = join(&app.base, "room", "Ada").await;
+    let (first_status, first) = say(&app.base, "room", &ada, "once", "same-id").await;
+    let (again_status, again) = say(&app.base, "room", &ada, "once", "same-id").await;
     assert_eq!((first_status, again_status), (201, 200));
     assert_eq!(first, again);
     assert_eq!(history(&app, "room", "").await.len(), 1);
@@ -215,19 +182,19 @@ async fn a_retried_post_stores_one_message() {
 async fn limits_and_bad_input_get_clear_errors() {
     let data = tempfile::tempdir().unwrap();
     let app = chat_app(data.path()).await;
-    let ada = join(&app, "room", "Ada").await;
+    let ada = join(&app.base, "room", "Ada").await;
     let mut stream = open(&app, "room", Some(&ada), None).await;
     stream.next().await.unwrap();
     let code = |body: &Value| body["error"]["code"].as_str().unwrap_or("").to_owned();
 
-    assert_eq!(post(&app, "room", &ada, &"x".repeat(1000), "max").await.0, 201);
-    let (status, body) = post(&app, "room", &ada, &"x".repeat(1001), "over").await;
+    assert_eq!(say(&app.base, "room", &ada, &"x".repeat(1000), "max").await.0, 201);
+    let (status, body) = say(&app.base, "room", &ada, &"x".repeat(1001), "over").await;
     assert_eq!((status, code(&body).as_str()), (400, "message_too_long"));
-    let (status, body) = post(&app, "room", &ada, "   ", "blank").await;
+    let (status, body) = say(&app.base, "room", &ada, "   ", "blank").await;
     assert_eq!((status, code(&body).as_str()), (400, "empty_message"));
-    let (status, body) = post(&app, "room", &ada, "bell\u{7}", "ctl").await;
+    let (status, body) = say(&app.base, "room", &ada, "bell\u{7}", "ctl").await;
     assert_eq!((status, code(&body).as_str()), (400, "control_characters"));
-    let (status, body) = post(&app, "room", "not-a-token", "hi", "tok").await;
+    let (status, body) = say(&app.base, "room", "not-a-token", "hi", "tok").await;
     assert_eq!((status, code(&body).as_str()), (401, "invalid_member_token"));
 
     let http = reqwest::Client::new();
@@ -272,7 +239,7 @@ async fn limits_and_bad_input_get_clear_errors() {
 async fn a_flood_is_rate_limited_with_retry_after() {
     let data = tempfile::tempdir().unwrap();
     let app = chat_app(data.path()).await;
-    let ada = join(&app, "room", "Ada").await;
+    let ada = join(&app.base, "room", "Ada").await;
     // Sent all at once, so the limit (10/s, bursts of 20) sees them together however slowly
     // each one is committed.
     let http = reqwest::Client::new();
@@ -301,7 +268,7 @@ async fn a_stalled_reader_delays_nobody_and_learns_it_missed_messages() {
 
     let data = tempfile::tempdir().unwrap();
     let app = unlimited_chat_app(data.path()).await;
-    let ada = join(&app, "busy", "Ada").await;
+    let ada = join(&app.base, "busy", "Ada").await;
     // A reader that reads its response headers and then nothing more.
     let mut stalled = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let request = format!("GET /chat/rooms/busy/events HTTP/1.0\r\nHost: {}\r\n\r\n", app.addr);
@@ -318,7 +285,7 @@ async fn a_stalled_reader_delays_nobody_and_learns_it_missed_messages() {
     let reading = tokio::spawn(async move {
         let mut texts = 0;
         while texts < MESSAGES {
-            assert_eq!(next_message(&mut active).await["text"].as_str().map(str::len), Some(1000));
+            assert_eq!(chat_message(&mut active).await["text"].as_str().map(str::len), Some(1000));
             texts += 1;
         }
         texts

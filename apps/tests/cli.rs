@@ -7,17 +7,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sse_apps::basic::BasicConfig;
+use sse_core::testing::within;
 use support::{Stream, spawn_app};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
-/// A watchdog for steps that must finish; it is not a timing assertion.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WATCHDOG, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
-}
 
 /// Starts a server subcommand on an ephemeral port; returns it and its base URL.
 async fn start_server(args: &[&str]) -> (Child, String) {
@@ -38,29 +33,89 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// Every command and the flags its `--help` must show (its own, or for `bench` its scenarios).
+const COMMANDS: &[(&str, &[&str])] = &[
+    ("chat", &["--addr", "--token", "--token-file", "--data-dir", "SSE_APPS_ADDR"]),
+    ("exec", &["--sandbox", "--no-cgroup", "--run-timeout", "--max-runs", "--addr"]),
+    ("sampling", &["--deadline", "--no-auth", "--addr"]),
+    (
+        "sampling-client",
+        &["--server", "--transport", "--provider", "--approve", "--per-minute", "call"],
+    ),
+    ("dashboard", &["--interval", "--alert-thresholds", "--alert", "--allow-control-all"]),
+    ("basic-server", &["--count", "--interval", "--addr"]),
+    ("basic-client", &["--url", "--last-event-id", "--token"]),
+    ("bidi-server", &["--timeout", "--addr"]),
+    ("bidi-client", &["--server", "--client-id", "--protocol", "--work"]),
+    ("bench", &["fanout", "roundtrip", "idle", "flood", "connect", "chat", "exec", "soak"]),
+    ("trigger", &["--client-id", "--message", "--count", "--concurrency"]),
+    // Hidden from the list: `bench` starts them.
+    ("bench-target", &["<TARGET>", "--addr"]),
+    ("bench-flood-holder", &["--server", "--idle", "--source"]),
+    ("bench-roundtrip-limit", &["--addr"]),
+];
+
+/// Every scenario of `bench` and the flags its `--help` must show.
+const BENCH_SCENARIOS: &[(&str, &[&str])] = &[
+    ("fanout", &["--loads", "--targets", "--payload", "--plot", "--no-pin"]),
+    ("roundtrip", &["--sessions", "--callers", "--rate", "--targets"]),
+    ("sampling", &["--callers", "--eras", "--duration", "--no-pin"]),
+    ("idle", &["--connections", "--targets"]),
+    ("flood", &["--idle", "--sources", "--probes"]),
+    ("connect", &["--connections", "--concurrency"]),
+    ("chat", &["--members", "--rate", "--redis"]),
+    ("exec", &["--mib", "--keystrokes"]),
+    ("soak", &["--duration", "--warmup", "--sample-every"]),
+    ("dashboard", &["--viewers", "--interval", "--window"]),
+];
+
+/// `args --help`'s output, which must succeed.
+async fn help_of(args: &[&str]) -> String {
+    let output = Command::new(BIN).args(args).arg("--help").output().await.unwrap();
+    assert!(output.status.success(), "{args:?} --help exits with {}", output.status);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The command names a `--help` lists under "Commands:" (clap's own `help` left out).
+fn listed_commands(help: &str) -> Vec<String> {
+    let section = help.split("Commands:\n").nth(1).expect("a Commands: section");
+    section
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test]
 async fn help_lists_every_program_and_each_has_its_own() {
-    let output = Command::new(BIN).arg("--help").output().await.unwrap();
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
-    let commands = [
-        "chat",
-        "dashboard",
-        "basic-server",
-        "basic-client",
-        "bidi-server",
-        "bidi-client",
-        "trigger",
-    ];
-    for command in commands {
-        assert!(help.contains(command), "--help lacks {command}");
-        let sub = Command::new(BIN).args([command, "--help"]).output().await.unwrap();
-        assert!(sub.status.success(), "{command} --help");
-    }
+    let help = help_of(&[]).await;
     for flag in
         ["--addr", "--token", "--data-dir", "SSE_APPS_ADDR", "SSE_APPS_TOKEN", "SSE_APPS_DATA_DIR"]
     {
         assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    // Every command clap lists is in the table (the hidden ones are there besides).
+    let known: Vec<&str> = COMMANDS.iter().map(|(name, _)| *name).collect();
+    for listed in listed_commands(&help) {
+        assert!(known.contains(&listed.as_str()), "--help lists {listed}, which this test lacks");
+    }
+    for (command, flags) in COMMANDS {
+        assert!(help.contains(command) || command.starts_with("bench-"), "--help lacks {command}");
+        let own = help_of(&[command]).await;
+        for flag in *flags {
+            assert!(own.contains(flag), "{command} --help lacks {flag}:\n{own}");
+        }
+    }
+    let bench = help_of(&["bench"]).await;
+    let scenarios: Vec<&str> = BENCH_SCENARIOS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(listed_commands(&bench), scenarios, "bench --help lists every scenario");
+    for (scenario, flags) in BENCH_SCENARIOS {
+        let own = help_of(&["bench", scenario]).await;
+        for flag in *flags {
+            assert!(own.contains(flag), "bench {scenario} --help lacks {flag}:\n{own}");
+        }
     }
 }
 
@@ -859,7 +914,9 @@ async fn the_exec_bench_streams_every_byte_and_echoes_every_keystroke() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        stdout.contains("4 MB of output") && stdout.contains("20 keystrokes echoed"),
+        stdout.contains("4 MB of output")
+            && stdout.contains("20 keystrokes echoed")
+            && stdout.contains("; in a terminal: p50 "),
         "{stdout}"
     );
 }

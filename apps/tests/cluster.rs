@@ -9,26 +9,26 @@
 //! notice.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/bidi.rs"]
+mod bidi_requests;
+#[path = "support/chat.rs"]
+mod chat_requests;
 mod support;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use bidi_requests::trigger;
+use chat_requests::{chat_message, join, say};
 use serde_json::{Value, json};
 use sse_core::client::Responder;
 use sse_core::testing::programs::redis_server;
+use sse_core::testing::{next_named, within};
 use sse_core::wire::jsonrpc::{ErrorObject, Request};
 use support::{Stream, eventually};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
-
-/// A watchdog for steps that must finish; not a timing assertion.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WATCHDOG, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
-}
 
 fn installed(programs: &[&str]) -> bool {
     sse_core::testing::programs::installed(programs, "redis-server nginx-light")
@@ -165,13 +165,6 @@ async fn go_worker(base: &str, name: &str, answer_to: String, stop: Cancellation
     });
 }
 
-async fn trigger(base: &str, name: &str, message: &str) -> (u16, Value) {
-    let url = format!("{base}/trigger?client_id={name}&message={message}");
-    let response = within("a trigger", reqwest::Client::new().post(url).send()).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waiting_on_one_instance_is_answered_through_the_other_and_through_nginx() {
     if !installed(&["redis-server", "nginx"]) {
@@ -297,29 +290,9 @@ async fn native_sessions_answer_across_instances_and_the_cluster_recovers_when_r
     stop.cancel();
 }
 
-/// Joins `room` on `base` as `nick`; returns the member token.
-async fn join(base: &str, room: &str, nick: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/chat/rooms/{room}/join"))
-        .json(&json!({ "nick": nick }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
-/// Posts `text` to `room` on `base`; returns the status and the body.
-async fn say(base: &str, room: &str, token: &str, text: &str, client_msg_id: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/chat/rooms/{room}/messages"))
-        .bearer_auth(token)
-        .json(&json!({ "text": text, "client_msg_id": client_msg_id }))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+/// A chat message as (id, text), the two things these tests compare.
+fn id_and_text(message: Value) -> (u64, String) {
+    (message["id"].as_u64().unwrap(), message["text"].as_str().unwrap().to_owned())
 }
 
 /// The room's stream on `base`, resumed after `last` when given, read as `token`'s member.
@@ -330,38 +303,6 @@ async fn chat_stream(base: &str, room: &str, token: &str, last: Option<u64>) -> 
         request = request.header("last-event-id", last.to_string());
     }
     within("the chat stream to open", Stream::open_with(request)).await
-}
-
-/// The next `message` event's (id, text), skipping presence and typing.
-async fn next_message(stream: &mut Stream) -> (u64, String) {
-    within("a message", async {
-        loop {
-            let event = stream.next().await.expect("the stream ended");
-            if event.event == "message" {
-                let data: Value = serde_json::from_str(&event.data).unwrap();
-                assert_eq!(
-                    event.last_event_id,
-                    data["id"].to_string(),
-                    "the event id is the message id"
-                );
-                return (data["id"].as_u64().unwrap(), data["text"].as_str().unwrap().to_owned());
-            }
-        }
-    })
-    .await
-}
-
-/// The next event named `name`'s data.
-async fn next_named(stream: &mut Stream, name: &str) -> Value {
-    within(name, async {
-        loop {
-            let event = stream.next().await.expect("the stream ended");
-            if event.event == name {
-                return serde_json::from_str(&event.data).unwrap();
-            }
-        }
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,10 +360,10 @@ async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reade
     let (status, first) = say(&base_a, "lobby", &ann, "hello from A", "m0").await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(
-        next_message(&mut on_b).await,
+        id_and_text(chat_message(&mut on_b).await),
         (first["id"].as_u64().unwrap(), "hello from A".into())
     );
-    assert_eq!(next_message(&mut on_a).await.1, "hello from A");
+    assert_eq!(id_and_text(chat_message(&mut on_a).await).1, "hello from A");
     // Typing on B shows on A.
     let typed = reqwest::Client::new()
         .post(format!("{base_b}/chat/rooms/lobby/typing"))
@@ -462,7 +403,7 @@ async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reade
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "one sequence across instances: {ids:?}");
     // Bob, connected all along on B, saw them all in order.
     for expected in &sent {
-        assert_eq!(&next_message(&mut on_b).await, expected);
+        assert_eq!(&id_and_text(chat_message(&mut on_b).await), expected);
     }
 
     // It comes back through nginx twice (round robin: once on each instance) with its
@@ -470,14 +411,18 @@ async fn a_chat_message_posted_to_one_instance_reaches_the_other_and_a_cut_reade
     for round in 0..2 {
         let mut resumed = chat_stream(&proxy, "lobby", &ann, Some(last_seen)).await;
         for expected in &sent {
-            assert_eq!(&next_message(&mut resumed).await, expected, "round {round}");
+            assert_eq!(&id_and_text(chat_message(&mut resumed).await), expected, "round {round}");
         }
         let text = format!("live {round}");
         let (status, body) = say(&proxy, "lobby", &bob, &text, &format!("live{round}")).await;
         assert_eq!(status, 201, "{body}");
         let live = (body["id"].as_u64().unwrap(), text);
-        assert_eq!(next_message(&mut resumed).await, live, "no duplicate, nothing between");
-        assert_eq!(next_message(&mut on_b).await, live);
+        assert_eq!(
+            id_and_text(chat_message(&mut resumed).await),
+            live,
+            "no duplicate, nothing between"
+        );
+        assert_eq!(id_and_text(chat_message(&mut on_b).await), live);
         sent.push(live);
     }
 
@@ -517,7 +462,7 @@ async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recove
         acknowledged.push(body["id"].as_u64().unwrap());
     }
     for id in &acknowledged {
-        assert_eq!(next_message(&mut on_b).await.0, *id);
+        assert_eq!(id_and_text(chat_message(&mut on_b).await).0, *id);
     }
 
     // Redis is killed: a post is refused clearly (503 with Retry-After), never acknowledged.
@@ -566,7 +511,7 @@ async fn chat_keeps_every_acknowledged_message_across_a_redis_restart_and_recove
     assert_eq!(ids, expected, "every acknowledged message, once, in order");
     // B's stream was on B all along; it gets the new message (its follower resubscribed, or
     // caught up from the log when the next id arrived).
-    assert_eq!(next_message(&mut on_b).await, (after, "after".to_owned()));
+    assert_eq!(id_and_text(chat_message(&mut on_b).await), (after, "after".to_owned()));
 }
 
 /// The token every instance of the apps that need one shares.

@@ -11,38 +11,39 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::Value;
 use sse_apps::basic::{self, BasicConfig};
-use sse_apps::server;
+use sse_apps::server::{self, ServerConfig};
+use sse_core::Core;
 use sse_core::edge::JsonBody;
-use sse_core::edge::connections::{self, ConnectionSettings};
+use sse_core::edge::auth::Token;
+use sse_core::edge::connections::ConnectionSettings;
 use sse_core::edge::forwarded::TrustedProxies;
-use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::streams::StreamCap;
-use sse_core::testing::Stream;
-use sse_core::{Core, CoreConfig};
+use sse_core::testing::{Stream, WATCHDOG, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A watchdog for steps that must finish; not a timing assertion.
-const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Serves `build`'s routes with the given connection settings; returns the base URL.
 async fn serve(settings: ConnectionSettings, build: impl FnOnce(Core) -> Router) -> (String, Core) {
     serve_guarded(settings, server::Guards::default(), build).await
 }
 
-/// The same, behind `guards`.
+/// The same, behind `guards`, in place of those the default flags give: the server the binary
+/// assembles, with these deadlines and guards.
 async fn serve_guarded(
     settings: ConnectionSettings,
     guards: server::Guards,
     build: impl FnOnce(Core) -> Router,
 ) -> (String, Core) {
-    let core = Core::new(CoreConfig::default());
-    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hosts = HostPolicy::for_bind(addr, &[], &[]);
-    let app = server::finish(build(core.clone()), &core, hosts, guards);
-    tokio::spawn(connections::serve(listener, app, core.shutdown_token(), settings));
-    (format!("http://{addr}"), core)
+    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Token::open());
+    let mut server = server::build(config, |core| Ok(build(core))).unwrap();
+    server.guards = server::Guards { token: server.guards.token.clone(), ..guards };
+    server.connections = ConnectionSettings {
+        header_timeout: settings.header_timeout,
+        body_timeout: settings.body_timeout,
+        ..server.connections
+    };
+    let app = support::serve(server);
+    (app.base, app.core)
 }
 
 #[tokio::test]
@@ -318,7 +319,7 @@ async fn the_go_originals_harness_of_64_responders_runs_against_the_defaults() {
     // The first one opened still gets the server's request and its answer comes back.
     let trigger =
         tokio::spawn(reqwest::get(format!("{base}/trigger?client_id=worker0&message=hello")));
-    let request = within(streams[0].take(1)).await.pop().unwrap();
+    let request = within("the request", streams[0].take(1)).await.pop().unwrap();
     let request: Value = serde_json::from_str(&request.data).unwrap();
     let answered = reqwest::Client::new()
         .post(format!("{base}/response"))
@@ -328,13 +329,9 @@ async fn the_go_originals_harness_of_64_responders_runs_against_the_defaults() {
         .await
         .unwrap();
     assert!(answered.status().is_success(), "{}", answered.status());
-    let triggered = within(trigger).await.unwrap().unwrap();
+    let triggered = within("the trigger", trigger).await.unwrap().unwrap();
     assert_eq!(triggered.status(), 200);
     assert!(triggered.text().await.unwrap().contains("from worker0"));
-}
-
-async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WATCHDOG, future).await.expect("within the watchdog")
 }
 
 #[tokio::test]

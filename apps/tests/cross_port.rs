@@ -15,16 +15,19 @@
 //! with a notice).
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/browser.rs"]
+mod browser;
 mod support;
 
 use std::time::Duration;
 
+use browser::{ONE_AT_A_TIME, browser, text_of, until_true, wait_for};
 use fantoccini::Client;
 use sse_apps::basic::BasicConfig;
 use sse_apps::bidi::BidiConfig;
 use sse_apps::bidi::client::{ClientConfig, Protocol, analyze};
 use sse_core::edge::auth::Token;
-use support::browser::{ONE_AT_A_TIME, browser, text_of, until_true, wait_for};
+use sse_core::testing::port_of;
 use support::{TestApp, eventually, spawn_app_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -78,11 +81,6 @@ async fn stranger(page: &'static str) -> (String, mpsc::UnboundedReceiver<String
         }
     });
     (base, received)
-}
-
-/// The port of a base URL such as `http://127.0.0.1:4242`.
-fn port_of(base: &str) -> u16 {
-    base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap()
 }
 
 /// The value of the cookie `name` in a request head, if it sent one.

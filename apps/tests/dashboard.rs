@@ -4,17 +4,20 @@
 //! and terminate real child processes, and every refusal has its status, code and audit line.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/dashboard.rs"]
+mod dashboard_source;
 mod support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use dashboard_source::ScriptedSource;
 use serde_json::{Value, json};
 use sse_apps::dashboard::sample::{MetricSource, ProcessInfo};
 use sse_apps::dashboard::{DashboardConfig, router, router_with_source};
 use sse_core::edge::auth::Token;
-use support::{ScriptedSource, Stream, TestApp, spawn_app_on};
+use support::{Stream, TestApp, spawn_app_on};
 
 const TOKEN: &str = "dashboard-test-token";
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -439,6 +442,64 @@ async fn a_root_server_acts_only_on_processes_it_or_its_session_started() {
     let (status, _) = dash.command(json!({"action": "terminate", "pid": child.id()})).await;
     assert_eq!(status, 202);
     assert_eq!(child.wait().unwrap().signal(), Some(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_list_finds_any_process_pages_and_marks_what_may_be_acted_on() {
+    let dash = Dashboard::start(ScriptedSource::with_cpu(&[5.0]), false).await;
+    let mut sleeper = child("exec sleep 301");
+    let pid = sleeper.id();
+    runs(pid, "sleep").await;
+    let rows = |list: &Value| list["processes"].as_array().unwrap().clone();
+
+    // By name, in any case: only matching rows, the child's among them, which may be acted on.
+    let (status, found) = dash.get("/dashboard/processes?q=SLEE&limit=500").await;
+    assert_eq!(status, 200, "{found}");
+    assert!(rows(&found).iter().all(|p| p["name"].as_str().unwrap().contains("slee")), "{found}");
+    let ours = rows(&found).into_iter().find(|p| p["pid"] == pid).expect("the child is listed");
+    assert_eq!(ours["actionable"], true, "{ours}");
+    assert!(ours["user"].is_string() && ours["memory"].as_u64().unwrap() > 0, "{ours}");
+    // By pid: the rows whose pid starts with the one asked.
+    let (_, by_pid) = dash.get(&format!("/dashboard/processes?q={pid}")).await;
+    assert!(rows(&by_pid).iter().any(|p| p["pid"] == pid));
+    assert!(rows(&by_pid).iter().all(|p| p["pid"].to_string().starts_with(&pid.to_string())));
+    // Every process is there: pid 1 first by pid, never to be acted on.
+    let (_, first) = dash.get("/dashboard/processes?sort=pid&order=asc&limit=1").await;
+    assert_eq!(
+        (rows(&first)[0]["pid"].clone(), rows(&first)[0]["actionable"].clone()),
+        (json!(1), json!(false))
+    );
+    assert!(first["total"].as_u64().unwrap() >= 2 && first["matched"] == first["total"]);
+    // "mine": only what this server may act on, never pid 1 or the server itself.
+    let (_, mine) = dash.get("/dashboard/processes?mine=true&limit=500").await;
+    assert!(rows(&mine).iter().all(|p| p["actionable"] == true));
+    assert!(rows(&mine).iter().any(|p| p["pid"] == pid));
+    let server = std::process::id();
+    assert!(rows(&mine).iter().all(|p| p["pid"] != 1 && p["pid"] != server));
+    // Pages follow one order: neither a repeat nor a gap between them.
+    let (_, page1) = dash.get("/dashboard/processes?sort=pid&order=asc&limit=2").await;
+    let (_, page2) = dash.get("/dashboard/processes?sort=pid&order=asc&limit=2&offset=2").await;
+    let pids: Vec<u64> =
+        [page1, page2].iter().flat_map(rows).map(|p| p["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 4);
+    assert!(pids.windows(2).all(|w| w[0] < w[1]), "{pids:?}");
+
+    let long = "x".repeat(101);
+    for (query, status, code) in [
+        ("limit=0".to_owned(), 422, "limit_out_of_range"),
+        ("limit=501".to_owned(), 422, "limit_out_of_range"),
+        ("order=up".to_owned(), 422, "invalid_order"),
+        (format!("q={long}"), 422, "query_too_long"),
+        ("sort=colour".to_owned(), 400, "invalid_query"),
+        ("offset=-1".to_owned(), 400, "invalid_query"),
+        ("mine=perhaps".to_owned(), 400, "invalid_query"),
+        ("bogus=1".to_owned(), 400, "invalid_query"),
+    ] {
+        let (got, error) = dash.get(&format!("/dashboard/processes?{query}")).await;
+        assert_eq!((got, error["error"]["code"].as_str()), (status, Some(code)), "{query}");
+    }
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
 }
 
 /// The session of `/proc/<process>` (field 6 of its `stat`), 0 for one led from outside this

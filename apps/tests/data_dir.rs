@@ -5,6 +5,8 @@
 //! through it.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/dashboard.rs"]
+mod dashboard_source;
 mod support;
 
 use std::collections::BTreeSet;
@@ -13,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::Router;
+use dashboard_source::ScriptedSource;
 use serde_json::{Value, json};
 use sse_apps::chat::{self, ChatConfig};
 use sse_apps::dashboard::{self, DashboardConfig};
 use sse_apps::exec::{self, ExecConfig};
 use sse_core::Core;
-use support::{ScriptedSource, Stream, spawn_app};
+use support::{Stream, spawn_app};
 
 /// A watchdog for awaited events; not a timing assertion.
 const WATCHDOG: Duration = Duration::from_secs(60);

@@ -8,14 +8,19 @@
 //! must be refused, and the refusal shown as text, even when the page's own checks are bypassed.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/browser.rs"]
+mod browser;
+#[path = "support/dashboard.rs"]
+mod dashboard_source;
 mod support;
 
+use browser::{ONE_AT_A_TIME, browser, exec_page, until_true, wait_for};
+use dashboard_source::ScriptedSource;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use sse_apps::dashboard::sample::ProcessInfo;
 use sse_core::edge::auth::Token;
-use support::browser::{ONE_AT_A_TIME, browser, exec_page, until_true, wait_for};
-use support::{ScriptedSource, spawn_app_on};
+use support::spawn_app_on;
 
 /// Each payload is at most 64 bytes (the longest a workflow or step name may be) and says
 /// `pwned`, which the injection check looks for.

@@ -2,11 +2,13 @@
 //! styles are in the binary, served with validators, and a browser runs them.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/browser.rs"]
+mod browser;
 mod support;
 
 use std::process::Stdio;
 
-use support::browser::{ONE_AT_A_TIME, browser, text_of, wait_for};
+use browser::{ONE_AT_A_TIME, browser, text_of, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sse-apps");
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sse_apps::sampling::{SamplingConfig, router};
+use sse_core::testing::next_message;
 use support::{Stream, TestApp, spawn_app};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -66,13 +67,6 @@ impl Client {
     async fn stream(&self) -> Stream {
         Stream::open_with(self.request(reqwest::Method::GET)).await
     }
-}
-
-/// The next JSON-RPC message on an MCP stream.
-async fn next_message(stream: &mut Stream) -> Value {
-    let event = tokio::time::timeout(WATCHDOG, stream.next()).await.unwrap().expect("a message");
-    assert_eq!(event.event, "message");
-    serde_json::from_str(&event.data).unwrap()
 }
 
 /// The next request on a stream, past any notifications.

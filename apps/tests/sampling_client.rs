@@ -8,17 +8,19 @@
 //! one line per request. Counting the mock's requests, never timing, is what shows the retries.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/mock_llm.rs"]
+mod mock_llm;
 mod support;
 
 use std::time::{Duration, SystemTime};
 
+use mock_llm::{Mock, mock_server};
 use serde_json::{Value, json};
 use sse_apps::sampling::client::approval::Approve;
 use sse_apps::sampling::client::llm::Provider;
 use sse_apps::sampling::client::retry::RETRIES;
 use sse_apps::sampling::client::{ClientConfig, Transport, run};
 use sse_apps::sampling::{SamplingConfig, router};
-use support::mock_llm::{Mock, mock_server};
 use support::{Stream, TestApp, spawn_app};
 use tokio::io::AsyncBufReadExt;
 

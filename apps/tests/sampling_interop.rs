@@ -6,6 +6,8 @@
 //! In CI (`CI` set) a missing Node.js or SDK fails the test; elsewhere it prints a notice.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/mock_llm.rs"]
+mod mock_llm;
 mod support;
 
 use std::path::PathBuf;
@@ -97,8 +99,8 @@ async fn our_sampling_client_answers_an_sdk_servers_sampling_request() {
     if !sdk_available() {
         return;
     }
-    let mock = support::mock_llm::Mock::default();
-    let base = format!("{}/v1", support::mock_llm::mock_server(mock.clone()).await);
+    let mock = mock_llm::Mock::default();
+    let base = format!("{}/v1", mock_llm::mock_server(mock.clone()).await);
     let mut server = tokio::process::Command::new("node")
         .arg("sampling-server.mjs")
         .current_dir(interop_dir())

@@ -12,6 +12,8 @@
 //! In CI (`CI` set) a missing venv fails the test; elsewhere it prints a notice.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/mock_llm.rs"]
+mod mock_llm;
 mod support;
 
 use std::path::PathBuf;
@@ -109,8 +111,8 @@ async fn our_client_calls_a_tool_of_the_python_sdks_modern_server_by_rounds() {
     if !sdk_available() {
         return;
     }
-    let mock = support::mock_llm::Mock::default();
-    let base = format!("{}/v1", support::mock_llm::mock_server(mock.clone()).await);
+    let mock = mock_llm::Mock::default();
+    let base = format!("{}/v1", mock_llm::mock_server(mock.clone()).await);
     let mut server = tokio::process::Command::new(python())
         .arg("mrtr_server.py")
         .current_dir(interop_dir())

@@ -5,6 +5,8 @@
 //! with its API key; the key reaches the model's server and nothing the client prints.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
+#[path = "support/mock_llm.rs"]
+mod mock_llm;
 mod support;
 
 use std::process::Stdio;
@@ -94,8 +96,8 @@ const API_KEY: &str = "sk-test-never-logged-9c41e7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_api_key_appears_in_the_sampling_clients_output_even_at_trace_level() {
-    let mock = support::mock_llm::Mock::default();
-    let model = format!("{}/v1", support::mock_llm::mock_server(mock.clone()).await);
+    let mock = mock_llm::Mock::default();
+    let model = format!("{}/v1", mock_llm::mock_server(mock.clone()).await);
     let data = tempfile::tempdir().unwrap();
     let mut command = support::binary();
     command

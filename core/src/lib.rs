@@ -7,20 +7,27 @@
 //! |---|---|
 //! | [`wire`] | SSE frames (encoded once, spec-exact), the spec's reader, JSON-RPC envelopes. No IO. |
 //! | [`hub`] | topics, fan-out, replay ring, `Last-Event-ID` resume, explicit `resync` |
-//! | [`session`] | session ids, per-session streams kept through short disconnects, expiry |
+//! | [`session`] | session ids, per-session streams kept through short disconnects, expiry; the dialect a client speaks |
 //! | [`rpc`] | the correlator: request id → waiting caller; timeouts, cancellation, typed failures |
 //! | [`stream`] | a subscription as an HTTP response: headers, keep-alives, shutdown |
-//! | [`edge`] | token auth, Host/Origin checks, rate limits, JSON errors |
+//! | [`edge`] | token auth, Host/Origin checks, rate limits, JSON errors; the connection loop and the socket takeover (skip on a first read) |
 //! | [`client`] | reconnecting SSE client and a responder that answers requests |
 //! | [`cluster`] | several instances as one through Redis: session directory, requests and answers routed to the right instance |
 //! | [`metrics`] | Prometheus counters and histograms |
+//! | [`sync`] | a mutex lock that survives poisoning |
+//!
+//! The modules depend on each other without circles (`core/tests/architecture.rs` checks it):
+//! `wire`, `sync` and `metrics` at the bottom; `edge` on those; `hub`, then `session`, `stream`
+//! and `rpc` on what is below them; `client` and `cluster` on top. Where a lower module needs
+//! something from a higher one, the higher one hooks in (the cluster is the correlator's
+//! [`Relay`](rpc::Relay) and a hook of [`Sessions::on_create`](session::Sessions::on_create)).
 //!
 //! [`Core`] bundles one of each for a server:
 //!
 //! ```
 //! # async fn demo() -> Result<(), sse_core::session::TooManySessions> {
 //! use std::time::Duration;
-//! use sse_core::{Core, CoreConfig, rpc::JsonRpcEvents};
+//! use sse_core::{Core, CoreConfig, session::JsonRpcEvents};
 //!
 //! let core = Core::new(CoreConfig::default());
 //! let session = core.sessions.create(Some("worker-1"), std::sync::Arc::new(JsonRpcEvents)).await?;
@@ -34,6 +41,8 @@
 //! # }
 //! ```
 
+#![warn(clippy::too_many_lines)]
+
 pub mod client;
 pub mod cluster;
 pub mod edge;
@@ -45,6 +54,7 @@ pub mod ready;
 pub mod rpc;
 pub mod session;
 pub mod stream;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
@@ -110,6 +120,8 @@ pub struct CoreParts {
     pub metrics: Metrics,
     /// What `/readyz` checks.
     pub ready: ready::Readiness,
+    /// The other instances, once this core [joined](Core::join) them.
+    cluster: std::sync::OnceLock<cluster::Cluster>,
 }
 
 impl std::ops::Deref for Core {
@@ -138,6 +150,7 @@ impl Core {
             }),
             metrics,
             ready: ready::Readiness::default(),
+            cluster: std::sync::OnceLock::new(),
         };
         Core { parts: std::sync::Arc::new(parts) }
     }
@@ -145,7 +158,9 @@ impl Core {
     /// Makes this core one instance of `cluster`: its sessions are listed in the cluster's
     /// directory, and requests and answers travel between instances. Call once, in a runtime.
     pub fn join(&self, cluster: &cluster::Cluster) {
-        self.correlator.join(cluster.clone());
+        if self.parts.cluster.set(cluster.clone()).is_err() {
+            return;
+        }
         cluster.attach(&self.sessions, &self.correlator);
         let redis = cluster.clone();
         self.ready.register("redis", move || {
@@ -156,7 +171,7 @@ impl Core {
 
     /// The cluster this core belongs to, if any.
     pub fn cluster(&self) -> Option<&cluster::Cluster> {
-        self.correlator.cluster()
+        self.parts.cluster.get()
     }
 
     /// Cancelling this token ends every open stream at once (graceful shutdown).

@@ -47,6 +47,65 @@ struct Inner {
     connections_evicted: Labeled<Counter>,
 }
 
+impl Inner {
+    /// Lists every series of the core in `registry`, with its help text.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "streams_open",
+            "SSE responses currently open",
+            self.streams_open.clone(),
+        );
+        registry.register("streams_opened", "SSE responses opened", self.streams_opened.clone());
+        registry.register(
+            "streams_direct",
+            "SSE responses whose socket a topic's sweeper writes to directly",
+            self.streams_direct.clone(),
+        );
+        registry.register("bytes_sent", "Bytes written to SSE streams", self.bytes_sent.clone());
+        registry.register(
+            "events_published",
+            "Events published to topics and sessions",
+            self.events_published.clone(),
+        );
+        registry.register("resyncs", "resync events sent, by reason", self.resyncs.clone());
+        registry.register("sessions_active", "Sessions in memory", self.sessions_active.clone());
+        registry.register("sessions_expired", "Sessions expired", self.sessions_expired.clone());
+        registry.register(
+            "sessions_refused",
+            "Sessions not made because as many as allowed were live",
+            self.sessions_refused.clone(),
+        );
+        registry.register("rpc_pending", "Requests awaiting an answer", self.rpc_pending.clone());
+        registry.register("rpc_requests", "Requests by outcome", self.rpc_outcomes.clone());
+        registry.register(
+            "rpc_answers_rejected",
+            "Answers rejected, by reason",
+            self.rpc_answers_rejected.clone(),
+        );
+        registry.register(
+            "rpc_round_trip_seconds",
+            "Time from sending a request to its answer",
+            self.rpc_round_trip.clone(),
+        );
+        registry.register(
+            "rpc_circuits_open",
+            "Sessions whose circuit is open (recent requests all timed out)",
+            self.rpc_circuits_open.clone(),
+        );
+        registry.register(
+            "connections_pending",
+            "Connections accepted that have not sent a request yet",
+            self.connections_pending.clone(),
+        );
+        registry.register(
+            "connections_evicted",
+            "Connections closed before any request to make room for new ones, by the cap reached \
+             (per_address or total)",
+            self.connections_evicted.clone(),
+        );
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -79,59 +138,7 @@ impl Metrics {
             connections_evicted: Labeled::default(),
             registry: Mutex::default(),
         };
-        registry.register(
-            "streams_open",
-            "SSE responses currently open",
-            inner.streams_open.clone(),
-        );
-        registry.register("streams_opened", "SSE responses opened", inner.streams_opened.clone());
-        registry.register(
-            "streams_direct",
-            "SSE responses whose socket a topic's sweeper writes to directly",
-            inner.streams_direct.clone(),
-        );
-        registry.register("bytes_sent", "Bytes written to SSE streams", inner.bytes_sent.clone());
-        registry.register(
-            "events_published",
-            "Events published to topics and sessions",
-            inner.events_published.clone(),
-        );
-        registry.register("resyncs", "resync events sent, by reason", inner.resyncs.clone());
-        registry.register("sessions_active", "Sessions in memory", inner.sessions_active.clone());
-        registry.register("sessions_expired", "Sessions expired", inner.sessions_expired.clone());
-        registry.register(
-            "sessions_refused",
-            "Sessions not made because as many as allowed were live",
-            inner.sessions_refused.clone(),
-        );
-        registry.register("rpc_pending", "Requests awaiting an answer", inner.rpc_pending.clone());
-        registry.register("rpc_requests", "Requests by outcome", inner.rpc_outcomes.clone());
-        registry.register(
-            "rpc_answers_rejected",
-            "Answers rejected, by reason",
-            inner.rpc_answers_rejected.clone(),
-        );
-        registry.register(
-            "rpc_round_trip_seconds",
-            "Time from sending a request to its answer",
-            inner.rpc_round_trip.clone(),
-        );
-        registry.register(
-            "rpc_circuits_open",
-            "Sessions whose circuit is open (recent requests all timed out)",
-            inner.rpc_circuits_open.clone(),
-        );
-        registry.register(
-            "connections_pending",
-            "Connections accepted that have not sent a request yet",
-            inner.connections_pending.clone(),
-        );
-        registry.register(
-            "connections_evicted",
-            "Connections closed before any request to make room for new ones, by the cap reached \
-             (per_address or total)",
-            inner.connections_evicted.clone(),
-        );
+        inner.register(&mut registry);
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         registry.register(
             "build",

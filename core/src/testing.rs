@@ -1,6 +1,7 @@
 //! Helpers for tests that talk to a real server (enabled by the `testing` feature): serve a
 //! router on an ephemeral port, read an event stream with the crate's own parser, and await a
-//! condition with a watchdog instead of sleeping.
+//! step ([`within`]) or a condition ([`eventually`]) with a watchdog instead of sleeping. The
+//! core's tests and the apps' tests share these, so each is written once.
 //!
 //! These panic on failure, as test helpers do.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -14,7 +15,13 @@ use std::time::Duration;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use serde_json::Value;
+
 use crate::wire::{MessageEvent, Parser};
+
+/// How long a test step may take before it fails as hung. A watchdog, not a timing assertion:
+/// it is far longer than anything should take.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Serves `app` on 127.0.0.1:0 with the same connection loop the apps use; returns the base URL
 /// and a token that stops it.
@@ -35,6 +42,11 @@ pub async fn serve_with_port(build: impl FnOnce(u16) -> Router) -> (String, Canc
         crate::edge::connections::serve(listener, app, stopped, settings).await.unwrap();
     });
     (format!("http://{addr}"), stop)
+}
+
+/// The port of a base URL such as `http://127.0.0.1:4242` (as [`serve`] returns).
+pub fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a base URL with a port")
 }
 
 /// One HTTP client for every test stream: building a client loads the system's root
@@ -110,7 +122,38 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
             tokio::task::yield_now().await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(60), wait).await.is_err() {
+    if tokio::time::timeout(WATCHDOG, wait).await.is_err() {
         panic!("never happened: {what}");
     }
+}
+
+/// Awaits `future`, failing the test if it has not finished within the [`WATCHDOG`] (`what`
+/// names the step in the failure).
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WATCHDOG, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
+}
+
+/// The next event named `name` on `stream`, skipping events of other names (a chat's presence
+/// and typing, say); fails if the stream ends first or the [`WATCHDOG`] fires.
+pub async fn next_event(stream: &mut Stream, name: &str) -> MessageEvent {
+    within(name, async {
+        loop {
+            let event = stream.next().await.expect("the stream ended");
+            if event.event == name {
+                return event;
+            }
+        }
+    })
+    .await
+}
+
+/// The data of the next event named `name` on `stream`, read as JSON (see [`next_event`]).
+pub async fn next_named(stream: &mut Stream, name: &str) -> Value {
+    let event = next_event(stream, name).await;
+    serde_json::from_str(&event.data).unwrap_or_else(|e| panic!("{name} is not JSON ({e})"))
+}
+
+/// The data of the next `message` event on `stream`, read as JSON (see [`next_event`]).
+pub async fn next_message(stream: &mut Stream) -> Value {
+    next_named(stream, "message").await
 }

@@ -9,7 +9,7 @@ use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::{HostPolicy, check_host_and_origin};
 use sse_core::edge::rate::{RateLimit, limit};
 use sse_core::edge::{JsonBody, method_not_allowed, not_found};
-use sse_core::testing::serve_with_port;
+use sse_core::testing::{port_of, serve_with_port};
 
 async fn echo(JsonBody(body): JsonBody<Value>) -> axum::Json<Value> {
     axum::Json(body)
@@ -80,11 +80,6 @@ async fn a_token_is_required_and_compared_exactly() {
     }
     // Health checks never need the token.
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-}
-
-/// The port of a base URL such as `http://127.0.0.1:4242`.
-fn port_of(base: &str) -> u16 {
-    base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
 }
 
 /// The `Set-Cookie` headers of a response.

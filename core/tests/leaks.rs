@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use sse_core::hub::Resume;
-use sse_core::rpc::JsonRpcEvents;
+use sse_core::session::JsonRpcEvents;
 use sse_core::session::SessionConfig;
 use sse_core::stream::LiveResponse;
 use sse_core::testing::{Stream, eventually, serve};

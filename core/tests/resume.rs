@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use sse_core::hub::{Resume, Topic, TopicConfig};
 use sse_core::metrics::Metrics;
-use sse_core::rpc::JsonRpcEvents;
+use sse_core::session::JsonRpcEvents;
 use sse_core::session::{SessionConfig, Sessions};
 use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::testing::{Stream, serve};

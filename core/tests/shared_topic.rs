@@ -13,13 +13,8 @@ use sse_core::cluster::{Cluster, SharedTopic};
 use sse_core::hub::{Resume, Subscription, TopicConfig};
 use sse_core::metrics::Metrics;
 use sse_core::testing::programs::{free_port, installed, redis_server};
+use sse_core::testing::within;
 use sse_core::wire::{MessageEvent, Parser};
-
-/// A watchdog for steps that must finish; not a timing assertion.
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    let watchdog = Duration::from_secs(60);
-    tokio::time::timeout(watchdog, future).await.unwrap_or_else(|_| panic!("{what} did not finish"))
-}
 
 /// One instance's view of the topic `news`.
 fn instance(port: u16) -> SharedTopic {

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use sse_core::hub::{Resume, TopicConfig};
-use sse_core::rpc::JsonRpcEvents;
+use sse_core::session::JsonRpcEvents;
 use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::testing::{Stream, eventually, serve};
 use sse_core::wire::{Event, Parser};

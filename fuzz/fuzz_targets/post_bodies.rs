@@ -11,7 +11,7 @@ use axum::extract::ConnectInfo;
 use libfuzzer_sys::fuzz_target;
 use sse_apps::POST_ENDPOINTS as POSTS;
 use sse_apps::front_door::FrontDoor;
-use sse_apps::server::{Guards, finish};
+use sse_apps::server::{Guards, guarded_with_shared_routes};
 use sse_core::edge::origin::HostPolicy;
 use sse_core::{Core, CoreConfig};
 use tower::ServiceExt;
@@ -30,7 +30,7 @@ fn apps() -> &'static Apps {
             let core = Core::new(CoreConfig::default());
             let config = sse_apps::AllApps::new(data.path());
             let apps = sse_apps::all_apps(core.clone(), config).expect("the apps");
-            finish(apps, &core, HostPolicy::any_host(), Guards::default())
+            guarded_with_shared_routes(apps, &core, HostPolicy::any_host(), Guards::default())
         });
         Apps { runtime, router }
     })

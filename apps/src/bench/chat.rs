@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 
 use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_events};

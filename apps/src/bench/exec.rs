@@ -3,9 +3,11 @@
 //!
 //! Throughput: a run writes `--mib` MiB (`head -c … /dev/zero | tr`) and one raw HTTP/1.0
 //! viewer ([`super::reader`]) reads the stream to `exit`; the figure is output bytes over the
-//! time from the POST to `exit`, so it includes the sandbox's start. Latency: a run of `cat`
-//! echoes each keystroke (a short line POSTed to stdin) back on the stream; each is timed from
-//! just before its POST to the moment the viewer parses the echo.
+//! time from the POST to `exit`, so it includes the sandbox's start. Latency, twice: a run of
+//! `cat` on pipes echoes each keystroke (a short line POSTed to stdin) back on the stream, and a
+//! run of `cat` in a terminal (a PTY, as the page's xterm uses) gets one key per POST, which the
+//! terminal echoes at once, as it does for a shell. Each is timed from just before its POST to the
+//! moment the viewer parses the echo.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +43,10 @@ pub struct ExecReport {
     pub bytes: u64,
     /// POST to `exit`.
     pub elapsed: Duration,
-    /// Keystroke to echo.
+    /// Keystroke to echo, on pipes.
     pub echo: Percentiles,
+    /// Keystroke to echo, in a terminal.
+    pub terminal_echo: Percentiles,
     /// Whether the server was pinned.
     pub pinned: bool,
 }
@@ -52,7 +56,7 @@ impl ExecReport {
     pub fn line(&self) -> String {
         let mb_per_s = self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64();
         format!(
-            "exec{}: {} MB of output to one viewer in {:.2} s = {:.0} MB/s; {} keystrokes echoed: p50 {}, p99 {}, max {}",
+            "exec{}: {} MB of output to one viewer in {:.2} s = {:.0} MB/s; {} keystrokes echoed: p50 {}, p99 {}, max {}; in a terminal: p50 {}, p99 {}, max {}",
             if self.pinned { " (server pinned to one core)" } else { "" },
             self.bytes / 1_000_000,
             self.elapsed.as_secs_f64(),
@@ -61,6 +65,9 @@ impl ExecReport {
             ms(self.echo.p50),
             ms(self.echo.p99),
             ms(self.echo.max),
+            ms(self.terminal_echo.p50),
+            ms(self.terminal_echo.p99),
+            ms(self.terminal_echo.max),
         )
     }
 }
@@ -86,10 +93,36 @@ pub async fn run(bench: ExecBench) -> anyhow::Result<ExecReport> {
     .await;
     let elapsed = started.elapsed();
 
-    let id = start(&http, &server.base, json!({ "language": "sh", "code": "exec cat" })).await?;
+    let on_pipes = json!({ "language": "sh", "code": "exec cat" });
+    let echo =
+        echoes(&http, &server.base, on_pipes, bench.keystrokes, |i| format!("{i}\n")).await?;
+    let in_terminal = json!({ "argv": ["cat"], "pty": true, "rows": 24, "cols": 80 });
+    let keys = b"abcdefghijklmnopqrstuvwxyz";
+    let key = |i: usize| char::from(keys[i % keys.len()]).to_string();
+    let terminal_echo = echoes(&http, &server.base, in_terminal, bench.keystrokes, key).await?;
+    Ok(ExecReport {
+        bytes: bytes.load(Ordering::Relaxed),
+        elapsed,
+        echo,
+        terminal_echo,
+        pinned: server.pinned,
+        bench,
+    })
+}
+
+/// Starts a run of `cat` as `body` says, sends it `count` keystrokes (`key(i)` each, one POST
+/// each, the next once the last came back) and times each from its POST to its echo.
+async fn echoes(
+    http: &reqwest::Client,
+    base: &str,
+    body: Value,
+    count: usize,
+    key: impl Fn(usize) -> String,
+) -> anyhow::Result<Percentiles> {
+    let id = start(http, base, body).await?;
     let (echoed, mut echoes) = mpsc::unbounded_channel::<Instant>();
     let viewer = tokio::spawn({
-        let addr = addr.clone();
+        let addr = base.trim_start_matches("http://").to_owned();
         let id = id.clone();
         async move {
             view(&addr, &id, move |event, _| {
@@ -100,13 +133,13 @@ pub async fn run(bench: ExecBench) -> anyhow::Result<ExecReport> {
             .await;
         }
     });
-    let mut micros = Vec::with_capacity(bench.keystrokes);
-    let stdin = format!("{}/exec/runs/{id}/stdin", server.base);
-    for i in 0..bench.keystrokes {
+    let mut micros = Vec::with_capacity(count);
+    let stdin = format!("{base}/exec/runs/{id}/stdin");
+    for i in 0..count {
         let sent = Instant::now();
         http.post(&stdin)
             .bearer_auth(TOKEN)
-            .json(&json!({ "data": format!("{i}\n") }))
+            .json(&json!({ "data": key(i) }))
             .send()
             .await?
             .error_for_status()?;
@@ -115,16 +148,14 @@ pub async fn run(bench: ExecBench) -> anyhow::Result<ExecReport> {
             .context("a keystroke never came back")?
             .context("the viewer stopped")?;
         micros.push(back.duration_since(sent).as_micros() as u64);
+        // An echo may come in more than one event: the next key waits for a quiet stream.
+        while echoes.try_recv().is_ok() {}
     }
-    http.post(&stdin).bearer_auth(TOKEN).json(&json!({ "eof": true })).send().await?;
+    // A terminal ends `cat` with a new line then Ctrl-D; pipes by closing stdin.
+    let end = json!({ "data": "\n\u{4}", "eof": true });
+    http.post(&stdin).bearer_auth(TOKEN).json(&end).send().await?;
     viewer.await?;
-    Ok(ExecReport {
-        bytes: bytes.load(Ordering::Relaxed),
-        elapsed,
-        echo: Percentiles::from_micros(micros),
-        pinned: server.pinned,
-        bench,
-    })
+    Ok(Percentiles::from_micros(micros))
 }
 
 async fn start(http: &reqwest::Client, base: &str, body: Value) -> anyhow::Result<String> {

@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 
 /// Percentiles of a set of latencies.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

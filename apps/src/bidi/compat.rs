@@ -24,7 +24,7 @@ use sse_core::edge::origin::SameSite;
 use sse_core::edge::{
     ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets, refuse_reserved_keys,
 };
-use sse_core::rpc::Dialect;
+use sse_core::session::Dialect;
 use sse_core::session::{Session, TooManySessions};
 use sse_core::stream::LastEventId;
 use sse_core::wire::Event;
@@ -140,12 +140,7 @@ pub(super) async fn response(
     };
     tracing::trace!(client_id, request = %answer.id, result = %redact_secrets(&answer.result.to_string()), "answer received");
     let answer = RpcResponse::result(Id::from_text(&answer.id), answer.result);
-    state
-        .core
-        .correlator
-        .answer_anywhere(&session, answer)
-        .await
-        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    state.core.correlator.answer(&session, answer).await?;
     // An empty 200, as the original answers: a Go client closes the body unread, and only an
     // empty one leaves its connection reusable (a body left unread makes it dial anew for every
     // answer, which costs the server an accept per round trip).

@@ -27,14 +27,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sse_core::Core;
 use sse_core::cluster::RemoteSession;
 use sse_core::edge::origin::SameSite;
 use sse_core::edge::{ApiError, QueryParams};
-use sse_core::rpc::RpcError;
 use sse_core::wire::jsonrpc::IdText;
 
 /// Settings of the bidirectional server.
@@ -164,31 +162,7 @@ async fn trigger(
             }
         },
     };
-    match asked {
-        Ok(answer) => {
-            Ok(axum::Json(TriggerAnswer { id: answer.id.as_text(), result: &answer.result })
-                .into_response())
-        }
-        Err(RpcError::Timeout(after)) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "client_timeout",
-            format!("client {client_id:?} did not answer within {after:?}"),
-        )),
-        Err(RpcError::Remote(error)) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "client_error",
-            format!("client {client_id:?} answered with an error: {error}"),
-        )),
-        Err(RpcError::CircuitOpen(wait)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "client_unresponsive",
-            format!("client {client_id:?} has not answered its recent requests"),
-        )
-        .retry_after((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))),
-        Err(error) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "client_gone",
-            format!("client {client_id:?}: {error}"),
-        )),
-    }
+    let answer = asked?;
+    Ok(axum::Json(TriggerAnswer { id: answer.id.as_text(), result: &answer.result })
+        .into_response())
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sse_core::hub::lock;
 use sse_core::hub::{Hub, Topic};
+use sse_core::sync::lock;
 use sse_core::wire::Event;
 
 use super::shared::SharedLog;

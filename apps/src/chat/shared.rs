@@ -39,7 +39,7 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script, Value};
-use sse_core::cluster::{Cluster, Heard};
+use sse_core::cluster::{ChannelEvent, Cluster};
 use sse_core::wire::Event;
 
 use super::room::{Room, Rooms};
@@ -354,9 +354,9 @@ impl SharedLog {
         }
     }
 
-    async fn hear(&self, rooms: &Rooms, heard: Heard) {
+    async fn hear(&self, rooms: &Rooms, heard: ChannelEvent) {
         let text = match heard {
-            Heard::Subscribed => {
+            ChannelEvent::Subscribed => {
                 // Anything may have been published while unsubscribed.
                 for room in rooms.loaded() {
                     if let Err(error) = self.catch_up(&room).await {
@@ -365,7 +365,7 @@ impl SharedLog {
                 }
                 return;
             }
-            Heard::Message(text) => text,
+            ChannelEvent::Message(text) => text,
         };
         let mut parts = text.splitn(3, '\n');
         let (Some(kind), Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next())

@@ -384,6 +384,24 @@ async fn exits_within(pidfd: &Arc<OwnedFd>, limit: Duration) -> Result<bool, rus
     waited.unwrap_or(Err(rustix::io::Errno::IO))
 }
 
+/// Whether this server would act on `pid`, owned by `owner`, as far as `/proc` tells without
+/// opening it: the list's hint of which rows get buttons. [`may_act_on`] still decides each
+/// action.
+pub fn would_act_on(pid: u32, owner: Option<u32>, allow_all: bool) -> bool {
+    if pid <= 1 || pid == std::process::id() {
+        return false;
+    }
+    if allow_all {
+        return true;
+    }
+    let ours = rustix::process::getuid();
+    if owner != Some(ours.as_raw()) {
+        return false;
+    }
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    !ours.is_root() || descends_from_server(pid) || in_server_session(pid)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -10,7 +10,9 @@
 //! | [`board`] | state + event stream: history ring, snapshot, every event encoded once |
 //! | [`alerts`] | thresholds with hysteresis, acknowledgements |
 //! | [`control`] | checking and carrying out control actions |
+//! | [`processes`] | every process, searched and paged, for the page's process list |
 //! | [`audit`] | the on-disk record of every action |
+//! | [`flags`] | the dashboard's flags, turned into a [`DashboardConfig`] |
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
 //! POST → checks → audit (synced) → `command_started` → 202, then runs, audits the outcome and
@@ -26,6 +28,8 @@ pub mod board;
 pub mod cgroup;
 pub mod control;
 mod elsewhere;
+pub mod flags;
+pub mod processes;
 pub mod sample;
 pub mod sampler;
 pub mod system;
@@ -98,6 +102,7 @@ struct DashboardState {
     board: Arc<Board>,
     audit: AuditLog,
     allow_control_all: bool,
+    processes: Arc<processes::ProcessTable>,
 }
 
 /// The dashboard routes, mounted at `/dashboard`, measuring this machine.
@@ -116,7 +121,9 @@ pub fn router_with_source(
     let board = Arc::new(Board::new(core.hub.topic("dashboard"), config.interval, config.alerts));
     let stats = SamplerStats::register(&core.metrics);
     sampler::spawn(board.clone(), source, stats, core.shutdown_token());
-    let state = DashboardState { core, board, audit, allow_control_all: config.allow_control_all };
+    let processes = Arc::new(processes::ProcessTable::new(config.allow_control_all)?);
+    let allow_control_all = config.allow_control_all;
+    let state = DashboardState { core, board, audit, allow_control_all, processes };
     Ok(Router::new()
         .route("/dashboard", get(page))
         .route("/dashboard/", get(page))
@@ -124,6 +131,7 @@ pub fn router_with_source(
         .route("/dashboard/commands", post(command))
         .route("/dashboard/alerts/{id}/ack", post(acknowledge))
         .route("/dashboard/audit", get(audit_log))
+        .route("/dashboard/processes", get(processes::list))
         .route("/dashboard/instances", get(elsewhere::instances))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_instance))
         .with_state(state))

@@ -53,7 +53,7 @@ impl ExecState {
         if kind == RUN {
             self.find(id).is_ok()
         } else {
-            sse_core::hub::lock(&self.workflows).iter().any(|w| w.id == id)
+            sse_core::sync::lock(&self.workflows).iter().any(|w| w.id == id)
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | [`run_uids`] | the uids runs get as root, outside every subordinate id range |
 //! | [`output`] | the run's event log: ids, replay, the output cap and `dropped` |
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
+//! | [`flags`] | the exec flags, turned into an [`ExecConfig`] with the sandbox checked |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
 //! | `elsewhere` | with several instances: requests for a run or workflow go to the instance that has it |
 //!
@@ -21,6 +22,7 @@
 
 pub mod cgroup;
 mod elsewhere;
+pub mod flags;
 pub mod journal;
 pub mod output;
 pub mod run;
@@ -47,8 +49,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
 use sse_core::edge::{ApiError, JsonBody, PathParams};
-use sse_core::hub::lock;
 use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
+use sse_core::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dashboard::audit::AuditLog;
@@ -551,6 +553,7 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
             json!({
                 "id": run.id,
                 "label": run.label,
+                "terminal": run.terminal,
                 "started_at": run.started_at,
                 "state": if run.exit().is_some() { "finished" } else { "running" },
                 "exit": run.exit(),

@@ -73,6 +73,8 @@ pub struct Run {
     pub id: String,
     /// The language or program.
     pub label: String,
+    /// Whether it runs in a terminal (a PTY), which the page then shows in a terminal.
+    pub terminal: bool,
     /// Ms since the epoch.
     pub started_at: u64,
     /// Its output and events.
@@ -116,6 +118,7 @@ impl Run {
         Run {
             id,
             label: spec.label.clone(),
+            terminal: spec.terminal.is_some(),
             started_at: unix_millis(),
             output: Output::new(output_cap, metrics),
             stdin: tokio::sync::Mutex::new(None),
@@ -137,6 +140,8 @@ impl Run {
         Run {
             id: past.id,
             label: past.label,
+            // Its output is not kept, so there is no screen to draw.
+            terminal: false,
             started_at: past.started_at,
             output,
             stdin: tokio::sync::Mutex::new(None),

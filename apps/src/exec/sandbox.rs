@@ -219,7 +219,9 @@ pub fn command(
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", "/work")
-        .env("LANG", "C.UTF-8");
+        .env("LANG", "C.UTF-8")
+        // In a terminal, programs may draw (colours, full-screen); on pipes they must not try.
+        .env("TERM", if terminal { "xterm-256color" } else { "dumb" });
     if let (false, Some(scratch)) = (isolation == Isolation::Bubblewrap, &placement.scratch) {
         command.current_dir(scratch).env("HOME", scratch);
     }

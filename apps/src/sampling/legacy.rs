@@ -76,8 +76,7 @@ pub(super) async fn post(
     let session = state.core.sessions.get(&SessionId::from(id.as_str())).ok_or_else(|| {
         ApiError::not_found("unknown_session", "no such session; open /sampling/sse again")
     })?;
-    let message = Message::parse(&body)
-        .map_err(|e| ApiError::bad_request("invalid_jsonrpc", e.to_string()))?;
+    let message = Message::parse(&body)?;
     let send = {
         let session = session.clone();
         move |value: Value| {
@@ -102,9 +101,6 @@ pub(super) async fn post(
         drop(task_state.spawn_answer(session, request, send, move |response| respond(response)));
         return Ok(StatusCode::ACCEPTED.into_response());
     }
-    state
-        .handle(&session, message, &send)
-        .await
-        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    state.handle(&session, message, &send).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

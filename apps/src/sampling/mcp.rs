@@ -4,7 +4,7 @@
 //! `sampling/createMessage`.
 
 use serde_json::{Value, json};
-use sse_core::rpc::Dialect;
+use sse_core::session::Dialect;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, Notification, Request};
 

@@ -46,9 +46,9 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::hub::lock;
 use sse_core::rpc::RpcError;
 use sse_core::session::{Session, SessionId};
+use sse_core::sync::lock;
 use sse_core::wire::jsonrpc::{Id, Message, Request};
 use tokio::task::AbortHandle;
 
@@ -265,7 +265,7 @@ impl SamplingState {
         match message {
             Message::Response(response) => {
                 let id = response.id.clone();
-                self.core.correlator.answer(session.id(), response)?;
+                self.core.correlator.answer_here(session.id(), response)?;
                 self.answered_by(session.id(), &id).await;
                 Ok(None)
             }

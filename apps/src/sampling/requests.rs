@@ -29,7 +29,7 @@ use super::mcp::{self, codes};
 use super::{ClientInfo, SamplingState};
 use crate::dashboard::system::unix_millis;
 use crate::forward;
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 
 /// Requests kept for the list.
 const KEPT: usize = 200;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 
 use crate::dashboard::system::unix_millis;
 

@@ -3,6 +3,7 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver`, which `.ci/run` installs. In CI (`CI` set) a
 //! missing browser fails the test; elsewhere [`browser`] prints a notice and the test passes.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -116,11 +117,13 @@ pub async fn wait_for(client: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("the page never showed {css}: {e}"));
 }
 
+#[allow(dead_code, reason = "used by the page tests that read a text")]
 pub async fn text_of(client: &Client, css: &str) -> String {
     client.find(Locator::Css(css)).await.expect("element").text().await.expect("text")
 }
 
 /// Runs `script` in the page until it returns `true` (the watchdog fails the test otherwise).
+#[allow(dead_code, reason = "used by the page tests that wait on a script")]
 pub async fn until_true(client: &Client, what: &str, script: &str) {
     let wait = async {
         while client.execute(script, vec![]).await.expect("script runs") != json!(true) {
@@ -136,16 +139,19 @@ pub async fn until_true(client: &Client, what: &str, script: &str) {
 
 /// The exec page in a browser, on a server with a token (the page gets it from the link), or
 /// `None` with a notice (outside CI) when bubblewrap or the browser is missing.
-pub async fn exec_page() -> Option<(Browser, super::TestApp, tempfile::TempDir)> {
+#[allow(dead_code, reason = "used by the page tests of exec")]
+pub async fn exec_page() -> Option<(Browser, crate::support::TestApp, tempfile::TempDir)> {
     let data = tempfile::tempdir().expect("a temporary directory");
-    let config = sse_apps::exec::ExecConfig::checked(data.path().to_owned());
+    let mut config = sse_apps::exec::ExecConfig::checked(data.path().to_owned());
+    // A page driven key by key is slower than a person: its runs get minutes, not 30 s.
+    (config.timeout, config.max_timeout) = (Duration::from_secs(300), Duration::from_secs(300));
     if let Err(why) = &config.sandbox {
         assert!(std::env::var_os("CI").is_none(), "CI must have bubblewrap: {why}");
         eprintln!("NOTICE: skipping an exec browser test: {why}");
         return None;
     }
     let browser = browser().await?;
-    let app = super::spawn_app_on(
+    let app = crate::support::spawn_app_on(
         "127.0.0.1:0".parse().expect("addr"),
         sse_core::edge::auth::Token::required("t0k"),
         |core| sse_apps::exec::router(core, config).expect("exec starts"),

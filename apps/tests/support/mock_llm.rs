@@ -1,6 +1,7 @@
 //! Mock model servers for tests: the HTTP contracts of OpenAI-compatible Chat Completions and
 //! Anthropic Messages, both streaming and counting tokens as the real ones do, with failures (and
 //! their `Retry-After`) on demand. Every request is recorded, so a test can count them.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,7 @@ pub struct Mock {
     pub keys: Arc<Mutex<Vec<String>>>,
 }
 
+#[allow(dead_code, reason = "used by the tests that make the model fail or count its calls")]
 impl Mock {
     /// Answers the next requests with these statuses, in this order, before succeeding again.
     pub fn fail(&self, answers: &[(u16, Option<&str>)]) {

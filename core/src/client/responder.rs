@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{EventSource, post_json_with_retry};
-use crate::hub::lock;
-use crate::rpc::CANCELLED;
+use crate::session::CANCELLED;
+use crate::sync::lock;
 use crate::wire::jsonrpc::{ErrorObject, Id, Message, Request, Response, codes};
 
 /// What answers a request: `method` and `params` in, a result or a JSON-RPC error out.

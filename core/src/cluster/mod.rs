@@ -18,6 +18,31 @@
 //! where nobody waits for it is forwarded to the instance whose caller waits, and the POST gets that
 //! instance's verdict (202, or 404/403/409/410 as the correlator there decides).
 //!
+//! ## Two ways to reach another instance, and which serves what
+//!
+//! - **Redis messages inside the correlator** (this module) serve the request/answer pattern of
+//!   the bidi programs and of any app built on [`Correlator::request`]. What crosses instances
+//!   there is small and well defined: one JSON-RPC request down to the instance holding a
+//!   session's stream, one answer back to the instance whose caller waits, a verdict for each.
+//!   The correlator stays the one place that matches answers to requests, so an answer may be
+//!   POSTed anywhere and still gets its exact status (202, 404, 403, 409, 410), and the caller's
+//!   deadline, cancellation and circuit breaker work the same as for a local session. The cluster
+//!   plugs into it as its [`Relay`](crate::rpc::Relay); the correlator never knows how instances
+//!   are reached.
+//! - **HTTP forwarding to the owner** (`apps/src/forward.rs`) serves the other apps (exec,
+//!   sampling, the dashboard), whose requests are about a thing that lives in one process (an
+//!   exec run's child process, an MCP session with its pending `createMessage` calls, one
+//!   machine's measurements), and whose endpoints are many and app-specific (event streams,
+//!   stdin, signals, tool calls, control actions). The instance that gets such a request looks
+//!   the owner up (the session directory, [`Cluster::owner`], or the instance the request names)
+//!   and forwards the whole HTTP request there ([`Cluster::address_of`]), streaming the answer
+//!   back byte for byte.
+//!   Teaching the correlator each of those endpoints would copy every app's protocol into the
+//!   core; forwarding needs nothing of them but "who owns this".
+//!
+//! So: a request/answer pair matched by id crosses instances as Redis messages; anything else
+//! an app owns is reached by forwarding the HTTP request to its owner.
+//!
 //! Redis failing does not stop an instance: everything local goes on (its own sessions, callers
 //! and answers), a remote step fails clearly (`503`, the session treated as gone), the listener
 //! reconnects every second and the directory is rewritten on its next refresh. A message
@@ -29,19 +54,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::hub::lock;
+use crate::sync::lock;
 
 mod shared_topic;
 
-use crate::rpc::{AnswerError, Correlator};
+pub use crate::rpc::RemoteSession;
+use crate::rpc::{AnswerError, Correlator, Relay};
 use crate::session::{Session, SessionId, Sessions};
-use crate::wire::jsonrpc::{Id, Message, Request};
+use crate::wire::jsonrpc::{Id, Message, Request, Response};
 pub use shared_topic::{LOG_LENGTH, SharedTopic};
 
 /// How long a directory entry lives without a refresh.
@@ -76,7 +103,7 @@ struct Inner {
     client: redis::Client,
     commands: ConnectionManager,
     /// Outcomes this instance waits for, by ticket.
-    tickets: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    tickets: Mutex<HashMap<String, oneshot::Sender<Delivery>>>,
     /// This instance's sessions and correlator, for messages from the others.
     local: OnceLock<(Sessions, Correlator)>,
     /// Where this instance answers HTTP, once it listens.
@@ -101,7 +128,7 @@ fn refreshes_its_name(sessions: &Sessions, session: &Session) -> bool {
 /// ends, or when the caller gives up and drops the future mid-wait (a client that hangs up while
 /// its request is forwarded), which would otherwise leave the entry there for good.
 struct Ticket<'a> {
-    tickets: &'a Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    tickets: &'a Mutex<HashMap<String, oneshot::Sender<Delivery>>>,
     id: String,
 }
 
@@ -111,19 +138,10 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// A session held by another instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteSession {
-    /// Its id.
-    pub id: SessionId,
-    /// The instance that holds its stream.
-    pub instance: String,
-}
-
 /// What an instance says about a request or an answer it was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum Delivery {
     /// Sent down the session's stream, or handed to the waiting caller.
     Delivered,
     /// The session is not (or no longer) there.
@@ -169,7 +187,7 @@ impl Refusal {
 
 /// What a follower of a channel hears (see [`Cluster::follow`]).
 #[derive(Debug)]
-pub enum Heard {
+pub enum ChannelEvent {
     /// The channel is (again) subscribed: messages published from now on will arrive, and any
     /// published while unsubscribed never will.
     Subscribed,
@@ -195,7 +213,7 @@ enum Envelope {
     /// An answer POSTed elsewhere, for the caller waiting here.
     Answer { session: String, response: Value, ticket: String, reply_to: String },
     /// The outcome of a `request` or an `answer`.
-    Verdict { ticket: String, verdict: Verdict },
+    Verdict { ticket: String, verdict: Delivery },
 }
 
 fn channel(instance: &str) -> String {
@@ -241,12 +259,15 @@ impl Cluster {
         &self.inner.instance
     }
 
-    /// Serves messages for `sessions` and `correlator` from the other instances, and lists every
-    /// session in the directory while it lives. Call once, inside a runtime.
+    /// Serves messages for `sessions` and `correlator` from the other instances, lists every
+    /// session in the directory while it lives, and becomes the correlator's
+    /// [`Relay`](crate::rpc::Relay) to the other instances. The cluster hooks into both; neither
+    /// knows it. Call once, inside a runtime.
     pub fn attach(&self, sessions: &Sessions, correlator: &Correlator) {
         if self.inner.local.set((sessions.clone(), correlator.clone())).is_err() {
             return;
         }
+        correlator.relay_through(Arc::new(self.clone()));
         let cluster = self.clone();
         sessions.on_create(move |session| {
             let (cluster, session) = (cluster.clone(), session.clone());
@@ -428,7 +449,7 @@ impl Cluster {
         &self,
         session: &RemoteSession,
         request: &Request,
-    ) -> Option<Verdict> {
+    ) -> Option<Delivery> {
         let (ticket, verdict) = self.ticket();
         let envelope = Envelope::Request {
             session: session.id.as_str().to_owned(),
@@ -448,7 +469,7 @@ impl Cluster {
         origin: &str,
         session: &SessionId,
         response: Value,
-    ) -> Option<Verdict> {
+    ) -> Option<Delivery> {
         let (ticket, verdict) = self.ticket();
         let envelope = Envelope::Answer {
             session: session.as_str().to_owned(),
@@ -469,7 +490,7 @@ impl Cluster {
         let _ = self.publish(&session.instance, &envelope).await;
     }
 
-    fn ticket(&self) -> (Ticket<'_>, oneshot::Receiver<Verdict>) {
+    fn ticket(&self) -> (Ticket<'_>, oneshot::Receiver<Delivery>) {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (sender, receiver) = oneshot::channel();
         lock(&self.inner.tickets).insert(id.clone(), sender);
@@ -482,8 +503,8 @@ impl Cluster {
         instance: &str,
         envelope: &Envelope,
         ticket: Ticket<'_>,
-        verdict: oneshot::Receiver<Verdict>,
-    ) -> Option<Verdict> {
+        verdict: oneshot::Receiver<Delivery>,
+    ) -> Option<Delivery> {
         let heard = match self.publish(instance, envelope).await {
             Ok(receivers) => receivers > 0,
             Err(error) => {
@@ -515,7 +536,7 @@ impl Cluster {
             move |heard| {
                 let cluster = cluster.clone();
                 async move {
-                    let Heard::Message(text) = heard else { return };
+                    let ChannelEvent::Message(text) = heard else { return };
                     match serde_json::from_str::<Envelope>(&text) {
                         Ok(envelope) => cluster.handle(envelope).await,
                         Err(error) => tracing::warn!(%error, "unreadable cluster message"),
@@ -527,13 +548,13 @@ impl Cluster {
     }
 
     /// Follows the pub/sub `channel` for as long as the process runs: `handler` hears
-    /// [`Heard::Subscribed`] after each (re)subscription, so it can catch up on what it missed
+    /// [`ChannelEvent::Subscribed`] after each (re)subscription, so it can catch up on what it missed
     /// while cut off, then each message in the order Redis published them (one at a time: the
     /// next waits for the handler). While Redis is unreachable it logs once that `what` cannot
     /// arrive and tries again every second.
     pub async fn follow<F, Fut>(&self, channel: String, what: &str, mut handler: F)
     where
-        F: FnMut(Heard) -> Fut,
+        F: FnMut(ChannelEvent) -> Fut,
         Fut: Future<Output = ()>,
     {
         let mut lost = false;
@@ -543,11 +564,11 @@ impl Cluster {
                     if lost {
                         tracing::info!(instance = self.instance(), channel, "reconnected to Redis");
                     }
-                    handler(Heard::Subscribed).await;
+                    handler(ChannelEvent::Subscribed).await;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         if let Ok(text) = message.get_payload::<String>() {
-                            handler(Heard::Message(text)).await;
+                            handler(ChannelEvent::Message(text)).await;
                         }
                     }
                     tracing::error!(
@@ -587,12 +608,12 @@ impl Cluster {
                     Some(session) => {
                         let event = session.dialect().request(&Request::new(id, method, params));
                         if session.send(event).is_ok() {
-                            Verdict::Delivered
+                            Delivery::Delivered
                         } else {
-                            Verdict::NoSession
+                            Delivery::NoSession
                         }
                     }
-                    None => Verdict::NoSession,
+                    None => Delivery::NoSession,
                 };
                 let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
             }
@@ -606,12 +627,12 @@ impl Cluster {
             Envelope::Answer { session, response, ticket, reply_to } => {
                 let verdict = match Message::from_value(response) {
                     Ok(Message::Response(response)) => {
-                        match correlator.answer(&SessionId::from(session.as_str()), response) {
-                            Ok(()) => Verdict::Delivered,
-                            Err(error) => Verdict::Refused(Refusal::of(error)),
+                        match correlator.answer_here(&SessionId::from(session.as_str()), response) {
+                            Ok(()) => Delivery::Delivered,
+                            Err(error) => Delivery::Refused(Refusal::of(error)),
                         }
                     }
-                    _ => Verdict::Refused(Refusal::Unknown),
+                    _ => Delivery::Refused(Refusal::Unknown),
                 };
                 let _ = self.publish(&reply_to, &Envelope::Verdict { ticket, verdict }).await;
             }
@@ -621,6 +642,42 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+/// How the correlator reaches the other instances: the cluster's messages, each awaiting the
+/// verdict of the instance it went to.
+impl Relay for Cluster {
+    fn claim_id<'a>(&'a self, id: &'a Id, ttl: Duration) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(self.claim_request(id, ttl))
+    }
+
+    fn deliver<'a>(&'a self, to: &'a RemoteSession, request: &'a Request) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.send_request(to, request).await == Some(Delivery::Delivered) })
+    }
+
+    fn cancel(&self, to: &RemoteSession, id: &Id, reason: &str) {
+        let (cluster, to) = (self.clone(), to.clone());
+        let (id, reason) = (id.clone(), reason.to_owned());
+        tokio::spawn(async move { cluster.send_cancel(&to, &id, &reason).await });
+    }
+
+    fn pass_answer<'a>(
+        &'a self,
+        from: &'a SessionId,
+        response: Response,
+    ) -> BoxFuture<'a, Result<(), AnswerError>> {
+        Box::pin(async move {
+            let Some(origin) = self.request_origin(&response.id).await else {
+                return Err(AnswerError::Unknown);
+            };
+            match self.forward_answer(&origin, from, response.to_value()).await {
+                Some(Delivery::Delivered) => Ok(()),
+                Some(Delivery::Refused(refusal)) => Err(refusal.error()),
+                Some(Delivery::NoSession) => Err(AnswerError::Unknown),
+                None => Err(AnswerError::Unreachable),
+            }
+        })
     }
 }
 
@@ -647,7 +704,7 @@ mod tests {
     async fn only_a_session_with_a_stream_that_still_holds_its_name_refreshes_it() {
         let config = crate::session::SessionConfig::default();
         let sessions = Sessions::new(config, crate::metrics::Metrics::new());
-        let dialect = || Arc::new(crate::rpc::JsonRpcEvents);
+        let dialect = || Arc::new(crate::session::JsonRpcEvents);
         let old = sessions.create(Some("w"), dialect()).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(!refreshes_its_name(&sessions, &old), "no stream yet");
         let stream = old.connect(None);

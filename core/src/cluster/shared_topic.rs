@@ -30,9 +30,10 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script};
 
-use super::{Cluster, Heard};
-use crate::hub::{Topic, TopicConfig, lock};
+use super::{ChannelEvent, Cluster};
+use crate::hub::{Topic, TopicConfig};
 use crate::metrics::Metrics;
+use crate::sync::lock;
 use crate::wire::Event;
 
 /// The channel on which every shared topic's new ids are announced.
@@ -158,12 +159,12 @@ impl Cluster {
                 };
                 match heard {
                     // Anything may have been announced while unsubscribed.
-                    Heard::Subscribed => {
+                    ChannelEvent::Subscribed => {
                         for (_, shared) in mirrors {
                             SharedTopic { inner: shared }.catch_up().await;
                         }
                     }
-                    Heard::Message(text) => {
+                    ChannelEvent::Message(text) => {
                         let Some((name, id)) = text.split_once('\n') else { return };
                         let Ok(id) = id.parse::<u64>() else { return };
                         let Some((_, shared)) = mirrors.into_iter().find(|(n, _)| n == name) else {

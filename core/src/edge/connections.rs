@@ -1,3 +1,7 @@
+//! Skip on a first read: this is the hand-written accept loop, there for hardening (deadlines,
+//! descriptor budgets, accept errors survived) and for the socket takeover. What an app serves is
+//! a plain axum `Router`; reading the apps needs nothing from here but [`serve`].
+//!
 //! Accepting connections and speaking HTTP on them.
 //!
 //! Our own loop over hyper rather than `axum::serve`, for what that one does not let us set:
@@ -26,7 +30,7 @@
 //! - **Sockets offered to event streams.** A plain-TCP connection is served through a
 //!   [`TakeoverIo`], and every HTTP/1 response that asks for the socket
 //!   ([`crate::stream::LiveResponse`]) is offered it, so its topic's sweeper can write to it
-//!   directly ([`crate::stream::takeover`] explains why and how).
+//!   directly ([`super::takeover`] explains why and how).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -55,8 +59,8 @@ use super::body_deadline::{BODY_TIMEOUT, DeadlineBody};
 use super::idle::{Activity, Exchange, ExchangeBody, Idle};
 pub use super::pending::PendingCaps;
 use super::pending::{Budget, Pending};
+use super::takeover::{Takeover, TakeoverIo};
 use crate::metrics::Metrics;
-use crate::stream::takeover::{Takeover, TakeoverIo};
 
 /// How long a client may take to send a request's head, by default.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -68,3 +68,10 @@ pub async fn method_not_allowed(method: http::Method) -> ApiError {
         format!("{method} is not allowed here"),
     )
 }
+
+/// A body that is not one JSON-RPC message: `400 invalid_jsonrpc`, saying why.
+impl From<crate::wire::jsonrpc::EnvelopeError> for ApiError {
+    fn from(error: crate::wire::jsonrpc::EnvelopeError) -> ApiError {
+        ApiError::bad_request("invalid_jsonrpc", error.to_string())
+    }
+}

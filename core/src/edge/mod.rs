@@ -19,6 +19,8 @@
 //!   peer is a proxy we were told to trust;
 //! * [`rate`]: a per-client rate limit answering 429 with `Retry-After`;
 //! * [`streams`]: a cap on open event streams per client address, closing the oldest;
+//! * [`takeover`] (skip on a first read): handing a plain HTTP/1 connection's socket from hyper
+//!   to an event stream once its head is out, so the topic's sweeper writes to it directly;
 //! * [`HeaderText`]: one request header's text, without copying the others;
 //! * [`redact_secrets`]: what message tracing uses so secrets never reach a log.
 
@@ -36,6 +38,7 @@ pub mod pending;
 pub mod rate;
 mod redact;
 pub mod streams;
+pub mod takeover;
 
 pub use error::{ApiError, method_not_allowed, not_found};
 pub use header::{HeaderText, NamedHeader, header_text};

@@ -28,7 +28,7 @@ use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 
 use super::forwarded::TrustedProxies;
-use crate::hub::lock;
+use crate::sync::lock;
 
 /// Put in an event stream's response: cancelling it closes the stream; the stream cancels it
 /// when it ends.

@@ -1,4 +1,8 @@
-//! A stream whose socket was taken over from hyper ([`crate::stream::takeover`]): its topic's
+//! Skip on a first read: this is a performance path, the socket end of the sweeper
+//! ([`super::fanout`]). A stream written here sends the same frames, in the same order, as one
+//! that stays with hyper.
+//!
+//! A stream whose socket was taken over from hyper ([`crate::edge::takeover`]): its topic's
 //! sweeper ([`super::fanout`]) writes to it directly.
 //!
 //! The sweeper writes each batch with one non-blocking `write` while nothing is queued, which is
@@ -20,17 +24,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::ResumePoint;
 use super::fanout::Fanout;
-use super::{HandedThrough, lock};
 use crate::metrics::Metrics;
-use crate::stream::takeover::Framing;
+use crate::sync::lock;
 use crate::wire::Frame;
+use crate::wire::Framing;
 
 /// What the stream's task keeps alive for as long as the stream is open.
 pub(crate) struct Watch {
@@ -87,7 +92,7 @@ pub(crate) struct DirectStream {
     /// Told when this stream closes, so it stops being swept.
     fanout: Weak<Fanout>,
     /// The last id handed to this stream, for whoever must know it when the stream is gone.
-    handed: HandedThrough,
+    handed: ResumePoint,
 }
 
 impl DirectStream {
@@ -99,7 +104,7 @@ impl DirectStream {
         joined_after: u64,
         buffer: usize,
         metrics: Metrics,
-        handed: HandedThrough,
+        handed: ResumePoint,
     ) -> DirectStream {
         let queue: VecDeque<Unit> =
             first.into_iter().map(|raw| Unit { bytes: framing.unit(raw), frames: 1 }).collect();
@@ -378,24 +383,6 @@ impl Outbox {
             self.frames -= front.frames;
             self.queue.pop_front();
             self.front_started = false;
-        }
-    }
-}
-
-impl Framing {
-    /// `raw` as one unit of a body with this framing: a chunk (`<hex length>\r\n…\r\n`) or the
-    /// bytes themselves.
-    pub(crate) fn unit(self, raw: Bytes) -> Bytes {
-        match self {
-            Framing::UntilClose => raw,
-            Framing::Chunked => {
-                let head = format!("{:x}\r\n", raw.len());
-                let mut unit = BytesMut::with_capacity(head.len() + raw.len() + 2);
-                unit.extend_from_slice(head.as_bytes());
-                unit.extend_from_slice(&raw);
-                unit.extend_from_slice(b"\r\n");
-                unit.freeze()
-            }
         }
     }
 }

@@ -1,3 +1,7 @@
+//! Skip on a first read: this is a performance path. The sweeper makes fan-out to many
+//! taken-over sockets cheap (one loop, one write per stream per batch); what a client receives is
+//! the same as through the broadcast channel that [`super`] describes.
+//!
 //! The sweeper: one task per topic that writes each batch of new frames straight to every
 //! taken-over socket ([`DirectStream`]), the way the bench's `limit` baseline does.
 //!
@@ -42,10 +46,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::direct::DirectStream;
-use super::lock;
 use crate::edge::redact_secrets;
-use crate::stream::takeover::Framing;
+use crate::sync::lock;
 use crate::wire::Frame;
+use crate::wire::Framing;
 
 /// A frame waiting for the sweeper: its place in the topic's order and, if replayable, its id.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 //! ring gets a single `resync` event instead (it must refetch state). A subscriber that falls
 //! behind by more than its buffer is told the same way: a gap is never silent.
 //!
-//! Streams whose socket could be taken over from hyper ([`crate::stream::takeover`]) leave the
+//! Streams whose socket could be taken over from hyper ([`crate::edge::takeover`]) leave the
 //! channel once their response head is out: [`Subscription::into_direct`] moves them, under the
 //! same lock, onto the topic's sweeper ([`fanout`]), which writes each batch of new frames straight
 //! to every such socket ([`direct`]) from one loop, or, on a topic with a stream or two (a
@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -32,7 +32,8 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
-use crate::stream::takeover::Framing;
+use crate::sync::lock;
+use crate::wire::Framing;
 use crate::wire::{Event, Frame};
 
 mod direct;
@@ -327,7 +328,7 @@ impl Topic {
             receiver: Some(receiver),
             sent_through: self.inner.sent_through.clone(),
             received_through: 0,
-            handed: HandedThrough::default(),
+            handed: ResumePoint::default(),
             max_batch: self.inner.config.max_batch_bytes,
             skip_through: 0,
             metrics: self.inner.metrics.clone(),
@@ -356,9 +357,9 @@ fn resync_frame(reason: &str, current_id: u64) -> Frame {
 /// it once the subscription has moved on (onto its topic's sweeper, say): a session resumes its
 /// next connection after it. Ids start above zero, so zero means "none yet".
 #[derive(Clone, Debug, Default)]
-pub struct HandedThrough(Arc<AtomicU64>);
+pub struct ResumePoint(Arc<AtomicU64>);
 
-impl HandedThrough {
+impl ResumePoint {
     /// The last id handed out, if any.
     pub fn get(&self) -> Option<u64> {
         match self.0.load(Ordering::Acquire) {
@@ -385,7 +386,7 @@ pub struct Subscription {
     /// The topic's last sent id, and the last one this subscription took from the channel.
     sent_through: Arc<AtomicU64>,
     received_through: u64,
-    handed: HandedThrough,
+    handed: ResumePoint,
     max_batch: usize,
     /// After a lag, frames up to this id are covered by the `resync` already sent.
     skip_through: u64,
@@ -574,7 +575,7 @@ impl Subscription {
 
     /// The same as [`last_id`](Self::last_id), kept up to date wherever the subscription goes,
     /// including onto its topic's sweeper ([`crate::stream::LiveResponse`]).
-    pub fn handed_through(&self) -> HandedThrough {
+    pub fn resume_point(&self) -> ResumePoint {
         self.handed.clone()
     }
 }
@@ -592,13 +593,6 @@ impl Drop for Subscription {
             state.sender = None;
         }
     }
-}
-
-/// Locks a mutex, recovering the data if a thread panicked while holding it: every critical
-/// section in this crate (and in the apps that use this) leaves the data consistent before
-/// anything that could panic.
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

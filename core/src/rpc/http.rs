@@ -25,10 +25,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::JsonRpcEvents;
 use crate::Core;
 use crate::edge::origin::SameSite;
 use crate::edge::{ApiError, HeaderText, JsonBody, NamedHeader, QueryParams, redact_secrets};
+use crate::session::JsonRpcEvents;
 use crate::session::SessionId;
 use crate::stream::LastEventId;
 use crate::wire::Event;
@@ -108,11 +108,8 @@ async fn post_response(
                 "the body must be a JSON-RPC response (with \"result\" or \"error\")",
             ));
         }
-        Err(error) => return Err(ApiError::bad_request("invalid_jsonrpc", error.to_string())),
+        Err(error) => return Err(error.into()),
     };
-    core.correlator
-        .answer_anywhere(&SessionId::from(session), response)
-        .await
-        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    core.correlator.answer(&SessionId::from(session), response).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": true }))).into_response())
 }

@@ -21,11 +21,23 @@
 //! and answers for different requests rarely wait on each other when the runtime has several
 //! threads; everything about one request lives in one shard, so each step still takes a single
 //! lock. Circuit breakers have their own lock, skipped entirely while no session has one.
+//!
+//! Every request, to a session here or to one another instance holds, goes through the same
+//! steps ([`Correlator::request_via`] and [`Correlator::request_remote`] differ only in how the
+//! request is delivered and how its client hears of a cancellation). In a cluster the correlator
+//! reaches the other instances through a [`Relay`] that the cluster installs when it attaches;
+//! the correlator itself never names the cluster, so the cluster can depend on it and not the
+//! other way round. [`Correlator::answer`] is what every handler of a POSTed answer calls: it
+//! delivers here when the caller waits here, and otherwise through the relay.
 
+mod error;
 pub mod http;
+
+pub use error::{AnswerError, RpcError};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,49 +46,48 @@ use std::time::Duration;
 // tokio's clock, which tests can pause and move; the same as std's otherwise.
 use tokio::time::Instant;
 
-use serde_json::{Value, json};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::cluster::{Cluster, RemoteSession, Verdict};
-use crate::hub::lock;
 use crate::id_map::{IdHasher, IdMap};
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionId};
-use crate::wire::Event;
-use crate::wire::jsonrpc::{ErrorObject, Id, Notification, Request, Response};
+use crate::sync::lock;
+use crate::wire::jsonrpc::{ErrorObject, Id, Request, Response};
 
-/// How a session's client wants requests and cancellations framed on its stream.
-pub trait Dialect: Send + Sync + 'static {
-    /// A short name for the framing, so an app can tell its sessions apart.
-    fn name(&self) -> &'static str;
-    /// The event that carries `request`.
-    fn request(&self, request: &Request) -> Event;
-    /// The event that tells the client `id` was cancelled, or `None` if its protocol has no way
-    /// to say so.
-    fn cancelled(&self, id: &Id, reason: &str) -> Option<Event>;
+/// A session another instance holds (found through [`crate::cluster::Cluster::locate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSession {
+    /// Its id.
+    pub id: SessionId,
+    /// The instance that holds its stream.
+    pub instance: String,
 }
 
-/// The native framing: `event: request` with a JSON-RPC request as data, and `event:
-/// notification` with a `notifications/cancelled` notification.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct JsonRpcEvents;
+/// What a correlator needs from the other instances when this one is part of a cluster. The
+/// cluster installs itself as the relay ([`Correlator::relay_through`]), the way it hooks into
+/// sessions with [`Sessions::on_create`](crate::session::Sessions::on_create): the correlator
+/// only knows that some callers and sessions are elsewhere, never how they are reached.
+pub trait Relay: Send + Sync + 'static {
+    /// Claims request id `id` for this instance for `ttl`: `Some(false)` if another instance
+    /// holds it, `None` if that cannot be known now (the request then stays local).
+    fn claim_id<'a>(&'a self, id: &'a Id, ttl: Duration) -> BoxFuture<'a, Option<bool>>;
 
-/// The method of the notification sent when a request is cancelled.
-pub const CANCELLED: &str = "notifications/cancelled";
+    /// Sends `request` down `to`'s stream on its instance; true once that instance says it did.
+    fn deliver<'a>(&'a self, to: &'a RemoteSession, request: &'a Request) -> BoxFuture<'a, bool>;
 
-impl Dialect for JsonRpcEvents {
-    fn name(&self) -> &'static str {
-        "jsonrpc"
-    }
+    /// Tells `to`'s client, on its instance, that request `id` is cancelled. Called from `Drop`
+    /// too, so it must not wait: the message goes on its own task.
+    fn cancel(&self, to: &RemoteSession, id: &Id, reason: &str);
 
-    fn request(&self, request: &Request) -> Event {
-        Event::new().event("request").json(request)
-    }
-
-    fn cancelled(&self, id: &Id, reason: &str) -> Option<Event> {
-        let note = Notification::new(CANCELLED, Some(json!({ "requestId": id, "reason": reason })));
-        Some(Event::new().event("notification").json(&note))
-    }
+    /// Hands an answer nobody here waits for to the instance whose caller waits for it; that
+    /// instance's verdict (`Unknown` if no instance waits, `Unreachable` if it cannot be asked).
+    fn pass_answer<'a>(
+        &'a self,
+        from: &'a SessionId,
+        response: Response,
+    ) -> BoxFuture<'a, Result<(), AnswerError>>;
 }
 
 /// A successful answer, with the id the request travelled under.
@@ -86,69 +97,6 @@ pub struct Answered {
     pub id: Id,
     /// The client's result.
     pub result: Value,
-}
-
-/// Why a request got no result.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RpcError {
-    /// No answer before the deadline.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    /// The session expired or was closed while the request waited.
-    #[error("the session closed before answering")]
-    SessionClosed,
-    /// The client answered with a JSON-RPC error.
-    #[error("the client answered with an error: {0}")]
-    Remote(ErrorObject),
-    /// The session's circuit is open: its recent requests all timed out.
-    #[error("the session's recent requests all timed out; retry in {0:?}")]
-    CircuitOpen(Duration),
-}
-
-/// Why a POSTed answer was refused. Each maps to its own HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AnswerError {
-    /// No request with this id is known.
-    #[error("no request with this id is waiting")]
-    Unknown,
-    /// The request was sent to a different session.
-    #[error("this request was sent to another session")]
-    WrongSession,
-    /// The request already has its answer (the first one wins).
-    #[error("this request was already answered")]
-    Duplicate,
-    /// The request timed out or its caller gave up before this answer came.
-    #[error("this request is no longer waiting (deadline passed or cancelled)")]
-    Late,
-    /// The request's caller waits on another instance, which cannot be reached now.
-    #[error("the instance waiting for this answer cannot be reached now; send it again")]
-    Unreachable,
-}
-
-impl AnswerError {
-    /// The HTTP status for this refusal.
-    pub fn status(self) -> ::http::StatusCode {
-        match self {
-            AnswerError::Unknown => ::http::StatusCode::NOT_FOUND,
-            AnswerError::WrongSession => ::http::StatusCode::FORBIDDEN,
-            AnswerError::Duplicate => ::http::StatusCode::CONFLICT,
-            AnswerError::Late => ::http::StatusCode::GONE,
-            AnswerError::Unreachable => ::http::StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// A stable machine-readable code.
-    pub fn code(self) -> &'static str {
-        match self {
-            AnswerError::Unknown => "unknown_request",
-            AnswerError::WrongSession => "wrong_session",
-            AnswerError::Duplicate => "already_answered",
-            AnswerError::Late => "request_expired",
-            AnswerError::Unreachable => "instance_unreachable",
-        }
-    }
 }
 
 /// Tuning for the correlator.
@@ -202,7 +150,7 @@ struct Inner {
     config: CorrelatorConfig,
     metrics: Metrics,
     /// The other instances, when this one is part of a cluster.
-    cluster: OnceLock<Cluster>,
+    relay: OnceLock<Arc<dyn Relay>>,
 }
 
 impl Inner {
@@ -290,20 +238,16 @@ impl Correlator {
                 breaker_count: AtomicUsize::new(0),
                 config,
                 metrics,
-                cluster: OnceLock::new(),
+                relay: OnceLock::new(),
             }),
         }
     }
 
-    /// Makes this correlator one of a cluster's: request ids are claimed cluster-wide, requests
-    /// reach sessions other instances hold, and answers reach callers waiting elsewhere.
-    pub fn join(&self, cluster: Cluster) {
-        let _ = self.inner.cluster.set(cluster);
-    }
-
-    /// The cluster this correlator belongs to, if any.
-    pub fn cluster(&self) -> Option<&Cluster> {
-        self.inner.cluster.get()
+    /// Makes this correlator one of several: request ids are claimed through `relay`, requests
+    /// reach sessions other instances hold, and answers reach callers waiting elsewhere. The
+    /// first relay stays; later ones are ignored.
+    pub fn relay_through(&self, relay: Arc<dyn Relay>) {
+        let _ = self.inner.relay.set(relay);
     }
 
     /// A new request id, unique across the cluster when there is one (claimed there for as long
@@ -311,9 +255,9 @@ impl Correlator {
     async fn new_id(&self, deadline: Duration) -> Id {
         loop {
             let id = Id::Number(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-            let Some(cluster) = self.inner.cluster.get() else { return id };
+            let Some(relay) = self.inner.relay.get() else { return id };
             let ttl = deadline + self.inner.config.remember_finished;
-            if cluster.claim_request(&id, ttl).await != Some(false) {
+            if relay.claim_id(&id, ttl).await != Some(false) {
                 return id;
             }
         }
@@ -347,26 +291,9 @@ impl Correlator {
         deadline: Duration,
         deliver: impl FnOnce(&Request) -> bool,
     ) -> Result<Answered, RpcError> {
-        self.check_breaker(session.id())?;
-        let id = self.new_id(deadline).await;
-        let (reply, answer) = oneshot::channel();
-        lock(self.inner.shard(&id))
-            .pending
-            .insert(id.clone(), Waiting { session: session.id().clone(), reply });
-        self.inner.metrics.rpc_sent();
-        let started = Instant::now();
         let target = Target::Local(session);
-        let mut guard = PendingGuard { correlator: self, target, id: Some(id.clone()), started };
-
-        let request = Request::new(id.clone(), method, params);
-        if !deliver(&request) {
-            guard.finish("session_closed", None);
-            return Err(RpcError::SessionClosed);
-        }
-        // Leaves the guard armed: from here, dropping this future cancels the request.
-        tracing::info!(session = ?session.id(), request = %id, method, "request sent");
-
-        self.await_answer(guard, answer, deadline, session.closed()).await
+        let deliver = |request: Request| std::future::ready(deliver(&request));
+        self.send(target, method, params, deadline, deliver, session.closed()).await
     }
 
     /// Sends `method(params)` to a session another instance holds (see [`crate::cluster`]) and
@@ -378,27 +305,50 @@ impl Correlator {
         params: Option<Value>,
         deadline: Duration,
     ) -> Result<Answered, RpcError> {
-        let Some(cluster) = self.inner.cluster.get() else {
+        let Some(relay) = self.inner.relay.get() else {
             return Err(RpcError::SessionClosed);
         };
-        self.check_breaker(&session.id)?;
+        let target = Target::Remote(session, relay.as_ref());
+        let deliver = |request: Request| async move { relay.deliver(session, &request).await };
+        // The session's expiry is not seen from here: the deadline bounds the wait.
+        self.send(target, method, params, deadline, deliver, std::future::pending()).await
+    }
+
+    /// What every request does: a new id, an entry for its answer, the request sent by
+    /// `deliver` (false: it could not be), then the wait for the answer until `deadline` or
+    /// `closed`.
+    async fn send<D: Future<Output = bool>>(
+        &self,
+        target: Target<'_>,
+        method: &str,
+        params: Option<Value>,
+        deadline: Duration,
+        deliver: impl FnOnce(Request) -> D,
+        closed: impl Future<Output = ()>,
+    ) -> Result<Answered, RpcError> {
+        self.check_breaker(target.id())?;
         let id = self.new_id(deadline).await;
         let (reply, answer) = oneshot::channel();
-        lock(self.inner.shard(&id))
-            .pending
-            .insert(id.clone(), Waiting { session: session.id.clone(), reply });
+        let waiting = Waiting { session: target.id().clone(), reply };
+        lock(self.inner.shard(&id)).pending.insert(id.clone(), waiting);
         self.inner.metrics.rpc_sent();
         let started = Instant::now();
-        let target = Target::Remote(session, cluster);
         let mut guard = PendingGuard { correlator: self, target, id: Some(id.clone()), started };
-        let request = Request::new(id.clone(), method, params);
-        if cluster.send_request(session, &request).await != Some(Verdict::Delivered) {
+
+        if !deliver(Request::new(id.clone(), method, params)).await {
             guard.finish("session_closed", None);
             return Err(RpcError::SessionClosed);
         }
-        tracing::info!(session = ?session.id, instance = %session.instance, request = %id, method, "request sent to another instance");
-        // The session's expiry is not seen from here: the deadline bounds the wait.
-        self.await_answer(guard, answer, deadline, std::future::pending()).await
+        // Leaves the guard armed: from here, dropping this future cancels the request.
+        match guard.target {
+            Target::Local(session) => {
+                tracing::info!(session = ?session.id(), request = %id, method, "request sent");
+            }
+            Target::Remote(session, _) => {
+                tracing::info!(session = ?session.id, instance = %session.instance, request = %id, method, "request sent to another instance");
+            }
+        }
+        self.await_answer(guard, answer, deadline, closed).await
     }
 
     /// Waits for the answer of the request `guard` holds, until `deadline` or `closed`.
@@ -456,45 +406,31 @@ impl Correlator {
         }
     }
 
-    /// Delivers an answer POSTed by session `from`. On success the waiting caller has it.
-    pub fn answer(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
-        let result = self.try_answer(from, response);
+    /// Delivers an answer POSTed by session `from` to the caller waiting for it, wherever that
+    /// is: this is the one every handler of answers calls. Here, or (in a cluster) on the
+    /// instance whose caller waits; its verdict is the result (`Unreachable` if it cannot be
+    /// reached, so the client sends it again rather than believe it delivered).
+    pub async fn answer(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
+        let Some(relay) = self.inner.relay.get() else {
+            return self.answer_here(from, response);
+        };
+        // Kept for the relay: `try_answer` consumes the response, and most answers are local.
+        let unclaimed = response.clone();
+        let result = match self.try_answer(from, response) {
+            Err(AnswerError::Unknown) => relay.pass_answer(from, unclaimed).await,
+            result => result,
+        };
         if let Err(error) = &result {
             self.inner.metrics.answer_rejected(error.code());
         }
         result
     }
 
-    /// As [`answer`](Self::answer), and in a cluster an answer nobody here waits for goes to the
-    /// instance whose caller waits; its verdict is the result (`Unreachable` if it cannot be
-    /// reached, so the client sends it again rather than believe it delivered).
-    pub async fn answer_anywhere(
-        &self,
-        from: &SessionId,
-        response: Response,
-    ) -> Result<(), AnswerError> {
-        let Some(cluster) = self.inner.cluster.get() else {
-            return self.answer(from, response);
-        };
-        let (id, value) = (response.id.clone(), response.to_value());
-        match self.try_answer(from, response) {
-            Err(AnswerError::Unknown) => {}
-            result => {
-                if let Err(error) = &result {
-                    self.inner.metrics.answer_rejected(error.code());
-                }
-                return result;
-            }
-        }
-        let result = match cluster.request_origin(&id).await {
-            None => Err(AnswerError::Unknown),
-            Some(origin) => match cluster.forward_answer(&origin, from, value).await {
-                Some(Verdict::Delivered) => Ok(()),
-                Some(Verdict::Refused(refusal)) => Err(refusal.error()),
-                Some(Verdict::NoSession) => Err(AnswerError::Unknown),
-                None => Err(AnswerError::Unreachable),
-            },
-        };
+    /// As [`answer`](Self::answer), but only for callers waiting on this instance: an answer
+    /// for a caller elsewhere is `Unknown`. For what cannot be waited for elsewhere (the cluster
+    /// handing over an answer that was sent here, an app that routes answers to their owner).
+    pub fn answer_here(&self, from: &SessionId, response: Response) -> Result<(), AnswerError> {
+        let result = self.try_answer(from, response);
         if let Err(error) = &result {
             self.inner.metrics.answer_rejected(error.code());
         }
@@ -641,7 +577,7 @@ struct PendingGuard<'a> {
 /// Where a request went: a session here, or one another instance holds.
 enum Target<'a> {
     Local(&'a Session),
-    Remote(&'a RemoteSession, &'a Cluster),
+    Remote(&'a RemoteSession, &'a dyn Relay),
 }
 
 impl Target<'_> {
@@ -660,12 +596,7 @@ impl Target<'_> {
                     let _ = session.send(event);
                 }
             }
-            Target::Remote(session, cluster) => {
-                let (session, cluster) = ((*session).clone(), (*cluster).clone());
-                let (id, reason) = (id.clone(), reason.to_owned());
-                // Called from `Drop` too, which cannot wait: the notice goes on its own task.
-                tokio::spawn(async move { cluster.send_cancel(&session, &id, &reason).await });
-            }
+            Target::Remote(session, relay) => relay.cancel(session, id, reason),
         }
     }
 }

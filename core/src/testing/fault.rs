@@ -68,7 +68,7 @@ impl FaultProxy {
                     () = stopped.cancelled() => return,
                 };
                 let Ok(server) = TcpStream::connect(upstream).await else { continue };
-                *crate::hub::lock(&counted) += 1;
+                *crate::sync::lock(&counted) += 1;
                 tokio::spawn(relay(client, server, faults.clone(), stopped.child_token()));
             }
         });
@@ -92,7 +92,7 @@ impl FaultProxy {
 
     /// How many connections the proxy has accepted so far.
     pub fn connections_made(&self) -> usize {
-        *crate::hub::lock(&self.connections)
+        *crate::sync::lock(&self.connections)
     }
 }
 

@@ -6,6 +6,8 @@
 //!   §9.2.6 ("interpreting an event stream"); the Rust [`client`](crate::client) uses it.
 //! * [`jsonrpc`] holds the JSON-RPC 2.0 envelopes that server→client requests and their answers
 //!   travel in.
+//! * [`Framing`] delimits a body's bytes the way hyper does (chunked or until close), for streams
+//!   written to directly.
 //! * [`reserved`] finds the object keys serde_json reads as instructions, which a peer's JSON
 //!   must not carry if it is to be passed on intact.
 //!
@@ -13,9 +15,11 @@
 //! and each reader rule of the spec has its own test in `core/tests/conformance.rs`.
 
 mod event;
+mod framing;
 pub mod jsonrpc;
 mod parser;
 pub mod reserved;
 
 pub use event::{Event, Frame};
+pub use framing::Framing;
 pub use parser::{MessageEvent, Parser};

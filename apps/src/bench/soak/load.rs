@@ -22,7 +22,7 @@ use http::HeaderValue;
 use serde_json::{Value, json};
 use sse_core::client::{EventSource, Responder, SseItem};
 use sse_core::edge::auth::Token;
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 use sse_core::wire::MessageEvent;
 use sse_core::wire::jsonrpc::{ErrorObject, Request};
 use tokio::task::JoinSet;

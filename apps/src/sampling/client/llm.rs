@@ -29,7 +29,7 @@ use async_openai::types::chat::{
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 use sse_core::wire::Parser;
 
 use super::retry::{self, Next};

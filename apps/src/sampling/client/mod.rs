@@ -8,7 +8,8 @@
 //! a terminal) a person sees each request and may approve, edit or reject it, watches the tokens
 //! stream in, and approves, edits or rejects the completion before it is sent: MCP's two
 //! human-in-the-loop checkpoints. A rejection is JSON-RPC error -1. `--approve auto` answers
-//! without asking. Keys are read from the environment and never printed or logged.
+//! without asking. Keys are read from the environment ([`provider`]) and never printed or
+//! logged.
 //!
 //! `sampling-client call TOOL` turns it around ([`call`]): the client calls a tool itself, in
 //! MCP 2026-07-28, and answers the server's input requests round by round.
@@ -21,6 +22,7 @@ pub mod approval;
 pub mod call;
 pub mod llm;
 pub mod outcome;
+pub mod provider;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use sse_core::client::{ClientError, EventSource, SseItem};
-use sse_core::hub::lock;
+use sse_core::sync::lock;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 

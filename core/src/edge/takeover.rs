@@ -1,3 +1,7 @@
+//! Skip on a first read: this is a performance path. Everything here only makes an event stream
+//! cheaper once it is open (no hyper task and buffers per stream); streams behave the same
+//! without it, and HTTP/2 and TLS streams never use it.
+//!
 //! Taking a plain HTTP/1 connection's socket from hyper once an event stream's head is out.
 //!
 //! An event stream served through hyper costs, for every event and every connection, a task
@@ -34,30 +38,8 @@ use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::hub::lock;
-
-/// How a response body is delimited on an HTTP/1 connection, which decides how the stream frames
-/// what it writes after taking the socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// HTTP/1.1: `Transfer-Encoding: chunked`, so every write is one chunk, and the end is the
-    /// zero-length chunk.
-    Chunked,
-    /// HTTP/1.0: the body runs until the connection closes; bytes go out as they are.
-    UntilClose,
-}
-
-impl Framing {
-    /// The framing hyper gives a streamed response body (one of unknown length) to a request of
-    /// `version`; `None` for versions whose socket cannot be taken (HTTP/2 and later).
-    pub fn for_version(version: http::Version) -> Option<Framing> {
-        match version {
-            http::Version::HTTP_11 => Some(Framing::Chunked),
-            http::Version::HTTP_10 | http::Version::HTTP_09 => Some(Framing::UntilClose),
-            _ => None,
-        }
-    }
-}
+use crate::sync::lock;
+use crate::wire::Framing;
 
 /// Where one connection's socket is in being taken over.
 #[derive(Debug, Default)]

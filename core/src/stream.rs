@@ -11,7 +11,7 @@
 //! Frames arrive already encoded and already batched (see [`Subscription::next_batch`]), so each
 //! write to the socket is one `Bytes` handed to hyper with no copy and no per-connection encode.
 //! A topic's stream ([`LiveResponse`]) goes further once its first frames are out: it takes the
-//! socket over from hyper ([`takeover`]) and its topic's sweeper writes to it directly. A
+//! socket over from hyper ([`takeover`](crate::edge::takeover)) and its topic's sweeper writes to it directly. A
 //! session's stream ([`SessionConnection::into_response`]) does the same, and as its topic has
 //! one stream, whoever sends to the session writes to the socket itself.
 //!
@@ -40,9 +40,7 @@ use crate::metrics::Metrics;
 use crate::session::SessionConnection;
 use crate::wire::Frame;
 
-pub mod takeover;
-
-use takeover::TakeoverRequest;
+use crate::edge::takeover::TakeoverRequest;
 
 /// Settings shared by every stream of a server.
 #[derive(Clone, Debug)]
@@ -183,7 +181,7 @@ enum Handover {
 /// The body of an event stream: frames as they come, a keep-alive comment when the stream has
 /// been quiet, and the end as soon as the server shuts down. A live stream hands its socket to
 /// the topic's sweeper once its first frames are out, when the connection allows it
-/// ([`takeover`]); until then, and where it cannot, its frames go through hyper.
+/// ([`takeover`](crate::edge::takeover)); until then, and where it cannot, its frames go through hyper.
 ///
 /// Written as a `Stream` by hand rather than with `select!` in a loop because this runs once per
 /// event per connection: here the shutdown future is created once (not a new waiter on the shared
@@ -305,7 +303,7 @@ pub fn sse_response(frames: FrameStream, config: &StreamConfig, metrics: &Metric
 /// An event stream whose live part is a topic [`Subscription`]: first a prelude (a greeting, a
 /// snapshot), then an optional replay, then the subscription. Where the connection allows, the
 /// stream takes its socket once the prelude and replay are out, and the topic's sweeper writes to
-/// it directly from then on ([`takeover`]); elsewhere it works the same through hyper.
+/// it directly from then on ([`takeover`](crate::edge::takeover)); elsewhere it works the same through hyper.
 ///
 /// ```
 /// # fn demo(core: &sse_core::Core) -> axum::response::Response {

@@ -26,11 +26,15 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{HandedThrough, Resume, Subscription, Topic, TopicConfig, lock};
+use crate::hub::{Resume, ResumePoint, Subscription, Topic, TopicConfig};
 use crate::id_map::IdMap;
 use crate::metrics::Metrics;
-use crate::rpc::Dialect;
+use crate::sync::lock;
 use crate::wire::Event;
+
+mod dialect;
+
+pub use dialect::{CANCELLED, Dialect, JsonRpcEvents};
 
 /// An unguessable session id (32 lowercase hex digits).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -355,7 +359,7 @@ impl Session {
         };
         drop(presence);
         tracing::info!(session = ?self.id(), name = self.name(), last_event_id, "session connected");
-        let attached = Attached { session: self.clone(), handed: subscription.handed_through() };
+        let attached = Attached { session: self.clone(), handed: subscription.resume_point() };
         SessionConnection { attached, subscription }
     }
 
@@ -444,7 +448,7 @@ pub struct SessionConnection {
 #[derive(Debug)]
 pub(crate) struct Attached {
     session: Session,
-    handed: HandedThrough,
+    handed: ResumePoint,
 }
 
 impl Drop for Attached {
@@ -479,7 +483,6 @@ impl SessionConnection {
 mod tests {
     use super::*;
     use crate::edge::ApiError;
-    use crate::rpc::JsonRpcEvents;
 
     #[tokio::test]
     async fn past_the_cap_no_session_is_made_until_one_leaves() {
