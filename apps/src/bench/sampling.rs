@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sse_core::wire::Parser;
 
+use super::conditions::{Conditions, Watch};
 use super::{Latencies, Percentiles, server};
 
 /// How the server asks the client.
@@ -62,13 +63,15 @@ pub struct SamplingReport {
     pub cpu_percent: f64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
+    /// What the run ran beside: the machine's steal time, the load generator's CPU.
+    pub conditions: Conditions,
 }
 
 impl SamplingReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "sampling {:>4}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%",
+            "sampling {:>4}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
             match self.bench.era {
                 Era::Push => "push",
                 Era::Mrtr => "mrtr",
@@ -81,6 +84,7 @@ impl SamplingReport {
             self.errors,
             self.latency.summary(),
             self.cpu_percent,
+            self.conditions.suffix(),
         )
     }
 }
@@ -93,6 +97,7 @@ pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
     let latencies = Arc::new(Latencies::default());
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let before = server.usage().await?;
+    let watch = Watch::start();
     let started = Instant::now();
     let callers: Vec<_> = (0..bench.callers)
         .map(|_| {
@@ -139,6 +144,7 @@ pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
     }
     let wall = started.elapsed();
     let after = server.usage().await?;
+    let conditions = watch.finish();
     let completed = completed.load(Ordering::Relaxed);
     Ok(SamplingReport {
         bench,
@@ -148,6 +154,7 @@ pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
         per_second: completed as f64 / wall.as_secs_f64(),
         cpu_percent: after.cpu_percent_since(&before, wall),
         pinned: server.pinned,
+        conditions,
     })
 }
 
