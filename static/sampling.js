@@ -1,11 +1,14 @@
-// The sampling console: connected clients and requests from one EventSource (a snapshot, then
-// changes), a form that sends a request to a chosen client, and each request's live state with
-// a countdown to its deadline.
+// The sampling console: connected clients, requests and tool calls' rounds from one EventSource
+// (a snapshot, then changes), a form that sends a request to a chosen client, and each request's
+// live state with a countdown to its deadline.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
 const clients = new Map();
 const requests = new Map();
+// Tool calls by id, each with its rounds by number (a round arrives when asked, again when
+// answered; with several instances, the two may come from different ones) and its outcome.
+const calls = new Map();
 
 function renderClients() {
   const rows = [...clients.values()];
@@ -76,6 +79,60 @@ function renderRequests() {
   tick();
 }
 
+function callOf(record) {
+  let call = calls.get(record.call);
+  if (!call) {
+    call = { tool: record.tool, era: record.era, client: record.client, at: record.at, rounds: new Map(), finished: null };
+    calls.set(record.call, call);
+  }
+  return call;
+}
+
+function keepRound(round) {
+  const call = callOf(round);
+  const known = call.rounds.get(round.n);
+  // An answered round is never replaced by the same round still waiting (a snapshot may repeat it).
+  if (!known || known.answer === null || round.answer !== null) call.rounds.set(round.n, round);
+}
+
+function keepRecord(record) {
+  if (record.kind === "tool_finished" || record.outcome) callOf(record).finished = record;
+  else keepRound(record);
+}
+
+function renderCalls() {
+  const list = [...calls.entries()].sort((a, b) => b[1].at - a[1].at).slice(0, 50);
+  $("#no-calls").hidden = list.length > 0;
+  $("#calls").innerHTML = "";
+  for (const [id, call] of list) {
+    const li = document.createElement("li");
+    li.dataset.call = id;
+    li.dataset.state = call.finished ? call.finished.outcome : "asking";
+    const head = document.createElement("div");
+    const tool = document.createElement("strong");
+    tool.textContent = call.tool;
+    head.append(tool, ` · ${call.era} · ${call.client}${call.finished ? ` · ${call.finished.outcome}` : ""}`);
+    const rounds = document.createElement("ol");
+    rounds.className = "rounds small";
+    for (const r of [...call.rounds.values()].sort((a, b) => a.n - b.n)) {
+      const item = document.createElement("li");
+      const where = r.answered_on && r.answered_on !== r.asked_on
+        ? `asked on ${r.asked_on}, answered on ${r.answered_on}` : `on ${r.asked_on}`;
+      const took = r.ms === null ? "" : ` · ${r.ms} ms`;
+      item.textContent = `${r.asked.join(", ")} → ${r.answer === null ? "waiting…" : r.answer}${took} · ${where}`;
+      rounds.append(item);
+    }
+    li.append(head, rounds);
+    if (call.finished) {
+      const out = document.createElement("pre");
+      out.className = "result";
+      out.textContent = call.finished.text;
+      li.append(out);
+    }
+    $("#calls").append(li);
+  }
+}
+
 // Countdowns to each waiting request's deadline.
 function tick() {
   for (const span of document.querySelectorAll(".countdown")) {
@@ -116,7 +173,9 @@ function connect() {
     clients.clear(); requests.clear();
     for (const c of s.clients) clients.set(c.handle, c);
     for (const r of s.requests) requests.set(r.id, r);
-    renderClients(); renderRequests();
+    calls.clear();
+    for (const record of s.rounds || []) keepRecord(record);
+    renderClients(); renderRequests(); renderCalls();
   });
   on("client_connected", (c) => { clients.set(c.handle, c); renderClients(); });
   on("client_disconnected", (c) => { clients.delete(c.handle); renderClients(); });
@@ -124,5 +183,7 @@ function connect() {
   on("request_sent", request);
   on("request_progress", request);
   on("request_finished", request);
+  on("tool_round", (r) => { keepRound(r); renderCalls(); });
+  on("tool_finished", (f) => { callOf(f).finished = f; renderCalls(); });
 }
 connect();

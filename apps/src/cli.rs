@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat(args, shutdown).await,
         Command::Exec(args) => exec(args, shutdown).await,
         Command::Sampling(args) => sampling(args, shutdown).await,
-        Command::SamplingClient(args) => sampling_client(args, shutdown).await,
+        Command::SamplingClient(args) => return sampling_client(args, shutdown).await,
         Command::Dashboard(args) => dashboard(args, shutdown).await,
         Command::BasicServer(args) => basic_server(args, shutdown).await,
         Command::BasicClient(args) => return Ok(basic_client(args, shutdown).await),
@@ -173,10 +173,12 @@ async fn all_apps(
     shutdown: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     let data_dir = server.data_dir();
+    let token = server::given_token(server.token.as_deref(), server.token_file.as_deref())?;
     let config = AllApps {
         dashboard: dashboard.config(data_dir.clone()),
         exec: exec.config(data_dir.clone()).map_err(anyhow::Error::msg)?,
         chat: chat::ChatConfig::new(data_dir),
+        sampling: crate::sampling::SamplingConfig::sharing(token.as_deref()),
     };
     if let Err(why) = &config.exec.sandbox {
         tracing::warn!("exec refuses runs: {why}");
@@ -199,7 +201,11 @@ async fn exec(args: ExecServerArgs, shutdown: CancellationToken) -> anyhow::Resu
 /// `sse-apps sampling`.
 async fn sampling(args: SamplingArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let program = args.program()?;
-    let config = crate::sampling::SamplingConfig { deadline: args.deadline };
+    // Instances given the same token open each other's 2026-07-28 `requestState`.
+    let token =
+        server::given_token(args.server.token.as_deref(), args.server.token_file.as_deref())?;
+    let shared = crate::sampling::SamplingConfig::sharing(token.as_deref());
+    let config = crate::sampling::SamplingConfig { deadline: args.deadline, ..shared };
     let app = move |core: Core| Ok(crate::sampling::router(core, config));
     serve_program(args.server, program, shutdown, app).await
 }
@@ -208,9 +214,18 @@ async fn sampling(args: SamplingArgs, shutdown: CancellationToken) -> anyhow::Re
 async fn sampling_client(
     args: SamplingClientArgs,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    crate::sampling::client::run(args.config()?, shutdown).await;
-    Ok(())
+) -> anyhow::Result<ExitCode> {
+    use crate::sampling::client::call::{self, Action};
+    let action = args.action.clone();
+    let config = args.config()?;
+    let Some(Action::Call { tool, args }) = action else {
+        crate::sampling::client::run(config, shutdown).await;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let result = call::call(&config, &tool, call::arguments(&args)).await?;
+    println!("{}", crate::sampling::tools::result_text(&result).unwrap_or_default());
+    // A tool's own failure (its text says why) is not a success for scripts.
+    Ok(if result["isError"] == true { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `sse-apps dashboard`.

@@ -79,7 +79,7 @@ pub fn all_apps(core: Core, config: AllApps) -> anyhow::Result<Router> {
         .merge(chat::router(core.clone(), &config.chat)?)
         .merge(dashboard::router(core.clone(), config.dashboard)?)
         .merge(exec::router(core.clone(), config.exec)?)
-        .merge(sampling::router(core.clone(), sampling::SamplingConfig::default()))
+        .merge(sampling::router(core.clone(), config.sampling))
         .merge(basic::mounted(core.clone(), basic::BasicConfig::default()))
         .merge(bidi::mounted(core, bidi::BidiConfig::default())))
 }
@@ -93,6 +93,8 @@ pub struct AllApps {
     pub dashboard: dashboard::DashboardConfig,
     /// Remote execution's.
     pub exec: exec::ExecConfig,
+    /// LLM sampling's.
+    pub sampling: sampling::SamplingConfig,
 }
 
 impl AllApps {
@@ -102,6 +104,7 @@ impl AllApps {
             chat: chat::ChatConfig::new(data_dir.to_owned()),
             dashboard: dashboard::DashboardConfig::new(data_dir.to_owned()),
             exec: exec::ExecConfig::checked(data_dir.to_owned()),
+            sampling: sampling::SamplingConfig::default(),
         }
     }
 }

@@ -72,6 +72,24 @@ async fn fanout_delivers_everything_to_every_server_and_draws_the_chart() {
 }
 
 #[tokio::test]
+async fn sampling_completes_tool_calls_both_ways() {
+    let args = ["bench", "sampling", "--callers", "2", "--duration", "1s", "--no-pin"];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "push, then mrtr: {stdout}");
+    for (line, era) in lines.iter().zip(["sampling push: 2 callers", "sampling mrtr: 2 callers"]) {
+        assert!(line.starts_with(era) && line.contains(" 0 errors"), "{line}");
+        let completed: u64 = line
+            .split(" tool calls")
+            .next()
+            .and_then(|before| before.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a count of tool calls in {line}"));
+        assert!(completed > 0, "{line}");
+    }
+}
+
+#[tokio::test]
 async fn roundtrip_answers_every_request() {
     let args =
         ["bench", "roundtrip", "--sessions", "4", "--callers", "4", "--duration", "1s", "--no-pin"];

@@ -440,7 +440,8 @@ async fn a_workflow_started_from_the_page_waits_for_an_approval_given_there() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete() {
+async fn the_sampling_console_sends_a_request_to_a_client_shows_it_complete_and_lists_a_tool_calls_rounds()
+ {
     let _turn = ONE_AT_A_TIME.lock().await;
     let Some(browser) = browser().await else { return };
     let client = &browser.client;
@@ -498,6 +499,31 @@ async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete(
         text_of(client, "#requests li[data-state=\"done\"]").await.contains("model test-model")
     );
     browser::screenshot(client, "sampling").await;
+
+    // A 2026-07-28 tool call, by rounds: the console lists its round, then its outcome.
+    let modern = |extra: Value| {
+        let mut params = json!({"name": "classify_sentiment", "arguments": {"text": "Lovely."},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "modern-browser-test", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}});
+        params.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        http.post(&url)
+            .bearer_auth("t0k")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "classify_sentiment")
+            .json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}))
+            .send()
+    };
+    let first: Value = modern(json!({})).await.expect("round 1").json().await.expect("JSON");
+    wait_for(client, "#calls li[data-state=\"asking\"]").await;
+    let retry = json!({"requestState": first["result"]["requestState"], "inputResponses": {"sample": {
+        "role": "assistant", "content": {"type": "text", "text": "positive"}, "model": "test-model"}}});
+    modern(retry).await.expect("round 2");
+    wait_for(client, "#calls li[data-state=\"done\"] .result").await;
+    let call = text_of(client, "#calls li[data-state=\"done\"]").await;
+    assert!(call.contains("classify_sentiment · 2026-07-28 · modern-browser-test"), "{call}");
+    assert!(call.contains("sampling/createMessage → test-model: positive"), "{call}");
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;

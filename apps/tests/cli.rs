@@ -38,7 +38,10 @@ const COMMANDS: &[(&str, &[&str])] = &[
     ("chat", &["--addr", "--token", "--token-file", "--data-dir", "SSE_APPS_ADDR"]),
     ("exec", &["--sandbox", "--no-cgroup", "--run-timeout", "--max-runs", "--addr"]),
     ("sampling", &["--deadline", "--no-auth", "--addr"]),
-    ("sampling-client", &["--server", "--transport", "--provider", "--approve", "--per-minute"]),
+    (
+        "sampling-client",
+        &["--server", "--transport", "--provider", "--approve", "--per-minute", "call"],
+    ),
     ("dashboard", &["--interval", "--alert-thresholds", "--alert", "--allow-control-all"]),
     ("basic-server", &["--count", "--interval", "--addr"]),
     ("basic-client", &["--url", "--last-event-id", "--token"]),
@@ -56,6 +59,7 @@ const COMMANDS: &[(&str, &[&str])] = &[
 const BENCH_SCENARIOS: &[(&str, &[&str])] = &[
     ("fanout", &["--loads", "--targets", "--payload", "--plot", "--no-pin"]),
     ("roundtrip", &["--sessions", "--callers", "--rate", "--targets"]),
+    ("sampling", &["--callers", "--eras", "--duration", "--no-pin"]),
     ("idle", &["--connections", "--targets"]),
     ("flood", &["--idle", "--sources", "--probes"]),
     ("connect", &["--connections", "--concurrency"]),

@@ -1,7 +1,8 @@
 //! Two instances sharing one Redis, behind the repository's nginx configuration: a request waiting
 //! on one instance is answered through the other, in both of the server's formats; a chat message
 //! posted to one reaches the clients of the other, and a reader cut from one resumes on the other
-//! with nothing missed; the instances recover when Redis restarts.
+//! with nothing missed; the instances recover when Redis restarts. And without Redis: a 2026-07-28
+//! MCP tool call begun on one instance finishes on another, sharing nothing but the token.
 //!
 //! Needs Debian's `redis-server` and `nginx-light`, which `.ci/run` installs; each test starts its
 //! own on free loopback ports. In CI a missing one fails the test; elsewhere it is skipped with a
@@ -851,4 +852,91 @@ async fn the_chat_bench_runs_two_instances_through_redis_and_delivers_everything
     assert!(stdout.contains("two instances through Redis"), "{stdout}");
     assert!(stdout.contains("delivered 100.00%"), "every message to every member: {stdout}");
     assert!(stdout.contains("resyncs 0"), "{stdout}");
+}
+
+/// `sse-apps sampling --token TOKEN` on its own: no Redis, nothing shared with any other
+/// instance but what the token gives.
+async fn lone_sampling(token: &str) -> (Child, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = support::binary();
+    command
+        .args(["sampling", "--addr", "127.0.0.1:0", "--token", token, "--data-dir"])
+        .arg(data.path())
+        .stderr(Stdio::null());
+    let (child, base) = support::started(command).await;
+    (child, base, data)
+}
+
+/// A 2026-07-28 `tools/call` of `classify_sentiment` to `{base}/sampling/mcp`, with `more`
+/// params (the answers and the state of a retry); its JSON-RPC answer.
+async fn modern_call(base: &str, token: &str, more: Value) -> Value {
+    let mut params = json!({"name": "classify_sentiment", "arguments": {"text": "Both instances."},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}});
+    params.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+    let request = reqwest::Client::new()
+        .post(format!("{base}/sampling/mcp"))
+        .bearer_auth(token)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "classify_sentiment")
+        .json(&body);
+    let response = within("a 2026-07-28 call", request.send()).await.unwrap();
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_tool_call_begun_on_one_instance_finishes_on_another_with_nothing_shared_but_the_token()
+ {
+    if !installed(&["nginx"]) {
+        return;
+    }
+    const TOKEN: &str = "cluster-modern-token";
+    let (_a, base_a, _data_a) = lone_sampling(TOKEN).await;
+    let (_b, base_b, _data_b) = lone_sampling(TOKEN).await;
+    let answer = |state: &Value| {
+        json!({"requestState": state, "inputResponses": {"sample": {"role": "assistant",
+            "content": {"type": "text", "text": "positive"}, "model": "m"}}})
+    };
+
+    // The first round on A, the retry on B: B verifies A's state with the key both derive from
+    // the token, and finishes the call.
+    let first = modern_call(&base_a, TOKEN, json!({})).await;
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = &first["result"]["requestState"];
+    let done = modern_call(&base_b, TOKEN, answer(state)).await;
+    assert_eq!(done["result"]["content"][0]["text"], "positive", "{done}");
+    // B's console records say so: asked on one instance, answered on the other.
+    let rounds: Value = reqwest::Client::new()
+        .get(format!("{base_b}/sampling/rounds"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answered = rounds["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "tool_round" && !r["answer"].is_null())
+        .cloned()
+        .unwrap();
+    assert_eq!(answered["answer"], "m: positive");
+    assert_ne!(answered["asked_on"], answered["answered_on"], "{answered}");
+
+    // Through the shipped nginx (round robin, nothing sticky), round after round.
+    let (_nginx, proxy) = behind_nginx(&base_a, &base_b).await;
+    for _ in 0..2 {
+        let first = modern_call(&proxy, TOKEN, json!({})).await;
+        let done = modern_call(&proxy, TOKEN, answer(&first["result"]["requestState"])).await;
+        assert_eq!(done["result"]["content"][0]["text"], "positive", "{done}");
+    }
+
+    // An instance with another token has another key: A's state does not verify there.
+    let (_c, base_c, _data_c) = lone_sampling("another-token").await;
+    let refused = modern_call(&base_c, "another-token", answer(state)).await;
+    assert_eq!(refused["error"]["data"]["reason"], "state_tampered", "{refused}");
 }

@@ -16,7 +16,8 @@ use support::{Stream, TestApp, spawn_app};
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 async fn start(deadline: Duration) -> TestApp {
-    spawn_app(move |core| router(core, SamplingConfig { deadline })).await
+    spawn_app(move |core| router(core, SamplingConfig { deadline, ..SamplingConfig::default() }))
+        .await
 }
 
 /// A Streamable HTTP client.
@@ -521,4 +522,92 @@ async fn a_batch_is_answered_as_an_array_of_responses() {
     assert_eq!(status, 202, "notifications only");
     let (status, _) = client.post(json!([])).await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summarize_asks_for_a_length_down_the_stream_when_the_client_can_answer_forms() {
+    let app = start(Duration::from_secs(300)).await;
+    let mut console = Stream::open(&format!("{}/sampling/events", app.base)).await;
+    let capabilities = json!({"sampling": {}, "elicitation": {}});
+    let (client, _) = Client::initialize(&app.base, "former", capabilities).await;
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "summarize", "arguments": {"text": "A text to summarize."}}})
+    };
+    let answer = |asked: &Value, result: Value| json!({"jsonrpc": "2.0", "id": asked["id"], "result": result});
+    let open = |id: u64| {
+        let response = client.request(reqwest::Method::POST).json(&call(id));
+        async move { Stream::from_response(response.send().await.unwrap()) }
+    };
+
+    // Accept: the question first, then the sampling request shaped by the answer.
+    let mut tool = open(3).await;
+    let question = next_request(&mut tool).await;
+    assert_eq!(question["method"], "elicitation/create");
+    assert_eq!(question["params"]["mode"], "form");
+    assert_eq!(question["params"]["requestedSchema"]["properties"]["length"]["type"], "string");
+    let accept = json!({"action": "accept", "content": {"length": "long"}});
+    assert_eq!(client.post(answer(&question, accept)).await.0, 202);
+    let asked = next_request(&mut tool).await;
+    assert_eq!(asked["method"], "sampling/createMessage");
+    assert!(asked["params"]["systemPrompt"].as_str().unwrap().contains("six sentences"));
+    let completion = json!({"role": "assistant", "content": {"type": "text", "text": "Long."},
+        "model": "m", "stopReason": "endTurn"});
+    client.post(answer(&asked, completion)).await;
+    let result = next_message(&mut tool).await;
+    assert_eq!(
+        (result["id"].as_u64(), &result["result"]["content"][0]["text"]),
+        (Some(3), &json!("Long."))
+    );
+
+    // The console saw both rounds, asked then answered, and the outcome.
+    let mut records = Vec::new();
+    while records.last().is_none_or(|(name, _): &(String, Value)| name != "tool_finished") {
+        let event = tokio::time::timeout(WATCHDOG, console.next()).await.unwrap().unwrap();
+        if event.event.starts_with("tool_") {
+            records.push((event.event, serde_json::from_str::<Value>(&event.data).unwrap()));
+        }
+    }
+    let rounds: Vec<(Option<u64>, Value, Value)> = records
+        .iter()
+        .filter(|(name, _)| name == "tool_round")
+        .map(|(_, r)| (r["n"].as_u64(), r["asked"].clone(), r["answer"].clone()))
+        .collect();
+    assert_eq!(
+        rounds,
+        [
+            (Some(1), json!(["elicitation/create"]), Value::Null),
+            (Some(1), json!(["elicitation/create"]), json!(r#"accept {"length":"long"}"#)),
+            (Some(2), json!(["sampling/createMessage"]), Value::Null),
+            (Some(2), json!(["sampling/createMessage"]), json!("m: Long.")),
+        ]
+    );
+    let finished = &records.last().unwrap().1;
+    assert_eq!(
+        (finished["era"].as_str(), finished["client"].as_str()),
+        (Some("handshake"), Some("former"))
+    );
+    assert_eq!(
+        (finished["outcome"].as_str(), finished["text"].as_str()),
+        (Some("done"), Some("Long."))
+    );
+
+    // Decline: the default length.
+    let mut tool = open(4).await;
+    let question = next_request(&mut tool).await;
+    client.post(answer(&question, json!({"action": "decline"}))).await;
+    let asked = next_request(&mut tool).await;
+    assert!(asked["params"]["systemPrompt"].as_str().unwrap().contains("at most three sentences"));
+    drop(tool);
+
+    // Cancel: the call ends with a tool error, and the model is never asked.
+    let mut tool = open(5).await;
+    let question = next_request(&mut tool).await;
+    client.post(answer(&question, json!({"action": "cancel"}))).await;
+    let result = next_message(&mut tool).await;
+    assert_eq!(
+        (result["id"].as_u64(), result["result"]["isError"].as_bool()),
+        (Some(5), Some(true))
+    );
+    assert!(result["result"]["content"][0]["text"].as_str().unwrap().contains("cancelled"));
 }

@@ -327,3 +327,51 @@ async fn the_binary_prints_one_line_per_request() {
     assert!(!line.contains("secret"), "{line}");
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_calls_tools_itself_answering_each_round_at_its_checkpoints() {
+    use sse_apps::sampling::client::approval::Lines;
+    use sse_apps::sampling::client::call::call;
+
+    let (mock, provider) = openai_mock().await;
+    let app = spawn_app(|core| router(core, SamplingConfig::default())).await;
+    let (typed, lines) = tokio::sync::mpsc::unbounded_channel();
+    let config = ClientConfig {
+        server: format!("{}/sampling/mcp", app.base),
+        transport: Transport::Streamable,
+        token: None,
+        provider,
+        models: vec!["mock-model".to_owned()],
+        default_model: "mock-model".to_owned(),
+        approve: Approve::Ask(std::sync::Arc::new(Lines::from_channel(lines))),
+        per_minute: 100,
+        call_timeout: WATCHDOG,
+    };
+    // summarize: the length form (answer it: "short"), then the request and the completion,
+    // both approved with Enter.
+    for line in ["", "short", "", ""] {
+        typed.send(line.to_owned()).unwrap();
+    }
+    let result = call(&config, "summarize", json!({"text": "Rounds, not streams."})).await.unwrap();
+    assert_eq!(result["isError"], false, "{result}");
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(!text.is_empty());
+    let seen = mock.seen.lock().unwrap().last().cloned().unwrap();
+    let system = seen["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
+    assert!(system.contains("one sentence"), "the length answered shaped the prompt: {seen}");
+    assert!(seen.to_string().contains("Rounds, not streams."));
+
+    // A rejected request ends the call, since MRTR cannot carry a refusal.
+    typed.send("r".to_owned()).unwrap();
+    let refused = call(&config, "classify_sentiment", json!({"text": "t"})).await.unwrap_err();
+    assert!(refused.to_string().contains("refusal"), "{refused}");
+
+    // Unattended, the client declares no forms: no question, the default length.
+    let unattended = ClientConfig { approve: Approve::Auto, ..config };
+    let result = call(&unattended, "summarize", json!({"text": "t"})).await.unwrap();
+    assert_eq!(result["isError"], false);
+    let seen = mock.seen.lock().unwrap().last().cloned().unwrap();
+    assert!(seen.to_string().contains("at most three sentences"), "{seen}");
+    let result = call(&unattended, "explain_code", json!({"code": "x = 1"})).await.unwrap();
+    assert_eq!(result["isError"], false);
+}

@@ -20,6 +20,7 @@ pub mod pace;
 pub mod plot;
 pub mod reader;
 pub mod roundtrip;
+pub mod sampling;
 pub mod scan;
 mod server;
 pub mod soak;

@@ -64,6 +64,22 @@ pub(crate) enum BenchScenario {
         #[arg(long)]
         no_pin: bool,
     },
+    /// MCP tool calls that ask the caller's model, both ways: down the stream (push) or by
+    /// multi round-trip requests (mrtr); calls/s and their times at each number of callers
+    Sampling {
+        /// Numbers of concurrent callers, each a run (comma-separated)
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        callers: Vec<usize>,
+        /// The ways to ask (comma-separated)
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "push,mrtr")]
+        eras: Vec<crate::bench::sampling::Era>,
+        /// How long each run calls
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Do not pin the server and the load generator to separate cores
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// N idle connections: the server's resident memory per connection
     Idle {
         /// Connections to hold open
@@ -226,6 +242,9 @@ impl BenchScenario {
                 };
                 roundtrip(targets.into_iter().map(bench).collect()).await?;
             }
+            BenchScenario::Sampling { callers, eras, duration, no_pin } => {
+                sampling(&callers, &eras, duration, !no_pin).await?;
+            }
             BenchScenario::Idle { connections, targets, no_pin } => {
                 for row in crate::bench::connect::run(&targets, connections, 1000, !no_pin).await? {
                     println!("{}", row.idle_line());
@@ -289,6 +308,22 @@ async fn fanout(
 }
 
 /// Each target's round trips, then ours beside the limit when both were measured.
+/// `bench sampling`: one run per way of asking and number of callers, a line each.
+async fn sampling(
+    callers: &[usize],
+    eras: &[crate::bench::sampling::Era],
+    duration: Duration,
+    pin: bool,
+) -> anyhow::Result<()> {
+    use crate::bench::sampling::{SamplingBench, run};
+    for &era in eras {
+        for &callers in callers {
+            println!("{}", run(SamplingBench { era, callers, duration, pin }).await?.line());
+        }
+    }
+    Ok(())
+}
+
 async fn roundtrip(benches: Vec<crate::bench::roundtrip::RoundtripBench>) -> anyhow::Result<()> {
     use crate::bench::roundtrip::{RoundtripTarget, ratio_line};
     let mut reports = Vec::new();

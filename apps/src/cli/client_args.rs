@@ -102,6 +102,9 @@ pub(crate) struct SamplingClientArgs {
     /// How long one model call may take
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Without one, answer the server's sampling requests until stopped
+    #[command(subcommand)]
+    pub action: Option<crate::sampling::client::call::Action>,
 }
 
 /// Who approves sampling requests.

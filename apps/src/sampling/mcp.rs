@@ -1,16 +1,23 @@
 //! The small part of the Model Context Protocol this app needs, written by hand (rmcp 3 has
-//! dropped the SSE transport and deprecated the sampling types): protocol versions, how MCP
-//! frames messages on a stream, and the shape of `sampling/createMessage`.
+//! dropped the SSE transport and deprecated the sampling types): protocol versions of both eras,
+//! how MCP frames messages on a stream, what a client declared it can do, and the shape of
+//! `sampling/createMessage`.
 
 use serde_json::{Value, json};
 use sse_core::session::Dialect;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, Notification, Request};
 
-/// The revision this server speaks natively.
+/// The newest revision of the handshake era (`initialize`, sessions, server-initiated requests).
 pub const LATEST: &str = "2025-11-25";
-/// Every revision it accepts in `initialize` (and in `MCP-Protocol-Version`).
+/// Every handshake-era revision, accepted in `initialize` (and in `MCP-Protocol-Version`).
 pub const SUPPORTED: [&str; 4] = [LATEST, "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The modern (stateless) revision: no `initialize`, every request carries its version, client
+/// info and capabilities in `_meta`, and the server asks the client things by MRTR.
+pub const MODERN: &str = "2026-07-28";
+/// Every revision this server speaks, newest first: what `server/discover` advertises and what
+/// an `UnsupportedProtocolVersion` error names.
+pub const ALL_VERSIONS: [&str; 5] = [MODERN, LATEST, "2025-06-18", "2025-03-26", "2024-11-05"];
 /// The revision assumed when a Streamable HTTP client sends no `MCP-Protocol-Version` header.
 pub const ASSUMED_WITHOUT_HEADER: &str = "2025-03-26";
 
@@ -70,6 +77,25 @@ pub mod codes {
     /// The server cannot take the request now (JSON-RPC's range for servers' own errors); the
     /// HTTP answer says when to retry.
     pub const UNAVAILABLE: i64 = -32000;
+    /// 2026-07-28: the HTTP headers do not match the body, or a required one is missing.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28: the request's protocol version is not one this server speaks.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+}
+
+/// Whether `capabilities` (a client's) declare sampling.
+pub fn declares_sampling(capabilities: &Value) -> bool {
+    capabilities.get("sampling").is_some_and(Value::is_object)
+}
+
+/// Whether `capabilities` declare form-mode elicitation: `elicitation: {form: {}}`, or an
+/// `elicitation` object naming no mode at all (which means form, as before modes existed).
+pub fn declares_form_elicitation(capabilities: &Value) -> bool {
+    let Some(elicitation) = capabilities.get("elicitation").and_then(Value::as_object) else {
+        return false;
+    };
+    elicitation.get("form").is_some_and(Value::is_object)
+        || (!elicitation.contains_key("form") && !elicitation.contains_key("url"))
 }
 
 /// Why a `sampling/createMessage` params object is not one.

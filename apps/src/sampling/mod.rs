@@ -5,24 +5,35 @@
 //!
 //! | part | job |
 //! |---|---|
-//! | [`mcp`] | protocol versions, MCP's framing on a stream, the `createMessage` shape |
-//! | [`streamable`] | the Streamable HTTP transport at `/sampling/mcp` (2025-03-26 and later) |
+//! | [`mcp`] | protocol versions of both eras, MCP's framing on a stream, the `createMessage` shape |
+//! | [`streamable`] | the Streamable HTTP transport at `/sampling/mcp`, handshake era (2025-03-26 to 2025-11-25) |
+//! | [`modern`] | the modern era (2026-07-28) on the same URL: stateless, decided per request |
+//! | [`mrtr`] | modern tool calls by multi round-trip requests: `InputRequiredResult`, then the retry |
+//! | [`request_state`] | the sealed `requestState` a retry brings back, good on any instance with the key |
 //! | [`legacy`] | the HTTP+SSE transport of 2024-11-05 at `/sampling/sse` |
-//! | [`tools`] | `summarize`, `classify_sentiment`, `explain_code` |
+//! | [`tools`] | `summarize` (which may ask the user for a length), `classify_sentiment`, `explain_code` |
 //! | [`requests`] | sampling requests sent by hand, their states, the events stream |
+//! | [`rounds`] | what the console shows of tool calls: each question, its answer, its time, its instances |
 //! | `owner` | with several instances: which one holds a session ([`crate::owner_routing`]) |
 //! | [`changes`] | what the console sees change: this instance's topic, or one every instance shares |
 //!
-//! Both transports sit on sse-core: an MCP session is a core [`Session`] (its id is the
-//! `MCP-Session-Id`, its stream replays after `Last-Event-ID`), and every request to a client
-//! goes through the core's correlator, whose answers arrive as the client's POSTed responses.
+//! Two ways to ask the client. In the handshake era both transports sit on sse-core: an MCP
+//! session is a core [`Session`] (its id is the `MCP-Session-Id`, its stream replays after
+//! `Last-Event-ID`), and every request to a client (`sampling/createMessage`,
+//! `elicitation/create`) goes through the core's correlator, whose answers arrive as the
+//! client's POSTed responses. In the modern era nothing is held: the server answers the tool call
+//! with the questions, and the client calls again with the answers ([`mrtr`]).
 
 mod changes;
 pub mod client;
 pub mod legacy;
 pub mod mcp;
+pub mod modern;
+pub mod mrtr;
 mod owner;
+pub mod request_state;
 pub mod requests;
+pub mod rounds;
 pub mod streamable;
 pub mod tools;
 
@@ -45,16 +56,33 @@ use crate::shared::clock::unix_millis;
 use mcp::codes;
 
 /// Settings of the sampling app.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SamplingConfig {
     /// How long a sampling request waits for its answer: long enough for a person to read,
-    /// edit and approve (SDKs' 60 s defaults are known to cut human approvals short).
+    /// edit and approve (SDKs' 60 s defaults are known to cut human approvals short). Also how
+    /// long a modern call's `requestState` stays good between its rounds.
     pub deadline: Duration,
+    /// The key sealing modern calls' `requestState`: derived from the server's token, so that
+    /// every instance given the same token opens it; random (this process only) by default.
+    pub state_key: request_state::StateKey,
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        SamplingConfig { deadline: Duration::from_secs(300) }
+        SamplingConfig::sharing(None)
+    }
+}
+
+impl SamplingConfig {
+    /// The defaults, with the `requestState` key derived from `secret` (the server's token) when
+    /// there is one, so that every instance given the same token serves each other's retries;
+    /// a random key otherwise.
+    pub fn sharing(secret: Option<&str>) -> SamplingConfig {
+        SamplingConfig {
+            deadline: Duration::from_secs(300),
+            state_key: secret
+                .map_or_else(request_state::StateKey::random, request_state::StateKey::derived),
+        }
     }
 }
 
@@ -84,7 +112,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Whether it declared the `sampling` capability (only such clients are asked).
     pub fn samples(&self) -> bool {
-        self.capabilities.get("sampling").is_some_and(Value::is_object)
+        mcp::declares_sampling(&self.capabilities)
     }
 }
 
@@ -98,6 +126,10 @@ struct SamplingState {
     /// Client requests being worked on, by (session, request id), so the client can cancel
     /// them with `notifications/cancelled`.
     running: Arc<Mutex<HashMap<(String, String), AbortHandle>>>,
+    /// The rounds of recent tool calls, for the console.
+    rounds: Arc<rounds::Rounds>,
+    /// This instance's name on the console: the cluster's name for it, else a random one.
+    instance: Arc<str>,
 }
 
 /// The sampling routes, mounted at `/sampling`.
@@ -109,6 +141,11 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         clients: Arc::default(),
         requests: Arc::default(),
         running: Arc::default(),
+        rounds: Arc::default(),
+        instance: match core.cluster() {
+            Some(cluster) => cluster.instance().into(),
+            None => uuid::Uuid::new_v4().simple().to_string()[..8].into(),
+        },
     };
     let forget = state.clone();
     core.sessions.on_expire(move |id| forget.client_left(id));
@@ -125,6 +162,8 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
             state.clone(),
             crate::owner_routing::route::<SamplingState>,
         ))
+        // Runs before the line above: a 2026-07-28 request names no session to forward to.
+        .route_layer(axum::middleware::from_fn(modern::drop_session_headers))
         .route_layer(axum::middleware::from_fn(sse_core::edge::origin::refuse_cross_site));
     Router::new()
         .route("/sampling", get(console))
@@ -133,6 +172,7 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         .route("/sampling/clients", get(requests::clients))
         .route("/sampling/requests", get(requests::list).post(requests::send))
         .route("/sampling/requests/{id}", get(requests::one))
+        .route("/sampling/rounds", get(requests::rounds))
         .route("/sampling/events", get(requests::events))
         .with_state(state)
 }
@@ -205,6 +245,12 @@ impl SamplingState {
         lock(&self.clients).get(id.as_str()).cloned()
     }
 
+    /// A tool call's round or outcome ([`rounds`]): kept for the snapshot, and published.
+    fn record_round(&self, name: &'static str, data: Value) {
+        self.rounds.keep(name, data.clone());
+        self.publish(name, &data);
+    }
+
     /// A state change for `GET /sampling/events` viewers (of every instance, with several).
     fn publish(&self, name: &str, data: &Value) {
         self.events.publish(name, data);
@@ -260,7 +306,8 @@ impl SamplingState {
     }
 
     /// Runs a tool: asks the calling client's model, with progress notifications while waiting
-    /// when the call carries a progress token.
+    /// when the call carries a progress token; `summarize` without a length first asks the user
+    /// for one, of clients that declared form elicitation.
     async fn call_tool(
         &self,
         session: &Session,
@@ -268,51 +315,58 @@ impl SamplingState {
         params: Value,
         reply: &(dyn Fn(Value) + Send + Sync),
     ) -> Value {
-        let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
-        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
-        let sampling = match tools::sampling_params(name, &arguments) {
-            Ok(sampling) => sampling,
-            Err(message) => return mcp::error(Some(id), codes::INVALID_PARAMS, &message),
+        let call = rounds::CallId {
+            call: uuid::Uuid::new_v4().simple().to_string(),
+            tool: params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            era: "handshake",
+            client: self.client(session.id()).map_or_else(|| "unknown".to_owned(), |c| c.name),
         };
-        if !self.client(session.id()).is_some_and(|c| c.samples()) {
+        let response = self.run_tool(session, id, &call, params, reply).await;
+        if let Some(result) = response.get("result") {
+            self.record_round("tool_finished", rounds::finished(&call, result));
+        }
+        response
+    }
+
+    /// [`Self::call_tool`]'s work.
+    async fn run_tool(
+        &self,
+        session: &Session,
+        id: &Id,
+        call: &rounds::CallId,
+        params: Value,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Value {
+        let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
+        let mut arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        if let Err(message) = tools::sampling_params(name, &arguments) {
+            return mcp::error(Some(id), codes::INVALID_PARAMS, &message);
+        }
+        let Some(client) = self.client(session.id()).filter(ClientInfo::samples) else {
             return tool_error(
                 id,
                 "this client did not declare the sampling capability, so it cannot run the model",
             );
-        }
+        };
         let token = params.pointer("/_meta/progressToken").cloned();
-        // The request travels with the call it belongs to: on the call's own response stream
-        // (Streamable HTTP), or on the session's stream (the 2024-11-05 transport). The answer
-        // comes back by POST either way, to the correlator.
-        let deliver = |request: &sse_core::wire::jsonrpc::Request| {
-            reply(json!(request));
-            true
-        };
-        let ask = self.core.correlator.request_via(
-            session,
-            "sampling/createMessage",
-            Some(sampling),
-            self.config.deadline,
-            deliver,
-        );
-        tokio::pin!(ask);
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        let mut progress = 0u64;
-        let answered = loop {
-            tokio::select! {
-                answered = &mut ask => break answered,
-                _ = tick.tick() => {
-                    if let Some(token) = &token {
-                        let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
-                            "progressToken": token, "progress": progress,
-                            "message": "waiting for the client's model" } });
-                        reply(note);
-                        progress += 1;
-                    }
-                }
+        let mut round = (call, 1);
+        if tools::wants_length(name, &arguments)
+            && mcp::declares_form_elicitation(&client.capabilities)
+        {
+            let asked = self.ask_length(session, &client, token.as_ref(), reply, round);
+            round.1 += 1;
+            match asked.await {
+                Ok(length) => arguments = tools::with_length(&arguments, &length),
+                Err(message) => return tool_error(id, &message),
             }
+        }
+        let sampling = match tools::sampling_params(name, &arguments) {
+            Ok(sampling) => sampling,
+            Err(message) => return mcp::error(Some(id), codes::INVALID_PARAMS, &message),
         };
-        match answered {
+        let sample = "sampling/createMessage";
+        let answered = self.ask_client(session, sample, sampling, token.as_ref(), reply, round);
+        match answered.await {
             Ok(answer) => match tools::result_text(&answer.result) {
                 Some(text) => mcp::result(
                     id,
@@ -329,6 +383,104 @@ impl SamplingState {
                 &format!("the user rejected the sampling request: {}", error.message),
             ),
             Err(error) => tool_error(id, &format!("sampling failed: {error}")),
+        }
+    }
+
+    /// Asks the user for a summary length (`elicitation/create`, form mode): the length chosen,
+    /// the default one when they decline, or why the call must end (cancelled, failed).
+    async fn ask_length(
+        &self,
+        session: &Session,
+        client: &ClientInfo,
+        token: Option<&Value>,
+        reply: &(dyn Fn(Value) + Send + Sync),
+        round: (&rounds::CallId, u32),
+    ) -> Result<String, String> {
+        let mut question = tools::length_question();
+        // `mode` came with 2025-11-25; earlier clients know only forms, without the field.
+        if client.protocol != mcp::LATEST
+            && let Some(fields) = question.as_object_mut()
+        {
+            fields.remove("mode");
+        }
+        let method = "elicitation/create";
+        let answer = self.ask_client(session, method, question, token, reply, round).await;
+        let answer = answer.map_err(|error| format!("asking for the length failed: {error}"))?;
+        match tools::length_answer(&answer.result) {
+            tools::LengthAnswer::Chosen(length) => Ok(length),
+            tools::LengthAnswer::Declined => Ok(tools::DEFAULT_LENGTH.to_owned()),
+            tools::LengthAnswer::Cancelled => {
+                Err("the user cancelled the question about the summary's length".to_owned())
+            }
+            tools::LengthAnswer::Invalid(why) => {
+                Err(format!("the answer about the summary's length was not usable: {why}"))
+            }
+        }
+    }
+
+    /// Sends `method` to the client and waits for its answer, sending progress notifications
+    /// meanwhile when the call carries a progress `token`. The request travels with the call it
+    /// belongs to: on the call's own response stream (Streamable HTTP), or on the session's
+    /// stream (the 2024-11-05 transport). The answer comes back by POST either way, to the
+    /// correlator. The console sees the round asked, then answered.
+    async fn ask_client(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Value,
+        token: Option<&Value>,
+        reply: &(dyn Fn(Value) + Send + Sync),
+        (call, n): (&rounds::CallId, u32),
+    ) -> Result<sse_core::rpc::Answered, RpcError> {
+        let asked = rounds::asked(call, n, vec![method.to_owned()], &self.instance);
+        self.record_round("tool_round", json!(asked));
+        let started = std::time::Instant::now();
+        let answered = self.wait_for(session, method, params, token, reply).await;
+        let answer = match &answered {
+            Ok(answer) => rounds::summary(method, &answer.result),
+            Err(error) => format!("error: {error}"),
+        };
+        let answered_round = asked.answered(answer, started.elapsed(), &self.instance);
+        self.record_round("tool_round", json!(answered_round));
+        answered
+    }
+
+    /// Sends `method` down the call's stream and waits for the answer, with progress notes.
+    async fn wait_for(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Value,
+        token: Option<&Value>,
+        reply: &(dyn Fn(Value) + Send + Sync),
+    ) -> Result<sse_core::rpc::Answered, RpcError> {
+        let deliver = |request: &sse_core::wire::jsonrpc::Request| {
+            reply(json!(request));
+            true
+        };
+        let ask = self.core.correlator.request_via(
+            session,
+            method,
+            Some(params),
+            self.config.deadline,
+            deliver,
+        );
+        tokio::pin!(ask);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut progress = 0u64;
+        loop {
+            tokio::select! {
+                answered = &mut ask => return answered,
+                _ = tick.tick() => {
+                    if let Some(token) = token {
+                        let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                            "progressToken": token, "progress": progress,
+                            "message": "waiting for the client" } });
+                        reply(note);
+                        progress += 1;
+                    }
+                }
+            }
         }
     }
 }

@@ -19,14 +19,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sse_core::edge::{ApiError, JsonBody, PathParams, refuse_reserved_keys};
 use sse_core::rpc::RpcError;
-use sse_core::session::SessionId;
+use sse_core::session::{Session, SessionId};
 use sse_core::stream::LiveResponse;
 use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::Id;
 use tokio::sync::Notify;
 
-use super::SamplingState;
 use super::mcp::{self, codes};
+use super::{ClientInfo, SamplingState};
 use crate::forward;
 use crate::shared::clock::unix_millis;
 use sse_core::sync::lock;
@@ -128,18 +128,38 @@ async fn all_requests(state: &SamplingState, headers: &HeaderMap) -> Vec<Value> 
 }
 
 /// `POST /sampling/requests`: `{"client":"<session id or name>", …createMessage params}`.
-#[expect(
-    clippy::too_many_lines,
-    reason = "several steps in one function; it is split where the MCP server is reshaped (issue 26)"
-)]
+/// The request is sent on its own task; the answer is its id, to follow on the events stream.
 pub(super) async fn send(
     State(state): State<SamplingState>,
     headers: HeaderMap,
-    JsonBody(mut body): JsonBody<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    // The parameters are passed on to the client as they came.
-    refuse_reserved_keys(&body)?;
     let as_sent = bytes::Bytes::from(body.to_string());
+    let (client, params) = read_send_body(body)?;
+    let Some(session) = find_session(&state, &client) else {
+        // Perhaps the client reached another instance: the one that has it sends the request.
+        if let Some(cluster) = state.core.cluster() {
+            let path = "/sampling/requests";
+            let elsewhere = forward::ask_others(cluster, Method::POST, path, &headers, as_sent);
+            if let Some(answer) = elsewhere.await {
+                return Ok(answer);
+            }
+        }
+        return Err(ApiError::not_found(
+            "unknown_client",
+            format!("no connected client is {client:?}"),
+        ));
+    };
+    let info = sampling_client(&state, &session)?;
+    let request = state.record(&info, params);
+    tokio::spawn(run(state, request.clone(), session));
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": request.id }))).into_response())
+}
+
+/// The client named in a `POST /sampling/requests` body, and the `createMessage` params (the
+/// rest of the body, passed on to the client as they came), or why they are not usable.
+fn read_send_body(mut body: Value) -> Result<(String, Value), ApiError> {
+    refuse_reserved_keys(&body)?;
     let invalid = |code: &'static str, message: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     };
@@ -156,7 +176,12 @@ pub(super) async fn send(
         }
     };
     mcp::check_create_message(&body).map_err(|m| invalid("invalid_params", m))?;
-    // By handle, else by the name its `initialize` gave (the newest such client).
+    Ok((client, body))
+}
+
+/// The session of the client this instance knows as `client`: by handle, else by the name its
+/// `initialize` gave (the newest such client).
+fn find_session(state: &SamplingState, client: &str) -> Option<Session> {
     let found = {
         let clients = lock(&state.clients);
         let by_handle = clients.values().find(|c| c.handle == client);
@@ -164,21 +189,12 @@ pub(super) async fn send(
             || clients.values().filter(|c| c.name == client).max_by_key(|c| c.connected_at);
         by_handle.or_else(by_name).map(|c| c.session.clone())
     };
-    let Some(session) = found.and_then(|id| state.core.sessions.get(&SessionId::from(id.as_str())))
-    else {
-        // Perhaps the client reached another instance: the one that has it sends the request.
-        if let Some(cluster) = state.core.cluster() {
-            let path = "/sampling/requests";
-            let elsewhere = forward::ask_others(cluster, Method::POST, path, &headers, as_sent);
-            if let Some(answer) = elsewhere.await {
-                return Ok(answer);
-            }
-        }
-        return Err(ApiError::not_found(
-            "unknown_client",
-            format!("no connected client is {client:?}"),
-        ));
-    };
+    found.and_then(|id| state.core.sessions.get(&SessionId::from(id.as_str())))
+}
+
+/// The client of `session`, if it may be sent a sampling request: initialized, and declaring
+/// sampling.
+fn sampling_client(state: &SamplingState, session: &Session) -> Result<ClientInfo, ApiError> {
     let info = state.client(session.id()).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -193,72 +209,81 @@ pub(super) async fn send(
             "that client did not declare the sampling capability",
         ));
     }
-    let sent_at = unix_millis();
-    let request = Arc::new(SamplingRequest {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        client: info.handle.clone(),
-        session: info.session.clone(),
-        params: body.clone(),
-        sent_at,
-        deadline_at: sent_at + state.config.deadline.as_millis() as u64,
-        stage: Mutex::new(None),
-        outcome: Mutex::new(None),
-        asked: Mutex::new(None),
-        recorded: Notify::new(),
-    });
-    {
-        let mut requests = lock(&state.requests);
-        requests.push_front(request.clone());
-        requests.truncate(KEPT);
+    Ok(info)
+}
+
+/// Sends `request` down `session`'s stream, waits for its outcome and records it.
+async fn run(state: SamplingState, request: Arc<SamplingRequest>, session: Session) {
+    // The request's id is its progress token: a client that reports progress
+    // ("awaiting approval", "generating") moves the request's state.
+    let mut params = request.params.clone();
+    params["_meta"] = json!({ "progressToken": request.id });
+    // Down the session's stream, as `Correlator::request` sends, noting the id it goes with
+    // so that the client's answer can wait for the outcome below to be recorded.
+    let deliver = |asked: &sse_core::wire::jsonrpc::Request| {
+        *lock(&request.asked) = Some(asked.id.clone());
+        session.send(session.dialect().request(asked)).is_ok()
+    };
+    let answered = state
+        .core
+        .correlator
+        .request_via(
+            &session,
+            "sampling/createMessage",
+            Some(params),
+            state.config.deadline,
+            deliver,
+        )
+        .await;
+    let finished_at = unix_millis();
+    let mut outcome = outcome_of(answered);
+    outcome["finished_at"] = json!(finished_at);
+    outcome["duration_ms"] = json!(finished_at.saturating_sub(request.sent_at));
+    *lock(&request.outcome) = Some(outcome);
+    state.publish("request_finished", &request.to_json());
+    request.recorded.notify_waiters();
+}
+
+/// How a request ended, as its `state` and the fields that go with it.
+fn outcome_of(answered: Result<sse_core::rpc::Answered, RpcError>) -> Value {
+    match answered {
+        Ok(answer) => json!({ "state": "done", "result": answer.result }),
+        Err(RpcError::Remote(error)) if error.code == codes::USER_REJECTED => {
+            json!({ "state": "rejected", "error": { "code": error.code, "message": error.message } })
+        }
+        Err(RpcError::Timeout(_)) => json!({ "state": "timed_out" }),
+        Err(RpcError::Remote(error)) => {
+            json!({ "state": "failed", "error": { "code": error.code, "message": error.message } })
+        }
+        Err(other) => json!({ "state": "failed", "error": { "message": other.to_string() } }),
     }
-    state.publish("request_sent", &request.to_json());
-    let task = (state.clone(), request.clone());
-    tokio::spawn(async move {
-        let (state, request) = task;
-        // The request's id is its progress token: a client that reports progress
-        // ("awaiting approval", "generating") moves the request's state.
-        let mut params = request.params.clone();
-        params["_meta"] = json!({ "progressToken": request.id });
-        // Down the session's stream, as `Correlator::request` sends, noting the id it goes with
-        // so that the client's answer can wait for the outcome below to be recorded.
-        let deliver = |asked: &sse_core::wire::jsonrpc::Request| {
-            *lock(&request.asked) = Some(asked.id.clone());
-            session.send(session.dialect().request(asked)).is_ok()
-        };
-        let answered = state
-            .core
-            .correlator
-            .request_via(
-                &session,
-                "sampling/createMessage",
-                Some(params),
-                state.config.deadline,
-                deliver,
-            )
-            .await;
-        let finished_at = unix_millis();
-        let outcome = match answered {
-            Ok(answer) => json!({ "state": "done", "result": answer.result }),
-            Err(RpcError::Remote(error)) if error.code == codes::USER_REJECTED => {
-                json!({ "state": "rejected", "error": { "code": error.code, "message": error.message } })
-            }
-            Err(RpcError::Timeout(_)) => json!({ "state": "timed_out" }),
-            Err(RpcError::Remote(error)) => {
-                json!({ "state": "failed", "error": { "code": error.code, "message": error.message } })
-            }
-            Err(other) => json!({ "state": "failed", "error": { "message": other.to_string() } }),
-        };
-        let mut outcome = outcome;
-        outcome["finished_at"] = json!(finished_at);
-        outcome["duration_ms"] = json!(finished_at.saturating_sub(request.sent_at));
-        *lock(&request.outcome) = Some(outcome);
-        state.publish("request_finished", &request.to_json());
-        request.recorded.notify_waiters();
-    });
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": request.id }))).into_response())
 }
 
 impl SamplingState {
+    /// A new request to `client` with `params`, kept for the list and announced to consoles.
+    fn record(&self, client: &ClientInfo, params: Value) -> Arc<SamplingRequest> {
+        let sent_at = unix_millis();
+        let request = Arc::new(SamplingRequest {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            client: client.handle.clone(),
+            session: client.session.clone(),
+            params,
+            sent_at,
+            deadline_at: sent_at + self.config.deadline.as_millis() as u64,
+            stage: Mutex::new(None),
+            outcome: Mutex::new(None),
+            asked: Mutex::new(None),
+            recorded: Notify::new(),
+        });
+        {
+            let mut requests = lock(&self.requests);
+            requests.push_front(request.clone());
+            requests.truncate(KEPT);
+        }
+        self.publish("request_sent", &request.to_json());
+        request
+    }
+
     /// After the client `from` answered request `id`: if that was a request sent by hand, waits
     /// until its outcome is recorded, so that whoever was told the answer was taken (the
     /// client's 202) finds it in the list and has had its `request_finished` event.
@@ -322,16 +347,31 @@ pub(super) async fn list(State(state): State<SamplingState>, headers: HeaderMap)
     axum::Json(json!({ "requests": requests })).into_response()
 }
 
-/// `GET /sampling/events`: a `snapshot` (clients and requests), then every change.
+/// `GET /sampling/rounds`: the rounds and outcomes of recent tool calls ([`super::rounds`]),
+/// this instance's then every other's.
+pub(super) async fn rounds(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
+    axum::Json(json!({ "rounds": all_rounds(&state, &headers).await })).into_response()
+}
+
+async fn all_rounds(state: &SamplingState, headers: &HeaderMap) -> Vec<Value> {
+    let mut rounds = state.rounds.list();
+    let cluster = state.core.cluster();
+    rounds.extend(forward::gather(cluster, headers, "/sampling/rounds", "rounds").await);
+    rounds
+}
+
+/// `GET /sampling/events`: a `snapshot` (clients, requests, tool calls' rounds), then every
+/// change.
 pub(super) async fn events(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
     // Subscribed before the snapshot is read: a change in between is sent twice rather than
     // lost, and every event carries the whole client or request, so a repeat is harmless.
     let live = state.events.subscribe();
     let clients = all_clients(&state, &headers).await;
     let requests = all_requests(&state, &headers).await;
+    let rounds = all_rounds(&state, &headers).await;
     let snapshot = Event::new()
         .event("snapshot")
-        .data(json!({ "clients": clients, "requests": requests }).to_string());
+        .data(json!({ "clients": clients, "requests": requests, "rounds": rounds }).to_string());
     LiveResponse::new(live)
         .prelude(vec![snapshot.encode()])
         .into_response(&state.core.streams, &state.core.metrics)

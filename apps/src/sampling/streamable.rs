@@ -1,4 +1,5 @@
-//! MCP's Streamable HTTP transport at `/sampling/mcp`.
+//! MCP's Streamable HTTP transport at `/sampling/mcp`, handshake era (2025-03-26 to 2025-11-25).
+//! Requests of the modern era (2026-07-28) on the same URL go to [`super::modern`] first.
 //!
 //! * `POST` carries one client message. `initialize` creates the session and answers with its id
 //!   in `MCP-Session-Id`; every later message must carry that header (400 without, 404 for a
@@ -25,6 +26,7 @@ use sse_core::wire::jsonrpc::Message;
 use tokio::sync::mpsc;
 
 use super::mcp::{self, McpEvents, codes};
+use super::modern;
 use super::{SamplingState, client_info, initialize_result};
 use sse_core::session::TooManySessions;
 use sse_core::wire::jsonrpc::Id;
@@ -120,6 +122,9 @@ pub(super) async fn post(
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
+    if modern::is_modern(&headers, &body) {
+        return modern::post(state, headers, &body).await;
+    }
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return batch(state, headers, &body).await;
     }
@@ -290,6 +295,9 @@ pub(super) async fn open(
     headers: HeaderMap,
     LastEventId(last_event_id): LastEventId,
 ) -> Response {
+    if modern::modern_header(&headers) {
+        return modern::method_not_allowed();
+    }
     let session = match checked_session(&state, &headers) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
@@ -300,6 +308,9 @@ pub(super) async fn open(
 
 /// `DELETE /sampling/mcp`: ends the session.
 pub(super) async fn delete(State(state): State<SamplingState>, headers: HeaderMap) -> Response {
+    if modern::modern_header(&headers) {
+        return modern::method_not_allowed();
+    }
     match session_of(&state, &headers) {
         Ok(session) => {
             state.core.sessions.close(session.id());

@@ -13,6 +13,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
+use serde_json::{Map, Value, json};
+
 use super::llm::{Completion, Prompt};
 use super::outcome::Checkpoint;
 
@@ -120,6 +122,94 @@ impl Approve {
     }
 }
 
+impl Approve {
+    /// A form a server asks the person to fill in (`elicitation/create`, form mode), and the
+    /// `ElicitResult` to send back: `accept` with the fields typed, `decline` or `cancel`.
+    /// Unattended, every form is declined: nobody is there to answer, and the server then goes
+    /// on without (this app's `summarize` uses its default length).
+    pub async fn form(&self, message: &str, schema: &Value) -> Value {
+        let Approve::Ask(lines) = self else { return json!({ "action": "decline" }) };
+        let mut receiver = lines.0.lock().await;
+        let cancel = json!({ "action": "cancel" });
+        eprint!("\n── the server asks: {message}\n");
+        loop {
+            eprint!("Answer it? [A]nswer, [d]ecline, [c]ancel (Enter answers): ");
+            let _ = std::io::stderr().flush();
+            let Some(line) = receiver.recv().await else { return cancel };
+            match line.trim().to_ascii_lowercase().as_str() {
+                "a" | "answer" | "" => break,
+                "d" | "decline" => return json!({ "action": "decline" }),
+                "c" | "cancel" => return cancel,
+                _ => {}
+            }
+        }
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut content = Map::new();
+        let fields =
+            schema.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (name, field) in &fields {
+            let question = field_question(name, field);
+            loop {
+                eprint!("{question}");
+                let _ = std::io::stderr().flush();
+                let Some(line) = receiver.recv().await else { return cancel };
+                match field_value(field, line.trim()) {
+                    Ok(Some(value)) => {
+                        content.insert(name.clone(), value);
+                        break;
+                    }
+                    Ok(None) if !required.contains(&name.as_str()) => break,
+                    _ => {}
+                }
+            }
+        }
+        json!({ "action": "accept", "content": content })
+    }
+}
+
+/// How a form field is asked: its title, its choices, its default (Enter takes it).
+fn field_question(name: &str, field: &Value) -> String {
+    let title = field.get("title").and_then(Value::as_str).unwrap_or(name);
+    let choices = field
+        .get("enum")
+        .and_then(Value::as_array)
+        .map(|c| format!(" ({})", c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("/")))
+        .unwrap_or_default();
+    let default = field.get("default").map(|d| format!(" [{}]", shown(d))).unwrap_or_default();
+    format!("{title}{choices}{default}: ")
+}
+
+/// A typed answer for `field`: its value, `None` when left empty without a default, or an error
+/// (then the field is asked again).
+fn field_value(field: &Value, typed: &str) -> Result<Option<Value>, ()> {
+    if typed.is_empty() {
+        return Ok(field.get("default").cloned());
+    }
+    let value = match field.get("type").and_then(Value::as_str) {
+        Some("integer" | "number") => {
+            serde_json::from_str::<serde_json::Number>(typed).map(Value::Number).map_err(|_| ())?
+        }
+        Some("boolean") => match typed.to_ascii_lowercase().as_str() {
+            "y" | "yes" | "true" => Value::Bool(true),
+            "n" | "no" | "false" => Value::Bool(false),
+            _ => return Err(()),
+        },
+        _ => Value::String(typed.to_owned()),
+    };
+    match field.get("enum").and_then(Value::as_array) {
+        Some(choices) if !choices.contains(&value) => Err(()),
+        _ => Ok(Some(value)),
+    }
+}
+
+fn shown(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
 /// The question asked at a checkpoint. The capital marks the default, and the words say what
 /// Enter does, because that default is approval.
 pub fn question(checkpoint: Checkpoint) -> &'static str {
@@ -213,6 +303,27 @@ mod tests {
         };
         typed.send("  ".into()).unwrap();
         assert_eq!(approve.completion(completion.clone()).await, Some(completion));
+    }
+
+    #[tokio::test]
+    async fn a_person_fills_declines_or_cancels_a_form_and_nobody_declines_unattended() {
+        let schema = serde_json::json!({"type": "object", "required": ["length"], "properties": {
+            "length": {"type": "string", "enum": ["short", "long"], "default": "short"},
+            "count": {"type": "integer"}}});
+        let (typed, lines) = tokio::sync::mpsc::unbounded_channel();
+        let approve = Approve::Ask(Arc::new(Lines::from_channel(lines)));
+        // "epic" is not a choice and "x" not an integer: each is asked again.
+        for line in ["", "x", "3", "epic", "long", "d", "c"] {
+            typed.send(line.to_owned()).unwrap();
+        }
+        let answered = approve.form("How long?", &schema).await;
+        assert_eq!(
+            answered,
+            serde_json::json!({"action": "accept", "content": {"count": 3, "length": "long"}})
+        );
+        assert_eq!(approve.form("again", &schema).await["action"], "decline");
+        assert_eq!(approve.form("again", &schema).await["action"], "cancel");
+        assert_eq!(Approve::Auto.form("unattended", &schema).await["action"], "decline");
     }
 
     #[test]

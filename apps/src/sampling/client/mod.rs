@@ -11,11 +11,15 @@
 //! without asking. Keys are read from the environment ([`provider`]) and never printed or
 //! logged.
 //!
+//! `sampling-client call TOOL` turns it around ([`call`]): the client calls a tool itself, in
+//! MCP 2026-07-28, and answers the server's input requests round by round.
+//!
 //! Every request ends in one line on stdout ([`outcome`]): answered with its model, tokens and
 //! time, or rejected, failed, cancelled or abandoned with the reason. A failed model call is
 //! tried again by one layer only, [`retry`], which obeys the provider's `Retry-After`.
 
 pub mod approval;
+pub mod call;
 pub mod llm;
 pub mod outcome;
 pub mod provider;
@@ -26,6 +30,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
@@ -361,45 +366,60 @@ impl Session {
         Ok(())
     }
 
-    /// Answers one `sampling/createMessage`: checks, approval, the model, approval.
+    /// Answers one `sampling/createMessage` sent down the stream, reporting its stages to the
+    /// server when the request carries a progress token.
     async fn sample(&self, params: &Value) -> Outcome {
-        if self.limiter.check().is_err() {
-            let message = format!(
-                "rate limited: this client answers at most {} requests a minute",
-                self.config.per_minute
-            );
-            return Outcome::Failed { code: -32000, message };
-        }
-        let invalid = |message| Outcome::Failed { code: mcp::codes::INVALID_PARAMS, message };
-        if let Err(message) = mcp::check_create_message(params) {
-            return invalid(message);
-        }
-        let prompt = match prompt_from(params, &self.config) {
-            Ok(prompt) => prompt,
-            Err(message) => return invalid(message),
-        };
         let token = params.pointer("/_meta/progressToken").cloned();
-        if matches!(self.config.approve, Approve::Ask(_)) {
-            self.progress(token.as_ref(), 0, "awaiting approval").await;
-        }
-        let Some(prompt) = self.config.approve.request(prompt).await else {
-            return Outcome::Rejected(Checkpoint::Request);
+        let token = token.as_ref();
+        let stage = |progress: u64, message: &'static str| {
+            Box::pin(self.progress(token, progress, message)) as BoxFuture<'_, ()>
         };
-        self.progress(token.as_ref(), 1, "generating").await;
-        let mut show = self.config.approve.token_printer();
-        let completion =
-            match self.config.provider.complete(&prompt, self.config.call_timeout, &mut show).await
-            {
-                Ok(completion) => completion,
-                Err(error) => {
-                    let message = format!("the model call to {} failed: {error}", prompt.model);
-                    return Outcome::Failed { code: -32603, message };
-                }
-            };
-        match self.config.approve.completion(completion).await {
-            Some(completion) => Outcome::Answered(completion),
-            None => Outcome::Rejected(Checkpoint::Completion),
+        answer_sampling(&self.config, &self.limiter, params, &stage).await
+    }
+}
+
+/// Answers one `sampling/createMessage`, whichever way it came (down the stream, or as a
+/// 2026-07-28 input request): checks, approval, the model, approval. `stage` hears of the
+/// stages a person may be waiting on (`awaiting approval`, `generating`).
+pub(crate) async fn answer_sampling<'a>(
+    config: &ClientConfig,
+    limiter: &DefaultDirectRateLimiter,
+    params: &Value,
+    stage: &'a (dyn Fn(u64, &'static str) -> BoxFuture<'a, ()> + Send + Sync + 'a),
+) -> Outcome {
+    if limiter.check().is_err() {
+        let message = format!(
+            "rate limited: this client answers at most {} requests a minute",
+            config.per_minute
+        );
+        return Outcome::Failed { code: -32000, message };
+    }
+    let invalid = |message| Outcome::Failed { code: mcp::codes::INVALID_PARAMS, message };
+    if let Err(message) = mcp::check_create_message(params) {
+        return invalid(message);
+    }
+    let prompt = match prompt_from(params, config) {
+        Ok(prompt) => prompt,
+        Err(message) => return invalid(message),
+    };
+    if matches!(config.approve, Approve::Ask(_)) {
+        stage(0, "awaiting approval").await;
+    }
+    let Some(prompt) = config.approve.request(prompt).await else {
+        return Outcome::Rejected(Checkpoint::Request);
+    };
+    stage(1, "generating").await;
+    let mut show = config.approve.token_printer();
+    let completion = match config.provider.complete(&prompt, config.call_timeout, &mut show).await {
+        Ok(completion) => completion,
+        Err(error) => {
+            let message = format!("the model call to {} failed: {error}", prompt.model);
+            return Outcome::Failed { code: -32603, message };
         }
+    };
+    match config.approve.completion(completion).await {
+        Some(completion) => Outcome::Answered(completion),
+        None => Outcome::Rejected(Checkpoint::Completion),
     }
 }
 

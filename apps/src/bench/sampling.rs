@@ -1,0 +1,244 @@
+//! `bench sampling`: MCP tool calls that ask the caller's model, the two ways MCP has to ask,
+//! against `sse-apps sampling` (pinned to one core, as every scenario here).
+//!
+//! * `push` (the handshake era, 2025-11-25): each caller has a session; a `tools/call` is answered
+//!   with an SSE stream on which the server's `sampling/createMessage` arrives; the caller POSTs
+//!   the completion at once and reads the tool's result off the stream.
+//! * `mrtr` (2026-07-28): a `tools/call` is answered with an `InputRequiredResult`; the caller
+//!   calls again at once with the completion and the `requestState`, and gets the result.
+//!
+//! C callers each call `classify_sentiment` back to back for the duration; a call's time runs
+//! from its first byte sent to its result read, so it holds both rounds and the client's (instant)
+//! answer. HTTP is reqwest's, the same for both eras, so the load generator's cost is the same on
+//! both sides of the comparison.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sse_core::wire::Parser;
+
+use super::conditions::{Conditions, Watch};
+use super::{Latencies, Percentiles, server};
+
+/// How the server asks the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Era {
+    /// A request down the call's stream, answered by POST (2025-11-25).
+    Push,
+    /// An `InputRequiredResult`, answered by calling again (2026-07-28).
+    Mrtr,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SamplingBench {
+    /// The era.
+    pub era: Era,
+    /// Concurrent callers.
+    pub callers: usize,
+    /// How long they call.
+    pub duration: Duration,
+    /// Pin the server to core 0 and this process to core 1.
+    pub pin: bool,
+}
+
+/// What came out.
+#[derive(Clone, Debug)]
+pub struct SamplingReport {
+    /// The scenario.
+    pub bench: SamplingBench,
+    /// Tool calls completed.
+    pub completed: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Their times.
+    pub latency: Percentiles,
+    /// Completed calls a second.
+    pub per_second: f64,
+    /// The server's CPU time over the run, as a share of one core.
+    pub cpu_percent: f64,
+    /// Whether the server was pinned to one core.
+    pub pinned: bool,
+    /// What the run ran beside: the machine's steal time, the load generator's CPU.
+    pub conditions: Conditions,
+}
+
+impl SamplingReport {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "sampling {:>4}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
+            match self.bench.era {
+                Era::Push => "push",
+                Era::Mrtr => "mrtr",
+            },
+            self.bench.callers,
+            self.bench.duration,
+            if self.pinned { " (server pinned to one core)" } else { "" },
+            self.completed,
+            self.per_second,
+            self.errors,
+            self.latency.summary(),
+            self.cpu_percent,
+            self.conditions.suffix(),
+        )
+    }
+}
+
+/// Runs the scenario on a server of its own.
+pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
+    anyhow::ensure!(bench.callers > 0, "need at least one caller");
+    let mut server = server::launch(&["sampling", "--no-auth"], bench.pin).await?;
+    let url = format!("{}/sampling/mcp", server.base);
+    let latencies = Arc::new(Latencies::default());
+    let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let before = server.usage().await?;
+    let watch = Watch::start();
+    let started = Instant::now();
+    let callers: Vec<_> = (0..bench.callers)
+        .map(|_| {
+            let (url, latencies, completed, errors) =
+                (url.clone(), latencies.clone(), completed.clone(), errors.clone());
+            let (era, until) = (bench.era, started + bench.duration);
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let session = match era {
+                    Era::Push => match initialize(&http, &url).await {
+                        Ok(session) => Some(session),
+                        Err(error) => {
+                            eprintln!("initialize failed: {error:#}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    },
+                    Era::Mrtr => None,
+                };
+                let mut batch = Vec::with_capacity(256);
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    let called = match &session {
+                        Some(session) => push_call(&http, &url, session).await,
+                        None => mrtr_call(&http, &url).await,
+                    };
+                    match called {
+                        Ok(()) => {
+                            batch.push(sent.elapsed().as_micros() as u64);
+                            completed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => {
+                            eprintln!("tool call failed: {error:#}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies.record(&batch);
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await?;
+    }
+    let wall = started.elapsed();
+    let after = server.usage().await?;
+    let conditions = watch.finish();
+    let completed = completed.load(Ordering::Relaxed);
+    Ok(SamplingReport {
+        bench,
+        completed,
+        errors: errors.load(Ordering::Relaxed),
+        latency: latencies.percentiles(),
+        per_second: completed as f64 / wall.as_secs_f64(),
+        cpu_percent: after.cpu_percent_since(&before, wall),
+        pinned: server.pinned,
+        conditions,
+    })
+}
+
+/// The tool call both eras make.
+fn call_params() -> Value {
+    json!({ "name": "classify_sentiment", "arguments": { "text": "A quick benchmark." } })
+}
+
+/// The completion every caller answers with, at once.
+fn completion() -> Value {
+    json!({ "role": "assistant", "content": { "type": "text", "text": "neutral" }, "model": "bench" })
+}
+
+/// A handshake-era session that declares sampling: its id.
+async fn initialize(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": { "sampling": {} },
+        "clientInfo": { "name": "bench", "version": "1" } } });
+    let response = http.post(url).json(&init).send().await?.error_for_status()?;
+    let session = response.headers().get("mcp-session-id").context("no MCP-Session-Id")?;
+    let session = session.to_str()?.to_owned();
+    let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    handshake(http, url, &session).json(&note).send().await?.error_for_status()?;
+    Ok(session)
+}
+
+fn handshake(http: &reqwest::Client, url: &str, session: &str) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+}
+
+/// One push-era call: the request down the call's stream, the answer by POST, the result.
+async fn push_call(http: &reqwest::Client, url: &str, session: &str) -> anyhow::Result<()> {
+    let call =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call_params() });
+    let response = handshake(http, url, session).json(&call).send().await?.error_for_status()?;
+    let mut body = response.bytes_stream();
+    let mut parser = Parser::new();
+    loop {
+        let chunk = body.next().await.context("the call's stream ended early")??;
+        for event in parser.feed(&chunk) {
+            let message: Value = serde_json::from_str(&event.data)?;
+            if message.get("method").and_then(Value::as_str) == Some("sampling/createMessage") {
+                let answer =
+                    json!({ "jsonrpc": "2.0", "id": message["id"], "result": completion() });
+                handshake(http, url, session).json(&answer).send().await?.error_for_status()?;
+            } else if message.get("id") == Some(&json!(1)) {
+                return check_result(&message);
+            }
+        }
+    }
+}
+
+/// One 2026-07-28 call: the `InputRequiredResult`, then the retry with the answer.
+async fn mrtr_call(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let first = modern(http, url, call_params()).await?;
+    let state = first.pointer("/result/requestState").context("no requestState")?.clone();
+    let mut retry = call_params();
+    retry["inputResponses"] = json!({ "sample": completion() });
+    retry["requestState"] = state;
+    check_result(&modern(http, url, retry).await?)
+}
+
+async fn modern(http: &reqwest::Client, url: &str, mut params: Value) -> anyhow::Result<Value> {
+    params["_meta"] = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": { "sampling": {} } });
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params });
+    let response = http
+        .post(url)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "classify_sentiment")
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(response.json().await?)
+}
+
+fn check_result(message: &Value) -> anyhow::Result<()> {
+    match message.pointer("/result/content/0/text").and_then(Value::as_str) {
+        Some("neutral") => Ok(()),
+        _ => bail!("not the tool's result: {message}"),
+    }
+}
