@@ -178,6 +178,33 @@ async fn the_go_harness_reuses_its_connections_against_the_server_as_shipped() {
 }
 
 #[tokio::test]
+async fn without_go_the_go_target_is_skipped_with_a_notice_and_the_rest_runs() {
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "go,ours",
+        "--sessions",
+        "1",
+        "--callers",
+        "1",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    // A PATH with no `go` on it (the bench finds its own servers by its own path).
+    let run = Command::new(BIN).args(args).env("PATH", "/nonexistent").output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("NOTICE: skipping the go target"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "ours alone: {stdout}");
+    assert!(lines[0].starts_with("roundtrip  ours:") && lines[0].contains(" 0 errors"), "{stdout}");
+}
+
+#[tokio::test]
 async fn roundtrip_at_a_rate_sends_what_was_due_and_no_more() {
     let args = [
         "bench",
