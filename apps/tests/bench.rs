@@ -88,6 +88,9 @@ async fn roundtrip_answers_every_request() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("a count of round trips in {line}"));
         assert!(completed > 0, "{line}");
+        // Kept alive: one connection per caller and one per session's answers, however many
+        // round trips (the streams were open before the count began).
+        assert!(figure_before(line, " in all)") <= 8.0, "connections reused: {line}");
     }
     assert!(lines[2].starts_with("roundtrip ours ÷ limit: round trips/s "), "{}", lines[2]);
 }
@@ -127,11 +130,14 @@ async fn roundtrip_without_reuse_opens_a_connection_per_request() {
         assert!(figure_before(line, " round trips (") > 0.0, "{line}");
         assert!(figure_before(line, " µs server CPU per round trip") > 0.0, "{line}");
     }
-    // Ours counts its accepts: a trigger and an answer each came on a connection of its own (the
-    // counter's reads share one kept-alive connection, opened before the first).
-    let accepted = figure_before(lines[0], " connections accepted per round trip");
-    assert!((accepted - 2.0).abs() < 1e-9, "{}", lines[0]);
-    assert!(lines[1].contains("n/a connections accepted per round trip"), "{}", lines[1]);
+    // Each server counts its accepts: a trigger and an answer each came on a connection of its
+    // own (the counter's reads share one kept-alive connection, opened before the first).
+    for line in &lines[..2] {
+        let per_round_trip = figure_before(line, " connections accepted per round trip");
+        let completed = figure_before(line, " round trips (");
+        assert_eq!(figure_before(line, " in all)"), 2.0 * completed, "{line}");
+        assert!((per_round_trip - 2.0).abs() < 1e-9, "{line}");
+    }
 }
 
 /// Whether `go` runs here; in CI it must (.ci/run installs golang-go).

@@ -12,8 +12,8 @@
 //!
 //! With `--client-reuse never` the answers and the triggers each open a connection of their own
 //! and close it once answered, so the server's cost of accepting a connection is in every round
-//! trip (two accepts per round trip). Each report gives the server's CPU time per round trip and,
-//! where the server counts its accepts (ours), the connections it accepted per round trip.
+//! trip (two accepts per round trip). Each report gives the server's CPU time per round trip and
+//! the connections it accepted per round trip, by its own count.
 //!
 //! The `go` target ([`super::foreign`]) runs `bidi-server` with its default flags under a
 //! responder and a load generator written in Go like the Go original's programs, built from
@@ -110,9 +110,9 @@ pub struct RoundtripReport {
     pub cpu_percent: f64,
     /// The server's CPU time over the run, in microseconds.
     pub cpu_us: u64,
-    /// TCP connections the server accepted over the run, where it counts them
-    /// ([`super::accepted`]); `None` for the limit, which does not.
-    pub accepted: Option<u64>,
+    /// TCP connections the server accepted over the run, by its own count
+    /// ([`super::accepted`]).
+    pub accepted: u64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
     /// What the run ran beside: the machine's steal time, the load generator's CPU.
@@ -144,17 +144,14 @@ impl RoundtripReport {
         )
     }
 
-    /// `N µs server CPU per round trip, M connections accepted per round trip (K in all)`
-    /// (`n/a` where the server does not count them).
+    /// `N µs server CPU per round trip, M connections accepted per round trip (K in all)`.
     pub fn per_round_trip(&self) -> String {
         let per_trip = |total: u64| total as f64 / self.completed.max(1) as f64;
-        let accepted = match self.accepted {
-            Some(accepted) => format!(
-                "{:.3} connections accepted per round trip ({accepted} in all)",
-                per_trip(accepted)
-            ),
-            None => "n/a connections accepted per round trip".to_owned(),
-        };
+        let accepted = format!(
+            "{:.3} connections accepted per round trip ({} in all)",
+            per_trip(self.accepted),
+            self.accepted
+        );
         format!("{:.0} µs server CPU per round trip, {accepted}", per_trip(self.cpu_us))
     }
 }
@@ -194,13 +191,8 @@ async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
 
     let latencies = Arc::new(Latencies::default());
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    // Only ours counts its accepts; the limit has no /metrics.
-    let mut counter =
-        (bench.target == RoundtripTarget::Ours).then(|| super::accepted::AcceptCounter::new(&addr));
-    let accepted_before = match counter.as_mut() {
-        Some(counter) => Some(counter.read().await?),
-        None => None,
-    };
+    let mut counter = super::accepted::AcceptCounter::new(&addr);
+    let accepted_before = counter.read().await?;
     let before = server.usage().await?;
     let watch = Watch::start();
     let started = Instant::now();
@@ -264,10 +256,7 @@ async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let wall = started.elapsed();
     let after = server.usage().await?;
     let conditions = watch.finish();
-    let accepted = match (counter.as_mut(), accepted_before) {
-        (Some(counter), Some(before)) => Some(counter.read().await?.saturating_sub(before)),
-        _ => None,
-    };
+    let accepted = counter.read().await?.saturating_sub(accepted_before);
     stop.cancel();
     for task in tasks {
         let _ = task.await;

@@ -116,7 +116,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<Option<RoundtripReport
         per_second: summary.count as f64 / summary.elapsed.as_secs_f64().max(1e-6),
         cpu_percent: after.cpu_percent_since(&before, wall),
         cpu_us: after.cpu_us().saturating_sub(before.cpu_us()),
-        accepted: Some(accepted),
+        accepted,
         pinned: server.pinned,
         conditions,
         bench: RoundtripBench { callers: bench.sessions, ..bench },
