@@ -278,6 +278,15 @@ async fn bad_bench_arguments_get_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("above zero"));
 
+    let no_sessions = ["bench", "roundtrip", "--targets", "go", "--go-sessions", "1,0"];
+    let output = Command::new(BIN).args(no_sessions).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--go-sessions"));
+    let reuse = ["bench", "roundtrip", "--client-reuse", "sometimes"];
+    let output = Command::new(BIN).args(reuse).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--client-reuse"));
+
     let too_many = ["bench", "idle", "--connections", "100000000", "--no-pin"];
     let output = Command::new(BIN).args(too_many).output().await.unwrap();
     assert!(!output.status.success());
