@@ -194,6 +194,8 @@ async fn metrics_are_served_as_openmetrics_text() {
         text.contains("sse_rpc_circuits_open 0") && text.trim_end().ends_with("# EOF"),
         "{text}"
     );
+    // The server counts the connections it accepted: this scrape's is the first.
+    assert!(text.contains("\nsse_connections_accepted_total 1\n"), "{text}");
     // Valid OpenMetrics to a parser we did not write, every family: the core's, the requests by
     // route and status (this scrape's own request counted by the next), the process, the build.
     let again = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();

@@ -106,8 +106,126 @@ async fn roundtrip_answers_every_request() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("a count of round trips in {line}"));
         assert!(completed > 0, "{line}");
+        // Kept alive: one connection per caller and one per session's answers, however many
+        // round trips (the streams were open before the count began).
+        assert!(figure_before(line, " in all)") <= 8.0, "connections reused: {line}");
     }
     assert!(lines[2].starts_with("roundtrip ours ÷ limit: round trips/s "), "{}", lines[2]);
+}
+
+/// A report line's figure just before `unit`, e.g. the `2.000` of `2.000 connections accepted`.
+fn figure_before(line: &str, unit: &str) -> f64 {
+    line.split(unit)
+        .next()
+        .and_then(|before| before.rsplit([' ', '(']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a figure before {unit:?} in {line}"))
+}
+
+#[tokio::test]
+async fn roundtrip_without_reuse_opens_a_connection_per_request() {
+    let args = [
+        "bench",
+        "roundtrip",
+        "--sessions",
+        "2",
+        "--callers",
+        "2",
+        "--duration",
+        "1s",
+        "--client-reuse",
+        "never",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "ours, the limit, and the ratio: {stdout}");
+    for line in &lines[..2] {
+        assert!(
+            line.contains("(a new connection per request)") && line.contains(" 0 errors"),
+            "{line}"
+        );
+        assert!(figure_before(line, " round trips (") > 0.0, "{line}");
+        assert!(figure_before(line, " µs server CPU per round trip") > 0.0, "{line}");
+    }
+    // Each server counts its accepts: a trigger and an answer each came on a connection of its
+    // own (the counter's reads share one kept-alive connection, opened before the first).
+    for line in &lines[..2] {
+        let per_round_trip = figure_before(line, " connections accepted per round trip");
+        let completed = figure_before(line, " round trips (");
+        assert_eq!(figure_before(line, " in all)"), 2.0 * completed, "{line}");
+        assert!((per_round_trip - 2.0).abs() < 1e-9, "{line}");
+    }
+}
+
+/// Whether `go` runs here; in CI it must (.ci/run installs golang-go).
+fn have_go() -> bool {
+    let found =
+        std::process::Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must have go (apt-get install golang-go)");
+        eprintln!("NOTICE: skipping: go is not installed (apt-get install golang-go)");
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_go_harness_reuses_its_connections_against_the_server_as_shipped() {
+    if !have_go() {
+        return;
+    }
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "go",
+        "--go-sessions",
+        "1",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the go target alone: {stdout}");
+    let line = lines[0];
+    assert!(line.starts_with("roundtrip    go: 1 sessions, 1 callers for 1s"), "{line}");
+    assert!(line.contains(" 0 errors"), "every trigger succeeded: {line}");
+    let completed = figure_before(line, " round trips (");
+    assert!(completed > 0.0, "{line}");
+    // The responder's connection for its answers and the load's one (the stream was open before
+    // the count began), however many round trips: a Go client that closed an answer unread and
+    // dialled anew would make it one or more per round trip.
+    let per_round_trip = figure_before(line, " connections accepted per round trip");
+    let accepted = figure_before(line, " in all)");
+    assert!(per_round_trip < 0.1 && accepted <= 4.0, "the connections were reused: {line}");
+}
+
+#[tokio::test]
+async fn without_go_the_go_target_is_skipped_with_a_notice_and_the_rest_runs() {
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "go,ours",
+        "--sessions",
+        "1",
+        "--callers",
+        "1",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    // A PATH with no `go` on it (the bench finds its own servers by its own path).
+    let run = Command::new(BIN).args(args).env("PATH", "/nonexistent").output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("NOTICE: skipping the go target"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "ours alone: {stdout}");
+    assert!(lines[0].starts_with("roundtrip  ours:") && lines[0].contains(" 0 errors"), "{stdout}");
 }
 
 #[tokio::test]
@@ -177,6 +295,15 @@ async fn bad_bench_arguments_get_a_clear_error() {
         Command::new(BIN).args(["bench", "fanout", "--loads", "0x10"]).output().await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("above zero"));
+
+    let no_sessions = ["bench", "roundtrip", "--targets", "go", "--go-sessions", "1,0"];
+    let output = Command::new(BIN).args(no_sessions).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--go-sessions"));
+    let reuse = ["bench", "roundtrip", "--client-reuse", "sometimes"];
+    let output = Command::new(BIN).args(reuse).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--client-reuse"));
 
     let too_many = ["bench", "idle", "--connections", "100000000", "--no-pin"];
     let output = Command::new(BIN).args(too_many).output().await.unwrap();

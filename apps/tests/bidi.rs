@@ -206,6 +206,32 @@ async fn bad_answers_get_json_errors() {
     assert_eq!(body["error"]["code"], "reserved_key");
 }
 
+/// Error answers a client may close unread stay small whatever they echo, so they arrive with
+/// their headers and the client's connection stays reusable.
+#[tokio::test]
+async fn error_answers_stay_small_whatever_they_echo() {
+    let app = bidi_app(Duration::from_secs(30)).await;
+    let http = reqwest::Client::new();
+    let long = "x".repeat(5000);
+    let answers = [
+        http.get(format!("{}/trigger?client_id={long}&message=hi", app.base)),
+        http.post(format!("{}/response", app.base))
+            .header("client-id", long.as_str())
+            .json(&json!({"id": "1", "result": "x"})),
+        http.get(format!("{}/{long}", app.base)),
+    ];
+    for request in answers {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        let body = response.bytes().await.unwrap();
+        // The message is cut to 256 bytes; the code and the JSON around it add a few dozen.
+        assert!(body.len() < 350, "{} bytes: {}", body.len(), String::from_utf8_lossy(&body));
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.ends_with('…') && message.contains("xxx"), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn a_second_connection_with_the_same_client_id_does_not_break_the_first() {
     let app = bidi_app(Duration::from_secs(30)).await;

@@ -58,7 +58,10 @@ const COMMANDS: &[(&str, &[&str])] = &[
 /// Every scenario of `bench` and the flags its `--help` must show.
 const BENCH_SCENARIOS: &[(&str, &[&str])] = &[
     ("fanout", &["--loads", "--targets", "--payload", "--plot", "--no-pin"]),
-    ("roundtrip", &["--sessions", "--callers", "--rate", "--targets"]),
+    (
+        "roundtrip",
+        &["--sessions", "--callers", "--rate", "--targets", "--client-reuse", "--go-sessions"],
+    ),
     ("sampling", &["--callers", "--eras", "--duration", "--no-pin"]),
     ("idle", &["--connections", "--targets"]),
     ("flood", &["--idle", "--sources", "--probes"]),

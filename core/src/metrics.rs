@@ -43,6 +43,7 @@ struct Inner {
     rpc_answers_rejected: Labeled<Counter>,
     rpc_round_trip: Histogram,
     rpc_circuits_open: Gauge,
+    connections_accepted: Counter,
     connections_pending: Gauge,
     connections_evicted: Labeled<Counter>,
 }
@@ -93,6 +94,11 @@ impl Inner {
             self.rpc_circuits_open.clone(),
         );
         registry.register(
+            "connections_accepted",
+            "TCP connections accepted (a client that reuses its connections adds few)",
+            self.connections_accepted.clone(),
+        );
+        registry.register(
             "connections_pending",
             "Connections accepted that have not sent a request yet",
             self.connections_pending.clone(),
@@ -134,6 +140,7 @@ impl Metrics {
             rpc_answers_rejected: Labeled::default(),
             rpc_round_trip: Histogram::new(exponential_buckets(0.000_1, 2.0, 20)),
             rpc_circuits_open: Gauge::default(),
+            connections_accepted: Counter::default(),
             connections_pending: Gauge::default(),
             connections_evicted: Labeled::default(),
             registry: Mutex::default(),
@@ -224,6 +231,10 @@ impl Metrics {
 
     pub(crate) fn answer_rejected(&self, reason: &'static str) {
         self.inner.rpc_answers_rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    pub(crate) fn connection_accepted(&self) {
+        self.inner.connections_accepted.inc();
     }
 
     pub(crate) fn connection_pending(&self) {

@@ -1,6 +1,9 @@
 //! A minimal HTTP/1.1 keep-alive client for the load generator: one request at a time on one
 //! connection, answers read by `Content-Length`. At 20,000 round trips a second on one core, a
 //! full client's per-request cost would be the load generator's limit, not the server's.
+//! [`Connection::reusing`]`(false)` makes it a client that never reuses a connection: each
+//! request dials anew and the connection is closed once its answer is read, so the server pays
+//! for an accept (and a close) per request, as it does for clients that cannot keep theirs.
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +15,7 @@ pub struct Connection {
     addr: String,
     socket: Option<TcpStream>,
     buffer: Vec<u8>,
+    reuse: bool,
 }
 
 /// An answer: its status and body.
@@ -26,7 +30,18 @@ pub struct Answer {
 impl Connection {
     /// A connection to `addr` (`host:port`), opened on first use.
     pub fn new(addr: &str) -> Connection {
-        Connection { addr: addr.to_owned(), socket: None, buffer: Vec::with_capacity(4096) }
+        Connection {
+            addr: addr.to_owned(),
+            socket: None,
+            buffer: Vec::with_capacity(4096),
+            reuse: true,
+        }
+    }
+
+    /// With `false`, each request gets a connection of its own, closed after its answer.
+    pub fn reusing(mut self, reuse: bool) -> Connection {
+        self.reuse = reuse;
+        self
     }
 
     /// Sends a request (`extra_headers` lines each end in `\r\n`) and reads its answer; on any
@@ -39,7 +54,7 @@ impl Connection {
         body: &[u8],
     ) -> anyhow::Result<Answer> {
         let result = self.exchange(method, target, extra_headers, body).await;
-        if result.is_err() {
+        if result.is_err() || !self.reuse {
             self.socket = None;
         }
         result

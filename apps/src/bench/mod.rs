@@ -6,6 +6,7 @@
 //! goes to loopback only. Latency is measured from a timestamp written into each message by its
 //! sender to the moment a client parses it.
 
+pub mod accepted;
 pub mod chat;
 pub mod conditions;
 pub mod connect;
@@ -14,6 +15,7 @@ pub mod dashboard;
 pub mod exec;
 pub mod fanout;
 pub mod flood;
+pub mod foreign;
 pub mod http1;
 pub mod limits;
 pub mod pace;

@@ -9,6 +9,15 @@
 //! stream → answer posted → trigger answered); with `--rate`, on a schedule instead
 //! ([`super::pace`]). Streams are read with the lean scanner and HTTP
 //! is spoken by [`super::http1`], so the load generator's own cost stays small.
+//!
+//! With `--client-reuse never` the answers and the triggers each open a connection of their own
+//! and close it once answered, so the server's cost of accepting a connection is in every round
+//! trip (two accepts per round trip). Each report gives the server's CPU time per round trip and
+//! the connections it accepted per round trip, by its own count.
+//!
+//! The `go` target ([`super::foreign`]) runs `bidi-server` with its default flags under a
+//! responder and a load generator written in Go like the Go original's programs, built from
+//! source when `go` is installed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +40,19 @@ pub enum RoundtripTarget {
     Ours,
     /// The same protocol over raw sockets, no framework.
     Limit,
+    /// `sse-apps bidi-server` with its default flags, under a Go responder and load generator
+    /// written like the Go original's programs ([`super::foreign`]).
+    Go,
+}
+
+/// Whether the bench's clients keep their connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientReuse {
+    /// One kept-alive connection per session's answers and per caller.
+    #[default]
+    Always,
+    /// A new connection for every request, closed once it is answered.
+    Never,
 }
 
 impl RoundtripTarget {
@@ -39,12 +61,13 @@ impl RoundtripTarget {
         match self {
             RoundtripTarget::Ours => "ours",
             RoundtripTarget::Limit => "limit",
+            RoundtripTarget::Go => "go",
         }
     }
 
     fn command(self) -> &'static [&'static str] {
         match self {
-            RoundtripTarget::Ours => &["bidi-server"],
+            RoundtripTarget::Ours | RoundtripTarget::Go => &["bidi-server"],
             RoundtripTarget::Limit => &["bench-roundtrip-limit"],
         }
     }
@@ -64,6 +87,8 @@ pub struct RoundtripBench {
     pub rate: Option<u32>,
     /// The server.
     pub target: RoundtripTarget,
+    /// Whether the clients keep their connections.
+    pub reuse: ClientReuse,
     /// Pin the server to core 0 and this process to core 1.
     pub pin: bool,
 }
@@ -83,6 +108,11 @@ pub struct RoundtripReport {
     pub per_second: f64,
     /// The server's CPU time over the run, as a share of one core.
     pub cpu_percent: f64,
+    /// The server's CPU time over the run, in microseconds.
+    pub cpu_us: u64,
+    /// TCP connections the server accepted over the run, by its own count
+    /// ([`super::accepted`]).
+    pub accepted: u64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
     /// What the run ran beside: the machine's steal time, the load generator's CPU.
@@ -93,11 +123,15 @@ impl RoundtripReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "roundtrip {:>5}: {} sessions, {} callers{} for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
+            "roundtrip {:>5}: {} sessions, {} callers{}{} for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%, {}{}",
             self.bench.target.name(),
             self.bench.sessions,
             self.bench.callers,
             self.bench.rate.map(|rate| format!(" offering {rate}/s")).unwrap_or_default(),
+            match self.bench.reuse {
+                ClientReuse::Always => "",
+                ClientReuse::Never => " (a new connection per request)",
+            },
             self.bench.duration,
             if self.pinned { " (server pinned to one core)" } else { "" },
             self.completed,
@@ -105,13 +139,33 @@ impl RoundtripReport {
             self.errors,
             self.latency.summary(),
             self.cpu_percent,
+            self.per_round_trip(),
             self.conditions.suffix(),
         )
     }
+
+    /// `N µs server CPU per round trip, M connections accepted per round trip (K in all)`.
+    pub fn per_round_trip(&self) -> String {
+        let per_trip = |total: u64| total as f64 / self.completed.max(1) as f64;
+        let accepted = format!(
+            "{:.3} connections accepted per round trip ({} in all)",
+            per_trip(self.accepted),
+            self.accepted
+        );
+        format!("{:.0} µs server CPU per round trip, {accepted}", per_trip(self.cpu_us))
+    }
 }
 
-/// Runs the scenario.
-pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
+/// Runs the scenario; `None` when it was skipped (the `go` target without `go`).
+pub async fn run(bench: RoundtripBench) -> anyhow::Result<Option<RoundtripReport>> {
+    if bench.target == RoundtripTarget::Go {
+        return super::foreign::run(bench).await;
+    }
+    run_ours(bench).await.map(Some)
+}
+
+/// Runs the scenario with this process's own clients.
+async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     anyhow::ensure!(
         bench.sessions > 0 && bench.callers > 0,
         "need at least one session and one caller"
@@ -119,6 +173,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     limits::ensure_open_files(bench.sessions * 2 + bench.callers)?;
     let mut server = server::launch(bench.target.command(), bench.pin).await?;
     let addr = server.base.trim_start_matches("http://").to_owned();
+    let reuse = bench.reuse == ClientReuse::Always;
     let stop = CancellationToken::new();
     let connected = Arc::new(Connected::default());
     let refused = Arc::new(AtomicU64::new(0));
@@ -128,14 +183,16 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         let (addr, stop, connected, refused, connecting) =
             (addr.clone(), stop.clone(), connected.clone(), refused.clone(), connecting.clone());
         tasks.push(tokio::spawn(async move {
-            answer_requests(&addr, &format!("rt-{i}"), &connecting, &connected, &refused, &stop)
-                .await;
+            let name = format!("rt-{i}");
+            answer_requests(&addr, &name, reuse, &connecting, &connected, &refused, &stop).await;
         }));
     }
     connected.wait_for(bench.sessions).await?;
 
     let latencies = Arc::new(Latencies::default());
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut counter = super::accepted::AcceptCounter::new(&addr);
+    let accepted_before = counter.read().await?;
     let before = server.usage().await?;
     let watch = Watch::start();
     let started = Instant::now();
@@ -149,7 +206,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
             let (sessions, callers, duration) = (bench.sessions, bench.callers, bench.duration);
             let pace = pacer.clone();
             tokio::spawn(async move {
-                let mut connection = Connection::new(&addr);
+                let mut connection = Connection::new(&addr).reusing(reuse);
                 let mut batch = Vec::with_capacity(256);
                 let mut n = 0;
                 loop {
@@ -199,6 +256,7 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let wall = started.elapsed();
     let after = server.usage().await?;
     let conditions = watch.finish();
+    let accepted = counter.read().await?.saturating_sub(accepted_before);
     stop.cancel();
     for task in tasks {
         let _ = task.await;
@@ -211,6 +269,8 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         latency: latencies.percentiles(),
         per_second: completed as f64 / wall.as_secs_f64(),
         cpu_percent: after.cpu_percent_since(&before, wall),
+        cpu_us: after.cpu_us().saturating_sub(before.cpu_us()),
+        accepted,
         pinned: server.pinned,
         conditions,
     })
@@ -227,10 +287,11 @@ pub fn ratio_line(ours: &RoundtripReport, limit: &RoundtripReport) -> String {
 }
 
 /// One session: reads its stream and posts an answer to every request on it, in order, on one
-/// kept-alive connection.
+/// kept-alive connection (with `reuse`; otherwise on a new connection each).
 async fn answer_requests(
     addr: &str,
     name: &str,
+    reuse: bool,
     connecting: &Semaphore,
     connected: &Connected,
     refused: &AtomicU64,
@@ -238,7 +299,7 @@ async fn answer_requests(
 ) {
     let (ids, mut to_answer) = mpsc::unbounded_channel::<String>();
     let poster = async {
-        let mut connection = Connection::new(addr);
+        let mut connection = Connection::new(addr).reusing(reuse);
         let headers = format!("Client-ID: {name}\r\nContent-Type: application/json\r\n");
         while let Some(id) = to_answer.recv().await {
             let body = format!(r#"{{"id":"{id}","result":"ok"}}"#);

@@ -88,6 +88,29 @@ pub async fn launch_with_env(
     env: &[(&str, &str)],
     pin: bool,
 ) -> anyhow::Result<ServerUnderTest> {
+    launch_inner(args, env, pin, Caps::Lifted).await
+}
+
+/// [`launch`] with the server's default caps kept, as it ships: what a foreign client meets.
+pub async fn launch_as_shipped(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest> {
+    launch_inner(args, &[], pin, Caps::AsShipped).await
+}
+
+/// Whether the per-client stream cap is lifted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caps {
+    /// Every reader of the bench comes from 127.0.0.1: no per-client stream cap.
+    Lifted,
+    /// The defaults.
+    AsShipped,
+}
+
+async fn launch_inner(
+    args: &[&str],
+    env: &[(&str, &str)],
+    pin: bool,
+    caps: Caps,
+) -> anyhow::Result<ServerUnderTest> {
     // Counted once, before this process pins itself to one core (after which it sees one).
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -97,7 +120,7 @@ pub async fn launch_with_env(
     }
     let data =
         std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
-    let (base, mut child, lines) = start(args, env, &data, pinned.then_some(0)).await?;
+    let (base, mut child, lines) = start(args, env, &data, pinned.then_some(0), caps).await?;
     let stdin = child.stdin.take().context("the server's input")?;
     let server = ServerUnderTest { base, pinned, _child: child, data, stdin, lines };
     if pinned {
@@ -113,6 +136,7 @@ async fn start(
     env: &[(&str, &str)],
     data_dir: &Path,
     core: Option<usize>,
+    caps: Caps,
 ) -> anyhow::Result<(String, Child, mpsc::UnboundedReceiver<String>)> {
     let exe = std::env::current_exe().context("finding this program")?;
     let mut command = match core {
@@ -123,10 +147,12 @@ async fn start(
         }
         None => Command::new(&exe),
     };
+    command.args(args).args(["--addr", "127.0.0.1:0"]);
+    if caps == Caps::Lifted {
+        command.args(["--max-streams-per-client", "0"]);
+    }
     command
-        .args(args)
-        // Every reader comes from 127.0.0.1: no per-client stream cap.
-        .args(["--addr", "127.0.0.1:0", "--max-streams-per-client", "0", "--data-dir"])
+        .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .env(control::ENV, "1")

@@ -57,9 +57,20 @@ pub(crate) enum BenchScenario {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rate: Option<u32>,
         /// Servers to measure (comma-separated): `ours` (`sse-apps bidi-server`), `limit` (the
-        /// same protocol over raw sockets, no framework)
+        /// same protocol over raw sockets, no framework), `go` (`bidi-server` with its default
+        /// flags under a Go responder and load generator written like the Go original's, built
+        /// with `go` when it is installed, skipped with a notice otherwise)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
         targets: Vec<crate::bench::roundtrip::RoundtripTarget>,
+        /// Whether the clients keep their connections: `always`, or `never` (a new connection
+        /// for every request, closed once answered: the server's cost of accepting is measured)
+        #[arg(long, value_enum, default_value = "always")]
+        client_reuse: crate::bench::roundtrip::ClientReuse,
+        /// Sessions of the `go` target, one run each (comma-separated); each session has a
+        /// caller of its own (`--sessions` and `--callers` are for the other targets)
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        go_sessions: Vec<u32>,
         /// Do not pin the server and the load generator to separate cores
         #[arg(long)]
         no_pin: bool,
@@ -231,16 +242,37 @@ impl BenchScenario {
                 };
                 fanout(bench, plot).await?;
             }
-            BenchScenario::Roundtrip { sessions, callers, duration, rate, targets, no_pin } => {
-                let bench = |target| crate::bench::roundtrip::RoundtripBench {
+            BenchScenario::Roundtrip {
+                sessions,
+                callers,
+                duration,
+                rate,
+                targets,
+                client_reuse,
+                go_sessions,
+                no_pin,
+            } => {
+                use crate::bench::roundtrip::{RoundtripBench, RoundtripTarget};
+                let bench = |target, sessions, callers| RoundtripBench {
                     sessions,
                     callers,
                     duration,
                     rate,
                     target,
+                    reuse: client_reuse,
                     pin: !no_pin,
                 };
-                roundtrip(targets.into_iter().map(bench).collect()).await?;
+                let mut benches = Vec::new();
+                for target in targets {
+                    if target == RoundtripTarget::Go {
+                        benches.extend(
+                            go_sessions.iter().map(|&s| bench(target, s as usize, s as usize)),
+                        );
+                    } else {
+                        benches.push(bench(target, sessions, callers));
+                    }
+                }
+                roundtrip(benches).await?;
             }
             BenchScenario::Sampling { callers, eras, duration, no_pin } => {
                 sampling(&callers, &eras, duration, !no_pin).await?;
@@ -328,9 +360,11 @@ async fn roundtrip(benches: Vec<crate::bench::roundtrip::RoundtripBench>) -> any
     use crate::bench::roundtrip::{RoundtripTarget, ratio_line};
     let mut reports = Vec::new();
     for bench in benches {
-        let report = crate::bench::roundtrip::run(bench).await?;
-        println!("{}", report.line());
-        reports.push(report);
+        // `None`: skipped, with a notice (the go target without `go`).
+        if let Some(report) = crate::bench::roundtrip::run(bench).await? {
+            println!("{}", report.line());
+            reports.push(report);
+        }
     }
     let of = |wanted| reports.iter().find(|r| r.bench.target == wanted);
     if let (Some(ours), Some(limit)) = (of(RoundtripTarget::Ours), of(RoundtripTarget::Limit)) {

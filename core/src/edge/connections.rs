@@ -48,7 +48,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
@@ -139,21 +139,9 @@ pub async fn serve(
         .keep_alive_timeout(H2_PING_EVERY);
     let connections = TaskTracker::new();
     let tls = settings.tls.map(TlsAcceptor::from);
+    let metrics = settings.metrics.clone();
     let budget = Budget::new(settings.pending, settings.metrics);
-    loop {
-        let (socket, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    survive_accept_error(&error).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        if let Err(error) = socket.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
+    while let Some((socket, remote)) = next_connection(&listener, &shutdown, &metrics).await {
         let pending = budget.as_ref().map(|budget| budget.admit(remote.ip()));
         let builder = builder.clone();
         let app = app.clone();
@@ -234,6 +222,31 @@ struct Watch {
 }
 
 /// Waits until the budget wants the connection closed; for ever when there is no budget.
+/// The next connection accepted (counted in `metrics` and set to send without delay), or `None`
+/// once `shutdown` is cancelled.
+async fn next_connection(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    metrics: &Option<Metrics>,
+) -> Option<(TcpStream, SocketAddr)> {
+    let (socket, remote) = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => break accepted,
+                Err(error) => survive_accept_error(&error).await,
+            },
+            () = shutdown.cancelled() => return None,
+        }
+    };
+    if let Some(metrics) = metrics {
+        metrics.connection_accepted();
+    }
+    if let Err(error) = socket.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY not set");
+    }
+    Some((socket, remote))
+}
+
 async fn until_evicted(pending: Option<&Pending>) -> super::pending::Cap {
     match pending {
         Some(pending) => pending.evicted().await,

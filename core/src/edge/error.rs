@@ -1,4 +1,9 @@
 //! The one error shape every endpoint answers with.
+//!
+//! Error answers stay small (the message is clipped to [`MESSAGE_LIMIT`] bytes, whatever input it
+//! echoes), so the whole answer arrives with its headers: a client that closes an error's body
+//! unread, as Go's `net/http` callers often do, has then read everything and keeps its
+//! connection, instead of making the server accept a new one for its next request.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
@@ -44,9 +49,25 @@ impl ApiError {
     }
 }
 
+/// The most bytes of a message an error answer carries; a longer one (an echoed path, name or a
+/// client's error) is cut at a character boundary and ends in `…`.
+pub const MESSAGE_LIMIT: usize = 256;
+
+/// `message`, cut to at most [`MESSAGE_LIMIT`] bytes.
+fn clipped(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MESSAGE_LIMIT {
+        return message.into();
+    }
+    let mut end = MESSAGE_LIMIT - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end]).into()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = json!({ "error": { "code": self.code, "message": clipped(&self.message) } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(RETRY_AFTER, seconds.into());
@@ -73,5 +94,27 @@ pub async fn method_not_allowed(method: http::Method) -> ApiError {
 impl From<crate::wire::jsonrpc::EnvelopeError> for ApiError {
     fn from(error: crate::wire::jsonrpc::EnvelopeError) -> ApiError {
         ApiError::bad_request("invalid_jsonrpc", error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MESSAGE_LIMIT, clipped};
+
+    #[test]
+    fn short_messages_pass_unchanged() {
+        assert_eq!(clipped("no such endpoint: /x"), "no such endpoint: /x");
+        let exact = "a".repeat(MESSAGE_LIMIT);
+        assert_eq!(clipped(&exact), exact);
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        // Multi-byte characters around the cut must not split.
+        let long = "é".repeat(MESSAGE_LIMIT);
+        let cut = clipped(&long);
+        assert!(cut.len() <= MESSAGE_LIMIT, "{} bytes", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
     }
 }

@@ -6,7 +6,9 @@
 //! to X's socket and waits for its answer; `POST /response` (header `Client-ID`, body
 //! `{"id","result"}`) hands the result to the waiting trigger. HTTP/1.1 kept alive, heads parsed
 //! with `httparse`, one task per connection, and nothing else: no router, no middleware, no
-//! sessions kept through disconnects, no checks beyond what the protocol needs.
+//! sessions kept through disconnects, no checks beyond what the protocol needs. `GET /metrics`
+//! gives one series, `sse_connections_accepted_total`, so the bench can count its accepts as it
+//! counts ours ([`crate::bench::accepted`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ struct Server {
     streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<OwnedWriteHalf>>>>,
     waiting: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     next_id: AtomicU64,
+    accepted: AtomicU64,
 }
 
 /// One request: what the routes need of it.
@@ -46,6 +49,7 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     let server = Arc::new(Server::default());
     loop {
         let (socket, _) = listener.accept().await?;
+        server.accepted.fetch_add(1, Ordering::Relaxed);
         socket.set_nodelay(true)?;
         tokio::spawn(connection(socket, server.clone()));
     }
@@ -61,6 +65,10 @@ async fn connection(mut socket: TcpStream, server: Arc<Server>) {
             }
             ("GET", "/trigger") => trigger(&server, &asked).await,
             ("POST", "/response") => respond(&server, &asked),
+            ("GET", "/metrics") => {
+                let accepted = server.accepted.load(Ordering::Relaxed);
+                (200, format!("sse_connections_accepted_total {accepted}\n"))
+            }
             _ => (404, "{}".to_owned()),
         };
         let head = format!(
