@@ -252,27 +252,8 @@ impl BenchScenario {
                 go_sessions,
                 no_pin,
             } => {
-                use crate::bench::roundtrip::{RoundtripBench, RoundtripTarget};
-                let bench = |target, sessions, callers| RoundtripBench {
-                    sessions,
-                    callers,
-                    duration,
-                    rate,
-                    target,
-                    reuse: client_reuse,
-                    pin: !no_pin,
-                };
-                let mut benches = Vec::new();
-                for target in targets {
-                    if target == RoundtripTarget::Go {
-                        benches.extend(
-                            go_sessions.iter().map(|&s| bench(target, s as usize, s as usize)),
-                        );
-                    } else {
-                        benches.push(bench(target, sessions, callers));
-                    }
-                }
-                roundtrip(benches).await?;
+                let plan = RoundtripPlan { sessions, callers, duration, rate, client_reuse };
+                roundtrip(plan.benches(&targets, &go_sessions, !no_pin)).await?;
             }
             BenchScenario::Sampling { callers, eras, duration, no_pin } => {
                 sampling(&callers, &eras, duration, !no_pin).await?;
@@ -321,6 +302,45 @@ impl BenchScenario {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The round-trip scenarios to run, one per target (the Go harness one per `--go-sessions`,
+/// each session with its caller).
+struct RoundtripPlan {
+    sessions: usize,
+    callers: usize,
+    duration: Duration,
+    rate: Option<u32>,
+    client_reuse: crate::bench::roundtrip::ClientReuse,
+}
+
+impl RoundtripPlan {
+    fn benches(
+        &self,
+        targets: &[crate::bench::roundtrip::RoundtripTarget],
+        go_sessions: &[u32],
+        pin: bool,
+    ) -> Vec<crate::bench::roundtrip::RoundtripBench> {
+        use crate::bench::roundtrip::{RoundtripBench, RoundtripTarget};
+        let bench = |target, sessions, callers| RoundtripBench {
+            sessions,
+            callers,
+            duration: self.duration,
+            rate: self.rate,
+            target,
+            reuse: self.client_reuse,
+            pin,
+        };
+        let mut benches = Vec::new();
+        for &target in targets {
+            if target == RoundtripTarget::Go {
+                benches.extend(go_sessions.iter().map(|&s| bench(target, s as usize, s as usize)));
+            } else {
+                benches.push(bench(target, self.sessions, self.callers));
+            }
+        }
+        benches
     }
 }
 
