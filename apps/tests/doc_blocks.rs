@@ -102,7 +102,7 @@ fn parse(markdown: &str) -> Result<Vec<Block>, String> {
         }
         let Some(info) = line.strip_prefix("```") else {
             if let Some(comment) = pending_comment_line {
-                return Err(format!("line {comment}: a doc-test comment must stand on the line before a ```sh fence"));
+                return Err(misplaced(comment));
             }
             i += 1;
             continue;
@@ -115,11 +115,15 @@ fn parse(markdown: &str) -> Result<Vec<Block>, String> {
         if info != "sh"
             && let Some(comment) = pending_comment_line
         {
-            return Err(format!(
-                "line {comment}: a doc-test comment must stand on the line before a ```sh fence"
-            ));
+            return Err(misplaced(comment));
         }
         match info {
+            "bash" | "shell" | "console" | "zsh" => {
+                return Err(format!(
+                    "line {}: shell blocks are ```sh (which this test runs)",
+                    i + 1
+                ));
+            }
             "sh" => {
                 let mut block = std::mem::take(&mut pending);
                 pending_comment_line = None;
@@ -146,11 +150,13 @@ fn parse(markdown: &str) -> Result<Vec<Block>, String> {
         i = close + 1;
     }
     if let Some(comment) = pending_comment_line {
-        return Err(format!(
-            "line {comment}: a doc-test comment must stand on the line before a ```sh fence"
-        ));
+        return Err(misplaced(comment));
     }
     Ok(blocks)
+}
+
+fn misplaced(comment_line: usize) -> String {
+    format!("line {comment_line}: a doc-test comment must stand on the line before a ```sh fence")
 }
 
 /// Reads one comment's directive (`skip (REASON)` or `needs PROGRAM…`) into `block`.
@@ -246,7 +252,8 @@ fn line_matches(pieces: &[Piece], actual: &str) -> bool {
             .chain([actual.len()])
             .any(|i| line_matches(rest, &actual[i..])),
         Piece::Digits => {
-            let digits = actual.len() - actual.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let digits =
+                actual.len() - actual.trim_start_matches(|c: char| c.is_ascii_digit()).len();
             digits > 0 && line_matches(rest, &actual[digits..])
         }
         Piece::Char(c) => actual.strip_prefix(*c).is_some_and(|tail| line_matches(rest, tail)),
@@ -291,7 +298,13 @@ fn run(code: &str, limits: Limits) -> Result<String, String> {
     bash.arg(&script)
         .current_dir(&work)
         .env_clear()
-        .env("PATH", format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()))
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                bin.display()
+            ),
+        )
         .env("HOME", &home)
         .env("XDG_DATA_HOME", home.join(".local/share"))
         .env("LANG", "C.UTF-8")
@@ -310,13 +323,16 @@ fn run(code: &str, limits: Limits) -> Result<String, String> {
     let finished = wait_for_exit(&[group.0], Instant::now() + limits.run);
     if !finished {
         group.kill();
+    }
+    // Bash has ended, by itself or killed: reap it.
+    let status = child.wait().unwrap();
+    if !finished {
         let (out, err) = output();
         return Err(format!(
             "it did not finish within {:?}\nstdout:\n{out}\nstderr:\n{err}",
             limits.run
         ));
     }
-    let status = child.wait().unwrap();
     let leftovers = group.wait_until_empty(Instant::now() + limits.stop);
     let (out, err) = output();
     if !leftovers.is_empty() {
@@ -396,7 +412,10 @@ impl Group {
             if !wait_for_exit(&pids, deadline) {
                 let still = self.members();
                 self.kill();
-                return still.into_iter().map(|(p, name)| format!("{} {name}", p.as_raw_nonzero())).collect();
+                return still
+                    .into_iter()
+                    .map(|(p, name)| format!("{} {name}", p.as_raw_nonzero()))
+                    .collect();
             }
         }
     }
@@ -449,6 +468,22 @@ fn documents() -> Vec<PathBuf> {
     documents
 }
 
+/// The loopback ports a block names (`127.0.0.1:8080`): its servers will listen there, and a
+/// server already there would answer in their place.
+fn ports_named(code: &str) -> Vec<u16> {
+    code.split("127.0.0.1:")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            rest[..digits].parse().ok()
+        })
+        .collect()
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 /// Whether the `needs` of a block are here: in CI they must be (a failure names them), outside
 /// it a missing one skips the block with a notice.
 fn needs_met(needs: &[String], place: &str) -> bool {
@@ -482,6 +517,13 @@ fn every_shell_block_in_the_docs_runs_as_shown() {
             }
             eprintln!("running {place}");
             ran += 1;
+            if let Some(port) = ports_named(&block.code).into_iter().find(|&p| !port_free(p)) {
+                failures.push(format!(
+                    "{place}: port {port} is in use before the block ran: the blocks use the \
+                     documented ports, so stop what listens there"
+                ));
+                continue;
+            }
             match run(&block.code, DOC_BLOCK) {
                 Err(why) => failures.push(format!("{place}: {why}")),
                 Ok(out) => {
@@ -497,7 +539,12 @@ fn every_shell_block_in_the_docs_runs_as_shown() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {ran} blocks failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} blocks failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
     assert!(ran > 0, "no block ran");
 }
 
@@ -549,6 +596,7 @@ fn the_parser_refuses_what_it_would_have_to_guess() {
         ("<!-- doc-test: skip (x) -->\n```text\na\n```\n", "line 1: a doc-test comment must"),
         ("text\n<!-- doc-test: skip (x) -->\n", "line 2: a doc-test comment must"),
         ("<!-- doc-test: skip (x)\n```sh\na\n```\n", "line 1: a doc-test comment must end"),
+        ("```bash\necho\n```\n", "line 1: shell blocks are ```sh"),
     ];
     for (doc, error) in cases {
         let got = parse(doc).expect_err(doc);
@@ -580,6 +628,12 @@ fn the_matcher_lets_digits_and_ellipses_vary_and_nothing_else() {
     // Trailing spaces and blank lines at the end do not count; blank lines inside do.
     assert!(matches("a\n\nb\n", "a  \n\nb\n\n\n"));
     assert!(!matches("a\n\nb\n", "a\nb\n"));
+}
+
+#[test]
+fn the_ports_a_block_names_are_found() {
+    let code = "curl http://127.0.0.1:8080/x\nredis://127.0.0.1:6379 127.0.0.1:$port 127.0.0.1:\n";
+    assert_eq!(ports_named(code), vec![8080, 6379]);
 }
 
 #[test]
@@ -618,6 +672,7 @@ fn cargo_in_a_block_is_the_binary_under_test_and_nothing_else() {
     assert!(refused.contains("only 'cargo run --release [-- ARGS]' runs in a block"), "{refused}");
     // HOME and the data directory are the scratch directory's own.
     let home = run("echo \"$HOME $XDG_DATA_HOME $PWD\"", QUICK).unwrap();
-    let [home, data, work]: [&str; 3] = home.split_whitespace().collect::<Vec<_>>().try_into().unwrap();
+    let [home, data, work]: [&str; 3] =
+        home.split_whitespace().collect::<Vec<_>>().try_into().unwrap();
     assert!(home.starts_with(work) && data.starts_with(home), "{home} {data} {work}");
 }
