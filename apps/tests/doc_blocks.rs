@@ -468,6 +468,13 @@ fn documents() -> Vec<PathBuf> {
     documents
 }
 
+/// Writes a line to stderr past the test harness's capture (which takes only `eprintln!`), so
+/// that the blocks skipped, and why, show on every run, passing or not.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The loopback ports a block names (`127.0.0.1:8080`): its servers will listen there, and a
 /// server already there would answer in their place.
 fn ports_named(code: &str) -> Vec<u16> {
@@ -491,7 +498,9 @@ fn needs_met(needs: &[String], place: &str) -> bool {
         needs.iter().map(String::as_str).partition(|n| *n == "root");
     if !root.is_empty() && !rustix::process::geteuid().is_root() {
         assert!(std::env::var_os("CI").is_none(), "{place}: CI runs as root (exec's cgroups)");
-        eprintln!("NOTICE: skipping {place}: it runs exec, which needs root or a delegated cgroup");
+        say(&format!(
+            "NOTICE: skipping {place}: it runs exec, which needs root or a delegated cgroup"
+        ));
         return false;
     }
     sse_core::testing::programs::installed(&programs, "the packages README.md's Requirements list")
@@ -509,13 +518,13 @@ fn every_shell_block_in_the_docs_runs_as_shown() {
         for block in blocks {
             let place = format!("{name}:{}", block.line);
             if let Some(reason) = &block.skip {
-                eprintln!("skipped {place}: {reason}");
+                say(&format!("doc block skipped, {place}: {reason}"));
                 continue;
             }
             if !needs_met(&block.needs, &place) {
                 continue;
             }
-            eprintln!("running {place}");
+            say(&format!("doc block running, {place}"));
             ran += 1;
             if let Some(port) = ports_named(&block.code).into_iter().find(|&p| !port_free(p)) {
                 failures.push(format!(
