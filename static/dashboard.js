@@ -52,6 +52,15 @@ function axisBytes(v) {
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
   return `${v >= 10 || i === 0 ? v.toFixed(0) : v.toFixed(1)}${units[i]}`;
 }
+// A round top for a bytes axis: four equal steps of 1, 2 or 5 × a power of ten in the unit the
+// top is shown in, so no two of its labels read the same (never "1B 1B 1B 0B").
+function bytesAxisTop(v) {
+  let unit = 1;
+  while (v / unit >= 1024) unit *= 1024;
+  const quarter = v / unit / 4, power = 10 ** Math.floor(Math.log10(quarter));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= quarter);
+  return Math.max(4 * step * unit, 4);
+}
 const rate = (v) => (v == null ? NA : `${bytes(v)}/s`);
 const time = (ms) => new Date(ms).toLocaleTimeString();
 function uptime(s) {
@@ -96,6 +105,7 @@ function drawChart(canvas) {
   if (!chart.percent) {
     for (const p of state.history) for (const [, get] of chart.series) max = Math.max(max, get(p) ?? 0);
     max = max > 0 ? max * 1.15 : 1;
+    if (chart.bytes) max = bytesAxisTop(max);
   }
   const x = (t) => pad.left + ((t - start) / span) * plotW;
   const y = (v) => pad.top + plotH - (Math.min(v, max) / max) * plotH;
@@ -241,7 +251,7 @@ function renderAlerts() {
   $("#alerts").innerHTML = alerts.map((a) => `<li data-alert-id="${a.id}" data-level="${a.level}" data-state="${a.state}">
     <span class="level">${a.state === "cleared" ? `cleared (peak ${a.peak})` : a.level}</span>
     <span>${esc(a.metric)} at ${a.value.toFixed(1)}% (threshold ${a.threshold}%) · since ${time(a.raised_at)}</span>
-    ${a.ack ? `<span class="small ack-by">acknowledged by ${esc(a.ack.by)} at ${time(a.ack.at)}</span>`
+    ${a.ack ? `<span class="small ack-by" title="${esc(a.ack.by)}">acknowledged by ${esc(shortWho(a.ack.by))} at ${time(a.ack.at)}</span>`
             : `<button type="button" class="ack" data-id="${a.id}">Acknowledge</button>`}</li>`).join("");
 }
 
@@ -250,7 +260,11 @@ $("#alerts").addEventListener("click", async (e) => {
   if (!button) return;
   button.disabled = true;
   const response = await fetch(withInstance(`/dashboard/alerts/${button.dataset.id}/ack`), { method: "POST" });
-  if (!response.ok) { button.disabled = false; showError(await errorText(response)); }
+  if (!response.ok) {
+    button.disabled = false;
+    const text = await errorText(response);
+    showError(text); showNear("#alert-error", `Refused: ${text}`);
+  } else showNear("#alert-error", "");
   // Success shows when `alert_ack` arrives, the same way every other viewer sees it.
 });
 
@@ -275,11 +289,25 @@ function showError(text) {
   $("#commands").prepend(li);
 }
 
-async function sendCommand(body) {
+// A refused or failed action is also shown next to the control that asked for it (`place`),
+// not only in the list of commands further down.
+const placeOf = new Map(); // command id → where its failure is shown
+function showNear(place, text) {
+  $(place).textContent = text;
+  $(place).hidden = !text;
+}
+async function sendCommand(body, place) {
+  showNear(place, "");
   const response = await fetch(withInstance("/dashboard/commands"), {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
-  if (!response.ok) showError(await errorText(response));
+  if (!response.ok) {
+    const text = await errorText(response);
+    showError(text); showNear(place, `Refused: ${text}`);
+    return;
+  }
+  const { id } = await response.json();
+  placeOf.set(id, place);
 }
 
 // The confirmation step: nothing is sent until the dialog's Confirm is pressed.
@@ -298,17 +326,17 @@ $("#processes").addEventListener("click", (e) => {
   const pid = Number(button.dataset.pid), name = button.dataset.name;
   if (button.classList.contains("terminate")) {
     confirmThen(`Terminate ${name} (pid ${pid})? It gets TERM, then KILL after 5 s.`, false,
-      () => sendCommand({ action: "terminate", pid }));
+      () => sendCommand({ action: "terminate", pid }, "#process-error"));
   } else {
     confirmThen(`Change the nice value of ${name} (pid ${pid})?`, true,
-      () => sendCommand({ action: "renice", pid, nice: Number($("#nice").value) }));
+      () => sendCommand({ action: "renice", pid, nice: Number($("#nice").value) }, "#process-error"));
   }
 });
 
 $("#interval").addEventListener("change", (e) => {
   const interval_ms = Number(e.target.value);
   confirmThen(`Sample every ${interval_ms} ms for every viewer?`, false,
-    () => sendCommand({ action: "set_interval", interval_ms }));
+    () => sendCommand({ action: "set_interval", interval_ms }, "#interval-error"));
   e.target.value = String(state.intervalMs); // shows the new value once the server confirms
 });
 
@@ -373,6 +401,7 @@ function connect() {
   on("alert", alert); on("alert_ack", alert);
   const command = (c) => {
     state.commands.set(c.id, c); renderCommands();
+    if (c.state === "failed" && placeOf.has(c.id)) showNear(placeOf.get(c.id), `Failed: ${c.action}${c.params.pid ? ` pid ${c.params.pid}` : ""}: ${c.outcome.message}`);
     if (c.action === "set_interval" && c.state === "completed") {
       state.intervalMs = c.outcome.interval_ms; $("#interval").value = String(state.intervalMs);
     }

@@ -1,10 +1,11 @@
-//! Handing a request to the instance that owns what it names, when several share a Redis.
+//! Handing a request to another instance over HTTP, when several share a Redis, and passing its
+//! answer back as it comes: an event stream stays a stream, byte for byte, and closing it closes
+//! the forwarded one.
 //!
-//! Some things cannot move between processes: an exec run is a child process of the instance
-//! that started it. A load balancer without sticky sessions sends the requests for it (its event
-//! stream, its stdin, its signals) to any instance, so the one that gets such a request looks the
-//! owner up in Redis and forwards the request there over HTTP, passing the answer back as it
-//! comes: an event stream stays a stream, byte for byte, and closing it closes the forwarded one.
+//! This is the transport; [`crate::owner_routing`] decides when to use it (a request for a thing
+//! that lives on another instance), and its docs say why the bidi server reaches other instances
+//! differently. The other helpers here ask every instance at once: [`ask_others`] for a thing
+//! Redis cannot place, [`gather`] for a list that merges every instance's.
 //!
 //! Written here rather than with a reverse-proxy crate because it is one request each way with
 //! the body already bounded, and two things are ours: the client's own `Host`, token and `Origin`

@@ -85,6 +85,7 @@ async fn the_test_page_streams_survives_a_restart_and_resumes() {
     assert!(contiguous_from_one(&ids), "a gap or a duplicate across Disconnect/Connect: {ids:?}");
 
     // Clear empties both lists.
+    browser::screenshot(client, "basic").await;
     client.find(Locator::Css("#clear")).await.expect("button").click().await.expect("click");
     let counts: Value = client
         .execute("return [document.querySelectorAll('#events li').length, document.querySelectorAll('#log li').length];", vec![])
@@ -160,6 +161,7 @@ async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
     wait_for(client, "#conn-status[data-state=\"open\"]").await;
     wait_for_message(client, payload).await;
     wait_for_message(client, "hello Bob").await;
+    browser::screenshot(client, "chat").await;
     let title = text_of(client, "#room-title").await;
     assert_eq!(title, "#lobby as Ada");
 
@@ -271,6 +273,28 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
         .expect("script runs");
     assert!(title.as_str().unwrap_or("").contains("Mozilla/5.0"), "{title}");
 
+    // A refused action is shown next to the control that asked for it: this process is gone by
+    // the time the confirmation is sent.
+    let mut gone = std::process::Command::new("sleep").arg("301").spawn().expect("sleep starts");
+    let gone_pid = gone.id();
+    let button = format!("button.terminate[data-pid=\"{gone_pid}\"]");
+    until_true(client, "the second child", &format!("return !!document.querySelector('{button}')"))
+        .await;
+    client
+        .execute(&format!("document.querySelector('{button}').click(); return true;"), vec![])
+        .await
+        .expect("click");
+    wait_for(client, "dialog#confirm[open]").await;
+    gone.kill().expect("kill");
+    gone.wait().expect("reaped");
+    client.find(Locator::Css("#confirm-ok")).await.expect("button").click().await.expect("click");
+    wait_for(client, "#process-error:not([hidden])").await;
+    let refusal = text_of(client, "#process-error").await;
+    assert!(
+        refusal.starts_with("Refused: 404") && refusal.contains(&gone_pid.to_string()),
+        "{refusal}"
+    );
+
     // A control action asks first: Cancel sends nothing more.
     let terminate = format!(
         "document.querySelector('button.terminate[data-pid=\"{pid}\"]').click(); return true;"
@@ -293,10 +317,10 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     .await;
     assert!(sleeper.try_wait().expect("status").is_none(), "Cancel must not terminate");
     let sent: Value = client
-        .execute("return document.querySelectorAll('#commands li').length", vec![])
+        .execute("return document.querySelectorAll('#commands li[data-command-id]').length", vec![])
         .await
         .expect("script runs");
-    assert_eq!(sent, json!(1), "Cancel must send nothing (the one command is the renice)");
+    assert_eq!(sent, json!(1), "Cancel must send nothing (the one accepted command is the renice)");
 
     // Confirm sends it; the page reports the result and the audit log shows it.
     client.execute(&terminate, vec![]).await.expect("click");
@@ -320,6 +344,7 @@ async fn the_dashboard_draws_charts_takes_an_ack_and_confirms_a_control_action()
     )
     .await;
 
+    browser::screenshot(client, "dashboard").await;
     // At phone width nothing overflows the page sideways.
     client.set_window_size(375, 800).await.expect("resize");
     until_true(
@@ -472,6 +497,7 @@ async fn the_sampling_console_sends_a_request_to_a_client_and_shows_it_complete(
     assert!(
         text_of(client, "#requests li[data-state=\"done\"]").await.contains("model test-model")
     );
+    browser::screenshot(client, "sampling").await;
 
     browser.client.close().await.expect("browser closes");
     app.stop().await;
@@ -576,6 +602,7 @@ async fn the_exec_terminal_runs_a_shell_a_repl_and_top_as_a_terminal_would() {
     // A full-screen program draws, and `q` quits it.
     type_in_terminal(client, "top -d 1\n").await;
     terminal_shows(client, "load average").await;
+    browser::screenshot(client, "exec").await;
     type_in_terminal(client, "q").await;
     type_in_terminal(client, "echo top-quit\n").await;
     terminal_shows(client, "\ntop-quit").await;

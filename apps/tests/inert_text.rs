@@ -241,7 +241,7 @@ async fn dashboard_names_from_the_machine_stay_text() {
     let mut config = sse_apps::dashboard::DashboardConfig::new(data.path().to_owned());
     config.interval = std::time::Duration::from_millis(200);
     let app = spawn_app_on("127.0.0.1:0".parse().unwrap(), Token::required("t0k"), |core| {
-        sse_apps::dashboard::router_with_source(core, config, source).unwrap()
+        sse_apps::dashboard::router_with_sources(core, config, source.clone(), source).unwrap()
     })
     .await;
     client.goto(&format!("{}/dashboard?token=t0k", app.base)).await.unwrap();

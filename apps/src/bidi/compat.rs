@@ -31,6 +31,7 @@ use sse_core::wire::Event;
 use sse_core::wire::jsonrpc::{Id, IdText, Request, Response as RpcResponse};
 
 use super::BidiState;
+use super::error::BidiError;
 
 /// Requests framed as the original: `data: {"id":"…","method":"…","message":"…"}`.
 #[derive(Debug, Clone, Copy)]
@@ -120,22 +121,16 @@ pub(super) async fn response(
     State(state): State<BidiState>,
     client_id: HeaderText<ClientIdHeader>,
     JsonBody(answer): JsonBody<CompatAnswer>,
-) -> Result<Response, ApiError> {
-    let client_id = client_id
-        .into_inner()
-        .ok_or_else(|| ApiError::bad_request("missing_client_id", "send the Client-ID header"))?;
+) -> Result<Response, BidiError> {
+    let client_id = client_id.into_inner().ok_or(BidiError::MissingClientId)?;
     let client_id = client_id.as_str();
     // The result is passed on to the caller as it came.
     refuse_reserved_keys(&answer.result)?;
     let session = match state.core.sessions.by_name(client_id) {
         Some(session) => session.id().clone(),
         None => {
-            super::locate(&state, client_id).await.map(|remote| remote.id).ok_or_else(|| {
-                ApiError::not_found(
-                    "unknown_client",
-                    format!("no client with id {client_id:?} is connected"),
-                )
-            })?
+            let remote = super::locate(&state, client_id).await;
+            remote.map(|remote| remote.id).ok_or(BidiError::UnknownClient(client_id.to_owned()))?
         }
     };
     tracing::trace!(client_id, request = %answer.id, result = %redact_secrets(&answer.result.to_string()), "answer received");

@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod compat;
+pub mod error;
 
 use std::time::Duration;
 
@@ -31,9 +32,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sse_core::Core;
 use sse_core::cluster::RemoteSession;
+use sse_core::edge::QueryParams;
 use sse_core::edge::origin::SameSite;
-use sse_core::edge::{ApiError, QueryParams};
 use sse_core::wire::jsonrpc::IdText;
+
+use error::BidiError;
 
 /// Settings of the bidirectional server.
 #[derive(Clone, Copy, Debug)]
@@ -135,14 +138,11 @@ async fn trigger(
     _: SameSite,
     State(state): State<BidiState>,
     QueryParams(query): QueryParams<TriggerQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, BidiError> {
     let (Some(client_id), Some(message)) =
         (query.client_id.filter(|c| !c.is_empty()), query.message.filter(|m| !m.is_empty()))
     else {
-        return Err(ApiError::bad_request(
-            "missing_parameters",
-            "need client_id and message parameters",
-        ));
+        return Err(BidiError::MissingParameters);
     };
     let params = json!({ "message": message });
     let timeout = state.config.timeout;
@@ -154,15 +154,10 @@ async fn trigger(
             Some(remote) => {
                 correlator.request_remote(&remote, "analyze", Some(params), timeout).await
             }
-            None => {
-                return Err(ApiError::not_found(
-                    "unknown_client",
-                    format!("no client with id {client_id:?} is connected"),
-                ));
-            }
+            None => return Err(BidiError::UnknownClient(client_id)),
         },
     };
-    let answer = asked?;
+    let answer = asked.map_err(|error| BidiError::Asked { client: client_id, error })?;
     Ok(axum::Json(TriggerAnswer { id: answer.id.as_text(), result: &answer.result })
         .into_response())
 }

@@ -23,20 +23,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::store::{Message, Store, StoreError};
-
-/// What a post asks to store.
-#[derive(Clone, Debug)]
-pub struct NewMessage {
-    /// The room it is posted in.
-    pub room: String,
-    /// Who posts it.
-    pub nick: String,
-    /// What they wrote.
-    pub text: String,
-    /// The sender's idempotency key.
-    pub client_msg_id: String,
-}
+use super::store::{Message, NewMessage, Store, StoreError};
 
 /// Called with a new message once it is committed, in id order, before its post is answered.
 pub type OnCommit = Box<dyn FnOnce(&Message) + Send>;
@@ -171,6 +158,7 @@ fn commit(connection: &mut Connection, batch: Vec<Waiting>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use super::group_commit::{GroupCommit, NewMessage};
+use super::group_commit::GroupCommit;
+use super::redis_history::RedisHistory;
 use super::room::Room;
-use super::shared::SharedLog;
-use super::store::{Message, Store, StoreError};
+use super::store::{Message, NewMessage, Store, StoreError};
 
 /// The chat's history, in one of its two homes. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -17,7 +17,7 @@ pub enum History {
     /// committer; everything else straight to the store.
     Local(Store, GroupCommit),
     /// Redis, shared by every instance.
-    Shared(SharedLog),
+    Redis(RedisHistory),
 }
 
 impl History {
@@ -30,7 +30,7 @@ impl History {
     pub async fn rooms(&self) -> Result<Vec<String>, StoreError> {
         match self {
             History::Local(store, _) => store.run(|db| Store::rooms(db)).await,
-            History::Shared(log) => log.rooms().await,
+            History::Redis(log) => log.rooms().await,
         }
     }
 
@@ -49,7 +49,7 @@ impl History {
                     })
                     .await
             }
-            History::Shared(log) => log.last_id(room).await,
+            History::Redis(log) => log.last_id(room).await,
         }
     }
 
@@ -69,7 +69,7 @@ impl History {
                     })
                     .await
             }
-            History::Shared(log) => log.ensure_room(room, nick_key).await,
+            History::Redis(log) => log.ensure_room(room, nick_key).await,
         }
     }
 
@@ -91,7 +91,7 @@ impl History {
                 );
                 store.run(move |db| Store::set_member(db, &room, &key, &nick, &hash)).await
             }
-            History::Shared(log) => log.set_member(room, nick_key, nick, token_sha256).await,
+            History::Redis(log) => log.set_member(room, nick_key, nick, token_sha256).await,
         }
     }
 
@@ -106,7 +106,7 @@ impl History {
                 let (room, hash) = (room.to_owned(), token_sha256.to_owned());
                 store.run(move |db| Store::nick_for_token(db, &room, &hash)).await
             }
-            History::Shared(log) => log.nick_for_token(room, token_sha256).await,
+            History::Redis(log) => log.nick_for_token(room, token_sha256).await,
         }
     }
 
@@ -127,7 +127,7 @@ impl History {
                 group.post(message, Box::new(move |message| live.send_live(message))).await
             }
             // Every instance, this one included, sends it live when Redis publishes it.
-            History::Shared(log) => log.post(&room.name, &nick, &text, &client_msg_id).await,
+            History::Redis(log) => log.post(&room.name, &nick, &text, &client_msg_id).await,
         }
     }
 
@@ -143,7 +143,7 @@ impl History {
                 let room = room.to_owned();
                 store.run(move |db| Store::messages_after(db, &room, after, limit)).await
             }
-            History::Shared(log) => log.messages_after(room, after, limit).await,
+            History::Redis(log) => log.messages_after(room, after, limit).await,
         }
     }
 
@@ -159,7 +159,7 @@ impl History {
                 let room = room.to_owned();
                 store.run(move |db| Store::messages_before(db, &room, before, limit)).await
             }
-            History::Shared(log) => log.messages_before(room, before, limit).await,
+            History::Redis(log) => log.messages_before(room, before, limit).await,
         }
     }
 }

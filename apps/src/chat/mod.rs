@@ -1,7 +1,7 @@
 //! The chat room: rooms, nicknames, presence, typing, persistent history and gap-free resume.
 //!
 //! History is the source of truth: every accepted message is committed to SQLite
-//! ([`store`]), or with several instances to Redis ([`shared`]), before its POST is answered, and
+//! ([`store`]), or with several instances to Redis ([`redis_history`]), before its POST is answered, and
 //! its id there is its SSE event id ([`history`] is the one interface to both). A room's
 //! live stream ([`room`]) carries each message under that id once it is committed, plus
 //! unnumbered `presence` and `typing` events that only matter now.
@@ -16,11 +16,13 @@
 //! token itself never touches the disk). Posting is idempotent by `client_msg_id` and rate
 //! limited per member.
 
+pub mod error;
 pub mod group_commit;
 pub mod history;
 pub mod names;
+pub mod redis_follower;
+pub mod redis_history;
 pub mod room;
-pub mod shared;
 pub mod store;
 
 use std::path::PathBuf;
@@ -40,14 +42,15 @@ use sha2::{Digest, Sha256};
 use sse_core::Core;
 use sse_core::edge::auth::{Token, bearer};
 use sse_core::edge::rate::RateLimit;
-use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
+use sse_core::edge::{JsonBody, PathParams, QueryParams};
 use sse_core::hub::Resume;
 use sse_core::stream::{LastEventId, LiveResponse};
 use sse_core::wire::Event;
 
+use error::ChatError;
 use history::History;
+use redis_history::RedisHistory;
 use room::{Room, Rooms, message_event};
-use shared::SharedLog;
 use store::{Message, Store, StoreError};
 
 /// Settings of the chat app.
@@ -68,11 +71,6 @@ impl ChatConfig {
     }
 }
 
-/// Where data goes when `--data-dir` is not given: the user's data directory.
-pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("sse-apps")
-}
-
 #[derive(Clone, Debug)]
 struct ChatState {
     core: Core,
@@ -89,9 +87,9 @@ const MAX_PAGE: usize = 200;
 /// The chat routes, mounted at `/chat`: history in SQLite, or in Redis when `core` is one
 /// instance of a cluster. Fails only if the database cannot be opened.
 pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
-    let shared = core.cluster().map(|cluster| (cluster.clone(), SharedLog::new(cluster)));
+    let shared = core.cluster().map(|cluster| (cluster.clone(), RedisHistory::new(cluster)));
     let history = match &shared {
-        Some((_, log)) => History::Shared(log.clone()),
+        Some((_, log)) => History::Redis(log.clone()),
         None => History::local(Store::open(&config.data_dir)?),
     };
     if let History::Local(store, _) = &history {
@@ -105,7 +103,7 @@ pub fn router(core: Core, config: &ChatConfig) -> Result<Router, StoreError> {
     }
     let rooms = Arc::new(Rooms::new(core.hub.clone(), shared.as_ref().map(|(_, log)| log.clone())));
     if let Some((cluster, log)) = &shared {
-        log.follow(cluster, rooms.clone());
+        redis_follower::follow(log, cluster, rooms.clone());
     }
     let state = ChatState { rooms, core, history, posts };
     let routes = Router::new()
@@ -142,16 +140,6 @@ async fn page() -> ChatPage {
     ChatPage
 }
 
-fn internal(error: StoreError) -> ApiError {
-    tracing::error!(%error, "chat storage failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage_unavailable",
-        "the message store is unavailable",
-    )
-    .retry_after(1)
-}
-
 fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -164,56 +152,40 @@ fn member_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<String
 
 impl ChatState {
     /// The room, loading it on first use; 404 if it was never created.
-    async fn room(&self, name: &str) -> Result<Arc<Room>, ApiError> {
+    async fn room(&self, name: &str) -> Result<Arc<Room>, ChatError> {
         let name = names::room(name)?.to_owned();
         if let Some(room) = self.rooms.get(&name) {
             return Ok(room);
         }
-        let last_id = self.history.last_id(&name).await.map_err(internal)?;
+        let last_id = self.history.last_id(&name).await?;
         match last_id {
             Some(last_id) => {
                 let room = self.rooms.load(&name, last_id);
-                if let History::Shared(log) = &self.history {
+                if let History::Redis(log) = &self.history {
                     // Messages published while the room was loading reached no stream here.
-                    log.catch_up(&room).await.map_err(internal)?;
+                    redis_follower::catch_up(log, &room).await?;
                 }
                 Ok(room)
             }
-            None => Err(ApiError::not_found(
-                "unknown_room",
-                format!("there is no room {name:?}; join it to create it"),
-            )),
+            None => Err(ChatError::UnknownRoom(name)),
         }
     }
 
     /// The nick this token holds in `room`; 401 without a valid one.
-    async fn member(&self, room: &str, token: Option<String>) -> Result<String, ApiError> {
-        let token = token.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_member_token",
-                "join the room first and send its token",
-            )
-        })?;
-        let nick =
-            self.history.nick_for_token(room, &sha256_hex(&token)).await.map_err(internal)?;
-        nick.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_member_token",
-                "this token holds no nickname in this room",
-            )
-        })
+    async fn member(&self, room: &str, token: Option<String>) -> Result<String, ChatError> {
+        let token = token.ok_or(ChatError::MissingMemberToken)?;
+        let nick = self.history.nick_for_token(room, &sha256_hex(&token)).await?;
+        nick.ok_or(ChatError::InvalidMemberToken)
     }
 }
 
-async fn list_rooms(State(state): State<ChatState>) -> Result<Response, ApiError> {
-    let names = state.history.rooms().await.map_err(internal)?;
+async fn list_rooms(State(state): State<ChatState>) -> Result<Response, ChatError> {
+    let names = state.history.rooms().await?;
     let mut rooms: Vec<Value> = Vec::with_capacity(names.len());
     for name in names {
-        // Shared: members may be online on other instances even if this one never loaded it.
+        // Redis: members may be online on other instances even if this one never loaded it.
         let online = match (&state.history, state.rooms.get(&name)) {
-            (History::Shared(log), _) => log.online(&name).await.map_err(internal)?.len(),
+            (History::Redis(log), _) => log.online(&name).await?.len(),
             (History::Local(..), Some(room)) => room.online().await.len(),
             (History::Local(..), None) => 0,
         };
@@ -232,12 +204,12 @@ async fn join(
     PathParams(room): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<JoinBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ChatError> {
     let room = names::room(&room)?.to_owned();
     let nick = names::nick(&body.nick)?.to_owned();
     let key = names::nick_key(&nick);
     let presented = member_token(&headers, None);
-    let holder = state.history.ensure_room(&room, &key).await.map_err(internal)?;
+    let holder = state.history.ensure_room(&room, &key).await?;
     let room_state = state.room(&room).await?;
     // The holder coming back with its token keeps it, under the nickname as first written.
     if let (Some(held), Some(token)) = (&holder, &presented)
@@ -249,14 +221,10 @@ async fn join(
     }
     let online = room_state.online().await;
     if holder.is_some() && online.iter().any(|online| names::nick_key(online) == key) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nick_taken",
-            format!("{nick:?} is online in {room:?}"),
-        ));
+        return Err(ChatError::NickTaken { nick, room });
     }
     let token = Token::generate();
-    state.history.set_member(&room, &key, &nick, &sha256_hex(&token)).await.map_err(internal)?;
+    state.history.set_member(&room, &key, &nick, &sha256_hex(&token)).await?;
     tracing::info!(room, nick, "joined");
     Ok((StatusCode::CREATED, axum::Json(json!({ "token": token, "nick": nick, "room": room })))
         .into_response())
@@ -273,7 +241,7 @@ async fn events(
     headers: HeaderMap,
     QueryParams(query): QueryParams<TokenQuery>,
     LastEventId(last_event_id): LastEventId,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ChatError> {
     let room = state.room(&room).await?;
     // With a token the connection counts as the member's presence; without, a read-only viewer.
     let presence = match member_token(&headers, query.token.as_deref()) {
@@ -349,7 +317,7 @@ async fn post_message(
     PathParams(room): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PostBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ChatError> {
     let room = state.room(&room).await?;
     let nick = state.member(&room.name, member_token(&headers, None)).await?;
     if let Some(posts) = &state.posts {
@@ -357,7 +325,7 @@ async fn post_message(
     }
     let text = names::message(&body.text)?;
     let client_msg_id = names::client_msg_id(&body.client_msg_id)?.to_owned();
-    let stored = state.history.post(&room, nick, text, client_msg_id).await.map_err(internal)?;
+    let stored = state.history.post(&room, nick, text, client_msg_id).await?;
     let (message, created) = stored;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(message)).into_response())
@@ -373,14 +341,13 @@ async fn history_page(
     State(state): State<ChatState>,
     PathParams(room): PathParams<String>,
     QueryParams(query): QueryParams<HistoryQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ChatError> {
     let room = state.room(&room).await?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit is 1 to {MAX_PAGE}")));
+        return Err(ChatError::InvalidLimit(MAX_PAGE));
     }
-    let messages =
-        state.history.messages_before(&room.name, query.before, limit).await.map_err(internal)?;
+    let messages = state.history.messages_before(&room.name, query.before, limit).await?;
     Ok(axum::Json(json!({ "messages": messages })).into_response())
 }
 
@@ -388,7 +355,7 @@ async fn typing(
     State(state): State<ChatState>,
     PathParams(room): PathParams<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ChatError> {
     let room = state.room(&room).await?;
     let nick = state.member(&room.name, member_token(&headers, None)).await?;
     let announced = room.typing(&nick);

@@ -1,6 +1,6 @@
 //! What a room name, a nickname and a message may be.
 
-use sse_core::edge::ApiError;
+use super::error::ChatError;
 
 /// Longest message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -10,36 +10,22 @@ pub const MAX_NICK_CHARS: usize = 24;
 pub const MAX_ROOM_CHARS: usize = 32;
 
 /// Room names: 1 to 32 of `a-z`, `0-9`, `-` and `_` (they appear in URLs as they are).
-pub fn room(name: &str) -> Result<&str, ApiError> {
+pub fn room(name: &str) -> Result<&str, ChatError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_ROOM_CHARS
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if valid {
-        Ok(name)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_room",
-            format!("a room name is 1 to {MAX_ROOM_CHARS} of a-z, 0-9, '-' and '_'"),
-        ))
-    }
+    if valid { Ok(name) } else { Err(ChatError::InvalidRoom) }
 }
 
 /// Nicknames: 1 to 24 letters, digits, spaces, `-`, `_` or `.`, trimmed; returned trimmed.
-pub fn nick(nick: &str) -> Result<&str, ApiError> {
+pub fn nick(nick: &str) -> Result<&str, ChatError> {
     let nick = nick.trim();
     let count = nick.chars().count();
     let valid = (1..=MAX_NICK_CHARS).contains(&count)
         && nick.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'));
-    if valid {
-        Ok(nick)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_nick",
-            format!("a nickname is 1 to {MAX_NICK_CHARS} letters, digits, spaces, '-', '_' or '.'"),
-        ))
-    }
+    if valid { Ok(nick) } else { Err(ChatError::InvalidNick) }
 }
 
 /// Nicknames are unique within a room regardless of case.
@@ -49,41 +35,33 @@ pub fn nick_key(nick: &str) -> String {
 
 /// Message text: 1 to 1000 characters after trimming, no control characters but line breaks and
 /// tabs; CRLF and CR line breaks become LF. Returned trimmed.
-pub fn message(text: &str) -> Result<String, ApiError> {
+pub fn message(text: &str) -> Result<String, ChatError> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let text = text.trim();
     if text.is_empty() {
-        return Err(ApiError::bad_request("empty_message", "the message is empty"));
+        return Err(ChatError::EmptyMessage);
     }
     if text.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(ApiError::bad_request(
-            "message_too_long",
-            format!("a message is at most {MAX_MESSAGE_CHARS} characters"),
-        ));
+        return Err(ChatError::MessageTooLong);
     }
     if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ApiError::bad_request(
-            "control_characters",
-            "the message contains control characters",
-        ));
+        return Err(ChatError::ControlCharacters);
     }
     Ok(text.to_owned())
 }
 
 /// Idempotency keys: 1 to 64 printable ASCII characters.
-pub fn client_msg_id(id: &str) -> Result<&str, ApiError> {
+pub fn client_msg_id(id: &str) -> Result<&str, ChatError> {
     if (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(id)
     } else {
-        Err(ApiError::bad_request(
-            "invalid_client_msg_id",
-            "client_msg_id is 1 to 64 printable ASCII characters",
-        ))
+        Err(ChatError::InvalidClientMsgId)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::*;
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! With several instances (`--redis`), typing and presence announcements go through Redis so
 //! every instance's clients see them, and who is online is the union of every instance's members
-//! (each instance counts its own connections and tells Redis; see `shared`).
+//! (each instance counts its own connections and tells Redis; see `redis_history`). What other
+//! instances publish reaches a room through `redis_follower`, which uses this module, never the
+//! other way round.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use sse_core::hub::{Hub, Topic};
 use sse_core::sync::lock;
 use sse_core::wire::Event;
 
-use super::shared::SharedLog;
+use super::redis_history::RedisHistory;
 use super::store::Message;
 
 /// How often one member's typing is announced at most.
@@ -31,7 +33,7 @@ pub struct Room {
     /// When each member's typing was last announced.
     typing: Mutex<HashMap<String, Instant>>,
     /// The other instances, when there are any: announcements go to them too.
-    relay: Option<SharedLog>,
+    relay: Option<RedisHistory>,
 }
 
 /// The `message` event of a stored message (its id is set when it is published).
@@ -186,13 +188,13 @@ impl Drop for Presence {
 pub struct Rooms {
     hub: Hub,
     loaded: Mutex<HashMap<String, Arc<Room>>>,
-    relay: Option<SharedLog>,
+    relay: Option<RedisHistory>,
 }
 
 impl Rooms {
     /// No rooms loaded; their streams will live in `hub`, announcing through `relay` when
     /// other instances share the chat.
-    pub fn new(hub: Hub, relay: Option<SharedLog>) -> Rooms {
+    pub fn new(hub: Hub, relay: Option<RedisHistory>) -> Rooms {
         Rooms { hub, loaded: Mutex::default(), relay }
     }
 

@@ -11,7 +11,7 @@
 //! blocking pool so a slow disk never stalls the event loop.
 //!
 //! The database holds member token hashes, so it is the server's alone: the file is created 0600
-//! (and a symlink in its place refused) by [`crate::data_dir`] before SQLite opens it, and
+//! (and a symlink in its place refused) by [`crate::shared::data_dir`] before SQLite opens it, and
 //! SQLite gives its `-wal` and `-shm` files the database's mode. Not `SQLITE_OPEN_NOFOLLOW`:
 //! that one refuses a link anywhere in the path, so a data directory kept on another disk
 //! through a link would be refused too.
@@ -24,7 +24,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::group_commit::NewMessage;
+use crate::shared::clock::unix_millis_i64;
 
 /// Why the store failed. Internal details never reach a client.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +102,17 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS members_by_token ON members (room, token_sha256);
 ";
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// What a post asks to store.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// The room it is posted in.
+    pub room: String,
+    /// Who posts it.
+    pub nick: String,
+    /// What they wrote.
+    pub text: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
 }
 
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
@@ -122,14 +131,19 @@ const COLUMNS: &str = "id, room, nick, text, client_msg_id, ts";
 impl Store {
     /// Opens (creating if needed) `dir/chat.sqlite3`, 0600 with its companion files.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        crate::data_dir::create_dir(dir)?;
+        crate::shared::data_dir::create_dir(dir)?;
         let path = dir.join(FILE_NAME);
         // An empty file is an empty database to SQLite.
-        crate::data_dir::open(&path, OpenOptions::new().read(true).write(true).create(true))?;
+        crate::shared::data_dir::open(
+            &path,
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
         // Left by an older version (or a crash of one), readable by others: SQLite reuses them
         // as they are.
         for companion in ["-wal", "-shm", "-journal"] {
-            crate::data_dir::tighten_if_present(&dir.join(format!("{FILE_NAME}{companion}")))?;
+            crate::shared::data_dir::tighten_if_present(
+                &dir.join(format!("{FILE_NAME}{companion}")),
+            )?;
         }
         let connection = Connection::open(&path)?;
         connection.execute_batch(SCHEMA)?;
@@ -170,7 +184,7 @@ impl Store {
     pub fn ensure_room(connection: &Connection, room: &str) -> Result<(), StoreError> {
         connection
             .prepare_cached("INSERT OR IGNORE INTO rooms (name, created_ms) VALUES (?1, ?2)")?
-            .execute(params![room, now_ms()])?;
+            .execute(params![room, unix_millis_i64()])?;
         Ok(())
     }
 
@@ -229,7 +243,7 @@ impl Store {
         if let Some(message) = existing {
             return Ok((message, false));
         }
-        let ts = now_ms();
+        let ts = unix_millis_i64();
         connection
             .prepare_cached("INSERT INTO messages (room, nick, text, client_msg_id, ts) VALUES (?1, ?2, ?3, ?4, ?5)")?
             .execute(params![new.room, new.nick, new.text, new.client_msg_id, ts])?;

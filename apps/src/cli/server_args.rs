@@ -139,7 +139,7 @@ pub(crate) struct ServerArgs {
 impl ServerArgs {
     /// `--data-dir`, else the user's data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(crate::chat::default_data_dir)
+        self.data_dir.clone().unwrap_or_else(crate::shared::data_dir::default_dir)
     }
 
     /// The server `program` runs, as these flags set it. Fails when `--token-file` holds no

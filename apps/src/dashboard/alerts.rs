@@ -239,6 +239,7 @@ fn next_level(current: Level, value: f64, thresholds: Thresholds, hysteresis: f6
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 

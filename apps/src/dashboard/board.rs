@@ -21,7 +21,7 @@ use tokio::sync::{Notify, watch};
 
 use super::alerts::{Ack, AckError, Alert, AlertConfig, Alerts};
 use super::sample::{Point, Sample};
-use super::system::unix_millis;
+use crate::shared::clock::unix_millis;
 
 /// How much history a snapshot carries.
 pub const HISTORY: Duration = Duration::from_secs(600);

@@ -99,6 +99,7 @@ fn quota_cores(quota: i64, period: i64) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::*;
 
     #[test]

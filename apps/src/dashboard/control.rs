@@ -13,11 +13,9 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
 use rustix::process::{Pid, PidfdFlags, Signal};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::ApiError;
 use sse_core::edge::numbers::{saturating_i64, saturating_u64};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -25,6 +23,7 @@ use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, Upda
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+use super::error::DashboardError;
 use super::sampler::MIN_INTERVAL;
 
 /// The longest sampling interval accepted.
@@ -78,10 +77,10 @@ pub enum Command {
 }
 
 /// A refusal: its status, code and message, for the response and the audit log.
-pub type Refusal = ApiError;
+pub type Refusal = DashboardError;
 
 fn invalid(code: &'static str, message: impl Into<String>) -> Refusal {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    DashboardError::Invalid { code, message: message.into() }
 }
 
 impl CommandBody {
@@ -216,27 +215,25 @@ fn stat_field_of<T: std::str::FromStr>(process: &str, n: usize) -> Option<T> {
 /// the fd is checked for an exit after them, so the process that passed is the one the fd
 /// names, and `terminate` signals it through the fd even if its pid is reused later.
 pub fn may_act_on(pid: i32, allow_all: bool) -> Result<OwnedFd, Refusal> {
-    let forbidden =
-        |message: &str| ApiError::new(StatusCode::FORBIDDEN, "protected_process", message);
     if pid == 1 {
-        return Err(forbidden("pid 1 (init) is never signalled from the dashboard"));
+        return Err(DashboardError::Protected(
+            "pid 1 (init) is never signalled from the dashboard",
+        ));
     }
     if u32::try_from(pid).ok() == Some(std::process::id()) {
-        return Err(forbidden("the dashboard does not act on its own server"));
+        return Err(DashboardError::Protected("the dashboard does not act on its own server"));
     }
     // A thread id is not a process: /proc answers for it too, so it must be refused here or
     // the server's own threads (or pid 1's) would pass the checks above.
     if !is_process(pid) {
-        return Err(ApiError::not_found("unknown_pid", format!("no process has pid {pid}")));
+        return Err(DashboardError::UnknownPid(pid));
     }
-    let unknown = || ApiError::not_found("unknown_pid", format!("no process has pid {pid}"));
+    let unknown = || DashboardError::UnknownPid(pid);
     let pidfd = Pid::from_raw(pid)
         .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok())
         .ok_or_else(unknown)?;
     let target = sysinfo::Pid::from_u32(pid.unsigned_abs());
-    let mut system = System::new().map_err(|e| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "process_table_unavailable", e.to_string())
-    })?;
+    let mut system = System::new().map_err(|e| DashboardError::ProcessTable(e.to_string()))?;
     system.refresh_processes_specifics(
         ProcessesToUpdate::Some(&[target]),
         true,
@@ -245,20 +242,13 @@ pub fn may_act_on(pid: i32, allow_all: bool) -> Result<OwnedFd, Refusal> {
     let process = system
         .process(target)
         .filter(|p| p.status() != ProcessStatus::Zombie)
-        .ok_or_else(|| ApiError::not_found("unknown_pid", format!("no process has pid {pid}")))?;
+        .ok_or_else(unknown)?;
     let owned = match process.user_id() {
         Some(owner) => **owner == rustix::process::getuid().as_raw(),
         None => false,
     };
     if !owned && !allow_all {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "foreign_process",
-            format!(
-                "pid {pid} belongs to another user; start the server with --allow-control-all \
-                 to allow this"
-            ),
-        ));
+        return Err(DashboardError::ForeignProcess(pid));
     }
     // Run as root, "the server user's own processes" would be every root process (sshd, the
     // journal…): then only those the server started count as its own.
@@ -267,15 +257,7 @@ pub fn may_act_on(pid: i32, allow_all: bool) -> Result<OwnedFd, Refusal> {
         && !descends_from_server(pid)
         && !in_server_session(pid)
     {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "foreign_process",
-            format!(
-                "the server runs as root, so it acts only on processes it started or started \
-                 from its own session (its terminal or script), and pid {pid} is neither; start \
-                 it with --allow-control-all to allow this"
-            ),
-        ));
+        return Err(DashboardError::NotStartedHere(pid));
     }
     // Still alive after the checks: they were about the process the fd names.
     let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
@@ -404,6 +386,7 @@ pub fn would_act_on(pid: u32, owner: Option<u32>, allow_all: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -425,22 +408,22 @@ mod tests {
         let failed = terminate(pid, pidfd, Duration::from_millis(10)).await.unwrap_err();
         assert_eq!(failed.code, "process_gone");
         assert_eq!(renice(vanished_pid(), 5).unwrap_err().code, "process_gone");
-        assert_eq!(may_act_on(vanished_pid(), false).unwrap_err().code, "unknown_pid");
+        assert_eq!(may_act_on(vanished_pid(), false).unwrap_err().code(), "unknown_pid");
     }
 
     #[test]
     fn checks_values_before_processes() {
         let body = |json: &str| serde_json::from_str::<CommandBody>(json).unwrap().check();
         assert_eq!(
-            body(r#"{"action":"set_interval","interval_ms":250}"#),
-            Ok(Command::SetInterval(Duration::from_millis(250)))
+            body(r#"{"action":"set_interval","interval_ms":250}"#).ok(),
+            Some(Command::SetInterval(Duration::from_millis(250)))
         );
         assert_eq!(
-            body(r#"{"action":"terminate","pid":42}"#),
-            Ok(Command::Terminate { pid: 42, grace: DEFAULT_GRACE })
+            body(r#"{"action":"terminate","pid":42}"#).ok(),
+            Some(Command::Terminate { pid: 42, grace: DEFAULT_GRACE })
         );
         assert_eq!(
-            body(r#"{"action":"renice","pid":4294967296,"nice":1}"#).unwrap_err().code,
+            body(r#"{"action":"renice","pid":4294967296,"nice":1}"#).unwrap_err().code(),
             "invalid_pid"
         );
     }

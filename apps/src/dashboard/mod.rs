@@ -11,30 +11,33 @@
 //! | [`alerts`] | thresholds with hysteresis, acknowledgements |
 //! | [`control`] | checking and carrying out control actions |
 //! | [`processes`] | every process, searched and paged, for the page's process list |
-//! | [`audit`] | the on-disk record of every action |
 //! | [`flags`] | the dashboard's flags, turned into a [`DashboardConfig`] |
+//! | [`error`] | every way a request is refused, and the status and code of each |
+//! | `instances` | with several instances: which machine a viewer watches ([`crate::owner_routing`]) |
 //!
 //! A tick flows sampler → board → topic → every viewer's stream; a control action flows
-//! POST → checks → audit (synced) → `command_started` → 202, then runs, audits the outcome and
-//! reports `command_completed` or `command_failed`: every event a viewer sees is on record first.
+//! POST → checks → audit (synced; [`crate::shared::audit`]) → `command_started` → 202, then
+//! runs, audits the outcome and reports `command_completed` or `command_failed`: every event a
+//! viewer sees is on record first.
 //!
 //! The server that serves the dashboard always requires its token (one is generated and printed
 //! when `--token` is not given), for viewing too: process lists are sensitive, and on a shared
 //! machine every local user can reach a loopback port.
 
 pub mod alerts;
-pub mod audit;
 pub mod board;
 pub mod cgroup;
 pub mod control;
-mod elsewhere;
+pub mod error;
 pub mod flags;
+mod instances;
 pub mod processes;
 pub mod sample;
 pub mod sampler;
 pub mod system;
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,16 +52,18 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::edge::{ApiError, JsonBody, PathParams, QueryParams};
+use sse_core::edge::{JsonBody, PathParams, QueryParams};
 use sse_core::stream::LiveResponse;
 
+use crate::shared::audit::{AuditLog, Entry};
+use crate::shared::clock::unix_millis;
+use crate::shared::who::who;
 use alerts::{AckError, AlertConfig};
-use audit::{AuditLog, Entry};
 use board::{Board, CommandRecord};
 use control::{Command, CommandBody};
+use error::DashboardError;
 use sample::MetricSource;
 use sampler::SamplerStats;
-use system::unix_millis;
 
 /// Settings of the dashboard.
 #[derive(Clone, Debug)]
@@ -87,7 +92,7 @@ impl DashboardConfig {
 
 /// Why the dashboard could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum DashboardError {
+pub enum StartError {
     /// The audit log cannot be opened.
     #[error("cannot open the dashboard's audit log: {0}")]
     Audit(#[from] std::io::Error),
@@ -102,11 +107,11 @@ struct DashboardState {
     board: Arc<Board>,
     audit: AuditLog,
     allow_control_all: bool,
-    processes: Arc<processes::ProcessTable>,
+    processes: Arc<dyn processes::ProcessSource>,
 }
 
 /// The dashboard routes, mounted at `/dashboard`, measuring this machine.
-pub fn router(core: Core, config: DashboardConfig) -> Result<Router, DashboardError> {
+pub fn router(core: Core, config: DashboardConfig) -> Result<Router, StartError> {
     let source = system::SystemSource::new()?;
     router_with_source(core, config, source)
 }
@@ -116,12 +121,24 @@ pub fn router_with_source(
     core: Core,
     config: DashboardConfig,
     source: impl MetricSource,
-) -> Result<Router, DashboardError> {
-    let audit = AuditLog::open(&config.data_dir)?;
+) -> Result<Router, StartError> {
+    let table = processes::ProcessTable::new(config.allow_control_all)?;
+    router_with_sources(core, config, source, table)
+}
+
+/// The dashboard routes with ticks from `source` and the process list from `processes` (tests
+/// script both).
+pub fn router_with_sources(
+    core: Core,
+    config: DashboardConfig,
+    source: impl MetricSource,
+    processes: impl processes::ProcessSource,
+) -> Result<Router, StartError> {
+    let audit = AuditLog::open(&config.data_dir, "dashboard-audit.jsonl")?;
     let board = Arc::new(Board::new(core.hub.topic("dashboard"), config.interval, config.alerts));
     let stats = SamplerStats::register(&core.metrics);
     sampler::spawn(board.clone(), source, stats, core.shutdown_token());
-    let processes = Arc::new(processes::ProcessTable::new(config.allow_control_all)?);
+    let processes: Arc<dyn processes::ProcessSource> = Arc::new(processes);
     let allow_control_all = config.allow_control_all;
     let state = DashboardState { core, board, audit, allow_control_all, processes };
     Ok(Router::new()
@@ -132,8 +149,15 @@ pub fn router_with_source(
         .route("/dashboard/alerts/{id}/ack", post(acknowledge))
         .route("/dashboard/audit", get(audit_log))
         .route("/dashboard/processes", get(processes::list))
-        .route("/dashboard/instances", get(elsewhere::instances))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_instance))
+        .route("/dashboard/instances", get(instances::instances))
+        .route_layer(axum::middleware::map_request_with_state(
+            state.clone(),
+            instances::without_instance,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::owner_routing::route::<DashboardState>,
+        ))
         .with_state(state))
 }
 
@@ -153,23 +177,6 @@ async fn events(State(state): State<DashboardState>) -> Response {
         .into_response(&state.core.streams, &state.core.metrics)
 }
 
-/// Who made a request, for the audit log: address and user agent.
-pub fn who(addr: SocketAddr, headers: &HeaderMap) -> String {
-    let agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
-    let agent: String = agent.unwrap_or("no user agent").chars().take(120).collect();
-    format!("{} ({agent})", addr.ip())
-}
-
-fn audit_unavailable(error: &std::io::Error) -> ApiError {
-    tracing::error!(%error, "cannot write the dashboard audit log");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "audit_unavailable",
-        "the audit log cannot be written, so no action is taken",
-    )
-    .retry_after(5)
-}
-
 /// `POST /dashboard/commands`: checks, audits, starts; 202 with the command's id.
 ///
 /// The work runs on its own task: a client that goes away mid-request must not leave an action
@@ -179,22 +186,18 @@ async fn command(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CommandBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DashboardError> {
     let who = who(addr, &headers);
-    tokio::spawn(accept_command(state, who, body)).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the command failed",
-        ))
-    })
+    tokio::spawn(accept_command(state, who, body)).await.unwrap_or(Err(DashboardError::Internal))
 }
 
+/// Checks the command and its target, records the decision in the audit log (a refusal too),
+/// and starts an accepted one; 202 with its id.
 async fn accept_command(
     state: DashboardState,
     who: String,
     body: CommandBody,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DashboardError> {
     let entry = |command: Option<&str>, outcome: &str, detail: Value| Entry {
         at: unix_millis(),
         who: who.clone(),
@@ -204,31 +207,18 @@ async fn accept_command(
         outcome: outcome.to_owned(),
         detail,
     };
-    let checked = body.check().and_then(|command| {
-        let pidfd = match command.target() {
-            Some(pid) => Some(control::may_act_on(pid, state.allow_control_all)?),
-            None => None,
-        };
-        Ok((command, pidfd))
-    });
-    let (command, pidfd) = match checked {
+    let (command, pidfd) = match check_command(&state, &body) {
         Ok(checked) => checked,
         Err(refusal) => {
-            let detail = json!({ "code": refusal.code, "message": refusal.message });
-            state
-                .audit
-                .record(entry(None, "refused", detail))
-                .await
-                .map_err(|e| audit_unavailable(&e))?;
+            let detail = json!({ "code": refusal.code(), "message": refusal.to_string() });
+            let refused = entry(None, "refused", detail);
+            state.audit.record(refused).await.map_err(DashboardError::AuditUnavailable)?;
             return Err(refusal);
         }
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
-    state
-        .audit
-        .record(entry(Some(&id), "accepted", Value::Null))
-        .await
-        .map_err(|e| audit_unavailable(&e))?;
+    let accepted = entry(Some(&id), "accepted", Value::Null);
+    state.audit.record(accepted).await.map_err(DashboardError::AuditUnavailable)?;
     let record = CommandRecord {
         id: id.clone(),
         action: body.action.clone(),
@@ -239,41 +229,63 @@ async fn accept_command(
         finished_at: None,
     };
     state.board.command(record.clone());
-    let finished = entry(Some(&id), "", Value::Null);
-    tokio::spawn(async move {
-        let result = match command {
-            Command::SetInterval(interval) => {
-                state.board.interval.send_replace(interval);
-                Ok(json!({ "interval_ms": interval.as_millis() as u64 }))
-            }
-            Command::Renice { pid, nice } => control::renice(pid, nice),
-            Command::Terminate { pid, grace } => match pidfd {
-                Some(pidfd) => control::terminate(pid, pidfd, grace).await,
-                None => Err(control::Failure {
-                    code: "os_error",
-                    message: "no pidfd for the process".to_owned(),
-                }),
-            },
-        };
-        let (outcome, detail) = match result {
-            Ok(done) => ("completed", done),
-            Err(failure) => ("failed", failure.to_json()),
-        };
-        // On disk first, as with the acceptance: an outcome a viewer has seen is always on
-        // record, so an audit read after the event lists it.
-        let at = unix_millis();
-        let entry = Entry { at, outcome: outcome.to_owned(), detail: detail.clone(), ..finished };
-        if let Err(error) = state.audit.record(entry).await {
-            tracing::error!(%error, "cannot write the outcome of a dashboard command to the audit log");
-        }
-        state.board.command(CommandRecord {
-            state: outcome,
-            outcome: Some(detail),
-            finished_at: Some(at),
-            ..record
-        });
-    });
+    tokio::spawn(carry_out(state, command, pidfd, record, entry(Some(&id), "", Value::Null)));
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id, "state": "started" }))).into_response())
+}
+
+/// The command, with a pidfd for its target process (checked: one this server may act on).
+fn check_command(
+    state: &DashboardState,
+    body: &CommandBody,
+) -> Result<(Command, Option<OwnedFd>), DashboardError> {
+    let command = body.check()?;
+    let pidfd = match command.target() {
+        Some(pid) => Some(control::may_act_on(pid, state.allow_control_all)?),
+        None => None,
+    };
+    Ok((command, pidfd))
+}
+
+/// Carries out an accepted command, then records its outcome: in the audit log (as `finished`
+/// with the outcome filled in), then on the board, for every viewer.
+async fn carry_out(
+    state: DashboardState,
+    command: Command,
+    pidfd: Option<OwnedFd>,
+    record: CommandRecord,
+    finished: Entry,
+) {
+    let result = match command {
+        Command::SetInterval(interval) => {
+            state.board.interval.send_replace(interval);
+            Ok(json!({ "interval_ms": interval.as_millis() as u64 }))
+        }
+        Command::Renice { pid, nice } => control::renice(pid, nice),
+        Command::Terminate { pid, grace } => match pidfd {
+            Some(pidfd) => control::terminate(pid, pidfd, grace).await,
+            None => Err(control::Failure {
+                code: "os_error",
+                message: "no pidfd for the process".to_owned(),
+            }),
+        },
+    };
+    let (outcome, detail) = match result {
+        Ok(done) => ("completed", done),
+        Err(failure) => ("failed", failure.to_json()),
+    };
+    // On disk first, as with the acceptance: an outcome a viewer has seen is always on record,
+    // so an audit read after the event lists it.
+    let at = unix_millis();
+    let entry = Entry { at, outcome: outcome.to_owned(), detail: detail.clone(), ..finished };
+    if let Err(error) = state.audit.record(entry).await {
+        tracing::error!(%error, "cannot write the outcome of a dashboard command to the audit log");
+    }
+    state.board.command(CommandRecord {
+        state: outcome,
+        outcome: Some(detail),
+        finished_at: Some(at),
+        ..record
+    });
 }
 
 /// `POST /dashboard/alerts/{id}/ack`: marks the alert acknowledged for every viewer.
@@ -282,12 +294,10 @@ async fn acknowledge(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     PathParams(id): PathParams<String>,
-) -> Result<Response, ApiError> {
-    let id: u64 = id.parse().map_err(|_| {
-        ApiError::bad_request("invalid_alert_id", format!("{id:?} is not an alert id"))
-    })?;
+) -> Result<Response, DashboardError> {
+    let id: u64 = id.parse().map_err(|_| DashboardError::InvalidAlertId(id))?;
     let who = who(addr, &headers);
-    let unknown = || ApiError::not_found("unknown_alert", format!("no alert has id {id}"));
+    let unknown = || DashboardError::UnknownAlert(id);
     let metric = state.board.alert(id).ok_or_else(unknown)?.metric;
     // On disk first: an acknowledgement every viewer sees is always on record.
     let entry = Entry {
@@ -299,7 +309,7 @@ async fn acknowledge(
         outcome: "completed".to_owned(),
         detail: Value::Null,
     };
-    state.audit.record(entry).await.map_err(|e| audit_unavailable(&e))?;
+    state.audit.record(entry).await.map_err(DashboardError::AuditUnavailable)?;
     let alert = state.board.acknowledge(id, who).map_err(|AckError::Unknown| unknown())?;
     Ok(axum::Json(alert).into_response())
 }
@@ -317,14 +327,10 @@ struct AuditQuery {
 async fn audit_log(
     State(state): State<DashboardState>,
     QueryParams(query): QueryParams<AuditQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DashboardError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "limit_out_of_range",
-            "limit must be 1 to 1000",
-        ));
+        return Err(DashboardError::LimitOutOfRange);
     }
     let entries = state.audit.newest(limit);
     Ok(axum::Json(json!({ "entries": entries })).into_response())

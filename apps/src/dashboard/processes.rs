@@ -13,15 +13,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sse_core::edge::{ApiError, QueryParams};
+use sse_core::edge::QueryParams;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users};
 
 use super::DashboardState;
 use super::control::would_act_on;
+use super::error::DashboardError;
 
 /// How old the table may be before a request refreshes it.
 const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -46,6 +46,12 @@ pub struct ProcessRow {
     pub memory: u64,
     /// Whether this server may terminate or renice it (each action is checked again).
     pub actionable: bool,
+}
+
+/// Where the list's rows come from: the machine ([`ProcessTable`]), or a test's script.
+pub trait ProcessSource: std::fmt::Debug + Send + Sync + 'static {
+    /// Every process now.
+    fn rows(&self) -> Arc<Vec<ProcessRow>>;
 }
 
 /// The machine's process table, refreshed on demand.
@@ -76,7 +82,9 @@ impl ProcessTable {
         };
         Ok(ProcessTable { allow_all, state: Mutex::new(table) })
     }
+}
 
+impl ProcessSource for ProcessTable {
     /// Every process now (refreshed if the table is older than a second).
     fn rows(&self) -> Arc<Vec<ProcessRow>> {
         let mut table = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -160,10 +168,8 @@ pub(super) struct ProcessQuery {
 pub(super) async fn list(
     State(state): State<DashboardState>,
     QueryParams(query): QueryParams<ProcessQuery>,
-) -> Result<Response, ApiError> {
-    let invalid = |code: &'static str, message: String| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    };
+) -> Result<Response, DashboardError> {
+    let invalid = |code: &'static str, message: String| DashboardError::Invalid { code, message };
     if query.q.chars().count() > MAX_QUERY {
         return Err(invalid("query_too_long", format!("q may be at most {MAX_QUERY} characters")));
     }
@@ -180,9 +186,9 @@ pub(super) async fn list(
         }
     };
     let table = state.processes.clone();
-    let rows = tokio::task::spawn_blocking(move || table.rows()).await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("process table: {e}"))
-    })?;
+    let rows = tokio::task::spawn_blocking(move || table.rows())
+        .await
+        .map_err(|_| DashboardError::Internal)?;
     let needle = query.q.trim().to_lowercase();
     let mut matched: Vec<&ProcessRow> = rows
         .iter()

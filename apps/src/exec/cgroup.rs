@@ -403,6 +403,7 @@ fn read_number(path: &Path) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::*;
 
     #[test]

@@ -14,7 +14,7 @@
 //! crash mid-write does not parse and is skipped.
 //!
 //! Like every data file it is 0600, and a symlink in its place is refused, never read through
-//! nor replaced ([`crate::data_dir`]).
+//! nor replaced ([`crate::shared::data_dir`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -61,11 +61,12 @@ impl Journal {
     /// Opens the journal in `data_dir` (creating it): returns it and the newest `kept` runs from
     /// before, newest first, the interrupted ones marked ended in the rewritten file.
     pub fn open(data_dir: &Path, kept: usize) -> std::io::Result<(Journal, Vec<PastRun>)> {
-        crate::data_dir::create_dir(data_dir)?;
+        crate::shared::data_dir::create_dir(data_dir)?;
         let path = data_dir.join(FILE_NAME);
         let past = read(&path, kept)?;
         rewrite(&path, &past)?;
-        let file = crate::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
+        let file =
+            crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
         Ok((Journal { file: Arc::new(Mutex::new(file)) }, past))
     }
 
@@ -110,7 +111,7 @@ pub fn interrupted_exit() -> Value {
 
 /// The newest `kept` runs in the journal at `path`, newest first.
 fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
-    let file = match crate::data_dir::open(path, OpenOptions::new().read(true)) {
+    let file = match crate::shared::data_dir::open(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error),
@@ -139,8 +140,10 @@ fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
 /// Replaces the journal at `path` with `past` (oldest first), each run started and ended.
 fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
     let aside = PathBuf::from(format!("{}.new", path.display()));
-    let mut file =
-        crate::data_dir::open(&aside, OpenOptions::new().write(true).create(true).truncate(true))?;
+    let mut file = crate::shared::data_dir::open(
+        &aside,
+        OpenOptions::new().write(true).create(true).truncate(true),
+    )?;
     let mut text = Vec::new();
     for run in past.iter().rev() {
         let started = Line::Started {
@@ -165,6 +168,7 @@ fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 

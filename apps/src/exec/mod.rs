@@ -11,7 +11,9 @@
 //! | [`run`] | the child process: pipes, stdin, signals, timeout, the exit reason |
 //! | [`flags`] | the exec flags, turned into an [`ExecConfig`] with the sandbox checked |
 //! | [`journal`] | `exec-runs.jsonl`: every run's start and end, so a restart reports what it stopped |
-//! | `elsewhere` | with several instances: requests for a run or workflow go to the instance that has it |
+//! | `owner` | with several instances: which one owns a run or workflow ([`crate::owner_routing`]) |
+//! | [`workflow_state`] | what a workflow is: its steps, approvals and numbered event log |
+//! | `workflow_endpoints` | the workflow endpoints and the task that runs a workflow's steps |
 //!
 //! A run's events (`stdout`, `stderr`, `dropped`, `exit`) are numbered from 1 and all kept, up to
 //! the output cap, so a page that reconnects or a second viewer gets the whole output from the
@@ -21,16 +23,17 @@
 //! back and its journal line written first, so what a viewer of `exit` asks next finds it done.
 
 pub mod cgroup;
-mod elsewhere;
+pub mod error;
 pub mod flags;
 pub mod journal;
 pub mod output;
+mod owner;
 pub mod run;
 pub mod run_uids;
 pub mod sandbox;
 pub mod spec;
-pub mod workflow;
-mod workflows;
+mod workflow_endpoints;
+pub mod workflow_state;
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -48,13 +51,14 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sse_core::Core;
-use sse_core::edge::{ApiError, JsonBody, PathParams};
+use sse_core::edge::{JsonBody, PathParams};
 use sse_core::stream::{LastEventId, LiveResponse, sse_response, with_prelude};
 use sse_core::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::dashboard::audit::AuditLog;
+use crate::shared::audit::AuditLog;
 use cgroup::{RunGroup, RunGroups};
+use error::ExecError;
 use journal::{Journal, PastRun};
 use output::Output;
 use run::{Run, StdinError, UserSignal};
@@ -221,7 +225,7 @@ struct ExecState {
     runs: Arc<Mutex<VecDeque<Arc<Run>>>>,
     slots: Arc<Semaphore>,
     free_uids: Arc<Mutex<Vec<u32>>>,
-    workflows: Arc<Mutex<VecDeque<Arc<workflow::Workflow>>>>,
+    workflows: Arc<Mutex<VecDeque<Arc<workflow_state::Workflow>>>>,
     /// Where approval decisions are recorded.
     approvals: AuditLog,
     /// Where runs' starts and ends are recorded.
@@ -235,7 +239,7 @@ struct ExecState {
 /// were running when the server stopped, as `interrupted`). Fails only if the approvals log or
 /// the run journal cannot be opened.
 pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
-    let approvals = AuditLog::open_named(&config.data_dir, "exec-approvals.jsonl")?;
+    let approvals = AuditLog::open(&config.data_dir, "exec-approvals.jsonl")?;
     let (journal, past) = Journal::open(&config.data_dir, config.kept_runs)?;
     let runs = restore(&core, past);
     let slots = Arc::new(Semaphore::new(config.max_concurrent));
@@ -265,10 +269,13 @@ pub fn router(core: Core, config: ExecConfig) -> std::io::Result<Router> {
         .route("/exec/runs/{id}/stdin", post(stdin))
         .route("/exec/runs/{id}/signal", post(signal))
         .route("/exec/runs/{id}/resize", post(resize))
-        .route("/exec/workflows", get(workflows::list).post(workflows::start))
-        .route("/exec/workflows/{id}/events", get(workflows::events))
-        .route("/exec/workflows/{id}/approvals/{step}", post(workflows::decide))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_owner))
+        .route("/exec/workflows", get(workflow_endpoints::list).post(workflow_endpoints::start))
+        .route("/exec/workflows/{id}/events", get(workflow_endpoints::events))
+        .route("/exec/workflows/{id}/approvals/{step}", post(workflow_endpoints::decide))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::owner_routing::route::<ExecState>,
+        ))
         .with_state(state))
 }
 
@@ -342,12 +349,12 @@ fn scratch_root() -> std::io::Result<tempfile::TempDir> {
 }
 
 impl ExecState {
-    fn find(&self, id: &str) -> Result<Arc<Run>, ApiError> {
+    fn find(&self, id: &str) -> Result<Arc<Run>, ExecError> {
         lock(&self.runs)
             .iter()
             .find(|run| run.id == id)
             .cloned()
-            .ok_or_else(|| ApiError::not_found("unknown_run", format!("no run has id {id:?}")))
+            .ok_or_else(|| ExecError::UnknownRun(id.to_owned()))
     }
 }
 
@@ -359,38 +366,29 @@ fn is_root() -> bool {
 async fn start(
     State(state): State<ExecState>,
     JsonBody(request): JsonBody<RunRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let sandbox = state.sandbox()?;
     let spec = state.check(request)?;
-    let permit = state.slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_runs",
-            format!(
-                "{} runs are already running; wait for one to end",
-                state.config.max_concurrent
-            ),
-        )
-        .retry_after(1)
-    })?;
+    let permit = state
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ExecError::TooManyRuns(state.config.max_concurrent))?;
     let run = state.launch(&spec, &sandbox, permit).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": run.id }))).into_response())
 }
 
 impl ExecState {
     /// The sandbox, or 503 saying why there is none.
-    fn sandbox(&self) -> Result<Sandbox, ApiError> {
-        self.config.sandbox.clone().map_err(|why| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_unavailable", why)
-        })
+    fn sandbox(&self) -> Result<Sandbox, ExecError> {
+        self.config.sandbox.clone().map_err(ExecError::SandboxUnavailable)
     }
 
     /// Checks a run request against this server's limits and what is installed.
-    fn check(&self, request: RunRequest) -> Result<RunSpec, ApiError> {
+    fn check(&self, request: RunRequest) -> Result<RunSpec, ExecError> {
         let spec = request.check(self.config.timeout, self.config.max_timeout)?;
         if spec.label == "python3" && !std::path::Path::new("/usr/bin/python3").exists() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ExecError::invalid(
                 "language_unavailable",
                 "python3 is not installed on this server",
             ));
@@ -407,17 +405,13 @@ impl ExecState {
         spec: &RunSpec,
         sandbox: &Sandbox,
         permit: OwnedSemaphorePermit,
-    ) -> Result<Arc<Run>, ApiError> {
+    ) -> Result<Arc<Run>, ExecError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let run = Arc::new(Run::new(id, spec, self.config.output_cap, self.core.metrics.clone()));
-        elsewhere::own(self, elsewhere::RUN, &run.id).await;
+        owner::own(self, owner::RUN, &run.id).await;
         if let Err(error) = self.journal.started(&run.id, &run.label, run.started_at).await {
             tracing::error!(%error, "cannot write the run journal; the run is refused");
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "journal_unavailable",
-                "the server cannot record the run in its journal, so it does not start it",
-            ));
+            return Err(ExecError::JournalUnavailable);
         }
         // Returned to the pool when the run's task ends, however it ends.
         let uid = UidLease::take(&self.free_uids);
@@ -560,8 +554,8 @@ async fn list(State(state): State<ExecState>, headers: axum::http::HeaderMap) ->
             })
         })
         .collect();
-    let theirs = elsewhere::others(&state, &headers, "/exec/runs", "runs").await;
-    let runs = elsewhere::merged(ours, theirs);
+    let theirs = owner::others(&state, &headers, "/exec/runs", "runs").await;
+    let runs = owner::merged(ours, theirs);
     let (isolation, cgroup) = match &state.config.sandbox {
         Ok(sandbox) => {
             (sandbox.isolation.name(), sandbox.groups.as_ref().map(|g| g.version().name()))
@@ -576,7 +570,7 @@ async fn events(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     last_event_id: LastEventId,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     Ok(replay(&state, &run.output, last_event_id))
 }
@@ -605,10 +599,10 @@ fn replay(state: &ExecState, log: &Output, LastEventId(last_event_id): LastEvent
 }
 
 impl ExecState {
-    fn find_workflow(&self, id: &str) -> Result<Arc<workflow::Workflow>, ApiError> {
-        lock(&self.workflows).iter().find(|w| w.id == id).cloned().ok_or_else(|| {
-            ApiError::not_found("unknown_workflow", format!("no workflow has id {id:?}"))
-        })
+    fn find_workflow(&self, id: &str) -> Result<Arc<workflow_state::Workflow>, ExecError> {
+        let workflows = lock(&self.workflows);
+        let found = workflows.iter().find(|w| w.id == id).cloned();
+        found.ok_or_else(|| ExecError::UnknownWorkflow(id.to_owned()))
     }
 }
 
@@ -628,25 +622,14 @@ async fn stdin(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<StdinBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     match run.write_stdin(body.data.as_bytes(), body.eof).await {
         Ok(()) => {
             Ok(axum::Json(json!({ "written": body.data.len(), "eof": body.eof })).into_response())
         }
-        Err(StdinError::Closed) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "stdin_closed",
-            "the run has ended or its input is closed",
-        )),
-        Err(StdinError::NotReading { written }) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stdin_full",
-            format!(
-                "the program has not read its input for 5 s; it took the first {written} bytes"
-            ),
-        )
-        .retry_after(1)),
+        Err(StdinError::Closed) => Err(ExecError::StdinClosed),
+        Err(StdinError::NotReading { written }) => Err(ExecError::StdinFull(written)),
     }
 }
 
@@ -661,26 +644,21 @@ async fn signal(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SignalBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     let signal = match body.signal.as_str() {
         "interrupt" => UserSignal::Interrupt,
         "terminate" => UserSignal::Terminate,
         "kill" => UserSignal::Kill,
         other => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ExecError::invalid(
                 "unknown_signal",
                 format!("unknown signal {other:?}; use interrupt, terminate or kill"),
             ));
         }
     };
     if !run.signal(signal) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            "the run has already ended",
-        ));
+        return Err(ExecError::RunFinished);
     }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "signal": body.signal }))).into_response())
 }
@@ -699,17 +677,13 @@ async fn resize(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<ResizeBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let run = state.find(&id)?;
     // `null` is no size, as zero is none.
     let (rows, cols) = spec::check_size(body.rows.unwrap_or(0), body.cols.unwrap_or(0))?;
     match run.resize(rows, cols).await {
         Ok(true) => Ok(axum::Json(json!({ "rows": rows, "cols": cols })).into_response()),
-        Ok(false) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_terminal",
-            "the run has no terminal (start it with pty:true), or has ended",
-        )),
-        Err(error) => Err(ApiError::new(StatusCode::CONFLICT, "resize_failed", error.to_string())),
+        Ok(false) => Err(ExecError::NotATerminal),
+        Err(error) => Err(ExecError::ResizeFailed(error.to_string())),
     }
 }

@@ -247,6 +247,7 @@ fn complete_utf8_prefix(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 

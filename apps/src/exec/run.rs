@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use super::cgroup::{JOIN_FAILED, LimitHit, RunGroup};
 use super::output::{Output, Pipe};
 use super::spec::RunSpec;
-use crate::dashboard::system::unix_millis;
+use crate::shared::clock::unix_millis;
 
 /// How long `terminate` waits after TERM before KILL.
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(5);

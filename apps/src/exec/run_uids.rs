@@ -94,6 +94,7 @@ pub fn choose(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::*;
 
     const NONE: fn(u32) -> bool = |_| false;

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use super::error::ExecError;
 use serde::Deserialize;
-use sse_core::edge::ApiError;
 use sse_core::edge::numbers::saturating_u64;
 
 /// Most bytes of code a request may carry.
@@ -51,7 +50,7 @@ pub struct RunSpec {
 }
 
 /// Checks a terminal size: 1 to 500 rows and columns.
-pub fn check_size(rows: u64, cols: u64) -> Result<(u16, u16), ApiError> {
+pub fn check_size(rows: u64, cols: u64) -> Result<(u16, u16), ExecError> {
     let fits = |n: u64| u16::try_from(n).ok().filter(|n| (1..=500).contains(n));
     match (fits(rows), fits(cols)) {
         (Some(rows), Some(cols)) => Ok((rows, cols)),
@@ -59,8 +58,8 @@ pub fn check_size(rows: u64, cols: u64) -> Result<(u16, u16), ApiError> {
     }
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
+    ExecError::invalid(code, message)
 }
 
 impl RunRequest {
@@ -69,7 +68,7 @@ impl RunRequest {
         self,
         default_timeout: Duration,
         max_timeout: Duration,
-    ) -> Result<RunSpec, ApiError> {
+    ) -> Result<RunSpec, ExecError> {
         let terminal = match (self.pty, self.rows, self.cols) {
             (true, rows, cols) => Some(check_size(rows.unwrap_or(24), cols.unwrap_or(80))?),
             (false, None, None) => None,

@@ -10,7 +10,7 @@
 //! | [`legacy`] | the HTTP+SSE transport of 2024-11-05 at `/sampling/sse` |
 //! | [`tools`] | `summarize`, `classify_sentiment`, `explain_code` |
 //! | [`requests`] | sampling requests sent by hand, their states, the events stream |
-//! | `elsewhere` | with several instances: requests for a session go to the instance holding it |
+//! | `owner` | with several instances: which one holds a session ([`crate::owner_routing`]) |
 //! | [`changes`] | what the console sees change: this instance's topic, or one every instance shares |
 //!
 //! Both transports sit on sse-core: an MCP session is a core [`Session`] (its id is the
@@ -19,9 +19,9 @@
 
 mod changes;
 pub mod client;
-mod elsewhere;
 pub mod legacy;
 pub mod mcp;
+mod owner;
 pub mod requests;
 pub mod streamable;
 pub mod tools;
@@ -41,7 +41,7 @@ use sse_core::sync::lock;
 use sse_core::wire::jsonrpc::{Id, Message, Request};
 use tokio::task::AbortHandle;
 
-use crate::dashboard::system::unix_millis;
+use crate::shared::clock::unix_millis;
 use mcp::codes;
 
 /// Settings of the sampling app.
@@ -121,7 +121,10 @@ pub fn router(core: Core, config: SamplingConfig) -> Router {
         )
         .route("/sampling/sse", get(legacy::open))
         .route("/sampling/messages", axum::routing::post(legacy::post))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), elsewhere::to_session))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::owner_routing::route::<SamplingState>,
+        ))
         .route_layer(axum::middleware::from_fn(sse_core::edge::origin::refuse_cross_site));
     Router::new()
         .route("/sampling", get(console))

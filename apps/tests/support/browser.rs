@@ -95,6 +95,8 @@ pub async fn browser() -> Option<Browser> {
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        // One size for every page, so the screenshots in docs/ match each other.
+        "--window-size=1200,900",
         &format!("--user-data-dir={}", profile.display()),
     ];
     let mut capabilities = serde_json::Map::new();
@@ -106,6 +108,29 @@ pub async fn browser() -> Option<Browser> {
         .await
         .expect("a browser session");
     Some(Browser { client, _driver: driver, _profile: TempDir(profile) })
+}
+
+/// Saves what the page shows as `<name>.png`, and checks it is a PNG of the window's size.
+///
+/// The files go to `docs/screenshots/` when `SSE_APPS_SCREENSHOTS=docs` is set (the one command
+/// that remakes the README's pictures is
+/// `SSE_APPS_SCREENSHOTS=docs cargo test -p sse-apps --test browser`), and to the test's own
+/// scratch directory otherwise, so a plain test run never changes the checkout.
+#[allow(dead_code)] // not every test binary including this file takes pictures
+pub async fn screenshot(client: &Client, name: &str) {
+    client.execute("window.scrollTo(0, 0); return true;", vec![]).await.expect("scrolled up");
+    let png = client.screenshot().await.expect("a screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    // The IHDR chunk comes first: width and height, big-endian, after its length and type.
+    let width = u32::from_be_bytes(png[16..20].try_into().expect("width"));
+    let height = u32::from_be_bytes(png[20..24].try_into().expect("height"));
+    assert!(width >= 800 && height >= 500, "{name}: {width}x{height}");
+    let dir = match std::env::var("SSE_APPS_SCREENSHOTS").as_deref() {
+        Ok("docs") => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots"),
+        _ => std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is written");
 }
 
 pub async fn wait_for(client: &Client, css: &str) {

@@ -39,7 +39,7 @@ impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
         script.last = cpu;
         Sample {
             point: Point {
-                t: sse_apps::dashboard::system::unix_millis(),
+                t: sse_apps::shared::clock::unix_millis(),
                 cpu,
                 memory: Some(25.0),
                 ..Point::default()
@@ -77,5 +77,21 @@ impl sse_apps::dashboard::sample::MetricSource for ScriptedSource {
                 ..Detail::default()
             },
         }
+    }
+}
+
+/// The process list shows the scripted processes too, every one with its actions.
+impl sse_apps::dashboard::processes::ProcessSource for ScriptedSource {
+    fn rows(&self) -> std::sync::Arc<Vec<sse_apps::dashboard::processes::ProcessRow>> {
+        let script = self.script.lock().unwrap();
+        let rows = script.processes.iter().map(|p| sse_apps::dashboard::processes::ProcessRow {
+            pid: p.pid,
+            name: p.name.clone(),
+            user: p.user.clone(),
+            cpu: p.cpu,
+            memory: p.memory,
+            actionable: true,
+        });
+        std::sync::Arc::new(rows.collect())
     }
 }

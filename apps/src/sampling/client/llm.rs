@@ -3,15 +3,17 @@
 //!
 //! Both stream, so a person watching sees the tokens as they come. Anthropic has no official
 //! Rust SDK; its API is one POST whose answer is an SSE stream, read here with sse-core's own
-//! parser. Failures become an [`LlmError`] that names the cause and what to change (the key's
-//! variable for a 401, the model for a 403 or 404), and the client turns it into a JSON-RPC
-//! error for the server: never a panic, never the key.
+//! parser. The two share one request builder (`request_body`: the same fields, and a short list
+//! of where they differ) and one stream loop (`read_stream`, filling an `Answer`); what is each
+//! provider's own is how it is sent and how one item of its stream is read.
 //!
-//! A 429, 408, 5xx or refused connection is tried again by [`super::retry`] alone. For OpenAI-compatible servers
-//! that means replacing async-openai's HTTP service (its default one retries by itself) with
-//! `SendOnce`, which also keeps the status and `Retry-After` that async-openai's errors drop.
-//! Both providers are asked for token counts (OpenAI's only come when `stream_options` asks),
-//! which the client's line per request shows.
+//! Failures become an [`LlmError`] that names the cause and what to change (the key's variable
+//! for a 401, the model for a 403 or 404), and the client turns it into a JSON-RPC error for the
+//! server: never a panic, never the key. A 429, 408, 5xx or refused connection is tried again by
+//! [`super::retry`] alone. For OpenAI-compatible servers that means replacing async-openai's HTTP
+//! service (its default one retries by itself) with `SendOnce`, which also keeps the status and
+//! `Retry-After` that async-openai's errors drop. Both providers are asked for token counts
+//! (OpenAI's only come when `stream_options` asks), which the client's line per request shows.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,14 +25,12 @@ use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage,
-    ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
-    ChatCompletionStreamOptions, CreateChatCompletionRequestArgs, FinishReason, StopConfiguration,
+    CreateChatCompletionRequest, CreateChatCompletionStreamResponse, FinishReason,
 };
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use sse_core::sync::lock;
-use sse_core::wire::Parser;
+use sse_core::wire::{MessageEvent, Parser};
 
 use super::retry::{self, Next};
 
@@ -218,8 +218,9 @@ impl Provider {
                 }
             };
             let Retry { after, status, error } = match call {
-                Ok(result) => return result,
-                Err(retry) => retry,
+                Ok(completion) => return Ok(completion),
+                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Retry(retry)) => retry,
             };
             match retry::next(attempt, after) {
                 Next::Wait(wait) => {
@@ -233,8 +234,21 @@ impl Provider {
     }
 }
 
-/// A failure worth another try (rate limit, provider error), with the wait the provider asked
-/// for.
+/// How one attempt failed.
+enum Failure {
+    /// Worth another try (rate limit, provider error, refused connection).
+    Retry(Retry),
+    /// Reported at once.
+    Final(LlmError),
+}
+
+impl From<LlmError> for Failure {
+    fn from(error: LlmError) -> Failure {
+        Failure::Final(error)
+    }
+}
+
+/// A failure worth another try, with the wait the provider asked for.
 struct Retry {
     after: Option<Duration>,
     /// The status answered; 0 when the connection was refused.
@@ -242,16 +256,17 @@ struct Retry {
     error: LlmError,
 }
 
+/// One call to a provider: the completion, or how it failed.
+type Attempt = Result<Completion, Failure>;
+
 /// A request that reached no provider. A refused connection (a local model server restarting)
 /// is worth another try, as a 503 would be; anything else is reported at once. Without its URL,
 /// which may carry credentials in the base URL.
-fn unreachable(error: reqwest::Error) -> Attempt {
+fn unreachable(error: reqwest::Error) -> Failure {
     let connect = error.is_connect();
     let error = LlmError::Other(format!("cannot reach the provider: {}", error.without_url()));
-    if connect { Err(Retry { after: None, status: 0, error }) } else { Ok(Err(error)) }
+    if connect { Failure::Retry(Retry { after: None, status: 0, error }) } else { error.into() }
 }
-
-type Attempt = Result<Result<Completion, LlmError>, Retry>;
 
 /// What a failed status means: try again, or an error that names its cause.
 fn retry_or_fail(
@@ -260,20 +275,122 @@ fn retry_or_fail(
     vars: Vars,
     model: &str,
     body: &str,
-) -> Attempt {
-    let retry = |error| Err(Retry { after, status, error });
+) -> Failure {
+    let retry = |error| Failure::Retry(Retry { after, status, error });
     match status {
         // The provider's own words are left out: OpenAI's quote part of the key.
-        401 => Ok(Err(LlmError::KeyRefused(vars.key))),
-        403 => Ok(Err(LlmError::Forbidden { key: vars.key, model: model.to_owned() })),
-        404 => Ok(Err(LlmError::UnknownModel { model: model.to_owned(), base: vars.base })),
+        401 => LlmError::KeyRefused(vars.key).into(),
+        403 => LlmError::Forbidden { key: vars.key, model: model.to_owned() }.into(),
+        404 => LlmError::UnknownModel { model: model.to_owned(), base: vars.base }.into(),
         429 => retry(LlmError::RateLimited),
         408 | 500..=599 => retry(LlmError::Provider(status)),
-        _ => Ok(Err(LlmError::Other(format!(
+        _ => LlmError::Other(format!(
             "the provider answered {status}: {}",
             body.chars().take(300).collect::<String>()
-        )))),
+        ))
+        .into(),
     }
+}
+
+/// The two APIs, for what their requests and answers do differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    OpenAi,
+    Anthropic,
+}
+
+/// The one request builder: the body both APIs read, from a prompt. They share `model`,
+/// `max_tokens` (not OpenAI's newer `max_completion_tokens`, which several compatible servers
+/// such as llama.cpp ignore), `messages`, `temperature` and `stream`; they differ in where the
+/// system prompt goes (OpenAI: a first `system` message; Anthropic: `system`), what the stop
+/// sequences are called (`stop`, `stop_sequences`), the roles (OpenAI's messages are `user`
+/// unless `assistant`), and OpenAI's token counts, which come in a last chunk only when
+/// `stream_options` asks.
+fn request_body(api: Api, prompt: &Prompt) -> Value {
+    let mut messages = Vec::new();
+    if let (Api::OpenAi, Some(system)) = (api, &prompt.system) {
+        messages.push(json!({ "role": "system", "content": system }));
+    }
+    for (role, text) in &prompt.messages {
+        let role = match api {
+            Api::OpenAi if role != "assistant" => "user",
+            _ => role.as_str(),
+        };
+        messages.push(json!({ "role": role, "content": text }));
+    }
+    let mut body = json!({
+        "model": prompt.model,
+        "max_tokens": prompt.max_tokens,
+        "messages": messages,
+        "stream": true,
+    });
+    if let Some(t) = prompt.temperature {
+        body["temperature"] = json!(t);
+    }
+    let stop = match api {
+        Api::OpenAi => {
+            body["stream_options"] = json!({ "include_usage": true });
+            "stop"
+        }
+        Api::Anthropic => {
+            if let Some(system) = &prompt.system {
+                body["system"] = json!(system);
+            }
+            "stop_sequences"
+        }
+    };
+    if !prompt.stop.is_empty() {
+        body[stop] = json!(prompt.stop);
+    }
+    body
+}
+
+/// What a streamed answer has said so far: every provider's reader feeds one, and it hands each
+/// piece of text on as it comes.
+struct Answer<'a> {
+    text: String,
+    model: String,
+    stop: Option<String>,
+    usage: Usage,
+    on_token: &'a mut (dyn FnMut(&str) + Send),
+}
+
+impl<'a> Answer<'a> {
+    /// Nothing yet; the model is the one asked for until the provider names its own.
+    fn new(model: &str, on_token: &'a mut (dyn FnMut(&str) + Send)) -> Answer<'a> {
+        let (text, model, stop, usage) = (String::new(), model.to_owned(), None, Usage::default());
+        Answer { text, model, stop, usage, on_token }
+    }
+
+    /// A piece of the text, shown as it comes.
+    fn piece(&mut self, piece: &str) {
+        (self.on_token)(piece);
+        self.text.push_str(piece);
+    }
+
+    fn completion(self) -> Completion {
+        let Answer { text, model, stop, usage, .. } = self;
+        Completion { text, model, stop_reason: stop, usage }
+    }
+}
+
+/// The one stream loop: every item of a provider's stream read into `answer` by that provider's
+/// `read`, until the stream ends or an item is a failure.
+async fn read_stream<T>(
+    items: impl Stream<Item = T>,
+    answer: &mut Answer<'_>,
+    mut read: impl FnMut(T, &mut Answer<'_>) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let mut items = std::pin::pin!(items);
+    while let Some(item) = items.next().await {
+        read(item, answer)?;
+    }
+    Ok(())
+}
+
+/// `call`, unless it takes longer than `timeout`.
+async fn within(timeout: Duration, call: impl Future<Output = Attempt>) -> Attempt {
+    tokio::time::timeout(timeout, call).await.unwrap_or(Err(LlmError::Timeout(timeout).into()))
 }
 
 /// The HTTP client for every model call: one for the process, so its connections (and TLS
@@ -347,92 +464,41 @@ async fn openai(
     timeout: Duration,
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
+    let request: CreateChatCompletionRequest =
+        serde_json::from_value(request_body(Api::OpenAi, prompt))
+            .map_err(|e| LlmError::Other(format!("cannot build the request: {e}")))?;
     let config = OpenAIConfig::new().with_api_base(base).with_api_key(key.unwrap_or(""));
     let answered = Answered::default();
     let client = async_openai::Client::build(http(), config)
         .with_http_service(SendOnce { answered: answered.clone() });
-    let mut messages: Vec<ChatCompletionRequestMessage> = Vec::new();
-    let build = |e: async_openai::error::OpenAIError| Ok(Err(LlmError::Other(e.to_string())));
-    if let Some(system) = &prompt.system {
-        match ChatCompletionRequestSystemMessageArgs::default().content(system.as_str()).build() {
-            Ok(m) => messages.push(m.into()),
-            Err(e) => return build(e),
-        }
-    }
-    for (role, text) in &prompt.messages {
-        let message: Result<ChatCompletionRequestMessage, _> = if role == "assistant" {
-            ChatCompletionRequestAssistantMessageArgs::default()
-                .content(text.as_str())
-                .build()
-                .map(Into::into)
-        } else {
-            ChatCompletionRequestUserMessageArgs::default()
-                .content(text.as_str())
-                .build()
-                .map(Into::into)
-        };
-        match message {
-            Ok(m) => messages.push(m),
-            Err(e) => return build(e),
-        }
-    }
-    let mut request = CreateChatCompletionRequestArgs::default();
-    request.model(&prompt.model).messages(messages);
-    // `max_tokens`, not `max_completion_tokens`: several compatible servers (llama.cpp) ignore
-    // the newer field.
-    #[allow(deprecated)]
-    request.max_tokens(prompt.max_tokens);
-    // The token counts come in one last chunk, and only when asked for.
-    request.stream_options(ChatCompletionStreamOptions {
-        include_usage: Some(true),
-        ..Default::default()
-    });
-    if let Some(t) = prompt.temperature {
-        request.temperature(t);
-    }
-    if !prompt.stop.is_empty() {
-        request.stop(StopConfiguration::StringArray(prompt.stop.clone()));
-    }
-    let request = match request.build() {
-        Ok(request) => request,
-        Err(e) => return build(e),
-    };
     let failed = |error| openai_error(error, lock(&answered).take(), &prompt.model);
-    let call = async {
-        let mut stream = match client.chat().create_stream(request).await {
-            Ok(stream) => stream,
-            Err(error) => return failed(error),
-        };
-        let (mut text, mut model, mut stop) = (String::new(), prompt.model.clone(), None);
-        let mut usage = Usage::default();
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    model = chunk.model;
-                    if let Some(counted) = chunk.usage {
-                        usage = Usage {
-                            input: Some(counted.prompt_tokens),
-                            output: Some(counted.completion_tokens),
-                        };
-                    }
-                    for choice in chunk.choices {
-                        if let Some(piece) = choice.delta.content {
-                            on_token(&piece);
-                            text.push_str(&piece);
-                        }
-                        if let Some(reason) = &choice.finish_reason {
-                            stop = Some(openai_stop(reason).to_owned());
-                        }
-                    }
-                }
-                Err(error) => return failed(error),
-            }
+    within(timeout, async {
+        let chunks = client.chat().create_stream(request).await.map_err(failed)?;
+        let mut answer = Answer::new(&prompt.model, on_token);
+        read_stream(chunks, &mut answer, |chunk, answer| {
+            read_openai(chunk.map_err(failed)?, answer);
+            Ok(())
+        })
+        .await?;
+        Ok(answer.completion())
+    })
+    .await
+}
+
+/// One chunk of an OpenAI-compatible stream.
+fn read_openai(chunk: CreateChatCompletionStreamResponse, answer: &mut Answer<'_>) {
+    answer.model = chunk.model;
+    if let Some(counted) = chunk.usage {
+        answer.usage =
+            Usage { input: Some(counted.prompt_tokens), output: Some(counted.completion_tokens) };
+    }
+    for choice in chunk.choices {
+        if let Some(piece) = choice.delta.content {
+            answer.piece(&piece);
         }
-        Ok(Ok(Completion { text, model, stop_reason: stop, usage }))
-    };
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Ok(Err(LlmError::Timeout(timeout))),
+        if let Some(reason) = &choice.finish_reason {
+            answer.stop = Some(openai_stop(reason).to_owned());
+        }
     }
 }
 
@@ -442,7 +508,7 @@ fn openai_error(
     error: OpenAIError,
     answered: Option<(u16, Option<Duration>)>,
     model: &str,
-) -> Attempt {
+) -> Failure {
     if let Some((status, after)) = answered.filter(|(status, _)| !(200..300).contains(status)) {
         let message = match &error {
             OpenAIError::ApiError(response) => response.api_error.message.as_str(),
@@ -453,7 +519,7 @@ fn openai_error(
     match error {
         OpenAIError::Reqwest(error) => unreachable(error),
         other => {
-            Ok(Err(LlmError::Other(format!("the provider's answer could not be read: {other}"))))
+            LlmError::Other(format!("the provider's answer could not be read: {other}")).into()
         }
     }
 }
@@ -466,24 +532,10 @@ async fn anthropic(
     on_token: &mut (dyn FnMut(&str) + Send),
 ) -> Attempt {
     let Some(key) = key.filter(|k| !k.is_empty()) else {
-        return Ok(Err(LlmError::NoKey(ANTHROPIC_VARS.key)));
+        return Err(LlmError::NoKey(ANTHROPIC_VARS.key).into());
     };
-    let mut body = json!({
-        "model": prompt.model,
-        "max_tokens": prompt.max_tokens,
-        "messages": prompt.messages.iter().map(|(role, text)| json!({ "role": role, "content": text })).collect::<Vec<_>>(),
-        "stream": true,
-    });
-    if let Some(system) = &prompt.system {
-        body["system"] = json!(system);
-    }
-    if let Some(t) = prompt.temperature {
-        body["temperature"] = json!(t);
-    }
-    if !prompt.stop.is_empty() {
-        body["stop_sequences"] = json!(prompt.stop);
-    }
-    let call = async {
+    let body = request_body(Api::Anthropic, prompt);
+    within(timeout, async {
         let response = http()
             .post(format!("{}/v1/messages", base.trim_end_matches('/')))
             .header("x-api-key", key)
@@ -498,67 +550,66 @@ async fn anthropic(
             let text = response.text().await.unwrap_or_default();
             return Err(retry_or_fail(status, after, ANTHROPIC_VARS, &prompt.model, &text));
         }
-        let (mut text, mut model, mut stop) = (String::new(), prompt.model.clone(), None);
-        let mut usage = Usage::default();
-        let count = |data: &Value, pointer: &str| {
-            data.pointer(pointer).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())
-        };
+        // Its SSE answer, read with sse-core's parser: the events of each chunk as they come.
         let mut parser = Parser::new();
-        let mut bytes = response.bytes_stream();
-        while let Some(chunk) = bytes.next().await {
-            let chunk = chunk.map_err(|e| {
-                Ok(Err(LlmError::Other(format!("the stream broke: {}", e.without_url()))))
-            })?;
-            for event in parser.feed(&chunk) {
-                let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
-                match event.event.as_str() {
-                    "message_start" => {
-                        if let Some(m) = data.pointer("/message/model").and_then(Value::as_str) {
-                            model = m.to_owned();
-                        }
-                        usage.input = count(&data, "/message/usage/input_tokens");
-                    }
-                    "content_block_delta" => {
-                        if let Some(piece) = data.pointer("/delta/text").and_then(Value::as_str) {
-                            on_token(piece);
-                            text.push_str(piece);
-                        }
-                    }
-                    "message_delta" => {
-                        if let Some(reason) =
-                            data.pointer("/delta/stop_reason").and_then(Value::as_str)
-                        {
-                            stop = Some(anthropic_stop(reason));
-                        }
-                        // The running total of the tokens written so far.
-                        if let Some(output) = count(&data, "/usage/output_tokens") {
-                            usage.output = Some(output);
-                        }
-                    }
-                    "error" => {
-                        let message = data
-                            .pointer("/error/message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("error");
-                        return Err(Ok(Err(LlmError::Other(format!(
-                            "the provider failed mid-answer: {message}"
-                        )))));
-                    }
-                    _ => {}
+        let events = response.bytes_stream().flat_map(move |chunk| {
+            let events: Vec<Result<MessageEvent, Failure>> = match chunk {
+                Ok(chunk) => parser.feed(&chunk).into_iter().map(Ok).collect(),
+                Err(e) => {
+                    vec![Err(
+                        LlmError::Other(format!("the stream broke: {}", e.without_url())).into()
+                    )]
                 }
+            };
+            futures_util::stream::iter(events)
+        });
+        let mut answer = Answer::new(&prompt.model, on_token);
+        read_stream(events, &mut answer, |event, answer| read_anthropic(&event?, answer)).await?;
+        Ok(answer.completion())
+    })
+    .await
+}
+
+/// One event of an Anthropic stream; an `error` event ends the answer.
+fn read_anthropic(event: &MessageEvent, answer: &mut Answer<'_>) -> Result<(), Failure> {
+    let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
+    let count = |pointer: &str| {
+        data.pointer(pointer).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())
+    };
+    match event.event.as_str() {
+        "message_start" => {
+            if let Some(model) = data.pointer("/message/model").and_then(Value::as_str) {
+                answer.model = model.to_owned();
+            }
+            answer.usage.input = count("/message/usage/input_tokens");
+        }
+        "content_block_delta" => {
+            if let Some(piece) = data.pointer("/delta/text").and_then(Value::as_str) {
+                answer.piece(piece);
             }
         }
-        Ok(Completion { text, model, stop_reason: stop, usage })
-    };
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(completion)) => Ok(Ok(completion)),
-        Ok(Err(attempt)) => attempt,
-        Err(_) => Ok(Err(LlmError::Timeout(timeout))),
+        "message_delta" => {
+            if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                answer.stop = Some(anthropic_stop(reason));
+            }
+            // The running total of the tokens written so far.
+            if let Some(output) = count("/usage/output_tokens") {
+                answer.usage.output = Some(output);
+            }
+        }
+        "error" => {
+            let message = data.pointer("/error/message").and_then(Value::as_str).unwrap_or("error");
+            let error = format!("the provider failed mid-answer: {message}");
+            return Err(LlmError::Other(error).into());
+        }
+        _ => {}
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -568,7 +619,7 @@ mod tests {
         let url = format!("http://user:secret@{}/v1/messages", closed.local_addr().unwrap());
         drop(closed);
         let refused = http().post(url).send().await.unwrap_err();
-        let Err(Retry { error, after: None, .. }) = unreachable(refused) else {
+        let Failure::Retry(Retry { error, after: None, .. }) = unreachable(refused) else {
             panic!("a refused connection is tried again");
         };
         let said = error.to_string();
@@ -576,5 +627,52 @@ mod tests {
             said.starts_with("cannot reach the provider") && !said.contains("secret"),
             "{said}"
         );
+    }
+
+    fn prompt() -> Prompt {
+        Prompt {
+            system: Some("Be brief.".to_owned()),
+            messages: vec![
+                ("user".to_owned(), "Hi".to_owned()),
+                ("assistant".to_owned(), "Hello".to_owned()),
+                ("tool".to_owned(), "odd".to_owned()),
+            ],
+            max_tokens: 42,
+            temperature: Some(0.5),
+            stop: vec!["END".to_owned()],
+            model: "m".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_openai_request_is_what_async_openai_sends_unchanged() {
+        let body = request_body(Api::OpenAi, &prompt());
+        let typed: CreateChatCompletionRequest = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), body, "nothing lost or added");
+        assert_eq!(
+            body["messages"],
+            json!([
+                { "role": "system", "content": "Be brief." },
+                { "role": "user", "content": "Hi" },
+                { "role": "assistant", "content": "Hello" },
+                { "role": "user", "content": "odd" },
+            ])
+        );
+        assert_eq!((&body["max_tokens"], &body["stop"]), (&json!(42), &json!(["END"])));
+        assert_eq!(body["stream_options"], json!({ "include_usage": true }));
+        assert_eq!(body.get("system"), None);
+    }
+
+    #[test]
+    fn the_anthropic_request_has_its_system_field_and_stop_sequences() {
+        let body = request_body(Api::Anthropic, &prompt());
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["stop_sequences"], json!(["END"]));
+        assert_eq!(body["messages"][2], json!({ "role": "tool", "content": "odd" }));
+        assert_eq!((body.get("stop"), body.get("stream_options")), (None, None));
+        let bare = Prompt { system: None, temperature: None, stop: Vec::new(), ..prompt() };
+        let body = request_body(Api::Anthropic, &bare);
+        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["max_tokens", "messages", "model", "stream"]);
     }
 }

@@ -17,8 +17,9 @@
 //! take the next id, append to the log, remember the key, publish. Publishing inside the script
 //! is what keeps the live channel in log order across instances.
 //!
-//! Every instance follows the live channel and hands each message to its room's local stream.
-//! Because ids have no gaps, an instance sees at once when it missed one (the next id is more
+//! Every instance follows the live channel and hands each message to its room's local stream
+//! ([`super::redis_follower`], which uses this module; this one knows no room). Because ids have
+//! no gaps, an instance sees at once when it missed one (the next id is more
 //! than one ahead, say after its Redis connection dropped or while a room was loading) and reads
 //! the missing ones from the log before going on; after each resubscription it catches every
 //! loaded room up the same way. A room's local stream therefore carries every message, in order,
@@ -39,22 +40,57 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script, Value};
-use sse_core::cluster::{ChannelEvent, Cluster};
-use sse_core::wire::Event;
+use sse_core::cluster::Cluster;
 
-use super::room::{Room, Rooms};
 use super::store::{Message, StoreError};
+use crate::shared::clock::unix_millis_i64;
 
 /// The channel every instance follows.
-const LIVE: &str = "sse:chat:live";
-
-/// Most messages read from the log in one go when catching up.
-const CATCH_UP_PAGE: usize = 500;
+pub const LIVE: &str = "sse:chat:live";
 
 /// How long an instance's claim that a member is online lasts without a refresh.
 const ONLINE_TTL_MS: i64 = 30_000;
-/// How often an instance refreshes its members' claims.
-const ONLINE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often an instance refreshes its members' claims (well within `ONLINE_TTL_MS`).
+pub const ONLINE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What came on the [`LIVE`] channel, as [`RedisHistory::post`] and
+/// [`RedisHistory::announce`] publish it.
+#[derive(Debug, PartialEq)]
+pub enum Live<'a> {
+    /// Message `id` was appended to `room`'s log (read it from there).
+    Message {
+        /// The room.
+        room: &'a str,
+        /// The message's id.
+        id: u64,
+    },
+    /// A live-only event for `room`'s connections (`presence`, `typing`).
+    Announced {
+        /// The room.
+        room: &'a str,
+        /// The event's name.
+        name: &'a str,
+        /// Its data, JSON.
+        data: &'a str,
+    },
+}
+
+impl Live<'_> {
+    /// Reads one message of the live channel: `m\n<room>\n<id>` or
+    /// `t\n<room>\n<event>\n<data>`. `None` for anything else.
+    pub fn read(text: &str) -> Option<Live<'_>> {
+        let mut parts = text.splitn(3, '\n');
+        let (kind, room, rest) = (parts.next()?, parts.next()?, parts.next()?);
+        match kind {
+            "m" => Some(Live::Message { room, id: rest.parse().ok()? }),
+            "t" => {
+                let (name, data) = rest.split_once('\n')?;
+                Some(Live::Announced { room, name, data })
+            }
+            _ => None,
+        }
+    }
+}
 
 fn key(what: &str, room: &str) -> String {
     format!("sse:chat:{what}:{room}")
@@ -90,21 +126,17 @@ return 1
 
 /// The chat's history in the shared Redis. Cheap to clone.
 #[derive(Clone)]
-pub struct SharedLog {
+pub struct RedisHistory {
     redis: ConnectionManager,
     instance: String,
     post: Arc<Script>,
     set_member: Arc<Script>,
 }
 
-impl std::fmt::Debug for SharedLog {
+impl std::fmt::Debug for RedisHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedLog")
+        f.write_str("RedisHistory")
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A message from its log entry.
@@ -125,10 +157,10 @@ fn messages_of(room: &str, reply: &StreamRangeReply) -> Vec<Message> {
     reply.ids.iter().filter_map(|entry| message_of(room, entry)).collect()
 }
 
-impl SharedLog {
+impl RedisHistory {
     /// The history in the Redis `cluster` shares.
-    pub fn new(cluster: &Cluster) -> SharedLog {
-        SharedLog {
+    pub fn new(cluster: &Cluster) -> RedisHistory {
+        RedisHistory {
             redis: cluster.commands(),
             instance: cluster.instance().to_owned(),
             post: Arc::new(Script::new(POST)),
@@ -166,7 +198,7 @@ impl SharedLog {
         let _: Value = redis::cmd("ZADD")
             .arg("sse:chat:rooms")
             .arg("NX")
-            .arg(now_ms())
+            .arg(unix_millis_i64())
             .arg(room)
             .query_async(&mut redis)
             .await?;
@@ -212,7 +244,7 @@ impl SharedLog {
         text: &str,
         client_msg_id: &str,
     ) -> Result<(Message, bool), StoreError> {
-        let ts = now_ms();
+        let ts = unix_millis_i64();
         let mut redis = self.redis();
         let (created, id): (u8, u64) = self
             .post
@@ -284,7 +316,7 @@ impl SharedLog {
         if nicks.is_empty() {
             return Ok(());
         }
-        let until = now_ms() + ONLINE_TTL_MS;
+        let until = unix_millis_i64() + ONLINE_TTL_MS;
         let entries: Vec<(i64, String)> =
             nicks.iter().map(|nick| (until, format!("{} {nick}", self.instance))).collect();
         let _: i64 = self.redis().zadd_multiple(key("online", room), &entries).await?;
@@ -301,95 +333,35 @@ impl SharedLog {
     /// The nicks online in `room` on any instance, sorted.
     pub async fn online(&self, room: &str) -> Result<Vec<String>, StoreError> {
         let entries: Vec<String> =
-            self.redis().zrangebyscore(key("online", room), now_ms(), "+inf").await?;
+            self.redis().zrangebyscore(key("online", room), unix_millis_i64(), "+inf").await?;
         let nicks: std::collections::BTreeSet<String> = entries
             .into_iter()
             .filter_map(|entry| entry.split_once(' ').map(|(_, nick)| nick.to_owned()))
             .collect();
         Ok(nicks.into_iter().collect())
     }
+}
 
-    /// Brings the room's local stream up to the log: every message after the stream's newest id,
-    /// in order. Safe to run alongside the follower: a message already sent is skipped.
-    pub async fn catch_up(&self, room: &Room) -> Result<(), StoreError> {
-        loop {
-            let after = room.topic.last_id();
-            let page = self.messages_after(&room.name, after, CATCH_UP_PAGE).await?;
-            let Some(last) = page.last().map(|m| m.id) else { return Ok(()) };
-            for message in &page {
-                room.send_live(message);
-            }
-            if page.len() < CATCH_UP_PAGE || last <= after {
-                return Ok(());
-            }
-        }
-    }
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
+    use super::Live;
 
-    /// Follows the live channel for as long as the server runs, handing every message and
-    /// announcement to the rooms this instance has loaded.
-    pub fn follow(&self, cluster: &Cluster, rooms: Arc<Rooms>) {
-        tokio::spawn(self.clone().keep_online(rooms.clone()));
-        let (log, cluster) = (self.clone(), cluster.clone());
-        tokio::spawn(async move {
-            cluster
-                .follow(LIVE.to_owned(), "chat messages from other instances", move |heard| {
-                    let (log, rooms) = (log.clone(), rooms.clone());
-                    async move { log.hear(&rooms, heard).await }
-                })
-                .await;
-        });
-    }
-
-    /// Refreshes this instance's online members in every loaded room before their claims expire.
-    async fn keep_online(self, rooms: Arc<Rooms>) {
-        let mut every = tokio::time::interval(ONLINE_REFRESH);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            for room in rooms.loaded() {
-                if let Err(error) = self.mark_online(&room.name, &room.online_here()).await {
-                    tracing::warn!(%error, room = room.name, "cannot refresh who is online (Redis)");
-                }
-            }
-        }
-    }
-
-    async fn hear(&self, rooms: &Rooms, heard: ChannelEvent) {
-        let text = match heard {
-            ChannelEvent::Subscribed => {
-                // Anything may have been published while unsubscribed.
-                for room in rooms.loaded() {
-                    if let Err(error) = self.catch_up(&room).await {
-                        tracing::error!(%error, room = room.name, "cannot catch up from Redis");
-                    }
-                }
-                return;
-            }
-            ChannelEvent::Message(text) => text,
-        };
-        let mut parts = text.splitn(3, '\n');
-        let (Some(kind), Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next())
-        else {
-            tracing::warn!("unreadable chat message from Redis");
-            return;
-        };
-        let Some(room) = rooms.get(name) else { return };
-        match kind {
-            "m" => {
-                let Ok(id) = rest.parse::<u64>() else { return };
-                if id > room.topic.last_id() {
-                    // The message itself and any the stream missed before it, from the log.
-                    if let Err(error) = self.catch_up(&room).await {
-                        tracing::error!(%error, room = room.name, "cannot read new messages from Redis");
-                    }
-                }
-            }
-            "t" => {
-                if let Some((name, data)) = rest.split_once('\n') {
-                    room.topic.publish_transient(&Event::new().event(name).data(data));
-                }
-            }
-            _ => tracing::warn!(kind, "unknown chat message kind from Redis"),
-        }
+    #[test]
+    fn reads_what_the_live_channel_carries_and_nothing_else() {
+        assert_eq!(Live::read("m\nlobby\n42"), Some(Live::Message { room: "lobby", id: 42 }));
+        assert_eq!(
+            Live::read("t\nlobby\ntyping\n{\"nick\":\"a\"}"),
+            Some(Live::Announced { room: "lobby", name: "typing", data: "{\"nick\":\"a\"}" })
+        );
+        // A data line may hold newlines of its own: only the first three split.
+        assert_eq!(
+            Live::read("t\nlobby\npresence\na\nb"),
+            Some(Live::Announced { room: "lobby", name: "presence", data: "a\nb" })
+        );
+        assert_eq!(Live::read("m\nlobby\nnot a number"), None);
+        assert_eq!(Live::read("t\nlobby\nno data"), None);
+        assert_eq!(Live::read("x\nlobby\n1"), None);
+        assert_eq!(Live::read("m\nlobby"), None);
     }
 }

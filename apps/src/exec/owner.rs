@@ -1,23 +1,23 @@
-//! Runs and workflows on other instances, when several share a Redis (`--redis`).
+//! Which instance owns a run or a workflow, when several share a Redis (`--redis`): exec's
+//! answer to [`crate::owner_routing`].
 //!
 //! A run is a child process of the instance that started it and stays there, and so does a
 //! workflow (it starts its steps' runs); what moves is the requests for them. Starting one
 //! records this instance as its owner in Redis (`sse:owner:exec-run:<id>`,
 //! `sse:owner:exec-workflow:<id>`); a request for one this instance does not have (a run's stream,
-//! stdin, signal or resize; a workflow's stream or approvals) is forwarded to the owner
-//! ([`crate::forward`]), so a page behind a load balancer watches and controls it whichever
-//! instance each request reaches. The lists merge every live instance's.
+//! stdin, signal or resize; a workflow's stream or approvals) goes to the owner, so a page behind
+//! a load balancer watches and controls it whichever instance each request reaches. The lists
+//! merge every live instance's.
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, Uri};
 use serde_json::Value;
+use sse_core::cluster::Cluster;
 
 use super::ExecState;
 use crate::forward;
+use crate::owner_routing::{FindOwner, Owner};
 
 /// What a run's owner record is called in Redis.
 pub const RUN: &str = "exec-run";
@@ -58,25 +58,28 @@ impl ExecState {
     }
 }
 
-/// Middleware: a request for a run or workflow another instance owns goes to that instance.
-pub async fn to_owner(State(state): State<ExecState>, request: Request, next: Next) -> Response {
-    let Some(cluster) = state.core.cluster() else { return next.run(request).await };
-    let Some((kind, id)) = named_in(request.uri().path()).map(|(k, id)| (k, id.to_owned())) else {
-        return next.run(request).await;
-    };
-    if forward::is_forwarded(request.headers()) || state.holds(kind, &id) {
-        return next.run(request).await;
+impl FindOwner for ExecState {
+    fn cluster(&self) -> Option<&Cluster> {
+        self.core.cluster()
     }
-    let what = if kind == RUN { "this run" } else { "this workflow" };
-    match cluster.owner(kind, &id).await {
-        Ok(Some(owner)) if owner != cluster.instance() => {
-            forward::to_instance(cluster, &owner, what, request).await
+
+    /// The owner Redis names for the run or workflow a path names, unless this instance has it.
+    async fn owner(&self, cluster: &Cluster, uri: &Uri, _: &HeaderMap) -> Owner {
+        let Some((kind, id)) = named_in(uri.path()) else { return Owner::Here };
+        if self.holds(kind, id) {
+            return Owner::Here;
         }
-        // Nobody else owns it: this instance answers (404, or one restored after a restart).
-        Ok(_) => next.run(request).await,
-        Err(error) => {
-            tracing::warn!(%error, kind, "cannot look up an owner in Redis");
-            forward::unreachable(what)
+        let what = if kind == RUN { "this run" } else { "this workflow" };
+        match cluster.owner(kind, id).await {
+            Ok(Some(owner)) if owner != cluster.instance() => {
+                Owner::instance(cluster, &owner, what).await
+            }
+            // Nobody else owns it: this instance answers (404, or one restored after a restart).
+            Ok(_) => Owner::Here,
+            Err(error) => {
+                tracing::warn!(%error, kind, "cannot look up an owner in Redis");
+                Owner::Answer(forward::unreachable(what))
+            }
         }
     }
 }
@@ -96,6 +99,7 @@ pub fn merged(mut ours: Vec<Value>, theirs: Vec<Value>) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     use super::{RUN, WORKFLOW, named_in};
 
     #[test]

@@ -1,5 +1,6 @@
-//! The audit log: every control action, refused or carried out, as one JSON line in
-//! `dashboard-audit.jsonl` under the data directory.
+//! An audit log: every action an app takes on someone's say-so, refused or carried out, as one
+//! JSON line in a file of the data directory. The dashboard keeps its control actions in
+//! `dashboard-audit.jsonl`; exec keeps its workflow approvals in `exec-approvals.jsonl`.
 //!
 //! A line is written and synced to disk before the request that caused it is answered, so an
 //! action the server acknowledged is always on record; if the log cannot be written, the action
@@ -22,13 +23,17 @@ pub struct Entry {
     pub at: u64,
     /// Who: the client's address and user agent.
     pub who: String,
-    /// The command id (`null` for a refusal, which never got one).
+    /// What the action belongs to: the dashboard's command id (`null` for a refusal, which
+    /// never got one, and for an acknowledgement), or exec's workflow id.
     pub command: Option<String>,
-    /// `terminate`, `renice`, `set_interval`.
+    /// What was done. The dashboard: `terminate`, `renice`, `set_interval` (control actions)
+    /// and `acknowledge` (an alert). Exec: `approval` (a workflow step's approval).
     pub action: String,
-    /// The request's parameters (pid, nice, interval_ms…).
+    /// The request's parameters: pid, nice, interval_ms…; an alert and its metric; a workflow,
+    /// its step's index and name.
     pub params: Value,
-    /// `refused`, `accepted`, `completed` or `failed`.
+    /// The dashboard: `refused`, `accepted`, `completed` or `failed`. Exec: `approved`,
+    /// `rejected` or `expired` (nobody decided in time).
     pub outcome: String,
     /// The error code or the result.
     pub detail: Value,
@@ -45,21 +50,16 @@ pub struct AuditLog {
 const RECENT: usize = 1000;
 
 impl AuditLog {
-    /// Opens (creating) the dashboard's log in `data_dir`.
-    pub fn open(data_dir: &Path) -> std::io::Result<AuditLog> {
-        AuditLog::open_named(data_dir, "dashboard-audit.jsonl")
-    }
-
-    /// Opens (creating) the log `file_name` in `data_dir` (other apps keep their records in the
-    /// same shape).
+    /// Opens (creating) the log `file_name` in `data_dir`, each app its own.
     /// Like every data file it is 0600 and never opened through a symlink
-    /// ([`crate::data_dir`]).
-    pub fn open_named(data_dir: &Path, file_name: &str) -> std::io::Result<AuditLog> {
-        crate::data_dir::create_dir(data_dir)?;
+    /// ([`crate::shared::data_dir`]).
+    pub fn open(data_dir: &Path, file_name: &str) -> std::io::Result<AuditLog> {
+        crate::shared::data_dir::create_dir(data_dir)?;
         let path = data_dir.join(file_name);
-        let file = crate::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
+        let file =
+            crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
         let recent = if file.metadata()?.is_file() {
-            read_tail(&mut crate::data_dir::open(&path, OpenOptions::new().read(true))?)?
+            read_tail(&mut crate::shared::data_dir::open(&path, OpenOptions::new().read(true))?)?
         } else {
             VecDeque::new()
         };
@@ -101,7 +101,7 @@ const CHUNK: u64 = 64 * 1024;
 ///
 /// Read backwards from the end, a chunk at a time, until the chunks hold 1,000 whole lines: a
 /// log only grows, and a start should not take longer for every year of it. A log that is not a
-/// regular file (a pipe to a log shipper) is written but not read back ([`AuditLog::open_named`]
+/// regular file (a pipe to a log shipper) is written but not read back ([`AuditLog::open`]
 /// does not call this): there is nothing behind it to read, and reading a pipe would wait for a
 /// writer.
 fn read_tail(file: &mut File) -> std::io::Result<VecDeque<Entry>> {
@@ -139,6 +139,7 @@ fn read_tail(file: &mut File) -> std::io::Result<VecDeque<Entry>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
     use super::*;
 
@@ -198,12 +199,12 @@ mod tests {
     #[test]
     fn a_new_log_or_a_pipe_has_nothing_to_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open_named(dir.path(), "new.jsonl").unwrap();
+        let log = AuditLog::open(dir.path(), "new.jsonl").unwrap();
         assert!(log.newest(10).is_empty());
         assert!(dir.path().join("new.jsonl").is_file(), "created at once");
         // A pipe to a log shipper: reading it back would wait for ever.
         let _shipper = pipe_at(&dir.path().join("shipped.jsonl"));
-        let log = AuditLog::open_named(dir.path(), "shipped.jsonl").unwrap();
+        let log = AuditLog::open(dir.path(), "shipped.jsonl").unwrap();
         assert!(log.newest(10).is_empty());
     }
 
@@ -212,7 +213,7 @@ mod tests {
         // A pipe whose reader has gone: the open succeeds and every write fails (EPIPE).
         let dir = tempfile::tempdir().unwrap();
         let reader = pipe_at(&dir.path().join("broken.jsonl"));
-        let log = AuditLog::open_named(dir.path(), "broken.jsonl").unwrap();
+        let log = AuditLog::open(dir.path(), "broken.jsonl").unwrap();
         drop(reader);
         let error = log.record(entry(1)).await.unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
@@ -225,7 +226,7 @@ mod tests {
         let target = dir.path().join("root-owned.txt");
         std::fs::write(&target, "untouched\n").unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join("dashboard-audit.jsonl")).unwrap();
-        let error = AuditLog::open(dir.path()).unwrap_err();
+        let error = AuditLog::open(dir.path(), "dashboard-audit.jsonl").unwrap_err();
         assert!(error.to_string().contains("dashboard-audit.jsonl is a symbolic link"), "{error}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
     }

@@ -1,4 +1,6 @@
-//! The workflow endpoints and the task that runs a workflow's steps.
+//! The workflow endpoints (`/exec/workflows...`: start, list, stream, decide an approval) and the
+//! task that runs a workflow's steps; what a workflow is and how it keeps its state is
+//! [`super::workflow_state`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +11,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::{ApiError, JsonBody, PathParams};
+use sse_core::edge::{JsonBody, PathParams};
 use sse_core::stream::LastEventId;
 
-use super::workflow::{DecideError, Decision, Definition, Settled, Workflow};
+use super::error::ExecError;
+use super::workflow_state::{DecideError, Decision, Definition, Settled, Workflow};
 use super::{ExecState, lock, replay};
-use crate::dashboard::audit::Entry;
-use crate::dashboard::system::unix_millis;
+use crate::shared::audit::Entry;
+use crate::shared::clock::unix_millis;
 
 /// Workflows running at once; more are refused with 429.
 const MAX_RUNNING: usize = 16;
@@ -25,11 +28,11 @@ pub(super) async fn start(
     State(state): State<ExecState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let body = body.map_err(|rejection| sse_core::edge::bytes_rejection(&rejection))?;
     let sandbox = state.sandbox()?;
     let media = sse_core::edge::media_type(&headers);
-    let definition: Definition = super::workflow::parse(&body, &media)?;
+    let definition: Definition = super::workflow_state::parse(&body, &media)?;
     let (name, steps) = definition.check(|request| state.check(request))?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let workflow = Arc::new(Workflow::new(id.clone(), name, steps, state.core.metrics.clone()));
@@ -37,19 +40,14 @@ pub(super) async fn start(
         // Counted and added under one lock, so concurrent requests cannot pass the cap together.
         let mut workflows = lock(&state.workflows);
         if workflows.iter().filter(|w| w.outcome().is_none()).count() >= MAX_RUNNING {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_workflows",
-                format!("{MAX_RUNNING} workflows are already running"),
-            )
-            .retry_after(5));
+            return Err(ExecError::TooManyWorkflows(MAX_RUNNING));
         }
         workflows.push_front(workflow.clone());
         super::forget_oldest(&mut workflows, state.config.kept_runs, |w| w.outcome().is_some());
     }
     let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
     workflow.events.event("workflow_started", &json!({ "name": workflow.name, "steps": names }));
-    super::elsewhere::own(&state, super::elsewhere::WORKFLOW, &id).await;
+    super::owner::own(&state, super::owner::WORKFLOW, &id).await;
     tokio::spawn(run_steps(state, workflow, sandbox));
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
 }
@@ -90,7 +88,7 @@ async fn run_steps(state: ExecState, workflow: Arc<Workflow>, sandbox: super::Sa
         let run = match state.launch(spec, &sandbox, permit).await {
             Ok(run) => run,
             Err(error) => {
-                let why = format!("step {:?} could not start: {}", step.name, error.message);
+                let why = format!("step {:?} could not start: {}", step.name, error);
                 return workflow.finish("failed", Some(index), why);
             }
         };
@@ -147,39 +145,32 @@ pub(super) async fn decide(
     headers: HeaderMap,
     PathParams((id, step)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<DecisionBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let workflow = state.find_workflow(&id)?;
-    let index: usize =
-        step.parse().ok().filter(|i| *i < workflow.steps.len()).ok_or_else(|| {
-            ApiError::not_found("unknown_step", format!("the workflow has no step {step:?}"))
-        })?;
+    let index: usize = step
+        .parse()
+        .ok()
+        .filter(|i| *i < workflow.steps.len())
+        .ok_or(ExecError::UnknownStep(step))?;
     let approve = match body.decision.as_str() {
         "approve" => true,
         "reject" => false,
         other => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ExecError::invalid(
                 "unknown_decision",
                 format!("unknown decision {other:?}; use approve or reject"),
             ));
         }
     };
     if body.comment.chars().count() > 1000 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        return Err(ExecError::invalid(
             "comment_too_long",
             "a comment may have at most 1000 characters",
         ));
     }
-    let by = crate::dashboard::who(addr, &headers);
+    let by = crate::shared::who::who(addr, &headers);
     let decision = Decision { approve, by: by.clone(), comment: body.comment.clone() };
-    workflow.decide(index, decision).map_err(|DecideError::NotWaiting| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "not_waiting",
-            "this step is not waiting for approval (not reached yet, already decided, or expired)",
-        )
-    })?;
+    workflow.decide(index, decision).map_err(|DecideError::NotWaiting| ExecError::NotWaiting)?;
     // Answered once the decision is in the approvals log and its event is out.
     let not_recorded = match workflow.settled(index, Duration::from_secs(10)).await {
         Settled::Recorded => None,
@@ -191,7 +182,7 @@ pub(super) async fn decide(
         }
     };
     if let Some(message) = not_recorded {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", message));
+        return Err(ExecError::NotRecorded(message));
     }
     let decided = if approve { "approved" } else { "rejected" };
     Ok(axum::Json(json!({ "step": index, "decision": decided, "by": by, "comment": body.comment }))
@@ -214,8 +205,8 @@ pub(super) async fn list(State(state): State<ExecState>, headers: HeaderMap) -> 
             })
         })
         .collect();
-    let theirs = super::elsewhere::others(&state, &headers, "/exec/workflows", "workflows").await;
-    let workflows = super::elsewhere::merged(ours, theirs);
+    let theirs = super::owner::others(&state, &headers, "/exec/workflows", "workflows").await;
+    let workflows = super::owner::merged(ours, theirs);
     axum::Json(json!({ "workflows": workflows })).into_response()
 }
 
@@ -224,7 +215,7 @@ pub(super) async fn events(
     State(state): State<ExecState>,
     PathParams(id): PathParams<String>,
     last_event_id: LastEventId,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ExecError> {
     let workflow = state.find_workflow(&id)?;
     Ok(replay(&state, &workflow.events, last_event_id))
 }

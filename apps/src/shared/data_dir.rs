@@ -1,4 +1,6 @@
-//! The data directory's files are the server's alone: every file the apps create there is 0600
+//! The data directory: where it is by default ([`default_dir`]), and how its files are kept.
+//!
+//! Its files are the server's alone: every file the apps create there is 0600
 //! and every directory 0700, and no file there is ever opened through a symbolic link.
 //!
 //! What the apps keep is not for other local users: the chat's database holds member token
@@ -21,6 +23,13 @@ use std::path::Path;
 
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+
+/// Where data goes when `--data-dir` is not given: `sse-apps` in the user's data directory
+/// (`~/.local/share/sse-apps` on Linux), or in the temporary directory when there is none. Every
+/// app keeps its files here, each under its own name.
+pub fn default_dir() -> std::path::PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("sse-apps")
+}
 
 /// A data file's mode.
 pub const FILE_MODE: u32 = 0o600;
@@ -139,6 +148,7 @@ fn symlink_named(path: &Path, error: io::Error) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
     use super::*;
 

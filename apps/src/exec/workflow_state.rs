@@ -1,5 +1,6 @@
-//! Workflows: named steps run one after another, each a run in the sandbox, where a step may
-//! first need a person's approval.
+//! What a workflow is and the state it keeps: named steps run one after another, each a run in
+//! the sandbox, where a step may first need a person's approval. Its endpoints, and the task that
+//! runs its steps, are `workflow_endpoints`.
 //!
 //! A workflow has its own numbered event log (the same [`Output`] a run has), so its progress
 //! replays exactly like a run's output: `workflow_started`, then per step `approval_requested`
@@ -16,16 +17,15 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sse_core::edge::ApiError;
 use sse_core::metrics::Metrics;
 use tokio::sync::Notify;
 
+use super::error::ExecError;
 use super::output::Output;
 use super::spec::{RunRequest, RunSpec};
-use crate::dashboard::system::unix_millis;
+use crate::shared::clock::unix_millis;
 
 /// Most steps in a workflow.
 const MAX_STEPS: usize = 32;
@@ -82,25 +82,22 @@ pub struct Step {
     pub run: Option<RunSpec>,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
+    ExecError::invalid(code, message)
 }
 
 /// Reads a definition from a request body: JSON, or TOML when the media type (lowercase, see
 /// [`sse_core::edge::media_type`]) says so.
-pub fn parse(body: &[u8], media: &str) -> Result<Definition, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("invalid_body", "the definition is not UTF-8"))?;
+pub fn parse(body: &[u8], media: &str) -> Result<Definition, ExecError> {
+    let text = std::str::from_utf8(body).map_err(|_| ExecError::DefinitionNotUtf8)?;
     match media {
-        "application/json" => serde_json::from_str(text)
-            .map_err(|e| ApiError::bad_request("invalid_definition", e.to_string())),
-        "application/toml" | "text/x-toml" => toml::from_str(text)
-            .map_err(|e| ApiError::bad_request("invalid_definition", e.to_string())),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the definition as application/json or application/toml",
-        )),
+        "application/json" => {
+            serde_json::from_str(text).map_err(|e| ExecError::InvalidDefinition(e.to_string()))
+        }
+        "application/toml" | "text/x-toml" => {
+            toml::from_str(text).map_err(|e| ExecError::InvalidDefinition(e.to_string()))
+        }
+        _ => Err(ExecError::UnsupportedMediaType),
     }
 }
 
@@ -108,8 +105,8 @@ impl Definition {
     /// Checks every step; `check_run` checks a step's program as a run request would be.
     pub fn check(
         self,
-        check_run: impl Fn(RunRequest) -> Result<RunSpec, ApiError>,
-    ) -> Result<(String, Vec<Step>), ApiError> {
+        check_run: impl Fn(RunRequest) -> Result<RunSpec, ExecError>,
+    ) -> Result<(String, Vec<Step>), ExecError> {
         if self.name.trim().is_empty() || self.name.len() > 64 {
             return Err(invalid("invalid_name", "a workflow needs a name of 1 to 64 bytes"));
         }
@@ -150,10 +147,8 @@ impl Definition {
                     cols: None,
                     timeout_s: step.timeout_s,
                 };
-                Some(check_run(request).map_err(|e| ApiError {
-                    message: format!("step {name:?}: {}", e.message),
-                    ..e
-                })?)
+                let in_step = |e| ExecError::InStep { step: name.clone(), error: Box::new(e) };
+                Some(check_run(request).map_err(in_step)?)
             } else {
                 None
             };
@@ -342,6 +337,7 @@ impl Workflow {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::too_many_lines)] // a test may script a whole scenario, step after step
     #![allow(clippy::unwrap_used)]
     use super::*;
 
