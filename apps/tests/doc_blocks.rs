@@ -27,7 +27,10 @@
 //!   when bash exits non-zero, when it has not finished within two minutes, or when any
 //!   process of its group is still running 30 s after bash ended (a background
 //!   server it did not stop); the group is killed whatever happened, so nothing outlives the
-//!   block. Blocks run one at a time, because they use the documented fixed ports.
+//!   block. Blocks run one at a time, because they use the documented fixed ports; a port
+//!   already taken fails the block at once, since another server would answer in its place.
+//!   Run as root (as CI is), the scratch directory is 0700 like `/root`, so exec's block also
+//!   holds the README's word that its data directory may be one no run uid can reach.
 //!
 //! **`cargo` in a block is the binary under test.** A person runs `cargo run --release -- ARGS`
 //! in the checkout; here `PATH` starts with a small `cargo` script that execs this test's
