@@ -267,9 +267,13 @@ fn line_matches(pieces: &[Piece], actual: &str) -> bool {
 fn difference(expected: &str, actual: &str) -> String {
     let at = parting(expected, actual).unwrap_or(0);
     let mut out = String::from("expected (… any lines or text, digits any digits):\n");
-    for (n, line) in significant_lines(expected).iter().enumerate() {
+    let expected = significant_lines(expected);
+    for (n, line) in expected.iter().enumerate() {
         let mark = if n == at { ">>" } else { "  " };
         let _ = writeln!(out, "{mark} {:3} | {line}", n + 1);
+    }
+    if at == expected.len() {
+        let _ = writeln!(out, ">>     | (the end: the actual output goes on)");
     }
     let _ = writeln!(out, "actual:");
     for (n, line) in significant_lines(actual).iter().enumerate() {
@@ -316,14 +320,14 @@ fn run(code: &str, limits: Limits) -> Result<String, String> {
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .process_group(0);
     let mut child = bash.spawn().unwrap();
-    let group = Group(Pid::from_child(&child));
+    let mut group = Group { id: Pid::from_child(&child), empty: false };
     let output = || {
         let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
         let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         (out, err)
     };
 
-    let finished = wait_for_exit(&[group.0], Instant::now() + limits.run);
+    let finished = wait_for_exit(&[group.id], Instant::now() + limits.run);
     if !finished {
         group.kill();
     }
@@ -374,12 +378,18 @@ exit 2
 }
 
 /// A block's process group (bash leads it, its background jobs stay in it), killed when
-/// dropped so that nothing outlives the block, even a failed assertion.
-struct Group(Pid);
+/// dropped so that nothing outlives the block, even a failed assertion. Once it is known to be
+/// empty it is left alone: its id may then be reused by another process group.
+struct Group {
+    id: Pid,
+    empty: bool,
+}
 
 impl Group {
     fn kill(&self) {
-        let _ = rustix::process::kill_process_group(self.0, Signal::KILL);
+        if !self.empty {
+            let _ = rustix::process::kill_process_group(self.id, Signal::KILL);
+        }
     }
 
     /// The group's live members (`pid command`), not counting zombies.
@@ -394,7 +404,7 @@ impl Group {
             let Some((comm, fields)) = stat.rsplit_once(") ") else { continue };
             let fields: Vec<&str> = fields.split_whitespace().collect();
             let in_group = fields.get(2).and_then(|g| g.parse::<i32>().ok())
-                == Some(self.0.as_raw_nonzero().get());
+                == Some(self.id.as_raw_nonzero().get());
             if in_group && fields.first() != Some(&"Z") {
                 let name = comm.split_once(" (").map_or(comm, |(_, c)| c).to_owned();
                 members.extend(Pid::from_raw(pid).map(|p| (p, name)));
@@ -405,10 +415,11 @@ impl Group {
 
     /// Waits until the group has no live member, at most until `deadline`; returns those still
     /// running then (after killing them).
-    fn wait_until_empty(&self, deadline: Instant) -> Vec<String> {
+    fn wait_until_empty(&mut self, deadline: Instant) -> Vec<String> {
         loop {
             let members = self.members();
             if members.is_empty() {
+                self.empty = true;
                 return Vec::new();
             }
             let pids: Vec<Pid> = members.iter().map(|(p, _)| *p).collect();
@@ -655,6 +666,9 @@ fn a_mismatch_is_shown_where_it_starts() {
     let shown = difference("a\nb\n", "a\nc\n");
     assert!(shown.contains(">>   2 | b"), "{shown}");
     assert!(shown.contains("     2 | c"), "{shown}");
+    assert_eq!(parting("a\n", "a\nmore\n"), Some(1));
+    let shown = difference("a\n", "a\nmore\n");
+    assert!(shown.contains(">>     | (the end: the actual output goes on)"), "{shown}");
 }
 
 /// Short limits for the runner's own tests.
