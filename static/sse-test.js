@@ -75,8 +75,10 @@ function connect() {
       setStatus("closed", "finished");
       return;
     }
+    // The stream ended (the server sent its last event, or stopped) or broke: the browser cannot
+    // tell which, and reconnects either way; a server with nothing more then answers 204.
     setStatus("connecting", "reconnecting…");
-    log(`connection lost; the browser will reconnect with Last-Event-ID: ${lastEventId || "(none)"}`, "error");
+    log(`stream ended; the browser reconnects with Last-Event-ID: ${lastEventId || "(none)"}`);
   };
 }
 

@@ -105,7 +105,7 @@ async fn join_chat(client: &Client, base: &str, room: &str, nick: &str) {
     wait_for(client, "#conn-status[data-state=\"open\"]").await;
 }
 
-async fn say(client: &Client, text: &str) {
+async fn type_message(client: &Client, text: &str) {
     client.find(Locator::Id("text")).await.unwrap().send_keys(text).await.unwrap();
     client.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
 }
@@ -141,7 +141,7 @@ async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
 
     let payload =
         "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script> & <b>bold</b>";
-    say(client, payload).await;
+    type_message(client, payload).await;
     client.switch_to_window(ada.clone()).await.expect("switch");
     wait_for_message(client, payload).await;
     let inert: Value = client
@@ -151,7 +151,7 @@ async fn two_chat_tabs_talk_a_reload_restores_history_and_markup_stays_text() {
     assert_eq!(inert, json!([true, 0]), "the payload must render as text");
     wait_for(client, "#online li:nth-child(2)").await;
 
-    say(client, "hello Bob").await;
+    type_message(client, "hello Bob").await;
     client.switch_to_window(bob.clone()).await.expect("switch");
     wait_for_message(client, "hello Bob").await;
 

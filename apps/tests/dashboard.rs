@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sse_apps::dashboard::sample::{MetricSource, ProcessInfo};
 use sse_apps::dashboard::{DashboardConfig, router, router_with_source};
 use sse_core::edge::auth::Token;
+use sse_core::testing::next_named;
 use support::{Stream, TestApp, spawn_app_on};
 
 const TOKEN: &str = "dashboard-test-token";
@@ -107,19 +108,6 @@ impl Dashboard {
             .await
             .unwrap_or_else(|_| panic!("{name} never became {value}"));
     }
-}
-
-/// The next event named `name` (others are skipped), parsed.
-async fn next_named(stream: &mut Stream, name: &str) -> Value {
-    let wait = async {
-        loop {
-            let event = stream.next().await.expect("the stream ended");
-            if event.event == name {
-                return serde_json::from_str(&event.data).unwrap();
-            }
-        }
-    };
-    tokio::time::timeout(WATCHDOG, wait).await.unwrap_or_else(|_| panic!("no {name} event came"))
 }
 
 /// The next `command_completed` or `command_failed` of command `id`, as (event name, record).

@@ -484,7 +484,7 @@ fn documents() -> Vec<PathBuf> {
 
 /// Writes a line to stderr past the test harness's capture (which takes only `eprintln!`), so
 /// that the blocks skipped, and why, show on every run, passing or not.
-fn say(line: &str) {
+fn report(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
@@ -512,7 +512,7 @@ fn needs_met(needs: &[String], place: &str) -> bool {
         needs.iter().map(String::as_str).partition(|n| *n == "root");
     if !root.is_empty() && !rustix::process::geteuid().is_root() {
         assert!(std::env::var_os("CI").is_none(), "{place}: CI runs as root (exec's cgroups)");
-        say(&format!(
+        report(&format!(
             "NOTICE: skipping {place}: it runs exec, which needs root or a delegated cgroup"
         ));
         return false;
@@ -532,13 +532,13 @@ fn every_shell_block_in_the_docs_runs_as_shown() {
         for block in blocks {
             let place = format!("{name}:{}", block.line);
             if let Some(reason) = &block.skip {
-                say(&format!("doc block skipped, {place}: {reason}"));
+                report(&format!("doc block skipped, {place}: {reason}"));
                 continue;
             }
             if !needs_met(&block.needs, &place) {
                 continue;
             }
-            say(&format!("doc block running, {place}"));
+            report(&format!("doc block running, {place}"));
             ran += 1;
             if let Some(port) = ports_named(&block.code).into_iter().find(|&p| !port_free(p)) {
                 failures.push(format!(

@@ -48,14 +48,14 @@ pub fn sampling_params(name: &str, arguments: &Value) -> Result<Value, String> {
             format!("You summarize texts faithfully in {}.", sentences(arguments.get("length"))?),
             format!("Summarize this text:\n\n{}", field("text")?),
             300,
-            ["claude-3-5-haiku", "gpt-4o-mini"],
+            ["claude-haiku-4-5", "gpt-4o-mini"],
         ),
         "classify_sentiment" => (
             "You classify sentiment. Answer with one word: positive, negative or neutral."
                 .to_owned(),
             format!("What is the sentiment of this text?\n\n{}", field("text")?),
             5,
-            ["claude-3-5-haiku", "gpt-4o-mini"],
+            ["claude-haiku-4-5", "gpt-4o-mini"],
         ),
         "explain_code" => {
             let language =

@@ -17,8 +17,10 @@ mod backoff;
 mod event_source;
 mod post;
 mod responder;
+mod retry_after;
 
 pub use backoff::Backoff;
 pub use event_source::{ClientError, EventSource, SseItem};
 pub use post::{PostOutcome, post_json_with_retry};
 pub use responder::{Handler, Responder};
+pub use retry_after::{parse_retry_after, retry_after};

@@ -5,7 +5,8 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use super::event_source::{is_retryable_status, retry_after};
+use super::event_source::is_retryable_status;
+use super::retry_after::retry_after;
 use super::{Backoff, ClientError};
 
 /// How a POST ended.

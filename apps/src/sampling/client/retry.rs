@@ -13,7 +13,7 @@
 //! minutes. Without `Retry-After` the waits double from [`FIRST_WAIT`], each drawn at random
 //! from its upper half so that many clients refused at once do not return in lockstep.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand::Rng;
 
@@ -26,23 +26,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The first wait when the provider named none; later ones double.
 pub const FIRST_WAIT: Duration = Duration::from_secs(1);
 
-/// The wait a `Retry-After` value asks for, measured from `now`; `None` when it is neither
-/// form. A date in the past means at once.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Digits beyond u64 are still "a very long time", not garbage.
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The `Retry-After` of a response's headers, read now.
-pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, SystemTime::now())
-}
+/// `Retry-After` in both its forms, read as the core's clients read it.
+pub use sse_core::client::retry_after;
 
 /// What to do after failed attempt number `attempt` (1 for the first call).
 #[derive(Debug, PartialEq, Eq)]
@@ -78,26 +63,6 @@ fn jittered(attempt: u32) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Sun, 06 Dec 2026 05:00:00 GMT").unwrap();
-        assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Dec 2026 05:00:02 GMT", now),
-            Some(Duration::from_secs(2)),
-            "an IMF-fixdate two seconds ahead"
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Dec 2026 04:59:00 GMT", now),
-            Some(Duration::ZERO),
-            "a date already past means at once"
-        );
-        for garbage in ["", "-1", "1.5", "soon", "2026-12-06T05:00:02Z"] {
-            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
-        }
-    }
 
     #[test]
     fn the_providers_wait_is_exact_capped_and_the_tries_are_counted() {
