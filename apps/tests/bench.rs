@@ -90,6 +90,28 @@ async fn sampling_completes_tool_calls_both_ways() {
 }
 
 #[tokio::test]
+async fn sampling_across_two_instances_completes_every_call_both_ways() {
+    use sse_core::testing::programs::{free_port, installed, redis_server};
+    if !installed(&["redis-server"], "redis-server") {
+        return;
+    }
+    let port = free_port();
+    let _redis = redis_server(port, &["--save", "", "--appendonly", "no"]).await;
+    let redis = format!("redis://127.0.0.1:{port}");
+    let args = ["bench", "sampling", "--callers", "2", "--duration", "1s", "--no-pin"];
+    let stdout = bench(&[&args[..], &["--redis", &redis]].concat()).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "push, then mrtr: {stdout}");
+    // Every call crossed the instances: a push-era answer POSTed to the instance not holding the
+    // session, an MRTR retry sent to the instance that did not ask.
+    let eras = ["sampling push (two instances through Redis): 2 callers", "sampling mrtr (two"];
+    for (line, era) in lines.iter().zip(eras) {
+        assert!(line.starts_with(era) && line.contains(" 0 errors"), "{line}");
+        assert!(!line.contains(" 0 tool calls"), "{line}");
+    }
+}
+
+#[tokio::test]
 async fn roundtrip_answers_every_request() {
     let args =
         ["bench", "roundtrip", "--sessions", "4", "--callers", "4", "--duration", "1s", "--no-pin"];

@@ -62,7 +62,7 @@ const BENCH_SCENARIOS: &[(&str, &[&str])] = &[
         "roundtrip",
         &["--sessions", "--callers", "--rate", "--targets", "--client-reuse", "--go-sessions"],
     ),
-    ("sampling", &["--callers", "--eras", "--duration", "--no-pin"]),
+    ("sampling", &["--callers", "--eras", "--duration", "--redis", "--no-pin"]),
     ("idle", &["--connections", "--targets"]),
     ("flood", &["--idle", "--sources", "--probes"]),
     ("connect", &["--connections", "--concurrency"]),

@@ -7,6 +7,13 @@
 //! * `mrtr` (2026-07-28): a `tools/call` is answered with an `InputRequiredResult`; the caller
 //!   calls again at once with the completion and the `requestState`, and gets the result.
 //!
+//! With `--redis URL` it runs two instances sharing that Redis (and a token, from which both
+//! derive the key that seals `requestState`), and every call crosses them as a load balancer
+//! with no sticky sessions would make it: a push-era session lives on one instance and its answer
+//! is POSTed to the other (which forwards it to the owner); an MRTR call's first round goes to one
+//! and its retry to the other (which needs nothing from the first but the shared key). Callers
+//! alternate which instance comes first.
+//!
 //! C callers each call `classify_sentiment` back to back for the duration; a call's time runs
 //! from its first byte sent to its result read, so it holds both rounds and the client's (instant)
 //! answer. HTTP is reqwest's, the same for both eras, so the load generator's cost is the same on
@@ -44,7 +51,12 @@ pub struct SamplingBench {
     pub duration: Duration,
     /// Pin the server to core 0 and this process to core 1.
     pub pin: bool,
+    /// Two instances sharing this Redis, every call crossing them, instead of one.
+    pub redis: Option<String>,
 }
+
+/// The token the bench's servers require (two instances must share one: it keys the state).
+const TOKEN: &str = "bench";
 
 /// What came out.
 #[derive(Clone, Debug)]
@@ -71,11 +83,12 @@ impl SamplingReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "sampling {:>4}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
+            "sampling {:>4}{}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
             match self.bench.era {
                 Era::Push => "push",
                 Era::Mrtr => "mrtr",
             },
+            if self.bench.redis.is_some() { " (two instances through Redis)" } else { "" },
             self.bench.callers,
             self.bench.duration,
             if self.pinned { " (server pinned to one core)" } else { "" },
@@ -92,20 +105,36 @@ impl SamplingReport {
 /// Runs the scenario on a server of its own.
 pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
     anyhow::ensure!(bench.callers > 0, "need at least one caller");
-    let mut server = server::launch(&["sampling", "--no-auth"], bench.pin).await?;
-    let url = format!("{}/sampling/mcp", server.base);
+    let mut servers = Vec::new();
+    let env = [("SSE_APPS_TOKEN", TOKEN)];
+    match &bench.redis {
+        None => servers.push(server::launch_with_env(&["sampling"], &env, bench.pin).await?),
+        Some(redis) => {
+            for _ in 0..2 {
+                let args = ["sampling", "--redis", redis];
+                servers.push(server::launch_with_env(&args, &env, bench.pin).await?);
+            }
+        }
+    }
+    let urls: Vec<String> =
+        servers.iter().map(|server| format!("{}/sampling/mcp", server.base)).collect();
     let latencies = Arc::new(Latencies::default());
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let before = server.usage().await?;
+    let mut before = Vec::new();
+    for server in &mut servers {
+        before.push(server.usage().await?);
+    }
     let watch = Watch::start();
     let started = Instant::now();
     let callers: Vec<_> = (0..bench.callers)
-        .map(|_| {
-            let (url, latencies, completed, errors) =
-                (url.clone(), latencies.clone(), completed.clone(), errors.clone());
+        .map(|i| {
+            // Asked on one instance, answered on the next (the same one when there is one).
+            let (url, other) = (urls[i % urls.len()].clone(), urls[(i + 1) % urls.len()].clone());
+            let (latencies, completed, errors) =
+                (latencies.clone(), completed.clone(), errors.clone());
             let (era, until) = (bench.era, started + bench.duration);
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = bench_client();
                 let session = match era {
                     Era::Push => match initialize(&http, &url).await {
                         Ok(session) => Some(session),
@@ -121,8 +150,8 @@ pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
                 while Instant::now() < until {
                     let sent = Instant::now();
                     let called = match &session {
-                        Some(session) => push_call(&http, &url, session).await,
-                        None => mrtr_call(&http, &url).await,
+                        Some(session) => push_call(&http, (&url, &other), session).await,
+                        None => mrtr_call(&http, (&url, &other)).await,
                     };
                     match called {
                         Ok(()) => {
@@ -143,7 +172,10 @@ pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
         caller.await?;
     }
     let wall = started.elapsed();
-    let after = server.usage().await?;
+    let mut cpu_percent = 0.0;
+    for (server, before) in servers.iter_mut().zip(&before) {
+        cpu_percent += server.usage().await?.cpu_percent_since(before, wall);
+    }
     let conditions = watch.finish();
     let completed = completed.load(Ordering::Relaxed);
     Ok(SamplingReport {
@@ -152,10 +184,18 @@ pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
         errors: errors.load(Ordering::Relaxed),
         latency: latencies.percentiles(),
         per_second: completed as f64 / wall.as_secs_f64(),
-        cpu_percent: after.cpu_percent_since(&before, wall),
-        pinned: server.pinned,
+        cpu_percent,
+        pinned: servers.iter().all(|server| server.pinned),
         conditions,
     })
+}
+
+/// A client that sends the bench's token with every request.
+fn bench_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {TOKEN}");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().expect("a header value"));
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
 }
 
 /// The tool call both eras make.
@@ -188,8 +228,13 @@ fn handshake(http: &reqwest::Client, url: &str, session: &str) -> reqwest::Reque
         .header("mcp-protocol-version", "2025-11-25")
 }
 
-/// One push-era call: the request down the call's stream, the answer by POST, the result.
-async fn push_call(http: &reqwest::Client, url: &str, session: &str) -> anyhow::Result<()> {
+/// One push-era call: the request down the call's stream (at `url`, where the session lives),
+/// the answer by POST (to `answer_url`), the result.
+async fn push_call(
+    http: &reqwest::Client,
+    (url, answer_url): (&str, &str),
+    session: &str,
+) -> anyhow::Result<()> {
     let call =
         json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call_params() });
     let response = handshake(http, url, session).json(&call).send().await?.error_for_status()?;
@@ -202,7 +247,8 @@ async fn push_call(http: &reqwest::Client, url: &str, session: &str) -> anyhow::
             if message.get("method").and_then(Value::as_str) == Some("sampling/createMessage") {
                 let answer =
                     json!({ "jsonrpc": "2.0", "id": message["id"], "result": completion() });
-                handshake(http, url, session).json(&answer).send().await?.error_for_status()?;
+                let posted = handshake(http, answer_url, session).json(&answer).send().await?;
+                posted.error_for_status()?;
             } else if message.get("id") == Some(&json!(1)) {
                 return check_result(&message);
             }
@@ -210,14 +256,15 @@ async fn push_call(http: &reqwest::Client, url: &str, session: &str) -> anyhow::
     }
 }
 
-/// One 2026-07-28 call: the `InputRequiredResult`, then the retry with the answer.
-async fn mrtr_call(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+/// One 2026-07-28 call: the `InputRequiredResult` (from `url`), then the retry with the answer
+/// (to `retry_url`).
+async fn mrtr_call(http: &reqwest::Client, (url, retry_url): (&str, &str)) -> anyhow::Result<()> {
     let first = modern(http, url, call_params()).await?;
     let state = first.pointer("/result/requestState").context("no requestState")?.clone();
     let mut retry = call_params();
     retry["inputResponses"] = json!({ "sample": completion() });
     retry["requestState"] = state;
-    check_result(&modern(http, url, retry).await?)
+    check_result(&modern(http, retry_url, retry).await?)
 }
 
 async fn modern(http: &reqwest::Client, url: &str, mut params: Value) -> anyhow::Result<Value> {

@@ -87,6 +87,9 @@ pub(crate) enum BenchScenario {
         /// How long each run calls
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Run two instances sharing this Redis (redis://HOST:PORT), every call crossing them
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// Do not pin the server and the load generator to separate cores
         #[arg(long)]
         no_pin: bool,
@@ -255,8 +258,8 @@ impl BenchScenario {
                 let plan = RoundtripPlan { sessions, callers, duration, rate, client_reuse };
                 roundtrip(plan.benches(&targets, &go_sessions, !no_pin)).await?;
             }
-            BenchScenario::Sampling { callers, eras, duration, no_pin } => {
-                sampling(&callers, &eras, duration, !no_pin).await?;
+            BenchScenario::Sampling { callers, eras, duration, redis, no_pin } => {
+                sampling(&callers, &eras, duration, redis, !no_pin).await?;
             }
             BenchScenario::Idle { connections, targets, no_pin } => {
                 for row in crate::bench::connect::run(&targets, connections, 1000, !no_pin).await? {
@@ -365,12 +368,14 @@ async fn sampling(
     callers: &[usize],
     eras: &[crate::bench::sampling::Era],
     duration: Duration,
+    redis: Option<String>,
     pin: bool,
 ) -> anyhow::Result<()> {
     use crate::bench::sampling::{SamplingBench, run};
     for &era in eras {
         for &callers in callers {
-            println!("{}", run(SamplingBench { era, callers, duration, pin }).await?.line());
+            let bench = SamplingBench { era, callers, duration, pin, redis: redis.clone() };
+            println!("{}", run(bench).await?.line());
         }
     }
     Ok(())
