@@ -73,7 +73,7 @@ $("#run-form").addEventListener("submit", async (e) => {
 });
 
 // ---- the terminal ----
-let xterm = null, fit = null;
+let xterm = null, fit = null, lastInput = -Infinity;
 
 // The page's one xterm, made on first use and fitted to its pane.
 function terminal() {
@@ -82,7 +82,17 @@ function terminal() {
     fit = new FitAddon.FitAddon();
     xterm.loadAddon(fit);
     xterm.open($("#terminal-view"));
-    xterm.onData((data) => keys.send(data));
+    // Only what this page's person typed or pasted goes to the run. xterm also answers a
+    // program's queries (where is the cursor, what terminal is this) through onData, and it
+    // would answer every query again when a reload replays the output, and once per open page:
+    // input nobody typed. Answers that follow a key or a paste within a second (an editor
+    // started by Enter asking at once) still go.
+    const typed = () => { lastInput = performance.now(); };
+    // On the pane, in the capture phase: before xterm's own handlers, which stop the events.
+    for (const event of ["keydown", "paste", "mousedown"]) $("#terminal-view").addEventListener(event, typed, true);
+    xterm.onData((data) => {
+      if (current && current.terminal && performance.now() - lastInput < 1000) keys.send(current.id, data);
+    });
     xterm.onResize(({ rows, cols }) => {
       if (current && current.terminal) post(`/exec/runs/${current.id}/resize`, { rows, cols });
     });
@@ -95,22 +105,24 @@ window.addEventListener("resize", () => { if (current && current.terminal) fit.f
 
 // Keys go to stdin in the order typed: one POST at a time, and what is typed meanwhile goes in
 // the next one (so a fast typist costs fewer requests, and nothing overtakes anything).
+// Keys are kept with the run they were typed into, so none reaches another run shown meanwhile.
 const keys = {
+  run: null,
   pending: "",
   busy: false,
-  send(data) {
+  send(run, data) {
+    if (run !== this.run) { this.run = run; this.pending = ""; }
     this.pending += data;
     if (!this.busy) this.flush();
   },
   async flush() {
     this.busy = true;
-    while (this.pending && current && current.terminal) {
-      const data = this.pending;
+    while (this.pending) {
+      const [run, data] = [this.run, this.pending];
       this.pending = "";
-      const response = await post(`/exec/runs/${current.id}/stdin`, { data });
-      if (!response.ok) $("#exit").textContent = await errorText(response);
+      const response = await post(`/exec/runs/${run}/stdin`, { data });
+      if (!response.ok && current && current.id === run) $("#exit").textContent = await errorText(response);
     }
-    this.pending = "";
     this.busy = false;
   },
 };

@@ -78,7 +78,7 @@ function connect() {
     // The stream ended (the server sent its last event, or stopped) or broke: the browser cannot
     // tell which, and reconnects either way; a server with nothing more then answers 204.
     setStatus("connecting", "reconnecting…");
-    log(`stream ended; the browser reconnects with Last-Event-ID: ${lastEventId || "(none)"}`);
+    log(`stream ended; the browser reconnects with Last-Event-ID: ${lastEventId || "(none)"}`, "reconnect");
   };
 }
 

@@ -98,7 +98,10 @@ async fn the_test_page_is_served_alone_and_under_basic() {
         assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         for (name, value) in [
             ("x-frame-options", "DENY"),
-            ("content-security-policy", "frame-ancestors 'none'"),
+            (
+                "content-security-policy",
+                "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            ),
             ("referrer-policy", "no-referrer"),
             ("x-content-type-options", "nosniff"),
             ("cache-control", "no-store"),

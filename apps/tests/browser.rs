@@ -63,7 +63,7 @@ async fn the_test_page_streams_survives_a_restart_and_resumes() {
 
     // Restart the server: the page notices, the browser reconnects with Last-Event-ID.
     app.stop().await;
-    wait_for(client, "#log li[data-kind=\"error\"]").await;
+    wait_for(client, "#log li[data-kind=\"reconnect\"]").await;
     let before = listed_ids(client).await;
     let last = *before.last().expect("some events");
     let app =
@@ -534,6 +534,12 @@ const TERMINAL_TEXT: &str = "const b = window.execTerminal.buffer.active; const 
      for (let i = 0; i < b.length; i++) rows.push(b.getLine(i).translateToString(true)); \
      return rows.join('\\n');";
 
+/// The terminal's text now.
+async fn terminal_text(client: &Client) -> String {
+    let text = client.execute(TERMINAL_TEXT, vec![]).await.expect("script runs");
+    text.as_str().expect("text").to_owned()
+}
+
 /// Waits until the terminal shows `text`.
 async fn terminal_shows(client: &Client, text: &str) {
     let script = format!(
@@ -609,10 +615,19 @@ async fn the_exec_terminal_runs_a_shell_a_repl_and_top_as_a_terminal_would() {
     type_in_terminal(client, "echo after-$((6*7))\n").await;
     terminal_shows(client, "\nafter-42").await;
 
+    // A program's query to the terminal (where is the cursor?) is answered.
+    type_in_terminal(client, "printf '\\033[6n'; read -s -d R -t 5 cpr; echo \"cpr=${#cpr}\"\n")
+        .await;
+    terminal_shows(client, "\ncpr=").await;
+    assert!(!terminal_text(client).await.contains("\ncpr=0"), "the query was answered");
+
     // A reload mid-run redraws the screen from the replay, and the run goes on.
     client.refresh().await.expect("reload");
     terminal_shows(client, "\nafter-42").await;
     terminal_shows(client, "ls alphabet_soup").await;
+    // The replayed query is not answered again: nobody typed anything for it.
+    type_in_terminal(client, "read -t 1 -r late; echo \"late=${#late}\"\n").await;
+    terminal_shows(client, "\nlate=0").await;
 
     // Arrow-up recalls the last line in the Python REPL.
     type_in_terminal(client, "python3 -q\n").await;

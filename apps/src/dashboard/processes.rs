@@ -100,7 +100,9 @@ impl Table {
         let what = ProcessRefreshKind::nothing()
             .with_cpu()
             .with_memory()
-            .with_user(UpdateKind::OnlyIfNotSet);
+            // Always: a process may change its user (a daemon dropping root), and the list must
+            // say whose it is now.
+            .with_user(UpdateKind::Always);
         self.system.refresh_processes_specifics(ProcessesToUpdate::All, true, what);
         let cpu_ready = self.refreshed.is_some();
         let rows = self
@@ -215,6 +217,14 @@ fn matches(row: &ProcessRow, needle: &str) -> bool {
 }
 
 fn sort(rows: &mut [&ProcessRow], key: SortKey, descending: bool) {
+    if let SortKey::Name = key {
+        // Each name lowercased once, not once per comparison.
+        rows.sort_by_cached_key(|row| (row.name.to_lowercase(), row.pid));
+        if descending {
+            rows.reverse();
+        }
+        return;
+    }
     rows.sort_by(|a, b| {
         let order = match key {
             SortKey::Cpu => a.cpu.unwrap_or(-1.0).total_cmp(&b.cpu.unwrap_or(-1.0)),

@@ -317,9 +317,11 @@ impl SamplingState {
     ) -> Value {
         let call = rounds::CallId {
             call: uuid::Uuid::new_v4().simple().to_string(),
-            tool: params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            tool: rounds::shorten(params.get("name").and_then(Value::as_str).unwrap_or_default()),
             era: "handshake",
-            client: self.client(session.id()).map_or_else(|| "unknown".to_owned(), |c| c.name),
+            client: rounds::shorten(
+                &self.client(session.id()).map_or_else(|| "unknown".to_owned(), |c| c.name),
+            ),
         };
         let response = self.run_tool(session, id, &call, params, reply).await;
         if let Some(result) = response.get("result") {

@@ -118,7 +118,8 @@ impl Call<'_> {
             }
             Some(_) => return Err(CallError::params("requestState must be a string")),
         };
-        let step = Step { call: round.call.clone(), n: round.round + 1 };
+        // The state is sealed, but a token holder can seal their own: no arithmetic on it may fail.
+        let step = Step { call: round.call.clone(), n: round.round.saturating_add(1) };
         let Some(answers) = answered(params.get("inputResponses"), &round.asked) else {
             // Missing answers are asked for again, with fresh state, rather than refused.
             self.record_answer(&binding, &round, "missing or malformed: asked again".to_owned());
@@ -143,9 +144,9 @@ impl Call<'_> {
     fn call_id(&self, binding: &Binding, call: &str) -> CallId {
         CallId {
             call: call.to_owned(),
-            tool: binding.tool.clone(),
+            tool: super::rounds::shorten(&binding.tool),
             era: mcp::MODERN,
-            client: self.client.clone(),
+            client: super::rounds::shorten(&self.client),
         }
     }
 

@@ -125,17 +125,18 @@ pub fn summary(method: &str, answer: &Value) -> String {
     if method == "elicitation/create" {
         let action = answer.get("action").and_then(Value::as_str).unwrap_or("?");
         return match answer.get("content") {
-            Some(content) if action == "accept" => format!("accept {content}"),
-            _ => action.to_owned(),
+            Some(content) if action == "accept" => shorten(&format!("accept {content}")),
+            _ => shorten(action),
         };
     }
     let model = answer.get("model").and_then(Value::as_str).unwrap_or("an unnamed model");
     let text = super::tools::result_text(answer).unwrap_or_default();
-    format!("{model}: {}", shorten(&text))
+    format!("{}: {}", shorten(model), shorten(&text))
 }
 
-/// The first 80 characters.
-fn shorten(text: &str) -> String {
+/// The first 80 characters: what a record keeps of any text a client chose (its name, a tool's
+/// name, an answer), so that 500 records stay small whatever the clients send.
+pub fn shorten(text: &str) -> String {
     match text.char_indices().nth(80) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),

@@ -200,6 +200,11 @@ async fn go_build(dir: &Path, output: &Path, package: &str) -> anyhow::Result<()
         .arg(output)
         .arg(package)
         .env("GOPROXY", "off")
+        // Only this module: no go.work found in a parent directory (another user may plant one
+        // in /tmp), no toolchain download, no flags from the environment.
+        .env("GOWORK", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "")
         .stdin(Stdio::null());
     // Go needs a build cache; without a home directory to keep one in, the scratch directory's.
     if std::env::var_os("GOCACHE").is_none() && std::env::var_os("HOME").is_none() {
