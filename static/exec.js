@@ -121,7 +121,9 @@ const keys = {
       const [run, data] = [this.run, this.pending];
       this.pending = "";
       const response = await post(`/exec/runs/${run}/stdin`, { data });
-      if (!response.ok && current && current.id === run) $("#exit").textContent = await errorText(response);
+      // Once the run has ended its "Ended: …" line stays: keys typed after it are refused, rightly.
+      const ended = Boolean($("#exit").dataset.reason);
+      if (!response.ok && current && current.id === run && !ended) $("#exit").textContent = await errorText(response);
     }
     this.busy = false;
   },

@@ -32,9 +32,10 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The data directory or the database file could not be created or opened.
+    /// The data directory or the database file could not be created or opened. (Its cause is in
+    /// the message, not a `source`: reported as a chain, it would be said twice.)
     #[error("cannot open the chat's database: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A blocking task was cancelled or panicked.
     #[error("storage task failed")]
     Task,
@@ -47,6 +48,12 @@ pub enum StoreError {
     /// A message the shared log says exists is not in it.
     #[error("message {0} is missing from the shared log")]
     Missing(u64),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> StoreError {
+        StoreError::Io(error)
+    }
 }
 
 /// One stored message.
