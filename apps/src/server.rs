@@ -98,6 +98,10 @@ fn core_for(config: &ServerConfig) -> anyhow::Result<Core> {
     let core = Core::new(CoreConfig { keep_alive: config.keep_alive, session, ..defaults });
     if let Some(url) = &config.redis {
         let cluster = Cluster::connect(url).map_err(|e| anyhow::anyhow!("--redis {url}: {e}"))?;
+        if let Some(token) = config.token.secret() {
+            // Only instances holding the token can say where requests for them are forwarded.
+            cluster.sign_addresses_with(token);
+        }
         core.join(&cluster);
         tracing::info!(instance = cluster.instance(), "one instance of a cluster sharing {url}");
     }

@@ -636,6 +636,62 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
     assert_eq!(finished["outcome"], "succeeded", "{finished}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_planted_in_redis_names_no_instance_and_gets_no_request() {
+    if !installed(&["redis-server"]) {
+        return;
+    }
+    let redis_port = free_port();
+    let _redis = redis(redis_port).await;
+    // Someone who can write to Redis, but has not the token, says an instance "evil" answers
+    // at a port of theirs: nothing may ever connect there.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_url = format!("http://{}", trap.local_addr().unwrap());
+    let client = redis::Client::open(format!("redis://127.0.0.1:{redis_port}")).unwrap();
+    let mut planting = client.get_multiplexed_async_connection().await.unwrap();
+    let until = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let until = until.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let _: () = redis::pipe()
+        .set("sse:address:evil", &trap_url)
+        .ignore()
+        .zadd("sse:addresses", format!("evil {trap_url}"), until)
+        .ignore()
+        .query_async(&mut planting)
+        .await
+        .unwrap();
+    let (_a, base, _data) = instance_of(redis_port, &["dashboard", "--token", EXEC_TOKEN]).await;
+    // The instance lists itself, signed, and not the planted one.
+    let listed = within("the instance to list itself", async {
+        loop {
+            let listed: Value = authorized_get(format!("{base}/dashboard/instances")).await;
+            if listed["instances"].as_array().is_some_and(|all| !all.is_empty()) {
+                return listed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let names: Vec<&str> = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["instance"].as_str())
+        .collect();
+    assert_eq!(names, [listed["this"].as_str().unwrap()], "{listed}");
+    // Asked for the planted instance's machine, it answers itself that there is none.
+    let response = reqwest::Client::new()
+        .get(format!("{base}/dashboard/audit?instance=evil"))
+        .bearer_auth(EXEC_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "unknown_instance", "{refused}");
+    use futures_util::FutureExt as _;
+    assert!(trap.accept().now_or_never().is_none(), "a request reached the planted address");
+}
+
 fn made_by(response: &reqwest::Response) -> String {
     response.headers()["x-sse-apps-instance"].to_str().unwrap().to_owned()
 }

@@ -63,6 +63,7 @@ use tokio::sync::oneshot;
 
 use crate::sync::lock;
 
+mod addresses;
 mod shared_topic;
 
 pub use crate::rpc::RemoteSession;
@@ -108,6 +109,8 @@ struct Inner {
     local: OnceLock<(Sessions, Correlator)>,
     /// Where this instance answers HTTP, once it listens.
     address: OnceLock<String>,
+    /// The instances' shared token, which signs the address records (see [`addresses`]).
+    address_key: OnceLock<String>,
     /// The shared topics mirrored here.
     mirrors: Mutex<shared_topic::Mirrors>,
 }
@@ -239,6 +242,7 @@ impl Cluster {
                 tickets: Mutex::default(),
                 local: OnceLock::new(),
                 address: OnceLock::new(),
+                address_key: OnceLock::new(),
                 mirrors: Mutex::default(),
             }),
         })
@@ -325,6 +329,18 @@ impl Cluster {
         }
     }
 
+    /// Signs this instance's address record with `token`, and reads only records signed with it:
+    /// an address someone else wrote in Redis names no instance. Every instance of a cluster
+    /// that requires a token must be given the same one, and call this before
+    /// [`Cluster::advertise`].
+    pub fn sign_addresses_with(&self, token: &str) {
+        let _ = self.inner.address_key.set(token.to_owned());
+    }
+
+    fn address_key(&self) -> Option<&str> {
+        self.inner.address_key.get().map(String::as_str)
+    }
+
     /// Tells the other instances where this one answers HTTP (`http://127.0.0.1:8082`, say).
     /// Call once, when the server listens.
     pub async fn advertise(&self, base_url: &str) {
@@ -337,12 +353,13 @@ impl Cluster {
         let Some(address) = self.inner.address.get() else { return };
         let mut commands = self.inner.commands.clone();
         let key = format!("sse:address:{}", self.instance());
+        let record = addresses::record(self.address_key(), self.instance(), address);
         let now = now_ms();
         let until = now + DIRECTORY_TTL.as_millis() as i64;
         let written: redis::RedisResult<()> = redis::pipe()
-            .set_ex(key, address, DIRECTORY_TTL.as_secs())
+            .set_ex(key, &record, DIRECTORY_TTL.as_secs())
             .ignore()
-            .zadd("sse:addresses", format!("{} {address}", self.instance()), until)
+            .zadd("sse:addresses", format!("{} {record}", self.instance()), until)
             .ignore()
             .zrembyscore("sse:addresses", "-inf", now)
             .ignore()
@@ -353,10 +370,12 @@ impl Cluster {
         }
     }
 
-    /// Where `instance` answers HTTP, if it is alive and said.
+    /// Where `instance` answers HTTP, if it is alive and said (in a record signed as this
+    /// instance signs its own).
     pub async fn address_of(&self, instance: &str) -> Option<String> {
         let mut commands = self.inner.commands.clone();
-        commands.get(format!("sse:address:{instance}")).await.ok()?
+        let record: Option<String> = commands.get(format!("sse:address:{instance}")).await.ok()?;
+        addresses::address_in(self.address_key(), instance, &record?)
     }
 
     /// Every live instance (this one included) and its base URL, by instance name.
@@ -366,8 +385,9 @@ impl Cluster {
         let mut instances: Vec<(String, String)> = live
             .into_iter()
             .filter_map(|entry| {
-                let (instance, address) = entry.split_once(' ')?;
-                Some((instance.to_owned(), address.to_owned()))
+                let (instance, record) = entry.split_once(' ')?;
+                let address = addresses::address_in(self.address_key(), instance, record)?;
+                Some((instance.to_owned(), address))
             })
             .collect();
         instances.sort();
