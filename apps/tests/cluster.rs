@@ -636,6 +636,21 @@ async fn an_exec_run_started_on_one_instance_is_watched_fed_and_stopped_from_the
     assert_eq!(finished["outcome"], "succeeded", "{finished}");
 }
 
+/// `GET /dashboard/instances` on `base`, once it lists `count` instances (each says where it is
+/// shortly after it starts, and nothing announces it: the list is asked again until then).
+async fn instances_listed(base: &str, count: usize) -> Value {
+    within("the instances to be listed", async {
+        loop {
+            let listed: Value = authorized_get(format!("{base}/dashboard/instances")).await;
+            if listed["instances"].as_array().is_some_and(|all| all.len() == count) {
+                return listed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_planted_in_redis_names_no_instance_and_gets_no_request() {
     if !installed(&["redis-server"]) {
@@ -661,16 +676,7 @@ async fn an_address_planted_in_redis_names_no_instance_and_gets_no_request() {
         .unwrap();
     let (_a, base, _data) = instance_of(redis_port, &["dashboard", "--token", EXEC_TOKEN]).await;
     // The instance lists itself, signed, and not the planted one.
-    let listed = within("the instance to list itself", async {
-        loop {
-            let listed: Value = authorized_get(format!("{base}/dashboard/instances")).await;
-            if listed["instances"].as_array().is_some_and(|all| !all.is_empty()) {
-                return listed;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let listed = instances_listed(&base, 1).await;
     let names: Vec<&str> = listed["instances"]
         .as_array()
         .unwrap()
@@ -709,16 +715,7 @@ async fn a_dashboard_viewer_on_one_instance_watches_and_controls_any_instances_m
     let get = |url: String| http.get(url).bearer_auth(EXEC_TOKEN).send();
 
     // B lists both instances once both have said where they are.
-    let listed = within("both instances to be listed", async {
-        loop {
-            let listed: Value = authorized_get(format!("{base_b}/dashboard/instances")).await;
-            if listed["instances"].as_array().is_some_and(|all| all.len() == 2) {
-                return listed;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let listed = instances_listed(&base_b, 2).await;
     let this_b = listed["this"].as_str().unwrap().to_owned();
     let a = listed["instances"]
         .as_array()
