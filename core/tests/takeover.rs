@@ -232,11 +232,14 @@ async fn a_reader_that_stops_reading_gets_resync_and_then_only_newer_frames() {
     let caught_up = |e: &sse_core::wire::MessageEvent| {
         e.event == "fresh" || (e.event == "resync" && e.last_event_id == fresh_id)
     };
-    while !events.iter().any(caught_up) {
-        let n = stream.read(&mut buffer).await.unwrap();
-        assert!(n > 0, "the stream goes on");
-        events.extend(parser.feed(&buffer[..n]));
-    }
+    sse_core::testing::within("the reader to catch up", async {
+        while !events.iter().any(caught_up) {
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the stream goes on");
+            events.extend(parser.feed(&buffer[..n]));
+        }
+    })
+    .await;
     let resync = events.iter().position(|e| e.event == "resync").expect("a resync");
     assert!(events[resync].data.contains("lagged"));
     let resync_id: u64 = events[resync].last_event_id.parse().unwrap();
