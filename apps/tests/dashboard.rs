@@ -404,26 +404,37 @@ async fn a_root_server_acts_only_on_processes_it_or_its_session_started() {
     }
     assert!(std::path::Path::new(&format!("/proc/{orphan}")).exists(), "left alone");
     let _ = Command::new("kill").arg(orphan.to_string()).status();
-    // In a container entered from outside (`docker exec`), this process's session is led from
-    // outside its pid namespace and reads as 0 here: that names no one session, so a process
-    // sharing it is refused like the orphan. Then this test starts a session of its own, as a
-    // login's shell would have.
-    if session_of("self") == 0 {
-        let sibling = sleep_from_this_session();
-        runs(sibling.unsigned_abs(), "sleep").await;
-        let (status, error) = dash.command(json!({"action": "terminate", "pid": sibling})).await;
-        assert_eq!((status, error["error"]["code"].as_str()), (403, Some("foreign_process")));
-        let _ = Command::new("kill").arg(sibling.to_string()).status();
-        rustix::process::setsid().expect("the test process leads no process group");
-    }
-    // One started from the server's own session (its shell's `sleep 300 &`, here the test's) it
-    // may act on, as on its own children.
+    // One started in a process group of its own from this session (as a login's shell with job
+    // control starts each job) it may act on when the session can be read. In a container
+    // entered from outside (`docker exec` without a terminal, as CI runners do) this process's
+    // session is led from outside its pid namespace and reads as 0, which names no one session:
+    // then only its process group ties a process to the server.
+    let session_known = id_of("self", SESSION) != 0;
+    let group_known = id_of("self", PROCESS_GROUP) != 0;
+    let own_group = sleep_in_a_group_of_its_own();
+    runs(own_group.unsigned_abs(), "sleep").await;
+    let (status, _) = dash.command(json!({"action": "renice", "pid": own_group, "nice": 5})).await;
+    assert_eq!(status, if session_known { 202 } else { 403 }, "session known: {session_known}");
+    let _ = Command::new("kill").arg(own_group.to_string()).status();
+    // One started in this process's own group (a script's `sleep 300 &`, which has no job
+    // control) it may act on whenever the session or the group can be read.
     let sibling = sleep_from_this_session();
     runs(sibling.unsigned_abs(), "sleep").await;
-    let (status, accepted) =
-        dash.command(json!({"action": "renice", "pid": sibling, "nice": 5})).await;
-    assert_eq!(status, 202, "{accepted}");
+    let (status, _) = dash.command(json!({"action": "renice", "pid": sibling, "nice": 5})).await;
+    let known = session_known || group_known;
+    assert_eq!(status, if known { 202 } else { 403 }, "session or group known: {known}");
     let _ = Command::new("kill").arg(sibling.to_string()).status();
+    if !known {
+        // Then this test starts a session of its own, as a login's shell would have, and a
+        // process of that session passes.
+        rustix::process::setsid().expect("the test process leads no process group");
+        let sibling = sleep_from_this_session();
+        runs(sibling.unsigned_abs(), "sleep").await;
+        let (status, accepted) =
+            dash.command(json!({"action": "renice", "pid": sibling, "nice": 5})).await;
+        assert_eq!(status, 202, "{accepted}");
+        let _ = Command::new("kill").arg(sibling.to_string()).status();
+    }
     // Its own child, as ever, it may act on.
     let mut child = child("exec sleep 300");
     runs(child.id(), "sleep").await;
@@ -490,12 +501,23 @@ async fn the_process_list_finds_any_process_pages_and_marks_what_may_be_acted_on
     sleeper.wait().unwrap();
 }
 
-/// The session of `/proc/<process>` (field 6 of its `stat`), 0 for one led from outside this
-/// pid namespace.
-fn session_of(process: &str) -> i32 {
+/// Field `field` of `/proc/<process>/stat` after the command: a session or a process group is 0
+/// when it is led from outside this pid namespace.
+fn id_of(process: &str, field: usize) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-    after_name.split_whitespace().nth(3).unwrap().parse().unwrap()
+    after_name.split_whitespace().nth(field).unwrap().parse().unwrap()
+}
+
+/// Fields of `/proc/<pid>/stat`, counted after the command.
+const PROCESS_GROUP: usize = 2;
+const SESSION: usize = 3;
+
+/// A `sleep 300` in a process group of its own, in this process's session; its pid.
+fn sleep_in_a_group_of_its_own() -> i32 {
+    let mut shell = Command::new("sh");
+    shell.args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!"]).process_group(0);
+    String::from_utf8(shell.output().unwrap().stdout).unwrap().trim().parse().unwrap()
 }
 
 /// A `sleep 300` started in the background by a shell of this process's session; its pid.

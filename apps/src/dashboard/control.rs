@@ -179,23 +179,35 @@ fn descends_from_server(pid: i32) -> bool {
 
 /// The parent of process `pid` (field 4 of `/proc/<pid>/stat`, after the command's parentheses).
 fn parent_of(pid: u32) -> Option<u32> {
-    stat_field(pid, 1)
+    stat_field(pid, PARENT)
 }
 
-/// Whether `pid` is in this server's session: started from the same terminal or script as the
-/// server (a `sleep 600 &` typed in the shell that started it), never a daemon's or another
-/// login's. A server under systemd has a session of its own.
+/// Whether `pid` is in this server's session or process group: started from the same terminal
+/// or script as the server (a `sleep 600 &` typed in the shell that started it), never a
+/// daemon's or another login's. A server under systemd has a session of its own.
 ///
-/// The sessions are read from `/proc`, not with `getsid`: in a container a session led from
-/// outside its pid namespace (a `docker exec`) has id 0, which `rustix::process::getsid` cannot
-/// represent (it panics). Session 0 names no one session, so it matches nothing.
+/// The ids are read from `/proc`, not with `getsid`: in a container a session led from outside
+/// its pid namespace (a script run by `docker exec` without a terminal, as CI runners do) has id
+/// 0, which `rustix::process::getsid` cannot represent (it panics). Id 0 names no one session or
+/// group, so it matches nothing. The process group is what still ties such a script's
+/// background jobs to the server it started: without job control they share the script's
+/// group. A group is never wider than a session (a process may join only a group of its own
+/// session), so the group adds no process the session rule, where it can be read, would refuse.
 fn in_server_session(pid: i32) -> bool {
-    let ours: Option<i32> = stat_field_of("self", 3);
-    let theirs: Option<i32> = stat_field(pid.unsigned_abs(), 3);
-    ours.is_some_and(|sid| sid > 0) && ours == theirs
+    let theirs = pid.unsigned_abs();
+    [SESSION, PROCESS_GROUP].into_iter().any(|field| {
+        let ours: Option<i32> = stat_field_of("self", field);
+        ours.is_some_and(|id| id > 0) && ours == stat_field(theirs, field)
+    })
 }
 
-/// Field `n` after the command of `/proc/<pid>/stat` (0: state, 1: parent, 3: session).
+/// The fields of `/proc/<pid>/stat`, counted after the command as [`stat_field`] does.
+const PARENT: usize = 1;
+const PROCESS_GROUP: usize = 2;
+const SESSION: usize = 3;
+
+/// Field `n` after the command of `/proc/<pid>/stat` (0: state, 1: parent, 2: process group,
+/// 3: session).
 fn stat_field<T: std::str::FromStr>(pid: u32, n: usize) -> Option<T> {
     stat_field_of(&pid.to_string(), n)
 }
