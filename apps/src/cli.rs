@@ -24,9 +24,7 @@ use tokio_util::sync::CancellationToken;
 use self::app_args::{
     BasicServerArgs, BidiServerArgs, ChatArgs, DashboardServerArgs, ExecServerArgs, SamplingArgs,
 };
-use self::bench_args::{
-    BenchFloodHolderArgs, BenchRoundtripLimitArgs, BenchScenario, BenchTargetArgs,
-};
+use self::bench_args::{BenchFloodHolderArgs, BenchLimitArgs, BenchScenario, BenchTargetArgs};
 use self::client_args::{BasicClientArgs, BidiClientArgs, SamplingClientArgs, TriggerArgs};
 use self::logging::LogFormat;
 use self::server_args::{Program, ServerArgs};
@@ -85,9 +83,9 @@ enum Command {
     /// Holds idle connections for `bench flood` (started by it) until a signal or the bench ends
     #[command(hide = true)]
     BenchFloodHolder(BenchFloodHolderArgs),
-    /// The baseline `bench roundtrip` measures beside `bidi-server` (started by it)
+    /// The baselines `bench roundtrip` and `bench sampling` measure beside ours (started by them)
     #[command(hide = true)]
-    BenchRoundtripLimit(BenchRoundtripLimitArgs),
+    BenchLimit(BenchLimitArgs),
     /// Send requests through /trigger and report round-trip times
     Trigger(TriggerArgs),
 }
@@ -146,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args.run(commands, shutdown).await
         }
         Command::BenchFloodHolder(args) => args.run(shutdown).await,
-        Command::BenchRoundtripLimit(args) => args.run(shutdown).await,
+        Command::BenchLimit(args) => args.run(shutdown).await,
         Command::Trigger(args) => return trigger(args, shutdown).await,
     };
     done.map(|()| ExitCode::SUCCESS)

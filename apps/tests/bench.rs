@@ -76,8 +76,10 @@ async fn sampling_completes_tool_calls_both_ways() {
     let args = ["bench", "sampling", "--callers", "2", "--duration", "1s", "--no-pin"];
     let stdout = bench(&args).await;
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "push, then mrtr: {stdout}");
-    for (line, era) in lines.iter().zip(["sampling push: 2 callers", "sampling mrtr: 2 callers"]) {
+    assert_eq!(lines.len(), 3, "push and mrtr on ours, then mrtr on the limit: {stdout}");
+    let runs =
+        ["sampling push ours: 2 callers", "sampling mrtr ours: 2 callers", "sampling mrtr limit:"];
+    for (line, era) in lines.iter().zip(runs) {
         assert!(line.starts_with(era) && line.contains(" 0 errors"), "{line}");
         let completed: u64 = line
             .split(" tool calls")
@@ -101,10 +103,15 @@ async fn sampling_across_two_instances_completes_every_call_both_ways() {
     let args = ["bench", "sampling", "--callers", "2", "--duration", "1s", "--no-pin"];
     let stdout = bench(&[&args[..], &["--redis", &redis]].concat()).await;
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "push, then mrtr: {stdout}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "push, then mrtr, on ours only (the limit is one instance): {stdout}"
+    );
     // Every call crossed the instances: a push-era answer POSTed to the instance not holding the
     // session, an MRTR retry sent to the instance that did not ask.
-    let eras = ["sampling push (two instances through Redis): 2 callers", "sampling mrtr (two"];
+    let eras =
+        ["sampling push ours (two instances through Redis): 2 callers", "sampling mrtr ours (two"];
     for (line, era) in lines.iter().zip(eras) {
         assert!(line.starts_with(era) && line.contains(" 0 errors"), "{line}");
         assert!(!line.contains(" 0 tool calls"), "{line}");

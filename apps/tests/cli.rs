@@ -52,7 +52,7 @@ const COMMANDS: &[(&str, &[&str])] = &[
     // Hidden from the list: `bench` starts them.
     ("bench-target", &["<TARGET>", "--addr"]),
     ("bench-flood-holder", &["--server", "--idle", "--source"]),
-    ("bench-roundtrip-limit", &["--addr"]),
+    ("bench-limit", &["<PROTOCOL>", "--addr"]),
 ];
 
 /// Every scenario of `bench` and the flags its `--help` must show.
@@ -62,7 +62,7 @@ const BENCH_SCENARIOS: &[(&str, &[&str])] = &[
         "roundtrip",
         &["--sessions", "--callers", "--rate", "--targets", "--client-reuse", "--go-sessions"],
     ),
-    ("sampling", &["--callers", "--eras", "--duration", "--redis", "--no-pin"]),
+    ("sampling", &["--callers", "--eras", "--targets", "--duration", "--redis", "--no-pin"]),
     ("idle", &["--connections", "--targets"]),
     ("flood", &["--idle", "--sources", "--probes"]),
     ("connect", &["--connections", "--concurrency"]),

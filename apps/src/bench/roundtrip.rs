@@ -68,7 +68,7 @@ impl RoundtripTarget {
     fn command(self) -> &'static [&'static str] {
         match self {
             RoundtripTarget::Ours | RoundtripTarget::Go => &["bidi-server"],
-            RoundtripTarget::Limit => &["bench-roundtrip-limit"],
+            RoundtripTarget::Limit => &["bench-limit", "roundtrip"],
         }
     }
 }

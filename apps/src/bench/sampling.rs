@@ -14,6 +14,10 @@
 //! and its retry to the other (which needs nothing from the first but the shared key). Callers
 //! alternate which instance comes first.
 //!
+//! Beside ours, the `limit` target ([`super::targets::limit_sampling`]) serves the MRTR exchange
+//! over raw sockets with nothing but the sealed state, to show what the machine can do for the
+//! same two rounds with the same load generator (it has no push era: that needs sessions).
+//!
 //! C callers each call `classify_sentiment` back to back for the duration; a call's time runs
 //! from its first byte sent to its result read, so it holds both rounds and the client's (instant)
 //! answer. HTTP is reqwest's, the same for both eras, so the load generator's cost is the same on
@@ -40,9 +44,20 @@ pub enum Era {
     Mrtr,
 }
 
+/// Which server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplingTarget {
+    /// `sse-apps sampling`.
+    Ours,
+    /// The MRTR exchange over raw sockets, nothing else ([`super::targets::limit_sampling`]).
+    Limit,
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct SamplingBench {
+    /// The server.
+    pub target: SamplingTarget,
     /// The era.
     pub era: Era,
     /// Concurrent callers.
@@ -83,10 +98,14 @@ impl SamplingReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "sampling {:>4}{}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
+            "sampling {:>4} {}{}: {} callers for {:?}{}: {} tool calls ({:.0}/s), {} errors, {}, server CPU {:.0}%{}",
             match self.bench.era {
                 Era::Push => "push",
                 Era::Mrtr => "mrtr",
+            },
+            match self.bench.target {
+                SamplingTarget::Ours => "ours",
+                SamplingTarget::Limit => "limit",
             },
             if self.bench.redis.is_some() { " (two instances through Redis)" } else { "" },
             self.bench.callers,
@@ -105,10 +124,18 @@ impl SamplingReport {
 /// Runs the scenario on a server of its own.
 pub async fn run(bench: SamplingBench) -> anyhow::Result<SamplingReport> {
     anyhow::ensure!(bench.callers > 0, "need at least one caller");
+    anyhow::ensure!(
+        bench.target == SamplingTarget::Ours || (bench.era == Era::Mrtr && bench.redis.is_none()),
+        "the limit baseline serves the mrtr era on one instance only"
+    );
     let mut servers = Vec::new();
     let env = [("SSE_APPS_TOKEN", TOKEN)];
+    let command: &[&str] = match bench.target {
+        SamplingTarget::Ours => &["sampling"],
+        SamplingTarget::Limit => &["bench-limit", "sampling"],
+    };
     match &bench.redis {
-        None => servers.push(server::launch_with_env(&["sampling"], &env, bench.pin).await?),
+        None => servers.push(server::launch_with_env(command, &env, bench.pin).await?),
         Some(redis) => {
             for _ in 0..2 {
                 let args = ["sampling", "--redis", redis];

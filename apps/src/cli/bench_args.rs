@@ -84,6 +84,9 @@ pub(crate) enum BenchScenario {
         /// The ways to ask (comma-separated)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "push,mrtr")]
         eras: Vec<crate::bench::sampling::Era>,
+        /// The servers (comma-separated); `limit` serves only mrtr, and only on one instance
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
+        targets: Vec<crate::bench::sampling::SamplingTarget>,
         /// How long each run calls
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
@@ -224,11 +227,23 @@ pub(crate) struct BenchFloodHolderArgs {
     source: u8,
 }
 
-// `sse-apps bench-roundtrip-limit` (hidden).
+// `sse-apps bench-limit <PROTOCOL>` (hidden).
 #[derive(Debug, Args)]
-pub(crate) struct BenchRoundtripLimitArgs {
+pub(crate) struct BenchLimitArgs {
+    /// Which exchange to serve
+    #[arg(value_enum)]
+    protocol: LimitProtocol,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// The exchanges the `limit` baselines serve with no framework at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LimitProtocol {
+    /// The Go original's bidirectional protocol (`bench roundtrip`).
+    Roundtrip,
+    /// 2026-07-28's multi round-trip tool call (`bench sampling`).
+    Sampling,
 }
 
 impl BenchScenario {
@@ -258,8 +273,9 @@ impl BenchScenario {
                 let plan = RoundtripPlan { sessions, callers, duration, rate, client_reuse };
                 roundtrip(plan.benches(&targets, &go_sessions, !no_pin)).await?;
             }
-            BenchScenario::Sampling { callers, eras, duration, redis, no_pin } => {
-                sampling(&callers, &eras, duration, redis, !no_pin).await?;
+            BenchScenario::Sampling { callers, eras, targets, duration, redis, no_pin } => {
+                let plan = SamplingPlan { callers, eras, targets, duration, redis, pin: !no_pin };
+                sampling(plan).await?;
             }
             BenchScenario::Idle { connections, targets, no_pin } => {
                 for row in crate::bench::connect::run(&targets, connections, 1000, !no_pin).await? {
@@ -363,19 +379,30 @@ async fn fanout(
 }
 
 /// Each target's round trips, then ours beside the limit when both were measured.
-/// `bench sampling`: one run per way of asking and number of callers, a line each.
-async fn sampling(
-    callers: &[usize],
-    eras: &[crate::bench::sampling::Era],
+/// What `bench sampling` was asked to run.
+struct SamplingPlan {
+    callers: Vec<usize>,
+    eras: Vec<crate::bench::sampling::Era>,
+    targets: Vec<crate::bench::sampling::SamplingTarget>,
     duration: Duration,
     redis: Option<String>,
     pin: bool,
-) -> anyhow::Result<()> {
-    use crate::bench::sampling::{SamplingBench, run};
-    for &era in eras {
-        for &callers in callers {
-            let bench = SamplingBench { era, callers, duration, pin, redis: redis.clone() };
-            println!("{}", run(bench).await?.line());
+}
+
+/// `bench sampling`: one run per server, way of asking and number of callers, a line each.
+/// The limit serves only what it can (mrtr on one instance); the rest of its runs are skipped.
+async fn sampling(plan: SamplingPlan) -> anyhow::Result<()> {
+    use crate::bench::sampling::{Era, SamplingBench, SamplingTarget, run};
+    for &target in &plan.targets {
+        for &era in &plan.eras {
+            if target == SamplingTarget::Limit && (era != Era::Mrtr || plan.redis.is_some()) {
+                continue;
+            }
+            for &callers in &plan.callers {
+                let (duration, pin, redis) = (plan.duration, plan.pin, plan.redis.clone());
+                let bench = SamplingBench { target, era, callers, duration, pin, redis };
+                println!("{}", run(bench).await?.line());
+            }
         }
     }
     Ok(())
@@ -439,13 +466,21 @@ impl BenchTargetArgs {
     }
 }
 
-impl BenchRoundtripLimitArgs {
-    /// Serves the round-trip baseline until `shutdown`.
+impl BenchLimitArgs {
+    /// Serves the baseline until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        use crate::bench::targets::{limit_roundtrip, limit_sampling};
         let listener = bind_loopback(&self.server)?;
-        println!("sse-apps: roundtrip limit listening on http://{}", listener.local_addr()?);
+        let name = format!("{:?}", self.protocol).to_lowercase();
+        println!("sse-apps: {name} limit listening on http://{}", listener.local_addr()?);
+        let served = async {
+            match self.protocol {
+                LimitProtocol::Roundtrip => limit_roundtrip::serve(listener).await,
+                LimitProtocol::Sampling => limit_sampling::serve(listener).await,
+            }
+        };
         tokio::select! {
-            result = crate::bench::targets::limit_roundtrip::serve(listener) => result?,
+            result = served => result?,
             () = shutdown.cancelled() => {}
         }
         Ok(())

@@ -36,12 +36,12 @@ struct Server {
 }
 
 /// One request: what the routes need of it.
-struct Asked {
-    method: String,
-    path: String,
-    query: String,
-    client_id: Option<String>,
-    body: Vec<u8>,
+pub(super) struct Asked {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) query: String,
+    pub(super) client_id: Option<String>,
+    pub(super) body: Vec<u8>,
 }
 
 /// Serves until the process ends.
@@ -83,7 +83,7 @@ async fn connection(mut socket: TcpStream, server: Arc<Server>) {
 }
 
 /// Reads one request (head and `Content-Length` body) from `socket`, keeping what follows it.
-async fn read_request(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Asked> {
+pub(super) async fn read_request(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Asked> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);

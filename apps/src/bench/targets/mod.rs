@@ -8,7 +8,8 @@
 //!   every event once per connection.
 //!
 //! `bench roundtrip` has its own baseline beside `sse-apps bidi-server`: [`limit_roundtrip`], the
-//! Go original's protocol over raw sockets.
+//! Go original's protocol over raw sockets; `bench sampling` has [`limit_sampling`], the modern
+//! MCP tool call's two rounds over raw sockets.
 //!
 //! Each serves `GET /events` and publishes when the bench tells it to, over stdin
 //! ([`super::control`]): `publish <rate> <payload bytes> <count>`, answered `published <count>`
@@ -18,6 +19,7 @@
 
 pub mod limit;
 pub mod limit_roundtrip;
+pub mod limit_sampling;
 pub mod naive;
 pub mod ours;
 
