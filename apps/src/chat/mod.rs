@@ -141,7 +141,7 @@ async fn page() -> ChatPage {
 }
 
 fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// The member token a request carries: `Authorization: Bearer`, or `?token=` (for EventSource).

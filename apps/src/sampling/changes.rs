@@ -55,6 +55,9 @@ impl Changes {
     /// Sends a change named `name` to every console.
     pub fn publish(&self, name: &str, data: &Value) {
         match self {
+            // Nobody watching this instance's console: nothing to encode (a tool call records
+            // two changes, so an unwatched server would spend a share of each call on them).
+            Changes::Local(topic) if topic.subscriber_count() == 0 => {}
             Changes::Local(topic) => {
                 topic.publish_transient(&Event::new().event(name).data(data.to_string()));
             }

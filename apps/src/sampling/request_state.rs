@@ -208,7 +208,7 @@ pub fn digest(value: &Value) -> String {
 }
 
 fn digest_bytes(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]
