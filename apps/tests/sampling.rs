@@ -139,6 +139,8 @@ async fn a_tool_call_is_answered_by_the_clients_model_with_progress_on_the_way()
     assert_eq!(result["result"]["content"][0]["text"], "A story.");
     assert_eq!(result["result"]["structuredContent"]["model"], "test-model");
     assert_eq!(result["result"]["isError"], false);
+    let after = sse_core::testing::within("the call's stream ending", tool.next()).await;
+    assert!(after.is_none(), "the response is the call's stream's last message: {after:?}");
     let (status, error) = client.post(answer).await;
     assert_eq!(
         (status, error["error"]["data"]["reason"].as_str()),

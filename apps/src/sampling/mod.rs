@@ -467,6 +467,8 @@ impl SamplingState {
             self.config.deadline,
             deliver,
         );
+        // Without a progress token there is nothing to tick for: no timer at all.
+        let Some(token) = token else { return ask.await };
         tokio::pin!(ask);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut progress = 0u64;
@@ -474,13 +476,11 @@ impl SamplingState {
             tokio::select! {
                 answered = &mut ask => return answered,
                 _ = tick.tick() => {
-                    if let Some(token) = token {
-                        let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
-                            "progressToken": token, "progress": progress,
-                            "message": "waiting for the client" } });
-                        reply(note);
-                        progress += 1;
-                    }
+                    let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                        "progressToken": token, "progress": progress,
+                        "message": "waiting for the client" } });
+                    reply(note);
+                    progress += 1;
                 }
             }
         }

@@ -13,6 +13,7 @@
 //! * `DELETE` ends the session.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -169,7 +170,7 @@ pub(super) async fn post(
     session.touch();
     match message {
         Message::Request(request) if request.method == "tools/call" => {
-            tool_stream(state, session, request)
+            tool_stream(state, session, request).await
         }
         message => {
             let ignore = |_: Value| {};
@@ -254,11 +255,17 @@ async fn batch(state: SamplingState, headers: HeaderMap, body: &[u8]) -> Respons
 /// A tool call answered as an SSE stream: progress notifications, then the response. The tool
 /// runs on its own task, which stops (cancelling its sampling request) when the stream is
 /// dropped because the caller went away.
-fn tool_stream(
+///
+/// Two waits save the caller's socket a write each, which on loopback is most of what a call
+/// costs: the response waits (briefly) for the tool's first message, so that the head and that
+/// message leave together, and the stream ends with the response, so that the last chunk leaves
+/// with it.
+async fn tool_stream(
     state: SamplingState,
     session: Session,
     request: sse_core::wire::jsonrpc::Request,
 ) -> Response {
+    let call = json!(request.id);
     let (sender, mut receiver) = mpsc::unbounded_channel::<Value>();
     let streams = state.core.streams.clone();
     let metrics = state.core.metrics.clone();
@@ -281,12 +288,31 @@ fn tool_stream(
             () = sender.closed() => abort.abort(),
         }
     });
+    let mut first = tokio::time::timeout(FIRST_MESSAGE_WAIT, receiver.recv()).await.ok().flatten();
+    let mut ended = false;
     let frames = futures_util::stream::poll_fn(move |cx| {
-        receiver
-            .poll_recv(cx)
-            .map(|next| next.map(|value| mcp::message(&value).encode().into_bytes()))
+        if ended {
+            return Poll::Ready(None);
+        }
+        let message = match first.take() {
+            Some(message) => Some(message),
+            None => std::task::ready!(receiver.poll_recv(cx)),
+        };
+        ended = message.as_ref().is_none_or(|message| is_response_to(message, &call));
+        Poll::Ready(message.map(|message| mcp::message(&message).encode().into_bytes()))
     });
     sse_response(Box::pin(frames), &streams, &metrics)
+}
+
+/// How long a tool call's response waits for its first message before its head goes alone.
+const FIRST_MESSAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether `message` is the response to the request whose id is `call` (the stream's last
+/// message).
+fn is_response_to(message: &Value, call: &Value) -> bool {
+    message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some())
+        && message.get("id") == Some(call)
 }
 
 /// `GET /sampling/mcp`: the session's stream of server requests, resumable.
