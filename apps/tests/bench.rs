@@ -384,3 +384,84 @@ async fn a_short_soak_drives_every_app_without_an_error_and_reports_growth() {
         assert!(line.contains("under load") && !line.contains("not sampled"), "{line}");
     }
 }
+
+/// A baseline started by hand: the address it printed, and the process (killed on drop).
+async fn baseline(protocol: &str) -> (String, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(BIN)
+        .args(["bench-limit", protocol])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the baseline says where it listens")
+        .unwrap()
+        .unwrap();
+    let addr = line.rsplit("http://").next().unwrap().to_owned();
+    (addr, child)
+}
+
+#[tokio::test]
+async fn the_baselines_refuse_what_is_not_a_request_and_go_on_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, mut child) = baseline("sampling").await;
+    let bad: [&[u8]; 3] = [
+        // A length that overflows where it is added to the head's.
+        b"POST /sampling/mcp HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+        b"POST /sampling/mcp HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",
+        b"\x00\x01 not http\r\n\r\n",
+    ];
+    for request in bad {
+        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        socket.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer));
+        read.await.expect("the connection is closed").unwrap();
+        assert!(
+            answer.is_empty(),
+            "closed without an answer: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // A head that never ends is cut off at its cap, not buffered for ever.
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let endless = vec![b'A'; 64 * 1024];
+    let mut sent = 0usize;
+    while socket.write_all(&endless).await.is_ok() {
+        sent += endless.len();
+        assert!(sent <= 64 << 20, "still reading a head {sent} bytes long");
+    }
+    // And a real call still works.
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "classify_sentiment", "arguments": {"text": "x"}}});
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{addr}/sampling/mcp"))
+        .json(&call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["result"]["resultType"], "input_required", "{answer}");
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_baseline_listens_on_loopback_only() {
+    let output = Command::new(BIN)
+        .args(["bench-limit", "sampling", "--addr", "0.0.0.0:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback only"), "{stderr}");
+}

@@ -405,10 +405,10 @@ async fn a_root_server_acts_only_on_processes_it_or_its_session_started() {
     assert!(std::path::Path::new(&format!("/proc/{orphan}")).exists(), "left alone");
     let _ = Command::new("kill").arg(orphan.to_string()).status();
     // One started in a process group of its own from this session (as a login's shell with job
-    // control starts each job) it may act on when the session can be read. In a container
-    // entered from outside (`docker exec` without a terminal, as CI runners do) this process's
-    // session is led from outside its pid namespace and reads as 0, which names no one session:
-    // then only its process group ties a process to the server.
+    // control starts each job) it may act on when the session can be read. Where this process's
+    // session is led from outside its pid namespace (`unshare --pid`, `nsenter`, this project's
+    // CI machines) it reads as 0, which names no one session: then only its process group ties a
+    // process to the server.
     let session_known = id_of("self", SESSION) != 0;
     let group_known = id_of("self", PROCESS_GROUP) != 0;
     let own_group = sleep_in_a_group_of_its_own();

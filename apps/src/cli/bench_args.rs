@@ -494,8 +494,13 @@ impl BenchFloodHolderArgs {
     }
 }
 
-/// A baseline's listener: `--addr`, else any free loopback port.
+/// A baseline's listener: `--addr`, else any free loopback port. Baselines check no token and
+/// no origin, so they never listen beyond loopback.
 fn bind_loopback(server: &ServerArgs) -> anyhow::Result<tokio::net::TcpListener> {
     let addr = server.addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "a bench baseline listens on loopback only (it checks no token): not {addr}"
+    );
     server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }

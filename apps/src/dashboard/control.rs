@@ -186,8 +186,9 @@ fn parent_of(pid: u32) -> Option<u32> {
 /// or script as the server (a `sleep 600 &` typed in the shell that started it), never a
 /// daemon's or another login's. A server under systemd has a session of its own.
 ///
-/// The ids are read from `/proc`, not with `getsid`: in a container a session led from outside
-/// its pid namespace (a script run by `docker exec` without a terminal, as CI runners do) has id
+/// The ids are read from `/proc`, not with `getsid`: a session led from outside this pid
+/// namespace (a process started by `unshare --pid`, `nsenter`, or a sandbox or CI runner that
+/// enters the namespace without starting a session, as on this project's CI machines) has id
 /// 0, which `rustix::process::getsid` cannot represent (it panics). Id 0 names no one session or
 /// group, so it matches nothing. The process group is what still ties such a script's
 /// background jobs to the server it started: without job control they share the script's

@@ -125,7 +125,7 @@ struct SamplingState {
     events: changes::Changes,
     /// Client requests being worked on, by (session, request id), so the client can cancel
     /// them with `notifications/cancelled`.
-    running: Arc<Mutex<HashMap<(String, String), AbortHandle>>>,
+    running: Arc<Mutex<RunningTasks>>,
     /// The rounds of recent tool calls, for the console.
     rounds: Arc<rounds::Rounds>,
     /// This instance's name on the console: the cluster's name for it, else a random one.
@@ -188,6 +188,53 @@ async fn console(axum::extract::State(state): axum::extract::State<SamplingState
     ConsolePage { deadline_s: state.config.deadline.as_secs() }
 }
 
+/// The answers running, by session and request id (its JSON text), each with the number of its
+/// task (so that a finished task never removes a newer one's entry with the same id) and how to
+/// stop it.
+#[derive(Debug, Default)]
+struct RunningTasks {
+    by_request: HashMap<(String, String), (u64, AbortHandle)>,
+    started: u64,
+}
+
+impl RunningTasks {
+    /// Runs `work` on a task of its own, listed under `key` until it ends or is aborted
+    /// (whatever ends it, its entry goes with it).
+    fn spawn(
+        tasks: &Arc<Mutex<RunningTasks>>,
+        key: (String, String),
+        work: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut running = lock(tasks);
+        running.started += 1;
+        let number = running.started;
+        let leave = Running { tasks: tasks.clone(), key: key.clone(), number };
+        let task = tokio::spawn(async move {
+            let _leave = leave;
+            work.await;
+        });
+        running.by_request.insert(key, (number, task.abort_handle()));
+        task
+    }
+}
+
+/// A running answer's entry in [`RunningTasks`], removed when its task ends or is aborted,
+/// unless a newer request with the same id has taken the entry over.
+struct Running {
+    tasks: Arc<Mutex<RunningTasks>>,
+    key: (String, String),
+    number: u64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut tasks = lock(&self.tasks);
+        if tasks.by_request.get(&self.key).is_some_and(|(number, _)| *number == self.number) {
+            tasks.by_request.remove(&self.key);
+        }
+    }
+}
+
 impl SamplingState {
     /// Runs the answer to client request `id` of `session` on its own task, which the client
     /// can cancel; `deliver` gets the response.
@@ -198,28 +245,22 @@ impl SamplingState {
         reply: Arc<dyn Fn(Value) + Send + Sync>,
         deliver: impl FnOnce(Value) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
-        let key = (session.id().as_str().to_owned(), request.id.to_string());
-        let (state, running) = (self.clone(), self.running.clone());
-        let mut tasks = lock(&self.running);
-        let done = key.clone();
-        let task = tokio::spawn(async move {
+        // The id's JSON text: `5` and `"5"` are two requests.
+        let key = (session.id().as_str().to_owned(), json!(request.id).to_string());
+        let state = self.clone();
+        RunningTasks::spawn(&self.running, key, async move {
             let response = state.answer(&session, request, &*reply).await;
-            lock(&running).remove(&done);
             deliver(response);
-        });
-        tasks.insert(key, task.abort_handle());
-        task
+        })
     }
 
     /// `notifications/cancelled` from a client: stops the named request's work (which cancels
     /// the sampling request it waits for, and tells the client with the model).
     fn cancel(&self, session: &Session, params: &Value) {
         let Some(id) = params.get("requestId") else { return };
-        let id = match id {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        if let Some(task) = lock(&self.running).remove(&(session.id().as_str().to_owned(), id)) {
+        let id = id.to_string();
+        let key = (session.id().as_str().to_owned(), id);
+        if let Some((_, task)) = lock(&self.running).by_request.remove(&key) {
             task.abort();
         }
     }
@@ -522,5 +563,46 @@ fn client_info(
         capabilities: params.get("capabilities").cloned().unwrap_or(json!({})),
         transport,
         connected_at: unix_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn start(
+        tasks: &Arc<Mutex<RunningTasks>>,
+        key: &(String, String),
+        work: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        RunningTasks::spawn(tasks, key.clone(), work)
+    }
+
+    #[tokio::test]
+    async fn a_running_answer_leaves_the_list_when_it_ends_or_is_aborted() {
+        let tasks = Arc::new(Mutex::new(RunningTasks::default()));
+        let key = ("session".to_owned(), "5".to_owned());
+        let finished = start(&tasks, &key, async {});
+        finished.await.unwrap();
+        assert!(lock(&tasks).by_request.is_empty(), "an answer that ended");
+
+        let aborted = start(&tasks, &key, std::future::pending());
+        aborted.abort();
+        assert!(aborted.await.unwrap_err().is_cancelled());
+        assert!(lock(&tasks).by_request.is_empty(), "an answer whose caller went away");
+
+        // A request reusing the id takes the entry over; the older one ending leaves it alone.
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let older = start(&tasks, &key, async {
+            let _ = released.await;
+        });
+        let newer = start(&tasks, &key, std::future::pending());
+        release.send(()).unwrap();
+        older.await.unwrap();
+        assert_eq!(lock(&tasks).by_request.get(&key).map(|(number, _)| *number), Some(4));
+        newer.abort();
+        assert!(newer.await.unwrap_err().is_cancelled());
+        assert!(lock(&tasks).by_request.is_empty());
     }
 }

@@ -82,36 +82,46 @@ async fn connection(mut socket: TcpStream, server: Arc<Server>) {
     }
 }
 
+/// The most a request's head and body may take; past it the connection is closed.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
 /// Reads one request (head and `Content-Length` body) from `socket`, keeping what follows it.
+/// `None` when the connection closes, or sends what is not an HTTP request or is too large.
 pub(super) async fn read_request(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Asked> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = request.parse(buffer) {
-            let header = |name: &str| {
-                request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
-            };
-            let length: usize = header("content-length")
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
-                .unwrap_or(0);
-            let client_id = header("client-id").map(|v| String::from_utf8_lossy(v).into_owned());
-            let target = request.path.unwrap_or("/").to_owned();
-            let method = request.method.unwrap_or("GET").to_owned();
-            while buffer.len() < head + length {
+        let head = match request.parse(buffer) {
+            Ok(httparse::Status::Complete(head)) => head,
+            Ok(httparse::Status::Partial) if buffer.len() < MAX_REQUEST_BYTES => {
                 read_more(socket, buffer).await?;
+                continue;
             }
-            let body = buffer[head..head + length].to_vec();
-            buffer.drain(..head + length);
-            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-            return Some(Asked {
-                method,
-                path: path.to_owned(),
-                query: query.to_owned(),
-                client_id,
-                body,
-            });
+            Ok(httparse::Status::Partial) | Err(_) => return None,
+        };
+        let header = |name: &str| {
+            request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        };
+        let length: usize = header("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+            .unwrap_or(0);
+        let client_id = header("client-id").map(|v| String::from_utf8_lossy(v).into_owned());
+        let target = request.path.unwrap_or("/").to_owned();
+        let method = request.method.unwrap_or("GET").to_owned();
+        let end = head.checked_add(length).filter(|end| *end <= MAX_REQUEST_BYTES)?;
+        while buffer.len() < end {
+            read_more(socket, buffer).await?;
         }
-        read_more(socket, buffer).await?;
+        let body = buffer[head..end].to_vec();
+        buffer.drain(..end);
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        return Some(Asked {
+            method,
+            path: path.to_owned(),
+            query: query.to_owned(),
+            client_id,
+            body,
+        });
     }
 }
 
