@@ -120,7 +120,7 @@ impl ClientInfo {
 struct SamplingState {
     core: Core,
     config: SamplingConfig,
-    clients: Arc<Mutex<BTreeMap<String, ClientInfo>>>,
+    clients: Arc<Mutex<BTreeMap<String, Arc<ClientInfo>>>>,
     requests: Arc<Mutex<VecDeque<Arc<requests::SamplingRequest>>>>,
     events: changes::Changes,
     /// Client requests being worked on, by (session, request id), so the client can cancel
@@ -268,7 +268,7 @@ impl SamplingState {
     /// Registers a client that has just initialized.
     fn client_joined(&self, client: ClientInfo) {
         let shown = json!(client);
-        lock(&self.clients).insert(client.session.clone(), client);
+        lock(&self.clients).insert(client.session.clone(), Arc::new(client));
         self.publish("client_connected", &shown);
     }
 
@@ -282,14 +282,15 @@ impl SamplingState {
         }
     }
 
-    fn client(&self, id: &SessionId) -> Option<ClientInfo> {
+    /// The client of session `id` (shared: a tool call looks it up twice).
+    fn client(&self, id: &SessionId) -> Option<Arc<ClientInfo>> {
         lock(&self.clients).get(id.as_str()).cloned()
     }
 
     /// A tool call's round or outcome ([`rounds`]): kept for the snapshot, and published.
     fn record_round(&self, name: &'static str, data: Value) {
-        self.rounds.keep(name, data.clone());
         self.publish(name, &data);
+        self.rounds.keep(name, data);
     }
 
     /// A state change for `GET /sampling/events` viewers (of every instance, with several).
@@ -361,7 +362,7 @@ impl SamplingState {
             tool: rounds::shorten(params.get("name").and_then(Value::as_str).unwrap_or_default()),
             era: "handshake",
             client: rounds::shorten(
-                &self.client(session.id()).map_or_else(|| "unknown".to_owned(), |c| c.name),
+                &self.client(session.id()).map_or_else(|| "unknown".to_owned(), |c| c.name.clone()),
             ),
         };
         let response = self.run_tool(session, id, &call, params, reply).await;
@@ -385,7 +386,7 @@ impl SamplingState {
         if let Err(message) = tools::sampling_params(name, &arguments) {
             return mcp::error(Some(id), codes::INVALID_PARAMS, &message);
         }
-        let Some(client) = self.client(session.id()).filter(ClientInfo::samples) else {
+        let Some(client) = self.client(session.id()).filter(|client| client.samples()) else {
             return tool_error(
                 id,
                 "this client did not declare the sampling capability, so it cannot run the model",

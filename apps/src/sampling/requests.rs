@@ -194,7 +194,7 @@ fn find_session(state: &SamplingState, client: &str) -> Option<Session> {
 
 /// The client of `session`, if it may be sent a sampling request: initialized, and declaring
 /// sampling.
-fn sampling_client(state: &SamplingState, session: &Session) -> Result<ClientInfo, ApiError> {
+fn sampling_client(state: &SamplingState, session: &Session) -> Result<Arc<ClientInfo>, ApiError> {
     let info = state.client(session.id()).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
