@@ -16,8 +16,8 @@
 //! the connections it accepted per round trip, by its own count.
 //!
 //! The `go` target ([`super::foreign`]) runs a responder and a load generator written in Go like
-//! the Go original's programs against `bidi-server` with its default flags and against a server
-//! written like the Go original's, built from source when `go` is installed.
+//! the Go original's programs against `bidi-server` with its default flags, a server written
+//! like the Go original's and the limit, built from source when `go` is installed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +41,8 @@ pub enum RoundtripTarget {
     /// The same protocol over raw sockets, no framework.
     Limit,
     /// A Go responder and load generator written like the Go original's programs, against
-    /// `sse-apps bidi-server` with its default flags and against a Go server written like the
-    /// original's ([`super::foreign`]).
+    /// `sse-apps bidi-server` with its default flags, a Go server written like the original's
+    /// and the limit ([`super::foreign`]).
     Go,
 }
 
@@ -177,7 +177,7 @@ impl RoundtripReport {
         )
     }
 
-    /// `ours` or ` limit` (aligned), or `go harness → ours` or `go harness → go original`.
+    /// ` ours` or `limit` (aligned), or `go harness → <server>` under the Go harness.
     fn label(&self) -> String {
         match self.bench.target {
             RoundtripTarget::Go => format!("go harness → {}", self.server.name()),

@@ -58,8 +58,8 @@ pub(crate) enum BenchScenario {
         rate: Option<u32>,
         /// Servers to measure (comma-separated): `ours` (`sse-apps bidi-server`), `limit` (the
         /// same protocol over raw sockets, no framework), `go` (a Go responder and load generator
-        /// written like the Go original's, against `bidi-server` with its default flags and
-        /// against a Go server written like the original's; built with `go` when it is
+        /// written like the Go original's, against `bidi-server` with its default flags, a Go
+        /// server written like the original's and the limit; built with `go` when it is
         /// installed, skipped with a notice otherwise)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
         targets: Vec<crate::bench::roundtrip::RoundtripTarget>,
@@ -417,9 +417,9 @@ async fn roundtrip(benches: Vec<crate::bench::roundtrip::RoundtripBench>) -> any
         if bench.target == RoundtripTarget::Go {
             // `None`: skipped, with a notice (no `go` here).
             if let Some(comparison) = crate::bench::foreign::run(bench).await? {
-                println!("{}", comparison.ours.line());
-                println!("{}", comparison.original.line());
-                println!("{}", comparison.ratio_line());
+                for line in comparison.lines() {
+                    println!("{line}");
+                }
             }
             continue;
         }
