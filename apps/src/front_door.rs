@@ -198,7 +198,7 @@ fn answered(
     span: &tracing::Span,
     response: &Response,
     started: Option<Instant>,
-    counted: Option<(HttpMetrics, (&'static str, &'static str))>,
+    counted: Option<(HttpMetrics, crate::http_metrics::RequestKind)>,
 ) {
     let Some(started) = started else { return };
     let elapsed = started.elapsed();
