@@ -1,6 +1,7 @@
 //! The service every request of a server passes first: a span for the request, the Host and
 //! Origin checks, a 500 in the house error shape for a handler that panicked, the security headers
-//! of HTML pages, and, in a cluster, the instance's name on every answer (`X-Sse-Apps-Instance`).
+//! of HTML pages, the cap on event streams per client ([`StreamCap`]), and, in a cluster, the
+//! instance's name on every answer (`X-Sse-Apps-Instance`).
 //!
 //! Written as one tower service by hand rather than as `from_fn` middlewares, and put around the
 //! whole router rather than added with `Router::layer`, because of what each such layer costs
@@ -10,7 +11,9 @@
 //! round trip of the bidirectional server is two small requests, so that was measurable
 //! (`docs/PERFORMANCE.md`). Here the checks run before the call, the router below is called in
 //! place (its readiness is ours), and the one boxed future is the handler's own, instrumented and
-//! guarded.
+//! guarded. The stream cap is here for the same reason: as a `from_fn` layer on the router it cost
+//! every request (every trigger and every answer) those allocations, to count the few that open
+//! a stream; here it costs a request one lookup of its peer address.
 //!
 //! It wraps only the handler's future, not response bodies: tower-http's `TraceLayer` and
 //! `CatchPanicLayer` wrap every body, so they would run on every write of every event stream.
@@ -32,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use sse_core::edge::ApiError;
 use sse_core::edge::origin::HostPolicy;
+use sse_core::edge::streams::StreamCap;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -46,12 +50,19 @@ pub struct FrontDoorLayer {
     hosts: HostPolicy,
     instance: Option<HeaderValue>,
     metrics: Option<HttpMetrics>,
+    streams: Option<StreamCap>,
 }
 
 impl FrontDoorLayer {
     /// Checks Host and Origin against `hosts`.
     pub fn new(hosts: HostPolicy) -> FrontDoorLayer {
-        FrontDoorLayer { hosts, instance: None, metrics: None }
+        FrontDoorLayer { hosts, instance: None, metrics: None, streams: None }
+    }
+
+    /// Counts every event stream against its client's cap.
+    pub fn capping_streams(mut self, cap: StreamCap) -> FrontDoorLayer {
+        self.streams = Some(cap);
+        self
     }
 
     /// Counts and times every request in `metrics`.
@@ -76,6 +87,7 @@ impl<S> Layer<S> for FrontDoorLayer {
             hosts: self.hosts.clone(),
             instance: self.instance.clone(),
             metrics: self.metrics.clone(),
+            streams: self.streams.clone(),
         }
     }
 }
@@ -87,6 +99,7 @@ pub struct FrontDoor<S> {
     hosts: HostPolicy,
     instance: Option<HeaderValue>,
     metrics: Option<HttpMetrics>,
+    streams: Option<StreamCap>,
 }
 
 /// What a [`FrontDoor`] answers with.
@@ -117,6 +130,9 @@ where
             name(&mut refused, instance);
             return Box::pin(std::future::ready(Ok(refused)));
         }
+        // Named before the request is handed on; counted if its answer is a stream.
+        let capped =
+            self.streams.as_ref().and_then(|cap| Some((cap.clone(), cap.client_of(&request)?)));
         // Called in place: `poll_ready` above made the service below ready for this call.
         let called = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)));
         Box::pin(async move {
@@ -130,6 +146,9 @@ where
                 }
                 Err(_) => panicked(&span),
             };
+            if let Some((cap, client)) = capped {
+                cap.count(client, &response);
+            }
             answered(&span, &response, started, counted);
             name(&mut response, instance);
             guard_page(&mut response);
@@ -179,7 +198,7 @@ fn answered(
     span: &tracing::Span,
     response: &Response,
     started: Option<Instant>,
-    counted: Option<(HttpMetrics, (&'static str, &'static str))>,
+    counted: Option<(HttpMetrics, crate::http_metrics::RequestKind)>,
 ) {
     let Some(started) = started else { return };
     let elapsed = started.elapsed();

@@ -198,36 +198,62 @@ fn have_go() -> bool {
     found
 }
 
+/// The go target at one session for a second, with `extra` arguments: its lines against ours,
+/// the Go original's server and the limit, each checked for a clean run, and the ratio line.
+async fn go_harness_against_each(extra: &[&str]) -> ([String; 3], String) {
+    let mut args =
+        vec!["bench", "roundtrip", "--targets", "go", "--go-sessions", "1", "--duration", "1s"];
+    args.extend_from_slice(extra);
+    args.push("--no-pin");
+    let stdout = bench(&args).await;
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let [ours, original, limit, ratio] = <[String; 4]>::try_from(lines)
+        .unwrap_or_else(|_| panic!("a line per server, and the ratio: {stdout}"));
+    for (line, server) in [(&ours, "ours"), (&original, "go original"), (&limit, "limit")] {
+        let head = format!("roundtrip go harness → {server}: 1 sessions, 1 callers");
+        assert!(line.starts_with(&head), "{line}");
+        assert!(line.contains(" 0 errors"), "every trigger succeeded: {line}");
+        assert!(figure_before(line, " round trips (") > 0.0, "{line}");
+        assert!(figure_before(line, " µs server CPU per round trip") > 0.0, "{line}");
+    }
+    let ratio_head = "roundtrip go harness, 1 sessions, ours ÷ go original: round trips/s ";
+    assert!(ratio.starts_with(ratio_head), "{ratio}");
+    assert!(figure_before(&ratio, ", server CPU per round trip") > 0.0, "{ratio}");
+    assert!(figure_before(&ratio, " (limit ÷ go original") > 0.0, "{ratio}");
+    ([ours, original, limit], ratio)
+}
+
 #[tokio::test]
-async fn the_go_harness_reuses_its_connections_against_the_server_as_shipped() {
+async fn the_go_harness_reuses_its_connections_on_ours_as_shipped_the_go_original_and_the_limit() {
     if !have_go() {
         return;
     }
-    let args = [
-        "bench",
-        "roundtrip",
-        "--targets",
-        "go",
-        "--go-sessions",
-        "1",
-        "--duration",
-        "1s",
-        "--no-pin",
-    ];
-    let stdout = bench(&args).await;
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "the go target alone: {stdout}");
-    let line = lines[0];
-    assert!(line.starts_with("roundtrip    go: 1 sessions, 1 callers for 1s"), "{line}");
-    assert!(line.contains(" 0 errors"), "every trigger succeeded: {line}");
-    let completed = figure_before(line, " round trips (");
-    assert!(completed > 0.0, "{line}");
+    let (servers, ratio) = go_harness_against_each(&[]).await;
     // The responder's connection for its answers and the load's one (the stream was open before
     // the count began), however many round trips: a Go client that closed an answer unread and
     // dialled anew would make it one or more per round trip.
-    let per_round_trip = figure_before(line, " connections accepted per round trip");
-    let accepted = figure_before(line, " in all)");
-    assert!(per_round_trip < 0.1 && accepted <= 4.0, "the connections were reused: {line}");
+    for line in &servers {
+        let per_round_trip = figure_before(line, " connections accepted per round trip");
+        let accepted = figure_before(line, " in all)");
+        assert!(per_round_trip < 0.1 && accepted <= 4.0, "the connections were reused: {line}");
+    }
+    assert!(!ratio.contains("per accepted connection"), "only without reuse: {ratio}");
+}
+
+#[tokio::test]
+async fn without_reuse_the_go_harness_dials_for_every_request_on_each_server() {
+    if !have_go() {
+        return;
+    }
+    let (servers, ratio) = go_harness_against_each(&["--client-reuse", "never"]).await;
+    // Each server counts its own accepts: a trigger and an answer each came on a connection of
+    // their own (the counter's reads share one, opened before the first read).
+    for line in &servers {
+        let completed = figure_before(line, " round trips (");
+        assert_eq!(figure_before(line, " in all)"), 2.0 * completed, "{line}");
+    }
+    assert!(figure_before(&ratio, " (ours ") > 0.0, "CPU per accepted connection: {ratio}");
+    assert!(ratio.contains(" µs, go original ") && ratio.ends_with(" µs)"), "{ratio}");
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@
 //! trip (two accepts per round trip). Each report gives the server's CPU time per round trip and
 //! the connections it accepted per round trip, by its own count.
 //!
-//! The `go` target ([`super::foreign`]) runs `bidi-server` with its default flags under a
-//! responder and a load generator written in Go like the Go original's programs, built from
-//! source when `go` is installed.
+//! The `go` target ([`super::foreign`]) runs a responder and a load generator written in Go like
+//! the Go original's programs against `bidi-server` with its default flags, a server written
+//! like the Go original's and the limit, built from source when `go` is installed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,9 +40,32 @@ pub enum RoundtripTarget {
     Ours,
     /// The same protocol over raw sockets, no framework.
     Limit,
-    /// `sse-apps bidi-server` with its default flags, under a Go responder and load generator
-    /// written like the Go original's programs ([`super::foreign`]).
+    /// A Go responder and load generator written like the Go original's programs, against
+    /// `sse-apps bidi-server` with its default flags, a Go server written like the original's
+    /// and the limit ([`super::foreign`]).
     Go,
+}
+
+/// Which server answered a report's round trips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundtripServer {
+    /// `sse-apps bidi-server`.
+    Ours,
+    /// The limit baseline.
+    Limit,
+    /// The Go server written like the Go original's ([`super::foreign`]).
+    GoOriginal,
+}
+
+impl RoundtripServer {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoundtripServer::Ours => "ours",
+            RoundtripServer::Limit => "limit",
+            RoundtripServer::GoOriginal => "go original",
+        }
+    }
 }
 
 /// Whether the bench's clients keep their connections.
@@ -62,6 +85,14 @@ impl RoundtripTarget {
             RoundtripTarget::Ours => "ours",
             RoundtripTarget::Limit => "limit",
             RoundtripTarget::Go => "go",
+        }
+    }
+
+    /// The server of the bench's own clients; the `go` target runs two ([`super::foreign`]).
+    fn server(self) -> RoundtripServer {
+        match self {
+            RoundtripTarget::Ours | RoundtripTarget::Go => RoundtripServer::Ours,
+            RoundtripTarget::Limit => RoundtripServer::Limit,
         }
     }
 
@@ -115,6 +146,8 @@ pub struct RoundtripReport {
     pub accepted: u64,
     /// Whether the server was pinned to one core.
     pub pinned: bool,
+    /// The server that answered.
+    pub server: RoundtripServer,
     /// What the run ran beside: the machine's steal time, the load generator's CPU.
     pub conditions: Conditions,
 }
@@ -123,8 +156,8 @@ impl RoundtripReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "roundtrip {:>5}: {} sessions, {} callers{}{} for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%, {}{}",
-            self.bench.target.name(),
+            "roundtrip {}: {} sessions, {} callers{}{} for {:?}{}: {} round trips ({:.0}/s), {} errors, {}, server CPU {:.0}%, {}{}",
+            self.label(),
             self.bench.sessions,
             self.bench.callers,
             self.bench.rate.map(|rate| format!(" offering {rate}/s")).unwrap_or_default(),
@@ -144,6 +177,14 @@ impl RoundtripReport {
         )
     }
 
+    /// ` ours` or `limit` (aligned), or `go harness → <server>` under the Go harness.
+    fn label(&self) -> String {
+        match self.bench.target {
+            RoundtripTarget::Go => format!("go harness → {}", self.server.name()),
+            _ => format!("{:>5}", self.server.name()),
+        }
+    }
+
     /// `N µs server CPU per round trip, M connections accepted per round trip (K in all)`.
     pub fn per_round_trip(&self) -> String {
         let per_trip = |total: u64| total as f64 / self.completed.max(1) as f64;
@@ -156,16 +197,9 @@ impl RoundtripReport {
     }
 }
 
-/// Runs the scenario; `None` when it was skipped (the `go` target without `go`).
-pub async fn run(bench: RoundtripBench) -> anyhow::Result<Option<RoundtripReport>> {
-    if bench.target == RoundtripTarget::Go {
-        return super::foreign::run(bench).await;
-    }
-    run_ours(bench).await.map(Some)
-}
-
-/// Runs the scenario with this process's own clients.
-async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
+/// Runs the scenario with this process's own clients (the `go` target's are
+/// [`super::foreign::run`]'s).
+pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     anyhow::ensure!(
         bench.sessions > 0 && bench.callers > 0,
         "need at least one session and one caller"
@@ -263,7 +297,6 @@ async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     }
     let completed = completed.load(Ordering::Relaxed);
     Ok(RoundtripReport {
-        bench,
         completed,
         errors: errors.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed),
         latency: latencies.percentiles(),
@@ -272,7 +305,9 @@ async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
         cpu_us: after.cpu_us().saturating_sub(before.cpu_us()),
         accepted,
         pinned: server.pinned,
+        server: bench.target.server(),
         conditions,
+        bench,
     })
 }
 

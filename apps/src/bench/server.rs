@@ -1,4 +1,7 @@
-//! Starting the server under test as a child process, pinned to a core.
+//! Starting the server under test as a child process, pinned to a core: `sse-apps` itself (one
+//! of its servers, or a baseline it serves), or a foreign program that speaks the same control
+//! line ([`super::control`]) and prints the same `listening on http://…` first line (the Go
+//! original's server, [`super::foreign`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,8 +21,9 @@ pub struct ServerUnderTest {
     /// Whether the server runs pinned to core 0 and this process to core 1.
     pub pinned: bool,
     /// The process, held so that dropping this kills it.
-    _child: Child,
-    data: PathBuf,
+    child: Child,
+    /// The data directory of an `sse-apps` server.
+    data: Option<PathBuf>,
     /// Where commands go ([`super::control`]).
     stdin: ChildStdin,
     /// The server's output lines after the first.
@@ -28,7 +32,9 @@ pub struct ServerUnderTest {
 
 impl Drop for ServerUnderTest {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data);
+        if let Some(data) = &self.data {
+            let _ = std::fs::remove_dir_all(data);
+        }
     }
 }
 
@@ -55,6 +61,12 @@ impl ServerUnderTest {
     pub async fn usage(&mut self) -> anyhow::Result<Usage> {
         let line = self.ask("usage", "usage ").await?;
         Usage::from_line(&line).with_context(|| format!("a usage line: {line}"))
+    }
+
+    /// Kills the server and waits for it to exit, so that it is gone before the next
+    /// measurement starts (dropping only sends the signal).
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 }
 
@@ -88,12 +100,26 @@ pub async fn launch_with_env(
     env: &[(&str, &str)],
     pin: bool,
 ) -> anyhow::Result<ServerUnderTest> {
-    launch_inner(args, env, pin, Caps::Lifted).await
+    launch_program(Program::SseApps { args, env, caps: Caps::Lifted }, pin).await
 }
 
 /// [`launch`] with the server's default caps kept, as it ships: what a foreign client meets.
 pub async fn launch_as_shipped(args: &[&str], pin: bool) -> anyhow::Result<ServerUnderTest> {
-    launch_inner(args, &[], pin, Caps::AsShipped).await
+    launch_program(Program::SseApps { args, env: &[], caps: Caps::AsShipped }, pin).await
+}
+
+/// Starts the foreign server `program` with `-addr 127.0.0.1:0`, pinned as [`launch`] pins.
+pub async fn launch_foreign(program: &Path, pin: bool) -> anyhow::Result<ServerUnderTest> {
+    launch_program(Program::Foreign(program), pin).await
+}
+
+/// What to start.
+#[derive(Clone, Copy, Debug)]
+enum Program<'a> {
+    /// `sse-apps <args>`, with a fresh data directory.
+    SseApps { args: &'a [&'a str], env: &'a [(&'a str, &'a str)], caps: Caps },
+    /// A server of another language, which takes its address as `-addr`.
+    Foreign(&'a Path),
 }
 
 /// Whether the per-client stream cap is lifted.
@@ -105,12 +131,7 @@ enum Caps {
     AsShipped,
 }
 
-async fn launch_inner(
-    args: &[&str],
-    env: &[(&str, &str)],
-    pin: bool,
-    caps: Caps,
-) -> anyhow::Result<ServerUnderTest> {
+async fn launch_program(program: Program<'_>, pin: bool) -> anyhow::Result<ServerUnderTest> {
     // Counted once, before this process pins itself to one core (after which it sees one).
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -118,27 +139,28 @@ async fn launch_inner(
     if pin && !pinned {
         eprintln!("note: not pinning (needs taskset and two cores)");
     }
-    let data =
-        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()));
-    let (base, mut child, lines) = start(args, env, &data, pinned.then_some(0), caps).await?;
+    let data = matches!(program, Program::SseApps { .. }).then(|| {
+        std::env::temp_dir().join(format!("sse-apps-bench-{}", uuid::Uuid::new_v4().simple()))
+    });
+    let (base, mut child, lines) = start(program, data.as_deref(), pinned.then_some(0)).await?;
     let stdin = child.stdin.take().context("the server's input")?;
-    let server = ServerUnderTest { base, pinned, _child: child, data, stdin, lines };
+    let server = ServerUnderTest { base, pinned, child, data, stdin, lines };
     if pinned {
         pin_self(1)?;
     }
     Ok(server)
 }
 
-/// Starts `sse-apps <args>` on an ephemeral port (on `core` when given) and waits until it
-/// listens.
+/// Starts `program` on an ephemeral port (on `core` when given) and waits until it listens.
 async fn start(
-    args: &[&str],
-    env: &[(&str, &str)],
-    data_dir: &Path,
+    program: Program<'_>,
+    data_dir: Option<&Path>,
     core: Option<usize>,
-    caps: Caps,
 ) -> anyhow::Result<(String, Child, mpsc::UnboundedReceiver<String>)> {
-    let exe = std::env::current_exe().context("finding this program")?;
+    let exe = match program {
+        Program::SseApps { .. } => std::env::current_exe().context("finding this program")?,
+        Program::Foreign(path) => path.to_owned(),
+    };
     let mut command = match core {
         Some(core) => {
             let mut command = Command::new("taskset");
@@ -147,16 +169,23 @@ async fn start(
         }
         None => Command::new(&exe),
     };
-    command.args(args).args(["--addr", "127.0.0.1:0"]);
-    if caps == Caps::Lifted {
-        command.args(["--max-streams-per-client", "0"]);
+    match program {
+        Program::SseApps { args, env, caps } => {
+            command.args(args).args(["--addr", "127.0.0.1:0"]);
+            if caps == Caps::Lifted {
+                command.args(["--max-streams-per-client", "0"]);
+            }
+            if let Some(data_dir) = data_dir {
+                command.arg("--data-dir").arg(data_dir);
+            }
+            command.env("RUST_LOG", "warn").envs(env.iter().copied());
+        }
+        Program::Foreign(_) => {
+            command.args(["-addr", "127.0.0.1:0"]);
+        }
     }
     command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
         .env(control::ENV, "1")
-        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -57,9 +57,10 @@ pub(crate) enum BenchScenario {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rate: Option<u32>,
         /// Servers to measure (comma-separated): `ours` (`sse-apps bidi-server`), `limit` (the
-        /// same protocol over raw sockets, no framework), `go` (`bidi-server` with its default
-        /// flags under a Go responder and load generator written like the Go original's, built
-        /// with `go` when it is installed, skipped with a notice otherwise)
+        /// same protocol over raw sockets, no framework), `go` (a Go responder and load generator
+        /// written like the Go original's, against `bidi-server` with its default flags, a Go
+        /// server written like the original's and the limit; built with `go` when it is
+        /// installed, skipped with a notice otherwise)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
         targets: Vec<crate::bench::roundtrip::RoundtripTarget>,
         /// Whether the clients keep their connections: `always`, or `never` (a new connection
@@ -378,7 +379,6 @@ async fn fanout(
     Ok(())
 }
 
-/// Each target's round trips, then ours beside the limit when both were measured.
 /// What `bench sampling` was asked to run.
 struct SamplingPlan {
     callers: Vec<usize>,
@@ -408,15 +408,24 @@ async fn sampling(plan: SamplingPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each target's round trips (the go target's against both servers, beside each other), then ours
+/// beside the limit when both were measured.
 async fn roundtrip(benches: Vec<crate::bench::roundtrip::RoundtripBench>) -> anyhow::Result<()> {
     use crate::bench::roundtrip::{RoundtripTarget, ratio_line};
     let mut reports = Vec::new();
     for bench in benches {
-        // `None`: skipped, with a notice (the go target without `go`).
-        if let Some(report) = crate::bench::roundtrip::run(bench).await? {
-            println!("{}", report.line());
-            reports.push(report);
+        if bench.target == RoundtripTarget::Go {
+            // `None`: skipped, with a notice (no `go` here).
+            if let Some(comparison) = crate::bench::foreign::run(bench).await? {
+                for line in comparison.lines() {
+                    println!("{line}");
+                }
+            }
+            continue;
         }
+        let report = crate::bench::roundtrip::run(bench).await?;
+        println!("{}", report.line());
+        reports.push(report);
     }
     let of = |wanted| reports.iter().find(|r| r.bench.target == wanted);
     if let (Some(ours), Some(limit)) = (of(RoundtripTarget::Ours), of(RoundtripTarget::Limit)) {

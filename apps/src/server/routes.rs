@@ -11,7 +11,7 @@ use sse_core::Core;
 use sse_core::edge::auth::{Token, require_token};
 use sse_core::edge::origin::HostPolicy;
 use sse_core::edge::rate::{RateLimit, limit};
-use sse_core::edge::streams::{StreamCap, cap_streams};
+use sse_core::edge::streams::StreamCap;
 use sse_core::edge::{method_not_allowed, not_found};
 use tower::Layer;
 
@@ -27,13 +27,14 @@ pub struct Guards {
     pub token: Token,
     /// A per-address rate limit, checked before the token so guesses are throttled too.
     pub rate: Option<RateLimit>,
-    /// A cap on open event streams per address (the oldest closes past it).
+    /// A cap on open event streams per address (the oldest closes past it); applied by the
+    /// [`FrontDoor`], where it costs the requests that open no stream nothing.
     pub streams: Option<StreamCap>,
 }
 
 /// `app`'s routes behind `guards`, merged with `/healthz`, `/readyz`, `/metrics` and `/static`,
 /// with JSON 404/405, behind the [`FrontDoor`] every server has: request tracing, Host/Origin
-/// checks, panic catching, and in a cluster the instance's name on every answer.
+/// checks, panic catching, the stream cap, and in a cluster the instance's name on every answer.
 pub fn guarded_with_shared_routes(
     app: Router,
     core: &Core,
@@ -43,6 +44,7 @@ pub fn guarded_with_shared_routes(
     let metrics = core.metrics.clone();
     let ready = core.ready.clone();
     crate::assets::register_check(&ready);
+    let streams = guards.streams.clone();
     let app = guarded(app, guards)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(move || readyz(ready)))
@@ -54,11 +56,14 @@ pub fn guarded_with_shared_routes(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Around the whole router, once, not on every route (see `front_door`).
-    let front_door = match core.cluster() {
+    let mut front_door = match core.cluster() {
         Some(cluster) => FrontDoorLayer::new(hosts).naming_instance(cluster.instance()),
         None => FrontDoorLayer::new(hosts),
     }
     .counting(crate::http_metrics::HttpMetrics::register(&core.metrics));
+    if let Some(cap) = streams {
+        front_door = front_door.capping_streams(cap);
+    }
     front_door.layer(app)
 }
 
@@ -68,9 +73,6 @@ pub fn guarded_with_shared_routes(
 fn guarded(mut app: Router, guards: Guards) -> Router {
     if guards.token.is_required() {
         app = app.layer(from_fn_with_state(guards.token, require_token));
-    }
-    if let Some(cap) = guards.streams {
-        app = app.layer(from_fn_with_state(cap, cap_streams));
     }
     if let Some(rate) = guards.rate {
         app = app.layer(from_fn_with_state(rate, limit));

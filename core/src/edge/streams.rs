@@ -13,10 +13,14 @@
 //! a trusted proxy is never spared: what it forwards is counted by the address it names, or as
 //! the proxy's when it names none.
 //!
-//! The middleware learns of a stream from the [`StreamHandle`] that
+//! The cap learns of a stream from the [`StreamHandle`] that
 //! [`sse_response`](crate::stream::sse_response) puts in the response: a token that closes the
 //! stream when cancelled, and that the stream itself cancels when it ends for any reason, so
-//! ended streams are recognised and forgotten.
+//! ended streams are recognised and forgotten. It is applied in two steps, the client named
+//! before the request is served ([`StreamCap::client_of`]) and the stream counted once its
+//! response is out ([`StreamCap::count`]): [`cap_streams`] is both as a middleware, and a server
+//! with a service of its own around its router can take both steps there, at no cost to the
+//! requests that open no stream.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -107,6 +111,29 @@ impl StreamCap {
         }
     }
 
+    /// The client `request` comes from, as the cap counts it: `None` when the request has no
+    /// peer address (`ConnectInfo<SocketAddr>`) or comes from a spared loopback peer.
+    pub fn client_of<B>(&self, request: &http::Request<B>) -> Option<IpAddr> {
+        let proxies = &self.inner.proxies;
+        // Spared: a loopback peer that is this machine's own program, never a proxy forwarding
+        // someone (whatever address the forwarding says, or none).
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .filter(|peer| {
+                !(self.inner.spare_loopback && peer.is_loopback() && !proxies.trusts(*peer))
+            })
+            .map(|peer| proxies.client(peer, request.headers()))
+    }
+
+    /// Counts `response` against `client`'s cap when it is an event stream.
+    pub fn count(&self, client: IpAddr, response: &Response) {
+        if let Some(handle) = response.extensions().get::<StreamHandle>() {
+            self.admit(client, handle.0.clone());
+        }
+    }
+
     /// How many streams of `client` are open.
     pub fn open_for(&self, client: IpAddr) -> usize {
         let open = lock(&self.inner.open);
@@ -119,18 +146,10 @@ impl StreamCap {
 /// (`ConnectInfo<SocketAddr>`), and passes requests without one through uncounted, as it does a
 /// loopback client when the cap spares them.
 pub async fn cap_streams(State(cap): State<StreamCap>, request: Request, next: Next) -> Response {
-    let proxies = &cap.inner.proxies;
-    // Spared: a loopback peer that is this machine's own program, never a proxy forwarding
-    // someone (whatever address the forwarding says, or none).
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-        .filter(|peer| !(cap.inner.spare_loopback && peer.is_loopback() && !proxies.trusts(*peer)))
-        .map(|peer| proxies.client(peer, request.headers()));
+    let client = cap.client_of(&request);
     let response = next.run(request).await;
-    if let (Some(client), Some(handle)) = (client, response.extensions().get::<StreamHandle>()) {
-        cap.admit(client, handle.0.clone());
+    if let Some(client) = client {
+        cap.count(client, &response);
     }
     response
 }

@@ -203,7 +203,9 @@ fn respond(server: &Server, asked: &Asked) -> (u16, String) {
     match (waiting, &asked.client_id) {
         (Some(waiting), Some(_)) => {
             let _ = waiting.send(result);
-            (200, "{}".to_owned())
+            // Empty, as ours and the Go original answer: a Go client closes this body unread,
+            // and reuses its connection only when nothing was left in it.
+            (200, String::new())
         }
         _ => (404, "{}".to_owned()),
     }
