@@ -52,7 +52,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 
 use super::body_deadline::{BODY_TIMEOUT, DeadlineBody};
@@ -123,28 +123,6 @@ impl<S> App for S where
 /// Serves `app` on `listener` until `shutdown` is cancelled, then waits for open connections to
 /// finish their requests.
 pub async fn serve(
-    listener: TcpListener,
-    app: impl App,
-    shutdown: CancellationToken,
-    settings: ConnectionSettings,
-) -> std::io::Result<()> {
-    // Accepting is a task of its own, so that it runs on one of the runtime's workers. This
-    // future may be polled off the workers (`Runtime::block_on` polls its future on the main
-    // thread), and an accept loop there costs every new connection two thread switches: the
-    // worker that sees the listener ready wakes the main thread, which accepts and wakes a worker
-    // again for the connection's task. On a worker, the connection's task starts in that
-    // worker's own queue. Dropping this future stops accepting, as before.
-    let accepting = tokio::spawn(accept_loop(listener, app, shutdown, settings));
-    match AbortOnDropHandle::new(accepting).await {
-        Ok(served) => served,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        // Cancelled: the runtime is shutting down.
-        Err(_) => Ok(()),
-    }
-}
-
-/// Accepts connections and serves each in a task of its own; [`serve`]'s body.
-async fn accept_loop(
     listener: TcpListener,
     app: impl App,
     shutdown: CancellationToken,
