@@ -384,3 +384,117 @@ async fn a_short_soak_drives_every_app_without_an_error_and_reports_growth() {
         assert!(line.contains("under load") && !line.contains("not sampled"), "{line}");
     }
 }
+
+#[tokio::test]
+async fn fanout_over_websocket_delivers_every_event_beside_ours() {
+    let args = [
+        "bench",
+        "fanout",
+        "--loads",
+        "20x20",
+        "--targets",
+        "ours,ws",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let rows = table_rows(&stdout);
+    let servers: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(servers, ["ours", "ws"], "{stdout}");
+    for row in &rows {
+        assert_eq!(row[2], "100.00%", "every event delivered: {row:?}");
+        assert_eq!(row[3], "0", "no resync (for ws, no close for lagging): {row:?}");
+        assert!(row[4].parse::<f64>().unwrap() > 0.0, "deliveries/s: {row:?}");
+        assert!(row[6].ends_with(" ms"), "a p99: {row:?}");
+    }
+}
+
+#[tokio::test]
+async fn idle_and_connect_over_websocket_open_every_connection() {
+    let args = ["bench", "idle", "--connections", "50", "--targets", "ws", "--no-pin"];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(line.starts_with("idle    ws: 50 connections, server RSS "), "{line}");
+    assert!(line.contains("KiB per connection") && line.ends_with(", 0 failed"), "{line}");
+    let args = ["bench", "connect", "--connections", "50", "--targets", "ws", "--no-pin"];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(
+        line.starts_with("connect    ws: 50 connections in ") && line.contains(", 0 failed"),
+        "{line}"
+    );
+}
+
+/// A hidden server command started on a free port, with the bench's control channel; its
+/// address, its stdin and its further output lines. Killed when dropped.
+struct Started {
+    addr: String,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    _child: tokio::process::Child,
+}
+
+async fn start(args: &[&str]) -> Started {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--addr", "127.0.0.1:0"])
+        .env("SSE_APPS_BENCH_CONTROL", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let addr = first.split("listening on http://").nth(1).unwrap().trim().to_owned();
+    Started { addr, stdin, lines, _child: child }
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_falls_behind_is_told_with_a_close() {
+    use sse_apps::bench::ws_client::open;
+    use sse_apps::bench::ws_scan::{Frame, FrameScanner};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut server = start(&["bench-target", "ws"]).await;
+    let connecting = tokio::sync::Semaphore::new(1);
+    let (mut socket, first) = open(&server.addr, "/events", &connecting).await.unwrap();
+    // 3,000 events of 64 KiB while the client reads nothing: far more than the sockets' buffers
+    // and the 1,024 events its connection may fall behind.
+    server.stdin.write_all(b"publish 100000 65536 3000\n").await.unwrap();
+    let done = async {
+        loop {
+            let line = server.lines.next_line().await.unwrap().unwrap();
+            if line.starts_with("published") {
+                return line;
+            }
+        }
+    };
+    let done = tokio::time::timeout(Duration::from_secs(60), done).await.unwrap();
+    assert_eq!(done, "published 3000");
+
+    let (mut texts, mut close, mut scanner) = (0u64, None, FrameScanner::default());
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut bytes = first;
+    let read_to_the_end = async {
+        loop {
+            scanner.feed(&bytes, |frame| match frame {
+                Frame::Text(_) => texts += 1,
+                Frame::Close(code) => close = Some(code),
+                Frame::Heartbeat | Frame::Unexpected => {}
+            });
+            let n = socket.read(&mut buffer).await.unwrap();
+            if n == 0 || close.is_some() {
+                return;
+            }
+            bytes = buffer[..n].to_vec();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read_to_the_end).await.unwrap();
+    assert_eq!(close, Some(Some(1013)), "closed for lagging after {texts} events");
+    assert!(texts < 3000, "{texts} events before the close");
+}

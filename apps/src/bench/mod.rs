@@ -28,6 +28,8 @@ mod server;
 pub mod soak;
 pub mod steal;
 pub mod targets;
+pub mod ws_client;
+pub mod ws_scan;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -19,12 +19,13 @@ use crate::server;
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchScenario {
     /// N connections on one topic, R events a second: delivery, latency, server CPU and memory,
-    /// ours beside the `limit` and `naive` baselines
+    /// ours beside the `limit` and `naive` baselines (and, when asked, a WebSocket server)
     Fanout {
         /// Loads as CONNECTIONSxRATE (comma-separated)
         #[arg(long, value_delimiter = ',', default_value = "1000x10,1000x100,10000x10,10000x100")]
         loads: Vec<crate::bench::fanout::Load>,
-        /// Servers to measure (comma-separated)
+        /// Servers to measure (comma-separated): `ours`, `limit` (no framework), `naive` (axum's
+        /// `Sse` over tokio broadcast), `ws` (axum's WebSocket over tokio broadcast)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
         targets: Vec<Target>,
         /// Bytes of data per event
@@ -102,7 +103,7 @@ pub(crate) enum BenchScenario {
         /// Connections to hold open
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
-        /// Servers to measure (comma-separated)
+        /// Servers to measure (comma-separated): `ours`, `limit`, `naive`, `ws`
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
         targets: Vec<Target>,
         /// Do not pin the server and the load generator to separate cores
@@ -441,7 +442,7 @@ impl BenchTargetArgs {
         commands: tokio::sync::mpsc::UnboundedReceiver<String>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        use crate::bench::targets::{limit, naive, ours};
+        use crate::bench::targets::{limit, naive, ours, ws};
         if self.target == Target::Ours {
             let app = move |core: Core| Ok(ours::router(core, commands));
             return super::serve_program(self.server, BENCH_TARGET, shutdown, app).await;
@@ -455,7 +456,10 @@ impl BenchTargetArgs {
         let served = async {
             match self.target {
                 Target::Limit => limit::serve(listener, commands).await,
-                _ => naive::serve(listener, commands).await,
+                Target::Naive => naive::serve(listener, commands).await,
+                Target::Ws => ws::serve(listener, commands).await,
+                // Served above, behind the apps' layers.
+                Target::Ours => Ok(()),
             }
         };
         tokio::select! {
