@@ -426,6 +426,56 @@ async fn idle_and_connect_over_websocket_open_every_connection() {
     );
 }
 
+#[tokio::test]
+async fn roundtrip_over_websocket_answers_every_request_on_the_socket() {
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "ws",
+        "--sessions",
+        "4",
+        "--callers",
+        "4",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the ws target alone, no ratio: {stdout}");
+    let line = lines[0];
+    assert!(line.starts_with("roundtrip    ws: 4 sessions, 4 callers for 1s"), "{line}");
+    assert!(line.contains(" 0 errors") && figure_before(line, " round trips (") > 0.0, "{line}");
+    assert!(figure_before(line, " µs server CPU per round trip") > 0.0, "{line}");
+    // The sessions' sockets were open before the count began; only the callers' connections.
+    assert!(figure_before(line, " in all)") <= 4.0, "connections reused: {line}");
+
+    // Triggers on a connection each, at a rate: every one due is sent, and the answers ride the
+    // sessions' sockets, so the server accepts exactly one connection per round trip.
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "ws",
+        "--sessions",
+        "2",
+        "--callers",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--client-reuse",
+        "never",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(line.contains(": 200 round trips (") && line.contains(" 0 errors"), "{line}");
+    assert!(line.contains(" 1.000 connections accepted per round trip (200 in all)"), "{line}");
+}
+
 /// A hidden server command started on a free port, with the bench's control channel; its
 /// address, its stdin and its further output lines. Killed when dropped.
 struct Started {
@@ -497,4 +547,28 @@ async fn a_websocket_client_that_falls_behind_is_told_with_a_close() {
     tokio::time::timeout(Duration::from_secs(60), read_to_the_end).await.unwrap();
     assert_eq!(close, Some(Some(1013)), "closed for lagging after {texts} events");
     assert!(texts < 3000, "{texts} events before the close");
+}
+
+#[tokio::test]
+async fn the_websocket_round_trip_server_refuses_bad_triggers_with_json() {
+    let server = start(&["bench-ws-roundtrip"]).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    for (path, status) in [
+        ("/trigger", 400),
+        ("/trigger?client_id=x", 400),
+        ("/trigger?client_id=nobody&message=m", 404),
+        ("/trigger?client_id=%ZZ", 400),
+    ] {
+        let answer = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+    }
+    let answer = http.get(format!("{base}/trigger")).send().await.unwrap();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    // Not a WebSocket handshake: refused, not served.
+    let answer = http.get(format!("{base}/events?client_id=x")).send().await.unwrap();
+    assert!(answer.status().is_client_error(), "{}", answer.status());
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.starts_with("sse_connections_accepted_total "), "{metrics}");
 }

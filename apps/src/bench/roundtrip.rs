@@ -18,6 +18,11 @@
 //! The `go` target ([`super::foreign`]) runs `bidi-server` with its default flags under a
 //! responder and a load generator written in Go like the Go original's programs, built from
 //! source when `go` is installed.
+//!
+//! The `ws` target ([`ws_roundtrip`](super::targets::ws_roundtrip)) is the same round trip with
+//! each session's requests and answers on one WebSocket ([`super::ws_session`]); the callers are
+//! the same. Its answers never open a connection, so with `--client-reuse never` only the
+//! triggers do (one accept per round trip).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +48,8 @@ pub enum RoundtripTarget {
     /// `sse-apps bidi-server` with its default flags, under a Go responder and load generator
     /// written like the Go original's programs ([`super::foreign`]).
     Go,
+    /// The same round trip on axum's WebSocket, one socket per session both ways.
+    Ws,
 }
 
 /// Whether the bench's clients keep their connections.
@@ -62,6 +69,7 @@ impl RoundtripTarget {
             RoundtripTarget::Ours => "ours",
             RoundtripTarget::Limit => "limit",
             RoundtripTarget::Go => "go",
+            RoundtripTarget::Ws => "ws",
         }
     }
 
@@ -69,6 +77,7 @@ impl RoundtripTarget {
         match self {
             RoundtripTarget::Ours | RoundtripTarget::Go => &["bidi-server"],
             RoundtripTarget::Limit => &["bench-limit", "roundtrip"],
+            RoundtripTarget::Ws => &["bench-ws-roundtrip"],
         }
     }
 }
@@ -179,12 +188,19 @@ async fn run_ours(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let refused = Arc::new(AtomicU64::new(0));
     let connecting = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::new();
+    let over_websocket = bench.target == RoundtripTarget::Ws;
     for i in 0..bench.sessions {
         let (addr, stop, connected, refused, connecting) =
             (addr.clone(), stop.clone(), connected.clone(), refused.clone(), connecting.clone());
         tasks.push(tokio::spawn(async move {
             let name = format!("rt-{i}");
-            answer_requests(&addr, &name, reuse, &connecting, &connected, &refused, &stop).await;
+            if over_websocket {
+                super::ws_session::answer_requests(&addr, &name, &connecting, &connected, &stop)
+                    .await;
+            } else {
+                answer_requests(&addr, &name, reuse, &connecting, &connected, &refused, &stop)
+                    .await;
+            }
         }));
     }
     connected.wait_for(bench.sessions).await?;
@@ -331,7 +347,7 @@ async fn answer_requests(
 
 /// The id of a request frame's data (`{"id":"…","message":…}`); `None` for the greeting
 /// (`{"type":"client_id",…}`) and anything else.
-fn request_id(data: &[u8]) -> Option<String> {
+pub(super) fn request_id(data: &[u8]) -> Option<String> {
     if memchr::memmem::find(data, b"\"type\":\"client_id\"").is_some() {
         return None;
     }

@@ -60,7 +60,8 @@ pub(crate) enum BenchScenario {
         /// Servers to measure (comma-separated): `ours` (`sse-apps bidi-server`), `limit` (the
         /// same protocol over raw sockets, no framework), `go` (`bidi-server` with its default
         /// flags under a Go responder and load generator written like the Go original's, built
-        /// with `go` when it is installed, skipped with a notice otherwise)
+        /// with `go` when it is installed, skipped with a notice otherwise), `ws` (the same round
+        /// trip on axum's WebSocket, each session's requests and answers on one socket)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
         targets: Vec<crate::bench::roundtrip::RoundtripTarget>,
         /// Whether the clients keep their connections: `always`, or `never` (a new connection
@@ -226,6 +227,13 @@ pub(crate) struct BenchFloodHolderArgs {
     /// From 127.0.0.SOURCE
     #[arg(long)]
     source: u8,
+}
+
+// `sse-apps bench-ws-roundtrip` (hidden).
+#[derive(Debug, Args)]
+pub(crate) struct BenchWsRoundtripArgs {
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 // `sse-apps bench-limit <PROTOCOL>` (hidden).
@@ -485,6 +493,19 @@ impl BenchLimitArgs {
         };
         tokio::select! {
             result = served => result?,
+            () = shutdown.cancelled() => {}
+        }
+        Ok(())
+    }
+}
+
+impl BenchWsRoundtripArgs {
+    /// Serves the WebSocket round trip until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let listener = bind_loopback(&self.server)?;
+        println!("sse-apps: roundtrip ws listening on http://{}", listener.local_addr()?);
+        tokio::select! {
+            result = crate::bench::targets::ws_roundtrip::serve(listener) => result?,
             () = shutdown.cancelled() => {}
         }
         Ok(())

@@ -9,9 +9,10 @@
 //! - [`ws`]: not SSE but a WebSocket, on axum's own support, as a careful axum server publishes
 //!   one feed (a tokio broadcast channel, each connection's task forwarding to its socket).
 //!
-//! `bench roundtrip` has its own baseline beside `sse-apps bidi-server`: [`limit_roundtrip`], the
-//! Go original's protocol over raw sockets; `bench sampling` has [`limit_sampling`], the modern
-//! MCP tool call's two rounds over raw sockets.
+//! `bench roundtrip` has its own baselines beside `sse-apps bidi-server`: [`limit_roundtrip`], the
+//! Go original's protocol over raw sockets, and [`ws_roundtrip`], the same round trip on one
+//! WebSocket per client; `bench sampling` has [`limit_sampling`], the modern MCP tool call's two
+//! rounds over raw sockets.
 //!
 //! Each serves `GET /events` and publishes when the bench tells it to, over stdin
 //! ([`super::control`]): `publish <rate> <payload bytes> <count>`, answered `published <count>`
@@ -26,6 +27,7 @@ pub mod limit_sampling;
 pub mod naive;
 pub mod ours;
 pub mod ws;
+pub mod ws_roundtrip;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
