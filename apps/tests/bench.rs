@@ -572,3 +572,43 @@ async fn the_websocket_round_trip_server_refuses_bad_triggers_with_json() {
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.starts_with("sse_connections_accepted_total "), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_websocket_round_trip_fails_a_waiting_trigger_when_its_client_goes_away() {
+    use sse_apps::bench::ws_client::open;
+    use sse_apps::bench::ws_scan::{Frame, FrameScanner};
+    use tokio::io::AsyncReadExt;
+
+    let server = start(&["bench-ws-roundtrip"]).await;
+    let connecting = tokio::sync::Semaphore::new(1);
+    let (mut socket, first) =
+        open(&server.addr, "/events?client_id=quiet", &connecting).await.unwrap();
+    let url = format!("http://{}/trigger?client_id=quiet&message=hello", server.addr);
+    let trigger = tokio::spawn(async move { reqwest::get(url).await.unwrap() });
+    // The request reaches the client, which goes away without answering.
+    let (mut scanner, mut request, mut bytes) = (FrameScanner::default(), None, first);
+    let mut buffer = vec![0u8; 4096];
+    let read_the_request = async {
+        loop {
+            scanner.feed(&bytes, |frame| {
+                if let Frame::Text(data) = frame {
+                    request = Some(String::from_utf8_lossy(data).into_owned());
+                }
+            });
+            if request.is_some() {
+                return;
+            }
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the server closed before sending the request");
+            bytes = buffer[..n].to_vec();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_the_request).await.unwrap();
+    let request: serde_json::Value = serde_json::from_str(&request.unwrap()).unwrap();
+    assert_eq!(request["message"], "hello", "{request}");
+    drop(socket);
+    let answer = tokio::time::timeout(Duration::from_secs(60), trigger).await.unwrap().unwrap();
+    assert_eq!(answer.status().as_u16(), 404, "failed at once, not after the 30 s deadline");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+}

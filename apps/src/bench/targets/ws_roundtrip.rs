@@ -10,9 +10,9 @@
 //! - `GET /metrics` gives one series, `sse_connections_accepted_total`, so the bench counts this
 //!   server's accepts as it counts ours ([`crate::bench::accepted`]).
 //!
-//! Written as a careful axum server would: each connection's task owns the requests it sent and
-//! their waiting triggers, so an answer can only complete a request of its own connection (the
-//! POST way needs the core's 403 check for that), and a connection that ends fails its waiting
+//! Written as a careful axum server would: each connection keeps the requests it sent and their
+//! waiting triggers, so an answer can only complete a request of its own connection (the POST
+//! way needs the core's 403 check for that), and a connection that ends fails its waiting
 //! triggers at once. Triggers reach a connection through a bounded channel, so a client that
 //! stops reading holds its callers back instead of filling memory. `TCP_NODELAY` on every
 //! connection. What it does not do: keep a client's requests through a reconnect (the POST way
@@ -31,6 +31,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -101,37 +102,63 @@ async fn connection(socket: WebSocket, client: String, server: Server) {
     }
 }
 
-/// Sends each queued request down the socket and hands each answer to its trigger.
-async fn relay(socket: WebSocket, mut queued: mpsc::Receiver<Ask>) {
-    let (mut outgoing, mut incoming) = socket.split();
-    let mut waiting: HashMap<u64, oneshot::Sender<(u64, String)>> = HashMap::new();
+/// The triggers a connection's requests wait for, by request id.
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<(u64, String)>>>>;
+
+/// Sends each queued request down the socket and hands each answer to its trigger, until either
+/// side ends; the triggers still waiting then fail at once.
+///
+/// One task writes and another reads, as axum's own examples have it: tungstenite zero-fills its
+/// 128 KiB read buffer each time its read side is polled, and a single `select!` over both would
+/// poll it for every request sent as well as for every answer.
+async fn relay(socket: WebSocket, queued: mpsc::Receiver<Ask>) {
+    let (outgoing, incoming) = socket.split();
+    let waiting = Waiting::default();
+    let mut sending = tokio::spawn(send_requests(outgoing, queued, waiting.clone()));
+    let mut reading = tokio::spawn(take_answers(incoming, waiting));
+    tokio::select! {
+        _ = &mut sending => reading.abort(),
+        _ = &mut reading => sending.abort(),
+    }
+}
+
+/// Numbers each request, records its trigger, and sends it.
+async fn send_requests(
+    mut outgoing: SplitSink<WebSocket, Message>,
+    mut queued: mpsc::Receiver<Ask>,
+    waiting: Waiting,
+) {
     let mut last_id = 0u64;
-    loop {
-        tokio::select! {
-            ask = queued.recv() => {
-                let Some(ask) = ask else { return };
-                last_id += 1;
-                let request = json!({"id": last_id.to_string(), "message": ask.message, "method": "analyze"});
-                // Triggers that gave up are forgotten here rather than on a timer.
-                if waiting.len() >= QUEUE {
-                    waiting.retain(|_, trigger| !trigger.is_closed());
-                }
-                waiting.insert(last_id, ask.answer);
-                if outgoing.send(Message::Text(request.to_string().into())).await.is_err() {
-                    return;
+    while let Some(ask) = queued.recv().await {
+        last_id += 1;
+        let request =
+            json!({"id": last_id.to_string(), "message": ask.message, "method": "analyze"});
+        {
+            let mut waiting = lock(&waiting);
+            // Triggers that gave up are forgotten here rather than on a timer.
+            if waiting.len() >= QUEUE {
+                waiting.retain(|_, trigger| !trigger.is_closed());
+            }
+            waiting.insert(last_id, ask.answer);
+        }
+        if outgoing.send(Message::Text(request.to_string().into())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands every answer to the trigger waiting for it, until the client closes.
+async fn take_answers(mut incoming: SplitStream<WebSocket>, waiting: Waiting) {
+    while let Some(Ok(message)) = incoming.next().await {
+        match message {
+            Message::Text(text) => {
+                let Some((id, result)) = read_answer(text.as_str()) else { continue };
+                if let Some(trigger) = lock(&waiting).remove(&id) {
+                    let _ = trigger.send((id, result));
                 }
             }
-            message = incoming.next() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    if let Some((id, result)) = read_answer(text.as_str())
-                        && let Some(trigger) = waiting.remove(&id)
-                    {
-                        let _ = trigger.send((id, result));
-                    }
-                }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
+            Message::Close(_) => return,
+            _ => {}
         }
     }
 }
