@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use self::app_args::{
     BasicServerArgs, BidiServerArgs, ChatArgs, DashboardServerArgs, ExecServerArgs, SamplingArgs,
 };
-use self::bench_args::{BenchFloodHolderArgs, BenchLimitArgs, BenchScenario, BenchTargetArgs};
+use self::bench_args::{
+    BenchFloodHolderArgs, BenchLimitArgs, BenchScenario, BenchTargetArgs, BenchWsRoundtripArgs,
+};
 use self::client_args::{BasicClientArgs, BidiClientArgs, SamplingClientArgs, TriggerArgs};
 use self::logging::LogFormat;
 use self::server_args::{Program, ServerArgs};
@@ -86,6 +88,9 @@ enum Command {
     /// The baselines `bench roundtrip` and `bench sampling` measure beside ours (started by them)
     #[command(hide = true)]
     BenchLimit(BenchLimitArgs),
+    /// The WebSocket round trip `bench roundtrip --targets ws` measures (started by it)
+    #[command(hide = true)]
+    BenchWsRoundtrip(BenchWsRoundtripArgs),
     /// Send requests through /trigger and report round-trip times
     Trigger(TriggerArgs),
 }
@@ -145,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchFloodHolder(args) => args.run(shutdown).await,
         Command::BenchLimit(args) => args.run(shutdown).await,
+        Command::BenchWsRoundtrip(args) => args.run(shutdown).await,
         Command::Trigger(args) => return trigger(args, shutdown).await,
     };
     done.map(|()| ExitCode::SUCCESS)

@@ -491,3 +491,231 @@ async fn a_baseline_listens_on_loopback_only() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("loopback only"), "{stderr}");
 }
+
+#[tokio::test]
+async fn fanout_over_websocket_delivers_every_event_beside_ours() {
+    let args = [
+        "bench",
+        "fanout",
+        "--loads",
+        "20x20",
+        "--targets",
+        "ours,ws",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let rows = table_rows(&stdout);
+    let servers: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(servers, ["ours", "ws"], "{stdout}");
+    for row in &rows {
+        assert_eq!(row[2], "100.00%", "every event delivered: {row:?}");
+        assert_eq!(row[3], "0", "no resync (for ws, no close for lagging): {row:?}");
+        assert!(row[4].parse::<f64>().unwrap() > 0.0, "deliveries/s: {row:?}");
+        assert!(row[6].ends_with(" ms"), "a p99: {row:?}");
+    }
+}
+
+#[tokio::test]
+async fn idle_and_connect_over_websocket_open_every_connection() {
+    let args = ["bench", "idle", "--connections", "50", "--targets", "ws", "--no-pin"];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(line.starts_with("idle    ws: 50 connections, server RSS "), "{line}");
+    assert!(line.contains("KiB per connection") && line.ends_with(", 0 failed"), "{line}");
+    let args = ["bench", "connect", "--connections", "50", "--targets", "ws", "--no-pin"];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(
+        line.starts_with("connect    ws: 50 connections in ") && line.contains(", 0 failed"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn roundtrip_over_websocket_answers_every_request_on_the_socket() {
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "ws",
+        "--sessions",
+        "4",
+        "--callers",
+        "4",
+        "--duration",
+        "1s",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the ws target alone, no ratio: {stdout}");
+    let line = lines[0];
+    assert!(line.starts_with("roundtrip    ws: 4 sessions, 4 callers for 1s"), "{line}");
+    assert!(line.contains(" 0 errors") && figure_before(line, " round trips (") > 0.0, "{line}");
+    assert!(figure_before(line, " µs server CPU per round trip") > 0.0, "{line}");
+    // The sessions' sockets were open before the count began; only the callers' connections.
+    assert!(figure_before(line, " in all)") <= 4.0, "connections reused: {line}");
+
+    // Triggers on a connection each, at a rate: every one due is sent, and the answers ride the
+    // sessions' sockets, so the server accepts exactly one connection per round trip.
+    let args = [
+        "bench",
+        "roundtrip",
+        "--targets",
+        "ws",
+        "--sessions",
+        "2",
+        "--callers",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--client-reuse",
+        "never",
+        "--no-pin",
+    ];
+    let stdout = bench(&args).await;
+    let line = stdout.trim();
+    assert!(line.contains(": 200 round trips (") && line.contains(" 0 errors"), "{line}");
+    assert!(line.contains(" 1.000 connections accepted per round trip (200 in all)"), "{line}");
+}
+
+/// A hidden server command started on a free port, with the bench's control channel; its
+/// address, its stdin and its further output lines. Killed when dropped.
+struct Started {
+    addr: String,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    _child: tokio::process::Child,
+}
+
+async fn start(args: &[&str]) -> Started {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--addr", "127.0.0.1:0"])
+        .env("SSE_APPS_BENCH_CONTROL", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let addr = first.split("listening on http://").nth(1).unwrap().trim().to_owned();
+    Started { addr, stdin, lines, _child: child }
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_falls_behind_is_told_with_a_close() {
+    use sse_apps::bench::ws_client::open;
+    use sse_apps::bench::ws_scan::{Frame, FrameScanner};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut server = start(&["bench-target", "ws"]).await;
+    let connecting = tokio::sync::Semaphore::new(1);
+    let (mut socket, first) = open(&server.addr, "/events", &connecting).await.unwrap();
+    // 3,000 events of 64 KiB while the client reads nothing: far more than the sockets' buffers
+    // and the 1,024 events its connection may fall behind.
+    server.stdin.write_all(b"publish 100000 65536 3000\n").await.unwrap();
+    let done = async {
+        loop {
+            let line = server.lines.next_line().await.unwrap().unwrap();
+            if line.starts_with("published") {
+                return line;
+            }
+        }
+    };
+    let done = tokio::time::timeout(Duration::from_secs(60), done).await.unwrap();
+    assert_eq!(done, "published 3000");
+
+    let (mut texts, mut close, mut scanner) = (0u64, None, FrameScanner::default());
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut bytes = first;
+    let read_to_the_end = async {
+        loop {
+            scanner.feed(&bytes, |frame| match frame {
+                Frame::Text(_) => texts += 1,
+                Frame::Close(code) => close = Some(code),
+                Frame::Heartbeat | Frame::Unexpected => {}
+            });
+            let n = socket.read(&mut buffer).await.unwrap();
+            if n == 0 || close.is_some() {
+                return;
+            }
+            bytes = buffer[..n].to_vec();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read_to_the_end).await.unwrap();
+    assert_eq!(close, Some(Some(1013)), "closed for lagging after {texts} events");
+    assert!(texts < 3000, "{texts} events before the close");
+}
+
+#[tokio::test]
+async fn the_websocket_round_trip_server_refuses_bad_triggers_with_json() {
+    let server = start(&["bench-ws-roundtrip"]).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    for (path, status) in [
+        ("/trigger", 400),
+        ("/trigger?client_id=x", 400),
+        ("/trigger?client_id=nobody&message=m", 404),
+        ("/trigger?client_id=%ZZ", 400),
+    ] {
+        let answer = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+    }
+    let answer = http.get(format!("{base}/trigger")).send().await.unwrap();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    // Not a WebSocket handshake: refused, not served.
+    let answer = http.get(format!("{base}/events?client_id=x")).send().await.unwrap();
+    assert!(answer.status().is_client_error(), "{}", answer.status());
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.starts_with("sse_connections_accepted_total "), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_websocket_round_trip_fails_a_waiting_trigger_when_its_client_goes_away() {
+    use sse_apps::bench::ws_client::open;
+    use sse_apps::bench::ws_scan::{Frame, FrameScanner};
+    use tokio::io::AsyncReadExt;
+
+    let server = start(&["bench-ws-roundtrip"]).await;
+    let connecting = tokio::sync::Semaphore::new(1);
+    let (mut socket, first) =
+        open(&server.addr, "/events?client_id=quiet", &connecting).await.unwrap();
+    let url = format!("http://{}/trigger?client_id=quiet&message=hello", server.addr);
+    let trigger = tokio::spawn(async move { reqwest::get(url).await.unwrap() });
+    // The request reaches the client, which goes away without answering.
+    let (mut scanner, mut request, mut bytes) = (FrameScanner::default(), None, first);
+    let mut buffer = vec![0u8; 4096];
+    let read_the_request = async {
+        loop {
+            scanner.feed(&bytes, |frame| {
+                if let Frame::Text(data) = frame {
+                    request = Some(String::from_utf8_lossy(data).into_owned());
+                }
+            });
+            if request.is_some() {
+                return;
+            }
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the server closed before sending the request");
+            bytes = buffer[..n].to_vec();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_the_request).await.unwrap();
+    let request: serde_json::Value = serde_json::from_str(&request.unwrap()).unwrap();
+    assert_eq!(request["message"], "hello", "{request}");
+    drop(socket);
+    let answer = tokio::time::timeout(Duration::from_secs(60), trigger).await.unwrap().unwrap();
+    assert_eq!(answer.status().as_u16(), 404, "failed at once, not after the 30 s deadline");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+}

@@ -53,6 +53,7 @@ const COMMANDS: &[(&str, &[&str])] = &[
     ("bench-target", &["<TARGET>", "--addr"]),
     ("bench-flood-holder", &["--server", "--idle", "--source"]),
     ("bench-limit", &["<PROTOCOL>", "--addr"]),
+    ("bench-ws-roundtrip", &["--addr"]),
 ];
 
 /// Every scenario of `bench` and the flags its `--help` must show.

@@ -1,6 +1,6 @@
 //! `bench connect` and `bench idle`: N connections opened at once against each server; how long
-//! until every stream has its response head, and how much resident memory each one costs the
-//! server while idle.
+//! until every stream has its response head (for `ws`, its handshake's answer), and how much
+//! resident memory each one costs the server while idle.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_body};
 use super::targets::Target;
+use super::ws_client::read_stream;
 use super::{limits, server};
 
 /// N connections against one server.
@@ -107,9 +108,13 @@ pub async fn run(
                     stop.clone(),
                 );
                 tokio::spawn(async move {
-                    let read =
-                        read_body(&addr, "/events", "", &connecting, &connected, &stop, |_| {});
-                    if !read.await {
+                    let opened = if target == Target::Ws {
+                        read_stream(&addr, "/events", &connecting, &connected, &stop, |_| {}).await
+                    } else {
+                        read_body(&addr, "/events", "", &connecting, &connected, &stop, |_| {})
+                            .await
+                    };
+                    if !opened {
                         failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         connected.one_more();
                     }

@@ -1,10 +1,12 @@
 //! `bench fanout`: N connections on one topic, a publisher at R events/s, each event's delivery
 //! timed; the same load against [`ours`](super::targets::ours), the
 //! [`limit`](super::targets::limit) and the [`naive`](super::targets::naive) baselines in one
-//! run, so every figure can be read as a ratio that holds on a noisy machine.
+//! run, so every figure can be read as a ratio that holds on a noisy machine. With
+//! `--targets …,ws`, also against a WebSocket server ([`ws`](super::targets::ws)), read by
+//! readers that cost the load generator what the SSE readers do ([`super::ws_client`]).
 //!
 //! For each load and server: start the server (pinned to core 0), connect the readers (raw
-//! sockets, [`super::scan`]), take the server's own CPU time, order the events, wait until every
+//! sockets, [`super::scan`] or [`super::ws_scan`]), take the server's own CPU time, order the events, wait until every
 //! delivery is in (or ten seconds more), take the CPU time again. Latency runs from the time an
 //! event was due by the schedule to the moment its reader scanned it.
 
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::extract::ws::close_code;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +23,8 @@ use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_body};
 use super::scan::{Scanner, Seen};
 use super::targets::{PublishOrder, Target, now_micros, parse_payload};
+use super::ws_client::read_stream;
+use super::ws_scan::{Frame, FrameScanner};
 use super::{Latencies, Percentiles, limits, ms, server};
 
 /// One load: connections × events a second.
@@ -151,7 +156,13 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
         .map(|_| {
             let (addr, tally, connecting, stop) =
                 (addr.clone(), tally.clone(), connecting.clone(), stop.clone());
-            tokio::spawn(async move { read(&addr, &tally, &connecting, &stop).await })
+            tokio::spawn(async move {
+                if target == Target::Ws {
+                    read_messages(&addr, &tally, &connecting, &stop).await;
+                } else {
+                    read_events(&addr, &tally, &connecting, &stop).await;
+                }
+            })
         })
         .collect();
     tally.connected.wait_for(load.connections).await?;
@@ -202,45 +213,107 @@ async fn run_one(bench: &FanoutBench, target: Target, load: Load) -> anyhow::Res
     })
 }
 
-/// One reader: scans its stream, timing each event and checking that numbers only grow.
-async fn read(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
-    let mut scanner = Scanner::default();
-    let mut last_seq = 0u64;
-    let mut batch = Vec::with_capacity(1024);
-    let connected = read_body(addr, "/events", "", connecting, &tally.connected, stop, |body| {
-        let now = now_micros();
-        let (mut delivered, mut resyncs, mut duplicates) = (0, 0, 0);
-        scanner.feed(body, |seen| match seen {
-            Seen::Resync => resyncs += 1,
-            Seen::Data(data) => {
-                let Some((seq, due)) = parse_payload(data) else { return };
-                if seq <= last_seq {
-                    duplicates += 1;
-                    return;
-                }
-                last_seq = seq;
-                delivered += 1;
-                batch.push(now.saturating_sub(due));
-            }
-        });
-        if batch.len() >= 1024 {
-            tally.latencies.record(&batch);
-            batch.clear();
+/// One reader's deliveries: checks that numbers only grow and times each event from when it
+/// was due. Both kinds of reader feed it the same way, one clock reading per read from the
+/// socket, so SSE and WebSocket rows are timed alike.
+struct Deliveries<'a> {
+    tally: &'a Tally,
+    last_seq: u64,
+    batch: Vec<u64>,
+}
+
+/// What one read brought, added to the shared tally at once (one atomic add per read, not per
+/// event).
+#[derive(Default)]
+struct Read {
+    delivered: u64,
+    resyncs: u64,
+    duplicates: u64,
+}
+
+impl<'a> Deliveries<'a> {
+    fn new(tally: &'a Tally) -> Self {
+        Deliveries { tally, last_seq: 0, batch: Vec::with_capacity(1024) }
+    }
+
+    /// One event's data, read at `now`.
+    fn data(&mut self, data: &[u8], now: u64, read: &mut Read) {
+        let Some((seq, due)) = parse_payload(data) else { return };
+        if seq <= self.last_seq {
+            read.duplicates += 1;
+            return;
         }
-        tally.resyncs.fetch_add(resyncs, Ordering::Relaxed);
-        tally.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-        if delivered > 0 {
+        self.last_seq = seq;
+        read.delivered += 1;
+        self.batch.push(now.saturating_sub(due));
+    }
+
+    /// Adds what one read brought at `now` to the tally.
+    fn add(&mut self, read: Read, now: u64) {
+        let tally = self.tally;
+        if self.batch.len() >= 1024 {
+            tally.latencies.record(&self.batch);
+            self.batch.clear();
+        }
+        tally.resyncs.fetch_add(read.resyncs, Ordering::Relaxed);
+        tally.duplicates.fetch_add(read.duplicates, Ordering::Relaxed);
+        if read.delivered > 0 {
             tally.last_delivery.fetch_max(now, Ordering::Relaxed);
-            tally.delivered.fetch_add(delivered, Ordering::Relaxed);
+            tally.delivered.fetch_add(read.delivered, Ordering::Relaxed);
             tally.progress.notify_waiters();
         }
-    });
-    if !connected.await {
-        tally.failed.fetch_add(1, Ordering::Relaxed);
-        // Counted as connected so that the run goes on and reports the failure.
-        tally.connected.one_more();
     }
-    tally.latencies.record(&batch);
+
+    /// The reader's end: a reader that never connected is counted, so the run goes on and
+    /// reports the failure.
+    fn finish(self, connected: bool) {
+        if !connected {
+            self.tally.failed.fetch_add(1, Ordering::Relaxed);
+            self.tally.connected.one_more();
+        }
+        self.tally.latencies.record(&self.batch);
+    }
+}
+
+/// One SSE reader: scans its event stream.
+async fn read_events(addr: &str, tally: &Tally, connecting: &Semaphore, stop: &CancellationToken) {
+    let mut deliveries = Deliveries::new(tally);
+    let mut scanner = Scanner::default();
+    let connected = read_body(addr, "/events", "", connecting, &tally.connected, stop, |body| {
+        let now = now_micros();
+        let mut read = Read::default();
+        scanner.feed(body, |seen| match seen {
+            Seen::Resync => read.resyncs += 1,
+            Seen::Data(data) => deliveries.data(data, now, &mut read),
+        });
+        deliveries.add(read, now);
+    });
+    let connected = connected.await;
+    deliveries.finish(connected);
+}
+
+/// One WebSocket reader: scans its frames, one text message per event. A close for lagging
+/// (1013) is the server telling of a gap, as a `resync` is, and is counted as one.
+async fn read_messages(
+    addr: &str,
+    tally: &Tally,
+    connecting: &Semaphore,
+    stop: &CancellationToken,
+) {
+    let mut deliveries = Deliveries::new(tally);
+    let mut scanner = FrameScanner::default();
+    let connected = read_stream(addr, "/events", connecting, &tally.connected, stop, |bytes| {
+        let now = now_micros();
+        let mut read = Read::default();
+        scanner.feed(bytes, |frame| match frame {
+            Frame::Text(data) => deliveries.data(data, now, &mut read),
+            Frame::Close(Some(close_code::AGAIN)) => read.resyncs += 1,
+            Frame::Close(_) | Frame::Heartbeat | Frame::Unexpected => {}
+        });
+        deliveries.add(read, now);
+    });
+    let connected = connected.await;
+    deliveries.finish(connected);
 }
 
 /// One row for people.

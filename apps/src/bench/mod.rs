@@ -28,6 +28,9 @@ mod server;
 pub mod soak;
 pub mod steal;
 pub mod targets;
+pub mod ws_client;
+pub mod ws_scan;
+pub mod ws_session;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -21,6 +21,7 @@ fn color(target: Target) -> RGBColor {
         Target::Ours => RGBColor(0x1f, 0x77, 0xb4),
         Target::Limit => RGBColor(0x2c, 0xa0, 0x2c),
         Target::Naive => RGBColor(0xd6, 0x27, 0x28),
+        Target::Ws => RGBColor(0x94, 0x67, 0xbd),
     }
 }
 

@@ -18,6 +18,11 @@
 //! The `go` target ([`super::foreign`]) runs a responder and a load generator written in Go like
 //! the Go original's programs against `bidi-server` with its default flags, a server written
 //! like the Go original's and the limit, built from source when `go` is installed.
+//!
+//! The `ws` target ([`ws_roundtrip`](super::targets::ws_roundtrip)) is the same round trip with
+//! each session's requests and answers on one WebSocket ([`super::ws_session`]); the callers are
+//! the same. Its answers never open a connection, so with `--client-reuse never` only the
+//! triggers do (one accept per round trip).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +49,8 @@ pub enum RoundtripTarget {
     /// `sse-apps bidi-server` with its default flags, a Go server written like the original's
     /// and the limit ([`super::foreign`]).
     Go,
+    /// The same round trip on axum's WebSocket, one socket per session both ways.
+    Ws,
 }
 
 /// Which server answered a report's round trips.
@@ -55,6 +62,8 @@ pub enum RoundtripServer {
     Limit,
     /// The Go server written like the Go original's ([`super::foreign`]).
     GoOriginal,
+    /// The same round trip on axum's WebSocket.
+    Ws,
 }
 
 impl RoundtripServer {
@@ -64,6 +73,7 @@ impl RoundtripServer {
             RoundtripServer::Ours => "ours",
             RoundtripServer::Limit => "limit",
             RoundtripServer::GoOriginal => "go original",
+            RoundtripServer::Ws => "ws",
         }
     }
 }
@@ -85,6 +95,7 @@ impl RoundtripTarget {
             RoundtripTarget::Ours => "ours",
             RoundtripTarget::Limit => "limit",
             RoundtripTarget::Go => "go",
+            RoundtripTarget::Ws => "ws",
         }
     }
 
@@ -93,6 +104,7 @@ impl RoundtripTarget {
         match self {
             RoundtripTarget::Ours | RoundtripTarget::Go => RoundtripServer::Ours,
             RoundtripTarget::Limit => RoundtripServer::Limit,
+            RoundtripTarget::Ws => RoundtripServer::Ws,
         }
     }
 
@@ -100,6 +112,7 @@ impl RoundtripTarget {
         match self {
             RoundtripTarget::Ours | RoundtripTarget::Go => &["bidi-server"],
             RoundtripTarget::Limit => &["bench-limit", "roundtrip"],
+            RoundtripTarget::Ws => &["bench-ws-roundtrip"],
         }
     }
 }
@@ -213,12 +226,19 @@ pub async fn run(bench: RoundtripBench) -> anyhow::Result<RoundtripReport> {
     let refused = Arc::new(AtomicU64::new(0));
     let connecting = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::new();
+    let over_websocket = bench.target == RoundtripTarget::Ws;
     for i in 0..bench.sessions {
         let (addr, stop, connected, refused, connecting) =
             (addr.clone(), stop.clone(), connected.clone(), refused.clone(), connecting.clone());
         tasks.push(tokio::spawn(async move {
             let name = format!("rt-{i}");
-            answer_requests(&addr, &name, reuse, &connecting, &connected, &refused, &stop).await;
+            if over_websocket {
+                super::ws_session::answer_requests(&addr, &name, &connecting, &connected, &stop)
+                    .await;
+            } else {
+                answer_requests(&addr, &name, reuse, &connecting, &connected, &refused, &stop)
+                    .await;
+            }
         }));
     }
     connected.wait_for(bench.sessions).await?;
@@ -366,7 +386,7 @@ async fn answer_requests(
 
 /// The id of a request frame's data (`{"id":"…","message":…}`); `None` for the greeting
 /// (`{"type":"client_id",…}`) and anything else.
-fn request_id(data: &[u8]) -> Option<String> {
+pub(super) fn request_id(data: &[u8]) -> Option<String> {
     if memchr::memmem::find(data, b"\"type\":\"client_id\"").is_some() {
         return None;
     }

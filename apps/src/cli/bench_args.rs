@@ -19,12 +19,13 @@ use crate::server;
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchScenario {
     /// N connections on one topic, R events a second: delivery, latency, server CPU and memory,
-    /// ours beside the `limit` and `naive` baselines
+    /// ours beside the `limit` and `naive` baselines (and, when asked, a WebSocket server)
     Fanout {
         /// Loads as CONNECTIONSxRATE (comma-separated)
         #[arg(long, value_delimiter = ',', default_value = "1000x10,1000x100,10000x10,10000x100")]
         loads: Vec<crate::bench::fanout::Load>,
-        /// Servers to measure (comma-separated)
+        /// Servers to measure (comma-separated): `ours`, `limit` (no framework), `naive` (axum's
+        /// `Sse` over tokio broadcast), `ws` (axum's WebSocket over tokio broadcast)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
         targets: Vec<Target>,
         /// Bytes of data per event
@@ -60,7 +61,8 @@ pub(crate) enum BenchScenario {
         /// same protocol over raw sockets, no framework), `go` (a Go responder and load generator
         /// written like the Go original's, against `bidi-server` with its default flags, a Go
         /// server written like the original's and the limit; built with `go` when it is
-        /// installed, skipped with a notice otherwise)
+        /// installed, skipped with a notice otherwise), `ws` (the same round trip on axum's
+        /// WebSocket, each session's requests and answers on one socket)
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit")]
         targets: Vec<crate::bench::roundtrip::RoundtripTarget>,
         /// Whether the clients keep their connections: `always`, or `never` (a new connection
@@ -103,7 +105,7 @@ pub(crate) enum BenchScenario {
         /// Connections to hold open
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
-        /// Servers to measure (comma-separated)
+        /// Servers to measure (comma-separated): `ours`, `limit`, `naive`, `ws`
         #[arg(long, value_delimiter = ',', value_enum, default_value = "ours,limit,naive")]
         targets: Vec<Target>,
         /// Do not pin the server and the load generator to separate cores
@@ -226,6 +228,13 @@ pub(crate) struct BenchFloodHolderArgs {
     /// From 127.0.0.SOURCE
     #[arg(long)]
     source: u8,
+}
+
+// `sse-apps bench-ws-roundtrip` (hidden).
+#[derive(Debug, Args)]
+pub(crate) struct BenchWsRoundtripArgs {
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 // `sse-apps bench-limit <PROTOCOL>` (hidden).
@@ -450,7 +459,7 @@ impl BenchTargetArgs {
         commands: tokio::sync::mpsc::UnboundedReceiver<String>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        use crate::bench::targets::{limit, naive, ours};
+        use crate::bench::targets::{limit, naive, ours, ws};
         if self.target == Target::Ours {
             let app = move |core: Core| Ok(ours::router(core, commands));
             return super::serve_program(self.server, BENCH_TARGET, shutdown, app).await;
@@ -464,7 +473,10 @@ impl BenchTargetArgs {
         let served = async {
             match self.target {
                 Target::Limit => limit::serve(listener, commands).await,
-                _ => naive::serve(listener, commands).await,
+                Target::Naive => naive::serve(listener, commands).await,
+                Target::Ws => ws::serve(listener, commands).await,
+                // Served above, behind the apps' layers.
+                Target::Ours => Ok(()),
             }
         };
         tokio::select! {
@@ -490,6 +502,19 @@ impl BenchLimitArgs {
         };
         tokio::select! {
             result = served => result?,
+            () = shutdown.cancelled() => {}
+        }
+        Ok(())
+    }
+}
+
+impl BenchWsRoundtripArgs {
+    /// Serves the WebSocket round trip until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let listener = bind_loopback(&self.server)?;
+        println!("sse-apps: roundtrip ws listening on http://{}", listener.local_addr()?);
+        tokio::select! {
+            result = crate::bench::targets::ws_roundtrip::serve(listener) => result?,
             () = shutdown.cancelled() => {}
         }
         Ok(())

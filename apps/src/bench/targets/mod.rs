@@ -5,23 +5,29 @@
 //! - [`limit`]: no framework at all, pre-encoded frames written straight to the sockets from one
 //!   loop, what one core can do at best;
 //! - [`naive`]: what most tutorials write, axum's `Sse` over a tokio broadcast channel, encoding
-//!   every event once per connection.
+//!   every event once per connection;
+//! - [`ws`]: not SSE but a WebSocket, on axum's own support, as a careful axum server publishes
+//!   one feed (a tokio broadcast channel, each connection's task forwarding to its socket).
 //!
-//! `bench roundtrip` has its own baseline beside `sse-apps bidi-server`: [`limit_roundtrip`], the
-//! Go original's protocol over raw sockets; `bench sampling` has [`limit_sampling`], the modern
-//! MCP tool call's two rounds over raw sockets.
+//! `bench roundtrip` has its own baselines beside `sse-apps bidi-server`: [`limit_roundtrip`], the
+//! Go original's protocol over raw sockets, and [`ws_roundtrip`], the same round trip on one
+//! WebSocket per client; `bench sampling` has [`limit_sampling`], the modern MCP tool call's two
+//! rounds over raw sockets.
 //!
 //! Each serves `GET /events` and publishes when the bench tells it to, over stdin
 //! ([`super::control`]): `publish <rate> <payload bytes> <count>`, answered `published <count>`
-//! once the last event is out. Every event's data is `<seq> <due µs> xxx…`: its number and the
-//! time it was due by the schedule (not when the publisher got round to it), so a publisher held
-//! up by a busy core shows as latency rather than hiding it.
+//! once the last event is out. Every event's data (a text message's, for [`ws`]) is
+//! `<seq> <due µs> xxx…`: its number and the time it was due by the schedule (not when the
+//! publisher got round to it), so a publisher held up by a busy core shows as latency rather than
+//! hiding it.
 
 pub mod limit;
 pub mod limit_roundtrip;
 pub mod limit_sampling;
 pub mod naive;
 pub mod ours;
+pub mod ws;
+pub mod ws_roundtrip;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +45,8 @@ pub enum Target {
     Limit,
     /// axum `Sse` over tokio broadcast.
     Naive,
+    /// axum's WebSocket over tokio broadcast.
+    Ws,
 }
 
 impl Target {
@@ -48,6 +56,7 @@ impl Target {
             Target::Ours => "ours",
             Target::Limit => "limit",
             Target::Naive => "naive",
+            Target::Ws => "ws",
         }
     }
 }
