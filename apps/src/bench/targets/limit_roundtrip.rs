@@ -71,15 +71,20 @@ async fn connection(mut socket: TcpStream, server: Arc<Server>) {
             }
             _ => (404, "{}".to_owned()),
         };
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            if status == 200 { "OK" } else { "Error" },
-            body.len()
-        );
-        if socket.write_all([head.as_bytes(), body.as_bytes()].concat().as_slice()).await.is_err() {
+        if !write_response(&mut socket, status, &body).await {
             return;
         }
     }
+}
+
+/// Writes a JSON response (head and body in one write); `false` when the connection is gone.
+pub(super) async fn write_response(socket: &mut TcpStream, status: u16, body: &str) -> bool {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        if status == 200 { "OK" } else { "Error" },
+        body.len()
+    );
+    socket.write_all([head.as_bytes(), body.as_bytes()].concat().as_slice()).await.is_ok()
 }
 
 /// The most a request's head and body may take; past it the connection is closed.

@@ -18,10 +18,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::limit_roundtrip::read_request;
+use super::limit_roundtrip::{read_request, write_response};
 
 /// The key the state is sealed with, and the calls asked so far.
 struct Server {
@@ -52,12 +51,7 @@ async fn connection(mut socket: TcpStream, server: Arc<Server>) {
             },
             _ => (404, "{}".to_owned()),
         };
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            if status == 200 { "OK" } else { "Error" },
-            body.len()
-        );
-        if socket.write_all([head.as_bytes(), body.as_bytes()].concat().as_slice()).await.is_err() {
+        if !write_response(&mut socket, status, &body).await {
             return;
         }
     }
