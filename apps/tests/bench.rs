@@ -119,6 +119,32 @@ async fn sampling_across_two_instances_completes_every_call_both_ways() {
 }
 
 #[tokio::test]
+async fn chat_behind_nginx_delivers_every_message_on_one_instance_and_on_two() {
+    use sse_core::testing::programs::{free_port, installed, redis_server};
+    if !installed(&["redis-server", "nginx"], "redis-server nginx-light") {
+        return;
+    }
+    let port = free_port();
+    let _redis = redis_server(port, &["--save", "", "--appendonly", "no"]).await;
+    let redis = format!("redis://127.0.0.1:{port}");
+    let args = ["bench", "chat", "--members", "20", "--rate", "20", "--duration", "1s", "--no-pin"];
+    let stdout = bench(&[&args[..], &["--redis", &redis, "--nginx"]].concat()).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "one instance, two, then the ratio: {stdout}");
+    let setups = [
+        "chat behind nginx: 20 members",
+        "chat (two instances through Redis) behind nginx: 20 members",
+    ];
+    for (line, setup) in lines.iter().zip(setups) {
+        assert!(line.starts_with(setup), "{line}");
+        assert!(line.contains("delivered 100.00%") && line.contains("resyncs 0"), "{line}");
+        assert!(!line.contains("sent 0,"), "{line}");
+    }
+    let ratio = lines[2].strip_prefix("chat: two instances' p99 ÷ one instance's: ").unwrap();
+    assert!(ratio.parse::<f64>().unwrap() > 0.0, "{ratio}");
+}
+
+#[tokio::test]
 async fn roundtrip_answers_every_request() {
     let args =
         ["bench", "roundtrip", "--sessions", "4", "--callers", "4", "--duration", "1s", "--no-pin"];

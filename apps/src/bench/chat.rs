@@ -6,9 +6,12 @@
 //! the real `POST /chat/rooms/{room}/messages`, so every message is validated, committed to
 //! SQLite and fanned out exactly as in use.
 //!
-//! With `--redis URL` it runs two chat instances sharing that Redis instead (both on the server's
-//! core): readers and posters alternate between them, so half of every message's deliveries
-//! cross instances through Redis, and the share and latency say what scaling out costs.
+//! With `--redis URL` the same run measures one instance and then two chat instances sharing that
+//! Redis (both on the server's core): readers and posters alternate between the two, so half of
+//! every message's deliveries cross instances through Redis, and the ratio of the two p99s says
+//! what scaling out costs. With `--nginx` as well, every reader and poster goes through the
+//! repository's nginx configuration ([`super::nginx`]) in front of the instances, one or two, as
+//! a deployment would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +26,7 @@ use sse_core::sync::lock;
 
 use super::conditions::{Conditions, Watch};
 use super::reader::{Connected, read_events};
-use super::{Percentiles, ms, server};
+use super::{Percentiles, limits, ms, nginx, server};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -34,8 +37,10 @@ pub struct ChatBench {
     pub rate: u32,
     /// How long to post.
     pub duration: Duration,
-    /// Two instances sharing this Redis instead of one with SQLite.
+    /// Also two instances sharing this Redis, after one with SQLite.
     pub redis: Option<String>,
+    /// Reach the instances through nginx.
+    pub nginx: bool,
     /// Pin the server to core 0 and this process to core 1.
     pub pin: bool,
 }
@@ -45,6 +50,8 @@ pub struct ChatBench {
 pub struct ChatReport {
     /// The scenario.
     pub bench: ChatBench,
+    /// Two instances through Redis, or one with SQLite.
+    pub two_instances: bool,
     /// Messages the server acknowledged.
     pub sent: u64,
     /// Deliveries the readers saw (of `sent × members`).
@@ -69,8 +76,9 @@ impl ChatReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "chat{}: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}{}",
-            if self.bench.redis.is_some() { " (two instances through Redis)" } else { "" },
+            "chat{}{}: {} members × {} msg/s for {:?}{}: sent {}, delivered {:.2}% ({} of {}), resyncs {}, p50 {}, p99 {}, max {}{}",
+            if self.two_instances { " (two instances through Redis)" } else { "" },
+            if self.bench.nginx { " behind nginx" } else { "" },
             self.bench.members,
             self.bench.rate,
             self.bench.duration,
@@ -104,10 +112,27 @@ struct Tally {
     latencies: std::sync::Mutex<Vec<u64>>,
 }
 
-/// Runs the scenario.
-pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
+/// Runs the scenario: one instance, and with `--redis` then two.
+pub async fn run(bench: ChatBench) -> anyhow::Result<Vec<ChatReport>> {
+    limits::ensure_open_files(bench.members)?;
+    let mut reports = vec![run_one(&bench, None).await?];
+    if let Some(url) = &bench.redis {
+        reports.push(run_one(&bench, Some(url)).await?);
+    }
+    Ok(reports)
+}
+
+/// The last report's p99 as a multiple of the first's: what the second instance costs.
+pub fn ratio_line(reports: &[ChatReport]) -> Option<String> {
+    let (one, two) = (reports.first()?, reports.get(1)?);
+    let ratio = two.latency.p99.as_secs_f64() / one.latency.p99.as_secs_f64().max(1e-9);
+    Some(format!("chat: two instances' p99 ÷ one instance's: {ratio:.2}"))
+}
+
+/// One instance with SQLite, or (`redis`) two sharing that Redis; behind nginx if asked.
+async fn run_one(bench: &ChatBench, redis: Option<&String>) -> anyhow::Result<ChatReport> {
     let mut servers = Vec::new();
-    match &bench.redis {
+    match redis {
         None => servers.push(server::launch(&["chat"], bench.pin).await?),
         Some(url) => {
             for _ in 0..2 {
@@ -116,13 +141,25 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<ChatReport> {
         }
     }
     let pinned = servers.iter().all(|s| s.pinned);
-    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
-    let outcome = drive(&bench, &bases).await;
+    let mut bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let proxy = if bench.nginx {
+        let upstreams: Vec<String> =
+            bases.iter().map(|b| b.trim_start_matches("http://").to_owned()).collect();
+        Some(nginx::start(&upstreams, pinned).await?)
+    } else {
+        None
+    };
+    if let Some(proxy) = &proxy {
+        bases = vec![proxy.base.clone()];
+    }
+    let outcome = drive(bench, &bases).await;
+    drop(proxy);
     drop(servers);
     let (sent, tally, conditions) = outcome?;
     let latencies = std::mem::take(&mut *lock(&tally.latencies));
     Ok(ChatReport {
-        bench,
+        bench: bench.clone(),
+        two_instances: redis.is_some(),
         sent,
         delivered: tally.delivered.load(Ordering::Relaxed),
         resyncs: tally.resyncs.load(Ordering::Relaxed),

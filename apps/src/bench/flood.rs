@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -205,11 +205,7 @@ pub async fn hold(
 
 /// A connection from 127.0.0.`source` that sends nothing; `None` if it cannot be made.
 async fn idle_from(source: u8, server: SocketAddr) -> Option<TcpStream> {
-    let connect = async {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(IpAddr::from([127, 0, 0, source]), 0))?;
-        socket.connect(server).await
-    };
+    let connect = super::dial::connect_from(IpAddr::from([127, 0, 0, source]), server);
     tokio::time::timeout(GIVE_UP, connect).await.ok()?.ok()
 }
 

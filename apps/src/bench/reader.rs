@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use sse_core::wire::{MessageEvent, Parser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +79,7 @@ pub async fn read_body(
     mut on_body: impl FnMut(&[u8]),
 ) -> bool {
     let permit = connecting.acquire().await;
-    let Ok(mut socket) = TcpStream::connect(addr).await else {
+    let Ok(mut socket) = super::dial::dial(addr).await else {
         return false;
     };
     let request = format!(

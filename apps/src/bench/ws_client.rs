@@ -32,7 +32,7 @@ pub async fn open(
     connecting: &Semaphore,
 ) -> anyhow::Result<(TcpStream, Vec<u8>)> {
     let permit = connecting.acquire().await;
-    let mut socket = TcpStream::connect(addr).await.context("connecting")?;
+    let mut socket = super::dial::dial(addr).await.context("connecting")?;
     let key = generate_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

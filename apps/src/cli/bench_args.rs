@@ -153,10 +153,13 @@ pub(crate) enum BenchScenario {
         /// How long to post
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Run two chat instances sharing this Redis (members and posts split between them)
-        /// instead of one with SQLite
+        /// Then run two chat instances sharing this Redis (members and posts split between
+        /// them), after one with SQLite, and compare
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
+        /// Reach the instances through the repository's nginx configuration (needs `nginx`)
+        #[arg(long)]
+        nginx: bool,
         /// Do not pin the server and the load generator to separate cores
         #[arg(long)]
         no_pin: bool,
@@ -303,10 +306,16 @@ impl BenchScenario {
                     println!("{}", row.connect_line());
                 }
             }
-            BenchScenario::Chat { members, rate, duration, redis, no_pin } => {
-                let bench =
-                    crate::bench::chat::ChatBench { members, rate, duration, redis, pin: !no_pin };
-                println!("{}", crate::bench::chat::run(bench).await?.line());
+            BenchScenario::Chat { members, rate, duration, redis, nginx, no_pin } => {
+                let bench = crate::bench::chat::ChatBench {
+                    members,
+                    rate,
+                    duration,
+                    redis,
+                    nginx,
+                    pin: !no_pin,
+                };
+                chat(bench).await?;
             }
             BenchScenario::Exec { mib, keystrokes, no_pin } => {
                 let bench = crate::bench::exec::ExecBench { mib, keystrokes, pin: !no_pin };
@@ -444,6 +453,17 @@ async fn roundtrip(benches: Vec<crate::bench::roundtrip::RoundtripBench>) -> any
 }
 
 /// The soak's report; a failure exit when it counted errors.
+async fn chat(bench: crate::bench::chat::ChatBench) -> anyhow::Result<()> {
+    let reports = crate::bench::chat::run(bench).await?;
+    for report in &reports {
+        println!("{}", report.line());
+    }
+    if let Some(ratio) = crate::bench::chat::ratio_line(&reports) {
+        println!("{ratio}");
+    }
+    Ok(())
+}
+
 async fn soak(bench: crate::bench::soak::SoakBench) -> anyhow::Result<ExitCode> {
     let report = crate::bench::soak::run(bench).await?;
     for line in report.lines() {
