@@ -195,11 +195,19 @@ fn parent_of(pid: u32) -> Option<u32> {
 /// group. A group is never wider than a session (a process may join only a group of its own
 /// session), so the group adds no process the session rule, where it can be read, would refuse.
 fn in_server_session(pid: i32) -> bool {
-    let theirs = pid.unsigned_abs();
-    [SESSION, PROCESS_GROUP].into_iter().any(|field| {
-        let ours: Option<i32> = stat_field_of("self", field);
-        ours.is_some_and(|id| id > 0) && ours == stat_field(theirs, field)
-    })
+    let (Some(ours), Some(theirs)) =
+        (session_and_group("self"), session_and_group(&pid.unsigned_abs().to_string()))
+    else {
+        return false;
+    };
+    let same = |ours: i32, theirs: i32| ours > 0 && ours == theirs;
+    same(ours.0, theirs.0) || same(ours.1, theirs.1)
+}
+
+/// The session and the process group of `/proc/<process>/stat`, from one read of it.
+fn session_and_group(process: &str) -> Option<(i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
+    Some((stat_field_in(&stat, SESSION)?, stat_field_in(&stat, PROCESS_GROUP)?))
 }
 
 /// The fields of `/proc/<pid>/stat`, counted after the command as [`stat_field`] does.
@@ -210,12 +218,12 @@ const SESSION: usize = 3;
 /// Field `n` after the command of `/proc/<pid>/stat` (0: state, 1: parent, 2: process group,
 /// 3: session).
 fn stat_field<T: std::str::FromStr>(pid: u32, n: usize) -> Option<T> {
-    stat_field_of(&pid.to_string(), n)
+    stat_field_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, n)
 }
 
-/// Field `n` after the command of `/proc/<process>/stat`, `process` a pid or `self`.
-fn stat_field_of<T: std::str::FromStr>(process: &str, n: usize) -> Option<T> {
-    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
+/// Field `n` after the command in the text of a `stat` file (the command may hold spaces and
+/// parentheses, so the fields start after its last `)`).
+fn stat_field_in<T: std::str::FromStr>(stat: &str, n: usize) -> Option<T> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(n)?.parse().ok()
 }
