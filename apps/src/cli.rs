@@ -122,6 +122,19 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// A bench run, unless a signal comes first: then the run's future is dropped, which stops the
+/// servers (and nginx) it started, and the run ends as an error, reporting nothing it measured.
+/// A bench that kept going would report the load it had left as if it had carried it.
+async fn interruptible(
+    run: impl Future<Output = anyhow::Result<ExitCode>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        done = run => done,
+        () = shutdown.cancelled() => anyhow::bail!("interrupted: the run was stopped before it ended"),
+    }
+}
+
 /// Runs the command until it ends or a signal cancels `shutdown`.
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
@@ -141,7 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BasicClient(args) => return Ok(basic_client(args, shutdown).await),
         Command::BidiServer(args) => bidi_server(args, shutdown).await,
         Command::BidiClient(args) => bidi_client(args, shutdown).await,
-        Command::Bench { scenario } => return scenario.run().await,
+        Command::Bench { scenario } => return interruptible(scenario.run(), &shutdown).await,
         Command::BenchTarget(args) => {
             // Run by hand: nobody will order events, but the server still serves streams.
             let commands =

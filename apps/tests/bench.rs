@@ -144,6 +144,88 @@ async fn chat_behind_nginx_delivers_every_message_on_one_instance_and_on_two() {
     assert!(ratio.parse::<f64>().unwrap() > 0.0, "{ratio}");
 }
 
+/// The children of `parent` whose command (`/proc/<pid>/comm`) is `command`.
+fn children_named(parent: u32, command: &str) -> Vec<u32> {
+    let pids = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+    pids.filter(|pid: &u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        ppid == Some(parent) && comm.trim() == command
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn an_interrupted_bench_stops_its_servers_and_nginx_and_reports_nothing() {
+    use sse_core::testing::programs::installed;
+    if !installed(&["nginx"], "nginx-light") {
+        return;
+    }
+    let args = [
+        "bench",
+        "chat",
+        "--members",
+        "5",
+        "--rate",
+        "5",
+        "--duration",
+        "60s",
+        "--no-pin",
+        "--nginx",
+    ];
+    let bench = Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = bench.id().unwrap();
+    // Nginx is the last thing started before the load: once it runs, the run is under way.
+    let (nginx, servers) = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let nginx = children_named(pid, "nginx");
+            if !nginx.is_empty() {
+                return (nginx, children_named(pid, "sse-apps"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("nginx started");
+    assert_eq!(servers.len(), 1, "the chat instance");
+
+    let pid = rustix::process::Pid::from_raw(pid.try_into().unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), bench.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "an interrupted run fails: {stdout}");
+    assert!(stdout.is_empty(), "nothing reported of a run cut short: {stdout}");
+    assert!(stderr.contains("error: interrupted"), "{stderr}");
+    // Gone, or a zombie left for init to reap: not running either way. A SIGKILL sent as the
+    // bench ended may still be on its way, hence the watchdog.
+    let running = |child: &u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, None | Some("Z"))
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while nginx.iter().chain(&servers).any(running) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("nginx and the chat instance stopped with the bench");
+}
+
 #[tokio::test]
 async fn roundtrip_answers_every_request() {
     let args =

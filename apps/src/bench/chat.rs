@@ -125,18 +125,25 @@ pub async fn run(bench: ChatBench) -> anyhow::Result<Vec<ChatReport>> {
 /// The last report's p99 as a multiple of the first's: what the second instance costs.
 pub fn ratio_line(reports: &[ChatReport]) -> Option<String> {
     let (one, two) = (reports.first()?, reports.get(1)?);
-    let ratio = two.latency.p99.as_secs_f64() / one.latency.p99.as_secs_f64().max(1e-9);
-    Some(format!("chat: two instances' p99 ÷ one instance's: {ratio:.2}"))
+    let (one, two) = (one.latency.p99.as_secs_f64(), two.latency.p99.as_secs_f64());
+    let ratio = if one > 0.0 && two > 0.0 { format!("{:.2}", two / one) } else { "n/a".into() };
+    Some(format!("chat: two instances' p99 ÷ one instance's: {ratio}"))
 }
 
 /// One instance with SQLite, or (`redis`) two sharing that Redis; behind nginx if asked.
 async fn run_one(bench: &ChatBench, redis: Option<&String>) -> anyhow::Result<ChatReport> {
+    let mut args = vec!["chat"];
+    if bench.nginx {
+        // As the shipped configuration's instances are started: believing its X-Forwarded-For.
+        args.extend(["--trusted-proxy", "127.0.0.1"]);
+    }
     let mut servers = Vec::new();
     match redis {
-        None => servers.push(server::launch(&["chat"], bench.pin).await?),
+        None => servers.push(server::launch(&args, bench.pin).await?),
         Some(url) => {
+            args.extend(["--redis", url.as_str()]);
             for _ in 0..2 {
-                servers.push(server::launch(&["chat", "--redis", url], bench.pin).await?);
+                servers.push(server::launch(&args, bench.pin).await?);
             }
         }
     }
@@ -145,7 +152,7 @@ async fn run_one(bench: &ChatBench, redis: Option<&String>) -> anyhow::Result<Ch
     let proxy = if bench.nginx {
         let upstreams: Vec<String> =
             bases.iter().map(|b| b.trim_start_matches("http://").to_owned()).collect();
-        Some(nginx::start(&upstreams, pinned).await?)
+        Some(nginx::start(&upstreams, bench.members, pinned).await?)
     } else {
         None
     };

@@ -92,6 +92,11 @@ fn open_descriptors() -> Option<u64> {
 /// here, anything else handed to the returned channel (to be answered with [`reply`]).
 pub fn serve_if_asked() -> Option<mpsc::UnboundedReceiver<String>> {
     std::env::var_os(ENV)?;
+    // A bench that dies (or is killed) takes its servers with it, rather than leave them serving.
+    let death = Some(rustix::process::Signal::TERM);
+    if let Err(error) = rustix::process::set_parent_process_death_signal(death) {
+        eprintln!("warning: this server will outlive its bench if the bench is killed: {error}");
+    }
     let (commands, received) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {

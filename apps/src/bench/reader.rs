@@ -63,6 +63,9 @@ pub async fn read_events(
     });
     if !read.await {
         eprintln!("a reader could not connect");
+        // Counted all the same, so the run goes on without it and its loss shows in the share
+        // delivered, rather than the run waiting a minute for it.
+        connected.one_more();
     }
 }
 
@@ -113,9 +116,30 @@ pub async fn read_body(
         }
         head.extend_from_slice(&buffer[..n]);
         let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        if !is_200(&head) {
+            // A refusal (a 502 from a proxy, a 503 at a cap) is no stream: never counted in.
+            break;
+        }
         in_body = true;
         connected.one_more();
         on_body(&head[end + 4..]);
     }
     in_body
+}
+
+/// Whether a response head's status line says `200`.
+fn is_200(head: &[u8]) -> bool {
+    head.starts_with(b"HTTP/1.") && matches!(head.get(8..13), Some(b" 200 " | b" 200\r"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_200_head_starts_a_stream() {
+        assert!(super::is_200(b"HTTP/1.1 200 OK\r\n\r\n"));
+        assert!(super::is_200(b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"));
+        assert!(!super::is_200(b"HTTP/1.1 502 Bad Gateway\r\n\r\n"));
+        assert!(!super::is_200(b"HTTP/1.1 2000\r\n\r\n"));
+        assert!(!super::is_200(b"junk"));
+    }
 }

@@ -452,7 +452,7 @@ async fn roundtrip(benches: Vec<crate::bench::roundtrip::RoundtripBench>) -> any
     Ok(())
 }
 
-/// The soak's report; a failure exit when it counted errors.
+/// The chat's report: a line for each set-up run, then the ratio of their p99s.
 async fn chat(bench: crate::bench::chat::ChatBench) -> anyhow::Result<()> {
     let reports = crate::bench::chat::run(bench).await?;
     for report in &reports {
@@ -464,6 +464,7 @@ async fn chat(bench: crate::bench::chat::ChatBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The soak's report; a failure exit when it counted errors.
 async fn soak(bench: crate::bench::soak::SoakBench) -> anyhow::Result<ExitCode> {
     let report = crate::bench::soak::run(bench).await?;
     for line in report.lines() {

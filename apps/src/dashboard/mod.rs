@@ -94,10 +94,10 @@ impl DashboardConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The audit log cannot be opened.
-    #[error("cannot open the dashboard's audit log: {0}")]
+    #[error("cannot open the dashboard's audit log")]
     Audit(#[from] std::io::Error),
     /// The machine cannot be measured.
-    #[error("cannot read system metrics: {0}")]
+    #[error("cannot read system metrics")]
     System(#[from] sysinfo::Error),
 }
 

@@ -208,6 +208,15 @@ mod tests {
         assert!(log.newest(10).is_empty());
     }
 
+    #[test]
+    fn a_pipe_nothing_reads_is_refused_at_once_rather_than_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unread.jsonl");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &path, rustix::fs::Mode::from(0o600)).unwrap();
+        let error = AuditLog::open(dir.path(), "unread.jsonl").unwrap_err();
+        assert!(error.to_string().contains("unread.jsonl is a named pipe that nothing reads"));
+    }
+
     #[tokio::test]
     async fn a_record_that_cannot_be_written_is_an_error_and_is_not_kept() {
         // A pipe whose reader has gone: the open succeeds and every write fails (EPIPE).

@@ -84,13 +84,20 @@ fn ours_alone(dir: &Path) -> io::Result<()> {
 
 /// Opens the data file at `path` as `options` say: created 0600, never through a symlink (an
 /// error naming the link), and made 0600 if it is a regular file others could read or write.
+///
+/// The open itself does not block: opened for writing, a FIFO with nothing reading it (a log
+/// shipper not started, or a pipe someone planted) is an error at once, where a blocking open
+/// would hold up the server's start until a reader came, deaf even to SIGTERM. Once open, the
+/// file is made blocking again, so that writes to a pipe wait for its reader as a log's should.
 pub fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
-    let nofollow = OFlags::NOFOLLOW.bits() as i32;
+    let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32;
     let file = options
         .mode(FILE_MODE)
-        .custom_flags(nofollow)
+        .custom_flags(flags)
         .open(path)
-        .map_err(|error| symlink_named(path, error))?;
+        .map_err(|error| named(path, error))?;
+    let status = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, status - OFlags::NONBLOCK)?;
     tighten(&file)?;
     Ok(file)
 }
@@ -103,7 +110,7 @@ pub fn tighten_if_present(path: &Path) -> io::Result<()> {
     match OpenOptions::new().read(true).custom_flags(flags).open(path) {
         Ok(file) => tighten(&file),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(symlink_named(path, error)),
+        Err(error) => Err(named(path, error)),
     }
 }
 
@@ -129,9 +136,20 @@ fn tighten(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// `O_NOFOLLOW` refuses a symlink with ELOOP ("too many levels of symbolic links"), which
-/// names neither the file nor the reason; this does both.
-fn symlink_named(path: &Path, error: io::Error) -> io::Error {
+/// An error opening `path` as a data file, told in terms of what to do. `O_NOFOLLOW` refuses a
+/// symlink with ELOOP ("too many levels of symbolic links") and a non-blocking open refuses a
+/// FIFO nothing reads with ENXIO ("no such device or address"): neither names the file or the
+/// reason, and this does both.
+fn named(path: &Path, error: io::Error) -> io::Error {
+    if error.raw_os_error() == Some(Errno::NXIO.raw_os_error()) {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a named pipe that nothing reads; start its reader first, or remove it",
+                path.display()
+            ),
+        );
+    }
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if error.raw_os_error() != Some(Errno::LOOP.raw_os_error()) || !is_link {
         return error;
