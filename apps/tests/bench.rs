@@ -144,18 +144,28 @@ async fn chat_behind_nginx_delivers_every_message_on_one_instance_and_on_two() {
     assert!(ratio.parse::<f64>().unwrap() > 0.0, "{ratio}");
 }
 
+/// Field `n` after the command of `/proc/<pid>/stat` (1: parent, 2: process group).
+fn stat_field(pid: u32, n: usize) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(n)?.parse().ok()
+}
+
+/// Every process in the process group `group`: nginx's master and its workers.
+fn in_group(group: u32) -> Vec<u32> {
+    let pids = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+    pids.filter(|pid: &u32| stat_field(*pid, 2) == Some(group)).collect()
+}
+
 /// The children of `parent` whose command (`/proc/<pid>/comm`) is `command`.
 fn children_named(parent: u32, command: &str) -> Vec<u32> {
     let pids = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
     pids.filter(|pid: &u32| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        ppid == Some(parent) && comm.trim() == command
+        stat_field(*pid, 1) == Some(parent) && comm.trim() == command
     })
     .collect()
 }
@@ -198,6 +208,19 @@ async fn an_interrupted_bench_stops_its_servers_and_nginx_and_reports_nothing() 
     .await
     .expect("nginx started");
     assert_eq!(servers.len(), 1, "the chat instance");
+    // nginx is the leader of its own group: the master and, once it has forked them, its two
+    // workers.
+    let nginx: Vec<u32> = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let group = in_group(nginx[0]);
+            if group.len() == 3 {
+                return group;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("nginx's two workers started");
 
     let pid = rustix::process::Pid::from_raw(pid.try_into().unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
@@ -705,7 +728,7 @@ async fn start(args: &[&str]) -> Started {
     let mut child = Command::new(BIN)
         .args(args)
         .args(["--addr", "127.0.0.1:0"])
-        .env("SSE_APPS_BENCH_CONTROL", "1")
+        .env("SSE_APPS_BENCH_CONTROL", std::process::id().to_string())
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

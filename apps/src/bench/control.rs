@@ -1,6 +1,6 @@
 //! The bench's line protocol with a server it started, over the child's stdin and stdout.
 //!
-//! A server started by the bench (with `SSE_APPS_BENCH_CONTROL=1`) reads commands from stdin:
+//! A server started by the bench (with `SSE_APPS_BENCH_CONTROL` set to the bench's pid) reads commands from stdin:
 //! `usage` is answered by every server with its own resource usage, from `getrusage` (the
 //! kernel's per-process counters; `/proc/stat`, machine-wide, misreports on shared machines), its
 //! resident set from `/proc/self/statm` and its open descriptors from `/proc/self/fd`. Any other line goes to the server's own handler
@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 use nix::sys::resource::{UsageWho, getrusage};
 use tokio::sync::mpsc;
 
-/// The environment variable that turns the control channel on.
+/// The environment variable that turns the control channel on: it holds the bench's pid.
 pub const ENV: &str = "SSE_APPS_BENCH_CONTROL";
 
 /// A server's resource usage at one moment.
@@ -91,11 +91,18 @@ fn open_descriptors() -> Option<u64> {
 /// When the bench started this process, answers its commands on a thread of their own: `usage`
 /// here, anything else handed to the returned channel (to be answered with [`reply`]).
 pub fn serve_if_asked() -> Option<mpsc::UnboundedReceiver<String>> {
-    std::env::var_os(ENV)?;
+    let bench = std::env::var(ENV).ok()?;
     // A bench that dies (or is killed) takes its servers with it, rather than leave them serving.
     let death = Some(rustix::process::Signal::TERM);
     if let Err(error) = rustix::process::set_parent_process_death_signal(death) {
         eprintln!("warning: this server will outlive its bench if the bench is killed: {error}");
+    }
+    let parent = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
+    if bench.parse::<i32>().ok() != Some(parent) {
+        // The bench ended before the signal was asked for (this server has a new parent now):
+        // nobody will ever send it.
+        eprintln!("error: the bench that started this server (pid {bench}) has already ended");
+        std::process::exit(1);
     }
     let (commands, received) = mpsc::unbounded_channel();
     std::thread::spawn(move || {

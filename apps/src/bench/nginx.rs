@@ -92,6 +92,8 @@ pub async fn start(upstreams: &[String], streams: usize, pin: bool) -> anyhow::R
     std::fs::write(&path, config(port, upstreams, streams)?)?;
     // Each worker holds two descriptors per stream it carries: let nginx have all this process
     // may (it inherits the limit).
+    // may (it inherits the limit), and put this process's back at once, so that the servers
+    // started after nginx run under the limit the ones before it had.
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let raised = rustix::process::Rlimit { current: limit.maximum, ..limit };
     rustix::process::setrlimit(rustix::process::Resource::Nofile, raised)?;
@@ -104,7 +106,9 @@ pub async fn start(upstreams: &[String], streams: usize, pin: bool) -> anyhow::R
     command.args(["--pdeathsig", "TERM", "--"]).arg(&nginx);
     command.arg("-p").arg(prefix.path()).arg("-c").arg(&path).stdin(Stdio::null());
     command.process_group(0);
-    let child = command.spawn().context("starting nginx")?;
+    let spawned = command.spawn().context("starting nginx");
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+    let child = spawned?;
     let mut nginx = Nginx { base: format!("http://127.0.0.1:{port}"), child, prefix };
     ready(&mut nginx).await?;
     Ok(nginx)
@@ -125,7 +129,8 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
 async fn ready(nginx: &mut Nginx) -> anyhow::Result<()> {
     let health = format!("{}/healthz", nginx.base);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
         if let Some(status) = nginx.child.try_wait()? {
             anyhow::bail!("nginx exited ({status}) before answering on {health}");
         }
@@ -154,7 +159,7 @@ mod tests {
         let upstreams = ["127.0.0.1:9001".into(), "127.0.0.1:9002".into()];
         let two = super::config(9000, &upstreams, 10_000).unwrap();
         assert!(two.contains("server 127.0.0.1:9001;\n        server 127.0.0.1:9002;"));
-        assert!(two.contains("worker_connections 11024;"), "room for every stream in one worker");
+        assert!(two.contains("worker_connections 11024;"), "room for every stream, however split");
         // How requests and streams are proxied is the shipped file's, untouched.
         assert!(two.contains("proxy_buffering off;") && two.contains("keepalive 32;"));
     }

@@ -185,7 +185,7 @@ async fn start(
         }
     }
     command
-        .env(control::ENV, "1")
+        .env(control::ENV, std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

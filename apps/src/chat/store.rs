@@ -141,7 +141,7 @@ impl Store {
         crate::shared::data_dir::create_dir(dir)?;
         let path = dir.join(FILE_NAME);
         // An empty file is an empty database to SQLite.
-        crate::shared::data_dir::open(
+        crate::shared::data_dir::open_regular(
             &path,
             OpenOptions::new().read(true).write(true).create(true),
         )?;

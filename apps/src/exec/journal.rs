@@ -65,8 +65,10 @@ impl Journal {
         let path = data_dir.join(FILE_NAME);
         let past = read(&path, kept)?;
         rewrite(&path, &past)?;
-        let file =
-            crate::shared::data_dir::open(&path, OpenOptions::new().create(true).append(true))?;
+        let file = crate::shared::data_dir::open_regular(
+            &path,
+            OpenOptions::new().create(true).append(true),
+        )?;
         Ok((Journal { file: Arc::new(Mutex::new(file)) }, past))
     }
 
@@ -111,7 +113,7 @@ pub fn interrupted_exit() -> Value {
 
 /// The newest `kept` runs in the journal at `path`, newest first.
 fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
-    let file = match crate::shared::data_dir::open(path, OpenOptions::new().read(true)) {
+    let file = match crate::shared::data_dir::open_regular(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error),
@@ -140,7 +142,7 @@ fn read(path: &Path, kept: usize) -> std::io::Result<Vec<PastRun>> {
 /// Replaces the journal at `path` with `past` (oldest first), each run started and ended.
 fn rewrite(path: &Path, past: &[PastRun]) -> std::io::Result<()> {
     let aside = PathBuf::from(format!("{}.new", path.display()));
-    let mut file = crate::shared::data_dir::open(
+    let mut file = crate::shared::data_dir::open_regular(
         &aside,
         OpenOptions::new().write(true).create(true).truncate(true),
     )?;

@@ -18,7 +18,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use rustix::fs::OFlags;
@@ -102,6 +102,24 @@ pub fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     Ok(file)
 }
 
+/// [`open`], for a file that must be a regular file (a journal, a database): anything else (a
+/// pipe, a socket, a device) is an error naming it. A FIFO opened for reading would otherwise
+/// hold up the start until someone wrote to it, or be replaced by a rename without a word.
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    let file = open(path, options)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file (a pipe, a socket or a device); remove it, or give \
+                 --data-dir a directory of the server's own",
+                path.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
 /// Makes the regular file at `path` 0600 if it exists (a file SQLite opens itself, left by an
 /// older version). Not through a symlink; a missing file is no error.
 pub fn tighten_if_present(path: &Path) -> io::Result<()> {
@@ -141,7 +159,8 @@ fn tighten(file: &File) -> io::Result<()> {
 /// FIFO nothing reads with ENXIO ("no such device or address"): neither names the file or the
 /// reason, and this does both.
 fn named(path: &Path, error: io::Error) -> io::Error {
-    if error.raw_os_error() == Some(Errno::NXIO.raw_os_error()) {
+    let is_fifo = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    if error.raw_os_error() == Some(Errno::NXIO.raw_os_error()) && is_fifo {
         return io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
