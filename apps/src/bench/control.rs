@@ -1,9 +1,10 @@
 //! The bench's line protocol with a server it started, over the child's stdin and stdout.
 //!
-//! A server started by the bench (with `SSE_APPS_BENCH_CONTROL` set to the bench's pid) reads commands from stdin:
-//! `usage` is answered by every server with its own resource usage, from `getrusage` (the
-//! kernel's per-process counters; `/proc/stat`, machine-wide, misreports on shared machines), its
-//! resident set from `/proc/self/statm` and its open descriptors from `/proc/self/fd`. Any other line goes to the server's own handler
+//! A server started by the bench (with `SSE_APPS_BENCH_CONTROL` set to the bench's pid) reads
+//! commands from stdin. `usage` is answered by every server with its own resource usage: from
+//! `getrusage` (the kernel's per-process counters; `/proc/stat`, machine-wide, misreports on
+//! shared machines), its resident set from `/proc/self/statm` and its open descriptors from
+//! `/proc/self/fd`. Any other line goes to the server's own handler
 //! (the fan-out targets take `publish <rate> <payload> <count>`).
 
 use std::io::{BufRead, Write};
