@@ -123,15 +123,19 @@ pub fn main() -> ExitCode {
 }
 
 /// A bench run, unless a signal comes first: then the run's future is dropped, which stops the
-/// servers (and nginx) it started, and the run ends as an error, reporting nothing it measured.
-/// A bench that kept going would report the load it had left as if it had carried it.
+/// servers (and nginx) it started, and the run ends with code 130, reporting nothing it
+/// measured. A bench that kept going would report the load it had left as if it had carried it.
 async fn interruptible(
     run: impl Future<Output = anyhow::Result<ExitCode>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     tokio::select! {
         done = run => done,
-        () = shutdown.cancelled() => anyhow::bail!("interrupted: the run was stopped before it ended"),
+        () = shutdown.cancelled() => {
+            eprintln!("error: interrupted: the run was stopped before it ended");
+            // The shell's code for a command a signal ended (128 + SIGINT's 2).
+            Ok(ExitCode::from(130))
+        }
     }
 }
 

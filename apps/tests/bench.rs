@@ -230,7 +230,7 @@ async fn an_interrupted_bench_stops_its_servers_and_nginx_and_reports_nothing() 
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "an interrupted run fails: {stdout}");
+    assert_eq!(output.status.code(), Some(130), "an interrupted run fails: {stdout}");
     assert!(stdout.is_empty(), "nothing reported of a run cut short: {stdout}");
     assert!(stderr.contains("error: interrupted"), "{stderr}");
     // Gone, or a zombie left for init to reap: not running either way. A SIGKILL sent as the

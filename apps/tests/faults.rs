@@ -31,7 +31,7 @@ impl Server {
     async fn start() -> Server {
         let mut child = Command::new(BIN)
             .args(["bench-target", "ours", "--addr", "127.0.0.1:0"])
-            .env(ENV, "1")
+            .env(ENV, std::process::id().to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

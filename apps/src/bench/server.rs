@@ -161,14 +161,17 @@ async fn start(
         Program::SseApps { .. } => std::env::current_exe().context("finding this program")?,
         Program::Foreign(path) => path.to_owned(),
     };
-    let mut command = match core {
-        Some(core) => {
-            let mut command = Command::new("taskset");
-            command.args(["-c", &core.to_string()]).arg(&exe);
-            command
-        }
-        None => Command::new(&exe),
+    // `sse-apps` asks for its own death signal (`control::serve_if_asked`); a foreign server
+    // cannot, so setpriv asks for it.
+    let mut program_line = match program {
+        Program::SseApps { .. } => vec![exe.into_os_string()],
+        Program::Foreign(_) => tied_to_bench(&exe),
     };
+    if let Some(core) = core {
+        program_line.splice(0..0, ["taskset".into(), "-c".into(), core.to_string().into()]);
+    }
+    let mut command = Command::new(&program_line[0]);
+    command.args(&program_line[1..]);
     match program {
         Program::SseApps { args, env, caps } => {
             command.args(args).args(["--addr", "127.0.0.1:0"]);
@@ -207,4 +210,23 @@ async fn start(
         }
     });
     Ok((base, child, rest))
+}
+
+/// The command line that runs `program` so that the kernel kills it if this bench dies first:
+/// `setpriv --pdeathsig KILL` (util-linux, as `taskset` is), for programs that cannot ask for it
+/// themselves (the Go ones). Without setpriv, the program alone.
+pub fn tied_to_bench(program: &Path) -> Vec<std::ffi::OsString> {
+    static HAS_SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let has_setpriv = *HAS_SETPRIV.get_or_init(|| {
+        std::process::Command::new("setpriv")
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let program = program.as_os_str().to_owned();
+    if has_setpriv {
+        vec!["setpriv".into(), "--pdeathsig".into(), "KILL".into(), "--".into(), program]
+    } else {
+        vec![program]
+    }
 }

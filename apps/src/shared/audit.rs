@@ -223,6 +223,15 @@ mod tests {
         assert!(error.to_string().contains("unread.jsonl is a named pipe that nothing reads"));
     }
 
+    #[test]
+    fn a_socket_in_place_of_the_log_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let _socket =
+            std::os::unix::net::UnixListener::bind(dir.path().join("sock.jsonl")).unwrap();
+        let error = AuditLog::open(dir.path(), "sock.jsonl").unwrap_err();
+        assert!(error.to_string().contains("sock.jsonl is a socket, not a file"), "{error}");
+    }
+
     #[tokio::test]
     async fn a_record_reaches_a_pipe_that_is_read_and_counts_as_recorded() {
         let dir = tempfile::tempdir().unwrap();

@@ -159,8 +159,17 @@ fn tighten(file: &File) -> io::Result<()> {
 /// FIFO nothing reads with ENXIO ("no such device or address"): neither names the file or the
 /// reason, and this does both.
 fn named(path: &Path, error: io::Error) -> io::Error {
-    let is_fifo = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo());
-    if error.raw_os_error() == Some(Errno::NXIO.raw_os_error()) && is_fifo {
+    let kind = std::fs::symlink_metadata(path).ok().map(|m| m.file_type());
+    if error.raw_os_error() == Some(Errno::NXIO.raw_os_error())
+        && kind.is_some_and(|k| k.is_socket())
+    {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a socket, not a file; remove it", path.display()),
+        );
+    }
+    if error.raw_os_error() == Some(Errno::NXIO.raw_os_error()) && kind.is_some_and(|k| k.is_fifo())
+    {
         return io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(

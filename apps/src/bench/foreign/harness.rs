@@ -31,7 +31,9 @@ pub async fn drive(
     let sessions = bench.sessions.to_string();
     let common = ["-server", &base, "-sessions", &sessions, "-prefix", "go", &keepalive];
 
-    let mut responder = Command::new(&programs.responder)
+    let responder_line = crate::bench::server::tied_to_bench(&programs.responder);
+    let mut responder = Command::new(&responder_line[0])
+        .args(&responder_line[1..])
         .args(common)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -62,7 +64,9 @@ pub async fn drive(
     let watch = Watch::start();
     let started = Instant::now();
     let duration = format!("{}ms", bench.duration.as_millis());
-    let load = Command::new(&programs.load)
+    let load_line = crate::bench::server::tied_to_bench(&programs.load);
+    let load = Command::new(&load_line[0])
+        .args(&load_line[1..])
         .args(common)
         .args(["-duration", &duration])
         .stderr(Stdio::inherit())
