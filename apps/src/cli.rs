@@ -133,7 +133,7 @@ async fn interruptible(
         done = run => done,
         () = shutdown.cancelled() => {
             eprintln!("error: interrupted: the run was stopped before it ended");
-            // The shell's code for a command a signal ended (128 + SIGINT's 2).
+            // The shell's code for a command Ctrl-C ended (128 + SIGINT's 2), for SIGTERM too.
             Ok(ExitCode::from(130))
         }
     }

@@ -167,7 +167,7 @@ async fn a_symlink_where_a_data_file_goes_is_refused_by_name_and_not_written_thr
 /// The apps' start with a FIFO planted where `name` goes, `held` open by someone (read and
 /// write, as a log shipper holds its pipe) or not; on a thread, under the watchdog, so a start
 /// that waits on the pipe fails the test instead of hanging it.
-async fn start_with_fifo_at(name: &'static str, held: bool) -> Result<(), String> {
+fn start_with_fifo_at(name: &'static str, held: bool) -> Result<(), String> {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -175,24 +175,30 @@ async fn start_with_fifo_at(name: &'static str, held: bool) -> Result<(), String
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from(0o600)).unwrap();
     let _holder =
         held.then(|| std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap());
-    let start = tokio::task::spawn_blocking(move || {
-        apps(Core::new(Default::default()), &data).map(drop).map_err(|error| format!("{error:#}"))
+    // A plain thread, not the runtime's: a runtime waits for its blocking threads when dropped,
+    // so a start stuck on the pipe there would hang the test rather than fail it.
+    let (done, outcome) = std::sync::mpsc::channel();
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::spawn(move || {
+        let _in_runtime = runtime.enter(); // the apps spawn their tasks as they start
+        let started = apps(Core::new(Default::default()), &data);
+        let _ = done.send(started.map(drop).map_err(|error| format!("{error:#}")));
     });
-    tokio::time::timeout(WATCHDOG, start).await.expect("the start does not wait on a pipe").unwrap()
+    outcome.recv_timeout(WATCHDOG).expect("the start does not wait on a pipe")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipe_where_a_data_file_goes_is_refused_by_name_unless_it_is_a_read_audit_log() {
     for name in ["chat.sqlite3", "exec-runs.jsonl"] {
         for held in [false, true] {
-            let error = start_with_fifo_at(name, held).await.unwrap_err();
+            let error = start_with_fifo_at(name, held).unwrap_err();
             assert!(error.contains(&format!("{name} is not a regular file")), "{name}: {error}");
         }
     }
     for name in ["dashboard-audit.jsonl", "exec-approvals.jsonl"] {
         // A log shipper's pipe: written, never read back.
-        start_with_fifo_at(name, true).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        let error = start_with_fifo_at(name, false).await.unwrap_err();
+        start_with_fifo_at(name, true).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let error = start_with_fifo_at(name, false).unwrap_err();
         assert!(error.contains(&format!("{name} is a named pipe that nothing reads")), "{error}");
     }
 }

@@ -100,9 +100,13 @@ pub fn serve_if_asked() -> Option<mpsc::UnboundedReceiver<String>> {
     }
     let parent = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
     if bench.parse::<i32>().ok() != Some(parent) {
-        // The bench ended before the signal was asked for (this server has a new parent now):
-        // nobody will ever send it.
-        eprintln!("error: the bench that started this server (pid {bench}) has already ended");
+        // The bench ended before the signal was asked for (this server has a new parent now),
+        // and nobody will ever send it; or the variable was left set in a shell.
+        eprintln!(
+            "error: {ENV}={bench} says a bench with that pid started this process, but its parent \
+             is {parent}: the bench has ended, or the variable was left set (unset it to run \
+             normally)"
+        );
         std::process::exit(1);
     }
     let (commands, received) = mpsc::unbounded_channel();

@@ -214,14 +214,13 @@ async fn start(
 
 /// The command line that runs `program` so that the kernel kills it if this bench dies first:
 /// `setpriv --pdeathsig KILL` (util-linux, as `taskset` is), for programs that cannot ask for it
-/// themselves (the Go ones). Without setpriv, the program alone.
+/// themselves (the Go ones). Without a setpriv that has `--pdeathsig` (util-linux 2.33 on), the
+/// program alone.
 pub fn tied_to_bench(program: &Path) -> Vec<std::ffi::OsString> {
     static HAS_SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let has_setpriv = *HAS_SETPRIV.get_or_init(|| {
-        std::process::Command::new("setpriv")
-            .arg("--help")
-            .output()
-            .is_ok_and(|o| o.status.success())
+        let probe = ["--pdeathsig", "KILL", "--", "true"];
+        std::process::Command::new("setpriv").args(probe).output().is_ok_and(|o| o.status.success())
     });
     let program = program.as_os_str().to_owned();
     if has_setpriv {

@@ -106,16 +106,26 @@ pub fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
 /// pipe, a socket, a device) is an error naming it. A FIFO opened for reading would otherwise
 /// hold up the start until someone wrote to it, or be replaced by a rename without a word.
 pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
-    let file = open(path, options)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
+    let not_regular = || {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "{} is not a regular file (a pipe, a socket or a device); remove it, or give \
                  --data-dir a directory of the server's own",
                 path.display()
             ),
-        ));
+        )
+    };
+    let file = match open(path, options) {
+        Ok(file) => file,
+        // A pipe nothing reads, opened for writing: no reader would make it a regular file.
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo()) => {
+            return Err(not_regular());
+        }
+        Err(error) => return Err(error),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
     }
     Ok(file)
 }
